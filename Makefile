@@ -1,0 +1,49 @@
+# Cairn — convenience wrapper around CMake. Every target first makes sure the
+# system packages are there (scripts/setup.sh installs only what is missing).
+#
+#   make run        build and start Cairn on ./cairn-data
+#   make test       build and run the fast tests (ctest)
+#   make test-asan  the fast tests under ASan+UBSan
+#   make test-tsan  the concurrency tests under TSan
+#   make test-long  the long runs (10,000 power cuts, ...)
+#   make bench      benchmarks, side by side with the raw disk
+JOBS ?= 2
+CMAKE_FLAGS ?=
+WERROR ?= $(or $(CAIRN_WERROR),ON)
+
+.PHONY: all setup build run test test-asan test-tsan test-long bench clean
+
+all: build
+
+setup:
+	@CAIRN_SETUP_QUIET=1 scripts/setup.sh
+
+build: setup
+	@cmake -S . -B build -DCAIRN_WERROR=$(WERROR) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build -j $(JOBS)
+
+run: build
+	@scripts/run.sh
+
+test: build
+	cd build && ctest --output-on-failure -j $(JOBS) -LE long
+
+test-asan: setup
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=address -DCAIRN_WERROR=$(WERROR) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j $(JOBS) -LE long
+
+test-tsan: setup
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=thread -DCAIRN_WERROR=$(WERROR) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L concurrency
+
+test-long: build
+	cd build && ctest --output-on-failure -j $(JOBS) -L long
+
+bench: build
+	./build/cairn-bench wal
+
+clean:
+	rm -rf build build-asan build-tsan

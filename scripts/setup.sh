@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# setup.sh — install the Debian/Ubuntu packages Cairn needs to build, test
+# and benchmark, and only those that are missing. Idempotent: a second run
+# installs nothing and says so. Used by every `make` target.
+set -euo pipefail
+
+# One list, kept here only. Build tools, then libraries (DESIGN.md's table).
+PACKAGES=(
+  gcc make cmake pkg-config
+  libxxhash-dev libzstd-dev liblz4-dev libuv1-dev libssl-dev
+  libcmocka-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  [ -n "${CAIRN_SETUP_QUIET:-}" ] || echo "setup: all ${#PACKAGES[@]} required packages are installed"
+  exit 0
+fi
+
+echo "setup: installing missing packages: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+  else
+    echo "setup: need root (or sudo) to install: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "setup: done"

@@ -1,0 +1,1011 @@
+/*
+ * wal.c — segmented write-ahead log: append, group commit, rotation,
+ * truncation/archival. Recovery lives in wal_recover.c.
+ *
+ * Invariants (see also docs/format/wal.md):
+ *   - LSNs strictly increase; LSNs of failed records are never reused within
+ *     one open handle.
+ *   - Only the leader (the thread that set leader_active under mu) touches
+ *     the current segment file and the cur_* fields; it drops mu while it does
+ *     I/O. So writes to a segment are never concurrent.
+ *   - Every segment but the newest is sealed: trimmed to its last good record
+ *     and synced, before the next one is created.
+ *   - durable_lsn / written_lsn: every LSN <= them that is not in a failed
+ *     range is synced / written to the OS.
+ *   - After a sync failure `sticky` is set and never cleared: the log is
+ *     read-only for the rest of the handle's life.
+ *
+ * Locking: one mutex (mu) guards all shared state: the pending buffer, LSN
+ * counters, failed ranges, callbacks, segment list, stats. cv_ack wakes
+ * waiters after each leader round; cv_bg wakes the background thread.
+ * Durability callbacks run while the caller still holds leadership (so they
+ * fire in LSN order) but without mu. trunc_mu serializes truncations.
+ */
+#include "wal/wal_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "cairn.h"
+#include "util/coding.h"
+
+/* ---------- small helpers ---------- */
+
+uint64_t cairn_wal_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+char *cairn_wal_segment_path(const char *dir, uint64_t first_lsn)
+{
+    size_t n = strlen(dir) + 32;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/wal-%020" PRIu64 ".log", dir, first_lsn);
+    return p;
+}
+
+void cairn_wal_encode_segment_header(uint8_t out[CAIRN_WAL_SEGMENT_HEADER_SIZE],
+                                     uint64_t first_lsn, uint64_t prev_lsn,
+                                     uint64_t created_us)
+{
+    memcpy(out, CAIRN_WAL_MAGIC, 8);
+    cairn_put_u32(out + 8, CAIRN_WAL_FORMAT_VERSION);
+    cairn_put_u32(out + 12, CAIRN_WAL_SEGMENT_HEADER_SIZE);
+    cairn_put_u64(out + 16, first_lsn);
+    cairn_put_u64(out + 24, prev_lsn);
+    cairn_put_u64(out + 32, created_us);
+    cairn_put_u64(out + 40, XXH3_64bits(out, 40));
+}
+
+uint64_t cairn_wal_record_checksum(const uint8_t *hdr, uint64_t payload_hash)
+{
+    return XXH3_64bits_withSeed(hdr + 8, 16, payload_hash);
+}
+
+void cairn_wal_options_init(cairn_wal_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->segment_size = CAIRN_WAL_DEFAULT_SEGMENT_SIZE;
+    o->sync_mode = CAIRN_WAL_SYNC_ALWAYS;
+    o->sync_interval_ms = 1000;
+    o->preallocate = true;
+    o->max_record = CAIRN_WAL_DEFAULT_MAX_RECORD;
+    o->archive_level = 19;
+}
+
+/* ---------- shared-state helpers (mu held) ---------- */
+
+static int add_failed(cairn_wal *w, uint64_t lo, uint64_t hi, int err)
+{
+    if (lo == 0 || hi < lo)
+        return 0;
+    w->stats.failed_records += hi - lo + 1;
+    if (w->nfailed > 0) {
+        wal_failed_range *last = &w->failed[w->nfailed - 1];
+        if (last->hi + 1 == lo && last->err == err) {
+            last->hi = hi;
+            return 0;
+        }
+    }
+    if (w->nfailed == w->capfailed) {
+        size_t nc = w->capfailed ? w->capfailed * 2 : 8;
+        wal_failed_range *nf = realloc(w->failed, nc * sizeof *nf);
+        if (!nf)
+            return CAIRN_ENOMEM;
+        w->failed = nf;
+        w->capfailed = nc;
+    }
+    w->failed[w->nfailed++] = (wal_failed_range){lo, hi, err};
+    return 0;
+}
+
+static int failed_status(const cairn_wal *w, uint64_t lsn)
+{
+    for (size_t i = w->nfailed; i > 0; i--) {
+        const wal_failed_range *r = &w->failed[i - 1];
+        if (lsn >= r->lo && lsn <= r->hi)
+            return r->err;
+    }
+    return 0;
+}
+
+static uint64_t ack_lsn(const cairn_wal *w)
+{
+    return w->opts.sync_mode == CAIRN_WAL_SYNC_ALWAYS ? w->durable_lsn
+                                                      : w->written_lsn;
+}
+
+/* 0 acknowledged, 1 still pending, <0 failed with that error. */
+static int lsn_status(const cairn_wal *w, uint64_t lsn, bool need_durable)
+{
+    int f = failed_status(w, lsn);
+    if (f)
+        return f;
+    uint64_t a = need_durable ? w->durable_lsn : ack_lsn(w);
+    if (lsn <= a)
+        return 0;
+    if (w->sticky)
+        return w->sticky;
+    return 1;
+}
+
+/* Fail everything still pending (mu held). Used once the log is read-only. */
+static void fail_pending(cairn_wal *w, int err)
+{
+    if (w->pend_count > 0) {
+        add_failed(w, w->pend_first, w->next_lsn - 1, err);
+        w->pend_len = 0;
+        w->pend_count = 0;
+        w->pend_first = 0;
+    }
+}
+
+/* ---------- leader I/O (leader role held, mu NOT held) ---------- */
+
+static int seg_list_push(cairn_wal *w, uint64_t first, uint64_t prev)
+{
+    if (w->nsegs == w->capsegs) {
+        size_t nc = w->capsegs ? w->capsegs * 2 : 16;
+        wal_seg_info *ns = realloc(w->segs, nc * sizeof *ns);
+        if (!ns)
+            return CAIRN_ENOMEM;
+        w->segs = ns;
+        w->capsegs = nc;
+    }
+    w->segs[w->nsegs++] = (wal_seg_info){first, prev};
+    return 0;
+}
+
+/* Seal the current segment: trim to cur_off and sync; an empty one is
+ * removed. Any failure here is sticky (the segment's state is unknown). */
+static int seal_current(cairn_wal *w)
+{
+    if (!w->cur)
+        return 0;
+    int rc = 0;
+    char *path = cairn_wal_segment_path(w->dir, w->cur_first);
+    if (!path)
+        return CAIRN_ENOMEM;
+    if (w->cur_records == 0) {
+        cairn_file_close(w->cur);
+        w->cur = NULL;
+        rc = cairn_env_unlink(w->env, path);
+        if (rc == 0)
+            rc = cairn_env_sync_dir(w->env, w->dir);
+        if (rc == 0) {
+            pthread_mutex_lock(&w->mu);
+            if (w->nsegs > 0 && w->segs[w->nsegs - 1].first_lsn == w->cur_first)
+                w->nsegs--;
+            pthread_mutex_unlock(&w->mu);
+        }
+    } else {
+        uint64_t size = 0;
+        rc = cairn_file_size(w->cur, &size);
+        if (rc == 0 && size != w->cur_off)
+            rc = cairn_file_truncate(w->cur, w->cur_off);
+        if (rc == 0 && (w->cur_dirty || size != w->cur_off)) {
+            rc = cairn_file_sync(w->cur, CAIRN_SYNC_DATA);
+            pthread_mutex_lock(&w->mu);
+            w->stats.syncs++;
+            pthread_mutex_unlock(&w->mu);
+        }
+        int crc = cairn_file_close(w->cur);
+        if (rc == 0)
+            rc = crc;
+        w->cur = NULL;
+        if (rc == 0) {
+            w->cur_dirty = false;
+            w->synced_upto = w->cur_last_lsn;
+        }
+    }
+    free(path);
+    return rc;
+}
+
+/* Create and open a fresh segment whose first record will be first_lsn. */
+static int create_segment(cairn_wal *w, uint64_t first_lsn)
+{
+    char *path = cairn_wal_segment_path(w->dir, first_lsn);
+    if (!path)
+        return CAIRN_ENOMEM;
+    cairn_file *f = NULL;
+    int rc = cairn_env_open(w->env, path,
+                            CAIRN_OPEN_WRITE | CAIRN_OPEN_CREATE |
+                                CAIRN_OPEN_TRUNC,
+                            &f);
+    uint8_t hdr[CAIRN_WAL_SEGMENT_HEADER_SIZE];
+    if (rc == 0 && w->opts.preallocate)
+        rc = cairn_file_allocate(f, 0, w->opts.segment_size);
+    if (rc == 0) {
+        cairn_wal_encode_segment_header(hdr, first_lsn, w->last_good_lsn,
+                                        cairn_wal_now_us());
+        rc = cairn_file_write_at(f, 0, hdr, sizeof hdr);
+    }
+    if (rc == 0)
+        rc = cairn_file_sync(f, CAIRN_SYNC_DATA);
+    if (rc == 0)
+        rc = cairn_env_sync_dir(w->env, w->dir);
+    if (rc != 0) {
+        /* Leave nothing half-made behind if we can; recovery copes if not. */
+        if (f)
+            cairn_file_close(f);
+        cairn_env_unlink(w->env, path);
+        free(path);
+        return rc;
+    }
+    free(path);
+    pthread_mutex_lock(&w->mu);
+    rc = seg_list_push(w, first_lsn, w->last_good_lsn);
+    w->stats.rotations += w->cur_first ? 1 : 0;
+    pthread_mutex_unlock(&w->mu);
+    w->cur = f;
+    w->cur_first = first_lsn;
+    w->cur_off = CAIRN_WAL_SEGMENT_HEADER_SIZE;
+    w->cur_records = 0;
+    w->cur_last_lsn = w->last_good_lsn;
+    w->cur_dirty = false;
+    w->need_new_segment = false;
+    return rc;
+}
+
+/* Result of writing one batch. */
+typedef struct batch_result {
+    uint64_t written_upto; /* last LSN written (0: none) */
+    uint64_t synced_upto;  /* last LSN synced (0: none) */
+    uint64_t fail_lo;      /* failed LSNs: fail_lo..max(fail_hi, batch end) */
+    uint64_t fail_hi;
+    int fail_err;
+    int sticky;            /* nonzero: the log must turn read-only */
+} batch_result;
+
+static uint64_t rec_lsn(const uint8_t *rec) { return cairn_get_u64(rec + 8); }
+static size_t rec_size(const uint8_t *rec)
+{
+    return CAIRN_WAL_RECORD_HEADER_SIZE + cairn_get_u32(rec + 16);
+}
+
+/* A sync (or seal) failed: nothing written since the last good sync can be
+ * trusted, in any mode, and the log turns read-only. */
+static void sticky_failure(cairn_wal *w, batch_result *res, int rc)
+{
+    res->fail_lo = w->synced_upto + 1;
+    res->fail_hi = w->cur_last_lsn;
+    res->fail_err = rc;
+    res->sticky = rc;
+}
+
+static void write_batch(cairn_wal *w, const uint8_t *buf, size_t len,
+                        bool do_sync, batch_result *res)
+{
+    memset(res, 0, sizeof *res);
+    size_t off = 0;
+    uint64_t nwrites = 0, nbytes = 0;
+    while (off < len) {
+        uint64_t first = rec_lsn(buf + off);
+        if (w->need_new_segment || !w->cur) {
+            int rc = seal_current(w);
+            if (rc != 0) {
+                sticky_failure(w, res, rc);
+                return;
+            }
+            if (w->synced_upto > res->synced_upto)
+                res->synced_upto = w->synced_upto;
+            rc = create_segment(w, first);
+            if (rc != 0) {
+                w->need_new_segment = true;
+                res->fail_lo = first;
+                res->fail_err = rc;
+                if (rc == CAIRN_ENOMEM)
+                    res->sticky = rc;
+                return;
+            }
+        }
+        /* Gather the records that fit in this segment (at least one). */
+        size_t start = off;
+        uint64_t n = 0;
+        while (off < len) {
+            size_t rs = rec_size(buf + off);
+            if (w->cur_records + n > 0 &&
+                w->cur_off + (off - start) + rs > w->opts.segment_size)
+                break;
+            off += rs;
+            n++;
+        }
+        int rc = cairn_file_write_at(w->cur, w->cur_off, buf + start,
+                                     off - start);
+        if (rc != 0) {
+            /* The bytes may be partly on disk: the segment is sealed at
+             * cur_off and the next records go to a new segment. */
+            w->need_new_segment = true;
+            res->fail_lo = first;
+            res->fail_err = rc;
+            break;
+        }
+        nwrites++;
+        nbytes += off - start;
+        w->cur_off += off - start;
+        w->cur_records += n;
+        w->cur_last_lsn = first + n - 1; /* LSNs in a batch are consecutive */
+        w->last_good_lsn = w->cur_last_lsn;
+        w->cur_dirty = true;
+        res->written_upto = w->cur_last_lsn;
+        if (off < len)
+            w->need_new_segment = true; /* segment full */
+    }
+    if (do_sync && w->cur && w->cur_dirty && !res->fail_lo) {
+        int rc = cairn_file_sync(w->cur, CAIRN_SYNC_DATA);
+        pthread_mutex_lock(&w->mu);
+        w->stats.syncs++;
+        pthread_mutex_unlock(&w->mu);
+        if (rc != 0) {
+            sticky_failure(w, res, rc);
+            return;
+        }
+        w->cur_dirty = false;
+        w->synced_upto = w->cur_last_lsn;
+    }
+    if (w->synced_upto > res->synced_upto)
+        res->synced_upto = w->synced_upto;
+    pthread_mutex_lock(&w->mu);
+    w->stats.bytes += nbytes;
+    if (nwrites)
+        w->stats.group_commits++;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* ---------- leader rounds ---------- */
+
+typedef struct fired_cb {
+    uint64_t lsn;
+    cairn_wal_ack_fn cb;
+    void *arg;
+    int status;
+} fired_cb;
+
+/* Pop every callback whose LSN is settled (mu held). Caller frees *out. */
+static size_t collect_callbacks(cairn_wal *w, fired_cb **out)
+{
+    size_t n = 0;
+    while (n < w->ncbs) {
+        wal_ack_cb *c = &w->cbs[n];
+        int st = lsn_status(w, c->lsn, false);
+        if (st == 1)
+            break;
+        n++;
+    }
+    /* Later callbacks may be settled too if an earlier LSN failed later...
+     * callbacks are sorted by LSN and settlement is monotone in LSN except
+     * for failed ranges, which are settled as well, so the prefix is all. */
+    if (n == 0) {
+        *out = NULL;
+        return 0;
+    }
+    fired_cb *v = malloc(n * sizeof *v);
+    if (!v) {
+        *out = NULL;
+        return 0; /* try again next round */
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i].lsn = w->cbs[i].lsn;
+        v[i].cb = w->cbs[i].cb;
+        v[i].arg = w->cbs[i].arg;
+        v[i].status = lsn_status(w, w->cbs[i].lsn, false);
+    }
+    memmove(w->cbs, w->cbs + n, (w->ncbs - n) * sizeof *w->cbs);
+    w->ncbs -= n;
+    *out = v;
+    return n;
+}
+
+/* One leader round. Called and returns with mu held and leader_active false.
+ * Writes whatever is pending (and syncs, per mode or force_sync). */
+static void leader_round(cairn_wal *w, bool force_sync)
+{
+    w->leader_active = true;
+    uint8_t *batch = w->pend;
+    size_t batch_cap = w->pend_cap;
+    size_t batch_len = w->pend_len;
+    uint64_t batch_last = w->pend_count ? w->next_lsn - 1 : 0;
+    w->pend = w->spare;
+    w->pend_cap = w->spare_cap;
+    w->spare = NULL;
+    w->spare_cap = 0;
+    w->pend_len = 0;
+    w->pend_count = 0;
+    w->pend_first = 0;
+    bool do_sync = force_sync || w->opts.sync_mode == CAIRN_WAL_SYNC_ALWAYS;
+    pthread_mutex_unlock(&w->mu);
+
+    batch_result res;
+    write_batch(w, batch, batch_len, do_sync, &res);
+
+    pthread_mutex_lock(&w->mu);
+    if (res.written_upto > w->written_lsn)
+        w->written_lsn = res.written_upto;
+    if (res.synced_upto > w->durable_lsn)
+        w->durable_lsn = res.synced_upto;
+    if (do_sync && !res.fail_lo && !res.sticky) {
+        /* Everything written before this round is synced as well. */
+        if (w->written_lsn > w->durable_lsn)
+            w->durable_lsn = w->written_lsn;
+        w->last_sync_ms = mono_ms();
+    }
+    if (res.fail_lo) {
+        uint64_t hi = res.fail_hi > batch_last ? res.fail_hi : batch_last;
+        add_failed(w, res.fail_lo, hi, res.fail_err);
+        if (res.sticky && !w->sticky)
+            w->sticky = res.sticky;
+    }
+    if (w->sticky)
+        fail_pending(w, CAIRN_EREADONLY);
+    /* Keep one buffer for the next round; drop huge ones. */
+    if (!w->spare && batch && batch_cap <= CAIRN_WAL_KEEP_BUFFER) {
+        w->spare = batch;
+        w->spare_cap = batch_cap;
+    } else {
+        free(batch);
+    }
+    pthread_cond_broadcast(&w->cv_ack);
+
+    fired_cb *fired = NULL;
+    size_t nfired = collect_callbacks(w, &fired);
+    if (nfired) {
+        pthread_mutex_unlock(&w->mu);
+        for (size_t i = 0; i < nfired; i++)
+            fired[i].cb(fired[i].arg, fired[i].lsn, fired[i].status);
+        free(fired);
+        pthread_mutex_lock(&w->mu);
+    }
+    w->leader_active = false;
+    pthread_cond_broadcast(&w->cv_ack);
+    if (w->pend_count > 0 && w->ncbs > 0) {
+        w->kick = true;
+        pthread_cond_signal(&w->cv_bg);
+    }
+}
+
+static void *bg_main(void *arg)
+{
+    cairn_wal *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        bool did = false;
+        if (!w->leader_active && !w->sticky) {
+            if (w->kick && w->pend_count > 0) {
+                w->kick = false;
+                leader_round(w, false);
+                did = true;
+            } else if (w->opts.sync_mode == CAIRN_WAL_SYNC_INTERVAL &&
+                       (w->written_lsn > w->durable_lsn || w->pend_count > 0) &&
+                       mono_ms() >= w->last_sync_ms + w->opts.sync_interval_ms) {
+                leader_round(w, true);
+                did = true;
+            }
+        }
+        if (did)
+            continue;
+        w->kick = false;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t wait_ms = 1000;
+        if (w->opts.sync_mode == CAIRN_WAL_SYNC_INTERVAL) {
+            uint64_t now = mono_ms(), due = w->last_sync_ms +
+                                            w->opts.sync_interval_ms;
+            wait_ms = due > now ? due - now : 1;
+            if (wait_ms > w->opts.sync_interval_ms)
+                wait_ms = w->opts.sync_interval_ms;
+        }
+        ts.tv_sec += (time_t)(wait_ms / 1000);
+        ts.tv_nsec += (long)((wait_ms % 1000) * 1000000);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cv_bg, &w->mu, &ts);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* ---------- public API ---------- */
+
+int cairn_wal_appendv(cairn_wal *w, uint8_t type, const void *const *parts,
+                      const size_t *lens, size_t nparts, uint64_t *lsn_out)
+{
+    if (!w || type == 0 || (nparts && (!parts || !lens)))
+        return CAIRN_EINVAL;
+    size_t len = 0;
+    XXH3_state_t *st = NULL;
+    uint64_t phash;
+    for (size_t i = 0; i < nparts; i++) {
+        if (lens[i] > w->opts.max_record || len + lens[i] > w->opts.max_record)
+            return CAIRN_ETOOLARGE;
+        len += lens[i];
+    }
+    if (nparts == 1) {
+        phash = XXH3_64bits(parts[0], lens[0]);
+    } else {
+        st = XXH3_createState();
+        if (!st)
+            return CAIRN_ENOMEM;
+        XXH3_64bits_reset(st);
+        for (size_t i = 0; i < nparts; i++)
+            XXH3_64bits_update(st, parts[i], lens[i]);
+        phash = XXH3_64bits_digest(st);
+        XXH3_freeState(st);
+    }
+    size_t need = CAIRN_WAL_RECORD_HEADER_SIZE + len;
+
+    pthread_mutex_lock(&w->mu);
+    if (w->read_only || w->sticky || w->stop) {
+        int rc = w->read_only || w->sticky ? CAIRN_EREADONLY : CAIRN_ECLOSED;
+        pthread_mutex_unlock(&w->mu);
+        return rc;
+    }
+    if (w->pend_len + need > w->pend_cap) {
+        size_t nc = w->pend_cap ? w->pend_cap : 64 * 1024;
+        while (nc < w->pend_len + need)
+            nc *= 2;
+        uint8_t *nb = realloc(w->pend, nc);
+        if (!nb) {
+            pthread_mutex_unlock(&w->mu);
+            return CAIRN_ENOMEM;
+        }
+        w->pend = nb;
+        w->pend_cap = nc;
+    }
+    uint64_t lsn = w->next_lsn++;
+    uint8_t *h = w->pend + w->pend_len;
+    cairn_put_u64(h + 8, lsn);
+    cairn_put_u32(h + 16, (uint32_t)len);
+    h[20] = type;
+    h[21] = h[22] = h[23] = 0;
+    cairn_put_u64(h, cairn_wal_record_checksum(h, phash));
+    uint8_t *p = h + CAIRN_WAL_RECORD_HEADER_SIZE;
+    for (size_t i = 0; i < nparts; i++) {
+        if (lens[i])
+            memcpy(p, parts[i], lens[i]);
+        p += lens[i];
+    }
+    w->pend_len += need;
+    if (w->pend_count++ == 0)
+        w->pend_first = lsn;
+    w->stats.appends++;
+    pthread_mutex_unlock(&w->mu);
+    if (lsn_out)
+        *lsn_out = lsn;
+    return 0;
+}
+
+int cairn_wal_append(cairn_wal *w, uint8_t type, const void *data, size_t len,
+                     uint64_t *lsn)
+{
+    const void *parts[1] = {data};
+    size_t lens[1] = {len};
+    if (len && !data)
+        return CAIRN_EINVAL;
+    return cairn_wal_appendv(w, type, parts, lens, 1, lsn);
+}
+
+/* Wait (leading rounds when nobody else does) until lsn is settled. */
+static int wait_for(cairn_wal *w, uint64_t lsn, bool need_durable)
+{
+    pthread_mutex_lock(&w->mu);
+    if (lsn == 0 || lsn >= w->next_lsn) {
+        pthread_mutex_unlock(&w->mu);
+        return CAIRN_EINVAL;
+    }
+    int st;
+    while ((st = lsn_status(w, lsn, need_durable)) == 1) {
+        if (!w->leader_active) {
+            leader_round(w, need_durable);
+            continue;
+        }
+        pthread_cond_wait(&w->cv_ack, &w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return st;
+}
+
+int cairn_wal_wait(cairn_wal *w, uint64_t lsn)
+{
+    if (!w)
+        return CAIRN_EINVAL;
+    if (w->read_only)
+        return CAIRN_EREADONLY;
+    return wait_for(w, lsn, false);
+}
+
+int cairn_wal_append_sync(cairn_wal *w, uint8_t type, const void *data,
+                          size_t len, uint64_t *lsn_out)
+{
+    uint64_t lsn;
+    int rc = cairn_wal_append(w, type, data, len, &lsn);
+    if (rc != 0)
+        return rc;
+    if (lsn_out)
+        *lsn_out = lsn;
+    return wait_for(w, lsn, false);
+}
+
+int cairn_wal_on_durable(cairn_wal *w, uint64_t lsn, cairn_wal_ack_fn cb,
+                         void *arg)
+{
+    if (!w || !cb)
+        return CAIRN_EINVAL;
+    pthread_mutex_lock(&w->mu);
+    if (lsn == 0 || lsn >= w->next_lsn) {
+        pthread_mutex_unlock(&w->mu);
+        return CAIRN_EINVAL;
+    }
+    int st = lsn_status(w, lsn, false);
+    if (st != 1 && w->ncbs == 0) {
+        pthread_mutex_unlock(&w->mu);
+        cb(arg, lsn, st);
+        return 0;
+    }
+    if (w->ncbs == w->capcbs) {
+        size_t nc = w->capcbs ? w->capcbs * 2 : 64;
+        wal_ack_cb *n = realloc(w->cbs, nc * sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&w->mu);
+            return CAIRN_ENOMEM;
+        }
+        w->cbs = n;
+        w->capcbs = nc;
+    }
+    /* Keep sorted by LSN; appends usually come in order, so scan from the end. */
+    size_t i = w->ncbs;
+    while (i > 0 && w->cbs[i - 1].lsn > lsn)
+        i--;
+    memmove(w->cbs + i + 1, w->cbs + i, (w->ncbs - i) * sizeof *w->cbs);
+    w->cbs[i] = (wal_ack_cb){lsn, cb, arg};
+    w->ncbs++;
+    w->kick = true;
+    pthread_cond_signal(&w->cv_bg);
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+int cairn_wal_sync(cairn_wal *w)
+{
+    if (!w)
+        return CAIRN_EINVAL;
+    if (w->read_only)
+        return CAIRN_EREADONLY;
+    pthread_mutex_lock(&w->mu);
+    uint64_t target = w->next_lsn - 1;
+    int rc = 0;
+    for (;;) {
+        if (w->sticky) {
+            rc = w->sticky;
+            break;
+        }
+        if (w->leader_active) {
+            pthread_cond_wait(&w->cv_ack, &w->mu);
+            continue;
+        }
+        if (w->pend_count == 0 && w->written_lsn <= w->durable_lsn)
+            break; /* nothing written-but-unsynced, nothing pending */
+        uint64_t w0 = w->written_lsn, d0 = w->durable_lsn;
+        leader_round(w, true);
+        if (w->pend_count == 0 && w->written_lsn == w0 && w->durable_lsn == d0)
+            break; /* the round failed: the status below says how */
+    }
+    if (rc == 0 && target > 0) {
+        int st = lsn_status(w, target, true);
+        rc = st == 1 ? CAIRN_EIO : st;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
+}
+
+uint64_t cairn_wal_last_lsn(cairn_wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t v = w->next_lsn - 1;
+    pthread_mutex_unlock(&w->mu);
+    return v;
+}
+
+uint64_t cairn_wal_durable_lsn(cairn_wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t v = w->durable_lsn;
+    pthread_mutex_unlock(&w->mu);
+    return v;
+}
+
+int cairn_wal_status(cairn_wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int v = w->sticky;
+    pthread_mutex_unlock(&w->mu);
+    return v;
+}
+
+size_t cairn_wal_segment_count(cairn_wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    size_t v = w->nsegs;
+    pthread_mutex_unlock(&w->mu);
+    return v;
+}
+
+void cairn_wal_get_stats(cairn_wal *w, cairn_wal_stats *out)
+{
+    pthread_mutex_lock(&w->mu);
+    *out = w->stats;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* ---------- truncation and archival ---------- */
+
+static int archive_segment(cairn_wal *w, const char *src_path, uint64_t first)
+{
+    size_t n = strlen(w->archive_dir) + 40;
+    char *dst = malloc(n), *tmp = malloc(n + 8);
+    if (!dst || !tmp) {
+        free(dst);
+        free(tmp);
+        return CAIRN_ENOMEM;
+    }
+    snprintf(dst, n, "%s/wal-%020" PRIu64 ".log.zst", w->archive_dir, first);
+    snprintf(tmp, n + 8, "%s.tmp", dst);
+    cairn_file *in = NULL, *out = NULL;
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    size_t inbuf_sz = ZSTD_CStreamInSize(), outbuf_sz = ZSTD_CStreamOutSize();
+    uint8_t *inbuf = malloc(inbuf_sz), *outbuf = malloc(outbuf_sz);
+    int rc = (cc && inbuf && outbuf) ? 0 : CAIRN_ENOMEM;
+    if (rc == 0)
+        rc = cairn_env_mkdir_p(w->env, w->archive_dir);
+    if (rc == 0)
+        rc = cairn_env_open(w->env, src_path, CAIRN_OPEN_READ, &in);
+    if (rc == 0)
+        rc = cairn_env_open(w->env, tmp,
+                            CAIRN_OPEN_WRITE | CAIRN_OPEN_CREATE |
+                                CAIRN_OPEN_TRUNC,
+                            &out);
+    if (rc == 0) {
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel,
+                               w->opts.archive_level);
+        ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+    }
+    uint64_t roff = 0, woff = 0;
+    while (rc == 0) {
+        size_t got = 0;
+        rc = cairn_file_read_at(in, roff, inbuf, inbuf_sz, &got);
+        if (rc != 0)
+            break;
+        roff += got;
+        bool last = got < inbuf_sz;
+        ZSTD_inBuffer ib = {inbuf, got, 0};
+        bool done = false;
+        while (!done && rc == 0) {
+            ZSTD_outBuffer ob = {outbuf, outbuf_sz, 0};
+            size_t r = ZSTD_compressStream2(cc, &ob, &ib,
+                                            last ? ZSTD_e_end : ZSTD_e_continue);
+            if (ZSTD_isError(r)) {
+                rc = CAIRN_EIO;
+                break;
+            }
+            if (ob.pos) {
+                rc = cairn_file_write_at(out, woff, outbuf, ob.pos);
+                woff += ob.pos;
+            }
+            done = last ? (r == 0) : (ib.pos == ib.size);
+        }
+        if (last)
+            break;
+    }
+    if (rc == 0)
+        rc = cairn_file_sync(out, CAIRN_SYNC_FULL);
+    cairn_file_close(in);
+    if (out) {
+        int crc = cairn_file_close(out);
+        if (rc == 0)
+            rc = crc;
+    }
+    if (rc == 0)
+        rc = cairn_env_rename(w->env, tmp, dst);
+    if (rc == 0)
+        rc = cairn_env_sync_dir(w->env, w->archive_dir);
+    if (rc != 0 && out)
+        cairn_env_unlink(w->env, tmp);
+    ZSTD_freeCCtx(cc);
+    free(inbuf);
+    free(outbuf);
+    free(dst);
+    free(tmp);
+    return rc;
+}
+
+int cairn_wal_truncate_before(cairn_wal *w, uint64_t lsn)
+{
+    if (!w)
+        return CAIRN_EINVAL;
+    if (w->read_only)
+        return CAIRN_EREADONLY;
+    pthread_mutex_lock(&w->trunc_mu);
+    int dropped = 0, rc = 0;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        /* segs[0] can go when segs[1] exists and everything in segs[0]
+         * (which ends at segs[1].prev_lsn) is below lsn. */
+        bool can = w->nsegs >= 2 && w->segs[1].prev_lsn < lsn;
+        uint64_t first = can ? w->segs[0].first_lsn : 0;
+        pthread_mutex_unlock(&w->mu);
+        if (!can)
+            break;
+        char *path = cairn_wal_segment_path(w->dir, first);
+        if (!path) {
+            rc = CAIRN_ENOMEM;
+            break;
+        }
+        if (w->archive_dir)
+            rc = archive_segment(w, path, first);
+        if (rc == 0) {
+            rc = cairn_env_unlink(w->env, path);
+            if (rc == CAIRN_ENOTFOUND)
+                rc = 0;
+        }
+        if (rc == 0)
+            rc = cairn_env_sync_dir(w->env, w->dir);
+        free(path);
+        if (rc != 0)
+            break;
+        pthread_mutex_lock(&w->mu);
+        memmove(w->segs, w->segs + 1, (w->nsegs - 1) * sizeof *w->segs);
+        w->nsegs--;
+        pthread_mutex_unlock(&w->mu);
+        dropped++;
+    }
+    pthread_mutex_unlock(&w->trunc_mu);
+    return rc != 0 ? rc : dropped;
+}
+
+int cairn_wal_unarchive(cairn_env *env, const char *zst_path,
+                        const char *out_path)
+{
+    if (!env)
+        env = cairn_env_posix();
+    cairn_file *in = NULL, *out = NULL;
+    ZSTD_DCtx *dc = ZSTD_createDCtx();
+    size_t inbuf_sz = ZSTD_DStreamInSize(), outbuf_sz = ZSTD_DStreamOutSize();
+    uint8_t *inbuf = malloc(inbuf_sz), *outbuf = malloc(outbuf_sz);
+    int rc = (dc && inbuf && outbuf) ? 0 : CAIRN_ENOMEM;
+    if (rc == 0)
+        rc = cairn_env_open(env, zst_path, CAIRN_OPEN_READ, &in);
+    if (rc == 0)
+        rc = cairn_env_open(env, out_path,
+                            CAIRN_OPEN_WRITE | CAIRN_OPEN_CREATE |
+                                CAIRN_OPEN_TRUNC,
+                            &out);
+    uint64_t roff = 0, woff = 0;
+    size_t last_ret = 1;
+    while (rc == 0) {
+        size_t got = 0;
+        rc = cairn_file_read_at(in, roff, inbuf, inbuf_sz, &got);
+        if (rc != 0 || got == 0)
+            break;
+        roff += got;
+        ZSTD_inBuffer ib = {inbuf, got, 0};
+        while (ib.pos < ib.size && rc == 0) {
+            ZSTD_outBuffer ob = {outbuf, outbuf_sz, 0};
+            last_ret = ZSTD_decompressStream(dc, &ob, &ib);
+            if (ZSTD_isError(last_ret)) {
+                rc = CAIRN_ECORRUPT;
+                break;
+            }
+            if (ob.pos) {
+                rc = cairn_file_write_at(out, woff, outbuf, ob.pos);
+                woff += ob.pos;
+            }
+        }
+    }
+    if (rc == 0 && last_ret != 0)
+        rc = CAIRN_ECORRUPT; /* truncated frame */
+    if (rc == 0)
+        rc = cairn_file_sync(out, CAIRN_SYNC_DATA);
+    cairn_file_close(in);
+    if (out)
+        cairn_file_close(out);
+    ZSTD_freeDCtx(dc);
+    free(inbuf);
+    free(outbuf);
+    return rc;
+}
+
+/* ---------- open / close ---------- */
+
+int cairn_wal_start(cairn_wal *w)
+{
+    /* Called by cairn_wal_open after recovery, write mode only: begin a new
+     * segment after the recovered chain and start the background thread. */
+    w->next_lsn = w->last_good_lsn + 1;
+    w->written_lsn = w->durable_lsn = w->last_good_lsn;
+    w->synced_upto = w->last_good_lsn;
+    int rc = create_segment(w, w->next_lsn);
+    if (rc != 0)
+        return rc;
+    w->last_sync_ms = mono_ms();
+    if (pthread_create(&w->bg, NULL, bg_main, w) != 0)
+        return CAIRN_ENOMEM;
+    w->bg_started = true;
+    return 0;
+}
+
+void cairn_wal_free(cairn_wal *w)
+{
+    if (!w)
+        return;
+    if (w->cur)
+        cairn_file_close(w->cur);
+    cairn_env_unlock(w->lock);
+    pthread_mutex_destroy(&w->mu);
+    pthread_mutex_destroy(&w->trunc_mu);
+    pthread_cond_destroy(&w->cv_ack);
+    pthread_cond_destroy(&w->cv_bg);
+    free(w->pend);
+    free(w->spare);
+    free(w->failed);
+    free(w->cbs);
+    free(w->segs);
+    free(w->dir);
+    free(w->archive_dir);
+    free(w);
+}
+
+int cairn_wal_close(cairn_wal *w)
+{
+    if (!w)
+        return 0;
+    int rc = 0;
+    if (!w->read_only) {
+        rc = cairn_wal_sync(w);
+        pthread_mutex_lock(&w->mu);
+        w->stop = true;
+        pthread_cond_broadcast(&w->cv_bg);
+        pthread_mutex_unlock(&w->mu);
+        if (w->bg_started)
+            pthread_join(w->bg, NULL);
+        /* No other thread may use the handle now: seal the newest segment
+         * (trim its preallocated tail) unless the log is broken. */
+        pthread_mutex_lock(&w->mu);
+        int sticky = w->sticky;
+        pthread_mutex_unlock(&w->mu);
+        if (!sticky && w->cur && w->cur_records > 0) {
+            int src = seal_current(w);
+            if (rc == 0)
+                rc = src;
+        }
+        /* Callbacks still registered (their records failed) hear about it. */
+        pthread_mutex_lock(&w->mu);
+        fail_pending(w, CAIRN_ECLOSED);
+        for (size_t i = 0; i < w->ncbs; i++) {
+            int st = lsn_status(w, w->cbs[i].lsn, false);
+            w->cbs[i].cb(w->cbs[i].arg, w->cbs[i].lsn,
+                         st == 1 ? CAIRN_ECLOSED : st);
+        }
+        w->ncbs = 0;
+        pthread_mutex_unlock(&w->mu);
+    }
+    cairn_wal_free(w);
+    return rc;
+}

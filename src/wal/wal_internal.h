@@ -1,0 +1,90 @@
+/*
+ * wal_internal.h — the WAL handle's layout, shared by wal.c (append, group
+ * commit, truncation) and wal_recover.c (open and recovery). Not part of any
+ * API. See wal.c for the invariants and the locking rules of each field.
+ */
+#ifndef CAIRN_WAL_INTERNAL_H
+#define CAIRN_WAL_INTERNAL_H
+
+#include <pthread.h>
+
+#include "wal/wal.h"
+
+#define CAIRN_WAL_MAGIC "CAIRNWAL"
+/* A spare batch buffer larger than this is freed rather than kept. */
+#define CAIRN_WAL_KEEP_BUFFER (16u << 20)
+
+typedef struct wal_seg_info {
+    uint64_t first_lsn;
+    uint64_t prev_lsn;
+} wal_seg_info;
+
+typedef struct wal_failed_range {
+    uint64_t lo, hi;
+    int err;
+} wal_failed_range;
+
+typedef struct wal_ack_cb {
+    uint64_t lsn;
+    cairn_wal_ack_fn cb;
+    void *arg;
+} wal_ack_cb;
+
+struct cairn_wal {
+    cairn_env *env;
+    char *dir;
+    char *archive_dir;
+    cairn_wal_options opts;
+    cairn_filelock *lock;
+    bool read_only;
+
+    pthread_mutex_t mu;
+    pthread_mutex_t trunc_mu;
+    pthread_cond_t cv_ack;
+    pthread_cond_t cv_bg;
+
+    /* --- guarded by mu --- */
+    uint64_t next_lsn;
+    uint8_t *pend;
+    size_t pend_len, pend_cap;
+    uint64_t pend_first, pend_count;
+    uint8_t *spare;
+    size_t spare_cap;
+    bool leader_active;
+    uint64_t written_lsn, durable_lsn;
+    int sticky;
+    wal_failed_range *failed;
+    size_t nfailed, capfailed;
+    wal_ack_cb *cbs;
+    size_t ncbs, capcbs;
+    bool kick, stop;
+    uint64_t last_sync_ms;
+    wal_seg_info *segs;
+    size_t nsegs, capsegs;
+    cairn_wal_stats stats;
+
+    /* --- owned by the leader (or by open/close, single-threaded) --- */
+    cairn_file *cur;
+    uint64_t cur_first;
+    uint64_t cur_off;
+    uint64_t cur_records;
+    uint64_t cur_last_lsn;
+    bool cur_dirty;
+    bool need_new_segment;
+    uint64_t last_good_lsn; /* last LSN in the on-disk chain */
+    uint64_t synced_upto;   /* last LSN known synced */
+
+    pthread_t bg;
+    bool bg_started;
+};
+
+uint64_t cairn_wal_now_us(void);
+char *cairn_wal_segment_path(const char *dir, uint64_t first_lsn);
+void cairn_wal_encode_segment_header(uint8_t out[CAIRN_WAL_SEGMENT_HEADER_SIZE],
+                                     uint64_t first_lsn, uint64_t prev_lsn,
+                                     uint64_t created_us);
+uint64_t cairn_wal_record_checksum(const uint8_t *hdr, uint64_t payload_hash);
+int cairn_wal_start(cairn_wal *w);
+void cairn_wal_free(cairn_wal *w);
+
+#endif /* CAIRN_WAL_INTERNAL_H */
