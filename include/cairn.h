@@ -2,18 +2,39 @@
  * cairn.h — the public API of libcairn.
  *
  * This is the only header an embedding program includes. It grows with each
- * layer: today it holds the version macros, the error codes and
- * cairn_strerror(). Everything under src/ is internal.
+ * layer: the version macros, the error codes and cairn_strerror(); the
+ * database: open/close, auto-commit calls, transactions, time travel.
+ * Everything under src/ is internal.
  *
  * Errors: every function that can fail returns an int; 0 (CAIRN_OK) is
  * success, a negative CAIRN_E* code is failure. No function aborts the process
  * on bad input or on an I/O failure.
  *
- * Threading: cairn_strerror() and cairn_version_string() are thread-safe and
- * return pointers to static, immutable strings.
+ * Threading:
+ *   - cairn_strerror() and cairn_version_string() are thread-safe and return
+ *     pointers to static, immutable strings.
+ *   - A cairn_db handle is shared by any number of threads: every cairn_*
+ *     call taking a db may run concurrently with any other, except
+ *     cairn_close(), which must be called once, after every other call on
+ *     the handle has returned and every transaction has ended.
+ *   - A cairn_txn belongs to one thread at a time: calls on one transaction
+ *     must not overlap (hand it to another thread only with a happens-before
+ *     edge, e.g. a mutex or a queue). Different transactions may run in
+ *     parallel freely.
+ *   - Readers never block writers and writers never block readers. A commit
+ *     with sync=always waits for its fsync; commits from many threads share
+ *     fsyncs (group commit).
+ *
+ * Memory: values returned to the caller (cairn_get, cairn_txn_get, ...) are
+ * allocated with malloc and belong to the caller: free them with
+ * cairn_free() (or free()).
  */
 #ifndef CAIRN_H
 #define CAIRN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -55,6 +76,182 @@ const char *cairn_strerror(int err);
 /* The library's version string, e.g. "0.1.0" (may differ from the header's
  * CAIRN_VERSION_STRING when linked against another build). */
 const char *cairn_version_string(void);
+
+
+/* ------------------------------------------------------------------------
+ * The database
+ * ------------------------------------------------------------------------ */
+
+typedef struct cairn_db cairn_db;
+typedef struct cairn_txn cairn_txn;
+struct cairn_env; /* internal: the I/O layer (tests pass a fault env) */
+
+typedef enum {
+    CAIRN_SYNC_ALWAYS = 0,   /* commit returns once its log record is fsynced */
+    CAIRN_SYNC_INTERVAL = 1, /* fsync every sync_interval_ms; a crash may lose
+                                the commits of the last interval */
+    CAIRN_SYNC_NONE = 2,     /* the OS decides; a power loss may lose commits */
+} cairn_sync_mode;
+
+typedef enum {
+    CAIRN_ISOLATION_DEFAULT = 0,      /* the database's default */
+    CAIRN_ISOLATION_SNAPSHOT = 1,     /* snapshot isolation, first committer
+                                         wins on write-write conflicts */
+    CAIRN_ISOLATION_SERIALIZABLE = 2, /* also validates what was read (keys
+                                         and scanned ranges): no write skew */
+} cairn_isolation;
+
+typedef struct cairn_options {
+    cairn_sync_mode sync_mode;   /* CAIRN_SYNC_ALWAYS */
+    uint32_t sync_interval_ms;   /* 1000, for CAIRN_SYNC_INTERVAL */
+    size_t memtable_size;        /* 64 MiB: in-memory table size at which it is
+                                    frozen and compacted (old versions dropped) */
+    uint64_t history_ms;         /* 600000 (10 min): how far back reads "as of"
+                                    a version or time work; 0 keeps only what
+                                    open transactions need */
+    cairn_isolation isolation;   /* CAIRN_ISOLATION_SNAPSHOT */
+    bool create_if_missing;      /* true */
+    bool read_only;              /* false: open for reading only */
+    size_t max_key_size;         /* 65536 bytes */
+    size_t max_value_size;       /* 64 MiB */
+    uint64_t wal_segment_size;   /* 64 MiB */
+    struct cairn_env *env;       /* NULL: the operating system's files */
+} cairn_options;
+
+/* Fill *opts with the defaults above. */
+void cairn_options_init(cairn_options *opts);
+
+/* Open the database in directory path (created if missing and allowed),
+ * recovering every committed transaction from its log. opts may be NULL
+ * for the defaults. Errors: CAIRN_EBUSY (another process has it open),
+ * CAIRN_ECORRUPT (damaged log; nothing is changed), CAIRN_ENOTFOUND (no
+ * database there and create_if_missing is false), CAIRN_EIO, ... */
+int cairn_open(const char *path, const cairn_options *opts, cairn_db **out);
+
+/* Sync and close. Returns the first error met; the handle is freed anyway. */
+int cairn_close(cairn_db *db);
+
+/* Free memory returned by the library. */
+void cairn_free(void *p);
+
+/* ---- auto-commit calls: each is one transaction ---- */
+
+/* Keys are 0..max_key_size bytes (the empty key is a key); values
+ * 0..max_value_size bytes. version (may be NULL) receives the commit
+ * version. */
+int cairn_put(cairn_db *db, const void *key, size_t klen, const void *val,
+              size_t vlen, uint64_t *version);
+int cairn_delete(cairn_db *db, const void *key, size_t klen,
+                 uint64_t *version);
+/* CAIRN_ENOTFOUND if the key has no value. *val is malloc'ed (non-NULL even
+ * for an empty value). */
+int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
+              size_t *vlen);
+
+/* One write of a batch; val == NULL deletes the key. */
+typedef struct cairn_write {
+    const void *key;
+    size_t klen;
+    const void *val;
+    size_t vlen;
+} cairn_write;
+
+/* All writes in one atomic commit (later writes of the same key win). */
+int cairn_write_batch(cairn_db *db, const cairn_write *writes, size_t n,
+                      uint64_t *version);
+
+/* ---- transactions ---- */
+
+typedef struct cairn_txn_options {
+    bool read_only;            /* false */
+    cairn_isolation isolation; /* CAIRN_ISOLATION_DEFAULT */
+    /* Pin the snapshot in the past (read-only transactions only): at most
+     * one of the two may be non-zero. CAIRN_EHISTORY if older than the
+     * history window, CAIRN_EINVAL if in the future. */
+    uint64_t at_version;
+    uint64_t at_time_us;       /* microseconds since the Unix epoch */
+} cairn_txn_options;
+
+/* opts may be NULL: read-write, the database's default isolation, now. */
+int cairn_txn_begin(cairn_db *db, const cairn_txn_options *opts,
+                    cairn_txn **out);
+
+/* Reads see the snapshot plus the transaction's own writes. */
+int cairn_txn_get(cairn_txn *txn, const void *key, size_t klen, void **val,
+                  size_t *vlen);
+int cairn_txn_put(cairn_txn *txn, const void *key, size_t klen,
+                  const void *val, size_t vlen);
+int cairn_txn_delete(cairn_txn *txn, const void *key, size_t klen);
+
+/* Visit the live keys in [start, end) in key order (end NULL: to the end),
+ * at most limit of them (0: no limit), as the transaction sees them. The
+ * callback returns 0 to go on, anything else to stop (cairn_txn_scan then
+ * returns 0). key/val are valid only during the call. In a serializable
+ * transaction the scanned range joins the read set. */
+typedef int (*cairn_scan_fn)(void *arg, const void *key, size_t klen,
+                             const void *val, size_t vlen);
+int cairn_txn_scan(cairn_txn *txn, const void *start, size_t slen,
+                   const void *end, size_t elen, size_t limit,
+                   cairn_scan_fn fn, void *arg);
+
+/* Commit: CAIRN_ECONFLICT if a concurrent commit won (retry the whole
+ * transaction), CAIRN_EREADONLY after an fsync failure, ... On success
+ * *version (may be NULL) is the commit version (for a transaction that
+ * wrote nothing: its snapshot version). The transaction is freed in every
+ * case. */
+int cairn_txn_commit(cairn_txn *txn, uint64_t *version);
+
+/* Drop the transaction and its writes; frees it. */
+void cairn_txn_abort(cairn_txn *txn);
+
+/* The version the transaction reads at (for a transaction pinned to a
+ * time: the newest version committed at or before that time). */
+uint64_t cairn_txn_snapshot(const cairn_txn *txn);
+
+/* ---- time travel ---- */
+
+/* The newest committed version (0 for an empty database). */
+uint64_t cairn_current_version(cairn_db *db);
+/* The oldest version reads "as of" still see whole. */
+uint64_t cairn_oldest_version(cairn_db *db);
+
+/* Read key as it was at a commit version / at a time. CAIRN_EHISTORY when
+ * that is older than the history window, CAIRN_ENOTFOUND when the key had
+ * no value then. */
+int cairn_get_at_version(cairn_db *db, const void *key, size_t klen,
+                         uint64_t version, void **val, size_t *vlen);
+int cairn_get_at_time(cairn_db *db, const void *key, size_t klen,
+                      uint64_t time_us, void **val, size_t *vlen);
+
+/* One version of a key. value is NULL for a deletion. */
+typedef struct cairn_key_version {
+    uint64_t version;
+    uint64_t time_us;
+    bool deleted;
+    void *value;
+    size_t vlen;
+} cairn_key_version;
+
+/* The versions of key still readable, newest first, at most max (0: all).
+ * *out is an array of *n entries; free it with cairn_key_versions_free. */
+int cairn_key_versions(cairn_db *db, const void *key, size_t klen,
+                       size_t max, cairn_key_version **out, size_t *n);
+void cairn_key_versions_free(cairn_key_version *v, size_t n);
+
+/* Statistics. */
+typedef struct cairn_stats {
+    uint64_t commits;          /* transactions committed since open */
+    uint64_t conflicts;        /* commits refused with CAIRN_ECONFLICT */
+    uint64_t current_version;
+    uint64_t oldest_version;
+    uint64_t memtable_bytes;   /* memory held by in-memory tables */
+    uint64_t memtable_entries; /* versions held in memory */
+    uint64_t gc_runs;          /* memtable compactions done */
+    uint64_t gc_dropped;       /* versions reclaimed */
+    uint64_t wal_syncs;        /* fsyncs of the log */
+    uint64_t recovered_commits; /* transactions replayed at open */
+} cairn_stats;
+void cairn_get_stats(cairn_db *db, cairn_stats *out);
 
 #ifdef __cplusplus
 }

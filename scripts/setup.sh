@@ -4,11 +4,13 @@
 # installs nothing and says so. Used by every `make` target.
 set -euo pipefail
 
-# One list, kept here only. Build tools, then libraries (DESIGN.md's table).
+# One list, kept here only. Build tools, then libraries (DESIGN.md's table),
+# then the test framework and the engines the benchmarks compare against.
 PACKAGES=(
   gcc make cmake pkg-config
   libxxhash-dev libzstd-dev liblz4-dev libuv1-dev libssl-dev
   libcmocka-dev
+  liblmdb-dev librocksdb-dev
 )
 
 missing=()

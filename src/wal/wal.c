@@ -18,8 +18,10 @@
  * Locking: one mutex (mu) guards all shared state: the pending buffer, LSN
  * counters, failed ranges, callbacks, segment list, stats. cv_ack wakes
  * waiters after each leader round; cv_bg wakes the background thread.
- * Durability callbacks run while the caller still holds leadership (so they
- * fire in LSN order) but without mu. trunc_mu serializes truncations.
+ * Durability callbacks run without mu, by one thread at a time (cb_firing):
+ * that thread pops the settled prefix of the sorted queue, runs it, and
+ * loops until nothing settled is left, so callbacks never overlap and those
+ * pending together run in LSN order. trunc_mu serializes truncations.
  */
 #include "wal/wal_internal.h"
 
@@ -413,6 +415,28 @@ static size_t collect_callbacks(cairn_wal *w, fired_cb **out)
     return n;
 }
 
+/* Run every settled callback (mu held; dropped while callbacks run). If
+ * another thread is already running callbacks, leave them to it: it loops
+ * until the queue has no settled entry left. */
+static void fire_callbacks(cairn_wal *w)
+{
+    if (w->cb_firing)
+        return;
+    w->cb_firing = true;
+    for (;;) {
+        fired_cb *fired = NULL;
+        size_t nfired = collect_callbacks(w, &fired);
+        if (!nfired)
+            break;
+        pthread_mutex_unlock(&w->mu);
+        for (size_t i = 0; i < nfired; i++)
+            fired[i].cb(fired[i].arg, fired[i].lsn, fired[i].status);
+        free(fired);
+        pthread_mutex_lock(&w->mu);
+    }
+    w->cb_firing = false;
+}
+
 /* One leader round. Called and returns with mu held and leader_active false.
  * Writes whatever is pending (and syncs, per mode or force_sync). */
 static void leader_round(cairn_wal *w, bool force_sync)
@@ -463,15 +487,7 @@ static void leader_round(cairn_wal *w, bool force_sync)
     }
     pthread_cond_broadcast(&w->cv_ack);
 
-    fired_cb *fired = NULL;
-    size_t nfired = collect_callbacks(w, &fired);
-    if (nfired) {
-        pthread_mutex_unlock(&w->mu);
-        for (size_t i = 0; i < nfired; i++)
-            fired[i].cb(fired[i].arg, fired[i].lsn, fired[i].status);
-        free(fired);
-        pthread_mutex_lock(&w->mu);
-    }
+    fire_callbacks(w);
     w->leader_active = false;
     pthread_cond_broadcast(&w->cv_ack);
     if (w->pend_count > 0 && w->ncbs > 0) {
@@ -655,11 +671,6 @@ int cairn_wal_on_durable(cairn_wal *w, uint64_t lsn, cairn_wal_ack_fn cb,
         return CAIRN_EINVAL;
     }
     int st = lsn_status(w, lsn, false);
-    if (st != 1 && w->ncbs == 0) {
-        pthread_mutex_unlock(&w->mu);
-        cb(arg, lsn, st);
-        return 0;
-    }
     if (w->ncbs == w->capcbs) {
         size_t nc = w->capcbs ? w->capcbs * 2 : 64;
         wal_ack_cb *n = realloc(w->cbs, nc * sizeof *n);
@@ -677,8 +688,14 @@ int cairn_wal_on_durable(cairn_wal *w, uint64_t lsn, cairn_wal_ack_fn cb,
     memmove(w->cbs + i + 1, w->cbs + i, (w->ncbs - i) * sizeof *w->cbs);
     w->cbs[i] = (wal_ack_cb){lsn, cb, arg};
     w->ncbs++;
-    w->kick = true;
-    pthread_cond_signal(&w->cv_bg);
+    if (st != 1) {
+        /* Settled already: run it here (after any earlier ones queued),
+         * unless another thread is running callbacks and will take it. */
+        fire_callbacks(w);
+    } else {
+        w->kick = true;
+        pthread_cond_signal(&w->cv_bg);
+    }
     pthread_mutex_unlock(&w->mu);
     return 0;
 }
@@ -992,6 +1009,18 @@ int cairn_wal_close(cairn_wal *w)
         pthread_mutex_unlock(&w->mu);
         if (!sticky && w->cur && w->cur_records > 0) {
             int src = seal_current(w);
+            if (rc == 0)
+                rc = src;
+        } else if (!sticky && w->cur) {
+            /* No record: keep the file (its header carries the LSN chain)
+             * but not its preallocated zeros. */
+            uint64_t size = 0;
+            int src = cairn_file_size(w->cur, &size);
+            if (src == 0 && size != w->cur_off) {
+                src = cairn_file_truncate(w->cur, w->cur_off);
+                if (src == 0)
+                    src = cairn_file_sync(w->cur, CAIRN_SYNC_DATA);
+            }
             if (rc == 0)
                 rc = src;
         }

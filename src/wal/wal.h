@@ -32,8 +32,9 @@
  *
  * Threading: every function may be called from any thread concurrently,
  * except cairn_wal_close(), which must not race with other calls on the same
- * handle. Durability callbacks run on a WAL-owned thread (the leader or the
- * background thread) without WAL locks held; they must be short and must not
+ * handle. Durability callbacks run on a thread inside the WAL (the leader,
+ * the background thread or a cairn_wal_on_durable caller), one at a time,
+ * without WAL locks held; they must be short and must not
  * call cairn_wal_wait() or cairn_wal_close().
  */
 #ifndef CAIRN_WAL_H
@@ -153,9 +154,13 @@ int cairn_wal_wait(cairn_wal *wal, uint64_t lsn);
 int cairn_wal_append_sync(cairn_wal *wal, uint8_t type, const void *data,
                           size_t len, uint64_t *lsn);
 
-/* Call cb(arg, lsn, status) once lsn is acknowledged or failed, from a WAL
- * thread (or right here if that has already happened). Callbacks for
- * increasing LSNs are called in LSN order. */
+/* Call cb(arg, lsn, status) once lsn is acknowledged or failed: from a WAL
+ * thread, or from a thread calling into the WAL (possibly this one, before
+ * this call returns, if lsn is settled already). Callbacks never run
+ * concurrently with one another; callbacks pending at the same time run in
+ * LSN order, so the callbacks one thread registers for increasing LSNs run
+ * in that order (a failed LSN may settle, and be called back, before an
+ * earlier one that is still waiting for its sync). */
 int cairn_wal_on_durable(cairn_wal *wal, uint64_t lsn, cairn_wal_ack_fn cb,
                          void *arg);
 

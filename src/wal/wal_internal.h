@@ -57,6 +57,7 @@ struct cairn_wal {
     size_t nfailed, capfailed;
     wal_ack_cb *cbs;
     size_t ncbs, capcbs;
+    bool cb_firing;     /* a thread is running callbacks (without mu) */
     bool kick, stop;
     uint64_t last_sync_ms;
     wal_seg_info *segs;

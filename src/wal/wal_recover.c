@@ -360,8 +360,9 @@ static int corruption(recover_ctx *c, seg_entry *segs, size_t n, size_t i,
     info->dropped_bytes = dropped;
     set_msg(info,
             "salvage: corrupt WAL segment %s at offset %" PRIu64
-            " (%s); kept the log up to there, dropped %" PRIu64 " bytes",
-            segs[i].path, off, why, dropped);
+            " (%s); %s the log up to there, %s %" PRIu64 " bytes",
+            segs[i].path, off, why, w->read_only ? "would keep" : "kept",
+            w->read_only ? "would drop" : "dropped", dropped);
     if (!w->read_only) {
         int rc = cut_segment(w, segs[i].path, off);
         for (size_t j = i + 1; rc == 0 && j < n; j++) {
@@ -495,8 +496,11 @@ static int recover(recover_ctx *c, seg_entry *segs, size_t n)
                 if (rc)
                     return rc;
                 chain_end = last;
-                if (last >= e->first_lsn)
+                if (last >= e->first_lsn) {
                     rc = push_seg(w, e->first_lsn, e->prev_lsn);
+                    if (rc)
+                        return rc;
+                }
                 break;
             }
             chain_end = last;
@@ -577,9 +581,10 @@ static int recover(recover_ctx *c, seg_entry *segs, size_t n)
             info->torn_offset = end_off;
             copy_str(info->torn_segment, sizeof info->torn_segment, e->path);
             set_msg(info,
-                    "torn tail: cut %" PRIu64 " bytes at offset %" PRIu64
+                    "torn tail: %s %" PRIu64 " bytes at offset %" PRIu64
                     " of %s (never acknowledged)",
-                    info->torn_bytes, end_off, e->path);
+                    w->read_only ? "would cut" : "cut", info->torn_bytes,
+                    end_off, e->path);
         }
         progress(c, e->size > end_off ? e->size - end_off : 0);
         chain_end = last;

@@ -1,0 +1,886 @@
+/*
+ * db.c — the database handle: open (with recovery from the write-ahead
+ * log), close, table sets, publishing versions, garbage collection of old
+ * versions, time travel and statistics. Transactions and the commit
+ * pipeline live in src/mvcc/txn.c.
+ *
+ * Invariants and lock order: see db_internal.h.
+ *
+ * Garbage collection: when the active memtable passes memtable_size, the
+ * collector thread freezes it (a new active memtable takes the inserts),
+ * waits for the commits still inserting into it, computes the horizon
+ * H = min(newest version older than the history window, oldest registered
+ * read-write snapshot), raises oldest_version to H, and merges every frozen
+ * table into one new bottom table that keeps, per key, every version above H
+ * and the newest version at or below H (dropped if it is a deletion: nothing
+ * older survives it). Then it swaps the table set. Readers that hold the old
+ * set keep reading it; it is freed with its last reader.
+ */
+#include "db/db_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void cairn_options_init(cairn_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->sync_mode = CAIRN_SYNC_ALWAYS;
+    o->sync_interval_ms = 1000;
+    o->memtable_size = 64u << 20;
+    o->history_ms = 600000;
+    o->isolation = CAIRN_ISOLATION_SNAPSHOT;
+    o->create_if_missing = true;
+    o->max_key_size = 65536;
+    o->max_value_size = 64u << 20;
+    o->wal_segment_size = 64u << 20;
+}
+
+void cairn_free(void *p)
+{
+    free(p);
+}
+
+uint64_t cairn_db_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---------- table sets ---------- */
+
+static db_tables *tables_new(cairn_memtable *active, cairn_memtable **imm,
+                             size_t nimm)
+{
+    db_tables *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    atomic_init(&t->refs, 1);
+    atomic_init(&t->active_writers, 0);
+    t->active = active;
+    cairn_memtable_ref(active);
+    t->nimm = nimm;
+    for (size_t i = 0; i < nimm; i++) {
+        t->imm[i] = imm[i];
+        cairn_memtable_ref(imm[i]);
+    }
+    return t;
+}
+
+db_tables *cairn_db_tables_acquire(cairn_db *db)
+{
+    pthread_mutex_lock(&db->tables_mu);
+    db_tables *t = db->tables;
+    atomic_fetch_add(&t->refs, 1);
+    pthread_mutex_unlock(&db->tables_mu);
+    return t;
+}
+
+void cairn_db_tables_release(db_tables *t)
+{
+    if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
+        return;
+    cairn_memtable_unref(t->active);
+    for (size_t i = 0; i < t->nimm; i++)
+        cairn_memtable_unref(t->imm[i]);
+    free(t);
+}
+
+bool cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
+                   cairn_mt_entry *out)
+{
+    /* Per key, newer tables hold newer versions: the first hit wins. */
+    if (cairn_memtable_get(t->active, key, klen, S, UINT64_MAX, out))
+        return true;
+    for (size_t i = 0; i < t->nimm; i++)
+        if (cairn_memtable_get(t->imm[i], key, klen, S, UINT64_MAX, out))
+            return true;
+    return false;
+}
+
+uint64_t cairn_db_latest(db_tables *t, const void *key, size_t klen)
+{
+    uint64_t v = cairn_memtable_latest_version(t->active, key, klen);
+    for (size_t i = 0; v == 0 && i < t->nimm; i++)
+        v = cairn_memtable_latest_version(t->imm[i], key, klen);
+    return v;
+}
+
+int cairn_db_copy_value(const cairn_mt_entry *e, void **val, size_t *vlen)
+{
+    if (!val)
+        return 0;
+    void *p = malloc(e->vlen ? e->vlen : 1);
+    if (!p)
+        return CAIRN_ENOMEM;
+    if (e->vlen)
+        memcpy(p, e->value, e->vlen);
+    *val = p;
+    if (vlen)
+        *vlen = e->vlen;
+    return 0;
+}
+
+/* ---------- version -> timestamp index ---------- */
+
+int cairn_db_vt_append(cairn_db *db, uint64_t version, uint64_t ts)
+{
+    pthread_mutex_lock(&db->vt_mu);
+    if (db->vt_n == 0 && db->vt_off == 0)
+        db->vt_base = version;
+    uint64_t next = db->vt_base + db->vt_n;
+    int rc = 0;
+    /* Versions that failed (or were never logged) take the timestamp of the
+     * next one, keeping the index non-decreasing. */
+    while (next <= version) {
+        if (db->vt_off + db->vt_n == db->vt_cap) {
+            if (db->vt_off > db->vt_n) {
+                memmove(db->vt_ts, db->vt_ts + db->vt_off,
+                        db->vt_n * sizeof *db->vt_ts);
+                db->vt_off = 0;
+            } else {
+                size_t nc = db->vt_cap ? db->vt_cap * 2 : 1024;
+                uint64_t *p = realloc(db->vt_ts, nc * sizeof *p);
+                if (!p) {
+                    rc = CAIRN_ENOMEM;
+                    break;
+                }
+                db->vt_ts = p;
+                db->vt_cap = nc;
+            }
+        }
+        db->vt_ts[db->vt_off + db->vt_n++] = ts;
+        next++;
+    }
+    pthread_mutex_unlock(&db->vt_mu);
+    return rc;
+}
+
+/* Newest version whose timestamp is <= t (0 if none is known), capped at
+ * cap. vt_mu held. */
+static uint64_t vt_version_at(cairn_db *db, uint64_t t, uint64_t cap)
+{
+    size_t lo = 0, hi = db->vt_n;
+    const uint64_t *v = db->vt_ts + db->vt_off;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] <= t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    uint64_t ver = lo == 0 ? (db->vt_base ? db->vt_base - 1 : 0)
+                           : db->vt_base + lo - 1;
+    return ver < cap ? ver : cap;
+}
+
+/* Timestamp of version ver, if the index still has it. vt_mu held. */
+static bool vt_ts_of(cairn_db *db, uint64_t ver, uint64_t *ts)
+{
+    if (ver < db->vt_base || ver >= db->vt_base + db->vt_n)
+        return false;
+    *ts = db->vt_ts[db->vt_off + (ver - db->vt_base)];
+    return true;
+}
+
+/* Drop index entries below ver (keeps ver itself). vt_mu held. */
+static void vt_trim(cairn_db *db, uint64_t ver)
+{
+    if (ver <= db->vt_base || db->vt_n == 0)
+        return;
+    uint64_t drop = ver - db->vt_base;
+    if (drop >= db->vt_n)
+        drop = db->vt_n - 1;
+    db->vt_off += drop;
+    db->vt_n -= drop;
+    db->vt_base += drop;
+}
+
+/* ---------- snapshots ---------- */
+
+void cairn_db_snap_register(cairn_db *db, snap_node *n)
+{
+    pthread_mutex_lock(&db->snap_mu);
+    n->version = atomic_load(&db->visible);
+    n->next = db->snaps.next;
+    n->prev = &db->snaps;
+    db->snaps.next->prev = n;
+    db->snaps.next = n;
+    pthread_mutex_unlock(&db->snap_mu);
+}
+
+void cairn_db_snap_unregister(cairn_db *db, snap_node *n)
+{
+    pthread_mutex_lock(&db->snap_mu);
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = NULL;
+    pthread_mutex_unlock(&db->snap_mu);
+}
+
+/* ---------- publishing ---------- */
+
+void cairn_db_publish(cairn_db *db, uint64_t v)
+{
+    pthread_mutex_lock(&db->pub_mu);
+    uint64_t vis = atomic_load(&db->visible);
+    if (v == vis + 1) {
+        vis = v;
+        /* Pull in versions settled earlier that were waiting on this one. */
+        bool moved = true;
+        while (moved && db->nsettled) {
+            moved = false;
+            for (size_t i = 0; i < db->nsettled; i++) {
+                if (db->settled[i] == vis + 1) {
+                    vis++;
+                    db->settled[i] = db->settled[--db->nsettled];
+                    moved = true;
+                    break;
+                }
+            }
+        }
+        atomic_store(&db->visible, vis);
+        pthread_cond_broadcast(&db->pub_cv);
+    } else if (v > vis) {
+        if (db->nsettled == db->capsettled) {
+            size_t nc = db->capsettled ? db->capsettled * 2 : 64;
+            uint64_t *p = realloc(db->settled, nc * sizeof *p);
+            while (!p) { /* cannot drop a settlement: wait for memory */
+                struct timespec ts = {0, 1000000};
+                nanosleep(&ts, NULL);
+                p = realloc(db->settled, nc * sizeof *p);
+            }
+            db->settled = p;
+            db->capsettled = nc;
+        }
+        db->settled[db->nsettled++] = v;
+        while (atomic_load(&db->visible) < v)
+            pthread_cond_wait(&db->pub_cv, &db->pub_mu);
+    }
+    pthread_mutex_unlock(&db->pub_mu);
+}
+
+/* ---------- garbage collection ---------- */
+
+/* Merge the frozen tables (newest first) into one, dropping what no reader
+ * at a version >= H can see. */
+static int gc_merge(cairn_memtable **src, size_t n, uint64_t H,
+                    cairn_memtable **out, uint64_t *dropped)
+{
+    cairn_memtable *dst = cairn_memtable_new();
+    if (!dst)
+        return CAIRN_ENOMEM;
+    cairn_mt_iter it[4];
+    for (size_t i = 0; i < n; i++) {
+        cairn_mt_iter_init(&it[i], src[i]);
+        cairn_mt_iter_seek_first(&it[i]);
+    }
+    int rc = 0;
+    uint64_t drop = 0;
+    for (;;) {
+        /* Smallest user key among the iterators. */
+        cairn_mt_entry best = {0};
+        bool have = false;
+        for (size_t i = 0; i < n; i++) {
+            if (!cairn_mt_iter_valid(&it[i]))
+                continue;
+            cairn_mt_entry e;
+            cairn_mt_iter_entry(&it[i], &e);
+            if (!have) {
+                best = e;
+                have = true;
+                continue;
+            }
+            size_t m = e.klen < best.klen ? e.klen : best.klen;
+            int c = m ? memcmp(e.key, best.key, m) : 0;
+            if (c < 0 || (c == 0 && e.klen < best.klen))
+                best = e;
+        }
+        if (!have)
+            break;
+        /* All versions of that key, newest table first (newer versions). */
+        bool kept_old = false; /* the newest version <= H is decided */
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            while (cairn_mt_iter_valid(&it[i])) {
+                cairn_mt_entry e;
+                cairn_mt_iter_entry(&it[i], &e);
+                if (e.klen != best.klen ||
+                    (e.klen && memcmp(e.key, best.key, e.klen) != 0))
+                    break;
+                bool keep;
+                if (e.version > H) {
+                    keep = true;
+                } else if (!kept_old) {
+                    kept_old = true;
+                    keep = e.kind != CAIRN_MT_DELETE;
+                } else {
+                    keep = false;
+                }
+                if (keep) {
+                    rc = cairn_memtable_insert(dst, e.key, e.klen, e.version,
+                                               e.ts_us, e.kind, e.value,
+                                               e.vlen);
+                    if (rc)
+                        break;
+                } else {
+                    drop++;
+                }
+                cairn_mt_iter_next(&it[i]);
+            }
+        }
+        if (rc)
+            break;
+    }
+    if (rc) {
+        cairn_memtable_unref(dst);
+        return rc;
+    }
+    *out = dst;
+    *dropped = drop;
+    return 0;
+}
+
+/* The horizon: oldest version any reader may still ask for. Raises
+ * db->oldest to it and returns it. */
+static uint64_t gc_horizon(cairn_db *db)
+{
+    uint64_t vis = atomic_load(&db->visible);
+    uint64_t now = cairn_db_now_us();
+    uint64_t cut = now > db->opts.history_ms * 1000u
+                       ? now - db->opts.history_ms * 1000u
+                       : 0;
+    pthread_mutex_lock(&db->vt_mu);
+    uint64_t H = vt_version_at(db, cut, vis);
+    pthread_mutex_unlock(&db->vt_mu);
+    pthread_mutex_lock(&db->snap_mu);
+    for (snap_node *s = db->snaps.next; s != &db->snaps; s = s->next)
+        if (s->version < H)
+            H = s->version;
+    uint64_t old = atomic_load(&db->oldest);
+    if (H > old)
+        atomic_store(&db->oldest, H);
+    else
+        H = old;
+    pthread_mutex_unlock(&db->snap_mu);
+    pthread_mutex_lock(&db->vt_mu);
+    vt_trim(db, H);
+    pthread_mutex_unlock(&db->vt_mu);
+    return H;
+}
+
+/* Freeze the active table and merge every frozen table into one. Called by
+ * the collector thread, or by open during replay (no other thread then). */
+static int gc_run(cairn_db *db)
+{
+    cairn_memtable *fresh = cairn_memtable_new();
+    if (!fresh)
+        return CAIRN_ENOMEM;
+    pthread_mutex_lock(&db->tables_mu);
+    db_tables *old = db->tables;
+    cairn_memtable *imm[4];
+    size_t nimm = 0;
+    imm[nimm++] = old->active;
+    for (size_t i = 0; i < old->nimm && nimm < 4; i++)
+        imm[nimm++] = old->imm[i];
+    db_tables *frozen = tables_new(fresh, imm, nimm);
+    if (!frozen) {
+        pthread_mutex_unlock(&db->tables_mu);
+        cairn_memtable_unref(fresh);
+        return CAIRN_ENOMEM;
+    }
+    db->tables = frozen;
+    atomic_store(&db->active_bytes, 0);
+    pthread_mutex_unlock(&db->tables_mu);
+    cairn_memtable_unref(fresh); /* the table set holds it */
+
+    /* Commits that took the old active table before the swap finish their
+     * inserts first. */
+    while (atomic_load(&old->active_writers) > 0) {
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
+    cairn_db_tables_release(old);
+
+    uint64_t H = gc_horizon(db);
+    cairn_memtable *base = NULL;
+    uint64_t dropped = 0;
+    int rc = gc_merge(frozen->imm, frozen->nimm, H, &base, &dropped);
+    if (rc == 0) {
+        pthread_mutex_lock(&db->tables_mu);
+        db_tables *cur = db->tables; /* == frozen: only we swap */
+        db_tables *merged = tables_new(cur->active, &base, 1);
+        if (merged) {
+            db->tables = merged;
+            cairn_db_tables_release(cur);
+        } else {
+            rc = CAIRN_ENOMEM;
+        }
+        pthread_mutex_unlock(&db->tables_mu);
+        cairn_memtable_unref(base);
+    }
+    if (rc == 0) {
+        atomic_fetch_add(&db->st_gc_runs, 1);
+        atomic_fetch_add(&db->st_gc_dropped, dropped);
+    }
+    return rc;
+}
+
+static void *gc_main(void *arg)
+{
+    cairn_db *db = arg;
+    pthread_mutex_lock(&db->gc_mu);
+    for (;;) {
+        while (!db->gc_request && !db->gc_stop)
+            pthread_cond_wait(&db->gc_cv, &db->gc_mu);
+        if (db->gc_stop)
+            break;
+        db->gc_request = false;
+        pthread_mutex_unlock(&db->gc_mu);
+        int rc = gc_run(db);
+        pthread_mutex_lock(&db->gc_mu);
+        if (rc != 0) {
+            /* Out of memory: try again a little later, not in a spin. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&db->gc_cv, &db->gc_mu, &ts);
+            db->gc_request = true;
+        }
+    }
+    pthread_mutex_unlock(&db->gc_mu);
+    return NULL;
+}
+
+void cairn_db_gc_kick(cairn_db *db)
+{
+    pthread_mutex_lock(&db->gc_mu);
+    if (!db->gc_request) {
+        db->gc_request = true;
+        pthread_cond_signal(&db->gc_cv);
+    }
+    pthread_mutex_unlock(&db->gc_mu);
+}
+
+/* ---------- open / close ---------- */
+
+static char *join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+/* Read or create the FORMAT file. */
+static int check_format(cairn_db *db, bool fresh)
+{
+    char *fp = join(db->path, "FORMAT");
+    if (!fp)
+        return CAIRN_ENOMEM;
+    cairn_file *f = NULL;
+    int rc = cairn_env_exists(db->env, fp);
+    if (rc == CAIRN_ENOTFOUND) {
+        if (!fresh || db->read_only) {
+            free(fp);
+            return fresh ? CAIRN_EREADONLY : CAIRN_ENOTFOUND;
+        }
+        char line[32];
+        int n = snprintf(line, sizeof line, "cairn-db %d\n",
+                         CAIRN_DB_FORMAT_VERSION);
+        rc = cairn_env_open(db->env, fp,
+                            CAIRN_OPEN_WRITE | CAIRN_OPEN_CREATE |
+                                CAIRN_OPEN_TRUNC,
+                            &f);
+        if (rc == 0)
+            rc = cairn_file_write_at(f, 0, line, (size_t)n);
+        if (rc == 0)
+            rc = cairn_file_sync(f, CAIRN_SYNC_FULL);
+        if (f) {
+            int crc = cairn_file_close(f);
+            if (rc == 0)
+                rc = crc;
+        }
+        if (rc == 0)
+            rc = cairn_env_sync_dir(db->env, db->path);
+        free(fp);
+        return rc;
+    }
+    if (rc != 0) {
+        free(fp);
+        return rc;
+    }
+    rc = cairn_env_open(db->env, fp, CAIRN_OPEN_READ, &f);
+    free(fp);
+    if (rc != 0)
+        return rc;
+    char buf[64] = {0};
+    size_t got = 0;
+    rc = cairn_file_read_at(f, 0, buf, sizeof buf - 1, &got);
+    cairn_file_close(f);
+    if (rc != 0)
+        return rc;
+    buf[got] = 0;
+    int ver = 0;
+    if (sscanf(buf, "cairn-db %d", &ver) != 1 || ver < 1)
+        return CAIRN_ECORRUPT;
+    if (ver > CAIRN_DB_FORMAT_VERSION)
+        return CAIRN_EVERSION;
+    return 0;
+}
+
+static int replay_cb(void *arg, const cairn_wal_record *rec)
+{
+    cairn_db *db = arg;
+    int rc = cairn_db_apply_replay(db, rec);
+    if (rc != 0)
+        return rc;
+    /* Keep memory bounded while replaying a long log. */
+    uint64_t bytes = rec->len + 64;
+    if (atomic_fetch_add(&db->active_bytes, bytes) + bytes >=
+        db->opts.memtable_size)
+        rc = gc_run(db);
+    return rc;
+}
+
+static void db_free(cairn_db *db)
+{
+    if (!db)
+        return;
+    if (db->tables)
+        cairn_db_tables_release(db->tables);
+    free(db->inflight);
+    free(db->vt_ts);
+    free(db->settled);
+    pthread_mutex_destroy(&db->commit_mu);
+    pthread_mutex_destroy(&db->vt_mu);
+    pthread_mutex_destroy(&db->snap_mu);
+    pthread_mutex_destroy(&db->tables_mu);
+    pthread_mutex_destroy(&db->pub_mu);
+    pthread_cond_destroy(&db->pub_cv);
+    pthread_mutex_destroy(&db->gc_mu);
+    pthread_cond_destroy(&db->gc_cv);
+    free(db->path);
+    free(db->wal_dir);
+    free(db);
+}
+
+int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
+{
+    if (!path || !*path || !out)
+        return CAIRN_EINVAL;
+    *out = NULL;
+    cairn_db *db = calloc(1, sizeof *db);
+    if (!db)
+        return CAIRN_ENOMEM;
+    if (opts)
+        db->opts = *opts;
+    else
+        cairn_options_init(&db->opts);
+    cairn_options *o = &db->opts;
+    if (o->sync_mode > CAIRN_SYNC_NONE ||
+        o->isolation > CAIRN_ISOLATION_SERIALIZABLE) {
+        free(db);
+        return CAIRN_EINVAL;
+    }
+    if (o->isolation == CAIRN_ISOLATION_DEFAULT)
+        o->isolation = CAIRN_ISOLATION_SNAPSHOT;
+    if (o->memtable_size == 0)
+        o->memtable_size = 64u << 20;
+    if (o->max_key_size == 0)
+        o->max_key_size = 65536;
+    if (o->max_value_size == 0)
+        o->max_value_size = 64u << 20;
+    if (o->max_key_size > 0xFFFFFFFFu || o->max_value_size > 0xFFFFFFFFu) {
+        free(db);
+        return CAIRN_EINVAL;
+    }
+    db->env = o->env ? o->env : cairn_env_posix();
+    db->read_only = o->read_only;
+    pthread_mutex_init(&db->commit_mu, NULL);
+    pthread_mutex_init(&db->vt_mu, NULL);
+    pthread_mutex_init(&db->snap_mu, NULL);
+    pthread_mutex_init(&db->tables_mu, NULL);
+    pthread_mutex_init(&db->pub_mu, NULL);
+    pthread_cond_init(&db->pub_cv, NULL);
+    pthread_mutex_init(&db->gc_mu, NULL);
+    pthread_cond_init(&db->gc_cv, NULL);
+    db->snaps.next = db->snaps.prev = &db->snaps;
+    atomic_init(&db->visible, 0);
+    atomic_init(&db->oldest, 0);
+    atomic_init(&db->active_bytes, 0);
+    db->path = strdup(path);
+    db->wal_dir = join(path, "wal");
+    int rc = db->path && db->wal_dir ? 0 : CAIRN_ENOMEM;
+
+    bool fresh = false;
+    if (rc == 0) {
+        rc = cairn_env_exists(db->env, path);
+        if (rc == CAIRN_ENOTFOUND && o->create_if_missing && !o->read_only) {
+            rc = cairn_env_mkdir_p(db->env, path);
+            fresh = true;
+        }
+    }
+    if (rc == 0 && !fresh) {
+        /* An existing directory is a database if it has FORMAT; an empty
+         * one may become one. */
+        char **names = NULL;
+        size_t count = 0;
+        rc = cairn_env_list_dir(db->env, path, &names, &count);
+        if (rc == 0) {
+            fresh = count == 0;
+            cairn_env_free_list(names, count);
+        }
+        if (rc == 0 && fresh && !o->create_if_missing)
+            rc = CAIRN_ENOTFOUND;
+    }
+    if (rc == 0)
+        rc = check_format(db, fresh);
+
+    cairn_memtable *mt = NULL;
+    if (rc == 0) {
+        mt = cairn_memtable_new();
+        db->tables = mt ? tables_new(mt, NULL, 0) : NULL;
+        cairn_memtable_unref(mt);
+        if (!db->tables)
+            rc = CAIRN_ENOMEM;
+    }
+    if (rc == 0) {
+        cairn_wal_options wo;
+        cairn_wal_options_init(&wo);
+        wo.env = db->env;
+        wo.sync_mode = o->sync_mode == CAIRN_SYNC_ALWAYS     ? CAIRN_WAL_SYNC_ALWAYS
+                       : o->sync_mode == CAIRN_SYNC_INTERVAL ? CAIRN_WAL_SYNC_INTERVAL
+                                                             : CAIRN_WAL_SYNC_NONE;
+        wo.sync_interval_ms = o->sync_interval_ms ? o->sync_interval_ms : 1000;
+        if (o->wal_segment_size)
+            wo.segment_size = o->wal_segment_size;
+        wo.read_only = o->read_only;
+        wo.replay = replay_cb;
+        wo.replay_arg = db;
+        /* A commit record carries the value plus framing. */
+        wo.max_record = (uint64_t)o->max_value_size + o->max_key_size + 64;
+        if (wo.max_record < CAIRN_WAL_DEFAULT_MAX_RECORD)
+            wo.max_record = CAIRN_WAL_DEFAULT_MAX_RECORD;
+        if (wo.max_record > CAIRN_WAL_HARD_MAX_RECORD)
+            wo.max_record = CAIRN_WAL_HARD_MAX_RECORD;
+        /* A read-only open of a database that never logged anything has
+         * nothing to read and creates nothing. */
+        if (!o->read_only)
+            rc = cairn_env_mkdir_p(db->env, db->wal_dir);
+        if (rc == 0 && (!o->read_only ||
+                        cairn_env_exists(db->env, db->wal_dir) == 0))
+            rc = cairn_wal_open(db->wal_dir, &wo, &db->wal, NULL);
+    }
+    if (rc == 0) {
+        atomic_store(&db->visible, db->last_assigned);
+        if (pthread_create(&db->gc_thread, NULL, gc_main, db) == 0)
+            db->gc_started = true;
+        else
+            rc = CAIRN_ENOMEM;
+    }
+    if (rc != 0) {
+        if (db->wal)
+            cairn_wal_close(db->wal);
+        db_free(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}
+
+int cairn_close(cairn_db *db)
+{
+    if (!db)
+        return CAIRN_EINVAL;
+    if (db->gc_started) {
+        pthread_mutex_lock(&db->gc_mu);
+        db->gc_stop = true;
+        pthread_cond_signal(&db->gc_cv);
+        pthread_mutex_unlock(&db->gc_mu);
+        pthread_join(db->gc_thread, NULL);
+    }
+    int rc = db->wal ? cairn_wal_close(db->wal) : 0;
+    db_free(db);
+    return rc;
+}
+
+/* ---------- time travel ---------- */
+
+uint64_t cairn_current_version(cairn_db *db)
+{
+    return db ? atomic_load(&db->visible) : 0;
+}
+
+uint64_t cairn_oldest_version(cairn_db *db)
+{
+    return db ? atomic_load(&db->oldest) : 0;
+}
+
+/* Resolve a time to a version readable now: 0 / EHISTORY / EINVAL. */
+int cairn_db_version_at_time(cairn_db *db, uint64_t t, uint64_t *ver)
+{
+    if (t > cairn_db_now_us() + 1000000u)
+        return CAIRN_EINVAL; /* the future (beyond clock jitter) */
+    uint64_t vis = atomic_load(&db->visible);
+    uint64_t oldest = atomic_load(&db->oldest);
+    pthread_mutex_lock(&db->vt_mu);
+    uint64_t v = vt_version_at(db, t, vis);
+    uint64_t ots = 0;
+    bool have = vt_ts_of(db, oldest, &ots);
+    pthread_mutex_unlock(&db->vt_mu);
+    /* Before the oldest readable version's commit: its state then may be
+     * gone (unless nothing was ever collected). */
+    if (oldest > 0 && (!have || t < ots || v < oldest))
+        return CAIRN_EHISTORY;
+    *ver = v;
+    return 0;
+}
+
+static int get_at(cairn_db *db, const void *key, size_t klen, bool by_time,
+                  uint64_t at, void **val, size_t *vlen)
+{
+    if (!db || (!key && klen) || !val)
+        return CAIRN_EINVAL;
+    if (klen > db->opts.max_key_size)
+        return CAIRN_ETOOLARGE;
+    db_tables *t = cairn_db_tables_acquire(db);
+    uint64_t ver = at;
+    int rc = 0;
+    if (by_time)
+        rc = cairn_db_version_at_time(db, at, &ver);
+    else if (ver > atomic_load(&db->visible))
+        rc = CAIRN_EINVAL;
+    else if (ver < atomic_load(&db->oldest))
+        rc = CAIRN_EHISTORY;
+    if (rc == 0) {
+        cairn_mt_entry e;
+        if (!cairn_db_read(t, key, klen, ver, &e) ||
+            e.kind == CAIRN_MT_DELETE)
+            rc = CAIRN_ENOTFOUND;
+        else
+            rc = cairn_db_copy_value(&e, val, vlen);
+    }
+    cairn_db_tables_release(t);
+    return rc;
+}
+
+int cairn_get_at_version(cairn_db *db, const void *key, size_t klen,
+                         uint64_t version, void **val, size_t *vlen)
+{
+    return get_at(db, key, klen, false, version, val, vlen);
+}
+
+int cairn_get_at_time(cairn_db *db, const void *key, size_t klen,
+                      uint64_t time_us, void **val, size_t *vlen)
+{
+    return get_at(db, key, klen, true, time_us, val, vlen);
+}
+
+int cairn_key_versions(cairn_db *db, const void *key, size_t klen, size_t max,
+                       cairn_key_version **out, size_t *n)
+{
+    if (!db || (!key && klen) || !out || !n)
+        return CAIRN_EINVAL;
+    *out = NULL;
+    *n = 0;
+    if (klen > db->opts.max_key_size)
+        return CAIRN_ETOOLARGE;
+    db_tables *t = cairn_db_tables_acquire(db);
+    uint64_t vis = atomic_load(&db->visible);
+    uint64_t oldest = atomic_load(&db->oldest);
+    cairn_key_version *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = 0;
+    bool below = false; /* reached the newest version <= oldest */
+    cairn_memtable *tabs[5];
+    size_t nt = 0;
+    tabs[nt++] = t->active;
+    for (size_t i = 0; i < t->nimm; i++)
+        tabs[nt++] = t->imm[i];
+    for (size_t i = 0; i < nt && rc == 0 && !below; i++) {
+        cairn_mt_iter it;
+        cairn_mt_iter_init(&it, tabs[i]);
+        cairn_mt_iter_seek(&it, key, klen, vis);
+        for (; cairn_mt_iter_valid(&it) && !below; cairn_mt_iter_next(&it)) {
+            cairn_mt_entry e;
+            cairn_mt_iter_entry(&it, &e);
+            if (e.klen != klen || (klen && memcmp(e.key, key, klen) != 0))
+                break;
+            if (max && cnt == max) {
+                below = true;
+                break;
+            }
+            if (e.version <= oldest)
+                below = true; /* older ones may be partly collected */
+            if (cnt == cap) {
+                size_t nc = cap ? cap * 2 : 8;
+                cairn_key_version *p = realloc(v, nc * sizeof *p);
+                if (!p) {
+                    rc = CAIRN_ENOMEM;
+                    break;
+                }
+                v = p;
+                cap = nc;
+            }
+            cairn_key_version *kv = &v[cnt];
+            memset(kv, 0, sizeof *kv);
+            kv->version = e.version;
+            kv->time_us = e.ts_us;
+            kv->deleted = e.kind == CAIRN_MT_DELETE;
+            if (!kv->deleted) {
+                rc = cairn_db_copy_value(&e, &kv->value, &kv->vlen);
+                if (rc)
+                    break;
+            }
+            cnt++;
+        }
+    }
+    cairn_db_tables_release(t);
+    if (rc) {
+        cairn_key_versions_free(v, cnt);
+        return rc;
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+void cairn_key_versions_free(cairn_key_version *v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(v[i].value);
+    free(v);
+}
+
+void cairn_get_stats(cairn_db *db, cairn_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!db)
+        return;
+    out->commits = atomic_load(&db->st_commits);
+    out->conflicts = atomic_load(&db->st_conflicts);
+    out->current_version = atomic_load(&db->visible);
+    out->oldest_version = atomic_load(&db->oldest);
+    out->gc_runs = atomic_load(&db->st_gc_runs);
+    out->gc_dropped = atomic_load(&db->st_gc_dropped);
+    out->recovered_commits = atomic_load(&db->st_recovered);
+    db_tables *t = cairn_db_tables_acquire(db);
+    out->memtable_bytes = cairn_memtable_memory(t->active);
+    out->memtable_entries = cairn_memtable_count(t->active);
+    for (size_t i = 0; i < t->nimm; i++) {
+        out->memtable_bytes += cairn_memtable_memory(t->imm[i]);
+        out->memtable_entries += cairn_memtable_count(t->imm[i]);
+    }
+    cairn_db_tables_release(t);
+    if (db->wal) {
+        cairn_wal_stats ws;
+        cairn_wal_get_stats(db->wal, &ws);
+        out->wal_syncs = ws.syncs;
+    }
+}

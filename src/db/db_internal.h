@@ -1,0 +1,145 @@
+/*
+ * db_internal.h — the cairn_db handle and what db.c (open, close, recovery,
+ * garbage collection, time travel) and txn.c (transactions, the commit
+ * pipeline) share.
+ *
+ * Invariants:
+ *   - Versions are assigned under commit_mu, contiguously (last_assigned+1),
+ *     in the same order as their WAL records' LSNs; commit timestamps
+ *     strictly increase with the version.
+ *   - visible: every version <= visible is settled (applied to a memtable or
+ *     failed). Readers read at a snapshot S <= visible; nothing with a
+ *     version > visible is ever returned.
+ *   - A key is in the in-flight map while its commit has a version but is
+ *     not yet applied; at most one in-flight commit writes a given key (the
+ *     second one's validation sees the first and refuses or waits). Hence,
+ *     per key, newer memtables hold newer versions than older memtables.
+ *   - Memtables are never changed except by inserts into the active one;
+ *     garbage collection builds a new bottom table and swaps table sets. A
+ *     reader holding a table set reads a consistent state at any S with
+ *     oldest_version (read after acquiring the set) <= S <= visible.
+ *   - oldest_version <= min(registered snapshots of read-write
+ *     transactions) and <= visible; it never decreases.
+ *
+ * Locking (acquire in this order; none is held while waiting for the WAL):
+ *   commit_mu  validation, version/timestamp assignment, WAL append order,
+ *              the in-flight map, last_ts
+ *   vt_mu      the version -> timestamp index
+ *   snap_mu    the registry of read-write snapshots, oldest_version updates
+ *   tables_mu  the current table set pointer and its writer counts
+ *   pub_mu     publishing (visible) and the settled-but-not-visible set
+ *   gc_mu      the garbage collector's wake-ups
+ */
+#ifndef CAIRN_DB_INTERNAL_H
+#define CAIRN_DB_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn.h"
+#include "env/env.h"
+#include "mvcc/memtable.h"
+#include "wal/wal.h"
+
+#define CAIRN_DB_FORMAT_VERSION 1
+#define CAIRN_WAL_TYPE_COMMIT 1
+
+/* The memtables readers look at: the active one (receives inserts) and the
+ * frozen ones, newest first. Refcounted; replaced, never changed (except
+ * active_writers). */
+typedef struct db_tables {
+    atomic_int refs;
+    atomic_int active_writers; /* commits inserting into `active` now */
+    cairn_memtable *active;
+    size_t nimm;
+    cairn_memtable *imm[4];
+} db_tables;
+
+/* The in-flight map: key -> version of the commit about to apply it. */
+typedef struct inflight_slot {
+    const uint8_t *key; /* NULL: empty; points into the committing txn */
+    size_t klen;
+    uint64_t hash;
+    uint64_t version;
+    bool tomb; /* deleted slot (keeps probe chains intact) */
+} inflight_slot;
+
+typedef struct snap_node {
+    struct snap_node *prev, *next;
+    uint64_t version;
+} snap_node;
+
+struct cairn_db {
+    cairn_options opts;
+    char *path;
+    char *wal_dir;
+    cairn_env *env;
+    cairn_wal *wal;
+    bool read_only;
+
+    pthread_mutex_t commit_mu;
+    uint64_t last_assigned;
+    uint64_t last_ts;
+    inflight_slot *inflight;
+    size_t inflight_cap, inflight_n, inflight_used;
+    int fatal; /* sticky: the log failed, or a durable commit could not be
+                  applied; the database is read-only */
+
+    pthread_mutex_t vt_mu;
+    uint64_t *vt_ts;   /* vt_ts[i]: timestamp of version vt_base + i */
+    uint64_t vt_base;  /* first version in the index (>= 1) */
+    size_t vt_n, vt_cap, vt_off;
+
+    pthread_mutex_t snap_mu;
+    snap_node snaps; /* circular list head */
+    atomic_uint_fast64_t oldest;
+
+    pthread_mutex_t tables_mu;
+    db_tables *tables;
+    atomic_uint_fast64_t active_bytes; /* bytes applied to the active memtable
+                                          since it was created (approx.) */
+
+    pthread_mutex_t pub_mu;
+    pthread_cond_t pub_cv;
+    atomic_uint_fast64_t visible;
+    uint64_t *settled; /* versions > visible that are settled, unsorted */
+    size_t nsettled, capsettled;
+
+    pthread_mutex_t gc_mu;
+    pthread_cond_t gc_cv;
+    bool gc_request, gc_stop, gc_started;
+    pthread_t gc_thread;
+
+    atomic_uint_fast64_t st_commits, st_conflicts, st_gc_runs, st_gc_dropped,
+        st_recovered;
+};
+
+/* db.c */
+uint64_t cairn_db_now_us(void);
+db_tables *cairn_db_tables_acquire(cairn_db *db);
+void cairn_db_tables_release(db_tables *t);
+/* Newest entry of key with version <= S across the tables (newest first). */
+bool cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
+                   cairn_mt_entry *out);
+/* Newest version of key in the tables, 0 if none. */
+uint64_t cairn_db_latest(db_tables *t, const void *key, size_t klen);
+void cairn_db_gc_kick(cairn_db *db);
+int cairn_db_vt_append(cairn_db *db, uint64_t version, uint64_t ts);
+void cairn_db_snap_register(cairn_db *db, snap_node *n);
+void cairn_db_snap_unregister(cairn_db *db, snap_node *n);
+/* Settle version v (applied or failed) and wait until it is visible. */
+void cairn_db_publish(cairn_db *db, uint64_t v);
+/* Resolve a time to the newest version committed at or before it:
+ * CAIRN_EHISTORY if older than what is kept, CAIRN_EINVAL if in the
+ * future. */
+int cairn_db_version_at_time(cairn_db *db, uint64_t t, uint64_t *ver);
+/* Copy a value out for the caller (non-NULL even when empty). */
+int cairn_db_copy_value(const cairn_mt_entry *e, void **val, size_t *vlen);
+
+/* txn.c */
+int cairn_db_apply_replay(cairn_db *db, const cairn_wal_record *rec);
+
+#endif /* CAIRN_DB_INTERNAL_H */

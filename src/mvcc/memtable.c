@@ -1,0 +1,508 @@
+/*
+ * memtable.c — concurrent skiplist of internal keys (key asc, version desc)
+ * over a lock-free bump arena. The design follows RocksDB's InlineSkipList
+ * with concurrent insert.
+ *
+ * Invariants:
+ *   - Nodes are never unlinked, moved or changed after they are published
+ *     (except their next[] pointers). Every level is a sorted list; a node is
+ *     linked at level i only after it is linked at every level below i
+ *     (links go bottom up), so a node seen at level i+1 is already in level i.
+ *   - A node is one arena allocation: next[height] (highest level first),
+ *     header, key bytes, value bytes; 8-byte aligned. Arena blocks are freed only when the memtable is.
+ *   - max_height only grows; head.next[i] for i >= max_height may be NULL or
+ *     point to a node being linked: both are fine for readers.
+ *
+ * Memory ordering / locking: no mutex anywhere. A node's fields and its
+ * next[] are written (next[] with relaxed atomic stores) before the node is
+ * published by a release CAS on prev->next[i]; readers load next pointers with
+ * acquire, which makes the node's contents visible. An insert finds the
+ * splice (prev/next per level), links level 0 by CAS — this is where a
+ * concurrent duplicate is detected — then the upper levels; when a CAS fails
+ * the splice of that level is recomputed from its prev (which stays < key,
+ * nodes never vanish). The arena hands out memory with a fetch_add on the
+ * current block's offset; an exhausted block is replaced by CAS (the loser
+ * frees its never-published block) and blocks go on a Treiber list (push
+ * only) that is walked once, at free. count / max_version / memory / refs are
+ * atomics; the counters use relaxed order (they are statistics), refs uses
+ * acq_rel on the decrement so the freeing thread sees every other thread's
+ * writes.
+ */
+#include "mvcc/memtable.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cairn.h"
+
+#define MT_MAX_HEIGHT 20
+#define MT_BLOCK_SIZE ((size_t)1 << 20)
+/* Allocations above this get a dedicated block. */
+#define MT_BIG_ALLOC (MT_BLOCK_SIZE / 4)
+
+/* ---------- arena ---------- */
+
+typedef struct mt_block {
+    struct mt_block *next; /* block list; written before publication */
+    size_t cap;            /* usable bytes in data[] */
+    _Atomic size_t used;   /* bump offset; may overshoot cap when full */
+    uint64_t data[];       /* 8-byte aligned payload */
+} mt_block;
+
+/* ---------- nodes ---------- */
+
+/* A node in memory: next[height-1] .. next[0], then this header, then the
+ * key bytes, then the value bytes. The node pointer points at the header, so
+ * a comparison (klen, version, key) touches one contiguous span and the
+ * level-0 link sits right before it. */
+typedef struct mt_node {
+    size_t klen;
+    uint64_t version;
+    uint64_t ts_us;
+    size_t vlen;
+    uint8_t kind;
+    uint8_t height;
+} mt_node;
+
+typedef _Atomic(mt_node *) mt_link;
+#define MT_HDR_SIZE ((sizeof(mt_node) + 7) & ~(size_t)7)
+
+/* Read-mostly fields, per-insert counters and arena state sit on separate
+ * cache lines (the struct is allocated with aligned_alloc). */
+struct cairn_memtable {
+    mt_node *head;  /* sentinel with MT_MAX_HEIGHT levels, inside head_mem */
+    void *head_mem; /* malloc'ed */
+    _Atomic int max_height;
+    _Atomic int refs;
+    _Alignas(64) _Atomic uint64_t count;
+    _Atomic uint64_t max_version;
+    _Alignas(64) _Atomic(mt_block *) cur; /* block small allocations come from */
+    _Atomic(mt_block *) blocks;           /* every published block */
+    _Atomic size_t memory;
+};
+
+/* The link of n at `level` (0 <= level < n->height). */
+static inline mt_link *node_link(const mt_node *n, int level)
+{
+    return (mt_link *)(uintptr_t)n - 1 - level;
+}
+
+static inline const uint8_t *node_key(const mt_node *n)
+{
+    return (const uint8_t *)n + MT_HDR_SIZE;
+}
+
+static inline const uint8_t *node_value(const mt_node *n)
+{
+    return node_key(n) + n->klen;
+}
+
+static inline mt_node *load_next(mt_node *n, int level)
+{
+    return atomic_load_explicit(node_link(n, level), memory_order_acquire);
+}
+
+/* Internal order: <0, 0, >0 as (ak, av) sorts before, with, after (bk, bv). */
+static inline int ikey_cmp(const uint8_t *ak, size_t alen, uint64_t av,
+                           const uint8_t *bk, size_t blen, uint64_t bv)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n ? memcmp(ak, bk, n) : 0;
+    if (c != 0)
+        return c;
+    if (alen != blen)
+        return alen < blen ? -1 : 1;
+    if (av != bv)
+        return av > bv ? -1 : 1; /* newer version first */
+    return 0;
+}
+
+static inline int node_cmp(const mt_node *n, const uint8_t *key, size_t klen,
+                           uint64_t version)
+{
+    return ikey_cmp(node_key(n), n->klen, n->version, key, klen, version);
+}
+
+static inline bool node_same_key(const mt_node *n, const uint8_t *key,
+                                 size_t klen)
+{
+    return n->klen == klen && (klen == 0 || memcmp(node_key(n), key, klen) == 0);
+}
+
+/* ---------- arena ---------- */
+
+static mt_block *block_new(size_t cap)
+{
+    if (cap > SIZE_MAX - sizeof(mt_block))
+        return NULL;
+    mt_block *b = malloc(sizeof(mt_block) + cap);
+    if (!b)
+        return NULL;
+    b->next = NULL;
+    b->cap = cap;
+    atomic_init(&b->used, 0);
+    return b;
+}
+
+static void block_publish(cairn_memtable *mt, mt_block *b)
+{
+    mt_block *head = atomic_load_explicit(&mt->blocks, memory_order_relaxed);
+    do {
+        b->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(
+        &mt->blocks, &head, b, memory_order_release, memory_order_relaxed));
+    atomic_fetch_add_explicit(&mt->memory, sizeof(mt_block) + b->cap,
+                              memory_order_relaxed);
+}
+
+/* size must be a multiple of 8. Lock-free; NULL on out of memory. */
+static void *arena_alloc(cairn_memtable *mt, size_t size)
+{
+    if (size > MT_BIG_ALLOC) {
+        mt_block *b = block_new(size);
+        if (!b)
+            return NULL;
+        atomic_store_explicit(&b->used, size, memory_order_relaxed);
+        block_publish(mt, b);
+        return b->data;
+    }
+    for (;;) {
+        mt_block *b = atomic_load_explicit(&mt->cur, memory_order_acquire);
+        if (b) {
+            /* Cheap check first so a full block's offset does not keep
+             * growing while someone replaces it. */
+            if (atomic_load_explicit(&b->used, memory_order_relaxed) + size <=
+                b->cap) {
+                size_t off = atomic_fetch_add_explicit(&b->used, size,
+                                                       memory_order_relaxed);
+                if (off + size <= b->cap)
+                    return (uint8_t *)b->data + off;
+            }
+        }
+        mt_block *nb = block_new(MT_BLOCK_SIZE);
+        if (!nb)
+            return NULL;
+        atomic_store_explicit(&nb->used, size, memory_order_relaxed);
+        mt_block *expected = b;
+        if (atomic_compare_exchange_strong_explicit(&mt->cur, &expected, nb,
+                                                    memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            block_publish(mt, nb);
+            return nb->data;
+        }
+        free(nb); /* someone else refilled first; never published */
+    }
+}
+
+/* ---------- random height ---------- */
+
+static _Atomic uint64_t g_seed_counter;
+static _Thread_local uint64_t tl_rng;
+
+static uint64_t splitmix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* 1 + geometric(3/4), capped at MT_MAX_HEIGHT: P(height > h) = 4^-(h-1). */
+static int random_height(void)
+{
+    uint64_t x = tl_rng;
+    if (x == 0) {
+        uint64_t c = atomic_fetch_add_explicit(&g_seed_counter, 1,
+                                               memory_order_relaxed);
+        x = splitmix64(c ^ (uint64_t)(uintptr_t)&tl_rng);
+        if (x == 0)
+            x = 1;
+    }
+    x ^= x << 13; /* xorshift64 */
+    x ^= x >> 7;
+    x ^= x << 17;
+    tl_rng = x;
+    uint64_t r = x * 0x2545F4914F6CDD1Dull; /* xorshift64* output */
+    int h = 1;
+    while (h < MT_MAX_HEIGHT && (r >> 62) == 0) { /* 1 in 4 */
+        h++;
+        r <<= 2;
+    }
+    return h;
+}
+
+/* ---------- lifetime ---------- */
+
+cairn_memtable *cairn_memtable_new(void)
+{
+    size_t sz = (sizeof(cairn_memtable) + 63) & ~(size_t)63;
+    cairn_memtable *mt = aligned_alloc(64, sz);
+    if (!mt)
+        return NULL;
+    mt->head_mem = malloc(MT_MAX_HEIGHT * sizeof(mt_link) + MT_HDR_SIZE);
+    if (!mt->head_mem) {
+        free(mt);
+        return NULL;
+    }
+    mt->head = (mt_node *)((mt_link *)mt->head_mem + MT_MAX_HEIGHT);
+    mt->head->version = 0;
+    mt->head->ts_us = 0;
+    mt->head->klen = 0;
+    mt->head->vlen = 0;
+    mt->head->kind = 0;
+    mt->head->height = MT_MAX_HEIGHT;
+    for (int i = 0; i < MT_MAX_HEIGHT; i++)
+        atomic_init(node_link(mt->head, i), NULL);
+    atomic_init(&mt->refs, 1);
+    atomic_init(&mt->max_height, 1);
+    atomic_init(&mt->count, 0);
+    atomic_init(&mt->max_version, 0);
+    atomic_init(&mt->memory, 0);
+    atomic_init(&mt->cur, NULL);
+    atomic_init(&mt->blocks, NULL);
+    return mt;
+}
+
+void cairn_memtable_ref(cairn_memtable *mt)
+{
+    atomic_fetch_add_explicit(&mt->refs, 1, memory_order_relaxed);
+}
+
+void cairn_memtable_unref(cairn_memtable *mt)
+{
+    if (!mt)
+        return;
+    if (atomic_fetch_sub_explicit(&mt->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    mt_block *b = atomic_load_explicit(&mt->blocks, memory_order_acquire);
+    while (b) {
+        mt_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    free(mt->head_mem);
+    free(mt);
+}
+
+/* ---------- search ---------- */
+
+/* First node >= (key, version), or NULL. */
+static mt_node *find_ge(cairn_memtable *mt, const uint8_t *key, size_t klen,
+                        uint64_t version)
+{
+    mt_node *x = mt->head;
+    int level = atomic_load_explicit(&mt->max_height, memory_order_relaxed) - 1;
+    mt_node *last_bigger = NULL; /* known >= key: skip re-comparing it */
+    for (;;) {
+        mt_node *next = load_next(x, level);
+        if (next && next != last_bigger && node_cmp(next, key, klen, version) < 0) {
+            x = next;
+        } else {
+            if (level == 0)
+                return next;
+            last_bigger = next;
+            level--;
+        }
+    }
+}
+
+/* Walk level `level` from `before` (which is < key) to the pair
+ * before < key <= after; `bound` is a node known to be >= key, or NULL. */
+static void find_splice_level(const uint8_t *key, size_t klen, uint64_t version,
+                              mt_node *before, mt_node *bound, int level,
+                              mt_node **out_prev, mt_node **out_next)
+{
+    for (;;) {
+        mt_node *next = load_next(before, level);
+        if (next == NULL || next == bound ||
+            node_cmp(next, key, klen, version) >= 0) {
+            *out_prev = before;
+            *out_next = next;
+            return;
+        }
+        before = next;
+    }
+}
+
+/* ---------- insert ---------- */
+
+static void update_max_version(cairn_memtable *mt, uint64_t version)
+{
+    uint64_t cur = atomic_load_explicit(&mt->max_version, memory_order_relaxed);
+    while (cur < version &&
+           !atomic_compare_exchange_weak_explicit(&mt->max_version, &cur, version,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+}
+
+int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
+                          uint64_t version, uint64_t ts_us, cairn_mt_kind kind,
+                          const void *value, size_t vlen)
+{
+    const uint8_t *key = key_;
+    if (version == 0 || (!key && klen) || (!value && vlen) ||
+        (kind != CAIRN_MT_PUT && kind != CAIRN_MT_DELETE) ||
+        (kind == CAIRN_MT_DELETE && vlen))
+        return CAIRN_EINVAL;
+
+    int height = random_height();
+    int list_height = atomic_load_explicit(&mt->max_height, memory_order_relaxed);
+    while (height > list_height) {
+        if (atomic_compare_exchange_weak_explicit(&mt->max_height, &list_height,
+                                                  height, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            list_height = height;
+            break;
+        }
+    }
+
+    /* Splice for every level up to list_height (>= height). */
+    mt_node *prev[MT_MAX_HEIGHT + 1];
+    mt_node *next[MT_MAX_HEIGHT + 1];
+    prev[list_height] = mt->head;
+    next[list_height] = NULL;
+    for (int i = list_height - 1; i >= 0; i--)
+        find_splice_level(key, klen, version, prev[i + 1], next[i + 1], i,
+                          &prev[i], &next[i]);
+    if (next[0] && node_cmp(next[0], key, klen, version) == 0)
+        return CAIRN_EEXIST; /* common case: found before allocating */
+
+    /* links + header + key + value, rounded up to 8. */
+    size_t links = (size_t)height * sizeof(mt_link);
+    size_t hdr = links + MT_HDR_SIZE;
+    if (klen > SIZE_MAX - hdr - 8 || vlen > SIZE_MAX - hdr - 8 - klen)
+        return CAIRN_ENOMEM;
+    size_t size = (hdr + klen + vlen + 7) & ~(size_t)7;
+    uint8_t *mem = arena_alloc(mt, size);
+    if (!mem)
+        return CAIRN_ENOMEM;
+    mt_node *n = (mt_node *)(mem + links);
+    n->version = version;
+    n->ts_us = ts_us;
+    n->klen = klen;
+    n->vlen = vlen;
+    n->kind = (uint8_t)kind;
+    n->height = (uint8_t)height;
+    uint8_t *kp = (uint8_t *)n + MT_HDR_SIZE;
+    if (klen)
+        memcpy(kp, key, klen);
+    if (vlen)
+        memcpy(kp + klen, value, vlen);
+
+    for (int i = 0; i < height; i++) {
+        for (;;) {
+            if (i == 0 && next[0] && node_cmp(next[0], key, klen, version) == 0)
+                return CAIRN_EEXIST; /* lost a race; n stays unlinked (wasted) */
+            atomic_store_explicit(node_link(n, i), next[i], memory_order_relaxed);
+            mt_node *expected = next[i];
+            if (atomic_compare_exchange_strong_explicit(
+                    node_link(prev[i], i), &expected, n, memory_order_release,
+                    memory_order_relaxed))
+                break;
+            /* prev[i] is still < key: re-search this level from it. */
+            find_splice_level(key, klen, version, prev[i], NULL, i, &prev[i],
+                              &next[i]);
+        }
+        if (i == 0) {
+            atomic_fetch_add_explicit(&mt->count, 1, memory_order_relaxed);
+            update_max_version(mt, version);
+        }
+    }
+    return 0;
+}
+
+/* ---------- reads ---------- */
+
+static void fill_entry(const mt_node *n, cairn_mt_entry *out)
+{
+    out->key = node_key(n);
+    out->klen = n->klen;
+    out->version = n->version;
+    out->ts_us = n->ts_us;
+    out->kind = (cairn_mt_kind)n->kind;
+    if (n->kind == CAIRN_MT_DELETE) {
+        out->value = NULL;
+        out->vlen = 0;
+    } else {
+        out->value = node_value(n);
+        out->vlen = n->vlen;
+    }
+}
+
+bool cairn_memtable_get(cairn_memtable *mt, const void *key, size_t klen,
+                        uint64_t max_version, uint64_t max_ts,
+                        cairn_mt_entry *out)
+{
+    if (!key && klen)
+        return false;
+    mt_node *n = find_ge(mt, key, klen, max_version);
+    /* Versions descend from here: the first with ts <= max_ts is newest. */
+    for (; n && node_same_key(n, key, klen); n = load_next(n, 0)) {
+        if (n->ts_us <= max_ts) {
+            if (out)
+                fill_entry(n, out);
+            return true;
+        }
+    }
+    return false;
+}
+
+uint64_t cairn_memtable_latest_version(cairn_memtable *mt, const void *key,
+                                       size_t klen)
+{
+    if (!key && klen)
+        return 0;
+    mt_node *n = find_ge(mt, key, klen, UINT64_MAX);
+    return n && node_same_key(n, key, klen) ? n->version : 0;
+}
+
+size_t cairn_memtable_memory(const cairn_memtable *mt)
+{
+    return atomic_load_explicit(&mt->memory, memory_order_relaxed);
+}
+
+uint64_t cairn_memtable_count(const cairn_memtable *mt)
+{
+    return atomic_load_explicit(&mt->count, memory_order_relaxed);
+}
+
+uint64_t cairn_memtable_max_version(const cairn_memtable *mt)
+{
+    return atomic_load_explicit(&mt->max_version, memory_order_relaxed);
+}
+
+/* ---------- iterator ---------- */
+
+void cairn_mt_iter_init(cairn_mt_iter *it, cairn_memtable *mt)
+{
+    it->mt = mt;
+    it->node = NULL;
+}
+
+void cairn_mt_iter_seek_first(cairn_mt_iter *it)
+{
+    it->node = load_next(it->mt->head, 0);
+}
+
+void cairn_mt_iter_seek(cairn_mt_iter *it, const void *key, size_t klen,
+                        uint64_t version)
+{
+    it->node = find_ge(it->mt, key, klen, version);
+}
+
+bool cairn_mt_iter_valid(const cairn_mt_iter *it)
+{
+    return it->node != NULL;
+}
+
+void cairn_mt_iter_next(cairn_mt_iter *it)
+{
+    it->node = load_next(it->node, 0);
+}
+
+void cairn_mt_iter_entry(const cairn_mt_iter *it, cairn_mt_entry *out)
+{
+    fill_entry(it->node, out);
+}

@@ -1,0 +1,109 @@
+/*
+ * memtable.h — the MVCC memtable: an in-memory, insert-only, concurrent
+ * skiplist of versioned entries ("internal keys"), backed by an arena.
+ *
+ * Order: user key ascending (memcmp of the bytes; on a common prefix the
+ * shorter key first), then version DESCENDING, so the newest version of a key
+ * comes first. A (key, version) pair occurs at most once. The empty key
+ * (klen 0) is an ordinary key that sorts before every other key.
+ *
+ * Versions: 0 is reserved ("none"): cairn_memtable_latest_version() and
+ * cairn_memtable_max_version() return 0 to mean "no entry", so inserting
+ * version 0 is refused with CAIRN_EINVAL.
+ *
+ * Lifetime: entries are never removed or changed once inserted; everything
+ * is freed at once when the last reference is dropped. Pointers handed out
+ * in a cairn_mt_entry (key, value) stay valid while the caller holds a
+ * reference. Every thread using the memtable must hold (or be covered by) a
+ * reference; the final unref must not race with other calls.
+ *
+ * Threading: insert may run from any number of threads at once, concurrently
+ * with get / latest_version / iterators; none of these take a lock (the
+ * arena may call malloc). Once insert has returned 0, every later get or
+ * iterator positioning in any thread that is ordered after that return
+ * (e.g. via a release/acquire pair or a mutex) sees the entry.
+ * count / memory / max_version are relaxed atomic reads (approximate while
+ * inserts run).
+ */
+#ifndef CAIRN_MVCC_MEMTABLE_H
+#define CAIRN_MVCC_MEMTABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cairn_memtable cairn_memtable;
+
+typedef enum { CAIRN_MT_PUT = 1, CAIRN_MT_DELETE = 2 } cairn_mt_kind;
+
+/* One entry. Pointers are valid while the memtable lives. key is never NULL
+ * (even for klen 0). value is NULL (vlen 0) for deletes, non-NULL for puts
+ * (even an empty value). */
+typedef struct cairn_mt_entry {
+    const uint8_t *key;
+    size_t klen;
+    uint64_t version;
+    uint64_t ts_us; /* commit timestamp, microseconds */
+    cairn_mt_kind kind;
+    const uint8_t *value;
+    size_t vlen; /* NULL/0 for deletes */
+} cairn_mt_entry;
+
+/* A new, empty memtable with refcount 1; NULL on out of memory. Allocates no
+ * arena block until the first insert. */
+cairn_memtable *cairn_memtable_new(void);
+/* Take another reference. */
+void cairn_memtable_ref(cairn_memtable *mt);
+/* Drop a reference; the memtable and all its entries are freed at 0.
+ * NULL is ignored. */
+void cairn_memtable_unref(cairn_memtable *mt);
+
+/* Insert (key, version). Thread-safe and lock-free with respect to other
+ * inserts and readers. The key and value bytes are copied.
+ * Returns 0; CAIRN_ENOMEM; CAIRN_EEXIST if (key, version) is already there
+ * (nothing changes); CAIRN_EINVAL for version 0, key == NULL with klen > 0,
+ * value == NULL with vlen > 0, a kind that is neither PUT nor DELETE, or a
+ * DELETE with vlen > 0. */
+int cairn_memtable_insert(cairn_memtable *mt, const void *key, size_t klen,
+                          uint64_t version, uint64_t ts_us, cairn_mt_kind kind,
+                          const void *value, size_t vlen);
+
+/* The newest entry of `key` with version <= max_version and
+ * ts_us <= max_ts (deletes included: the caller decides). true if found and
+ * *out filled. Lock-free. */
+bool cairn_memtable_get(cairn_memtable *mt, const void *key, size_t klen,
+                        uint64_t max_version, uint64_t max_ts,
+                        cairn_mt_entry *out);
+
+/* The newest version of `key` present (put or delete), 0 if none. */
+uint64_t cairn_memtable_latest_version(cairn_memtable *mt, const void *key,
+                                       size_t klen);
+
+/* Bytes of arena blocks allocated (block headers included). */
+size_t cairn_memtable_memory(const cairn_memtable *mt);
+/* Number of entries. */
+uint64_t cairn_memtable_count(const cairn_memtable *mt);
+/* Highest version inserted, 0 if empty. */
+uint64_t cairn_memtable_max_version(const cairn_memtable *mt);
+
+/* Iterator: lock-free, stack-allocated, needs no cleanup. Every entry whose
+ * insert completed before the iterator moves past its position is seen;
+ * entries inserted concurrently may or may not be. Positions only move
+ * forward in internal order. The iterator does not hold a reference. */
+typedef struct cairn_mt_iter {
+    cairn_memtable *mt;
+    void *node;
+} cairn_mt_iter;
+
+void cairn_mt_iter_init(cairn_mt_iter *it, cairn_memtable *mt); /* invalid */
+void cairn_mt_iter_seek_first(cairn_mt_iter *it);
+/* First entry >= (key, version) in internal order; version UINT64_MAX means
+ * "first entry of key, or the first entry after it". */
+void cairn_mt_iter_seek(cairn_mt_iter *it, const void *key, size_t klen,
+                        uint64_t version);
+bool cairn_mt_iter_valid(const cairn_mt_iter *it);
+void cairn_mt_iter_next(cairn_mt_iter *it);          /* requires valid */
+void cairn_mt_iter_entry(const cairn_mt_iter *it,    /* requires valid */
+                         cairn_mt_entry *out);
+
+#endif /* CAIRN_MVCC_MEMTABLE_H */

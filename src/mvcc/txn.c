@@ -1,0 +1,912 @@
+/*
+ * txn.c — transactions and the commit pipeline.
+ *
+ * A transaction reads at a snapshot version S through the table set it took
+ * at begin, plus its own write set. Commit:
+ *   1. validate (commit_mu): no key written, and in serializable mode no key
+ *      read and no range scanned, has a version newer than S, committed or
+ *      in flight: first committer wins;
+ *   2. assign the next version and a timestamp (strictly increasing), and
+ *      append the commit record to the WAL in the same critical section, so
+ *      LSN order is version order; put the written keys in the in-flight
+ *      map;
+ *   3. wait for the WAL group commit (one fsync for every commit waiting);
+ *   4. apply the writes to the active memtable (concurrently with other
+ *      commits), then drop the keys from the in-flight map;
+ *   5. publish in version order (visible advances over every settled
+ *      version) and return: the commit is acknowledged.
+ * Blind writes (cairn_put, cairn_delete, cairn_write_batch) have nothing to
+ * validate but the in-flight map: if a key is in flight they wait for it to
+ * publish and go again, so they never fail with a conflict.
+ *
+ * Invariants and lock order: see db/db_internal.h. A transaction is used by
+ * one thread at a time and takes no lock while it reads.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "db/db_internal.h"
+#include "util/coding.h"
+
+typedef struct ws_entry {
+    uint8_t *key; /* key bytes, then value bytes, one allocation */
+    size_t klen;
+    uint8_t *val;
+    size_t vlen;
+    uint64_t hash;
+    bool del;
+} ws_entry;
+
+typedef struct rs_key {
+    uint8_t *key;
+    size_t klen;
+    uint64_t hash;
+} rs_key;
+
+typedef struct rs_range {
+    uint8_t *lo, *hi; /* one allocation; hi NULL: to the end */
+    size_t lolen, hilen;
+} rs_range;
+
+struct cairn_txn {
+    cairn_db *db;
+    db_tables *tables;
+    uint64_t snapshot;
+    bool read_only, serializable, blind, registered;
+    snap_node snap;
+    ws_entry *w;
+    size_t nw, capw;
+    uint32_t *widx; /* open addressing: index + 1 into w, 0 empty */
+    size_t widx_cap;
+    rs_key *rk;
+    size_t nrk, caprk;
+    rs_range *rr;
+    size_t nrr, caprr;
+    int err; /* a write that failed (out of memory): commit refuses */
+};
+
+static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    size_t m = alen < blen ? alen : blen;
+    int c = m ? memcmp(a, b, m) : 0;
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+static uint64_t key_hash(const void *k, size_t n)
+{
+    return XXH3_64bits(k, n);
+}
+
+/* ---------- the write set ---------- */
+
+static int widx_rebuild(cairn_txn *t, size_t cap)
+{
+    uint32_t *idx = calloc(cap, sizeof *idx);
+    if (!idx)
+        return CAIRN_ENOMEM;
+    for (size_t i = 0; i < t->nw; i++) {
+        size_t h = t->w[i].hash & (cap - 1);
+        while (idx[h])
+            h = (h + 1) & (cap - 1);
+        idx[h] = (uint32_t)(i + 1);
+    }
+    free(t->widx);
+    t->widx = idx;
+    t->widx_cap = cap;
+    return 0;
+}
+
+static ws_entry *ws_find(cairn_txn *t, const void *key, size_t klen,
+                         uint64_t h)
+{
+    if (!t->widx) {
+        for (size_t i = 0; i < t->nw; i++)
+            if (t->w[i].hash == h && t->w[i].klen == klen &&
+                (!klen || memcmp(t->w[i].key, key, klen) == 0))
+                return &t->w[i];
+        return NULL;
+    }
+    size_t m = t->widx_cap - 1;
+    for (size_t p = h & m; t->widx[p]; p = (p + 1) & m) {
+        ws_entry *e = &t->w[t->widx[p] - 1];
+        if (e->hash == h && e->klen == klen &&
+            (!klen || memcmp(e->key, key, klen) == 0))
+            return e;
+    }
+    return NULL;
+}
+
+static int ws_set(cairn_txn *t, const void *key, size_t klen, const void *val,
+                  size_t vlen, bool del)
+{
+    uint64_t h = key_hash(key, klen);
+    uint8_t *buf = malloc(klen + vlen + 1);
+    if (!buf)
+        return CAIRN_ENOMEM;
+    if (klen)
+        memcpy(buf, key, klen);
+    if (vlen)
+        memcpy(buf + klen, val, vlen);
+    ws_entry *e = ws_find(t, key, klen, h);
+    if (e) {
+        free(e->key);
+    } else {
+        if (t->nw == t->capw) {
+            size_t nc = t->capw ? t->capw * 2 : 4;
+            ws_entry *p = realloc(t->w, nc * sizeof *p);
+            if (!p) {
+                free(buf);
+                return CAIRN_ENOMEM;
+            }
+            t->w = p;
+            t->capw = nc;
+        }
+        e = &t->w[t->nw++];
+        if (t->nw > 8 && t->nw * 2 > t->widx_cap) {
+            size_t cap = t->widx_cap ? t->widx_cap * 2 : 32;
+            while (cap < t->nw * 2)
+                cap *= 2;
+            e->hash = h; /* so the rebuild places it */
+            if (widx_rebuild(t, cap) != 0) {
+                t->nw--;
+                free(buf);
+                return CAIRN_ENOMEM;
+            }
+        } else if (t->widx) {
+            size_t m = t->widx_cap - 1, p = h & m;
+            while (t->widx[p])
+                p = (p + 1) & m;
+            t->widx[p] = (uint32_t)t->nw;
+        }
+    }
+    e->key = buf;
+    e->klen = klen;
+    e->val = del ? NULL : buf + klen;
+    e->vlen = del ? 0 : vlen;
+    e->hash = h;
+    e->del = del;
+    return 0;
+}
+
+static int ws_cmp(const void *a, const void *b)
+{
+    const ws_entry *x = a, *y = b;
+    return key_cmp(x->key, x->klen, y->key, y->klen);
+}
+
+/* ---------- the read set (serializable) ---------- */
+
+static int rs_add_key(cairn_txn *t, const void *key, size_t klen, uint64_t h)
+{
+    if (t->nrk == t->caprk) {
+        size_t nc = t->caprk ? t->caprk * 2 : 8;
+        rs_key *p = realloc(t->rk, nc * sizeof *p);
+        if (!p)
+            return CAIRN_ENOMEM;
+        t->rk = p;
+        t->caprk = nc;
+    }
+    uint8_t *k = malloc(klen ? klen : 1);
+    if (!k)
+        return CAIRN_ENOMEM;
+    if (klen)
+        memcpy(k, key, klen);
+    t->rk[t->nrk++] = (rs_key){k, klen, h};
+    return 0;
+}
+
+static int rs_add_range(cairn_txn *t, const void *lo, size_t lolen,
+                        const void *hi, size_t hilen)
+{
+    if (t->nrr == t->caprr) {
+        size_t nc = t->caprr ? t->caprr * 2 : 4;
+        rs_range *p = realloc(t->rr, nc * sizeof *p);
+        if (!p)
+            return CAIRN_ENOMEM;
+        t->rr = p;
+        t->caprr = nc;
+    }
+    uint8_t *b = malloc(lolen + hilen + 1);
+    if (!b)
+        return CAIRN_ENOMEM;
+    if (lolen)
+        memcpy(b, lo, lolen);
+    if (hi && hilen)
+        memcpy(b + lolen, hi, hilen);
+    t->rr[t->nrr++] = (rs_range){b, hi ? b + lolen : NULL, lolen, hilen};
+    return 0;
+}
+
+/* ---------- the in-flight map (commit_mu held) ---------- */
+
+static inflight_slot *inflight_lookup(cairn_db *db, const uint8_t *key,
+                                      size_t klen, uint64_t h)
+{
+    if (!db->inflight_cap)
+        return NULL;
+    size_t m = db->inflight_cap - 1;
+    for (size_t p = h & m;; p = (p + 1) & m) {
+        inflight_slot *s = &db->inflight[p];
+        if (!s->key && !s->tomb)
+            return NULL;
+        if (s->key && s->hash == h && s->klen == klen &&
+            (!klen || memcmp(s->key, key, klen) == 0))
+            return s;
+    }
+}
+
+/* Make room for n more keys. */
+static int inflight_reserve(cairn_db *db, size_t n)
+{
+    if ((db->inflight_used + n) * 2 <= db->inflight_cap)
+        return 0;
+    size_t cap = db->inflight_cap ? db->inflight_cap : 64;
+    while ((db->inflight_n + n) * 2 > cap)
+        cap *= 2;
+    inflight_slot *ns = calloc(cap, sizeof *ns);
+    if (!ns)
+        return CAIRN_ENOMEM;
+    for (size_t i = 0; i < db->inflight_cap; i++) {
+        inflight_slot *s = &db->inflight[i];
+        if (!s->key)
+            continue;
+        size_t p = s->hash & (cap - 1);
+        while (ns[p].key)
+            p = (p + 1) & (cap - 1);
+        ns[p] = *s;
+    }
+    free(db->inflight);
+    db->inflight = ns;
+    db->inflight_cap = cap;
+    db->inflight_used = db->inflight_n;
+    return 0;
+}
+
+static void inflight_add(cairn_db *db, const uint8_t *key, size_t klen,
+                         uint64_t h, uint64_t v)
+{
+    size_t m = db->inflight_cap - 1, p = h & m;
+    while (db->inflight[p].key)
+        p = (p + 1) & m;
+    if (!db->inflight[p].tomb)
+        db->inflight_used++;
+    db->inflight[p] = (inflight_slot){key, klen, h, v, false};
+    db->inflight_n++;
+}
+
+static void inflight_del(cairn_db *db, const uint8_t *key, size_t klen,
+                         uint64_t h)
+{
+    inflight_slot *s = inflight_lookup(db, key, klen, h);
+    if (!s)
+        return;
+    *s = (inflight_slot){.tomb = true};
+    db->inflight_n--;
+    if (db->inflight_n == 0) { /* all gone: clear the tombstones too */
+        memset(db->inflight, 0, db->inflight_cap * sizeof *db->inflight);
+        db->inflight_used = 0;
+    }
+}
+
+/* ---------- validation (commit_mu held) ---------- */
+
+static bool key_changed(cairn_db *db, db_tables *tabs, const uint8_t *key,
+                        size_t klen, uint64_t h, uint64_t S)
+{
+    if (inflight_lookup(db, key, klen, h))
+        return true;
+    return cairn_db_latest(tabs, key, klen) > S;
+}
+
+static bool range_changed(cairn_db *db, db_tables *tabs, const rs_range *r,
+                          uint64_t S)
+{
+    for (size_t i = 0; i < db->inflight_cap; i++) {
+        inflight_slot *s = &db->inflight[i];
+        if (s->key && key_cmp(s->key, s->klen, r->lo, r->lolen) >= 0 &&
+            (!r->hi || key_cmp(s->key, s->klen, r->hi, r->hilen) < 0))
+            return true;
+    }
+    cairn_memtable *tab[5];
+    size_t n = 0;
+    tab[n++] = tabs->active;
+    for (size_t i = 0; i < tabs->nimm; i++)
+        tab[n++] = tabs->imm[i];
+    for (size_t i = 0; i < n; i++) {
+        cairn_mt_iter it;
+        cairn_mt_iter_init(&it, tab[i]);
+        cairn_mt_iter_seek(&it, r->lo, r->lolen, UINT64_MAX);
+        for (; cairn_mt_iter_valid(&it); cairn_mt_iter_next(&it)) {
+            cairn_mt_entry e;
+            cairn_mt_iter_entry(&it, &e);
+            if (r->hi && key_cmp(e.key, e.klen, r->hi, r->hilen) >= 0)
+                break;
+            if (e.version > S)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* ---------- begin / end ---------- */
+
+static void txn_init(cairn_txn *t, cairn_db *db)
+{
+    memset(t, 0, sizeof *t);
+    t->db = db;
+}
+
+static void txn_release(cairn_txn *t)
+{
+    if (t->registered)
+        cairn_db_snap_unregister(t->db, &t->snap);
+    t->registered = false;
+    cairn_db_tables_release(t->tables);
+    t->tables = NULL;
+    for (size_t i = 0; i < t->nw; i++)
+        free(t->w[i].key);
+    free(t->w);
+    free(t->widx);
+    for (size_t i = 0; i < t->nrk; i++)
+        free(t->rk[i].key);
+    free(t->rk);
+    for (size_t i = 0; i < t->nrr; i++)
+        free(t->rr[i].lo);
+    free(t->rr);
+}
+
+int cairn_txn_begin(cairn_db *db, const cairn_txn_options *opts,
+                    cairn_txn **out)
+{
+    if (!db || !out)
+        return CAIRN_EINVAL;
+    *out = NULL;
+    cairn_txn_options o = {0};
+    if (opts)
+        o = *opts;
+    if ((o.at_version && o.at_time_us) ||
+        ((o.at_version || o.at_time_us) && !o.read_only) ||
+        o.isolation > CAIRN_ISOLATION_SERIALIZABLE)
+        return CAIRN_EINVAL;
+    if (!o.read_only && db->read_only)
+        return CAIRN_EREADONLY;
+    cairn_txn *t = malloc(sizeof *t);
+    if (!t)
+        return CAIRN_ENOMEM;
+    txn_init(t, db);
+    t->read_only = o.read_only;
+    cairn_isolation iso =
+        o.isolation == CAIRN_ISOLATION_DEFAULT ? db->opts.isolation : o.isolation;
+    t->serializable = iso == CAIRN_ISOLATION_SERIALIZABLE && !o.read_only;
+    /* Tables first, then the version: see db_internal.h. */
+    t->tables = cairn_db_tables_acquire(db);
+    int rc = 0;
+    if (o.at_version) {
+        if (o.at_version > atomic_load(&db->visible))
+            rc = CAIRN_EINVAL;
+        else if (o.at_version < atomic_load(&db->oldest))
+            rc = CAIRN_EHISTORY;
+        t->snapshot = o.at_version;
+    } else if (o.at_time_us) {
+        rc = cairn_db_version_at_time(db, o.at_time_us, &t->snapshot);
+    } else if (o.read_only) {
+        t->snapshot = atomic_load(&db->visible);
+    } else {
+        /* Registered, so garbage collection keeps what validation needs. */
+        cairn_db_snap_register(db, &t->snap);
+        t->registered = true;
+        t->snapshot = t->snap.version;
+    }
+    if (rc != 0) {
+        txn_release(t);
+        free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+uint64_t cairn_txn_snapshot(const cairn_txn *t)
+{
+    return t ? t->snapshot : 0;
+}
+
+void cairn_txn_abort(cairn_txn *t)
+{
+    if (!t)
+        return;
+    txn_release(t);
+    free(t);
+}
+
+/* ---------- reads ---------- */
+
+static int check_key(cairn_db *db, const void *key, size_t klen)
+{
+    if (!key && klen)
+        return CAIRN_EINVAL;
+    return klen > db->opts.max_key_size ? CAIRN_ETOOLARGE : 0;
+}
+
+int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
+                  size_t *vlen)
+{
+    if (!t || !val)
+        return CAIRN_EINVAL;
+    int rc = check_key(t->db, key, klen);
+    if (rc)
+        return rc;
+    uint64_t h = key_hash(key, klen);
+    ws_entry *w = t->nw ? ws_find(t, key, klen, h) : NULL;
+    if (w) {
+        if (w->del)
+            return CAIRN_ENOTFOUND;
+        cairn_mt_entry e = {.value = w->val, .vlen = w->vlen};
+        return cairn_db_copy_value(&e, val, vlen);
+    }
+    if (t->serializable && (rc = rs_add_key(t, key, klen, h)) != 0)
+        return rc;
+    cairn_mt_entry e;
+    if (!cairn_db_read(t->tables, key, klen, t->snapshot, &e) ||
+        e.kind == CAIRN_MT_DELETE)
+        return CAIRN_ENOTFOUND;
+    return cairn_db_copy_value(&e, val, vlen);
+}
+
+int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
+              size_t *vlen)
+{
+    if (!db || !val)
+        return CAIRN_EINVAL;
+    int rc = check_key(db, key, klen);
+    if (rc)
+        return rc;
+    db_tables *tabs = cairn_db_tables_acquire(db);
+    uint64_t S = atomic_load(&db->visible);
+    cairn_mt_entry e;
+    if (!cairn_db_read(tabs, key, klen, S, &e) || e.kind == CAIRN_MT_DELETE)
+        rc = CAIRN_ENOTFOUND;
+    else
+        rc = cairn_db_copy_value(&e, val, vlen);
+    cairn_db_tables_release(tabs);
+    return rc;
+}
+
+static int wp_cmp(const void *a, const void *b)
+{
+    const ws_entry *x = *(ws_entry *const *)a, *y = *(ws_entry *const *)b;
+    return key_cmp(x->key, x->klen, y->key, y->klen);
+}
+
+int cairn_txn_scan(cairn_txn *t, const void *start, size_t slen,
+                   const void *end, size_t elen, size_t limit,
+                   cairn_scan_fn fn, void *arg)
+{
+    if (!t || !fn || (!start && slen) || (end == NULL && elen))
+        return CAIRN_EINVAL;
+    int rc = 0;
+    if (t->serializable &&
+        (rc = rs_add_range(t, start, slen, end, elen)) != 0)
+        return rc;
+    /* The transaction's own writes in range, sorted. */
+    ws_entry **mine = NULL;
+    size_t nmine = 0;
+    if (t->nw) {
+        mine = malloc(t->nw * sizeof *mine);
+        if (!mine)
+            return CAIRN_ENOMEM;
+        for (size_t i = 0; i < t->nw; i++) {
+            ws_entry *w = &t->w[i];
+            if (key_cmp(w->key, w->klen, start, slen) >= 0 &&
+                (!end || key_cmp(w->key, w->klen, end, elen) < 0))
+                mine[nmine++] = w;
+        }
+        qsort(mine, nmine, sizeof *mine, wp_cmp);
+    }
+    cairn_memtable *tab[5];
+    size_t n = 0;
+    tab[n++] = t->tables->active;
+    for (size_t i = 0; i < t->tables->nimm; i++)
+        tab[n++] = t->tables->imm[i];
+    cairn_mt_iter it[5];
+    for (size_t i = 0; i < n; i++) {
+        cairn_mt_iter_init(&it[i], tab[i]);
+        cairn_mt_iter_seek(&it[i], start, slen, UINT64_MAX);
+    }
+    size_t emitted = 0, mi = 0;
+    bool stop = false;
+    while (!stop && (!limit || emitted < limit)) {
+        /* The smallest key still ahead in the tables. */
+        cairn_mt_entry k = {0};
+        bool have = false;
+        for (size_t i = 0; i < n; i++) {
+            if (!cairn_mt_iter_valid(&it[i]))
+                continue;
+            cairn_mt_entry e;
+            cairn_mt_iter_entry(&it[i], &e);
+            if (!have || key_cmp(e.key, e.klen, k.key, k.klen) < 0) {
+                k = e;
+                have = true;
+            }
+        }
+        if (have && end && key_cmp(k.key, k.klen, end, elen) >= 0)
+            have = false;
+        /* Own writes before that key go first. */
+        if (mi < nmine &&
+            (!have || key_cmp(mine[mi]->key, mine[mi]->klen, k.key, k.klen) <= 0)) {
+            ws_entry *w = mine[mi++];
+            bool same = have && key_cmp(w->key, w->klen, k.key, k.klen) == 0;
+            if (same) { /* skip the stored versions of this key */
+                for (size_t i = 0; i < n; i++) {
+                    while (cairn_mt_iter_valid(&it[i])) {
+                        cairn_mt_entry e;
+                        cairn_mt_iter_entry(&it[i], &e);
+                        if (key_cmp(e.key, e.klen, w->key, w->klen) != 0)
+                            break;
+                        cairn_mt_iter_next(&it[i]);
+                    }
+                }
+            }
+            if (!w->del) {
+                emitted++;
+                if (fn(arg, w->key, w->klen, w->val, w->vlen) != 0)
+                    stop = true;
+            }
+            continue;
+        }
+        if (!have)
+            break;
+        /* Newest version <= S of key k: newer tables first. Copy the key:
+         * the iterators move on. */
+        cairn_mt_entry found = {0};
+        bool got = false;
+        const uint8_t *kk = k.key;
+        size_t kl = k.klen;
+        for (size_t i = 0; i < n; i++) {
+            while (cairn_mt_iter_valid(&it[i])) {
+                cairn_mt_entry e;
+                cairn_mt_iter_entry(&it[i], &e);
+                if (key_cmp(e.key, e.klen, kk, kl) != 0)
+                    break;
+                if (!got && e.version <= t->snapshot) {
+                    found = e;
+                    got = true;
+                }
+                cairn_mt_iter_next(&it[i]);
+            }
+        }
+        if (got && found.kind == CAIRN_MT_PUT) {
+            emitted++;
+            if (fn(arg, found.key, found.klen, found.value, found.vlen) != 0)
+                stop = true;
+        }
+    }
+    free(mine);
+    return 0;
+}
+
+/* ---------- writes ---------- */
+
+static int txn_write(cairn_txn *t, const void *key, size_t klen,
+                     const void *val, size_t vlen, bool del)
+{
+    if (!t || (!val && vlen))
+        return CAIRN_EINVAL;
+    if (t->read_only)
+        return CAIRN_EREADONLY;
+    int rc = check_key(t->db, key, klen);
+    if (rc)
+        return rc;
+    if (vlen > t->db->opts.max_value_size)
+        return CAIRN_ETOOLARGE;
+    rc = ws_set(t, key, klen, val, vlen, del);
+    if (rc)
+        t->err = rc;
+    return rc;
+}
+
+int cairn_txn_put(cairn_txn *t, const void *key, size_t klen, const void *val,
+                  size_t vlen)
+{
+    return txn_write(t, key, klen, val ? val : "", vlen, false);
+}
+
+int cairn_txn_delete(cairn_txn *t, const void *key, size_t klen)
+{
+    return txn_write(t, key, klen, NULL, 0, true);
+}
+
+/* ---------- commit ---------- */
+
+#define REC_HDR 20u
+#define W_HDR 9u
+
+static uint8_t *encode_commit(cairn_txn *t, size_t *len)
+{
+    size_t n = REC_HDR;
+    for (size_t i = 0; i < t->nw; i++)
+        n += W_HDR + t->w[i].klen + t->w[i].vlen;
+    uint8_t *b = malloc(n);
+    if (!b)
+        return NULL;
+    cairn_put_u32(b + 16, (uint32_t)t->nw);
+    uint8_t *p = b + REC_HDR;
+    for (size_t i = 0; i < t->nw; i++) {
+        ws_entry *w = &t->w[i];
+        p[0] = w->del ? CAIRN_MT_DELETE : CAIRN_MT_PUT;
+        cairn_put_u32(p + 1, (uint32_t)w->klen);
+        cairn_put_u32(p + 5, (uint32_t)w->vlen);
+        p += W_HDR;
+        if (w->klen)
+            memcpy(p, w->key, w->klen);
+        p += w->klen;
+        if (w->vlen)
+            memcpy(p, w->val, w->vlen);
+        p += w->vlen;
+    }
+    *len = n;
+    return b;
+}
+
+/* Insert the writes into the active memtable. */
+static int apply_writes(cairn_db *db, cairn_txn *t, uint64_t v, uint64_t ts)
+{
+    pthread_mutex_lock(&db->tables_mu);
+    db_tables *tabs = db->tables;
+    atomic_fetch_add(&tabs->refs, 1);
+    atomic_fetch_add(&tabs->active_writers, 1);
+    pthread_mutex_unlock(&db->tables_mu);
+    int rc = 0;
+    for (size_t i = 0; i < t->nw && rc == 0; i++) {
+        ws_entry *w = &t->w[i];
+        /* Out of memory here would leave a durable commit half applied:
+         * wait a while for memory before giving up. */
+        for (int tries = 0; tries < 1000; tries++) {
+            rc = cairn_memtable_insert(tabs->active, w->key, w->klen, v, ts,
+                                       w->del ? CAIRN_MT_DELETE : CAIRN_MT_PUT,
+                                       w->val, w->vlen);
+            if (rc != CAIRN_ENOMEM)
+                break;
+            struct timespec d = {0, 1000000};
+            nanosleep(&d, NULL);
+        }
+    }
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < t->nw; i++)
+        bytes += t->w[i].klen + t->w[i].vlen + 64; /* + node overhead */
+    bool full = atomic_fetch_add(&db->active_bytes, bytes) + bytes >=
+                db->opts.memtable_size;
+    atomic_fetch_sub(&tabs->active_writers, 1);
+    cairn_db_tables_release(tabs);
+    if (full)
+        cairn_db_gc_kick(db);
+    return rc;
+}
+
+/* Wait until visible moves past what it was (a blind write waiting for an
+ * in-flight commit of the same key). */
+static void wait_visible_change(cairn_db *db, uint64_t seen)
+{
+    pthread_mutex_lock(&db->pub_mu);
+    if (atomic_load(&db->visible) == seen) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&db->pub_cv, &db->pub_mu, &ts);
+    }
+    pthread_mutex_unlock(&db->pub_mu);
+}
+
+static int txn_commit(cairn_txn *t, uint64_t *version)
+{
+    cairn_db *db = t->db;
+    if (t->err)
+        return t->err;
+    if (t->read_only || t->nw == 0) {
+        if (version)
+            *version = t->snapshot;
+        return 0;
+    }
+    if (db->read_only)
+        return CAIRN_EREADONLY;
+    qsort(t->w, t->nw, sizeof *t->w, ws_cmp);
+    free(t->widx); /* positions changed; no lookups after this */
+    t->widx = NULL;
+    size_t len = 0;
+    uint8_t *rec = encode_commit(t, &len);
+    if (!rec)
+        return CAIRN_ENOMEM;
+
+    uint64_t v = 0, ts = 0, lsn = 0;
+    int rc;
+    for (;;) {
+        db_tables *tabs = cairn_db_tables_acquire(db);
+        pthread_mutex_lock(&db->commit_mu);
+        rc = db->fatal;
+        bool conflict = false;
+        for (size_t i = 0; rc == 0 && !conflict && i < t->nw; i++) {
+            ws_entry *w = &t->w[i];
+            conflict = t->blind
+                           ? inflight_lookup(db, w->key, w->klen, w->hash) != NULL
+                           : key_changed(db, tabs, w->key, w->klen, w->hash,
+                                         t->snapshot);
+        }
+        for (size_t i = 0; rc == 0 && !conflict && i < t->nrk; i++)
+            conflict = key_changed(db, tabs, t->rk[i].key, t->rk[i].klen,
+                                   t->rk[i].hash, t->snapshot);
+        for (size_t i = 0; rc == 0 && !conflict && i < t->nrr; i++)
+            conflict = range_changed(db, tabs, &t->rr[i], t->snapshot);
+        if (rc == 0 && !conflict)
+            rc = inflight_reserve(db, t->nw);
+        if (rc == 0 && !conflict) {
+            v = db->last_assigned + 1;
+            ts = cairn_db_now_us();
+            if (ts <= db->last_ts)
+                ts = db->last_ts + 1; /* never backwards */
+            cairn_put_u64(rec, v);
+            cairn_put_u64(rec + 8, ts);
+            rc = cairn_wal_append(db->wal, CAIRN_WAL_TYPE_COMMIT, rec, len,
+                                  &lsn);
+            if (rc == 0) {
+                db->last_assigned = v;
+                db->last_ts = ts;
+                for (size_t i = 0; i < t->nw; i++)
+                    inflight_add(db, t->w[i].key, t->w[i].klen, t->w[i].hash,
+                                 v);
+                if (cairn_db_vt_append(db, v, ts) != 0) {
+                    /* The index only serves time lookups; a missing entry
+                     * is filled by the next commit's. Nothing to undo. */
+                }
+            } else if (rc == CAIRN_EREADONLY || rc == CAIRN_EIO) {
+                db->fatal = CAIRN_EREADONLY;
+            }
+        }
+        pthread_mutex_unlock(&db->commit_mu);
+        cairn_db_tables_release(tabs);
+        if (conflict && t->blind && rc == 0) {
+            wait_visible_change(db, atomic_load(&db->visible));
+            continue;
+        }
+        if (conflict && rc == 0)
+            rc = CAIRN_ECONFLICT;
+        break;
+    }
+    free(rec);
+    if (rc != 0) {
+        if (rc == CAIRN_ECONFLICT)
+            atomic_fetch_add(&db->st_conflicts, 1);
+        return rc;
+    }
+
+    /* Durable (per the sync mode), then applied, then published. */
+    rc = cairn_wal_wait(db->wal, lsn);
+    if (rc == 0)
+        rc = apply_writes(db, t, v, ts);
+    pthread_mutex_lock(&db->commit_mu);
+    for (size_t i = 0; i < t->nw; i++)
+        inflight_del(db, t->w[i].key, t->w[i].klen, t->w[i].hash);
+    /* A failed sync makes the log (and so the database) read-only; a failed
+     * write (e.g. no space) fails just this commit. A durable commit that
+     * cannot be applied leaves memory behind the log: read-only too. */
+    if (rc != 0 && !db->fatal &&
+        (cairn_wal_status(db->wal) != 0 || rc == CAIRN_ENOMEM))
+        db->fatal = CAIRN_EREADONLY;
+    pthread_mutex_unlock(&db->commit_mu);
+    cairn_db_publish(db, v);
+    if (rc != 0)
+        return rc;
+    atomic_fetch_add(&db->st_commits, 1);
+    if (version)
+        *version = v;
+    return 0;
+}
+
+int cairn_txn_commit(cairn_txn *t, uint64_t *version)
+{
+    if (!t)
+        return CAIRN_EINVAL;
+    int rc = txn_commit(t, version);
+    txn_release(t);
+    free(t);
+    return rc;
+}
+
+/* ---------- auto-commit writes ---------- */
+
+static int blind_commit(cairn_db *db, const cairn_write *ws, size_t n,
+                        uint64_t *version)
+{
+    if (!db || (!ws && n))
+        return CAIRN_EINVAL;
+    if (db->read_only)
+        return CAIRN_EREADONLY;
+    cairn_txn t;
+    txn_init(&t, db);
+    t.blind = true;
+    t.snapshot = UINT64_MAX;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = txn_write(&t, ws[i].key, ws[i].klen,
+                       ws[i].val ? ws[i].val : NULL, ws[i].val ? ws[i].vlen : 0,
+                       ws[i].val == NULL);
+    if (rc == 0)
+        rc = txn_commit(&t, version);
+    txn_release(&t);
+    return rc;
+}
+
+int cairn_put(cairn_db *db, const void *key, size_t klen, const void *val,
+              size_t vlen, uint64_t *version)
+{
+    if (!val && vlen)
+        return CAIRN_EINVAL;
+    cairn_write w = {key, klen, val ? val : "", vlen};
+    return blind_commit(db, &w, 1, version);
+}
+
+int cairn_delete(cairn_db *db, const void *key, size_t klen, uint64_t *version)
+{
+    cairn_write w = {key, klen, NULL, 0};
+    return blind_commit(db, &w, 1, version);
+}
+
+int cairn_write_batch(cairn_db *db, const cairn_write *writes, size_t n,
+                      uint64_t *version)
+{
+    return blind_commit(db, writes, n, version);
+}
+
+/* ---------- replay ---------- */
+
+int cairn_db_apply_replay(cairn_db *db, const cairn_wal_record *rec)
+{
+    if (rec->type != CAIRN_WAL_TYPE_COMMIT || rec->len < REC_HDR)
+        return CAIRN_ECORRUPT;
+    const uint8_t *p = rec->data;
+    uint64_t v = cairn_get_u64(p), ts = cairn_get_u64(p + 8);
+    uint32_t n = cairn_get_u32(p + 16);
+    if (v <= db->last_assigned || ts <= db->last_ts || n == 0)
+        return CAIRN_ECORRUPT;
+    /* Check the whole record before applying any of it. */
+    size_t off = REC_HDR;
+    for (uint32_t i = 0; i < n; i++) {
+        if (rec->len - off < W_HDR)
+            return CAIRN_ECORRUPT;
+        uint8_t kind = p[off];
+        uint64_t kl = cairn_get_u32(p + off + 1), vl = cairn_get_u32(p + off + 5);
+        if ((kind != CAIRN_MT_PUT && kind != CAIRN_MT_DELETE) ||
+            (kind == CAIRN_MT_DELETE && vl) ||
+            rec->len - off - W_HDR < kl + vl)
+            return CAIRN_ECORRUPT;
+        off += W_HDR + kl + vl;
+    }
+    if (off != rec->len)
+        return CAIRN_ECORRUPT;
+    cairn_memtable *mt = db->tables->active;
+    off = REC_HDR;
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t kind = p[off];
+        size_t kl = cairn_get_u32(p + off + 1), vl = cairn_get_u32(p + off + 5);
+        const uint8_t *k = p + off + W_HDR;
+        int rc = cairn_memtable_insert(mt, k, kl, v, ts, (cairn_mt_kind)kind,
+                                       kind == CAIRN_MT_PUT ? k + kl : NULL, vl);
+        if (rc == CAIRN_EEXIST)
+            return CAIRN_ECORRUPT; /* the same key twice in one commit */
+        if (rc)
+            return rc;
+        off += W_HDR + kl + vl;
+    }
+    db->last_assigned = v;
+    db->last_ts = ts;
+    atomic_store(&db->visible, v);
+    atomic_fetch_add(&db->st_recovered, 1);
+    return cairn_db_vt_append(db, v, ts);
+}

@@ -1,0 +1,940 @@
+/*
+ * test_memtable.c — the MVCC memtable (src/mvcc/memtable.c): a concurrent
+ * skiplist of (key asc, version desc) entries over an arena.
+ *
+ *  - Order: random keys (bytes 0x00/'a'/'b'/0xff, lengths 0..6, so prefixes,
+ *    the empty key and unsigned compare all occur) and versions inserted in
+ *    random order, duplicates refused; the iteration equals a qsort'ed
+ *    reference (compared with an independent comparator); random seeks and
+ *    gets agree with the reference.
+ *  - get / latest_version / duplicate semantics on hand-made cases; large
+ *    (4 MiB) values; seek edge cases; refcounting (ASan checks that the last
+ *    unref frees everything and the earlier ones free nothing).
+ *  - Concurrency: 4 inserters + 2 readers that iterate (order, and every entry
+ *    published before the scan started is seen) and get published keys; and
+ *    4 threads racing to insert the same entries (exactly one wins each).
+ *    Thread bodies only count failures; the main thread asserts.
+ *  - A single-thread throughput figure printed to stderr (1M inserts of 16-byte
+ *    keys / 100-byte values, 1M random gets; 100k under sanitizers;
+ *    CAIRN_MT_BENCH_N overrides).
+ *
+ * Sizes shrink under TSan/ASan (__SANITIZE_THREAD__ / __SANITIZE_ADDRESS__).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "cairn.h"
+#include "mvcc/memtable.h"
+#include "test_util.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define CONC_PER_WRITER 30000
+#define RACE_ENTRIES 10000
+#define BENCH_N_DEFAULT 100000
+#elif defined(__SANITIZE_ADDRESS__)
+#define CONC_PER_WRITER 50000
+#define RACE_ENTRIES 20000
+#define BENCH_N_DEFAULT 100000
+#else
+#define CONC_PER_WRITER 50000
+#define RACE_ENTRIES 20000
+#define BENCH_N_DEFAULT 1000000
+#endif
+
+/* ---------- reference order, written independently of memtable.c ---------- */
+
+static int ref_cmp(const uint8_t *a, size_t alen, uint64_t av, const uint8_t *b,
+                   size_t blen, uint64_t bv)
+{
+    for (size_t i = 0; i < alen && i < blen; i++) {
+        if (a[i] != b[i])
+            return a[i] < b[i] ? -1 : 1;
+    }
+    if (alen != blen)
+        return alen < blen ? -1 : 1;
+    if (av != bv)
+        return av > bv ? -1 : 1;
+    return 0;
+}
+
+static int entry_cmp(const cairn_mt_entry *a, const cairn_mt_entry *b)
+{
+    return ref_cmp(a->key, a->klen, a->version, b->key, b->klen, b->version);
+}
+
+typedef struct {
+    uint8_t key[8];
+    size_t klen;
+    uint64_t version;
+    uint64_t ts;
+    cairn_mt_kind kind;
+    size_t vlen;
+    size_t idx; /* insertion index: value seed, and tie-break (first wins) */
+} ref_entry;
+
+static int ref_qsort_cmp(const void *pa, const void *pb)
+{
+    const ref_entry *a = pa, *b = pb;
+    int c = ref_cmp(a->key, a->klen, a->version, b->key, b->klen, b->version);
+    if (c)
+        return c;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* Index of the first reference entry >= (key, version), n if none. */
+static size_t ref_lower_bound(const ref_entry *r, size_t n, const uint8_t *key,
+                              size_t klen, uint64_t version)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ref_cmp(r[mid].key, r[mid].klen, r[mid].version, key, klen, version) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static const uint8_t alphabet[4] = {0x00, 'a', 'b', 0xff};
+
+static size_t random_key(uint64_t *s, uint8_t key[8])
+{
+    size_t klen = (size_t)tu_rand(s, 7);
+    for (size_t i = 0; i < klen; i++)
+        key[i] = alphabet[tu_rand(s, 4)];
+    return klen;
+}
+
+static void check_entry_matches(const cairn_mt_entry *e, const ref_entry *r)
+{
+    assert_int_equal(e->klen, r->klen);
+    if (r->klen)
+        assert_memory_equal(e->key, r->key, r->klen);
+    assert_non_null(e->key);
+    assert_int_equal(e->version, r->version);
+    assert_int_equal(e->ts_us, r->ts);
+    assert_int_equal(e->kind, r->kind);
+    if (r->kind == CAIRN_MT_DELETE) {
+        assert_null(e->value);
+        assert_int_equal(e->vlen, 0);
+    } else {
+        assert_non_null(e->value);
+        assert_int_equal(e->vlen, r->vlen);
+        assert_true(tu_check(e->value, e->vlen, r->idx));
+    }
+}
+
+/* ---------- order, against a sorted reference ---------- */
+
+static void test_order_random(void **state)
+{
+    (void)state;
+    enum { N = 20000, PROBES = 5000 };
+    uint64_t seed = 12345;
+    ref_entry *all = calloc(N, sizeof *all);
+    assert_non_null(all);
+    cairn_memtable *mt = cairn_memtable_new();
+    assert_non_null(mt);
+    assert_int_equal(cairn_memtable_count(mt), 0);
+    assert_int_equal(cairn_memtable_max_version(mt), 0);
+    assert_int_equal(cairn_memtable_memory(mt), 0);
+
+    size_t ok = 0, dup = 0;
+    uint64_t maxv = 0;
+    uint8_t vbuf[64];
+    for (size_t i = 0; i < N; i++) {
+        ref_entry *r = &all[i];
+        r->klen = random_key(&seed, r->key);
+        r->version = 1 + tu_rand(&seed, 8);
+        r->ts = tu_rand(&seed, 1000);
+        r->kind = i % 7 == 0 ? CAIRN_MT_DELETE : CAIRN_MT_PUT;
+        r->vlen = r->kind == CAIRN_MT_DELETE ? 0 : i % 50;
+        r->idx = i;
+        tu_fill(vbuf, r->vlen, i);
+        int rc = cairn_memtable_insert(mt, r->key, r->klen, r->version, r->ts,
+                                       r->kind, r->vlen ? vbuf : NULL, r->vlen);
+        if (rc == 0) {
+            ok++;
+            if (r->version > maxv)
+                maxv = r->version;
+        } else {
+            assert_int_equal(rc, CAIRN_EEXIST);
+            dup++;
+        }
+    }
+
+    /* Unique reference, keeping the first insert of each (key, version). */
+    qsort(all, N, sizeof *all, ref_qsort_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < N; i++) {
+        if (u && ref_cmp(all[u - 1].key, all[u - 1].klen, all[u - 1].version,
+                         all[i].key, all[i].klen, all[i].version) == 0)
+            continue;
+        all[u++] = all[i];
+    }
+    assert_int_equal(ok, u);
+    assert_int_equal(dup, N - u);
+    assert_true(dup > 1000); /* the test really exercised duplicates */
+    assert_int_equal(cairn_memtable_count(mt), u);
+    assert_int_equal(cairn_memtable_max_version(mt), maxv);
+    assert_true(cairn_memtable_memory(mt) >= ((size_t)1 << 20));
+
+    /* Full iteration equals the reference, strictly increasing. */
+    cairn_mt_iter it;
+    cairn_mt_iter_init(&it, mt);
+    assert_false(cairn_mt_iter_valid(&it));
+    cairn_mt_iter_seek_first(&it);
+    size_t seen = 0;
+    cairn_mt_entry prev = {0}, e;
+    for (; cairn_mt_iter_valid(&it); cairn_mt_iter_next(&it)) {
+        assert_true(seen < u);
+        cairn_mt_iter_entry(&it, &e);
+        assert_int_equal((uintptr_t)e.key % 8, 0); /* nodes 8-byte aligned */
+        if (seen)
+            assert_true(entry_cmp(&prev, &e) < 0);
+        check_entry_matches(&e, &all[seen]);
+        prev = e;
+        seen++;
+    }
+    assert_int_equal(seen, u);
+
+    /* Random seeks and gets against the reference. */
+    for (size_t p = 0; p < PROBES; p++) {
+        uint8_t key[8];
+        size_t klen = random_key(&seed, key);
+        uint64_t v = tu_rand(&seed, 10); /* 0..9, around the real 1..8 */
+        if (p % 5 == 0)
+            v = UINT64_MAX;
+        size_t lb = ref_lower_bound(all, u, key, klen, v);
+        cairn_mt_iter_seek(&it, key, klen, v);
+        if (lb == u) {
+            assert_false(cairn_mt_iter_valid(&it));
+        } else {
+            assert_true(cairn_mt_iter_valid(&it));
+            cairn_mt_iter_entry(&it, &e);
+            check_entry_matches(&e, &all[lb]);
+        }
+
+        uint64_t max_ts = p % 3 == 0 ? UINT64_MAX : tu_rand(&seed, 1000);
+        size_t want = u;
+        for (size_t j = lb; j < u && all[j].klen == klen &&
+                            memcmp(all[j].key, key, klen) == 0;
+             j++) {
+            if (all[j].ts <= max_ts) {
+                want = j;
+                break;
+            }
+        }
+        bool found = cairn_memtable_get(mt, key, klen, v, max_ts, &e);
+        assert_int_equal(found, want != u);
+        if (found)
+            check_entry_matches(&e, &all[want]);
+
+        size_t first = ref_lower_bound(all, u, key, klen, UINT64_MAX);
+        uint64_t latest = first < u && all[first].klen == klen &&
+                                  memcmp(all[first].key, key, klen) == 0
+                              ? all[first].version
+                              : 0;
+        assert_int_equal(cairn_memtable_latest_version(mt, key, klen), latest);
+    }
+
+    cairn_memtable_unref(mt);
+    free(all);
+}
+
+/* ---------- get semantics ---------- */
+
+#define K(s) (const uint8_t *)(s), (sizeof(s) - 1)
+
+static void put(cairn_memtable *mt, const uint8_t *k, size_t klen, uint64_t v,
+                uint64_t ts, const char *val)
+{
+    assert_int_equal(cairn_memtable_insert(mt, k, klen, v, ts, CAIRN_MT_PUT, val,
+                                           strlen(val)),
+                     0);
+}
+
+static void del(cairn_memtable *mt, const uint8_t *k, size_t klen, uint64_t v,
+                uint64_t ts)
+{
+    assert_int_equal(
+        cairn_memtable_insert(mt, k, klen, v, ts, CAIRN_MT_DELETE, NULL, 0), 0);
+}
+
+/* get must find (kind, version, value) — value NULL means a delete. */
+static void expect_get(cairn_memtable *mt, const uint8_t *k, size_t klen,
+                       uint64_t maxv, uint64_t maxts, uint64_t version,
+                       const char *value)
+{
+    cairn_mt_entry e;
+    memset(&e, 0xAB, sizeof e);
+    assert_true(cairn_memtable_get(mt, k, klen, maxv, maxts, &e));
+    assert_int_equal(e.version, version);
+    assert_int_equal(e.klen, klen);
+    if (klen)
+        assert_memory_equal(e.key, k, klen);
+    if (value) {
+        assert_int_equal(e.kind, CAIRN_MT_PUT);
+        assert_int_equal(e.vlen, strlen(value));
+        assert_non_null(e.value);
+        assert_memory_equal(e.value, value, strlen(value));
+    } else {
+        assert_int_equal(e.kind, CAIRN_MT_DELETE);
+        assert_null(e.value);
+        assert_int_equal(e.vlen, 0);
+    }
+}
+
+static void expect_miss(cairn_memtable *mt, const uint8_t *k, size_t klen,
+                        uint64_t maxv, uint64_t maxts)
+{
+    cairn_mt_entry e;
+    assert_false(cairn_memtable_get(mt, k, klen, maxv, maxts, &e));
+}
+
+static cairn_memtable *make_sample(void)
+{
+    cairn_memtable *mt = cairn_memtable_new();
+    assert_non_null(mt);
+    /* Out-of-order inserts; ts not monotonic in version (25 has ts 350). */
+    put(mt, K("k"), 30, 300, "v30");
+    put(mt, K("k"), 10, 100, "v10");
+    put(mt, K("k"), 25, 350, "v25");
+    del(mt, K("k"), 20, 200);
+    put(mt, K("ka"), 5, 50, "ka5");
+    put(mt, K("k\0"), 6, 60, "knul6");
+    put(mt, K(""), 7, 70, "");  /* empty key, empty value */
+    put(mt, K(""), 3, 30, "e3");
+    put(mt, K("j"), 40, 400, "j40");
+    put(mt, K("kb"), 2, 20, "");
+    return mt;
+}
+
+static void test_get_semantics(void **state)
+{
+    (void)state;
+    cairn_memtable *mt = make_sample();
+    const uint64_t M = UINT64_MAX;
+
+    expect_get(mt, K("k"), M, M, 30, "v30");
+    expect_get(mt, K("k"), 30, M, 30, "v30");
+    expect_get(mt, K("k"), 29, M, 25, "v25");
+    expect_get(mt, K("k"), 25, M, 25, "v25");
+    expect_get(mt, K("k"), 24, M, 20, NULL); /* delete entry returned */
+    expect_get(mt, K("k"), 20, M, 20, NULL);
+    expect_get(mt, K("k"), 19, M, 10, "v10");
+    expect_get(mt, K("k"), 10, M, 10, "v10");
+    expect_miss(mt, K("k"), 9, M);
+    expect_miss(mt, K("k"), 0, M);
+    /* Timestamp bound: versions 30(ts300) 25(ts350) 20(ts200) 10(ts100). */
+    expect_get(mt, K("k"), M, 349, 30, "v30");
+    expect_get(mt, K("k"), 29, 349, 20, NULL); /* 25 is too late by ts */
+    expect_get(mt, K("k"), 29, 350, 25, "v25");
+    expect_get(mt, K("k"), M, 299, 20, NULL);
+    expect_get(mt, K("k"), M, 199, 10, "v10");
+    expect_get(mt, K("k"), M, 100, 10, "v10");
+    expect_miss(mt, K("k"), M, 99);
+    expect_miss(mt, K("k"), 15, 99);
+
+    /* Prefixes and neighbours do not leak into each other. */
+    expect_get(mt, K("ka"), M, M, 5, "ka5");
+    expect_miss(mt, K("ka"), 4, M);
+    expect_get(mt, K("k\0"), M, M, 6, "knul6");
+    expect_get(mt, K("kb"), M, M, 2, "");
+    expect_miss(mt, K("kc"), M, M);
+    expect_miss(mt, K("kaa"), M, M);
+    expect_miss(mt, K("jj"), M, M);
+    expect_miss(mt, K("i"), M, M);
+    expect_miss(mt, K("zzz"), M, M);
+    expect_get(mt, K("j"), M, M, 40, "j40");
+
+    /* Empty key, and an empty put value: non-NULL pointer, length 0. */
+    expect_get(mt, K(""), M, M, 7, "");
+    expect_get(mt, (const uint8_t *)NULL, 0, M, M, 7, "");
+    expect_get(mt, K(""), 6, M, 3, "e3");
+    expect_miss(mt, K(""), 2, M);
+    /* out may be NULL. */
+    assert_true(cairn_memtable_get(mt, K("k"), M, M, NULL));
+
+    cairn_memtable *empty = cairn_memtable_new();
+    assert_non_null(empty);
+    expect_miss(empty, K(""), M, M);
+    expect_miss(empty, K("k"), M, M);
+    cairn_memtable_unref(empty);
+    cairn_memtable_unref(mt);
+}
+
+static void test_latest_and_duplicates(void **state)
+{
+    (void)state;
+    cairn_memtable *mt = make_sample();
+    assert_int_equal(cairn_memtable_latest_version(mt, K("k")), 30);
+    assert_int_equal(cairn_memtable_latest_version(mt, K("ka")), 5);
+    assert_int_equal(cairn_memtable_latest_version(mt, K("")), 7);
+    assert_int_equal(cairn_memtable_latest_version(mt, NULL, 0), 7);
+    assert_int_equal(cairn_memtable_latest_version(mt, K("k\0")), 6);
+    assert_int_equal(cairn_memtable_latest_version(mt, K("kz")), 0);
+    assert_int_equal(cairn_memtable_latest_version(mt, K("a")), 0);
+    assert_int_equal(cairn_memtable_count(mt), 10);
+    assert_int_equal(cairn_memtable_max_version(mt), 40);
+
+    /* A newer delete becomes the latest version. */
+    del(mt, K("ka"), 9, 90);
+    assert_int_equal(cairn_memtable_latest_version(mt, K("ka")), 9);
+    assert_int_equal(cairn_memtable_count(mt), 11);
+
+    size_t mem = cairn_memtable_memory(mt);
+    const char *other = "other";
+    assert_int_equal(cairn_memtable_insert(mt, K("k"), 20, 999, CAIRN_MT_PUT,
+                                           other, 5),
+                     CAIRN_EEXIST);
+    assert_int_equal(cairn_memtable_insert(mt, K("k"), 30, 1, CAIRN_MT_DELETE,
+                                           NULL, 0),
+                     CAIRN_EEXIST);
+    assert_int_equal(cairn_memtable_insert(mt, K(""), 7, 1, CAIRN_MT_PUT, "x", 1),
+                     CAIRN_EEXIST);
+    /* Invalid arguments change nothing either. */
+    assert_int_equal(cairn_memtable_insert(mt, K("new"), 0, 1, CAIRN_MT_PUT, "x", 1),
+                     CAIRN_EINVAL);
+    assert_int_equal(cairn_memtable_insert(mt, NULL, 3, 1, 1, CAIRN_MT_PUT, "x", 1),
+                     CAIRN_EINVAL);
+    assert_int_equal(cairn_memtable_insert(mt, K("new"), 1, 1, CAIRN_MT_PUT, NULL, 1),
+                     CAIRN_EINVAL);
+    assert_int_equal(cairn_memtable_insert(mt, K("new"), 1, 1, CAIRN_MT_DELETE, "x", 1),
+                     CAIRN_EINVAL);
+    assert_int_equal(cairn_memtable_insert(mt, K("new"), 1, 1, (cairn_mt_kind)3, "x", 1),
+                     CAIRN_EINVAL);
+    assert_int_equal(cairn_memtable_count(mt), 11);
+    assert_int_equal(cairn_memtable_max_version(mt), 40);
+    assert_int_equal(cairn_memtable_memory(mt), mem);
+    assert_int_equal(cairn_memtable_latest_version(mt, K("new")), 0);
+    expect_get(mt, K("k"), 20, UINT64_MAX, 20, NULL);
+    expect_get(mt, K("k"), 30, UINT64_MAX, 30, "v30");
+    expect_get(mt, K(""), 7, UINT64_MAX, 7, "");
+
+    /* Exactly one entry per (key, version) in the iteration. */
+    cairn_mt_iter it;
+    cairn_mt_iter_init(&it, mt);
+    size_t n = 0;
+    for (cairn_mt_iter_seek_first(&it); cairn_mt_iter_valid(&it);
+         cairn_mt_iter_next(&it))
+        n++;
+    assert_int_equal(n, 11);
+
+    /* UINT64_MAX is a usable version, and max_version follows it. */
+    put(mt, K("top"), UINT64_MAX, 1, "max");
+    assert_int_equal(cairn_memtable_max_version(mt), UINT64_MAX);
+    assert_int_equal(cairn_memtable_latest_version(mt, K("top")), UINT64_MAX);
+    expect_get(mt, K("top"), UINT64_MAX, UINT64_MAX, UINT64_MAX, "max");
+    cairn_memtable_unref(mt);
+}
+
+/* ---------- large values ---------- */
+
+static void test_large_value(void **state)
+{
+    (void)state;
+    const size_t big = (size_t)4 << 20;
+    uint8_t *v = malloc(big);
+    assert_non_null(v);
+    tu_fill(v, big, 77);
+    cairn_memtable *mt = cairn_memtable_new();
+    assert_non_null(mt);
+    put(mt, K("before"), 1, 1, "small");
+    size_t mem0 = cairn_memtable_memory(mt);
+    assert_int_equal(
+        cairn_memtable_insert(mt, K("big"), 5, 5, CAIRN_MT_PUT, v, big), 0);
+    assert_true(cairn_memtable_memory(mt) >= mem0 + big);
+    /* Large key too (dedicated block path with a large key part). */
+    uint8_t *bigkey = malloc(300000);
+    assert_non_null(bigkey);
+    tu_fill(bigkey, 300000, 78);
+    assert_int_equal(cairn_memtable_insert(mt, bigkey, 300000, 6, 6, CAIRN_MT_PUT,
+                                           "bk", 2),
+                     0);
+    put(mt, K("after"), 2, 2, "small2");
+    memset(v, 0, big); /* the memtable keeps its own copy */
+
+    cairn_mt_entry e;
+    assert_true(cairn_memtable_get(mt, K("big"), UINT64_MAX, UINT64_MAX, &e));
+    assert_int_equal(e.vlen, big);
+    assert_int_equal(e.version, 5);
+    assert_true(tu_check(e.value, e.vlen, 77));
+    assert_true(cairn_memtable_get(mt, bigkey, 300000, UINT64_MAX, UINT64_MAX, &e));
+    assert_int_equal(e.klen, 300000);
+    assert_memory_equal(e.key, bigkey, 300000);
+    assert_memory_equal(e.value, "bk", 2);
+    expect_get(mt, K("before"), UINT64_MAX, UINT64_MAX, 1, "small");
+    expect_get(mt, K("after"), UINT64_MAX, UINT64_MAX, 2, "small2");
+    assert_int_equal(cairn_memtable_count(mt), 4);
+    cairn_memtable_unref(mt);
+    free(bigkey);
+    free(v);
+}
+
+/* ---------- seek ---------- */
+
+static void expect_at(cairn_mt_iter *it, const uint8_t *k, size_t klen,
+                      uint64_t version)
+{
+    cairn_mt_entry e;
+    assert_true(cairn_mt_iter_valid(it));
+    cairn_mt_iter_entry(it, &e);
+    assert_int_equal(e.klen, klen);
+    if (klen)
+        assert_memory_equal(e.key, k, klen);
+    assert_int_equal(e.version, version);
+}
+
+static void test_seek(void **state)
+{
+    (void)state;
+    cairn_memtable *mt = cairn_memtable_new();
+    assert_non_null(mt);
+    const char *keys[] = {"c", "a", "bb", "b"};
+    const uint64_t vers[] = {5, 1, 9};
+    for (size_t i = 0; i < 4; i++)
+        for (size_t j = 0; j < 3; j++)
+            put(mt, (const uint8_t *)keys[i], strlen(keys[i]), vers[j], 1, "v");
+    cairn_mt_iter it;
+    cairn_mt_iter_init(&it, mt);
+
+    cairn_mt_iter_seek_first(&it);
+    expect_at(&it, K("a"), 9);
+    cairn_mt_iter_next(&it);
+    expect_at(&it, K("a"), 5);
+    cairn_mt_iter_next(&it);
+    expect_at(&it, K("a"), 1);
+    cairn_mt_iter_next(&it);
+    expect_at(&it, K("b"), 9);
+
+    cairn_mt_iter_seek(&it, K("b"), 7);
+    expect_at(&it, K("b"), 5);
+    cairn_mt_iter_seek(&it, K("b"), 5);
+    expect_at(&it, K("b"), 5);
+    cairn_mt_iter_seek(&it, K("b"), 9);
+    expect_at(&it, K("b"), 9);
+    cairn_mt_iter_seek(&it, K("b"), 100);
+    expect_at(&it, K("b"), 9);
+    cairn_mt_iter_seek(&it, K("b"), UINT64_MAX);
+    expect_at(&it, K("b"), 9);
+    cairn_mt_iter_seek(&it, K("b"), 1);
+    expect_at(&it, K("b"), 1);
+    cairn_mt_iter_seek(&it, K("b"), 0); /* past every version of "b" */
+    expect_at(&it, K("bb"), 9);
+    cairn_mt_iter_seek(&it, K("b\0"), UINT64_MAX); /* between "b" and "bb" */
+    expect_at(&it, K("bb"), 9);
+    cairn_mt_iter_seek(&it, K("ba"), UINT64_MAX);
+    expect_at(&it, K("bb"), 9);
+    cairn_mt_iter_seek(&it, K("bc"), UINT64_MAX);
+    expect_at(&it, K("c"), 9);
+    cairn_mt_iter_seek(&it, K(""), UINT64_MAX);
+    expect_at(&it, K("a"), 9);
+    cairn_mt_iter_seek(&it, NULL, 0, 0);
+    expect_at(&it, K("a"), 9);
+    cairn_mt_iter_seek(&it, K("c"), 2);
+    expect_at(&it, K("c"), 1);
+    cairn_mt_iter_next(&it);
+    assert_false(cairn_mt_iter_valid(&it));
+    cairn_mt_iter_seek(&it, K("c"), 0);
+    assert_false(cairn_mt_iter_valid(&it));
+    cairn_mt_iter_seek(&it, K("d"), UINT64_MAX);
+    assert_false(cairn_mt_iter_valid(&it));
+
+    /* An empty memtable. */
+    cairn_memtable *empty = cairn_memtable_new();
+    assert_non_null(empty);
+    cairn_mt_iter_init(&it, empty);
+    cairn_mt_iter_seek_first(&it);
+    assert_false(cairn_mt_iter_valid(&it));
+    cairn_mt_iter_seek(&it, K("a"), UINT64_MAX);
+    assert_false(cairn_mt_iter_valid(&it));
+    cairn_memtable_unref(empty);
+    cairn_memtable_unref(mt);
+}
+
+/* ---------- refcount ---------- */
+
+static void test_refcount(void **state)
+{
+    (void)state;
+    cairn_memtable *mt = cairn_memtable_new();
+    assert_non_null(mt);
+    cairn_memtable_ref(mt);
+    cairn_memtable_ref(mt);
+    /* Several arena blocks plus a dedicated one, so freeing walks a list. */
+    uint8_t val[1000];
+    for (uint64_t i = 0; i < 3000; i++) {
+        uint8_t key[8];
+        memcpy(key, &i, 8);
+        tu_fill(val, sizeof val, i);
+        assert_int_equal(cairn_memtable_insert(mt, key, 8, i + 1, i, CAIRN_MT_PUT,
+                                               val, sizeof val),
+                         0);
+    }
+    uint8_t *big = calloc(1, 600000);
+    assert_non_null(big);
+    assert_int_equal(
+        cairn_memtable_insert(mt, K("big"), 1, 1, CAIRN_MT_PUT, big, 600000), 0);
+    free(big);
+    assert_true(cairn_memtable_memory(mt) >= 3 * ((size_t)1 << 20) + 600000);
+
+    cairn_memtable_unref(mt); /* 3 -> 2: still alive (ASan would catch a UAF) */
+    cairn_memtable_unref(mt); /* 2 -> 1 */
+    cairn_mt_entry e;
+    for (uint64_t i = 0; i < 3000; i += 7) {
+        uint8_t key[8];
+        memcpy(key, &i, 8);
+        assert_true(cairn_memtable_get(mt, key, 8, UINT64_MAX, UINT64_MAX, &e));
+        assert_int_equal(e.version, i + 1);
+        assert_true(tu_check(e.value, e.vlen, i));
+    }
+    assert_int_equal(cairn_memtable_count(mt), 3001);
+    cairn_memtable_unref(mt); /* 1 -> 0: frees; ASan's leak check confirms */
+    cairn_memtable_unref(NULL);
+}
+
+/* ---------- concurrency: inserters + readers ---------- */
+
+#define NWRITERS 4
+#define NREADERS 2
+
+typedef struct {
+    cairn_memtable *mt;
+    _Atomic uint64_t published[NWRITERS]; /* entries done per writer */
+    _Atomic bool done;
+    _Atomic uint64_t errors;        /* any failed check in a thread */
+    _Atomic uint64_t missing;       /* published entry not found */
+    _Atomic uint64_t order_errors;  /* iteration out of order */
+    _Atomic uint64_t short_scans;   /* a scan saw fewer than published */
+    _Atomic uint64_t scans, gets;
+} conc_ctx;
+
+typedef struct {
+    conc_ctx *ctx;
+    int id;
+} conc_arg;
+
+/* Entry i of writer w: key = 4-byte hash prefix, w, (i / 2) big-endian, so
+ * consecutive pairs share a key with two versions; version unique overall. */
+static size_t conc_key(int w, uint64_t i, uint8_t key[9])
+{
+    uint64_t k = i / 2;
+    uint64_t h = tu_splitmix(&(uint64_t){((uint64_t)w << 32) | k});
+    key[0] = (uint8_t)(h >> 56);
+    key[1] = (uint8_t)(h >> 48);
+    key[2] = (uint8_t)(h >> 40);
+    key[3] = (uint8_t)(h >> 32);
+    key[4] = (uint8_t)w;
+    key[5] = (uint8_t)(k >> 24);
+    key[6] = (uint8_t)(k >> 16);
+    key[7] = (uint8_t)(k >> 8);
+    key[8] = (uint8_t)k;
+    return 9;
+}
+
+static uint64_t conc_version(int w, uint64_t i)
+{
+    return (uint64_t)w * CONC_PER_WRITER + i + 1;
+}
+
+static void *conc_writer(void *p)
+{
+    conc_arg *a = p;
+    conc_ctx *c = a->ctx;
+    uint8_t key[9], val[40];
+    for (uint64_t i = 0; i < CONC_PER_WRITER; i++) {
+        size_t klen = conc_key(a->id, i, key);
+        uint64_t v = conc_version(a->id, i);
+        size_t vlen = i % 40;
+        tu_fill(val, vlen, v);
+        if (cairn_memtable_insert(c->mt, key, klen, v, v, CAIRN_MT_PUT, val, vlen) != 0)
+            atomic_fetch_add(&c->errors, 1);
+        atomic_store_explicit(&c->published[a->id], i + 1, memory_order_release);
+    }
+    return NULL;
+}
+
+static void *conc_reader(void *p)
+{
+    conc_arg *a = p;
+    conc_ctx *c = a->ctx;
+    uint64_t seed = 999 + (uint64_t)a->id;
+    while (!atomic_load(&c->done)) {
+        /* Scan: strictly increasing, and sees everything published before. */
+        uint64_t before = 0;
+        for (int w = 0; w < NWRITERS; w++)
+            before += atomic_load_explicit(&c->published[w], memory_order_acquire);
+        cairn_mt_iter it;
+        cairn_mt_iter_init(&it, c->mt);
+        cairn_mt_entry prev, e;
+        uint64_t n = 0;
+        for (cairn_mt_iter_seek_first(&it); cairn_mt_iter_valid(&it);
+             cairn_mt_iter_next(&it)) {
+            cairn_mt_iter_entry(&it, &e);
+            if (n && entry_cmp(&prev, &e) >= 0)
+                atomic_fetch_add(&c->order_errors, 1);
+            prev = e;
+            n++;
+        }
+        if (n < before)
+            atomic_fetch_add(&c->short_scans, 1);
+        atomic_fetch_add(&c->scans, 1);
+
+        /* Gets of published entries, exact version and value. */
+        for (int g = 0; g < 500; g++) {
+            int w = (int)tu_rand(&seed, NWRITERS);
+            uint64_t pub = atomic_load_explicit(&c->published[w], memory_order_acquire);
+            if (!pub)
+                continue;
+            uint64_t i = tu_rand(&seed, pub);
+            uint8_t key[9];
+            size_t klen = conc_key(w, i, key);
+            uint64_t v = conc_version(w, i);
+            if (!cairn_memtable_get(c->mt, key, klen, v, UINT64_MAX, &e) ||
+                e.version != v) {
+                atomic_fetch_add(&c->missing, 1);
+                continue;
+            }
+            if (e.kind != CAIRN_MT_PUT || e.ts_us != v || e.vlen != i % 40 ||
+                !tu_check(e.value, e.vlen, v) ||
+                cairn_memtable_latest_version(c->mt, key, klen) < v)
+                atomic_fetch_add(&c->errors, 1);
+            atomic_fetch_add(&c->gets, 1);
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_insert_read(void **state)
+{
+    (void)state;
+    conc_ctx *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->mt = cairn_memtable_new();
+    assert_non_null(c->mt);
+    pthread_t wt[NWRITERS], rt[NREADERS];
+    conc_arg wa[NWRITERS], ra[NREADERS];
+    for (int i = 0; i < NREADERS; i++) {
+        ra[i] = (conc_arg){c, i};
+        assert_int_equal(pthread_create(&rt[i], NULL, conc_reader, &ra[i]), 0);
+    }
+    for (int i = 0; i < NWRITERS; i++) {
+        wa[i] = (conc_arg){c, i};
+        assert_int_equal(pthread_create(&wt[i], NULL, conc_writer, &wa[i]), 0);
+    }
+    for (int i = 0; i < NWRITERS; i++)
+        pthread_join(wt[i], NULL);
+    atomic_store(&c->done, true);
+    for (int i = 0; i < NREADERS; i++)
+        pthread_join(rt[i], NULL);
+
+    fprintf(stderr, "  concurrent: %d writers x %d, reader scans %llu, gets %llu\n",
+            NWRITERS, CONC_PER_WRITER, (unsigned long long)atomic_load(&c->scans),
+            (unsigned long long)atomic_load(&c->gets));
+    assert_int_equal(atomic_load(&c->errors), 0);
+    assert_int_equal(atomic_load(&c->missing), 0);
+    assert_int_equal(atomic_load(&c->order_errors), 0);
+    assert_int_equal(atomic_load(&c->short_scans), 0);
+    assert_true(atomic_load(&c->scans) > 0);
+
+    const uint64_t total = (uint64_t)NWRITERS * CONC_PER_WRITER;
+    assert_int_equal(cairn_memtable_count(c->mt), total);
+    assert_int_equal(cairn_memtable_max_version(c->mt), total);
+
+    /* Full order check, and every entry present with its value. */
+    cairn_mt_iter it;
+    cairn_mt_iter_init(&it, c->mt);
+    cairn_mt_entry prev, e;
+    uint64_t n = 0;
+    uint8_t *seen = calloc(total + 1, 1);
+    assert_non_null(seen);
+    for (cairn_mt_iter_seek_first(&it); cairn_mt_iter_valid(&it);
+         cairn_mt_iter_next(&it)) {
+        cairn_mt_iter_entry(&it, &e);
+        if (n)
+            assert_true(entry_cmp(&prev, &e) < 0);
+        assert_true(e.version >= 1 && e.version <= total);
+        assert_false(seen[e.version]);
+        seen[e.version] = 1;
+        int w = (int)((e.version - 1) / CONC_PER_WRITER);
+        uint64_t i = (e.version - 1) % CONC_PER_WRITER;
+        uint8_t key[9];
+        size_t klen = conc_key(w, i, key);
+        assert_int_equal(e.klen, klen);
+        assert_memory_equal(e.key, key, klen);
+        assert_true(tu_check(e.value, e.vlen, e.version));
+        prev = e;
+        n++;
+    }
+    assert_int_equal(n, total);
+    free(seen);
+    cairn_memtable_unref(c->mt);
+    free(c);
+}
+
+/* ---------- concurrency: racing duplicates ---------- */
+
+typedef struct {
+    cairn_memtable *mt;
+    int id;
+    uint64_t ok, exist, other;
+} race_arg;
+
+/* Each thread walks the same entries in its own order, by a stride coprime
+ * with RACE_ENTRIES (checked in the test). */
+static const uint64_t race_strides[4] = {1, 7919, 104729 % RACE_ENTRIES, 3};
+
+static uint64_t gcd(uint64_t a, uint64_t b)
+{
+    while (b) {
+        uint64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+static void *race_inserter(void *p)
+{
+    race_arg *a = p;
+    uint64_t stride = race_strides[a->id % 4];
+    uint64_t j = (uint64_t)a->id * 13;
+    for (uint64_t n = 0; n < RACE_ENTRIES; n++) {
+        j = (j + stride) % RACE_ENTRIES;
+        uint64_t k = j / 3; /* three versions per key */
+        uint8_t key[8];
+        for (int b = 0; b < 8; b++)
+            key[b] = (uint8_t)(tu_splitmix(&(uint64_t){k}) >> (8 * b));
+        char val[16];
+        int vl = snprintf(val, sizeof val, "t%d", a->id);
+        int rc = cairn_memtable_insert(a->mt, key, 8, j % 3 + 1, 0, CAIRN_MT_PUT,
+                                       val, (size_t)vl);
+        if (rc == 0)
+            a->ok++;
+        else if (rc == CAIRN_EEXIST)
+            a->exist++;
+        else
+            a->other++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_duplicates(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(gcd(race_strides[i], RACE_ENTRIES), 1);
+    cairn_memtable *mt = cairn_memtable_new();
+    assert_non_null(mt);
+    pthread_t t[4];
+    race_arg a[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (race_arg){mt, i, 0, 0, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, race_inserter, &a[i]), 0);
+    }
+    uint64_t ok = 0, exist = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(a[i].other, 0);
+        ok += a[i].ok;
+        exist += a[i].exist;
+    }
+    assert_int_equal(ok, RACE_ENTRIES);
+    assert_int_equal(exist, 3 * (uint64_t)RACE_ENTRIES);
+    assert_int_equal(cairn_memtable_count(mt), RACE_ENTRIES);
+    cairn_mt_iter it;
+    cairn_mt_iter_init(&it, mt);
+    cairn_mt_entry prev, e;
+    uint64_t n = 0;
+    for (cairn_mt_iter_seek_first(&it); cairn_mt_iter_valid(&it);
+         cairn_mt_iter_next(&it)) {
+        cairn_mt_iter_entry(&it, &e);
+        if (n)
+            assert_true(entry_cmp(&prev, &e) < 0);
+        prev = e;
+        n++;
+    }
+    assert_int_equal(n, RACE_ENTRIES);
+    cairn_memtable_unref(mt);
+}
+
+/* ---------- throughput (printed, not asserted) ---------- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void bench_key(uint64_t i, uint8_t key[16])
+{
+    uint64_t s = i;
+    uint64_t a = tu_splitmix(&s), b = tu_splitmix(&s);
+    memcpy(key, &a, 8);
+    memcpy(key + 8, &b, 8);
+}
+
+static void test_throughput(void **state)
+{
+    (void)state;
+    const uint64_t bench_n = tu_env_u64("CAIRN_MT_BENCH_N", BENCH_N_DEFAULT);
+    cairn_memtable *mt = cairn_memtable_new();
+    assert_non_null(mt);
+    uint8_t key[16], val[100];
+    memset(val, 'v', sizeof val);
+    double t0 = now_s();
+    for (uint64_t i = 0; i < bench_n; i++) {
+        bench_key(i, key);
+        assert_int_equal(cairn_memtable_insert(mt, key, 16, i + 1, i, CAIRN_MT_PUT,
+                                               val, sizeof val),
+                         0);
+    }
+    double t1 = now_s();
+    uint64_t seed = 4242, found = 0;
+    cairn_mt_entry e;
+    for (uint64_t n = 0; n < bench_n; n++) {
+        uint64_t i = tu_rand(&seed, bench_n);
+        bench_key(i, key);
+        if (cairn_memtable_get(mt, key, 16, UINT64_MAX, UINT64_MAX, &e) &&
+            e.version == i + 1)
+            found++;
+    }
+    double t2 = now_s();
+    fprintf(stderr,
+            "  throughput (%llu entries, 16B keys, 100B values, 1 thread): "
+            "insert %.0f/s, get %.0f/s, arena %.1f MiB\n",
+            (unsigned long long)bench_n, (double)bench_n / (t1 - t0),
+            (double)bench_n / (t2 - t1),
+            (double)cairn_memtable_memory(mt) / (1 << 20));
+    assert_int_equal(found, bench_n);
+    assert_int_equal(cairn_memtable_count(mt), bench_n);
+    cairn_memtable_unref(mt);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_order_random),
+        cmocka_unit_test(test_get_semantics),
+        cmocka_unit_test(test_latest_and_duplicates),
+        cmocka_unit_test(test_large_value),
+        cmocka_unit_test(test_seek),
+        cmocka_unit_test(test_refcount),
+        cmocka_unit_test(test_concurrent_insert_read),
+        cmocka_unit_test(test_concurrent_duplicates),
+        cmocka_unit_test(test_throughput),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
