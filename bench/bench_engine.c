@@ -1519,9 +1519,12 @@ static void json_str(const char *s)
 static const char *compression_note(void)
 {
 #ifdef CAIRN_HAVE_ROCKSDB
-    return g_rocks_compression < 0 ? "default"
-                                   : rocks_compression_name(
-                                         g_rocks_compression);
+    if (g_rocks_compression < 0) { /* not opened yet: ask the defaults */
+        rocksdb_options_t *o = rocksdb_options_create();
+        g_rocks_compression = rocksdb_options_get_compression(o);
+        rocksdb_options_destroy(o);
+    }
+    return rocks_compression_name(g_rocks_compression);
 #else
     return "n/a";
 #endif

@@ -1,48 +1,40 @@
 /*
  * cairn_bench.c — Cairn's benchmarks (`cairn-bench`).
  *
- * What it is for: measuring Cairn next to the hardware it runs on, in the
- * same run and on the same disk, so a figure always comes with the physical
- * limit it should be judged against. Today it has one benchmark:
- *   cairn-bench wal   durable WAL appends (group commit) and large-record
- *                     throughput, next to a raw pwrite+fdatasync loop.
- * Benchmarks live in one table (`commands` below); a new one (kv, ts,
- * server) is one function plus one table row, and the usage text is built
- * from the table.
+ * What it is for: measuring Cairn next to the hardware, in the same run and
+ * on the same disk, so every figure comes with the physical limit it is
+ * judged against. Benchmarks live in one table (`commands` below): a new one
+ * (kv, ts, server) is a function plus a row. Today: `cairn-bench wal`,
+ * durable appends (group commit) and 1 MiB records vs. raw pwrite+fdatasync.
  *
  * Invariants:
- *   - Every case works in a fresh subdirectory of DIR (DIR/raw-small,
- *     DIR/wal-w16, DIR/wal-large-w1, ...): a leftover one is emptied first,
- *     and it is deleted afterwards unless --keep. Deleting only ever removes
- *     regular files inside those subdirectories we name, never anything
- *     deeper (a subdirectory found there is an error, not a recursion).
- *   - The raw baselines call pwrite/fdatasync directly, not through a
- *     cairn_env: they measure the disk, not the library.
- *   - A WAL case counts an append only once cairn_wal_append_sync() returned
- *     0 (acknowledged = written and fdatasync'ed). After each case the log is
- *     closed, reopened read-only and replayed; the replay must give back
- *     exactly the acknowledged records, per writer and in order, or the
+ *   - Each case runs in its own fresh subdirectory of DIR (raw-small,
+ *     wal-w16, wal-large-w1, ...), emptied first and deleted after unless
+ *     --keep. Deletion removes only the files directly inside those named
+ *     subdirectories; it never recurses.
+ *   - Raw baselines call pwrite/fdatasync directly (the disk, not the
+ *     library). The reference is a plain loop on a growing file; the same
+ *     loop on a preallocated file is shown too, since on ext4 growing a file
+ *     costs a metadata write per fdatasync that the WAL avoids.
+ *   - A WAL append counts once cairn_wal_append_sync() returned 0. After
+ *     each case the log is closed, reopened read-only and replayed: it must
+ *     hold exactly the acknowledged records, per writer and in order, or the
  *     benchmark reports data loss and exits 1.
- *   - Throughput is acknowledged work divided by the time from the start
- *     signal until the last writer has returned (in-flight appends finished
- *     after the stop flag count, and so does the time they took).
- *   - Every measurement is repeated --runs times, interleaved (raw, WAL cases,
- *     raw, WAL cases, ...); reported figures are medians and ratios are
- *     computed from medians.
- *   - Output: results on stdout (human text, or one JSON object with
- *     --json); progress and errors on stderr. Exit status 0 whatever the
- *     verdicts say; 1 on an I/O or library error or data loss; 2 on bad
- *     usage or an unknown command.
+ *   - Throughput = acknowledged work / time from the start signal until the
+ *     last writer returned. Runs are interleaved (raw, WAL cases, raw, ...);
+ *     reported figures are medians, ratios are computed from medians.
+ *   - Results go to stdout (text, or one JSON object), progress and errors
+ *     to stderr. Exit 0 whatever the verdicts; 1 error or data loss; 2 usage.
  *
- * Locking: the main thread owns everything except, during a WAL case, the
- * per-writer context each writer thread fills (its counters and latency
- * histogram), which the main thread reads only after pthread_join. Writers
- * start together through a gate (mutex + condition variable + a `go` flag)
- * and stop when the main thread sets the atomic `stop` flag; a writer that
- * hits an error sets it too. The WAL handle is shared by the writers and is
- * internally synchronized; only the main thread opens and closes it, after
- * every writer has been joined.
+ * Locking: the main thread owns all state except each writer's context
+ * (counters, latency histogram), written only by its writer thread and read
+ * by the main thread after pthread_join. Writers start together at a gate
+ * (mutex + condvar + `go` flag) and stop on the atomic `stop` flag, set by
+ * the main thread at the deadline or by a writer that failed. The WAL handle
+ * is shared by the writers (it is thread-safe); only the main thread opens
+ * and closes it, with no writer running.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -60,7 +52,6 @@
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include "cairn.h"
 #include "env/env.h"
@@ -889,6 +880,159 @@ static void json_series(FILE *f, const series *s, int runs,
     fputs("]}", f);
 }
 
+/* Everything the report needs. The series pointers point into cases. */
+typedef struct wal_results {
+    const wal_cfg *cfg;
+    const char *fsname, *ftype_hex;
+    series *cases;
+    int ncases;
+    const series *raw_small, *raw_pre, *wal_small, *raw_large, *wal_large;
+    int nlarge;
+    /* verdicts, from medians */
+    const series *gc; /* the 64-writer case, NULL if not measured */
+    double gc_ratio, gc_ratio_pre, large_pct;
+    bool gc_pass, large_pass;
+} wal_results;
+
+static void compute_verdicts(wal_results *r)
+{
+    r->gc = NULL;
+    for (int i = 0; i < r->cfg->nwriters; i++)
+        if (r->wal_small[i].writers == GROUP_COMMIT_WRITERS)
+            r->gc = &r->wal_small[i];
+    r->gc_ratio = r->gc ? ratio(r->gc->rate, r->raw_small->rate) : NAN;
+    r->gc_ratio_pre = r->gc ? ratio(r->gc->rate, r->raw_pre->rate) : NAN;
+    r->gc_pass = r->gc && r->gc_ratio >= GROUP_COMMIT_TARGET;
+    r->large_pct = 100.0 * ratio(r->wal_large[0].rate, r->raw_large->rate);
+    r->large_pass = r->large_pct >= LARGE_TARGET;
+}
+
+static void print_json(FILE *out, const wal_results *r)
+{
+    const wal_cfg *cfg = r->cfg;
+    fputs("{\"benchmark\":\"wal\",\"cairn_version\":", out);
+    json_str(out, cairn_version_string());
+    fputs(",\"dir\":", out);
+    json_str(out, cfg->dir);
+    fputs(",\"filesystem\":{\"name\":", out);
+    json_str(out, r->fsname);
+    fputs(",\"f_type\":", out);
+    json_str(out, r->ftype_hex);
+    fputs("},\"seconds_per_case\":", out);
+    json_num(out, cfg->seconds);
+    fprintf(out,
+            ",\"runs\":%d,\"quick\":%s,\"small_record_bytes\":%u,"
+            "\"large_record_bytes\":%u,\"sync_mode\":\"always\","
+            "\"preallocate\":true",
+            cfg->runs, cfg->quick ? "true" : "false", SMALL_RECORD,
+            LARGE_RECORD);
+    fputs(",\"raw_small\":", out);
+    json_series(out, r->raw_small, cfg->runs, r->raw_small, NULL);
+    fputs(",\"raw_small_prealloc\":", out);
+    json_series(out, r->raw_pre, cfg->runs, r->raw_small, NULL);
+    fputs(",\"wal_small\":[", out);
+    for (int i = 0; i < cfg->nwriters; i++) {
+        if (i)
+            fputc(',', out);
+        json_series(out, &r->wal_small[i], cfg->runs, r->raw_small,
+                    r->raw_pre);
+    }
+    fputs("],\"raw_large\":", out);
+    json_series(out, r->raw_large, cfg->runs, r->raw_large, NULL);
+    fputs(",\"wal_large\":[", out);
+    for (int i = 0; i < r->nlarge; i++) {
+        if (i)
+            fputc(',', out);
+        json_series(out, &r->wal_large[i], cfg->runs, r->raw_large, NULL);
+    }
+    fprintf(out, "],\"verdicts\":{\"group_commit\":{\"writers\":%d,"
+                 "\"ratio\":",
+            GROUP_COMMIT_WRITERS);
+    json_num(out, r->gc_ratio);
+    fputs(",\"ratio_to_raw_prealloc\":", out);
+    json_num(out, r->gc_ratio_pre);
+    fputs(",\"target\":", out);
+    json_num(out, GROUP_COMMIT_TARGET);
+    fprintf(out, ",\"pass\":%s},",
+            r->gc ? (r->gc_pass ? "true" : "false") : "null");
+    fputs("\"large_records\":{\"writers\":1,\"percent\":", out);
+    json_num(out, r->large_pct);
+    fputs(",\"target\":", out);
+    json_num(out, LARGE_TARGET);
+    fprintf(out, ",\"pass\":%s}}}\n", r->large_pass ? "true" : "false");
+}
+
+static void print_human(FILE *out, const wal_results *r)
+{
+    const wal_cfg *cfg = r->cfg;
+    const series *raw = r->raw_small, *pre = r->raw_pre, *rl = r->raw_large;
+    fputs("\nsmall records (100 B payload), every append waits for "
+          "fdatasync\n",
+          out);
+    fprintf(out, "  %-20s %9s %8s %8s %8s %8s %9s %9s\n", "case", "ops/s",
+            "x raw", "x pre", "fsyncs", "rec/sync", "p50 us", "p99 us");
+    fprintf(out, "  %-20s %9.0f %7.2fx %7.2fx %8.0f %8s %9.1f %9.1f\n",
+            "raw fsync", raw->rate, 1.0, ratio(raw->rate, pre->rate),
+            raw->syncs, "1", raw->p50_us, raw->p99_us);
+    fprintf(out, "  %-20s %9.0f %7.2fx %7.2fx %8.0f %8s %9.1f %9.1f\n",
+            "raw fsync prealloc", pre->rate, ratio(pre->rate, raw->rate), 1.0,
+            pre->syncs, "1", pre->p50_us, pre->p99_us);
+    for (int i = 0; i < cfg->nwriters; i++) {
+        const series *s = &r->wal_small[i];
+        fprintf(out, "  %-20s %9.0f %7.2fx %7.2fx %8.0f %8.1f %9.1f %9.1f\n",
+                s->label, s->rate, ratio(s->rate, raw->rate),
+                ratio(s->rate, pre->rate), s->syncs, s->per_sync, s->p50_us,
+                s->p99_us);
+    }
+    fputs("  (raw fsync: the plain loop on a growing file; prealloc: the same"
+          " loop on a\n   file preallocated like a WAL segment. x raw / x pre:"
+          " ratio to each.)\n",
+          out);
+    fputs("\nlarge records (1 MiB payload), every append waits for "
+          "fdatasync\n",
+          out);
+    fprintf(out, "  %-20s %9s %8s %8s %8s %8s %9s %9s\n", "case", "MB/s",
+            "% raw", "", "fsyncs", "rec/sync", "p50 us", "p99 us");
+    fprintf(out, "  %-20s %9.1f %7.0f%% %8s %8.0f %8s %9.1f %9.1f\n",
+            "raw sequential", rl->rate, 100.0, "", rl->syncs, "1", rl->p50_us,
+            rl->p99_us);
+    for (int i = 0; i < r->nlarge; i++) {
+        const series *s = &r->wal_large[i];
+        fprintf(out, "  %-20s %9.1f %7.0f%% %8s %8.0f %8.2f %9.1f %9.1f\n",
+                s->label, s->rate, 100.0 * ratio(s->rate, rl->rate), "",
+                s->syncs, s->per_sync, s->p50_us, s->p99_us);
+    }
+    if (cfg->runs > 1) {
+        fputs("\nper run (ops/s for small records, MB/s for large):\n", out);
+        for (int i = 0; i < r->ncases; i++) {
+            fprintf(out, "  %-20s", r->cases[i].label);
+            for (int k = 0; k < cfg->runs; k++)
+                fprintf(out, " %10.1f", r->cases[i].runs[k].rate);
+            fputc('\n', out);
+        }
+    }
+    fputc('\n', out);
+    if (r->gc)
+        fprintf(out,
+                "group commit: %d writers = %.1f\u00d7 raw fsync rate "
+                "(target >= %.0f\u00d7): %s\n",
+                GROUP_COMMIT_WRITERS, r->gc_ratio, GROUP_COMMIT_TARGET,
+                r->gc_pass ? "PASS" : "FAIL");
+    else
+        fprintf(out,
+                "group commit: not measured (no %d-writer case in --writers)\n",
+                GROUP_COMMIT_WRITERS);
+    fprintf(out,
+            "large records: 1 writer = %.0f%% of raw sequential "
+            "(target >= %.0f%%): %s\n",
+            r->large_pct, LARGE_TARGET, r->large_pass ? "PASS" : "FAIL");
+    if (r->gc)
+        fprintf(out,
+                "  (for reference: %d writers = %.1f\u00d7 the preallocated "
+                "raw fsync rate)\n",
+                GROUP_COMMIT_WRITERS, r->gc_ratio_pre);
+}
+
 /* ---------- the command ---------- */
 
 static const char wal_usage[] =
@@ -897,7 +1041,8 @@ static const char wal_usage[] =
     "\n"
     "Durable WAL appends next to the raw disk, same disk, same run:\n"
     "  raw small   pwrite 100 B + fdatasync loop, one thread (the raw fsync"
-    " rate)\n"
+    " rate);\n"
+    "              also on a preallocated file, for reference\n"
     "  wal small   W threads looping cairn_wal_append_sync(100 B), sync mode\n"
     "              ALWAYS, for each W in LIST\n"
     "  raw large   write 1 MiB + fdatasync loop, one thread\n"
@@ -911,7 +1056,8 @@ static const char wal_usage[] =
     "  --seconds S     seconds per case and run (default 2; --quick 0.3)\n"
     "  --runs N        runs per case (default 3; --quick 1)\n"
     "  --writers LIST  writer counts for small records (default 1,4,16,64)\n"
-    "  --quick         short run (about 3 s of measurement)\n"
+    "  --quick         short run (0.3 s per case, 1 run: about 3 s of"
+    " measurement)\n"
     "  --keep          keep the case directories (DIR/wal-w1, ...) for\n"
     "                  `cairn wal verify`\n"
     "  --json          print one JSON object instead of the tables\n"
@@ -1114,123 +1260,35 @@ static int cmd_wal(int argc, char **argv)
 
     int status = EXIT_OK;
     if (rc != 0) {
-        errmsg("wal benchmark failed: %s", cairn_strerror(rc));
+        if (rc == CAIRN_ECORRUPT)
+            errmsg("wal benchmark failed: the log did not give back exactly "
+                   "the acknowledged records (see above)");
+        else
+            errmsg("wal benchmark failed: %s", cairn_strerror(rc));
         status = EXIT_ERROR;
         goto done;
     }
     for (int i = 0; i < ncases; i++)
         series_medians(&cases[i], cfg.runs);
 
-    /* Verdicts, from medians. */
-    const series *gc = NULL;
-    for (int i = 0; i < cfg.nwriters; i++)
-        if (wal_small[i].writers == GROUP_COMMIT_WRITERS)
-            gc = &wal_small[i];
-    double gc_ratio = gc ? ratio(gc->rate, raw_small->rate) : NAN;
-    bool gc_pass = gc && gc_ratio >= GROUP_COMMIT_TARGET;
-    double large_pct = 100.0 * ratio(wal_large[0].rate, raw_large->rate);
-    bool large_pass = large_pct >= LARGE_TARGET;
-
-    if (cfg.json) {
-        fputs("{\"benchmark\":\"wal\",\"cairn_version\":", out);
-        json_str(out, cairn_version_string());
-        fputs(",\"dir\":", out);
-        json_str(out, cfg.dir);
-        fputs(",\"filesystem\":{\"name\":", out);
-        json_str(out, fsname);
-        fputs(",\"f_type\":", out);
-        json_str(out, ftype_hex);
-        fputs("},\"seconds_per_case\":", out);
-        json_num(out, cfg.seconds);
-        fprintf(out,
-                ",\"runs\":%d,\"quick\":%s,\"small_record_bytes\":%u,"
-                "\"large_record_bytes\":%u,\"sync_mode\":\"always\","
-                "\"preallocate\":true",
-                cfg.runs, cfg.quick ? "true" : "false", SMALL_RECORD,
-                LARGE_RECORD);
-        fputs(",\"raw_small\":", out);
-        json_series(out, raw_small, cfg.runs, raw_small);
-        fputs(",\"wal_small\":[", out);
-        for (int i = 0; i < cfg.nwriters; i++) {
-            if (i)
-                fputc(',', out);
-            json_series(out, &wal_small[i], cfg.runs, raw_small);
-        }
-        fputs("],\"raw_large\":", out);
-        json_series(out, raw_large, cfg.runs, raw_large);
-        fputs(",\"wal_large\":[", out);
-        for (int i = 0; i < 2; i++) {
-            if (i)
-                fputc(',', out);
-            json_series(out, &wal_large[i], cfg.runs, raw_large);
-        }
-        fputs("],\"verdicts\":{\"group_commit\":{", out);
-        fprintf(out, "\"writers\":%d,\"ratio\":", GROUP_COMMIT_WRITERS);
-        json_num(out, gc_ratio);
-        fputs(",\"target\":", out);
-        json_num(out, GROUP_COMMIT_TARGET);
-        fprintf(out, ",\"pass\":%s},",
-                gc ? (gc_pass ? "true" : "false") : "null");
-        fputs("\"large_records\":{\"writers\":1,\"percent\":", out);
-        json_num(out, large_pct);
-        fputs(",\"target\":", out);
-        json_num(out, LARGE_TARGET);
-        fprintf(out, ",\"pass\":%s}}}\n", large_pass ? "true" : "false");
-    } else {
-        fputs("\nsmall records (100 B payload), every append waits for "
-              "fdatasync\n",
-              out);
-        fprintf(out, "  %-20s %11s %9s %9s %9s %9s %9s\n", "case", "ops/s",
-                "x raw", "fsyncs", "rec/sync", "p50 us", "p99 us");
-        fprintf(out, "  %-20s %11.0f %9s %9.0f %9s %9.1f %9.1f\n",
-                "raw fsync", raw_small->rate, "1.00", raw_small->syncs, "1",
-                raw_small->p50_us, raw_small->p99_us);
-        for (int i = 0; i < cfg.nwriters; i++) {
-            const series *s = &wal_small[i];
-            fprintf(out, "  %-20s %11.0f %8.2fx %9.0f %9.1f %9.1f %9.1f\n",
-                    s->label, s->rate, ratio(s->rate, raw_small->rate),
-                    s->syncs, s->per_sync, s->p50_us, s->p99_us);
-        }
-        fputs("\nlarge records (1 MiB payload), every append waits for "
-              "fdatasync\n",
-              out);
-        fprintf(out, "  %-20s %11s %9s %9s %9s %9s %9s\n", "case", "MB/s",
-                "% raw", "fsyncs", "rec/sync", "p50 us", "p99 us");
-        fprintf(out, "  %-20s %11.1f %8.0f%% %9.0f %9s %9.1f %9.1f\n",
-                "raw sequential", raw_large->rate, 100.0, raw_large->syncs,
-                "1", raw_large->p50_us, raw_large->p99_us);
-        for (int i = 0; i < 2; i++) {
-            const series *s = &wal_large[i];
-            fprintf(out, "  %-20s %11.1f %8.0f%% %9.0f %9.2f %9.1f %9.1f\n",
-                    s->label, s->rate, 100.0 * ratio(s->rate, raw_large->rate),
-                    s->syncs, s->per_sync, s->p50_us, s->p99_us);
-        }
-        if (cfg.runs > 1) {
-            fputs("\nper run (ops/s for small records, MB/s for large):\n",
-                  out);
-            for (int i = 0; i < ncases; i++) {
-                fprintf(out, "  %-20s", cases[i].label);
-                for (int r = 0; r < cfg.runs; r++)
-                    fprintf(out, " %10.1f", cases[i].runs[r].rate);
-                fputc('\n', out);
-            }
-        }
-        fputc('\n', out);
-        if (gc)
-            fprintf(out,
-                    "group commit: %d writers = %.1f\u00d7 raw fsync rate "
-                    "(target >= %.0f\u00d7): %s\n",
-                    GROUP_COMMIT_WRITERS, gc_ratio, GROUP_COMMIT_TARGET,
-                    gc_pass ? "PASS" : "FAIL");
-        else
-            fprintf(out, "group commit: not measured (no %d-writer case in "
-                         "--writers)\n",
-                    GROUP_COMMIT_WRITERS);
-        fprintf(out,
-                "large records: 1 writer = %.0f%% of raw sequential "
-                "(target >= %.0f%%): %s\n",
-                large_pct, LARGE_TARGET, large_pass ? "PASS" : "FAIL");
-    }
+    wal_results res = {
+        .cfg = &cfg,
+        .fsname = fsname,
+        .ftype_hex = ftype_hex,
+        .cases = cases,
+        .ncases = ncases,
+        .raw_small = raw_small,
+        .raw_pre = raw_pre,
+        .wal_small = wal_small,
+        .raw_large = raw_large,
+        .wal_large = wal_large,
+        .nlarge = 2,
+    };
+    compute_verdicts(&res);
+    if (cfg.json)
+        print_json(out, &res);
+    else
+        print_human(out, &res);
     if (fflush(out) != 0 || ferror(out)) {
         errmsg("cannot write the results: %s", strerror(errno));
         status = EXIT_ERROR;
@@ -1241,8 +1299,7 @@ done:
         free(cases[i].runs);
     free(cases);
     free(labels);
-    /* Leave DIR itself if it is now empty and we are not keeping things?
-     * It may be the user's own directory: leave it. */
+    /* DIR itself stays: it may be the user's own directory. */
     return status;
 }
 

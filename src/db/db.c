@@ -59,7 +59,6 @@ static db_tables *tables_new(cairn_memtable *active, cairn_memtable **imm,
     if (!t)
         return NULL;
     atomic_init(&t->refs, 1);
-    atomic_init(&t->active_writers, 0);
     t->active = active;
     cairn_memtable_ref(active);
     t->nimm = nimm;
@@ -70,13 +69,35 @@ static db_tables *tables_new(cairn_memtable *active, cairn_memtable **imm,
     return t;
 }
 
-db_tables *cairn_db_tables_acquire(cairn_db *db)
+db_tables *cairn_db_tables_acquire(cairn_db *db, uint64_t *visible,
+                                   uint64_t *oldest)
 {
     pthread_mutex_lock(&db->tables_mu);
     db_tables *t = db->tables;
     atomic_fetch_add(&t->refs, 1);
+    if (visible)
+        *visible = atomic_load(&db->visible);
+    if (oldest)
+        *oldest = atomic_load(&db->oldest);
     pthread_mutex_unlock(&db->tables_mu);
     return t;
+}
+
+db_tables *cairn_db_writer_begin(cairn_db *db, uint64_t *gen)
+{
+    pthread_mutex_lock(&db->tables_mu);
+    db_tables *t = db->tables;
+    atomic_fetch_add(&t->refs, 1);
+    *gen = db->active_gen;
+    atomic_fetch_add(&db->writers[*gen & 1], 1);
+    pthread_mutex_unlock(&db->tables_mu);
+    return t;
+}
+
+void cairn_db_writer_end(cairn_db *db, db_tables *t, uint64_t gen)
+{
+    atomic_fetch_sub(&db->writers[gen & 1], 1);
+    cairn_db_tables_release(t);
 }
 
 void cairn_db_tables_release(db_tables *t)
@@ -201,15 +222,16 @@ static void vt_trim(cairn_db *db, uint64_t ver)
 
 /* ---------- snapshots ---------- */
 
-void cairn_db_snap_register(cairn_db *db, snap_node *n)
+db_tables *cairn_db_snap_register(cairn_db *db, snap_node *n)
 {
     pthread_mutex_lock(&db->snap_mu);
-    n->version = atomic_load(&db->visible);
+    db_tables *t = cairn_db_tables_acquire(db, &n->version, NULL);
     n->next = db->snaps.next;
     n->prev = &db->snaps;
     db->snaps.next->prev = n;
     db->snaps.next = n;
     pthread_mutex_unlock(&db->snap_mu);
+    return t;
 }
 
 void cairn_db_snap_unregister(cairn_db *db, snap_node *n)
@@ -392,13 +414,15 @@ static int gc_run(cairn_db *db)
         return CAIRN_ENOMEM;
     }
     db->tables = frozen;
+    uint64_t gen = db->active_gen++;
     atomic_store(&db->active_bytes, 0);
     pthread_mutex_unlock(&db->tables_mu);
     cairn_memtable_unref(fresh); /* the table set holds it */
 
     /* Commits that took the old active table before the swap finish their
-     * inserts first. */
-    while (atomic_load(&old->active_writers) > 0) {
+     * inserts first. (Writers of generation gen - 2, which share the
+     * counter, were waited for at the previous freeze.) */
+    while (atomic_load(&db->writers[gen & 1]) > 0) {
         struct timespec ts = {0, 100000};
         nanosleep(&ts, NULL);
     }
@@ -612,6 +636,8 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     atomic_init(&db->visible, 0);
     atomic_init(&db->oldest, 0);
     atomic_init(&db->active_bytes, 0);
+    atomic_init(&db->writers[0], 0);
+    atomic_init(&db->writers[1], 0);
     db->path = strdup(path);
     db->wal_dir = join(path, "wal");
     int rc = db->path && db->wal_dir ? 0 : CAIRN_ENOMEM;
@@ -721,12 +747,11 @@ uint64_t cairn_oldest_version(cairn_db *db)
 }
 
 /* Resolve a time to a version readable now: 0 / EHISTORY / EINVAL. */
-int cairn_db_version_at_time(cairn_db *db, uint64_t t, uint64_t *ver)
+int cairn_db_version_at_time(cairn_db *db, uint64_t t, uint64_t vis,
+                             uint64_t oldest, uint64_t *ver)
 {
     if (t > cairn_db_now_us() + 1000000u)
         return CAIRN_EINVAL; /* the future (beyond clock jitter) */
-    uint64_t vis = atomic_load(&db->visible);
-    uint64_t oldest = atomic_load(&db->oldest);
     pthread_mutex_lock(&db->vt_mu);
     uint64_t v = vt_version_at(db, t, vis);
     uint64_t ots = 0;
@@ -747,14 +772,15 @@ static int get_at(cairn_db *db, const void *key, size_t klen, bool by_time,
         return CAIRN_EINVAL;
     if (klen > db->opts.max_key_size)
         return CAIRN_ETOOLARGE;
-    db_tables *t = cairn_db_tables_acquire(db);
+    uint64_t vis, oldest;
+    db_tables *t = cairn_db_tables_acquire(db, &vis, &oldest);
     uint64_t ver = at;
     int rc = 0;
     if (by_time)
-        rc = cairn_db_version_at_time(db, at, &ver);
-    else if (ver > atomic_load(&db->visible))
+        rc = cairn_db_version_at_time(db, at, vis, oldest, &ver);
+    else if (ver > vis)
         rc = CAIRN_EINVAL;
-    else if (ver < atomic_load(&db->oldest))
+    else if (ver < oldest)
         rc = CAIRN_EHISTORY;
     if (rc == 0) {
         cairn_mt_entry e;
@@ -789,9 +815,8 @@ int cairn_key_versions(cairn_db *db, const void *key, size_t klen, size_t max,
     *n = 0;
     if (klen > db->opts.max_key_size)
         return CAIRN_ETOOLARGE;
-    db_tables *t = cairn_db_tables_acquire(db);
-    uint64_t vis = atomic_load(&db->visible);
-    uint64_t oldest = atomic_load(&db->oldest);
+    uint64_t vis, oldest;
+    db_tables *t = cairn_db_tables_acquire(db, &vis, &oldest);
     cairn_key_version *v = NULL;
     size_t cnt = 0, cap = 0;
     int rc = 0;
@@ -870,7 +895,7 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
     out->gc_runs = atomic_load(&db->st_gc_runs);
     out->gc_dropped = atomic_load(&db->st_gc_dropped);
     out->recovered_commits = atomic_load(&db->st_recovered);
-    db_tables *t = cairn_db_tables_acquire(db);
+    db_tables *t = cairn_db_tables_acquire(db, NULL, NULL);
     out->memtable_bytes = cairn_memtable_memory(t->active);
     out->memtable_entries = cairn_memtable_count(t->active);
     for (size_t i = 0; i < t->nimm; i++) {

@@ -17,7 +17,11 @@
  *   - Memtables are never changed except by inserts into the active one;
  *     garbage collection builds a new bottom table and swaps table sets. A
  *     reader holding a table set reads a consistent state at any S with
- *     oldest_version (read after acquiring the set) <= S <= visible.
+ *     oldest <= S <= visible, both read under tables_mu together with the
+ *     set (a commit is applied before it is published, into a memtable
+ *     that stays in the set, or merged into its bottom table, until then).
+ *   - Validation takes the table set inside commit_mu, after the commits it
+ *     must see have left the in-flight map (so after they were applied).
  *   - oldest_version <= min(registered snapshots of read-write
  *     transactions) and <= visible; it never decreases.
  *
@@ -52,7 +56,6 @@
  * active_writers). */
 typedef struct db_tables {
     atomic_int refs;
-    atomic_int active_writers; /* commits inserting into `active` now */
     cairn_memtable *active;
     size_t nimm;
     cairn_memtable *imm[4];
@@ -99,6 +102,9 @@ struct cairn_db {
 
     pthread_mutex_t tables_mu;
     db_tables *tables;
+    uint64_t active_gen;   /* bumped when the active memtable is frozen */
+    atomic_int writers[2]; /* commits inserting into the active memtable of
+                              generation g, at writers[g & 1] */
     atomic_uint_fast64_t active_bytes; /* bytes applied to the active memtable
                                           since it was created (approx.) */
 
@@ -119,7 +125,15 @@ struct cairn_db {
 
 /* db.c */
 uint64_t cairn_db_now_us(void);
-db_tables *cairn_db_tables_acquire(cairn_db *db);
+/* Take the current table set and, in the same critical section, the
+ * visible and oldest versions (either may be NULL): every version in
+ * [oldest, visible] reads whole from that set. */
+db_tables *cairn_db_tables_acquire(cairn_db *db, uint64_t *visible,
+                                   uint64_t *oldest);
+/* Take the table set to insert into its active memtable; *gen is for
+ * cairn_db_writer_end (the collector waits for such writers). */
+db_tables *cairn_db_writer_begin(cairn_db *db, uint64_t *gen);
+void cairn_db_writer_end(cairn_db *db, db_tables *t, uint64_t gen);
 void cairn_db_tables_release(db_tables *t);
 /* Newest entry of key with version <= S across the tables (newest first). */
 bool cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
@@ -128,14 +142,17 @@ bool cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
 uint64_t cairn_db_latest(db_tables *t, const void *key, size_t klen);
 void cairn_db_gc_kick(cairn_db *db);
 int cairn_db_vt_append(cairn_db *db, uint64_t version, uint64_t ts);
-void cairn_db_snap_register(cairn_db *db, snap_node *n);
+/* Register a read-write snapshot: takes the table set and the visible
+ * version (n->version) together, and keeps the collector below it. */
+db_tables *cairn_db_snap_register(cairn_db *db, snap_node *n);
 void cairn_db_snap_unregister(cairn_db *db, snap_node *n);
 /* Settle version v (applied or failed) and wait until it is visible. */
 void cairn_db_publish(cairn_db *db, uint64_t v);
 /* Resolve a time to the newest version committed at or before it:
  * CAIRN_EHISTORY if older than what is kept, CAIRN_EINVAL if in the
  * future. */
-int cairn_db_version_at_time(cairn_db *db, uint64_t t, uint64_t *ver);
+int cairn_db_version_at_time(cairn_db *db, uint64_t t, uint64_t visible,
+                             uint64_t oldest, uint64_t *ver);
 /* Copy a value out for the caller (non-NULL even when empty). */
 int cairn_db_copy_value(const cairn_mt_entry *e, void **val, size_t *vlen);
 

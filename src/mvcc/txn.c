@@ -382,22 +382,26 @@ int cairn_txn_begin(cairn_db *db, const cairn_txn_options *opts,
     cairn_isolation iso =
         o.isolation == CAIRN_ISOLATION_DEFAULT ? db->opts.isolation : o.isolation;
     t->serializable = iso == CAIRN_ISOLATION_SERIALIZABLE && !o.read_only;
-    /* Tables first, then the version: see db_internal.h. */
-    t->tables = cairn_db_tables_acquire(db);
+    /* The table set and the versions it serves, together: see
+     * db_internal.h. */
     int rc = 0;
-    if (o.at_version) {
-        if (o.at_version > atomic_load(&db->visible))
-            rc = CAIRN_EINVAL;
-        else if (o.at_version < atomic_load(&db->oldest))
-            rc = CAIRN_EHISTORY;
-        t->snapshot = o.at_version;
-    } else if (o.at_time_us) {
-        rc = cairn_db_version_at_time(db, o.at_time_us, &t->snapshot);
-    } else if (o.read_only) {
-        t->snapshot = atomic_load(&db->visible);
+    if (o.read_only) {
+        uint64_t vis, oldest;
+        t->tables = cairn_db_tables_acquire(db, &vis, &oldest);
+        t->snapshot = vis;
+        if (o.at_version) {
+            if (o.at_version > vis)
+                rc = CAIRN_EINVAL;
+            else if (o.at_version < oldest)
+                rc = CAIRN_EHISTORY;
+            t->snapshot = o.at_version;
+        } else if (o.at_time_us) {
+            rc = cairn_db_version_at_time(db, o.at_time_us, vis, oldest,
+                                          &t->snapshot);
+        }
     } else {
         /* Registered, so garbage collection keeps what validation needs. */
-        cairn_db_snap_register(db, &t->snap);
+        t->tables = cairn_db_snap_register(db, &t->snap);
         t->registered = true;
         t->snapshot = t->snap.version;
     }
@@ -465,8 +469,8 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
     int rc = check_key(db, key, klen);
     if (rc)
         return rc;
-    db_tables *tabs = cairn_db_tables_acquire(db);
-    uint64_t S = atomic_load(&db->visible);
+    uint64_t S;
+    db_tables *tabs = cairn_db_tables_acquire(db, &S, NULL);
     cairn_mt_entry e;
     if (!cairn_db_read(tabs, key, klen, S, &e) || e.kind == CAIRN_MT_DELETE)
         rc = CAIRN_ENOTFOUND;
@@ -655,11 +659,8 @@ static uint8_t *encode_commit(cairn_txn *t, size_t *len)
 /* Insert the writes into the active memtable. */
 static int apply_writes(cairn_db *db, cairn_txn *t, uint64_t v, uint64_t ts)
 {
-    pthread_mutex_lock(&db->tables_mu);
-    db_tables *tabs = db->tables;
-    atomic_fetch_add(&tabs->refs, 1);
-    atomic_fetch_add(&tabs->active_writers, 1);
-    pthread_mutex_unlock(&db->tables_mu);
+    uint64_t gen;
+    db_tables *tabs = cairn_db_writer_begin(db, &gen);
     int rc = 0;
     for (size_t i = 0; i < t->nw && rc == 0; i++) {
         ws_entry *w = &t->w[i];
@@ -680,8 +681,7 @@ static int apply_writes(cairn_db *db, cairn_txn *t, uint64_t v, uint64_t ts)
         bytes += t->w[i].klen + t->w[i].vlen + 64; /* + node overhead */
     bool full = atomic_fetch_add(&db->active_bytes, bytes) + bytes >=
                 db->opts.memtable_size;
-    atomic_fetch_sub(&tabs->active_writers, 1);
-    cairn_db_tables_release(tabs);
+    cairn_db_writer_end(db, tabs, gen);
     if (full)
         cairn_db_gc_kick(db);
     return rc;
@@ -728,8 +728,8 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
     uint64_t v = 0, ts = 0, lsn = 0;
     int rc;
     for (;;) {
-        db_tables *tabs = cairn_db_tables_acquire(db);
         pthread_mutex_lock(&db->commit_mu);
+        db_tables *tabs = cairn_db_tables_acquire(db, NULL, NULL);
         rc = db->fatal;
         bool conflict = false;
         for (size_t i = 0; rc == 0 && !conflict && i < t->nw; i++) {
@@ -769,8 +769,8 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
                 db->fatal = CAIRN_EREADONLY;
             }
         }
-        pthread_mutex_unlock(&db->commit_mu);
         cairn_db_tables_release(tabs);
+        pthread_mutex_unlock(&db->commit_mu);
         if (conflict && t->blind && rc == 0) {
             wait_visible_change(db, atomic_load(&db->visible));
             continue;

@@ -732,7 +732,8 @@ static void test_commit_versions(void **state)
     cairn_txn *t = txn_begin(db, false, CAIRN_ISOLATION_DEFAULT);
     uint64_t snap = cairn_txn_snapshot(t);
     assert_int_equal(snap, 50);
-    check_txn_str(t, "k0", "v");
+    check_txn_str(t, "k0", NULL); /* the last op (i = 49) deleted k0 */
+    check_txn_str(t, "k1", "t");  /* i = 43: a transaction's put */
     put_str(db, "meanwhile", "1");
     uint64_t v = 0;
     assert_int_equal(cairn_txn_commit(t, &v), 0);
