@@ -274,6 +274,7 @@ typedef struct batch_result {
     uint64_t fail_hi;
     int fail_err;
     int sticky;            /* nonzero: the log must turn read-only */
+    uint64_t syncs, bytes, writes; /* for the stats, added under mu later */
 } batch_result;
 
 static uint64_t rec_lsn(const uint8_t *rec) { return cairn_get_u64(rec + 8); }
@@ -297,7 +298,6 @@ static void write_batch(cairn_wal *w, const uint8_t *buf, size_t len,
 {
     memset(res, 0, sizeof *res);
     size_t off = 0;
-    uint64_t nwrites = 0, nbytes = 0;
     while (off < len) {
         uint64_t first = rec_lsn(buf + off);
         if (w->need_new_segment || !w->cur) {
@@ -339,8 +339,8 @@ static void write_batch(cairn_wal *w, const uint8_t *buf, size_t len,
             res->fail_err = rc;
             break;
         }
-        nwrites++;
-        nbytes += off - start;
+        res->writes++;
+        res->bytes += off - start;
         w->cur_off += off - start;
         w->cur_records += n;
         w->cur_last_lsn = first + n - 1; /* LSNs in a batch are consecutive */
@@ -352,9 +352,7 @@ static void write_batch(cairn_wal *w, const uint8_t *buf, size_t len,
     }
     if (do_sync && w->cur && w->cur_dirty && !res->fail_lo) {
         int rc = cairn_file_sync(w->cur, CAIRN_SYNC_DATA);
-        pthread_mutex_lock(&w->mu);
-        w->stats.syncs++;
-        pthread_mutex_unlock(&w->mu);
+        res->syncs++;
         if (rc != 0) {
             sticky_failure(w, res, rc);
             return;
@@ -364,11 +362,6 @@ static void write_batch(cairn_wal *w, const uint8_t *buf, size_t len,
     }
     if (w->synced_upto > res->synced_upto)
         res->synced_upto = w->synced_upto;
-    pthread_mutex_lock(&w->mu);
-    w->stats.bytes += nbytes;
-    if (nwrites)
-        w->stats.group_commits++;
-    pthread_mutex_unlock(&w->mu);
 }
 
 /* ---------- leader rounds ---------- */
@@ -442,6 +435,8 @@ static void fire_callbacks(cairn_wal *w)
 static void leader_round(cairn_wal *w, bool force_sync)
 {
     w->leader_active = true;
+    uint64_t seq = ++w->round_seq;
+    w->round_last = w->pend_count ? w->next_lsn - 1 : 0;
     uint8_t *batch = w->pend;
     size_t batch_cap = w->pend_cap;
     size_t batch_len = w->pend_len;
@@ -460,6 +455,10 @@ static void leader_round(cairn_wal *w, bool force_sync)
     write_batch(w, batch, batch_len, do_sync, &res);
 
     pthread_mutex_lock(&w->mu);
+    w->stats.syncs += res.syncs;
+    w->stats.bytes += res.bytes;
+    if (res.writes)
+        w->stats.group_commits++;
     if (res.written_upto > w->written_lsn)
         w->written_lsn = res.written_upto;
     if (res.synced_upto > w->durable_lsn)
@@ -485,15 +484,31 @@ static void leader_round(cairn_wal *w, bool force_sync)
     } else {
         free(batch);
     }
-    pthread_cond_broadcast(&w->cv_ack);
-
-    fire_callbacks(w);
+    if (w->ncbs > 0) {
+        /* Let this round's waiters go while the callbacks run. */
+        pthread_cond_broadcast(&w->cv_round[seq & 1]);
+        fire_callbacks(w);
+    }
     w->leader_active = false;
-    pthread_cond_broadcast(&w->cv_ack);
+    w->round_last = 0;
     if (w->pend_count > 0 && w->ncbs > 0) {
         w->kick = true;
         pthread_cond_signal(&w->cv_bg);
     }
+    bool next = w->pend_count > 0, failing = w->sticky != 0;
+    /* Wake outside mu: a thread woken while mu is held only blocks on it
+     * again, and with many writers that convoy, not the disk, sets the pace.
+     * Only this round's waiters wake, plus one waiter of the next round to
+     * lead it (everyone, once the log has failed). Safe: the state they test
+     * changed under mu, and they test it under mu before sleeping. */
+    pthread_mutex_unlock(&w->mu);
+    if (failing)
+        pthread_cond_broadcast(&w->cv_round[(seq + 1) & 1]);
+    else if (next)
+        pthread_cond_signal(&w->cv_round[(seq + 1) & 1]);
+    pthread_cond_broadcast(&w->cv_round[seq & 1]);
+    pthread_cond_broadcast(&w->cv_ack);
+    pthread_mutex_lock(&w->mu);
 }
 
 static void *bg_main(void *arg)
@@ -633,7 +648,11 @@ static int wait_for(cairn_wal *w, uint64_t lsn, bool need_durable)
             leader_round(w, need_durable);
             continue;
         }
-        pthread_cond_wait(&w->cv_ack, &w->mu);
+        /* Sleep until the round that covers lsn ends: the one in progress
+         * if it took lsn, else the next (whose leader we may be asked to
+         * be). */
+        uint64_t r = lsn <= w->round_last ? w->round_seq : w->round_seq + 1;
+        pthread_cond_wait(&w->cv_round[r & 1], &w->mu);
     }
     pthread_mutex_unlock(&w->mu);
     return st;
@@ -978,6 +997,8 @@ void cairn_wal_free(cairn_wal *w)
     pthread_mutex_destroy(&w->mu);
     pthread_mutex_destroy(&w->trunc_mu);
     pthread_cond_destroy(&w->cv_ack);
+    pthread_cond_destroy(&w->cv_round[0]);
+    pthread_cond_destroy(&w->cv_round[1]);
     pthread_cond_destroy(&w->cv_bg);
     free(w->pend);
     free(w->spare);

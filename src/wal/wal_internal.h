@@ -41,6 +41,10 @@ struct cairn_wal {
     pthread_mutex_t mu;
     pthread_mutex_t trunc_mu;
     pthread_cond_t cv_ack;
+    /* Group-commit waiters sleep on cv_round[r & 1] for the round r that
+     * will cover their record: the round in progress if it took the record,
+     * else the next one. */
+    pthread_cond_t cv_round[2];
     pthread_cond_t cv_bg;
 
     /* --- guarded by mu --- */
@@ -51,6 +55,8 @@ struct cairn_wal {
     uint8_t *spare;
     size_t spare_cap;
     bool leader_active;
+    uint64_t round_seq;  /* rounds started so far */
+    uint64_t round_last; /* last LSN taken by the round in progress (0: none) */
     uint64_t written_lsn, durable_lsn;
     int sticky;
     wal_failed_range *failed;
