@@ -53,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "cairn.h"
 #include "env/env.h"
 #include "wal/wal.h"
@@ -1322,6 +1323,11 @@ static const command commands[] = {
             "[--writers LIST] [--runs N]",
      "durable WAL appends and large records vs. raw write+fdatasync", cmd_wal,
      wal_usage},
+    {"engine", "[--dir DIR] [--json] [--keys N] [--quick] [--runs N] "
+               "[--engines LIST] [--keep]",
+     "transactional engine vs. LMDB and RocksDB: fills, reads, "
+     "read-modify-write, durable commits",
+     cairn_bench_engine_main, NULL},
     {"help", "[COMMAND]", "print this help, or a command's", cmd_help, NULL},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

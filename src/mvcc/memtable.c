@@ -9,7 +9,9 @@
  *     linked at level i only after it is linked at every level below i
  *     (links go bottom up), so a node seen at level i+1 is already in level i.
  *   - A node is one arena allocation: next[height] (highest level first),
- *     header, key bytes, value bytes; 8-byte aligned. Arena blocks are freed only when the memtable is.
+ *     header, key bytes, value bytes; 8-byte aligned. Arena blocks are
+ *     freed only when the memtable is; allocations above 1/4 block get a
+ *     block of their own.
  *   - max_height only grows; head.next[i] for i >= max_height may be NULL or
  *     point to a node being linked: both are fine for readers.
  *
@@ -77,8 +79,9 @@ struct cairn_memtable {
     _Atomic int refs;
     _Alignas(64) _Atomic uint64_t count;
     _Atomic uint64_t max_version;
-    _Alignas(64) _Atomic(mt_block *) cur; /* block small allocations come from */
-    _Atomic(mt_block *) blocks;           /* every published block */
+    _Alignas(
+        64) _Atomic(mt_block *) cur; /* block small allocations come from */
+    _Atomic(mt_block *) blocks;      /* every published block */
     _Atomic size_t memory;
 };
 
@@ -127,7 +130,8 @@ static inline int node_cmp(const mt_node *n, const uint8_t *key, size_t klen,
 static inline bool node_same_key(const mt_node *n, const uint8_t *key,
                                  size_t klen)
 {
-    return n->klen == klen && (klen == 0 || memcmp(node_key(n), key, klen) == 0);
+    return n->klen == klen &&
+           (klen == 0 || memcmp(node_key(n), key, klen) == 0);
 }
 
 /* ---------- arena ---------- */
@@ -213,8 +217,8 @@ static int random_height(void)
 {
     uint64_t x = tl_rng;
     if (x == 0) {
-        uint64_t c = atomic_fetch_add_explicit(&g_seed_counter, 1,
-                                               memory_order_relaxed);
+        uint64_t c =
+            atomic_fetch_add_explicit(&g_seed_counter, 1, memory_order_relaxed);
         x = splitmix64(c ^ (uint64_t)(uintptr_t)&tl_rng);
         if (x == 0)
             x = 1;
@@ -296,7 +300,8 @@ static mt_node *find_ge(cairn_memtable *mt, const uint8_t *key, size_t klen,
     mt_node *last_bigger = NULL; /* known >= key: skip re-comparing it */
     for (;;) {
         mt_node *next = load_next(x, level);
-        if (next && next != last_bigger && node_cmp(next, key, klen, version) < 0) {
+        if (next && next != last_bigger &&
+            node_cmp(next, key, klen, version) < 0) {
             x = next;
         } else {
             if (level == 0)
@@ -330,10 +335,9 @@ static void find_splice_level(const uint8_t *key, size_t klen, uint64_t version,
 static void update_max_version(cairn_memtable *mt, uint64_t version)
 {
     uint64_t cur = atomic_load_explicit(&mt->max_version, memory_order_relaxed);
-    while (cur < version &&
-           !atomic_compare_exchange_weak_explicit(&mt->max_version, &cur, version,
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed)) {
+    while (cur < version && !atomic_compare_exchange_weak_explicit(
+                                &mt->max_version, &cur, version,
+                                memory_order_relaxed, memory_order_relaxed)) {
     }
 }
 
@@ -348,7 +352,8 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
         return CAIRN_EINVAL;
 
     int height = random_height();
-    int list_height = atomic_load_explicit(&mt->max_height, memory_order_relaxed);
+    int list_height =
+        atomic_load_explicit(&mt->max_height, memory_order_relaxed);
     while (height > list_height) {
         if (atomic_compare_exchange_weak_explicit(&mt->max_height, &list_height,
                                                   height, memory_order_relaxed,
@@ -394,8 +399,10 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
     for (int i = 0; i < height; i++) {
         for (;;) {
             if (i == 0 && next[0] && node_cmp(next[0], key, klen, version) == 0)
-                return CAIRN_EEXIST; /* lost a race; n stays unlinked (wasted) */
-            atomic_store_explicit(node_link(n, i), next[i], memory_order_relaxed);
+                return CAIRN_EEXIST; /* lost a race; n stays unlinked (wasted)
+                                      */
+            atomic_store_explicit(node_link(n, i), next[i],
+                                  memory_order_relaxed);
             mt_node *expected = next[i];
             if (atomic_compare_exchange_strong_explicit(
                     node_link(prev[i], i), &expected, n, memory_order_release,

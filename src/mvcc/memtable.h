@@ -102,8 +102,8 @@ void cairn_mt_iter_seek_first(cairn_mt_iter *it);
 void cairn_mt_iter_seek(cairn_mt_iter *it, const void *key, size_t klen,
                         uint64_t version);
 bool cairn_mt_iter_valid(const cairn_mt_iter *it);
-void cairn_mt_iter_next(cairn_mt_iter *it);          /* requires valid */
-void cairn_mt_iter_entry(const cairn_mt_iter *it,    /* requires valid */
+void cairn_mt_iter_next(cairn_mt_iter *it);       /* requires valid */
+void cairn_mt_iter_entry(const cairn_mt_iter *it, /* requires valid */
                          cairn_mt_entry *out);
 
 #endif /* CAIRN_MVCC_MEMTABLE_H */

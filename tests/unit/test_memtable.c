@@ -97,7 +97,8 @@ static size_t ref_lower_bound(const ref_entry *r, size_t n, const uint8_t *key,
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (ref_cmp(r[mid].key, r[mid].klen, r[mid].version, key, klen, version) < 0)
+        if (ref_cmp(r[mid].key, r[mid].klen, r[mid].version, key, klen,
+                    version) < 0)
             lo = mid + 1;
         else
             hi = mid;
@@ -227,8 +228,8 @@ static void test_order_random(void **state)
 
         uint64_t max_ts = p % 3 == 0 ? UINT64_MAX : tu_rand(&seed, 1000);
         size_t want = u;
-        for (size_t j = lb; j < u && all[j].klen == klen &&
-                            memcmp(all[j].key, key, klen) == 0;
+        for (size_t j = lb;
+             j < u && all[j].klen == klen && memcmp(all[j].key, key, klen) == 0;
              j++) {
             if (all[j].ts <= max_ts) {
                 want = j;
@@ -259,8 +260,8 @@ static void test_order_random(void **state)
 static void put(cairn_memtable *mt, const uint8_t *k, size_t klen, uint64_t v,
                 uint64_t ts, const char *val)
 {
-    assert_int_equal(cairn_memtable_insert(mt, k, klen, v, ts, CAIRN_MT_PUT, val,
-                                           strlen(val)),
+    assert_int_equal(cairn_memtable_insert(mt, k, klen, v, ts, CAIRN_MT_PUT,
+                                           val, strlen(val)),
                      0);
 }
 
@@ -313,7 +314,7 @@ static cairn_memtable *make_sample(void)
     del(mt, K("k"), 20, 200);
     put(mt, K("ka"), 5, 50, "ka5");
     put(mt, K("k\0"), 6, 60, "knul6");
-    put(mt, K(""), 7, 70, "");  /* empty key, empty value */
+    put(mt, K(""), 7, 70, ""); /* empty key, empty value */
     put(mt, K(""), 3, 30, "e3");
     put(mt, K("j"), 40, 400, "j40");
     put(mt, K("kb"), 2, 20, "");
@@ -395,25 +396,31 @@ static void test_latest_and_duplicates(void **state)
 
     size_t mem = cairn_memtable_memory(mt);
     const char *other = "other";
-    assert_int_equal(cairn_memtable_insert(mt, K("k"), 20, 999, CAIRN_MT_PUT,
-                                           other, 5),
-                     CAIRN_EEXIST);
-    assert_int_equal(cairn_memtable_insert(mt, K("k"), 30, 1, CAIRN_MT_DELETE,
-                                           NULL, 0),
-                     CAIRN_EEXIST);
-    assert_int_equal(cairn_memtable_insert(mt, K(""), 7, 1, CAIRN_MT_PUT, "x", 1),
-                     CAIRN_EEXIST);
+    assert_int_equal(
+        cairn_memtable_insert(mt, K("k"), 20, 999, CAIRN_MT_PUT, other, 5),
+        CAIRN_EEXIST);
+    assert_int_equal(
+        cairn_memtable_insert(mt, K("k"), 30, 1, CAIRN_MT_DELETE, NULL, 0),
+        CAIRN_EEXIST);
+    assert_int_equal(
+        cairn_memtable_insert(mt, K(""), 7, 1, CAIRN_MT_PUT, "x", 1),
+        CAIRN_EEXIST);
     /* Invalid arguments change nothing either. */
-    assert_int_equal(cairn_memtable_insert(mt, K("new"), 0, 1, CAIRN_MT_PUT, "x", 1),
-                     CAIRN_EINVAL);
-    assert_int_equal(cairn_memtable_insert(mt, NULL, 3, 1, 1, CAIRN_MT_PUT, "x", 1),
-                     CAIRN_EINVAL);
-    assert_int_equal(cairn_memtable_insert(mt, K("new"), 1, 1, CAIRN_MT_PUT, NULL, 1),
-                     CAIRN_EINVAL);
-    assert_int_equal(cairn_memtable_insert(mt, K("new"), 1, 1, CAIRN_MT_DELETE, "x", 1),
-                     CAIRN_EINVAL);
-    assert_int_equal(cairn_memtable_insert(mt, K("new"), 1, 1, (cairn_mt_kind)3, "x", 1),
-                     CAIRN_EINVAL);
+    assert_int_equal(
+        cairn_memtable_insert(mt, K("new"), 0, 1, CAIRN_MT_PUT, "x", 1),
+        CAIRN_EINVAL);
+    assert_int_equal(
+        cairn_memtable_insert(mt, NULL, 3, 1, 1, CAIRN_MT_PUT, "x", 1),
+        CAIRN_EINVAL);
+    assert_int_equal(
+        cairn_memtable_insert(mt, K("new"), 1, 1, CAIRN_MT_PUT, NULL, 1),
+        CAIRN_EINVAL);
+    assert_int_equal(
+        cairn_memtable_insert(mt, K("new"), 1, 1, CAIRN_MT_DELETE, "x", 1),
+        CAIRN_EINVAL);
+    assert_int_equal(
+        cairn_memtable_insert(mt, K("new"), 1, 1, (cairn_mt_kind)3, "x", 1),
+        CAIRN_EINVAL);
     assert_int_equal(cairn_memtable_count(mt), 11);
     assert_int_equal(cairn_memtable_max_version(mt), 40);
     assert_int_equal(cairn_memtable_memory(mt), mem);
@@ -459,9 +466,9 @@ static void test_large_value(void **state)
     uint8_t *bigkey = malloc(300000);
     assert_non_null(bigkey);
     tu_fill(bigkey, 300000, 78);
-    assert_int_equal(cairn_memtable_insert(mt, bigkey, 300000, 6, 6, CAIRN_MT_PUT,
-                                           "bk", 2),
-                     0);
+    assert_int_equal(
+        cairn_memtable_insert(mt, bigkey, 300000, 6, 6, CAIRN_MT_PUT, "bk", 2),
+        0);
     put(mt, K("after"), 2, 2, "small2");
     memset(v, 0, big); /* the memtable keeps its own copy */
 
@@ -470,7 +477,8 @@ static void test_large_value(void **state)
     assert_int_equal(e.vlen, big);
     assert_int_equal(e.version, 5);
     assert_true(tu_check(e.value, e.vlen, 77));
-    assert_true(cairn_memtable_get(mt, bigkey, 300000, UINT64_MAX, UINT64_MAX, &e));
+    assert_true(
+        cairn_memtable_get(mt, bigkey, 300000, UINT64_MAX, UINT64_MAX, &e));
     assert_int_equal(e.klen, 300000);
     assert_memory_equal(e.key, bigkey, 300000);
     assert_memory_equal(e.value, "bk", 2);
@@ -578,14 +586,15 @@ static void test_refcount(void **state)
         uint8_t key[8];
         memcpy(key, &i, 8);
         tu_fill(val, sizeof val, i);
-        assert_int_equal(cairn_memtable_insert(mt, key, 8, i + 1, i, CAIRN_MT_PUT,
-                                               val, sizeof val),
+        assert_int_equal(cairn_memtable_insert(mt, key, 8, i + 1, i,
+                                               CAIRN_MT_PUT, val, sizeof val),
                          0);
     }
     uint8_t *big = calloc(1, 600000);
     assert_non_null(big);
     assert_int_equal(
-        cairn_memtable_insert(mt, K("big"), 1, 1, CAIRN_MT_PUT, big, 600000), 0);
+        cairn_memtable_insert(mt, K("big"), 1, 1, CAIRN_MT_PUT, big, 600000),
+        0);
     free(big);
     assert_true(cairn_memtable_memory(mt) >= 3 * ((size_t)1 << 20) + 600000);
 
@@ -613,10 +622,10 @@ typedef struct {
     cairn_memtable *mt;
     _Atomic uint64_t published[NWRITERS]; /* entries done per writer */
     _Atomic bool done;
-    _Atomic uint64_t errors;        /* any failed check in a thread */
-    _Atomic uint64_t missing;       /* published entry not found */
-    _Atomic uint64_t order_errors;  /* iteration out of order */
-    _Atomic uint64_t short_scans;   /* a scan saw fewer than published */
+    _Atomic uint64_t errors;       /* any failed check in a thread */
+    _Atomic uint64_t missing;      /* published entry not found */
+    _Atomic uint64_t order_errors; /* iteration out of order */
+    _Atomic uint64_t short_scans;  /* a scan saw fewer than published */
     _Atomic uint64_t scans, gets;
 } conc_ctx;
 
@@ -658,9 +667,11 @@ static void *conc_writer(void *p)
         uint64_t v = conc_version(a->id, i);
         size_t vlen = i % 40;
         tu_fill(val, vlen, v);
-        if (cairn_memtable_insert(c->mt, key, klen, v, v, CAIRN_MT_PUT, val, vlen) != 0)
+        if (cairn_memtable_insert(c->mt, key, klen, v, v, CAIRN_MT_PUT, val,
+                                  vlen) != 0)
             atomic_fetch_add(&c->errors, 1);
-        atomic_store_explicit(&c->published[a->id], i + 1, memory_order_release);
+        atomic_store_explicit(&c->published[a->id], i + 1,
+                              memory_order_release);
     }
     return NULL;
 }
@@ -674,7 +685,8 @@ static void *conc_reader(void *p)
         /* Scan: strictly increasing, and sees everything published before. */
         uint64_t before = 0;
         for (int w = 0; w < NWRITERS; w++)
-            before += atomic_load_explicit(&c->published[w], memory_order_acquire);
+            before +=
+                atomic_load_explicit(&c->published[w], memory_order_acquire);
         cairn_mt_iter it;
         cairn_mt_iter_init(&it, c->mt);
         cairn_mt_entry prev, e;
@@ -694,7 +706,8 @@ static void *conc_reader(void *p)
         /* Gets of published entries, exact version and value. */
         for (int g = 0; g < 500; g++) {
             int w = (int)tu_rand(&seed, NWRITERS);
-            uint64_t pub = atomic_load_explicit(&c->published[w], memory_order_acquire);
+            uint64_t pub =
+                atomic_load_explicit(&c->published[w], memory_order_acquire);
             if (!pub)
                 continue;
             uint64_t i = tu_rand(&seed, pub);
@@ -739,9 +752,10 @@ static void test_concurrent_insert_read(void **state)
     for (int i = 0; i < NREADERS; i++)
         pthread_join(rt[i], NULL);
 
-    fprintf(stderr, "  concurrent: %d writers x %d, reader scans %llu, gets %llu\n",
-            NWRITERS, CONC_PER_WRITER, (unsigned long long)atomic_load(&c->scans),
-            (unsigned long long)atomic_load(&c->gets));
+    fprintf(
+        stderr, "  concurrent: %d writers x %d, reader scans %llu, gets %llu\n",
+        NWRITERS, CONC_PER_WRITER, (unsigned long long)atomic_load(&c->scans),
+        (unsigned long long)atomic_load(&c->gets));
     assert_int_equal(atomic_load(&c->errors), 0);
     assert_int_equal(atomic_load(&c->missing), 0);
     assert_int_equal(atomic_load(&c->order_errors), 0);
@@ -791,9 +805,13 @@ typedef struct {
     uint64_t ok, exist, other;
 } race_arg;
 
-/* Each thread walks the same entries in its own order, by a stride coprime
- * with RACE_ENTRIES (checked in the test). */
-static const uint64_t race_strides[4] = {1, 7919, 104729 % RACE_ENTRIES, 3};
+/* All threads walk the same entries in the same order, meeting at a barrier
+ * every RACE_BATCH entries, so two running threads often insert the same
+ * entry at the same moment (the duplicate found on a CAS retry). The stride
+ * must be coprime with RACE_ENTRIES (checked) to visit every entry. */
+#define RACE_BATCH 16
+#define RACE_STRIDE 7919u
+static pthread_barrier_t race_barrier;
 
 static uint64_t gcd(uint64_t a, uint64_t b)
 {
@@ -808,18 +826,20 @@ static uint64_t gcd(uint64_t a, uint64_t b)
 static void *race_inserter(void *p)
 {
     race_arg *a = p;
-    uint64_t stride = race_strides[a->id % 4];
-    uint64_t j = (uint64_t)a->id * 13;
+    uint64_t j = 0;
     for (uint64_t n = 0; n < RACE_ENTRIES; n++) {
-        j = (j + stride) % RACE_ENTRIES;
+        if (n % RACE_BATCH == 0)
+            pthread_barrier_wait(&race_barrier);
+        j = (j + RACE_STRIDE) % RACE_ENTRIES;
         uint64_t k = j / 3; /* three versions per key */
         uint8_t key[8];
         for (int b = 0; b < 8; b++)
             key[b] = (uint8_t)(tu_splitmix(&(uint64_t){k}) >> (8 * b));
-        char val[16];
-        int vl = snprintf(val, sizeof val, "t%d", a->id);
-        int rc = cairn_memtable_insert(a->mt, key, 8, j % 3 + 1, 0, CAIRN_MT_PUT,
-                                       val, (size_t)vl);
+        uint8_t val[256]; /* copying it widens the race window */
+        memset(val, 't', sizeof val);
+        val[0] = (uint8_t)a->id;
+        int rc = cairn_memtable_insert(a->mt, key, 8, j % 3 + 1, 0,
+                                       CAIRN_MT_PUT, val, sizeof val);
         if (rc == 0)
             a->ok++;
         else if (rc == CAIRN_EEXIST)
@@ -833,8 +853,8 @@ static void *race_inserter(void *p)
 static void test_concurrent_duplicates(void **state)
 {
     (void)state;
-    for (int i = 0; i < 4; i++)
-        assert_int_equal(gcd(race_strides[i], RACE_ENTRIES), 1);
+    assert_int_equal(gcd(RACE_STRIDE, RACE_ENTRIES), 1);
+    assert_int_equal(pthread_barrier_init(&race_barrier, NULL, 4), 0);
     cairn_memtable *mt = cairn_memtable_new();
     assert_non_null(mt);
     pthread_t t[4];
@@ -866,6 +886,7 @@ static void test_concurrent_duplicates(void **state)
         n++;
     }
     assert_int_equal(n, RACE_ENTRIES);
+    pthread_barrier_destroy(&race_barrier);
     cairn_memtable_unref(mt);
 }
 
@@ -897,8 +918,8 @@ static void test_throughput(void **state)
     double t0 = now_s();
     for (uint64_t i = 0; i < bench_n; i++) {
         bench_key(i, key);
-        assert_int_equal(cairn_memtable_insert(mt, key, 16, i + 1, i, CAIRN_MT_PUT,
-                                               val, sizeof val),
+        assert_int_equal(cairn_memtable_insert(mt, key, 16, i + 1, i,
+                                               CAIRN_MT_PUT, val, sizeof val),
                          0);
     }
     double t1 = now_s();
