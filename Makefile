@@ -6,7 +6,7 @@
 #   make test-asan  the fast tests under ASan+UBSan
 #   make test-tsan  the concurrency tests under TSan
 #   make test-long  the long runs (10,000 power cuts, ...)
-#   make bench      benchmarks, side by side with the raw disk
+#   make bench      benchmarks, side by side with the raw disk and the peers
 JOBS ?= 2
 CMAKE_FLAGS ?=
 WERROR ?= $(or $(CAIRN_WERROR),ON)
@@ -44,6 +44,7 @@ test-long: build
 
 bench: build
 	./build/cairn-bench wal
+	./build/cairn-bench engine
 
 clean:
 	rm -rf build build-asan build-tsan

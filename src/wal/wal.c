@@ -255,6 +255,7 @@ static int create_segment(cairn_wal *w, uint64_t first_lsn)
     pthread_mutex_lock(&w->mu);
     rc = seg_list_push(w, first_lsn, w->last_good_lsn);
     w->stats.rotations += w->cur_first ? 1 : 0;
+    w->stats.syncs += 2; /* the new file and its directory */
     pthread_mutex_unlock(&w->mu);
     w->cur = f;
     w->cur_first = first_lsn;

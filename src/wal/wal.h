@@ -188,7 +188,7 @@ typedef struct cairn_wal_stats {
     uint64_t appends;      /* records appended */
     uint64_t bytes;        /* bytes written (headers included) */
     uint64_t group_commits; /* leader rounds that wrote something */
-    uint64_t syncs;        /* fdatasyncs issued */
+    uint64_t syncs;        /* fsyncs issued (files and directories) */
     uint64_t rotations;    /* segments sealed */
     uint64_t failed_records;
 } cairn_wal_stats;
