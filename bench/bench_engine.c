@@ -54,6 +54,14 @@
  * are thread-safe); per-thread engine state (LMDB's read txn, RocksDB's
  * reusable txn object) belongs to one worker.
  *
+ * Output. Progress on stderr. On stdout a table (one row per workload,
+ * thread count and engine: median ops/s, cairn/<engine> ratio, each run's
+ * figure) and the targets, which are informative; or, with --json, JSON
+ * Lines: one object per row ({"bench":"engine","workload":...,"engine":...,
+ * "threads":...,"status":...,"ops_per_sec":...,"runs":[...],...}) and a
+ * final {"bench":"engine","summary":{...}}. Exit status 0 when every engine
+ * ran and read back what it was given, 1 otherwise, 2 on a usage error.
+ *
  * Build switches: LMDB code is compiled under CAIRN_HAVE_LMDB, RocksDB code
  * under CAIRN_HAVE_ROCKSDB; without them the engine is reported "not
  * built". -DBENCH_ENGINE_STANDALONE adds a main() (for testing this file
@@ -966,9 +974,14 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
+/* DIR/<workload>[-<threads>t]-<engine>-r<run> (threads 0: the phase
+ * covers several thread counts in one database). */
 static void wl_dir(char *buf, size_t n, int wl, int threads, int ei, int run)
 {
-    snprintf(buf, n, "%s/%s-%dt-%s-r%d", g_cfg.dir, WL_NAMES[wl], threads,
+    char t[16] = "";
+    if (threads > 0)
+        snprintf(t, sizeof t, "-%dt", threads);
+    snprintf(buf, n, "%s/%s%s-%s-r%d", g_cfg.dir, WL_NAMES[wl], t,
              engine_name(ei), run + 1);
 }
 
@@ -1237,7 +1250,7 @@ static void phase_fillseq(int ei, int run)
     if (r->status != ST_OK)
         return;
     char dir[4200];
-    wl_dir(dir, sizeof dir, W_FILLSEQ, 1, ei, run);
+    wl_dir(dir, sizeof dir, W_FILLSEQ, 0, ei, run);
     void *db = open_fresh(e, dir, MODE_NOSYNC);
     if (db == NULL) {
         res_fail(r);
@@ -1274,7 +1287,7 @@ static void phase_fillrandom_read(int ei, int run)
     if (rf->status != ST_OK)
         return;
     char dir[4200];
-    wl_dir(dir, sizeof dir, W_FILLRANDOM, 1, ei, run);
+    wl_dir(dir, sizeof dir, W_FILLRANDOM, 0, ei, run);
     void *db = open_fresh(e, dir, MODE_NOSYNC);
     if (db == NULL) {
         res_fail(rf);
@@ -1321,7 +1334,7 @@ static void phase_rmw(int ei, int run)
     if (!usable(ei, W_RMW, 1) && !usable(ei, W_RMW, 2))
         return;
     char dir[4200];
-    wl_dir(dir, sizeof dir, W_RMW, 1, ei, run);
+    wl_dir(dir, sizeof dir, W_RMW, 0, ei, run);
     void *db = open_fresh(e, dir, MODE_TXN);
     if (db == NULL || e->load(db, 0, g_cfg.keys) != RES_OK) {
         res_fail(res_at(W_RMW, 1, ei));

@@ -397,36 +397,45 @@ static uint64_t gc_horizon(cairn_db *db)
  * the collector thread, or by open during replay (no other thread then). */
 static int gc_run(cairn_db *db)
 {
-    cairn_memtable *fresh = cairn_memtable_new();
-    if (!fresh)
-        return CAIRN_ENOMEM;
     pthread_mutex_lock(&db->tables_mu);
     db_tables *old = db->tables;
-    cairn_memtable *imm[4];
-    size_t nimm = 0;
-    imm[nimm++] = old->active;
-    for (size_t i = 0; i < old->nimm && nimm < 4; i++)
-        imm[nimm++] = old->imm[i];
-    db_tables *frozen = tables_new(fresh, imm, nimm);
-    if (!frozen) {
-        pthread_mutex_unlock(&db->tables_mu);
-        cairn_memtable_unref(fresh);
-        return CAIRN_ENOMEM;
-    }
-    db->tables = frozen;
-    uint64_t gen = db->active_gen++;
-    atomic_store(&db->active_bytes, 0);
+    /* After failed merges (out of memory) frozen tables pile up: merge
+     * those first rather than freeze again, so none is ever dropped. */
+    bool freeze = old->nimm + 1 < sizeof old->imm / sizeof old->imm[0];
     pthread_mutex_unlock(&db->tables_mu);
-    cairn_memtable_unref(fresh); /* the table set holds it */
+    db_tables *frozen = old;
+    if (freeze) {
+        cairn_memtable *fresh = cairn_memtable_new();
+        if (!fresh)
+            return CAIRN_ENOMEM;
+        pthread_mutex_lock(&db->tables_mu);
+        old = db->tables; /* unchanged: only the collector swaps */
+        cairn_memtable *imm[4];
+        size_t nimm = 0;
+        imm[nimm++] = old->active;
+        for (size_t i = 0; i < old->nimm; i++)
+            imm[nimm++] = old->imm[i];
+        frozen = tables_new(fresh, imm, nimm);
+        if (!frozen) {
+            pthread_mutex_unlock(&db->tables_mu);
+            cairn_memtable_unref(fresh);
+            return CAIRN_ENOMEM;
+        }
+        db->tables = frozen;
+        uint64_t gen = db->active_gen++;
+        atomic_store(&db->active_bytes, 0);
+        pthread_mutex_unlock(&db->tables_mu);
+        cairn_memtable_unref(fresh); /* the table set holds it */
 
-    /* Commits that took the old active table before the swap finish their
-     * inserts first. (Writers of generation gen - 2, which share the
-     * counter, were waited for at the previous freeze.) */
-    while (atomic_load(&db->writers[gen & 1]) > 0) {
-        struct timespec ts = {0, 100000};
-        nanosleep(&ts, NULL);
+        /* Commits that took the old active table before the swap finish
+         * their inserts first. (Writers of generation gen - 2, which share
+         * the counter, were waited for at the previous freeze.) */
+        while (atomic_load(&db->writers[gen & 1]) > 0) {
+            struct timespec ts = {0, 100000};
+            nanosleep(&ts, NULL);
+        }
+        cairn_db_tables_release(old);
     }
-    cairn_db_tables_release(old);
 
     uint64_t H = gc_horizon(db);
     cairn_memtable *base = NULL;
