@@ -245,42 +245,46 @@ void cairn_db_snap_unregister(cairn_db *db, snap_node *n)
 
 /* ---------- publishing ---------- */
 
+/* A commit whose version settled before an earlier one: it sleeps on its
+ * own condition variable until the earlier ones settle (one wake-up each,
+ * no herd). */
+typedef struct pub_waiter {
+    uint64_t v;
+    bool done;
+    pthread_cond_t cv;
+    struct pub_waiter *next;
+} pub_waiter;
+
 void cairn_db_publish(cairn_db *db, uint64_t v)
 {
     pthread_mutex_lock(&db->pub_mu);
     uint64_t vis = atomic_load(&db->visible);
     if (v == vis + 1) {
         vis = v;
-        /* Pull in versions settled earlier that were waiting on this one. */
-        bool moved = true;
-        while (moved && db->nsettled) {
-            moved = false;
-            for (size_t i = 0; i < db->nsettled; i++) {
-                if (db->settled[i] == vis + 1) {
-                    vis++;
-                    db->settled[i] = db->settled[--db->nsettled];
-                    moved = true;
-                    break;
-                }
-            }
+        /* Versions settled earlier that waited for this one go too; the
+         * list is sorted and versions are contiguous. */
+        pub_waiter *w = db->pub_waiters;
+        while (w && w->v == vis + 1) {
+            vis++;
+            w->done = true;
+            pthread_cond_signal(&w->cv);
+            w = w->next;
         }
+        db->pub_waiters = w;
         atomic_store(&db->visible, vis);
-        pthread_cond_broadcast(&db->pub_cv);
+        if (db->blind_waiters)
+            pthread_cond_broadcast(&db->pub_cv);
     } else if (v > vis) {
-        if (db->nsettled == db->capsettled) {
-            size_t nc = db->capsettled ? db->capsettled * 2 : 64;
-            uint64_t *p = realloc(db->settled, nc * sizeof *p);
-            while (!p) { /* cannot drop a settlement: wait for memory */
-                struct timespec ts = {0, 1000000};
-                nanosleep(&ts, NULL);
-                p = realloc(db->settled, nc * sizeof *p);
-            }
-            db->settled = p;
-            db->capsettled = nc;
-        }
-        db->settled[db->nsettled++] = v;
-        while (atomic_load(&db->visible) < v)
-            pthread_cond_wait(&db->pub_cv, &db->pub_mu);
+        pub_waiter me = {.v = v};
+        pthread_cond_init(&me.cv, NULL);
+        pub_waiter **pp = &db->pub_waiters;
+        while (*pp && (*pp)->v < v)
+            pp = &(*pp)->next;
+        me.next = *pp;
+        *pp = &me;
+        while (!me.done)
+            pthread_cond_wait(&me.cv, &db->pub_mu);
+        pthread_cond_destroy(&me.cv);
     }
     pthread_mutex_unlock(&db->pub_mu);
 }
@@ -587,7 +591,6 @@ static void db_free(cairn_db *db)
         cairn_db_tables_release(db->tables);
     free(db->inflight);
     free(db->vt_ts);
-    free(db->settled);
     pthread_mutex_destroy(&db->commit_mu);
     pthread_mutex_destroy(&db->vt_mu);
     pthread_mutex_destroy(&db->snap_mu);

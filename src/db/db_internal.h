@@ -31,7 +31,7 @@
  *   vt_mu      the version -> timestamp index
  *   snap_mu    the registry of read-write snapshots, oldest_version updates
  *   tables_mu  the current table set pointer and its writer counts
- *   pub_mu     publishing (visible) and the settled-but-not-visible set
+ *   pub_mu     publishing (visible) and the settled-but-not-visible waiters
  *   gc_mu      the garbage collector's wake-ups
  */
 #ifndef CAIRN_DB_INTERNAL_H
@@ -109,10 +109,10 @@ struct cairn_db {
                                           since it was created (approx.) */
 
     pthread_mutex_t pub_mu;
-    pthread_cond_t pub_cv;
+    pthread_cond_t pub_cv; /* visible moved (for blind_waiters) */
     atomic_uint_fast64_t visible;
-    uint64_t *settled; /* versions > visible that are settled, unsorted */
-    size_t nsettled, capsettled;
+    struct pub_waiter *pub_waiters; /* settled versions > visible, sorted */
+    int blind_waiters; /* blind writes waiting for an in-flight key */
 
     pthread_mutex_t gc_mu;
     pthread_cond_t gc_cv;

@@ -692,6 +692,7 @@ static int apply_writes(cairn_db *db, cairn_txn *t, uint64_t v, uint64_t ts)
 static void wait_visible_change(cairn_db *db, uint64_t seen)
 {
     pthread_mutex_lock(&db->pub_mu);
+    db->blind_waiters++;
     if (atomic_load(&db->visible) == seen) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -702,6 +703,7 @@ static void wait_visible_change(cairn_db *db, uint64_t seen)
         }
         pthread_cond_timedwait(&db->pub_cv, &db->pub_mu, &ts);
     }
+    db->blind_waiters--;
     pthread_mutex_unlock(&db->pub_mu);
 }
 
