@@ -296,7 +296,10 @@ void cairn_db_publish(cairn_db *db, uint64_t v)
 static int gc_merge(cairn_memtable **src, size_t n, uint64_t H,
                     cairn_memtable **out, uint64_t *dropped)
 {
-    cairn_memtable *dst = cairn_memtable_new();
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += cairn_memtable_memory(src[i]);
+    cairn_memtable *dst = cairn_memtable_new_sized(bytes);
     if (!dst)
         return CAIRN_ENOMEM;
     cairn_mt_iter it[4];
@@ -409,7 +412,7 @@ static int gc_run(cairn_db *db)
     pthread_mutex_unlock(&db->tables_mu);
     db_tables *frozen = old;
     if (freeze) {
-        cairn_memtable *fresh = cairn_memtable_new();
+        cairn_memtable *fresh = cairn_memtable_new_sized(db->opts.memtable_size);
         if (!fresh)
             return CAIRN_ENOMEM;
         pthread_mutex_lock(&db->tables_mu);
@@ -680,7 +683,7 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
 
     cairn_memtable *mt = NULL;
     if (rc == 0) {
-        mt = cairn_memtable_new();
+        mt = cairn_memtable_new_sized(o->memtable_size);
         db->tables = mt ? tables_new(mt, NULL, 0) : NULL;
         cairn_memtable_unref(mt);
         if (!db->tables)

@@ -1,19 +1,78 @@
 /*
  * memtable.c — concurrent skiplist of internal keys (key asc, version desc)
- * over a lock-free bump arena. The design follows RocksDB's InlineSkipList
- * with concurrent insert.
+ * over a lock-free bump arena, plus a lock-free hash index over USER keys for
+ * point lookups. The skiplist follows RocksDB's InlineSkipList with
+ * concurrent insert; it serves ordered iteration / seek and is the ground
+ * truth. The hash index maps a user key to the node holding its newest
+ * version, so get / latest_version cost a few cache misses (bucket, entry,
+ * node) instead of a ~log2(n)-deep skiplist descent.
  *
- * Invariants:
+ * Skiplist invariants:
  *   - Nodes are never unlinked, moved or changed after they are published
  *     (except their next[] pointers). Every level is a sorted list; a node is
  *     linked at level i only after it is linked at every level below i
  *     (links go bottom up), so a node seen at level i+1 is already in level i.
- *   - A node is one arena allocation: next[height] (highest level first),
- *     header, key bytes, value bytes; 8-byte aligned. Arena blocks are
- *     freed only when the memtable is; allocations above 1/4 block get a
- *     block of their own.
+ *   - A node is one arena allocation: [hash entry], next[height] (highest
+ *     level first), header, key bytes, value bytes; 8-byte aligned. The hash
+ *     entry prefix is present only when the insert created the key's hash
+ *     entry. Arena blocks are freed only when the memtable is; allocations
+ *     above 1/4 block get a block of their own.
  *   - max_height only grows; head.next[i] for i >= max_height may be NULL or
  *     point to a node being linked: both are fine for readers.
+ *
+ * Hash index invariants:
+ *   - A fixed array of 2^k buckets (atomic pointers to entry chains), sized
+ *     at creation (cairn_memtable_new_sized: expected_bytes / 128 rounded up
+ *     to a power of two, clamped to [2^10, 2^28]; cairn_memtable_new: 2^16
+ *     buckets = 512 KiB of pointers, enough for ~8 MiB of entries at load 1;
+ *     bigger tables just get longer chains, there is no resize). The array is
+ *     calloc'ed lazily by the first insert (CAS-installed, the loser frees
+ *     its copy), so an empty memtable costs nothing and memory() stays 0
+ *     until the first insert; it relies on all-zero bits being a NULL atomic
+ *     pointer (true on every platform this builds on).
+ *   - An entry {next, node, hash} lives in the arena, co-allocated in front
+ *     of the node whose insert created it, and is never freed or unlinked;
+ *     entries are only pushed at a bucket's head, and `next` / `hash` never
+ *     change once the entry is published. The key bytes are read through
+ *     `node` (every node of the entry has the same user key).
+ *   - At most one entry per user key: an insert scans the chain before
+ *     pushing and, when its push CAS fails, rescans the entries pushed since
+ *     (from the new head down to the head it had scanned) and joins an entry
+ *     found there instead.
+ *   - entry->node is only ever raised (CAS-max on version) and only to nodes
+ *     already linked at level 0. So entry->node is the node with the highest
+ *     version of that key among the inserts that have returned (and maybe a
+ *     newer one whose insert is still running), and every older version of
+ *     the key sorts after it at level 0.
+ *
+ * Insert order: validate, get the bucket array, search the skiplist splice
+ * (duplicate check), look the key up in the hash chain (to know whether a
+ * new entry is needed, so it can be co-allocated and no allocation can fail
+ * after the node is linked), allocate, link level 0 (duplicate detection),
+ * publish in the hash index (push the entry or CAS-max its node), then link
+ * the upper levels. Insert returns only after the hash index is updated.
+ *
+ * Reads: get hashes the key, finds the entry, loads entry->node (the newest
+ * version N) and walks level 0 forward from N while the user key is the
+ * same, skipping versions > max_version and returning the first entry with
+ * ts_us <= max_ts: older versions of a key sort right after newer ones, so
+ * every version <= N->version is reachable from N (nodes never vanish and
+ * level 0 is always sorted). If more than MT_GET_SKIP versions above
+ * max_version have to be skipped (an old snapshot of a hot key), it falls
+ * back to the skiplist descent to (key, max_version), bounding the cost.
+ * Why this is right with concurrent inserts: if an insert of (key, v) has
+ * returned before the get starts (happens-before), then (a) its entry is in
+ * the bucket chain the get loads (pushes only prepend; coherence), (b) the
+ * get loads an entry->node with version >= v (the insert's CAS-max, or the
+ * read that made it skip the CAS, precedes the get's load in the modification
+ * order of entry->node, and the value only grows), and (c) (key, v) is
+ * linked at level 0 after that node, so the walk reaches it. The loaded node
+ * may be newer than anything the reader wants (even one whose insert has not
+ * returned yet): the walk just skips it. latest_version returns
+ * entry->node->version: a node linked at level 0 but not yet published in
+ * the hash may be missed, which is allowed because its insert has not
+ * returned. A key without an entry is "not found" after one bucket load and
+ * a short chain walk (hash compared before the key bytes are touched).
  *
  * Memory ordering / locking: no mutex anywhere. A node's fields and its
  * next[] are written (next[] with relaxed atomic stores) before the node is
@@ -22,13 +81,18 @@
  * splice (prev/next per level), links level 0 by CAS — this is where a
  * concurrent duplicate is detected — then the upper levels; when a CAS fails
  * the splice of that level is recomputed from its prev (which stays < key,
- * nodes never vanish). The arena hands out memory with a fetch_add on the
- * current block's offset; an exhausted block is replaced by CAS (the loser
- * frees its never-published block) and blocks go on a Treiber list (push
- * only) that is walked once, at free. count / max_version / memory / refs are
- * atomics; the counters use relaxed order (they are statistics), refs uses
- * acq_rel on the decrement so the freeing thread sees every other thread's
- * writes.
+ * nodes never vanish). Hash entries: hash / node / next are written before
+ * the acq_rel CAS that pushes the entry on the bucket head; readers load the
+ * bucket head, entry->next and entry->node with acquire. entry->node is
+ * raised by a release CAS (the node's contents were written before it was
+ * linked, by the same thread). The bucket array pointer is installed by an
+ * acq_rel CAS and loaded with acquire. The arena hands out memory with a
+ * fetch_add on the current block's offset; an exhausted block is replaced by
+ * CAS (the loser frees its never-published block) and blocks go on a Treiber
+ * list (push only) that is walked once, at free. count / max_version /
+ * memory / refs are atomics; the counters use relaxed order (they are
+ * statistics), refs uses acq_rel on the decrement so the freeing thread sees
+ * every other thread's writes.
  */
 #include "mvcc/memtable.h"
 
@@ -36,12 +100,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include "cairn.h"
 
 #define MT_MAX_HEIGHT 20
 #define MT_BLOCK_SIZE ((size_t)1 << 20)
 /* Allocations above this get a dedicated block. */
 #define MT_BIG_ALLOC (MT_BLOCK_SIZE / 4)
+
+/* Hash index sizing: one bucket per this many expected bytes. */
+#define MT_BYTES_PER_BUCKET 128
+#define MT_MIN_BUCKETS ((size_t)1 << 10)
+#define MT_MAX_BUCKETS ((size_t)1 << 28)
+#define MT_DEFAULT_BUCKETS ((size_t)1 << 16)
+/* get: versions above max_version walked at level 0 before falling back to a
+ * skiplist descent. */
+#define MT_GET_SKIP 8
 
 /* ---------- arena ---------- */
 
@@ -54,10 +130,11 @@ typedef struct mt_block {
 
 /* ---------- nodes ---------- */
 
-/* A node in memory: next[height-1] .. next[0], then this header, then the
- * key bytes, then the value bytes. The node pointer points at the header, so
- * a comparison (klen, version, key) touches one contiguous span and the
- * level-0 link sits right before it. */
+/* A node in memory: [hash entry, if this insert created the key's entry],
+ * next[height-1] .. next[0], then this header, then the key bytes, then the
+ * value bytes. The node pointer points at the header, so a comparison
+ * (klen, version, key) touches one contiguous span and the level-0 link sits
+ * right before it; a key's first node sits right after its hash entry. */
 typedef struct mt_node {
     size_t klen;
     uint64_t version;
@@ -70,11 +147,26 @@ typedef struct mt_node {
 typedef _Atomic(mt_node *) mt_link;
 #define MT_HDR_SIZE ((sizeof(mt_node) + 7) & ~(size_t)7)
 
+/* ---------- hash index entries ---------- */
+
+/* One per user key, in the arena right before the links of the node whose
+ * insert created it. */
+typedef struct mt_hent {
+    _Atomic(struct mt_hent *) next; /* older entry of the bucket; fixed */
+    _Atomic(mt_node *) node;        /* node with the newest version */
+    uint64_t hash;                  /* full hash of the user key; fixed */
+} mt_hent;
+
+typedef _Atomic(mt_hent *) mt_bucket;
+#define MT_HENT_SIZE ((sizeof(mt_hent) + 7) & ~(size_t)7)
+
 /* Read-mostly fields, per-insert counters and arena state sit on separate
  * cache lines (the struct is allocated with aligned_alloc). */
 struct cairn_memtable {
     mt_node *head;  /* sentinel with MT_MAX_HEIGHT levels, inside head_mem */
     void *head_mem; /* malloc'ed */
+    _Atomic(mt_bucket *) buckets; /* hash index; NULL until the 1st insert */
+    size_t hmask;                 /* bucket count - 1 (a power of two - 1) */
     _Atomic int max_height;
     _Atomic int refs;
     _Alignas(64) _Atomic uint64_t count;
@@ -238,7 +330,16 @@ static int random_height(void)
 
 /* ---------- lifetime ---------- */
 
-cairn_memtable *cairn_memtable_new(void)
+static size_t buckets_for(size_t expected_bytes)
+{
+    size_t want = expected_bytes / MT_BYTES_PER_BUCKET;
+    size_t n = MT_MIN_BUCKETS;
+    while (n < want && n < MT_MAX_BUCKETS)
+        n <<= 1;
+    return n;
+}
+
+static cairn_memtable *memtable_create(size_t nbuckets)
 {
     size_t sz = (sizeof(cairn_memtable) + 63) & ~(size_t)63;
     cairn_memtable *mt = aligned_alloc(64, sz);
@@ -265,7 +366,19 @@ cairn_memtable *cairn_memtable_new(void)
     atomic_init(&mt->memory, 0);
     atomic_init(&mt->cur, NULL);
     atomic_init(&mt->blocks, NULL);
+    atomic_init(&mt->buckets, NULL);
+    mt->hmask = nbuckets - 1;
     return mt;
+}
+
+cairn_memtable *cairn_memtable_new(void)
+{
+    return memtable_create(MT_DEFAULT_BUCKETS);
+}
+
+cairn_memtable *cairn_memtable_new_sized(size_t expected_bytes)
+{
+    return memtable_create(buckets_for(expected_bytes));
 }
 
 void cairn_memtable_ref(cairn_memtable *mt)
@@ -285,6 +398,7 @@ void cairn_memtable_unref(cairn_memtable *mt)
         free(b);
         b = next;
     }
+    free(atomic_load_explicit(&mt->buckets, memory_order_acquire));
     free(mt->head_mem);
     free(mt);
 }
@@ -330,6 +444,104 @@ static void find_splice_level(const uint8_t *key, size_t klen, uint64_t version,
     }
 }
 
+/* ---------- hash index ---------- */
+
+static inline uint64_t key_hash(const uint8_t *key, size_t klen)
+{
+    return XXH3_64bits(key, klen); /* NULL with length 0 is fine */
+}
+
+/* The bucket array, allocating it on first use; NULL on out of memory. */
+static mt_bucket *hash_buckets(cairn_memtable *mt)
+{
+    mt_bucket *b = atomic_load_explicit(&mt->buckets, memory_order_acquire);
+    if (b)
+        return b;
+    size_t n = mt->hmask + 1;
+    /* calloc: all-zero bits are NULL pointers. Large arrays are typically
+     * fresh zero pages (mmap), so untouched buckets cost no physical memory;
+     * memory() counts the whole array anyway. */
+    mt_bucket *nb = calloc(n, sizeof(mt_bucket));
+    if (!nb)
+        return NULL;
+    if (atomic_compare_exchange_strong_explicit(
+            &mt->buckets, &b, nb, memory_order_acq_rel, memory_order_acquire)) {
+        atomic_fetch_add_explicit(&mt->memory, n * sizeof(mt_bucket),
+                                  memory_order_relaxed);
+        return nb;
+    }
+    free(nb); /* another insert installed one first */
+    return b;
+}
+
+/* The entry of (h, key) among the chain from `e` (inclusive) to `stop`
+ * (exclusive); NULL if absent. *node gets the entry's node. */
+static mt_hent *hash_find(mt_hent *e, const mt_hent *stop, uint64_t h,
+                          const uint8_t *key, size_t klen, mt_node **node)
+{
+    for (; e != stop;
+         e = atomic_load_explicit(&e->next, memory_order_acquire)) {
+        if (e->hash != h)
+            continue;
+        mt_node *n = atomic_load_explicit(&e->node, memory_order_acquire);
+        if (node_same_key(n, key, klen)) {
+            *node = n;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* The node with the newest version of key published in the hash index,
+ * NULL if the key has no entry. */
+static mt_node *hash_newest(cairn_memtable *mt, const uint8_t *key, size_t klen)
+{
+    mt_bucket *b = atomic_load_explicit(&mt->buckets, memory_order_acquire);
+    if (!b)
+        return NULL;
+    uint64_t h = key_hash(key, klen);
+    mt_hent *head =
+        atomic_load_explicit(&b[h & mt->hmask], memory_order_acquire);
+    mt_node *n = NULL;
+    return hash_find(head, NULL, h, key, klen, &n) ? n : NULL;
+}
+
+/* Make e->node at least as new as n (n is linked at level 0). */
+static void hash_raise(mt_hent *e, mt_node *n)
+{
+    mt_node *cur = atomic_load_explicit(&e->node, memory_order_acquire);
+    while (cur->version < n->version &&
+           !atomic_compare_exchange_weak_explicit(
+               &e->node, &cur, n, memory_order_release, memory_order_acquire)) {
+    }
+}
+
+/* Publish n (just linked at level 0) in the hash index. `e` is the key's
+ * entry if the pre-link scan found one; otherwise `ne` is the new entry
+ * co-allocated with n and `head` the bucket head that scan started from. */
+static void hash_publish(mt_bucket *bucket, mt_hent *head, mt_hent *e,
+                         mt_hent *ne, uint64_t h, mt_node *n)
+{
+    if (!e) {
+        ne->hash = h;
+        atomic_init(&ne->node, n);
+        for (;;) {
+            atomic_init(&ne->next, head);
+            mt_hent *scanned = head;
+            if (atomic_compare_exchange_strong_explicit(bucket, &head, ne,
+                                                        memory_order_acq_rel,
+                                                        memory_order_acquire))
+                return;
+            /* Entries pushed since our scan: did one add this key? */
+            mt_node *unused;
+            e = hash_find(head, scanned, h, node_key(n), n->klen, &unused);
+            if (e)
+                break; /* yes: ne stays unpublished (wasted arena bytes) */
+        }
+    }
+    hash_raise(e, n);
+}
+
 /* ---------- insert ---------- */
 
 static void update_max_version(cairn_memtable *mt, uint64_t version)
@@ -350,6 +562,12 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
         (kind != CAIRN_MT_PUT && kind != CAIRN_MT_DELETE) ||
         (kind == CAIRN_MT_DELETE && vlen))
         return CAIRN_EINVAL;
+
+    mt_bucket *buckets = hash_buckets(mt);
+    if (!buckets)
+        return CAIRN_ENOMEM;
+    uint64_t h = key_hash(key, klen);
+    mt_bucket *bucket = &buckets[h & mt->hmask];
 
     int height = random_height();
     int list_height =
@@ -374,8 +592,15 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
     if (next[0] && node_cmp(next[0], key, klen, version) == 0)
         return CAIRN_EEXIST; /* common case: found before allocating */
 
-    /* links + header + key + value, rounded up to 8. */
-    size_t links = (size_t)height * sizeof(mt_link);
+    /* Does the key have a hash entry yet? If not, one is allocated with the
+     * node (so nothing can fail after the node is linked). */
+    mt_hent *bhead = atomic_load_explicit(bucket, memory_order_acquire);
+    mt_node *unused;
+    mt_hent *he = hash_find(bhead, NULL, h, key, klen, &unused);
+    size_t pre = he ? 0 : MT_HENT_SIZE;
+
+    /* [entry] + links + header + key + value, rounded up to 8. */
+    size_t links = pre + (size_t)height * sizeof(mt_link);
     size_t hdr = links + MT_HDR_SIZE;
     if (klen > SIZE_MAX - hdr - 8 || vlen > SIZE_MAX - hdr - 8 - klen)
         return CAIRN_ENOMEM;
@@ -383,6 +608,7 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
     uint8_t *mem = arena_alloc(mt, size);
     if (!mem)
         return CAIRN_ENOMEM;
+    mt_hent *ne = he ? NULL : (mt_hent *)mem;
     mt_node *n = (mt_node *)(mem + links);
     n->version = version;
     n->ts_us = ts_us;
@@ -415,6 +641,7 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
         if (i == 0) {
             atomic_fetch_add_explicit(&mt->count, 1, memory_order_relaxed);
             update_max_version(mt, version);
+            hash_publish(bucket, bhead, he, ne, h, n);
         }
     }
     return 0;
@@ -438,13 +665,27 @@ static void fill_entry(const mt_node *n, cairn_mt_entry *out)
     }
 }
 
-bool cairn_memtable_get(cairn_memtable *mt, const void *key, size_t klen,
+bool cairn_memtable_get(cairn_memtable *mt, const void *key_, size_t klen,
                         uint64_t max_version, uint64_t max_ts,
                         cairn_mt_entry *out)
 {
+    const uint8_t *key = key_;
     if (!key && klen)
         return false;
-    mt_node *n = find_ge(mt, key, klen, max_version);
+    mt_node *n = hash_newest(mt, key, klen);
+    if (!n)
+        return false;
+    /* Skip versions above max_version (they come first); if there are many,
+     * descend the skiplist to (key, max_version) instead. */
+    for (int skipped = 0; n->version > max_version; skipped++) {
+        if (skipped == MT_GET_SKIP) {
+            n = find_ge(mt, key, klen, max_version);
+            break;
+        }
+        n = load_next(n, 0);
+        if (!n || !node_same_key(n, key, klen))
+            return false;
+    }
     /* Versions descend from here: the first with ts <= max_ts is newest. */
     for (; n && node_same_key(n, key, klen); n = load_next(n, 0)) {
         if (n->ts_us <= max_ts) {
@@ -461,8 +702,8 @@ uint64_t cairn_memtable_latest_version(cairn_memtable *mt, const void *key,
 {
     if (!key && klen)
         return 0;
-    mt_node *n = find_ge(mt, key, klen, UINT64_MAX);
-    return n && node_same_key(n, key, klen) ? n->version : 0;
+    mt_node *n = hash_newest(mt, key, klen);
+    return n ? n->version : 0;
 }
 
 size_t cairn_memtable_memory(const cairn_memtable *mt)

@@ -17,6 +17,12 @@
  * reference. Every thread using the memtable must hold (or be covered by) a
  * reference; the final unref must not race with other calls.
  *
+ * Point lookups: besides the skiplist (used by iterators / seek) the memtable
+ * keeps a lock-free hash index over user keys pointing at each key's newest
+ * version, so get and latest_version take O(1) expected cache misses. Its
+ * bucket array is fixed when the memtable is created (no resize: chains just
+ * grow past the expected size) and allocated at the first insert.
+ *
  * Threading: insert may run from any number of threads at once, concurrently
  * with get / latest_version / iterators; none of these take a lock (the
  * arena may call malloc). Once insert has returned 0, every later get or
@@ -50,8 +56,18 @@ typedef struct cairn_mt_entry {
 } cairn_mt_entry;
 
 /* A new, empty memtable with refcount 1; NULL on out of memory. Allocates no
- * arena block until the first insert. */
+ * arena block and no hash bucket array until the first insert. The hash
+ * index gets 64K buckets (512 KiB, allocated at the first insert): right for
+ * up to ~8 MiB of entries, small enough not to dominate small tables. Bigger
+ * tables work but their lookups and inserts walk longer chains (~n / 64K
+ * entries), so callers that know the size should use _new_sized. */
 cairn_memtable *cairn_memtable_new(void);
+/* Like cairn_memtable_new, with the hash index sized for a table expected to
+ * grow to about expected_bytes of memory(): expected_bytes / 128 buckets
+ * (8 bytes each) rounded up to a power of two, at least 1024 and at most
+ * 2^28. E.g. 64 MiB -> 512K buckets (4 MiB). Exceeding the size is fine
+ * (longer chains). */
+cairn_memtable *cairn_memtable_new_sized(size_t expected_bytes);
 /* Take another reference. */
 void cairn_memtable_ref(cairn_memtable *mt);
 /* Drop a reference; the memtable and all its entries are freed at 0.
@@ -79,7 +95,9 @@ bool cairn_memtable_get(cairn_memtable *mt, const void *key, size_t klen,
 uint64_t cairn_memtable_latest_version(cairn_memtable *mt, const void *key,
                                        size_t klen);
 
-/* Bytes of arena blocks allocated (block headers included). */
+/* Bytes of arena blocks allocated (block headers included; nodes and hash
+ * entries live there) plus the hash bucket array once allocated. 0 until the
+ * first insert. */
 size_t cairn_memtable_memory(const cairn_memtable *mt);
 /* Number of entries. */
 uint64_t cairn_memtable_count(const cairn_memtable *mt);
