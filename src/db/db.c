@@ -198,15 +198,6 @@ static uint64_t vt_version_at(cairn_db *db, uint64_t t, uint64_t cap)
     return ver < cap ? ver : cap;
 }
 
-/* Timestamp of version ver, if the index still has it. vt_mu held. */
-static bool vt_ts_of(cairn_db *db, uint64_t ver, uint64_t *ts)
-{
-    if (ver < db->vt_base || ver >= db->vt_base + db->vt_n)
-        return false;
-    *ts = db->vt_ts[db->vt_off + (ver - db->vt_base)];
-    return true;
-}
-
 /* Drop index entries below ver (keeps ver itself). vt_mu held. */
 static void vt_trim(cairn_db *db, uint64_t ver)
 {
@@ -639,11 +630,17 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     }
     db->env = o->env ? o->env : cairn_env_posix();
     db->read_only = o->read_only;
-    pthread_mutex_init(&db->commit_mu, NULL);
+    /* Hot locks spin a little before sleeping: their critical sections
+     * are short, and with many committers a sleep/wake pair costs more. */
+    pthread_mutexattr_t spin;
+    pthread_mutexattr_init(&spin);
+    pthread_mutexattr_settype(&spin, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&db->commit_mu, &spin);
     pthread_mutex_init(&db->vt_mu, NULL);
-    pthread_mutex_init(&db->snap_mu, NULL);
-    pthread_mutex_init(&db->tables_mu, NULL);
-    pthread_mutex_init(&db->pub_mu, NULL);
+    pthread_mutex_init(&db->snap_mu, &spin);
+    pthread_mutex_init(&db->tables_mu, &spin);
+    pthread_mutex_init(&db->pub_mu, &spin);
+    pthread_mutexattr_destroy(&spin);
     pthread_cond_init(&db->pub_cv, NULL);
     pthread_mutex_init(&db->gc_mu, NULL);
     pthread_cond_init(&db->gc_cv, NULL);
@@ -769,12 +766,15 @@ int cairn_db_version_at_time(cairn_db *db, uint64_t t, uint64_t vis,
         return CAIRN_EINVAL; /* the future (beyond clock jitter) */
     pthread_mutex_lock(&db->vt_mu);
     uint64_t v = vt_version_at(db, t, vis);
-    uint64_t ots = 0;
-    bool have = vt_ts_of(db, oldest, &ots);
+    /* The index starts at the oldest version kept (or at the first version
+     * ever, if nothing was collected); `oldest` may be a little stale (the
+     * collector may have moved on since the caller read it), so judge by
+     * the index. */
+    uint64_t first = db->vt_base;
+    bool before = db->vt_n == 0 || t < db->vt_ts[db->vt_off];
     pthread_mutex_unlock(&db->vt_mu);
-    /* Before the oldest readable version's commit: its state then may be
-     * gone (unless nothing was ever collected). */
-    if (oldest > 0 && (!have || t < ots || v < oldest))
+    bool collected = oldest > 0 || first > 1;
+    if (collected && (before || v < oldest))
         return CAIRN_EHISTORY;
     *ver = v;
     return 0;

@@ -677,7 +677,11 @@ int cairn_wal_open(const char *dir, const cairn_wal_options *opts_in,
     w->dir = strdup(dir);
     w->archive_dir = opts.archive_dir ? strdup(opts.archive_dir) : NULL;
     w->opts.archive_dir = w->archive_dir;
-    pthread_mutex_init(&w->mu, NULL);
+    pthread_mutexattr_t spin; /* short sections, many threads: spin first */
+    pthread_mutexattr_init(&spin);
+    pthread_mutexattr_settype(&spin, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&w->mu, &spin);
+    pthread_mutexattr_destroy(&spin);
     pthread_mutex_init(&w->trunc_mu, NULL);
     pthread_cond_init(&w->cv_ack, NULL);
     pthread_cond_init(&w->cv_round[0], NULL);
