@@ -27,6 +27,10 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -431,6 +435,22 @@ static void fire_callbacks(cairn_wal *w)
     w->cb_firing = false;
 }
 
+/* Futex wait/wake on a round word: sleep while *word == val. */
+static void futex_wait(_Atomic uint32_t *word, uint32_t val)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL,
+            NULL, 0);
+}
+
+/* End of round r: bump its word and wake up to n of its sleepers. */
+static void round_wake(cairn_wal *w, uint64_t r, int n)
+{
+    _Atomic uint32_t *word = &w->round_word[r & 1];
+    atomic_fetch_add(word, 1);
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, n, NULL, NULL,
+            0);
+}
+
 /* One leader round. Called and returns with mu held and leader_active false.
  * Writes whatever is pending (and syncs, per mode or force_sync). */
 static void leader_round(cairn_wal *w, bool force_sync)
@@ -485,9 +505,11 @@ static void leader_round(cairn_wal *w, bool force_sync)
     } else {
         free(batch);
     }
+    if (w->nfailed == 0 && !w->sticky)
+        atomic_store(&w->fast_ack, ack_lsn(w));
     if (w->ncbs > 0) {
         /* Let this round's waiters go while the callbacks run. */
-        pthread_cond_broadcast(&w->cv_round[seq & 1]);
+        round_wake(w, seq, INT_MAX);
         fire_callbacks(w);
     }
     w->leader_active = false;
@@ -503,11 +525,9 @@ static void leader_round(cairn_wal *w, bool force_sync)
      * lead it (everyone, once the log has failed). Safe: the state they test
      * changed under mu, and they test it under mu before sleeping. */
     pthread_mutex_unlock(&w->mu);
-    if (failing)
-        pthread_cond_broadcast(&w->cv_round[(seq + 1) & 1]);
-    else if (next)
-        pthread_cond_signal(&w->cv_round[(seq + 1) & 1]);
-    pthread_cond_broadcast(&w->cv_round[seq & 1]);
+    round_wake(w, seq, INT_MAX);
+    if (failing || next)
+        round_wake(w, seq + 1, failing ? INT_MAX : 1);
     pthread_cond_broadcast(&w->cv_ack);
     pthread_mutex_lock(&w->mu);
 }
@@ -638,6 +658,8 @@ int cairn_wal_append(cairn_wal *w, uint8_t type, const void *data, size_t len,
 /* Wait (leading rounds when nobody else does) until lsn is settled. */
 static int wait_for(cairn_wal *w, uint64_t lsn, bool need_durable)
 {
+    if (lsn && !need_durable && lsn <= atomic_load(&w->fast_ack))
+        return 0;
     pthread_mutex_lock(&w->mu);
     if (lsn == 0 || lsn >= w->next_lsn) {
         pthread_mutex_unlock(&w->mu);
@@ -653,7 +675,13 @@ static int wait_for(cairn_wal *w, uint64_t lsn, bool need_durable)
          * if it took lsn, else the next (whose leader we may be asked to
          * be). */
         uint64_t r = lsn <= w->round_last ? w->round_seq : w->round_seq + 1;
-        pthread_cond_wait(&w->cv_round[r & 1], &w->mu);
+        _Atomic uint32_t *word = &w->round_word[r & 1];
+        uint32_t seen = atomic_load(word);
+        pthread_mutex_unlock(&w->mu);
+        futex_wait(word, seen); /* returns at once if the round ended */
+        if (!need_durable && lsn <= atomic_load(&w->fast_ack))
+            return 0;
+        pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);
     return st;
@@ -998,8 +1026,6 @@ void cairn_wal_free(cairn_wal *w)
     pthread_mutex_destroy(&w->mu);
     pthread_mutex_destroy(&w->trunc_mu);
     pthread_cond_destroy(&w->cv_ack);
-    pthread_cond_destroy(&w->cv_round[0]);
-    pthread_cond_destroy(&w->cv_round[1]);
     pthread_cond_destroy(&w->cv_bg);
     free(w->pend);
     free(w->spare);

@@ -7,6 +7,7 @@
 #define CAIRN_WAL_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "wal/wal.h"
 
@@ -41,10 +42,15 @@ struct cairn_wal {
     pthread_mutex_t mu;
     pthread_mutex_t trunc_mu;
     pthread_cond_t cv_ack;
-    /* Group-commit waiters sleep on cv_round[r & 1] for the round r that
-     * will cover their record: the round in progress if it took the record,
-     * else the next one. */
-    pthread_cond_t cv_round[2];
+    /* Group-commit waiters sleep (futex) on round_word[r & 1] for the round
+     * r that will cover their record: the round in progress if it took the
+     * record, else the next one. The round's end bumps the word and wakes
+     * them; they check fast_ack without taking mu, so a wake-up does not
+     * queue them all on the mutex again. */
+    _Atomic uint32_t round_word[2];
+    /* Every LSN <= fast_ack is acknowledged with success (it stops moving
+     * once any record has failed: then waiters check under mu). */
+    _Atomic uint64_t fast_ack;
     pthread_cond_t cv_bg;
 
     /* --- guarded by mu --- */

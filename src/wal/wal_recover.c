@@ -684,8 +684,9 @@ int cairn_wal_open(const char *dir, const cairn_wal_options *opts_in,
     pthread_mutexattr_destroy(&spin);
     pthread_mutex_init(&w->trunc_mu, NULL);
     pthread_cond_init(&w->cv_ack, NULL);
-    pthread_cond_init(&w->cv_round[0], NULL);
-    pthread_cond_init(&w->cv_round[1], NULL);
+    atomic_init(&w->round_word[0], 0);
+    atomic_init(&w->round_word[1], 0);
+    atomic_init(&w->fast_ack, 0);
     pthread_cond_init(&w->cv_bg, NULL);
     int rc = w->dir && (!opts.archive_dir || w->archive_dir) ? 0 : CAIRN_ENOMEM;
 
