@@ -180,6 +180,14 @@ int cairn_db_vt_append(cairn_db *db, uint64_t version, uint64_t ts)
     return rc;
 }
 
+void cairn_db_vt_unappend(cairn_db *db, uint64_t v)
+{
+    pthread_mutex_lock(&db->vt_mu);
+    if (db->vt_n > 0 && db->vt_base + db->vt_n - 1 == v)
+        db->vt_n--;
+    pthread_mutex_unlock(&db->vt_mu);
+}
+
 /* Newest version whose timestamp is <= t (0 if none is known), capped at
  * cap. vt_mu held. */
 static uint64_t vt_version_at(cairn_db *db, uint64_t t, uint64_t cap)
@@ -236,47 +244,45 @@ void cairn_db_snap_unregister(cairn_db *db, snap_node *n)
 
 /* ---------- publishing ---------- */
 
-/* A commit whose version settled before an earlier one: it sleeps on its
- * own condition variable until the earlier ones settle (one wake-up each,
- * no herd). */
-typedef struct pub_waiter {
-    uint64_t v;
-    bool done;
-    pthread_cond_t cv;
-    struct pub_waiter *next;
-} pub_waiter;
-
-void cairn_db_publish(cairn_db *db, uint64_t v)
+void cairn_db_settle(cairn_db *db, db_pub_waiter *w)
 {
     pthread_mutex_lock(&db->pub_mu);
     uint64_t vis = atomic_load(&db->visible);
-    if (v == vis + 1) {
-        vis = v;
-        /* Versions settled earlier that waited for this one go too; the
-         * list is sorted and versions are contiguous. */
-        pub_waiter *w = db->pub_waiters;
-        while (w && w->v == vis + 1) {
-            vis++;
-            w->done = true;
-            pthread_cond_signal(&w->cv);
-            w = w->next;
+    if (w->v > vis + 1) {
+        /* An earlier version is still on its way: wait in line (sorted;
+         * settlements come in version order, so this is rare). */
+        db_pub_waiter **pp = &db->pub_waiters;
+        while (*pp && (*pp)->v < w->v)
+            pp = &(*pp)->next;
+        w->next = *pp;
+        *pp = w;
+    } else {
+        if (w->v > vis)
+            vis = w->v;
+        w->done = true;
+        pthread_cond_signal(&w->cv);
+        /* Versions settled earlier that waited for this one go too. */
+        db_pub_waiter *q = db->pub_waiters;
+        while (q && q->v <= vis + 1) {
+            if (q->v > vis)
+                vis = q->v;
+            q->done = true;
+            pthread_cond_signal(&q->cv);
+            q = q->next;
         }
-        db->pub_waiters = w;
+        db->pub_waiters = q;
         atomic_store(&db->visible, vis);
         if (db->blind_waiters)
             pthread_cond_broadcast(&db->pub_cv);
-    } else if (v > vis) {
-        pub_waiter me = {.v = v};
-        pthread_cond_init(&me.cv, NULL);
-        pub_waiter **pp = &db->pub_waiters;
-        while (*pp && (*pp)->v < v)
-            pp = &(*pp)->next;
-        me.next = *pp;
-        *pp = &me;
-        while (!me.done)
-            pthread_cond_wait(&me.cv, &db->pub_mu);
-        pthread_cond_destroy(&me.cv);
     }
+    pthread_mutex_unlock(&db->pub_mu);
+}
+
+void cairn_db_wait_published(cairn_db *db, db_pub_waiter *w)
+{
+    pthread_mutex_lock(&db->pub_mu);
+    while (!w->done)
+        pthread_cond_wait(&w->cv, &db->pub_mu);
     pthread_mutex_unlock(&db->pub_mu);
 }
 
@@ -586,6 +592,7 @@ static void db_free(cairn_db *db)
     free(db->inflight);
     free(db->vt_ts);
     pthread_mutex_destroy(&db->commit_mu);
+    pthread_mutex_destroy(&db->inflight_mu);
     pthread_mutex_destroy(&db->vt_mu);
     pthread_mutex_destroy(&db->snap_mu);
     pthread_mutex_destroy(&db->tables_mu);
@@ -636,6 +643,7 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     pthread_mutexattr_init(&spin);
     pthread_mutexattr_settype(&spin, PTHREAD_MUTEX_ADAPTIVE_NP);
     pthread_mutex_init(&db->commit_mu, &spin);
+    pthread_mutex_init(&db->inflight_mu, &spin);
     pthread_mutex_init(&db->vt_mu, NULL);
     pthread_mutex_init(&db->snap_mu, &spin);
     pthread_mutex_init(&db->tables_mu, &spin);
@@ -648,6 +656,7 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     atomic_init(&db->visible, 0);
     atomic_init(&db->oldest, 0);
     atomic_init(&db->active_bytes, 0);
+    atomic_init(&db->fatal, 0);
     atomic_init(&db->writers[0], 0);
     atomic_init(&db->writers[1], 0);
     db->path = strdup(path);

@@ -27,7 +27,9 @@
  *
  * Locking (acquire in this order; none is held while waiting for the WAL):
  *   commit_mu  validation, version/timestamp assignment, WAL append order,
- *              the in-flight map, last_ts
+ *              last_ts
+ *   inflight_mu the in-flight map (also taken, alone, by the WAL callback
+ *              that applies a durable commit)
  *   vt_mu      the version -> timestamp index
  *   snap_mu    the registry of read-write snapshots, oldest_version updates
  *   tables_mu  the current table set pointer and its writer counts
@@ -88,8 +90,9 @@ struct cairn_db {
     uint64_t last_ts;
     inflight_slot *inflight;
     size_t inflight_cap, inflight_n, inflight_used;
-    int fatal; /* sticky: the log failed, or a durable commit could not be
-                  applied; the database is read-only */
+    atomic_int fatal; /* sticky: the log failed, or a durable commit could
+                         not be applied; the database is read-only */
+    pthread_mutex_t inflight_mu; /* the in-flight map (inside commit_mu) */
 
     pthread_mutex_t vt_mu;
     uint64_t *vt_ts;   /* vt_ts[i]: timestamp of version vt_base + i */
@@ -111,7 +114,8 @@ struct cairn_db {
     pthread_mutex_t pub_mu;
     pthread_cond_t pub_cv; /* visible moved (for blind_waiters) */
     atomic_uint_fast64_t visible;
-    struct pub_waiter *pub_waiters; /* settled versions > visible, sorted */
+    struct db_pub_waiter *pub_waiters; /* settled versions > visible,
+                                          sorted */
     int blind_waiters; /* blind writes waiting for an in-flight key */
 
     pthread_mutex_t gc_mu;
@@ -146,8 +150,32 @@ int cairn_db_vt_append(cairn_db *db, uint64_t version, uint64_t ts);
  * version (n->version) together, and keeps the collector below it. */
 db_tables *cairn_db_snap_register(cairn_db *db, snap_node *n);
 void cairn_db_snap_unregister(cairn_db *db, snap_node *n);
-/* Settle version v (applied or failed) and wait until it is visible. */
-void cairn_db_publish(cairn_db *db, uint64_t v);
+/* A commit waiting to become visible (on the committer's stack). */
+typedef struct db_pub_waiter {
+    uint64_t v;
+    bool done; /* visible (pub_mu) */
+    pthread_cond_t cv;
+    struct db_pub_waiter *next;
+} db_pub_waiter;
+static inline void db_pub_waiter_init(db_pub_waiter *w, uint64_t v)
+{
+    w->v = v;
+    w->done = false;
+    w->next = NULL;
+    pthread_cond_init(&w->cv, NULL);
+}
+static inline void db_pub_waiter_destroy(db_pub_waiter *w)
+{
+    pthread_cond_destroy(&w->cv);
+}
+/* Version w->v is settled (applied or failed): make it visible as soon as
+ * every earlier version is, and wake its committer then. Never blocks. */
+void cairn_db_settle(cairn_db *db, db_pub_waiter *w);
+/* Block until w->v is visible. */
+void cairn_db_wait_published(cairn_db *db, db_pub_waiter *w);
+/* Undo cairn_db_vt_append of the newest version v (its log append
+ * failed). */
+void cairn_db_vt_unappend(cairn_db *db, uint64_t v);
 /* Resolve a time to the newest version committed at or before it:
  * CAIRN_EHISTORY if older than what is kept, CAIRN_EINVAL if in the
  * future. */

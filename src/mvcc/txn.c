@@ -221,7 +221,7 @@ static int rs_add_range(cairn_txn *t, const void *lo, size_t lolen,
     return 0;
 }
 
-/* ---------- the in-flight map (commit_mu held) ---------- */
+/* ---------- the in-flight map (inflight_mu held) ---------- */
 
 static inflight_slot *inflight_lookup(cairn_db *db, const uint8_t *key,
                                       size_t klen, uint64_t h)
@@ -292,7 +292,7 @@ static void inflight_del(cairn_db *db, const uint8_t *key, size_t klen,
     }
 }
 
-/* ---------- validation (commit_mu held) ---------- */
+/* ---------- validation (commit_mu and inflight_mu held) ---------- */
 
 static bool key_changed(cairn_db *db, db_tables *tabs, const uint8_t *key,
                         size_t klen, uint64_t h, uint64_t S)
@@ -707,6 +707,40 @@ static void wait_visible_change(cairn_db *db, uint64_t seen)
     pthread_mutex_unlock(&db->pub_mu);
 }
 
+/* A commit between its WAL append and its acknowledgement. Lives on the
+ * committing thread's stack until `pub.done`. */
+typedef struct commit_ctx {
+    cairn_db *db;
+    cairn_txn *t;
+    uint64_t ts;
+    int status;
+    db_pub_waiter pub; /* pub.v is the commit version */
+} commit_ctx;
+
+/* WAL callback, in LSN (= version) order, on the thread that completed the
+ * group commit: apply, leave the in-flight map, publish, wake the
+ * committer. Takes no lock the committing path holds while it waits. */
+static void commit_durable(void *arg, uint64_t lsn, int status)
+{
+    (void)lsn;
+    commit_ctx *c = arg;
+    cairn_db *db = c->db;
+    int rc = status;
+    if (rc == 0)
+        rc = apply_writes(db, c->t, c->pub.v, c->ts);
+    pthread_mutex_lock(&db->inflight_mu);
+    for (size_t i = 0; i < c->t->nw; i++)
+        inflight_del(db, c->t->w[i].key, c->t->w[i].klen, c->t->w[i].hash);
+    pthread_mutex_unlock(&db->inflight_mu);
+    /* A failed sync makes the log (and so the database) read-only; a failed
+     * write (e.g. no space) fails just this commit. A durable commit that
+     * cannot be applied leaves memory behind the log: read-only too. */
+    if (rc != 0 && (cairn_wal_status(db->wal) != 0 || rc == CAIRN_ENOMEM))
+        atomic_store(&db->fatal, CAIRN_EREADONLY);
+    c->status = rc;
+    cairn_db_settle(db, &c->pub); /* c may be gone after this */
+}
+
 static int txn_commit(cairn_txn *t, uint64_t *version)
 {
     cairn_db *db = t->db;
@@ -727,12 +761,16 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
     if (!rec)
         return CAIRN_ENOMEM;
 
-    uint64_t v = 0, ts = 0, lsn = 0;
+    commit_ctx c = {.db = db, .t = t};
+    uint64_t lsn = 0;
     int rc;
     for (;;) {
         pthread_mutex_lock(&db->commit_mu);
+        /* In-flight map first, then the table set: a commit that left the
+         * map had been applied, so the set taken now holds its writes. */
+        pthread_mutex_lock(&db->inflight_mu);
         db_tables *tabs = cairn_db_tables_acquire(db, NULL, NULL);
-        rc = db->fatal;
+        rc = atomic_load(&db->fatal);
         bool conflict = false;
         for (size_t i = 0; rc == 0 && !conflict && i < t->nw; i++) {
             ws_entry *w = &t->w[i];
@@ -746,32 +784,44 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
                                    t->rk[i].hash, t->snapshot);
         for (size_t i = 0; rc == 0 && !conflict && i < t->nrr; i++)
             conflict = range_changed(db, tabs, &t->rr[i], t->snapshot);
+        cairn_db_tables_release(tabs);
         if (rc == 0 && !conflict)
             rc = inflight_reserve(db, t->nw);
         if (rc == 0 && !conflict) {
-            v = db->last_assigned + 1;
-            ts = cairn_db_now_us();
+            uint64_t v = db->last_assigned + 1;
+            uint64_t ts = cairn_db_now_us();
             if (ts <= db->last_ts)
                 ts = db->last_ts + 1; /* never backwards */
             cairn_put_u64(rec, v);
             cairn_put_u64(rec + 8, ts);
-            rc = cairn_wal_append(db->wal, CAIRN_WAL_TYPE_COMMIT, rec, len,
-                                  &lsn);
+            /* Everything the callback undoes is in place before the record
+             * can become durable. */
+            for (size_t i = 0; i < t->nw; i++)
+                inflight_add(db, t->w[i].key, t->w[i].klen, t->w[i].hash, v);
+            pthread_mutex_unlock(&db->inflight_mu);
+            cairn_db_vt_append(db, v, ts); /* out of memory: the next
+                                              commit's entry fills it in */
+            c.ts = ts;
+            db_pub_waiter_init(&c.pub, v);
+            rc = cairn_wal_append_notify(db->wal, CAIRN_WAL_TYPE_COMMIT, rec,
+                                         len, commit_durable, &c, &lsn);
             if (rc == 0) {
                 db->last_assigned = v;
                 db->last_ts = ts;
+            } else {
+                db_pub_waiter_destroy(&c.pub);
+                cairn_db_vt_unappend(db, v);
+                pthread_mutex_lock(&db->inflight_mu);
                 for (size_t i = 0; i < t->nw; i++)
-                    inflight_add(db, t->w[i].key, t->w[i].klen, t->w[i].hash,
-                                 v);
-                if (cairn_db_vt_append(db, v, ts) != 0) {
-                    /* The index only serves time lookups; a missing entry
-                     * is filled by the next commit's. Nothing to undo. */
-                }
-            } else if (rc == CAIRN_EREADONLY || rc == CAIRN_EIO) {
-                db->fatal = CAIRN_EREADONLY;
+                    inflight_del(db, t->w[i].key, t->w[i].klen,
+                                 t->w[i].hash);
+                pthread_mutex_unlock(&db->inflight_mu);
+                if (rc == CAIRN_EREADONLY || rc == CAIRN_EIO)
+                    atomic_store(&db->fatal, CAIRN_EREADONLY);
             }
+        } else {
+            pthread_mutex_unlock(&db->inflight_mu);
         }
-        cairn_db_tables_release(tabs);
         pthread_mutex_unlock(&db->commit_mu);
         if (conflict && t->blind && rc == 0) {
             wait_visible_change(db, atomic_load(&db->visible));
@@ -788,26 +838,17 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
         return rc;
     }
 
-    /* Durable (per the sync mode), then applied, then published. */
-    rc = cairn_wal_wait(db->wal, lsn);
-    if (rc == 0)
-        rc = apply_writes(db, t, v, ts);
-    pthread_mutex_lock(&db->commit_mu);
-    for (size_t i = 0; i < t->nw; i++)
-        inflight_del(db, t->w[i].key, t->w[i].klen, t->w[i].hash);
-    /* A failed sync makes the log (and so the database) read-only; a failed
-     * write (e.g. no space) fails just this commit. A durable commit that
-     * cannot be applied leaves memory behind the log: read-only too. */
-    if (rc != 0 && !db->fatal &&
-        (cairn_wal_status(db->wal) != 0 || rc == CAIRN_ENOMEM))
-        db->fatal = CAIRN_EREADONLY;
-    pthread_mutex_unlock(&db->commit_mu);
-    cairn_db_publish(db, v);
-    if (rc != 0)
-        return rc;
+    /* Drive the group commit (lead a round or sleep until one covers us);
+     * the callback applies and publishes before the round's waiters wake,
+     * so the wait below rarely sleeps. */
+    cairn_wal_wait(db->wal, lsn);
+    cairn_db_wait_published(db, &c.pub);
+    db_pub_waiter_destroy(&c.pub);
+    if (c.status != 0)
+        return c.status;
     atomic_fetch_add(&db->st_commits, 1);
     if (version)
-        *version = v;
+        *version = c.pub.v;
     return 0;
 }
 

@@ -507,11 +507,9 @@ static void leader_round(cairn_wal *w, bool force_sync)
     }
     if (w->nfailed == 0 && !w->sticky)
         atomic_store(&w->fast_ack, ack_lsn(w));
-    if (w->ncbs > 0) {
-        /* Let this round's waiters go while the callbacks run. */
-        round_wake(w, seq, INT_MAX);
-        fire_callbacks(w);
-    }
+    /* Callbacks first, then the waiters: a waiter that also registered a
+     * callback (cairn_wal_append_notify) finds it done when it wakes. */
+    fire_callbacks(w);
     w->leader_active = false;
     w->round_last = 0;
     if (w->pend_count > 0 && w->ncbs > 0) {
@@ -577,8 +575,9 @@ static void *bg_main(void *arg)
 
 /* ---------- public API ---------- */
 
-int cairn_wal_appendv(cairn_wal *w, uint8_t type, const void *const *parts,
-                      const size_t *lens, size_t nparts, uint64_t *lsn_out)
+static int append_parts(cairn_wal *w, uint8_t type, const void *const *parts,
+                        const size_t *lens, size_t nparts, cairn_wal_ack_fn cb,
+                        void *cb_arg, uint64_t *lsn_out)
 {
     if (!w || type == 0 || (nparts && (!parts || !lens)))
         return CAIRN_EINVAL;
@@ -610,6 +609,16 @@ int cairn_wal_appendv(cairn_wal *w, uint8_t type, const void *const *parts,
         pthread_mutex_unlock(&w->mu);
         return rc;
     }
+    if (cb && w->ncbs == w->capcbs) { /* room first: no record without it */
+        size_t nc = w->capcbs ? w->capcbs * 2 : 64;
+        wal_ack_cb *n = realloc(w->cbs, nc * sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&w->mu);
+            return CAIRN_ENOMEM;
+        }
+        w->cbs = n;
+        w->capcbs = nc;
+    }
     if (w->pend_len + need > w->pend_cap) {
         size_t nc = w->pend_cap ? w->pend_cap : 64 * 1024;
         while (nc < w->pend_len + need)
@@ -639,10 +648,29 @@ int cairn_wal_appendv(cairn_wal *w, uint8_t type, const void *const *parts,
     if (w->pend_count++ == 0)
         w->pend_first = lsn;
     w->stats.appends++;
+    if (cb) /* the newest LSN: its place in the sorted queue is the end */
+        w->cbs[w->ncbs++] = (wal_ack_cb){lsn, cb, cb_arg};
     pthread_mutex_unlock(&w->mu);
     if (lsn_out)
         *lsn_out = lsn;
     return 0;
+}
+
+int cairn_wal_appendv(cairn_wal *w, uint8_t type, const void *const *parts,
+                      const size_t *lens, size_t nparts, uint64_t *lsn_out)
+{
+    return append_parts(w, type, parts, lens, nparts, NULL, NULL, lsn_out);
+}
+
+int cairn_wal_append_notify(cairn_wal *w, uint8_t type, const void *data,
+                            size_t len, cairn_wal_ack_fn cb, void *arg,
+                            uint64_t *lsn)
+{
+    const void *parts[1] = {data};
+    size_t lens[1] = {len};
+    if (!cb || (len && !data))
+        return CAIRN_EINVAL;
+    return append_parts(w, type, parts, lens, 1, cb, arg, lsn);
 }
 
 int cairn_wal_append(cairn_wal *w, uint8_t type, const void *data, size_t len,

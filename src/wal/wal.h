@@ -164,6 +164,16 @@ int cairn_wal_append_sync(cairn_wal *wal, uint8_t type, const void *data,
 int cairn_wal_on_durable(cairn_wal *wal, uint64_t lsn, cairn_wal_ack_fn cb,
                          void *arg);
 
+/* Append, and register cb(arg, lsn, status) for its durability in the
+ * same step (so callbacks registered this way are in LSN order, with no
+ * window in which the record could settle first). The callback runs in the
+ * thread that completes the round holding the record, before that round's
+ * waiters are woken. Nothing kicks the background thread: the caller (or
+ * another) must drive the log, e.g. with cairn_wal_wait(lsn). */
+int cairn_wal_append_notify(cairn_wal *wal, uint8_t type, const void *data,
+                            size_t len, cairn_wal_ack_fn cb, void *arg,
+                            uint64_t *lsn);
+
 /* Make every record appended so far durable (write + fdatasync), whatever
  * the sync mode. */
 int cairn_wal_sync(cairn_wal *wal);
