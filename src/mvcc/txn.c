@@ -3,18 +3,22 @@
  *
  * A transaction reads at a snapshot version S through the table set it took
  * at begin, plus its own write set. Commit:
- *   1. validate (commit_mu): no key written, and in serializable mode no key
- *      read and no range scanned, has a version newer than S, committed or
- *      in flight: first committer wins;
- *   2. assign the next version and a timestamp (strictly increasing), and
- *      append the commit record to the WAL in the same critical section, so
- *      LSN order is version order; put the written keys in the in-flight
- *      map;
- *   3. wait for the WAL group commit (one fsync for every commit waiting);
- *   4. apply the writes to the active memtable (concurrently with other
- *      commits), then drop the keys from the in-flight map;
- *   5. publish in version order (visible advances over every settled
- *      version) and return: the commit is acknowledged.
+ *   1. validate (commit_mu, then inflight_mu): no key written, and in
+ *      serializable mode no key read and no range scanned, has a version
+ *      newer than S, committed or in flight: first committer wins;
+ *   2. assign the next version and a timestamp (strictly increasing), put
+ *      the written keys in the in-flight map, and append the commit record
+ *      to the WAL with its durability callback, in the same critical
+ *      section, so LSN order is version order and callbacks come in
+ *      version order;
+ *   3. group commit: the committer leads a WAL round or sleeps until one
+ *      covers its record (one write and one fsync for every commit
+ *      waiting);
+ *   4. the thread that completes the round runs the callbacks, in version
+ *      order, before waking anyone: apply the writes to the active
+ *      memtable, drop the keys from the in-flight map, publish (visible
+ *      advances over every settled version) and mark the commit done;
+ *   5. the committer wakes (once) and returns: acknowledged.
  * Blind writes (cairn_put, cairn_delete, cairn_write_batch) have nothing to
  * validate but the in-flight map: if a key is in flight they wait for it to
  * publish and go again, so they never fail with a conflict.
