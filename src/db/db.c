@@ -13,7 +13,9 @@
  * read-write snapshot), raises oldest_version to H, and merges every frozen
  * table into one new bottom table that keeps, per key, every version above H
  * and the newest version at or below H (dropped if it is a deletion: nothing
- * older survives it). Then it swaps the table set. Readers that hold the old
+ * older survives it). Then it swaps the table set. The merge is skipped
+ * while H has not moved since the last one and the set has room for
+ * another frozen table (nothing could be dropped). Readers that hold the old
  * set keep reading it; it is freed with its last reader.
  */
 #include "db/db_internal.h"
@@ -442,6 +444,12 @@ static int gc_run(cairn_db *db)
     }
 
     uint64_t H = gc_horizon(db);
+    /* A merge only pays when the horizon moved (there may be versions to
+     * drop) or the table set is full. Otherwise keep the frozen table as it
+     * is: copying everything to drop nothing costs a whole pass over the
+     * data (e.g. while all of it is younger than the history window). */
+    if (H == db->gc_merged_at && frozen->nimm <= 2)
+        return 0;
     cairn_memtable *base = NULL;
     uint64_t dropped = 0;
     int rc = gc_merge(frozen->imm, frozen->nimm, H, &base, &dropped);
@@ -459,6 +467,7 @@ static int gc_run(cairn_db *db)
         cairn_memtable_unref(base);
     }
     if (rc == 0) {
+        db->gc_merged_at = H;
         atomic_fetch_add(&db->st_gc_runs, 1);
         atomic_fetch_add(&db->st_gc_dropped, dropped);
     }

@@ -121,6 +121,7 @@ struct cairn_db {
     pthread_mutex_t gc_mu;
     pthread_cond_t gc_cv;
     bool gc_request, gc_stop, gc_started;
+    uint64_t gc_merged_at; /* horizon of the last merge (collector only) */
     pthread_t gc_thread;
 
     atomic_uint_fast64_t st_commits, st_conflicts, st_gc_runs, st_gc_dropped,
