@@ -290,6 +290,22 @@ void cairn_db_wait_published(cairn_db *db, db_pub_waiter *w)
 
 /* ---------- garbage collection ---------- */
 
+bool cairn_db_iters_min(cairn_mt_iter *it, size_t n, cairn_mt_entry *out)
+{
+    bool have = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!cairn_mt_iter_valid(&it[i]))
+            continue;
+        cairn_mt_entry e;
+        cairn_mt_iter_entry(&it[i], &e);
+        if (!have || cairn_key_cmp(e.key, e.klen, out->key, out->klen) < 0) {
+            *out = e;
+            have = true;
+        }
+    }
+    return have;
+}
+
 /* Merge the frozen tables (newest first) into one, dropping what no reader
  * at a version >= H can see. */
 static int gc_merge(cairn_memtable **src, size_t n, uint64_t H,
@@ -309,24 +325,8 @@ static int gc_merge(cairn_memtable **src, size_t n, uint64_t H,
     int rc = 0;
     uint64_t drop = 0;
     for (;;) {
-        /* Smallest user key among the iterators. */
-        cairn_mt_entry best = {0};
-        bool have = false;
-        for (size_t i = 0; i < n; i++) {
-            if (!cairn_mt_iter_valid(&it[i]))
-                continue;
-            cairn_mt_entry e;
-            cairn_mt_iter_entry(&it[i], &e);
-            if (!have) {
-                best = e;
-                have = true;
-                continue;
-            }
-            size_t m = e.klen < best.klen ? e.klen : best.klen;
-            int c = m ? memcmp(e.key, best.key, m) : 0;
-            if (c < 0 || (c == 0 && e.klen < best.klen))
-                best = e;
-        }
+        cairn_mt_entry best;
+        bool have = cairn_db_iters_min(it, n, &best);
         if (!have)
             break;
         /* All versions of that key, newest table first (newer versions). */

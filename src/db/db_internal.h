@@ -44,6 +44,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "cairn.h"
 #include "env/env.h"
@@ -128,7 +129,21 @@ struct cairn_db {
         st_recovered;
 };
 
+/* User key order: bytewise, a prefix first. */
+static inline int cairn_key_cmp(const void *a, size_t alen, const void *b,
+                                size_t blen)
+{
+    size_t m = alen < blen ? alen : blen;
+    int c = m ? memcmp(a, b, m) : 0;
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
 /* db.c */
+/* The entry with the smallest user key among the n iterators' current
+ * positions (the first such iterator's); false when all are exhausted. */
+bool cairn_db_iters_min(cairn_mt_iter *it, size_t n, cairn_mt_entry *out);
 uint64_t cairn_db_now_us(void);
 /* Take the current table set and, in the same critical section, the
  * visible and oldest versions (either may be NULL): every version in

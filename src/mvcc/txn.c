@@ -71,14 +71,6 @@ struct cairn_txn {
     int err; /* a write that failed (out of memory): commit refuses */
 };
 
-static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
-{
-    size_t m = alen < blen ? alen : blen;
-    int c = m ? memcmp(a, b, m) : 0;
-    if (c)
-        return c;
-    return alen < blen ? -1 : alen > blen;
-}
 
 static uint64_t key_hash(const void *k, size_t n)
 {
@@ -179,7 +171,7 @@ static int ws_set(cairn_txn *t, const void *key, size_t klen, const void *val,
 static int ws_cmp(const void *a, const void *b)
 {
     const ws_entry *x = a, *y = b;
-    return key_cmp(x->key, x->klen, y->key, y->klen);
+    return cairn_key_cmp(x->key, x->klen, y->key, y->klen);
 }
 
 /* ---------- the read set (serializable) ---------- */
@@ -311,8 +303,8 @@ static bool range_changed(cairn_db *db, db_tables *tabs, const rs_range *r,
 {
     for (size_t i = 0; i < db->inflight_cap; i++) {
         inflight_slot *s = &db->inflight[i];
-        if (s->key && key_cmp(s->key, s->klen, r->lo, r->lolen) >= 0 &&
-            (!r->hi || key_cmp(s->key, s->klen, r->hi, r->hilen) < 0))
+        if (s->key && cairn_key_cmp(s->key, s->klen, r->lo, r->lolen) >= 0 &&
+            (!r->hi || cairn_key_cmp(s->key, s->klen, r->hi, r->hilen) < 0))
             return true;
     }
     cairn_memtable *tab[5];
@@ -327,7 +319,7 @@ static bool range_changed(cairn_db *db, db_tables *tabs, const rs_range *r,
         for (; cairn_mt_iter_valid(&it); cairn_mt_iter_next(&it)) {
             cairn_mt_entry e;
             cairn_mt_iter_entry(&it, &e);
-            if (r->hi && key_cmp(e.key, e.klen, r->hi, r->hilen) >= 0)
+            if (r->hi && cairn_key_cmp(e.key, e.klen, r->hi, r->hilen) >= 0)
                 break;
             if (e.version > S)
                 return true;
@@ -487,7 +479,7 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
 static int wp_cmp(const void *a, const void *b)
 {
     const ws_entry *x = *(ws_entry *const *)a, *y = *(ws_entry *const *)b;
-    return key_cmp(x->key, x->klen, y->key, y->klen);
+    return cairn_key_cmp(x->key, x->klen, y->key, y->klen);
 }
 
 int cairn_txn_scan(cairn_txn *t, const void *start, size_t slen,
@@ -509,8 +501,8 @@ int cairn_txn_scan(cairn_txn *t, const void *start, size_t slen,
             return CAIRN_ENOMEM;
         for (size_t i = 0; i < t->nw; i++) {
             ws_entry *w = &t->w[i];
-            if (key_cmp(w->key, w->klen, start, slen) >= 0 &&
-                (!end || key_cmp(w->key, w->klen, end, elen) < 0))
+            if (cairn_key_cmp(w->key, w->klen, start, slen) >= 0 &&
+                (!end || cairn_key_cmp(w->key, w->klen, end, elen) < 0))
                 mine[nmine++] = w;
         }
         qsort(mine, nmine, sizeof *mine, wp_cmp);
@@ -529,31 +521,21 @@ int cairn_txn_scan(cairn_txn *t, const void *start, size_t slen,
     bool stop = false;
     while (!stop && (!limit || emitted < limit)) {
         /* The smallest key still ahead in the tables. */
-        cairn_mt_entry k = {0};
-        bool have = false;
-        for (size_t i = 0; i < n; i++) {
-            if (!cairn_mt_iter_valid(&it[i]))
-                continue;
-            cairn_mt_entry e;
-            cairn_mt_iter_entry(&it[i], &e);
-            if (!have || key_cmp(e.key, e.klen, k.key, k.klen) < 0) {
-                k = e;
-                have = true;
-            }
-        }
-        if (have && end && key_cmp(k.key, k.klen, end, elen) >= 0)
+        cairn_mt_entry k;
+        bool have = cairn_db_iters_min(it, n, &k);
+        if (have && end && cairn_key_cmp(k.key, k.klen, end, elen) >= 0)
             have = false;
         /* Own writes before that key go first. */
         if (mi < nmine &&
-            (!have || key_cmp(mine[mi]->key, mine[mi]->klen, k.key, k.klen) <= 0)) {
+            (!have || cairn_key_cmp(mine[mi]->key, mine[mi]->klen, k.key, k.klen) <= 0)) {
             ws_entry *w = mine[mi++];
-            bool same = have && key_cmp(w->key, w->klen, k.key, k.klen) == 0;
+            bool same = have && cairn_key_cmp(w->key, w->klen, k.key, k.klen) == 0;
             if (same) { /* skip the stored versions of this key */
                 for (size_t i = 0; i < n; i++) {
                     while (cairn_mt_iter_valid(&it[i])) {
                         cairn_mt_entry e;
                         cairn_mt_iter_entry(&it[i], &e);
-                        if (key_cmp(e.key, e.klen, w->key, w->klen) != 0)
+                        if (cairn_key_cmp(e.key, e.klen, w->key, w->klen) != 0)
                             break;
                         cairn_mt_iter_next(&it[i]);
                     }
@@ -578,7 +560,7 @@ int cairn_txn_scan(cairn_txn *t, const void *start, size_t slen,
             while (cairn_mt_iter_valid(&it[i])) {
                 cairn_mt_entry e;
                 cairn_mt_iter_entry(&it[i], &e);
-                if (key_cmp(e.key, e.klen, kk, kl) != 0)
+                if (cairn_key_cmp(e.key, e.klen, kk, kl) != 0)
                     break;
                 if (!got && e.version <= t->snapshot) {
                     found = e;
