@@ -264,6 +264,7 @@ static int create_segment(cairn_wal *w, uint64_t first_lsn)
     w->cur = f;
     w->cur_first = first_lsn;
     w->cur_off = CAIRN_WAL_SEGMENT_HEADER_SIZE;
+    w->zeroed_upto = CAIRN_WAL_SEGMENT_HEADER_SIZE;
     w->cur_records = 0;
     w->cur_last_lsn = w->last_good_lsn;
     w->cur_dirty = false;
@@ -296,6 +297,36 @@ static void sticky_failure(cairn_wal *w, batch_result *res, int rc)
     res->fail_hi = w->cur_last_lsn;
     res->fail_err = rc;
     res->sticky = rc;
+}
+
+/* Zeros written ahead of the records. A preallocated (fallocated) range is
+ * "unwritten" to the file system: the first fdatasync after a write into
+ * it must also update the extent map, which on ext4 makes every small
+ * synced write cost about a third more. Writing zeros a megabyte at a time
+ * ahead of the records pays that once per megabyte. The zeros read as the
+ * end of the log (docs/format/wal.md), so they are safe on disk whatever
+ * happens; a failure here fails the batch like a failed record write. */
+#define WAL_ZERO_AHEAD (1u << 20)
+static uint8_t wal_zeros[WAL_ZERO_AHEAD];
+
+static int zero_ahead(cairn_wal *w, uint64_t end)
+{
+    if (!w->opts.preallocate || end <= w->zeroed_upto)
+        return 0;
+    uint64_t limit = w->opts.segment_size;
+    uint64_t to = end + WAL_ZERO_AHEAD;
+    if (to > limit)
+        to = limit;
+    while (w->zeroed_upto < to) {
+        uint64_t n = to - w->zeroed_upto;
+        if (n > WAL_ZERO_AHEAD)
+            n = WAL_ZERO_AHEAD;
+        int rc = cairn_file_write_at(w->cur, w->zeroed_upto, wal_zeros, n);
+        if (rc != 0)
+            return rc;
+        w->zeroed_upto += n;
+    }
+    return 0;
 }
 
 static void write_batch(cairn_wal *w, const uint8_t *buf, size_t len,
@@ -334,7 +365,9 @@ static void write_batch(cairn_wal *w, const uint8_t *buf, size_t len,
             off += rs;
             n++;
         }
-        int rc = cairn_file_write_at(w->cur, w->cur_off, buf + start,
+        int rc = zero_ahead(w, w->cur_off + (off - start));
+        if (rc == 0)
+            rc = cairn_file_write_at(w->cur, w->cur_off, buf + start,
                                      off - start);
         if (rc != 0) {
             /* The bytes may be partly on disk: the segment is sealed at

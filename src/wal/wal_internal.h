@@ -80,6 +80,8 @@ struct cairn_wal {
     cairn_file *cur;
     uint64_t cur_first;
     uint64_t cur_off;
+    uint64_t zeroed_upto; /* the current segment holds written zeros (or
+                             records) up to here */
     uint64_t cur_records;
     uint64_t cur_last_lsn;
     bool cur_dirty;
