@@ -311,6 +311,8 @@ static uint8_t wal_zeros[WAL_ZERO_AHEAD];
 
 static int zero_ahead(cairn_wal *w, uint64_t end)
 {
+    if (w->zeroed_upto < w->cur_off)
+        w->zeroed_upto = w->cur_off; /* never behind the records */
     if (!w->opts.preallocate || end <= w->zeroed_upto)
         return 0;
     uint64_t limit = w->opts.segment_size;
@@ -365,7 +367,11 @@ static void write_batch(cairn_wal *w, const uint8_t *buf, size_t len,
             off += rs;
             n++;
         }
-        int rc = zero_ahead(w, w->cur_off + (off - start));
+        /* Large writes pay the extent update once for many bytes anyway;
+         * zeroing ahead of them would only double the bytes written. */
+        int rc = off - start < WAL_ZERO_AHEAD / 8
+                     ? zero_ahead(w, w->cur_off + (off - start))
+                     : 0;
         if (rc == 0)
             rc = cairn_file_write_at(w->cur, w->cur_off, buf + start,
                                      off - start);
