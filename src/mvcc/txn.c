@@ -648,8 +648,10 @@ static int apply_writes(cairn_db *db, cairn_txn *t, uint64_t v, uint64_t ts)
     uint64_t gen;
     db_tables *tabs = cairn_db_writer_begin(db, &gen);
     int rc = 0;
+    uint64_t bytes = 0;
     for (size_t i = 0; i < t->nw && rc == 0; i++) {
         ws_entry *w = &t->w[i];
+        bytes += w->klen + w->vlen + 64; /* + node overhead */
         /* Out of memory here would leave a durable commit half applied:
          * wait a while for memory before giving up. */
         for (int tries = 0; tries < 1000; tries++) {
@@ -662,15 +664,21 @@ static int apply_writes(cairn_db *db, cairn_txn *t, uint64_t v, uint64_t ts)
             nanosleep(&d, NULL);
         }
     }
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < t->nw; i++)
-        bytes += t->w[i].klen + t->w[i].vlen + 64; /* + node overhead */
     bool full = atomic_fetch_add(&db->active_bytes, bytes) + bytes >=
                 db->opts.memtable_size;
     cairn_db_writer_end(db, tabs, gen);
     if (full)
         cairn_db_gc_kick(db);
     return rc;
+}
+
+/* Take the transaction's keys out of the in-flight map. */
+static void inflight_drop(cairn_db *db, cairn_txn *t)
+{
+    pthread_mutex_lock(&db->inflight_mu);
+    for (size_t i = 0; i < t->nw; i++)
+        inflight_del(db, t->w[i].key, t->w[i].klen, t->w[i].hash);
+    pthread_mutex_unlock(&db->inflight_mu);
 }
 
 /* Wait until visible moves past what it was (a blind write waiting for an
@@ -714,10 +722,7 @@ static void commit_durable(void *arg, uint64_t lsn, int status)
     int rc = status;
     if (rc == 0)
         rc = apply_writes(db, c->t, c->pub.v, c->ts);
-    pthread_mutex_lock(&db->inflight_mu);
-    for (size_t i = 0; i < c->t->nw; i++)
-        inflight_del(db, c->t->w[i].key, c->t->w[i].klen, c->t->w[i].hash);
-    pthread_mutex_unlock(&db->inflight_mu);
+    inflight_drop(db, c->t);
     /* A failed sync makes the log (and so the database) read-only; a failed
      * write (e.g. no space) fails just this commit. A durable commit that
      * cannot be applied leaves memory behind the log: read-only too. */
@@ -797,11 +802,7 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
             } else {
                 db_pub_waiter_destroy(&c.pub);
                 cairn_db_vt_unappend(db, v);
-                pthread_mutex_lock(&db->inflight_mu);
-                for (size_t i = 0; i < t->nw; i++)
-                    inflight_del(db, t->w[i].key, t->w[i].klen,
-                                 t->w[i].hash);
-                pthread_mutex_unlock(&db->inflight_mu);
+                inflight_drop(db, t);
                 if (rc == CAIRN_EREADONLY || rc == CAIRN_EIO)
                     atomic_store(&db->fatal, CAIRN_EREADONLY);
             }
