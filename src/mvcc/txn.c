@@ -753,7 +753,7 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
         return CAIRN_ENOMEM;
 
     commit_ctx c = {.db = db, .t = t};
-    uint64_t lsn = 0;
+    cairn_wal_ticket ticket = {0};
     int rc;
     for (;;) {
         pthread_mutex_lock(&db->commit_mu);
@@ -794,8 +794,8 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
                                               commit's entry fills it in */
             c.ts = ts;
             db_pub_waiter_init(&c.pub, v);
-            rc = cairn_wal_append_notify(db->wal, CAIRN_WAL_TYPE_COMMIT, rec,
-                                         len, commit_durable, &c, &lsn);
+            rc = cairn_wal_append_ticket(db->wal, CAIRN_WAL_TYPE_COMMIT, rec,
+                                         len, commit_durable, &c, &ticket);
             if (rc == 0) {
                 db->last_assigned = v;
                 db->last_ts = ts;
@@ -828,7 +828,7 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
     /* Drive the group commit (lead a round or sleep until one covers us);
      * the callback applies and publishes before the round's waiters wake,
      * so the wait below rarely sleeps. */
-    cairn_wal_wait(db->wal, lsn);
+    cairn_wal_wait_ticket(db->wal, &ticket);
     cairn_db_wait_published(db, &c.pub);
     db_pub_waiter_destroy(&c.pub);
     if (c.status != 0)

@@ -546,26 +546,33 @@ static void leader_round(cairn_wal *w, bool force_sync)
     }
     if (w->nfailed == 0 && !w->sticky)
         atomic_store(&w->fast_ack, ack_lsn(w));
-    /* Callbacks first, then the waiters: a waiter that also registered a
-     * callback (cairn_wal_append_notify) finds it done when it wakes. */
-    fire_callbacks(w);
     w->leader_active = false;
     w->round_last = 0;
+    bool next = w->pend_count > 0, failing = w->sticky != 0;
+    /* The next round may start now: hand the leader role on before this
+     * round's callbacks run, so its write and fsync overlap them (applying
+     * a group of commits takes about as long as an fsync). Wake outside mu:
+     * a thread woken while mu is held only blocks on it again, and with
+     * many writers that convoy, not the disk, sets the pace. Only one
+     * waiter of the next round wakes, to lead it (everyone, once the log
+     * has failed). Safe: the state they test changed under mu, and they
+     * test it under mu before sleeping. */
+    pthread_mutex_unlock(&w->mu);
+    if (failing || next)
+        round_wake(w, seq + 1, failing ? INT_MAX : 1);
+    pthread_cond_broadcast(&w->cv_ack);
+    pthread_mutex_lock(&w->mu);
+    /* Callbacks next (in LSN order, one thread at a time: if another round's
+     * thread is running them it takes these too), then this round's
+     * waiters: a waiter that registered a callback (append_notify) usually
+     * finds it done when it wakes. */
+    fire_callbacks(w);
     if (w->pend_count > 0 && w->ncbs > 0) {
         w->kick = true;
         pthread_cond_signal(&w->cv_bg);
     }
-    bool next = w->pend_count > 0, failing = w->sticky != 0;
-    /* Wake outside mu: a thread woken while mu is held only blocks on it
-     * again, and with many writers that convoy, not the disk, sets the pace.
-     * Only this round's waiters wake, plus one waiter of the next round to
-     * lead it (everyone, once the log has failed). Safe: the state they test
-     * changed under mu, and they test it under mu before sleeping. */
     pthread_mutex_unlock(&w->mu);
     round_wake(w, seq, INT_MAX);
-    if (failing || next)
-        round_wake(w, seq + 1, failing ? INT_MAX : 1);
-    pthread_cond_broadcast(&w->cv_ack);
     pthread_mutex_lock(&w->mu);
 }
 
@@ -616,7 +623,7 @@ static void *bg_main(void *arg)
 
 static int append_parts(cairn_wal *w, uint8_t type, const void *const *parts,
                         const size_t *lens, size_t nparts, cairn_wal_ack_fn cb,
-                        void *cb_arg, uint64_t *lsn_out)
+                        void *cb_arg, uint64_t *lsn_out, cairn_wal_ticket *tk)
 {
     if (!w || type == 0 || (nparts && (!parts || !lens)))
         return CAIRN_EINVAL;
@@ -689,6 +696,16 @@ static int append_parts(cairn_wal *w, uint8_t type, const void *const *parts,
     w->stats.appends++;
     if (cb) /* the newest LSN: its place in the sorted queue is the end */
         w->cbs[w->ncbs++] = (wal_ack_cb){lsn, cb, cb_arg};
+    if (tk) {
+        /* The record is pending, so it goes to the round after the one in
+         * progress; that round's word, read now, tells a later wait whether
+         * the round has ended without taking mu again. With no leader the
+         * waiter must lead (or find the record settled) under mu. */
+        tk->lsn = lsn;
+        tk->round = w->round_seq + 1;
+        tk->seen = atomic_load(&w->round_word[tk->round & 1]);
+        tk->sleep = w->leader_active;
+    }
     pthread_mutex_unlock(&w->mu);
     if (lsn_out)
         *lsn_out = lsn;
@@ -698,7 +715,8 @@ static int append_parts(cairn_wal *w, uint8_t type, const void *const *parts,
 int cairn_wal_appendv(cairn_wal *w, uint8_t type, const void *const *parts,
                       const size_t *lens, size_t nparts, uint64_t *lsn_out)
 {
-    return append_parts(w, type, parts, lens, nparts, NULL, NULL, lsn_out);
+    return append_parts(w, type, parts, lens, nparts, NULL, NULL, lsn_out,
+                        NULL);
 }
 
 int cairn_wal_append_notify(cairn_wal *w, uint8_t type, const void *data,
@@ -709,7 +727,18 @@ int cairn_wal_append_notify(cairn_wal *w, uint8_t type, const void *data,
     size_t lens[1] = {len};
     if (!cb || (len && !data))
         return CAIRN_EINVAL;
-    return append_parts(w, type, parts, lens, 1, cb, arg, lsn);
+    return append_parts(w, type, parts, lens, 1, cb, arg, lsn, NULL);
+}
+
+int cairn_wal_append_ticket(cairn_wal *w, uint8_t type, const void *data,
+                            size_t len, cairn_wal_ack_fn cb, void *arg,
+                            cairn_wal_ticket *tk)
+{
+    const void *parts[1] = {data};
+    size_t lens[1] = {len};
+    if (!tk || (len && !data))
+        return CAIRN_EINVAL;
+    return append_parts(w, type, parts, lens, 1, cb, arg, NULL, tk);
 }
 
 int cairn_wal_append(cairn_wal *w, uint8_t type, const void *data, size_t len,
@@ -722,11 +751,20 @@ int cairn_wal_append(cairn_wal *w, uint8_t type, const void *data, size_t len,
     return cairn_wal_appendv(w, type, parts, lens, 1, lsn);
 }
 
-/* Wait (leading rounds when nobody else does) until lsn is settled. */
-static int wait_for(cairn_wal *w, uint64_t lsn, bool need_durable)
+/* Wait (leading rounds when nobody else does) until lsn is settled. With a
+ * ticket whose round had a leader at append time, first sleep on that
+ * round's word without taking mu: the leader in progress wakes one waiter
+ * of the next round to lead it, so someone will. */
+static int wait_for(cairn_wal *w, uint64_t lsn, bool need_durable,
+                    const cairn_wal_ticket *tk)
 {
     if (lsn && !need_durable && lsn <= atomic_load(&w->fast_ack))
         return 0;
+    if (tk && tk->sleep && !need_durable) {
+        futex_wait(&w->round_word[tk->round & 1], tk->seen);
+        if (lsn <= atomic_load(&w->fast_ack))
+            return 0;
+    }
     pthread_mutex_lock(&w->mu);
     if (lsn == 0 || lsn >= w->next_lsn) {
         pthread_mutex_unlock(&w->mu);
@@ -760,19 +798,28 @@ int cairn_wal_wait(cairn_wal *w, uint64_t lsn)
         return CAIRN_EINVAL;
     if (w->read_only)
         return CAIRN_EREADONLY;
-    return wait_for(w, lsn, false);
+    return wait_for(w, lsn, false, NULL);
+}
+
+int cairn_wal_wait_ticket(cairn_wal *w, const cairn_wal_ticket *tk)
+{
+    if (!w || !tk)
+        return CAIRN_EINVAL;
+    if (w->read_only)
+        return CAIRN_EREADONLY;
+    return wait_for(w, tk->lsn, false, tk);
 }
 
 int cairn_wal_append_sync(cairn_wal *w, uint8_t type, const void *data,
                           size_t len, uint64_t *lsn_out)
 {
-    uint64_t lsn;
-    int rc = cairn_wal_append(w, type, data, len, &lsn);
+    cairn_wal_ticket tk;
+    int rc = cairn_wal_append_ticket(w, type, data, len, NULL, NULL, &tk);
     if (rc != 0)
         return rc;
     if (lsn_out)
-        *lsn_out = lsn;
-    return wait_for(w, lsn, false);
+        *lsn_out = tk.lsn;
+    return wait_for(w, tk.lsn, false, &tk);
 }
 
 int cairn_wal_on_durable(cairn_wal *w, uint64_t lsn, cairn_wal_ack_fn cb,

@@ -167,12 +167,36 @@ int cairn_wal_on_durable(cairn_wal *wal, uint64_t lsn, cairn_wal_ack_fn cb,
 /* Append, and register cb(arg, lsn, status) for its durability in the
  * same step (so callbacks registered this way are in LSN order, with no
  * window in which the record could settle first). The callback runs in the
- * thread that completes the round holding the record, before that round's
- * waiters are woken. Nothing kicks the background thread: the caller (or
- * another) must drive the log, e.g. with cairn_wal_wait(lsn). */
+ * thread that completes the round holding the record (or in one already
+ * running earlier callbacks), usually before that round's waiters are woken;
+ * but cairn_wal_wait(lsn) may return before the callback of lsn has run:
+ * a caller that needs its effects must wait for them itself. Nothing kicks
+ * the background thread: the caller (or another) must drive the log, e.g.
+ * with cairn_wal_wait(lsn). */
 int cairn_wal_append_notify(cairn_wal *wal, uint8_t type, const void *data,
                             size_t len, cairn_wal_ack_fn cb, void *arg,
                             uint64_t *lsn);
+
+/* What a durable append needs to wait for its record cheaply: its LSN and
+ * the group-commit round that will cover it, noted while the record was
+ * appended, so the wait can go to sleep without taking the log's mutex
+ * again. Fill it with cairn_wal_append_ticket; use it once, from any one
+ * thread, with cairn_wal_wait_ticket. */
+typedef struct cairn_wal_ticket {
+    uint64_t lsn;
+    uint64_t round;
+    uint32_t seen;
+    bool sleep;
+} cairn_wal_ticket;
+
+/* cairn_wal_append_notify (cb may be NULL: no callback) that also fills
+ * *ticket (ticket->lsn is the record's LSN). */
+int cairn_wal_append_ticket(cairn_wal *wal, uint8_t type, const void *data,
+                            size_t len, cairn_wal_ack_fn cb, void *arg,
+                            cairn_wal_ticket *ticket);
+
+/* cairn_wal_wait(ticket->lsn), faster. */
+int cairn_wal_wait_ticket(cairn_wal *wal, const cairn_wal_ticket *ticket);
 
 /* Make every record appended so far durable (write + fdatasync), whatever
  * the sync mode. */
