@@ -116,6 +116,13 @@ typedef struct cairn_options {
     size_t max_value_size;       /* 64 MiB */
     uint64_t wal_segment_size;   /* 64 MiB */
     struct cairn_env *env;       /* NULL: the operating system's files */
+    /* Sorted files on disk (0 = the default): */
+    size_t block_cache_size;     /* 64 MiB of decoded blocks in memory */
+    uint64_t sst_target_file_size; /* 64 MiB per compaction output file */
+    uint64_t level_base_size;    /* 256 MiB: level 1's size; each level
+                                    below is 10x the one above */
+    uint32_t l0_compaction_trigger; /* 4 level-0 files start a compaction */
+    size_t sst_block_size;       /* 4096: uncompressed data block size */
 } cairn_options;
 
 /* Fill *opts with the defaults above. */
@@ -250,6 +257,18 @@ typedef struct cairn_stats {
     uint64_t gc_dropped;       /* versions reclaimed */
     uint64_t wal_syncs;        /* fsyncs of the log */
     uint64_t recovered_commits; /* transactions replayed at open */
+    /* Sorted files: */
+    uint64_t level_files[8];   /* files per level */
+    uint64_t level_bytes[8];   /* bytes per level */
+    uint64_t flushes;          /* memtables written to level 0 */
+    uint64_t flush_bytes;
+    uint64_t compactions;      /* merges (trivial moves not included) */
+    uint64_t compact_read_bytes, compact_write_bytes;
+    uint64_t block_cache_hits, block_cache_misses;
+    uint64_t block_cache_bytes; /* in use */
+    int write_pressure;        /* 0 none, 1 slowed down, 2 stopped */
+    const char *write_pressure_reason; /* static text, "" when none */
+    int background_error;      /* last flush/compaction error, 0 if none */
 } cairn_stats;
 void cairn_get_stats(cairn_db *db, cairn_stats *out);
 

@@ -55,7 +55,8 @@ uint64_t cairn_db_now_us(void)
 /* ---------- table sets ---------- */
 
 static db_tables *tables_new(cairn_memtable *active, cairn_memtable **imm,
-                             size_t nimm)
+                             const uint64_t *imm_lsn, size_t nimm,
+                             cairn_tree_view *view)
 {
     db_tables *t = calloc(1, sizeof *t);
     if (!t)
@@ -66,8 +67,12 @@ static db_tables *tables_new(cairn_memtable *active, cairn_memtable **imm,
     t->nimm = nimm;
     for (size_t i = 0; i < nimm; i++) {
         t->imm[i] = imm[i];
+        t->imm_lsn[i] = imm_lsn ? imm_lsn[i] : 0;
         cairn_memtable_ref(imm[i]);
     }
+    t->view = view;
+    if (view)
+        cairn_tree_view_ref(view);
     return t;
 }
 
@@ -109,27 +114,55 @@ void cairn_db_tables_release(db_tables *t)
     cairn_memtable_unref(t->active);
     for (size_t i = 0; i < t->nimm; i++)
         cairn_memtable_unref(t->imm[i]);
+    cairn_tree_view_unref(t->view);
     free(t);
 }
 
-bool cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
-                   cairn_mt_entry *out)
+int cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
+                  uint64_t max_ts, cairn_mt_entry *out, cairn_sst_pin *pin)
 {
+    memset(pin, 0, sizeof *pin);
     /* Per key, newer tables hold newer versions: the first hit wins. */
-    if (cairn_memtable_get(t->active, key, klen, S, UINT64_MAX, out))
-        return true;
+    if (cairn_memtable_get(t->active, key, klen, S, max_ts, out))
+        return 1;
     for (size_t i = 0; i < t->nimm; i++)
-        if (cairn_memtable_get(t->imm[i], key, klen, S, UINT64_MAX, out))
-            return true;
-    return false;
+        if (cairn_memtable_get(t->imm[i], key, klen, S, max_ts, out))
+            return 1;
+    if (!t->view)
+        return 0;
+    cairn_sst_entry e;
+    int rc = cairn_tree_view_read(t->view, key, klen, S, max_ts, &e, pin,
+                                  NULL);
+    if (rc == CAIRN_ENOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    out->key = e.key;
+    out->klen = e.klen;
+    out->version = e.version;
+    out->ts_us = e.ts_us;
+    out->kind = e.kind == CAIRN_SST_DELETE ? CAIRN_MT_DELETE : CAIRN_MT_PUT;
+    out->value = e.value;
+    out->vlen = e.vlen;
+    return 1;
 }
 
-uint64_t cairn_db_latest(db_tables *t, const void *key, size_t klen)
+uint64_t cairn_db_latest_above(db_tables *t, const void *key, size_t klen,
+                               uint64_t S)
 {
     uint64_t v = cairn_memtable_latest_version(t->active, key, klen);
     for (size_t i = 0; v == 0 && i < t->nimm; i++)
         v = cairn_memtable_latest_version(t->imm[i], key, klen);
-    return v;
+    if (v || !t->view || cairn_tree_view_max_version(t->view) <= S)
+        return v;
+    cairn_sst_entry e;
+    cairn_sst_pin pin = {0};
+    int rc = cairn_tree_view_read(t->view, key, klen, UINT64_MAX, UINT64_MAX,
+                                  &e, &pin, NULL);
+    cairn_sst_pin_release(&pin);
+    if (rc == CAIRN_ENOTFOUND)
+        return 0;
+    return rc == 0 ? e.version : UINT64_MAX;
 }
 
 int cairn_db_copy_value(const cairn_mt_entry *e, void **val, size_t *vlen)
@@ -306,71 +339,6 @@ bool cairn_db_iters_min(cairn_mt_iter *it, size_t n, cairn_mt_entry *out)
     return have;
 }
 
-/* Merge the frozen tables (newest first) into one, dropping what no reader
- * at a version >= H can see. */
-static int gc_merge(cairn_memtable **src, size_t n, uint64_t H,
-                    cairn_memtable **out, uint64_t *dropped)
-{
-    size_t bytes = 0;
-    for (size_t i = 0; i < n; i++)
-        bytes += cairn_memtable_memory(src[i]);
-    cairn_memtable *dst = cairn_memtable_new_sized(bytes);
-    if (!dst)
-        return CAIRN_ENOMEM;
-    cairn_mt_iter it[4];
-    for (size_t i = 0; i < n; i++) {
-        cairn_mt_iter_init(&it[i], src[i]);
-        cairn_mt_iter_seek_first(&it[i]);
-    }
-    int rc = 0;
-    uint64_t drop = 0;
-    for (;;) {
-        cairn_mt_entry best;
-        bool have = cairn_db_iters_min(it, n, &best);
-        if (!have)
-            break;
-        /* All versions of that key, newest table first (newer versions). */
-        bool kept_old = false; /* the newest version <= H is decided */
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            while (cairn_mt_iter_valid(&it[i])) {
-                cairn_mt_entry e;
-                cairn_mt_iter_entry(&it[i], &e);
-                if (e.klen != best.klen ||
-                    (e.klen && memcmp(e.key, best.key, e.klen) != 0))
-                    break;
-                bool keep;
-                if (e.version > H) {
-                    keep = true;
-                } else if (!kept_old) {
-                    kept_old = true;
-                    keep = e.kind != CAIRN_MT_DELETE;
-                } else {
-                    keep = false;
-                }
-                if (keep) {
-                    rc = cairn_memtable_insert(dst, e.key, e.klen, e.version,
-                                               e.ts_us, e.kind, e.value,
-                                               e.vlen);
-                    if (rc)
-                        break;
-                } else {
-                    drop++;
-                }
-                cairn_mt_iter_next(&it[i]);
-            }
-        }
-        if (rc)
-            break;
-    }
-    if (rc) {
-        cairn_memtable_unref(dst);
-        return rc;
-    }
-    *out = dst;
-    *dropped = drop;
-    return 0;
-}
-
 /* The horizon: oldest version any reader may still ask for. Raises
  * db->oldest to it and returns it. */
 static uint64_t gc_horizon(cairn_db *db)
@@ -382,6 +350,12 @@ static uint64_t gc_horizon(cairn_db *db)
                        : 0;
     pthread_mutex_lock(&db->vt_mu);
     uint64_t H = vt_version_at(db, cut, vis);
+    /* After a restart the index starts at the first version replayed from
+     * the log; the versions below it (in sorted files) have unknown times,
+     * so none of them is known to be out of the window yet. */
+    if ((db->vt_n == 0 || db->vt_ts[db->vt_off] > cut) &&
+        atomic_load(&db->oldest) + 1 < db->vt_base)
+        H = atomic_load(&db->oldest);
     pthread_mutex_unlock(&db->vt_mu);
     pthread_mutex_lock(&db->snap_mu);
     for (snap_node *s = db->snaps.next; s != &db->snaps; s = s->next)
@@ -399,17 +373,65 @@ static uint64_t gc_horizon(cairn_db *db)
     return H;
 }
 
-/* Freeze the active table and merge every frozen table into one. Called by
- * the collector thread, or by open during replay (no other thread then). */
+/* Write the frozen tables, oldest first, into level-0 files, dropping each
+ * from the table set once its file is recorded; the log before what they
+ * held may then go. Collector thread, or open during replay. */
+static int flush_frozen(cairn_db *db)
+{
+    for (;;) {
+        pthread_mutex_lock(&db->tables_mu);
+        db_tables *cur = db->tables;
+        if (cur->nimm == 0) {
+            pthread_mutex_unlock(&db->tables_mu);
+            return 0;
+        }
+        cairn_memtable *mt = cur->imm[cur->nimm - 1];
+        uint64_t lsn = cur->imm_lsn[cur->nimm - 1];
+        cairn_memtable_ref(mt);
+        pthread_mutex_unlock(&db->tables_mu);
+
+        uint64_t last = cairn_memtable_max_version(mt);
+        if (last < cairn_tree_last_version(db->tree))
+            last = cairn_tree_last_version(db->tree);
+        if (lsn < cairn_tree_log_lsn(db->tree))
+            lsn = cairn_tree_log_lsn(db->tree);
+        uint64_t bytes = 0;
+        int rc = cairn_tree_flush(db->tree, mt, lsn, last, &bytes);
+        cairn_memtable_unref(mt);
+        if (rc != 0) {
+            if (rc == CAIRN_EREADONLY)
+                atomic_store(&db->fatal, CAIRN_EREADONLY);
+            return rc;
+        }
+        cairn_tree_view *view = cairn_tree_view_get(db->tree);
+        pthread_mutex_lock(&db->tables_mu);
+        cur = db->tables; /* only the collector removes frozen tables */
+        db_tables *next = tables_new(cur->active, cur->imm, cur->imm_lsn,
+                                     cur->nimm - 1, view);
+        if (next)
+            db->tables = next;
+        pthread_mutex_unlock(&db->tables_mu);
+        cairn_tree_view_unref(view);
+        if (!next)
+            return CAIRN_ENOMEM; /* the table stays; the next run drops it */
+        cairn_db_tables_release(cur);
+        atomic_fetch_add(&db->st_gc_runs, 1);
+        if (db->wal)
+            cairn_wal_truncate_before(db->wal, lsn + 1);
+    }
+}
+
+/* Freeze the active table (when there is room for another frozen one) and
+ * flush the frozen tables into sorted files. Called by the collector
+ * thread, or by open during replay (no other thread then). */
 static int gc_run(cairn_db *db)
 {
     pthread_mutex_lock(&db->tables_mu);
     db_tables *old = db->tables;
-    /* After failed merges (out of memory) frozen tables pile up: merge
+    /* After failed flushes (no space, ...) frozen tables pile up: flush
      * those first rather than freeze again, so none is ever dropped. */
     bool freeze = old->nimm + 1 < sizeof old->imm / sizeof old->imm[0];
     pthread_mutex_unlock(&db->tables_mu);
-    db_tables *frozen = old;
     if (freeze) {
         cairn_memtable *fresh = cairn_memtable_new_sized(db->opts.memtable_size);
         if (!fresh)
@@ -417,11 +439,15 @@ static int gc_run(cairn_db *db)
         pthread_mutex_lock(&db->tables_mu);
         old = db->tables; /* unchanged: only the collector swaps */
         cairn_memtable *imm[4];
+        uint64_t imm_lsn[4];
         size_t nimm = 0;
+        imm_lsn[nimm] = 0; /* filled in below, once its writers are done */
         imm[nimm++] = old->active;
-        for (size_t i = 0; i < old->nimm; i++)
+        for (size_t i = 0; i < old->nimm; i++) {
+            imm_lsn[nimm] = old->imm_lsn[i];
             imm[nimm++] = old->imm[i];
-        frozen = tables_new(fresh, imm, nimm);
+        }
+        db_tables *frozen = tables_new(fresh, imm, imm_lsn, nimm, old->view);
         if (!frozen) {
             pthread_mutex_unlock(&db->tables_mu);
             cairn_memtable_unref(fresh);
@@ -440,38 +466,18 @@ static int gc_run(cairn_db *db)
             struct timespec ts = {0, 100000};
             nanosleep(&ts, NULL);
         }
+        /* Only the collector reads imm_lsn; no writer of generation gen + 2
+         * exists before the next freeze. */
+        frozen->imm_lsn[0] = atomic_exchange(&db->gen_lsn[gen & 1], 0);
         cairn_db_tables_release(old);
     }
+    return flush_frozen(db);
+}
 
-    uint64_t H = gc_horizon(db);
-    /* A merge only pays when the horizon moved (there may be versions to
-     * drop) or the table set is full. Otherwise keep the frozen table as it
-     * is: copying everything to drop nothing costs a whole pass over the
-     * data (e.g. while all of it is younger than the history window). */
-    if (H == db->gc_merged_at && frozen->nimm <= 2)
-        return 0;
-    cairn_memtable *base = NULL;
-    uint64_t dropped = 0;
-    int rc = gc_merge(frozen->imm, frozen->nimm, H, &base, &dropped);
-    if (rc == 0) {
-        pthread_mutex_lock(&db->tables_mu);
-        db_tables *cur = db->tables; /* == frozen: only we swap */
-        db_tables *merged = tables_new(cur->active, &base, 1);
-        if (merged) {
-            db->tables = merged;
-            cairn_db_tables_release(cur);
-        } else {
-            rc = CAIRN_ENOMEM;
-        }
-        pthread_mutex_unlock(&db->tables_mu);
-        cairn_memtable_unref(base);
-    }
-    if (rc == 0) {
-        db->gc_merged_at = H;
-        atomic_fetch_add(&db->st_gc_runs, 1);
-        atomic_fetch_add(&db->st_gc_dropped, dropped);
-    }
-    return rc;
+/* The tree asks which versions flush and compaction must keep. */
+static uint64_t tree_horizon(void *arg)
+{
+    return gc_horizon(arg);
 }
 
 static void *gc_main(void *arg)
@@ -584,6 +590,7 @@ static int replay_cb(void *arg, const cairn_wal_record *rec)
     int rc = cairn_db_apply_replay(db, rec);
     if (rc != 0)
         return rc;
+    atomic_store(&db->gen_lsn[db->active_gen & 1], rec->lsn);
     /* Keep memory bounded while replaying a long log. */
     uint64_t bytes = rec->len + 64;
     if (atomic_fetch_add(&db->active_bytes, bytes) + bytes >=
@@ -592,12 +599,64 @@ static int replay_cb(void *arg, const cairn_wal_record *rec)
     return rc;
 }
 
+/* Open the sorted files (creating the tree of a new or older database)
+ * and take what they cover as the starting point of replay. */
+static int open_tree(cairn_db *db)
+{
+    cairn_options *o = &db->opts;
+    cairn_tree_options to;
+    cairn_tree_options_init(&to);
+    if (o->block_cache_size)
+        to.block_cache_bytes = o->block_cache_size;
+    if (o->sst_target_file_size)
+        to.target_file_size = o->sst_target_file_size;
+    if (o->level_base_size)
+        to.base_level_bytes = o->level_base_size;
+    if (o->l0_compaction_trigger) {
+        to.l0_compaction_trigger = o->l0_compaction_trigger;
+        if (to.l0_slowdown < to.l0_compaction_trigger)
+            to.l0_slowdown = to.l0_compaction_trigger;
+        if (to.l0_stop < to.l0_slowdown)
+            to.l0_stop = to.l0_slowdown;
+    }
+    if (o->sst_block_size)
+        to.block_size = o->sst_block_size;
+    to.read_only = o->read_only;
+    to.create_if_missing = !o->read_only;
+    to.horizon = tree_horizon;
+    to.horizon_arg = db;
+    char msg[512];
+    int rc = cairn_tree_open(db->env, db->path, &to, &db->tree, msg,
+                             sizeof msg);
+    if (rc == CAIRN_ENOTFOUND && o->read_only)
+        return 0; /* never flushed: everything is in the log */
+    if (rc != 0)
+        return rc;
+    cairn_tree_view *view = cairn_tree_view_get(db->tree);
+    db->tables->view = view; /* not shared yet */
+    db->flushed_version = cairn_tree_last_version(db->tree);
+    db->last_assigned = db->flushed_version;
+    /* Reads as of versions whose history flush or compaction dropped are
+     * refused (the time index of older versions is rebuilt only from the
+     * log, so reads by time start there too). */
+    atomic_store(&db->oldest, cairn_tree_horizon(db->tree));
+    for (size_t i = 0; i < cairn_tree_view_nfiles(view); i++) {
+        const cairn_sst_props *p =
+            cairn_sst_props_get(cairn_tree_view_reader(view, i));
+        if (p->max_ts > db->last_ts)
+            db->last_ts = p->max_ts;
+    }
+    return 0;
+}
+
 static void db_free(cairn_db *db)
 {
     if (!db)
         return;
     if (db->tables)
         cairn_db_tables_release(db->tables);
+    db->tables = NULL;
+    cairn_tree_close(db->tree);
     free(db->inflight);
     free(db->vt_ts);
     pthread_mutex_destroy(&db->commit_mu);
@@ -699,11 +758,13 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     cairn_memtable *mt = NULL;
     if (rc == 0) {
         mt = cairn_memtable_new_sized(o->memtable_size);
-        db->tables = mt ? tables_new(mt, NULL, 0) : NULL;
+        db->tables = mt ? tables_new(mt, NULL, NULL, 0, NULL) : NULL;
         cairn_memtable_unref(mt);
         if (!db->tables)
             rc = CAIRN_ENOMEM;
     }
+    if (rc == 0)
+        rc = open_tree(db);
     if (rc == 0) {
         cairn_wal_options wo;
         cairn_wal_options_init(&wo);
@@ -817,11 +878,15 @@ static int get_at(cairn_db *db, const void *key, size_t klen, bool by_time,
         rc = CAIRN_EHISTORY;
     if (rc == 0) {
         cairn_mt_entry e;
-        if (!cairn_db_read(t, key, klen, ver, &e) ||
-            e.kind == CAIRN_MT_DELETE)
+        cairn_sst_pin pin;
+        int r = cairn_db_read(t, key, klen, ver, UINT64_MAX, &e, &pin);
+        if (r < 0)
+            rc = r;
+        else if (r == 0 || e.kind == CAIRN_MT_DELETE)
             rc = CAIRN_ENOTFOUND;
         else
             rc = cairn_db_copy_value(&e, val, vlen);
+        cairn_sst_pin_release(&pin);
     }
     cairn_db_tables_release(t);
     return rc;
@@ -837,6 +902,48 @@ int cairn_get_at_time(cairn_db *db, const void *key, size_t klen,
                       uint64_t time_us, void **val, size_t *vlen)
 {
     return get_at(db, key, klen, true, time_us, val, vlen);
+}
+
+/* Collects the versions of a key found in the sorted files. */
+typedef struct kv_acc {
+    cairn_key_version **v;
+    size_t *cnt, *cap;
+    size_t max;
+    uint64_t oldest;
+    bool below;
+    int rc;
+} kv_acc;
+
+static int kv_add(void *arg, const cairn_sst_entry *e)
+{
+    kv_acc *a = arg;
+    if (a->below || (a->max && *a->cnt == a->max))
+        return 1;
+    if (e->version <= a->oldest)
+        a->below = true; /* older ones may be partly collected */
+    if (*a->cnt == *a->cap) {
+        size_t nc = *a->cap ? *a->cap * 2 : 8;
+        cairn_key_version *p = realloc(*a->v, nc * sizeof *p);
+        if (!p) {
+            a->rc = CAIRN_ENOMEM;
+            return 1;
+        }
+        *a->v = p;
+        *a->cap = nc;
+    }
+    cairn_key_version *kv = &(*a->v)[*a->cnt];
+    memset(kv, 0, sizeof *kv);
+    kv->version = e->version;
+    kv->time_us = e->ts_us;
+    kv->deleted = e->kind == CAIRN_SST_DELETE;
+    if (!kv->deleted) {
+        cairn_mt_entry me = {.value = e->value, .vlen = e->vlen};
+        a->rc = cairn_db_copy_value(&me, &kv->value, &kv->vlen);
+        if (a->rc)
+            return 1;
+    }
+    (*a->cnt)++;
+    return 0;
 }
 
 int cairn_key_versions(cairn_db *db, const void *key, size_t klen, size_t max,
@@ -897,6 +1004,12 @@ int cairn_key_versions(cairn_db *db, const void *key, size_t klen, size_t max,
             cnt++;
         }
     }
+    if (rc == 0 && !below && t->view) {
+        kv_acc acc = {&v, &cnt, &cap, max, oldest, false, 0};
+        rc = cairn_tree_view_versions(t->view, key, klen, vis, kv_add, &acc);
+        if (rc == 0)
+            rc = acc.rc;
+    }
     cairn_db_tables_release(t);
     if (rc) {
         cairn_key_versions_free(v, cnt);
@@ -940,5 +1053,26 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
         cairn_wal_stats ws;
         cairn_wal_get_stats(db->wal, &ws);
         out->wal_syncs = ws.syncs;
+    }
+    out->write_pressure_reason = "";
+    if (db->tree) {
+        cairn_tree_stats ts;
+        cairn_tree_get_stats(db->tree, &ts);
+        for (int l = 0; l < 8; l++) {
+            out->level_files[l] = ts.level_files[l];
+            out->level_bytes[l] = ts.level_bytes[l];
+        }
+        out->flushes = ts.flushes;
+        out->flush_bytes = ts.flush_bytes;
+        out->compactions = ts.compactions;
+        out->compact_read_bytes = ts.compact_read_bytes;
+        out->compact_write_bytes = ts.compact_write_bytes;
+        out->gc_dropped += ts.dropped_versions + ts.dropped_tombstones;
+        out->block_cache_hits = ts.cache.hits;
+        out->block_cache_misses = ts.cache.misses;
+        out->block_cache_bytes = ts.cache.usage;
+        out->write_pressure = ts.pressure;
+        out->write_pressure_reason = ts.pressure_reason;
+        out->background_error = ts.bg_error;
     }
 }

@@ -48,6 +48,7 @@
 
 #include "cairn.h"
 #include "env/env.h"
+#include "lsm/tree.h"
 #include "mvcc/memtable.h"
 #include "wal/wal.h"
 
@@ -62,6 +63,8 @@ typedef struct db_tables {
     cairn_memtable *active;
     size_t nimm;
     cairn_memtable *imm[4];
+    uint64_t imm_lsn[4];    /* last WAL LSN applied to imm[i] (0: none) */
+    cairn_tree_view *view;  /* the sorted files under the memtables */
 } db_tables;
 
 /* The in-flight map: key -> version of the commit about to apply it. */
@@ -111,6 +114,11 @@ struct cairn_db {
                               generation g, at writers[g & 1] */
     atomic_uint_fast64_t active_bytes; /* bytes applied to the active memtable
                                           since it was created (approx.) */
+    atomic_uint_fast64_t gen_lsn[2]; /* last LSN applied to the active
+                                        memtable of generation g, at [g & 1] */
+    cairn_tree *tree;               /* the sorted files */
+    uint64_t flushed_version;       /* at open: versions <= it are in sorted
+                                       files (replay skips them) */
 
     pthread_mutex_t pub_mu;
     pthread_cond_t pub_cv; /* visible moved (for blind_waiters) */
@@ -155,11 +163,18 @@ db_tables *cairn_db_tables_acquire(cairn_db *db, uint64_t *visible,
 db_tables *cairn_db_writer_begin(cairn_db *db, uint64_t *gen);
 void cairn_db_writer_end(cairn_db *db, db_tables *t, uint64_t gen);
 void cairn_db_tables_release(db_tables *t);
-/* Newest entry of key with version <= S across the tables (newest first). */
-bool cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
-                   cairn_mt_entry *out);
-/* Newest version of key in the tables, 0 if none. */
-uint64_t cairn_db_latest(db_tables *t, const void *key, size_t klen);
+/* Newest entry of key with version <= S and ts_us <= max_ts across the
+ * memtables (newest first), then the sorted files. 1 found (*out filled;
+ * out->value stays valid until cairn_sst_pin_release(pin), which the caller
+ * must call either way), 0 not found, or a negative error (a damaged
+ * file). */
+int cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
+                  uint64_t max_ts, cairn_mt_entry *out, cairn_sst_pin *pin);
+/* Newest version of key if it is newer than S; otherwise some value <= S
+ * (0 if the key has no version at all). A read error counts as newer
+ * (UINT64_MAX): validation then refuses rather than guess. */
+uint64_t cairn_db_latest_above(db_tables *t, const void *key, size_t klen,
+                               uint64_t S);
 void cairn_db_gc_kick(cairn_db *db);
 int cairn_db_vt_append(cairn_db *db, uint64_t version, uint64_t ts);
 /* Register a read-write snapshot: takes the table set and the visible

@@ -46,7 +46,8 @@ enum {
     TAG_DELETE_FILE = 5,
     TAG_ADD_FILE = 6,
     TAG_SET_TIER = 7,
-    TAG_MAX = 7,
+    TAG_HORIZON = 8,
+    TAG_MAX = 8,
 };
 
 #define MAX_CURRENT 64 /* "MANIFEST-" + 20 digits + "\n" fits easily */
@@ -271,6 +272,10 @@ static void enc_edit(bbuf *b, const cairn_version_edit *e)
         bb_varint(b, TAG_LAST_VERSION);
         bb_varint(b, e->last_version);
     }
+    if (e->has_horizon) {
+        bb_varint(b, TAG_HORIZON);
+        bb_varint(b, e->horizon);
+    }
     for (size_t i = 0; i < e->npointers; i++)
         enc_pointer(b, e->pointers[i].level, e->pointers[i].key,
                     e->pointers[i].len);
@@ -297,6 +302,8 @@ static void enc_snapshot(bbuf *b, const cairn_version *v)
     bb_varint(b, cairn_version_log_lsn(v));
     bb_varint(b, TAG_LAST_VERSION);
     bb_varint(b, cairn_version_last_version(v));
+    bb_varint(b, TAG_HORIZON);
+    bb_varint(b, cairn_version_horizon(v));
     for (int l = 0; l < CAIRN_LSM_MAX_LEVELS; l++) {
         const uint8_t *k = NULL;
         size_t len;
@@ -467,6 +474,10 @@ int cairn_version_edit_decode(const uint8_t *buf, size_t len,
         case TAG_LAST_VERSION:
             if ((rc = rd_varint(&r, &v)) == 0)
                 cairn_version_edit_set_last_version(e, v);
+            break;
+        case TAG_HORIZON:
+            if ((rc = rd_varint(&r, &v)) == 0)
+                cairn_version_edit_set_horizon(e, v);
             break;
         case TAG_COMPACT_POINTER:
             if ((rc = rd_level(&r, &level)) == 0 &&

@@ -134,6 +134,12 @@ void cairn_version_edit_set_log_lsn(cairn_version_edit *e, uint64_t lsn)
     e->log_lsn = lsn;
 }
 
+void cairn_version_edit_set_horizon(cairn_version_edit *e, uint64_t h)
+{
+    e->has_horizon = true;
+    e->horizon = h;
+}
+
 void cairn_version_edit_set_last_version(cairn_version_edit *e, uint64_t v)
 {
     e->has_last_version = true;
@@ -251,7 +257,7 @@ struct cairn_version {
     uint8_t *cp[CAIRN_LSM_MAX_LEVELS];
     size_t cplen[CAIRN_LSM_MAX_LEVELS];
     bool has_cp[CAIRN_LSM_MAX_LEVELS];
-    uint64_t next_file, log_lsn, last_version;
+    uint64_t next_file, log_lsn, last_version, horizon;
 };
 
 static void hist_link(vhist *h, cairn_version *v)
@@ -639,6 +645,8 @@ int cairn_version_apply(const cairn_version *base,
     nv->log_lsn = e->has_log_lsn ? e->log_lsn : base->log_lsn;
     nv->last_version =
         e->has_last_version ? e->last_version : base->last_version;
+    nv->horizon = e->has_horizon && e->horizon > base->horizon ? e->horizon
+                                                               : base->horizon;
 
     for (int l = 0; l < CAIRN_LSM_MAX_LEVELS && rc == 0; l++)
         rc = build_level(nv, base, l, e, del, found, err, errlen);
@@ -706,6 +714,11 @@ uint64_t cairn_version_log_lsn(const cairn_version *v) { return v->log_lsn; }
 uint64_t cairn_version_last_version(const cairn_version *v)
 {
     return v->last_version;
+}
+
+uint64_t cairn_version_horizon(const cairn_version *v)
+{
+    return v->horizon;
 }
 
 size_t cairn_version_num_files(const cairn_version *v, int level)

@@ -74,6 +74,13 @@
  * returned. A key without an entry is "not found" after one bucket load and
  * a short chain walk (hash compared before the key bytes are touched).
  *
+ * Backward iteration (seek_last, seek_for_prev, prev): there are no back
+ * links (a concurrent insert could not publish them atomically with the
+ * forward ones), so prev is a descent from the head for the last node <
+ * the current one: O(log n) per step. It relies only on the invariants
+ * above (sorted levels, nodes never vanish), so it is as lock-free and as
+ * safe under concurrent inserts as a forward seek.
+ *
  * Memory ordering / locking: no mutex anywhere. A node's fields and its
  * next[] are written (next[] with relaxed atomic stores) before the node is
  * published by a release CAS on prev->next[i]; readers load next pointers with
@@ -753,4 +760,64 @@ void cairn_mt_iter_next(cairn_mt_iter *it)
 void cairn_mt_iter_entry(const cairn_mt_iter *it, cairn_mt_entry *out)
 {
     fill_entry(it->node, out);
+}
+
+/* ---------- backward positioning ---------- */
+
+/* The last node < (key, version) (or <= with inclusive), NULL if none: the
+ * mirror of find_ge. Each level is a sorted list and nodes never vanish, so
+ * the descent only ever moves right over nodes that stay before the target;
+ * a node linked concurrently at some level is either seen there or not,
+ * both of which give a node that is before the target (and level 0 is
+ * walked to its end, so the answer is the last such node reachable then). */
+static mt_node *find_before(cairn_memtable *mt, const uint8_t *key,
+                            size_t klen, uint64_t version, bool inclusive)
+{
+    mt_node *x = mt->head;
+    int level = atomic_load_explicit(&mt->max_height, memory_order_relaxed) - 1;
+    mt_node *last_bigger = NULL; /* known past the target at a higher level */
+    for (;;) {
+        mt_node *next = load_next(x, level);
+        int c = 1;
+        if (next && next != last_bigger)
+            c = node_cmp(next, key, klen, version);
+        if (c < 0 || (inclusive && c == 0)) {
+            x = next;
+        } else {
+            if (level == 0)
+                return x == mt->head ? NULL : x;
+            last_bigger = next;
+            level--;
+        }
+    }
+}
+
+void cairn_mt_iter_seek_last(cairn_mt_iter *it)
+{
+    cairn_memtable *mt = it->mt;
+    mt_node *x = mt->head;
+    int level = atomic_load_explicit(&mt->max_height, memory_order_relaxed) - 1;
+    for (;;) {
+        mt_node *next = load_next(x, level);
+        if (next) {
+            x = next;
+        } else {
+            if (level == 0)
+                break;
+            level--;
+        }
+    }
+    it->node = x == mt->head ? NULL : x;
+}
+
+void cairn_mt_iter_seek_for_prev(cairn_mt_iter *it, const void *key,
+                                 size_t klen, uint64_t version)
+{
+    it->node = find_before(it->mt, key, klen, version, true);
+}
+
+void cairn_mt_iter_prev(cairn_mt_iter *it)
+{
+    const mt_node *n = it->node;
+    it->node = find_before(it->mt, node_key(n), n->klen, n->version, false);
 }

@@ -106,8 +106,9 @@ uint64_t cairn_memtable_max_version(const cairn_memtable *mt);
 
 /* Iterator: lock-free, stack-allocated, needs no cleanup. Every entry whose
  * insert completed before the iterator moves past its position is seen;
- * entries inserted concurrently may or may not be. Positions only move
- * forward in internal order. The iterator does not hold a reference. */
+ * entries inserted concurrently may or may not be. next moves forward in
+ * internal order; seek_last / seek_for_prev / prev (below) move backward by
+ * searching from the head. The iterator does not hold a reference. */
 typedef struct cairn_mt_iter {
     cairn_memtable *mt;
     void *node;
@@ -123,5 +124,24 @@ bool cairn_mt_iter_valid(const cairn_mt_iter *it);
 void cairn_mt_iter_next(cairn_mt_iter *it);       /* requires valid */
 void cairn_mt_iter_entry(const cairn_mt_iter *it, /* requires valid */
                          cairn_mt_entry *out);
+
+/* Backward positioning. The skiplist has no back links, so each of these is
+ * a descent from the head: O(log n) expected, like seek (a backward scan
+ * costs O(log n) per step instead of O(1)). They take no lock and may run
+ * concurrently with inserts: the node found is the last one matching at the
+ * moment the descent passes it, so an entry inserted meanwhile may or may
+ * not be seen, but successive prev calls always move to entries strictly
+ * before the current one, so a backward scan returns entries in strictly
+ * descending internal order (and sees every entry whose insert completed
+ * before the scan reached its position). */
+/* The last entry (invalid if the memtable is empty). */
+void cairn_mt_iter_seek_last(cairn_mt_iter *it);
+/* The last entry <= (key, version) in internal order; invalid if none.
+ * Version 0 means "the last entry of key, or the last entry before it". */
+void cairn_mt_iter_seek_for_prev(cairn_mt_iter *it, const void *key,
+                                 size_t klen, uint64_t version);
+/* Move to the last entry < the current one; invalid before the first entry.
+ * Requires valid. */
+void cairn_mt_iter_prev(cairn_mt_iter *it);
 
 #endif /* CAIRN_MVCC_MEMTABLE_H */

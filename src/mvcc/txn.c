@@ -32,6 +32,7 @@
 #include <xxhash.h>
 
 #include "db/db_internal.h"
+#include "lsm/iter.h"
 #include "util/coding.h"
 
 typedef struct ws_entry {
@@ -295,7 +296,7 @@ static bool key_changed(cairn_db *db, db_tables *tabs, const uint8_t *key,
 {
     if (inflight_lookup(db, key, klen, h))
         return true;
-    return cairn_db_latest(tabs, key, klen) > S;
+    return cairn_db_latest_above(tabs, key, klen, S) > S;
 }
 
 static bool range_changed(cairn_db *db, db_tables *tabs, const rs_range *r,
@@ -324,6 +325,36 @@ static bool range_changed(cairn_db *db, db_tables *tabs, const rs_range *r,
             if (e.version > S)
                 return true;
         }
+    }
+    /* Sorted files matter only if they hold versions newer than S. */
+    cairn_tree_view *v = tabs->view;
+    if (!v || cairn_tree_view_max_version(v) <= S)
+        return false;
+    for (size_t i = 0; i < cairn_tree_view_nfiles(v); i++) {
+        const cairn_sst_reader *rd = cairn_tree_view_reader(v, i);
+        const cairn_sst_props *p = cairn_sst_props_get(rd);
+        if (p->entries == 0 || p->max_version <= S)
+            continue;
+        cairn_sst_iter *it;
+        if (cairn_sst_iter_new(rd, &it) != 0)
+            return true; /* cannot tell: refuse rather than guess */
+        bool changed = false;
+        for (cairn_sst_iter_seek(it, r->lo, r->lolen, UINT64_MAX);
+             cairn_sst_iter_valid(it); cairn_sst_iter_next(it)) {
+            cairn_sst_entry e;
+            cairn_sst_iter_entry(it, &e);
+            if (r->hi && cairn_key_cmp(e.key, e.klen, r->hi, r->hilen) >= 0)
+                break;
+            if (e.version > S) {
+                changed = true;
+                break;
+            }
+        }
+        if (cairn_sst_iter_status(it) != 0)
+            changed = true;
+        cairn_sst_iter_free(it);
+        if (changed)
+            return true;
     }
     return false;
 }
@@ -451,10 +482,17 @@ int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
     if (t->serializable && (rc = rs_add_key(t, key, klen, h)) != 0)
         return rc;
     cairn_mt_entry e;
-    if (!cairn_db_read(t->tables, key, klen, t->snapshot, &e) ||
-        e.kind == CAIRN_MT_DELETE)
-        return CAIRN_ENOTFOUND;
-    return cairn_db_copy_value(&e, val, vlen);
+    cairn_sst_pin pin;
+    int r = cairn_db_read(t->tables, key, klen, t->snapshot, UINT64_MAX, &e,
+                          &pin);
+    if (r < 0)
+        rc = r;
+    else if (r == 0 || e.kind == CAIRN_MT_DELETE)
+        rc = CAIRN_ENOTFOUND;
+    else
+        rc = cairn_db_copy_value(&e, val, vlen);
+    cairn_sst_pin_release(&pin);
+    return rc;
 }
 
 int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
@@ -468,10 +506,15 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
     uint64_t S;
     db_tables *tabs = cairn_db_tables_acquire(db, &S, NULL);
     cairn_mt_entry e;
-    if (!cairn_db_read(tabs, key, klen, S, &e) || e.kind == CAIRN_MT_DELETE)
+    cairn_sst_pin pin;
+    int r = cairn_db_read(tabs, key, klen, S, UINT64_MAX, &e, &pin);
+    if (r < 0)
+        rc = r;
+    else if (r == 0 || e.kind == CAIRN_MT_DELETE)
         rc = CAIRN_ENOTFOUND;
     else
         rc = cairn_db_copy_value(&e, val, vlen);
+    cairn_sst_pin_release(&pin);
     cairn_db_tables_release(tabs);
     return rc;
 }
@@ -507,40 +550,51 @@ int cairn_txn_scan(cairn_txn *t, const void *start, size_t slen,
         }
         qsort(mine, nmine, sizeof *mine, wp_cmp);
     }
-    cairn_memtable *tab[5];
-    size_t n = 0;
-    tab[n++] = t->tables->active;
-    for (size_t i = 0; i < t->tables->nimm; i++)
-        tab[n++] = t->tables->imm[i];
-    cairn_mt_iter it[5];
-    for (size_t i = 0; i < n; i++) {
-        cairn_mt_iter_init(&it[i], tab[i]);
-        cairn_mt_iter_seek(&it[i], start, slen, UINT64_MAX);
+    /* Everything stored, merged (memtables newest first, then the sorted
+     * files in search order), seen at the snapshot. */
+    db_tables *tabs = t->tables;
+    size_t nfiles = tabs->view ? cairn_tree_view_nfiles(tabs->view) : 0;
+    size_t nsrc = 1 + tabs->nimm + nfiles;
+    cairn_iiter **src = calloc(nsrc, sizeof *src);
+    cairn_uiter *u = NULL;
+    if (!src) {
+        free(mine);
+        return CAIRN_ENOMEM;
     }
+    size_t n = 0;
+    src[n++] = cairn_iiter_from_memtable(tabs->active);
+    for (size_t i = 0; i < tabs->nimm; i++)
+        src[n++] = cairn_iiter_from_memtable(tabs->imm[i]);
+    for (size_t i = 0; i < nfiles; i++)
+        src[n++] = cairn_iiter_from_sst(cairn_tree_view_reader(tabs->view, i));
+    /* The merge owns the children (and destroys them if any is NULL); the
+     * user iterator owns the merge. */
+    cairn_iiter *merged = cairn_iiter_merge(src, n);
+    free(src);
+    if (merged)
+        u = cairn_uiter_new(merged, t->snapshot, UINT64_MAX, start, slen, end,
+                            elen);
+    if (!u)
+        rc = CAIRN_ENOMEM;
+    if (rc != 0) {
+        free(mine);
+        return rc;
+    }
+    cairn_uiter_seek(u, start, slen);
     size_t emitted = 0, mi = 0;
     bool stop = false;
     while (!stop && (!limit || emitted < limit)) {
-        /* The smallest key still ahead in the tables. */
-        cairn_mt_entry k;
-        bool have = cairn_db_iters_min(it, n, &k);
-        if (have && end && cairn_key_cmp(k.key, k.klen, end, elen) >= 0)
-            have = false;
-        /* Own writes before that key go first. */
+        size_t kl = 0;
+        const uint8_t *kk = NULL;
+        bool have = cairn_uiter_valid(u);
+        if (have)
+            kk = cairn_uiter_key(u, &kl);
+        /* Own writes at or before the stored key go first (and hide it). */
         if (mi < nmine &&
-            (!have || cairn_key_cmp(mine[mi]->key, mine[mi]->klen, k.key, k.klen) <= 0)) {
+            (!have || cairn_key_cmp(mine[mi]->key, mine[mi]->klen, kk, kl) <= 0)) {
             ws_entry *w = mine[mi++];
-            bool same = have && cairn_key_cmp(w->key, w->klen, k.key, k.klen) == 0;
-            if (same) { /* skip the stored versions of this key */
-                for (size_t i = 0; i < n; i++) {
-                    while (cairn_mt_iter_valid(&it[i])) {
-                        cairn_mt_entry e;
-                        cairn_mt_iter_entry(&it[i], &e);
-                        if (cairn_key_cmp(e.key, e.klen, w->key, w->klen) != 0)
-                            break;
-                        cairn_mt_iter_next(&it[i]);
-                    }
-                }
-            }
+            if (have && cairn_key_cmp(w->key, w->klen, kk, kl) == 0)
+                cairn_uiter_next(u);
             if (!w->del) {
                 emitted++;
                 if (fn(arg, w->key, w->klen, w->val, w->vlen) != 0)
@@ -550,33 +604,18 @@ int cairn_txn_scan(cairn_txn *t, const void *start, size_t slen,
         }
         if (!have)
             break;
-        /* Newest version <= S of key k: newer tables first. Copy the key:
-         * the iterators move on. */
-        cairn_mt_entry found = {0};
-        bool got = false;
-        const uint8_t *kk = k.key;
-        size_t kl = k.klen;
-        for (size_t i = 0; i < n; i++) {
-            while (cairn_mt_iter_valid(&it[i])) {
-                cairn_mt_entry e;
-                cairn_mt_iter_entry(&it[i], &e);
-                if (cairn_key_cmp(e.key, e.klen, kk, kl) != 0)
-                    break;
-                if (!got && e.version <= t->snapshot) {
-                    found = e;
-                    got = true;
-                }
-                cairn_mt_iter_next(&it[i]);
-            }
-        }
-        if (got && found.kind == CAIRN_MT_PUT) {
-            emitted++;
-            if (fn(arg, found.key, found.klen, found.value, found.vlen) != 0)
-                stop = true;
-        }
+        size_t vl;
+        const uint8_t *vv = cairn_uiter_value(u, &vl);
+        emitted++;
+        if (fn(arg, kk, kl, vv, vl) != 0)
+            stop = true;
+        else
+            cairn_uiter_next(u);
     }
+    rc = cairn_uiter_status(u);
+    cairn_uiter_free(u);
     free(mine);
-    return 0;
+    return rc;
 }
 
 /* ---------- writes ---------- */
@@ -643,10 +682,14 @@ static uint8_t *encode_commit(cairn_txn *t, size_t *len)
 }
 
 /* Insert the writes into the active memtable. */
-static int apply_writes(cairn_db *db, cairn_txn *t, uint64_t v, uint64_t ts)
+static int apply_writes(cairn_db *db, cairn_txn *t, uint64_t v, uint64_t ts,
+                        uint64_t lsn)
 {
     uint64_t gen;
     db_tables *tabs = cairn_db_writer_begin(db, &gen);
+    /* Applies come in LSN order (WAL callbacks run in order), so this is
+     * the newest LSN the generation's memtable holds. */
+    atomic_store(&db->gen_lsn[gen & 1], lsn);
     int rc = 0;
     uint64_t bytes = 0;
     for (size_t i = 0; i < t->nw && rc == 0; i++) {
@@ -716,12 +759,11 @@ typedef struct commit_ctx {
  * committer. Takes no lock the committing path holds while it waits. */
 static void commit_durable(void *arg, uint64_t lsn, int status)
 {
-    (void)lsn;
     commit_ctx *c = arg;
     cairn_db *db = c->db;
     int rc = status;
     if (rc == 0)
-        rc = apply_writes(db, c->t, c->pub.v, c->ts);
+        rc = apply_writes(db, c->t, c->pub.v, c->ts, lsn);
     inflight_drop(db, c->t);
     /* A failed sync makes the log (and so the database) read-only; a failed
      * write (e.g. no space) fails just this commit. A durable commit that
@@ -903,6 +945,8 @@ int cairn_db_apply_replay(cairn_db *db, const cairn_wal_record *rec)
     const uint8_t *p = rec->data;
     uint64_t v = cairn_get_u64(p), ts = cairn_get_u64(p + 8);
     uint32_t n = cairn_get_u32(p + 16);
+    if (v <= db->flushed_version)
+        return 0; /* in the sorted files already */
     if (v <= db->last_assigned || ts <= db->last_ts || n == 0)
         return CAIRN_ECORRUPT;
     /* Check the whole record before applying any of it. */

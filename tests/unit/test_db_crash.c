@@ -775,6 +775,13 @@ static void pl_options(cairn_options *o, cairn_env *env, uint64_t *rng,
     o->sync_interval_ms = 1;
     static const uint64_t seg[] = {16 * 1024, 64 * 1024, 1 << 20};
     o->wal_segment_size = seg[tu_rand(rng, 3)];
+    /* Small memtables and levels: cuts land in flushes (file writes,
+     * syncs, manifest edits, log truncation) and compactions too. */
+    static const size_t mt[] = {16 * 1024, 64 * 1024, 1u << 30};
+    o->memtable_size = mt[tu_rand(rng, 3)];
+    o->sst_target_file_size = 16 * 1024;
+    o->level_base_size = 64 * 1024;
+    o->l0_compaction_trigger = 2;
 }
 
 /* I/O calls of one uninterrupted workload, to place the cuts. */

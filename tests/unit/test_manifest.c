@@ -1624,7 +1624,9 @@ typedef struct reader_arg {
 static void *reader_main(void *p)
 {
     reader_arg *a = p;
-    while (!atomic_load(a->stop)) {
+    /* At least one pass, however late the thread starts on a busy machine
+     * (the writer may finish its edits first). */
+    while (a->seen == 0 || !atomic_load(a->stop)) {
         cairn_version *v = cairn_manifest_current(a->m);
         for (int l = 0; l < NLEVELS; l++) {
             size_t n = cairn_version_num_files(v, l);

@@ -1,0 +1,1274 @@
+/*
+ * tree.c — the LSM tree: views over the manifest's versions, flush of
+ * frozen memtables to level 0, leveled compaction on a background thread,
+ * point reads through the levels, write backpressure. See tree.h.
+ *
+ * Invariants:
+ *   - Every file of the current version has an open reader (a tfile in the
+ *     files map) and the current view holds a reference on it.
+ *   - A tfile's references count the views holding it; at zero it is no
+ *     longer in the current version (the current view holds every live
+ *     file), so its reader closes, its blocks leave the cache and, unless
+ *     the tree is closing, its file is unlinked.
+ *   - Per user key, newer sources hold newer versions: L0 files newest
+ *     first (flushes run oldest memtable first; an L0 compaction takes every
+ *     L0 file there is when it starts), then L1, L2, ...
+ *   - Levels >= 1 are disjoint by user key: outputs are cut only between
+ *     user keys.
+ *
+ * Locking (in this order): compact_mu (one compaction at a time: the
+ * background thread or cairn_tree_compact_all), install_mu (one manifest
+ * edit + view swap at a time: flush or compaction), view_mu (the current
+ * view pointer), files_mu (the files map), bg_mu (wake-ups, pressure).
+ * No lock is held while a view is read.
+ */
+#include "lsm/tree.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "cairn.h"
+#include "lsm/manifest.h"
+
+typedef struct tfile {
+    uint64_t number;
+    cairn_sst_reader *r;
+    atomic_int refs;
+    struct tfile *next; /* files map chain (files_mu) */
+} tfile;
+
+struct cairn_tree_view {
+    atomic_int refs;
+    cairn_tree *t;
+    cairn_version *v;
+    size_t n;
+    tfile **f;                             /* search order */
+    size_t lstart[CAIRN_LSM_MAX_LEVELS + 1]; /* f index where level l starts */
+    uint64_t max_version;
+};
+
+#define FILES_BUCKETS 1024
+
+struct cairn_tree {
+    cairn_env *env;
+    char *dir;
+    cairn_tree_options o;
+    cairn_manifest *m;
+    cairn_block_cache *cache;
+
+    pthread_mutex_t compact_mu;
+    pthread_mutex_t install_mu;
+    pthread_mutex_t view_mu;
+    cairn_tree_view *cur;
+    pthread_mutex_t files_mu;
+    tfile *files[FILES_BUCKETS];
+    atomic_bool closing;
+
+    pthread_mutex_t bg_mu;
+    pthread_cond_t bg_cv;       /* work for the compaction thread */
+    pthread_cond_t installed_cv; /* a new view was installed */
+    bool bg_kick, bg_stop, bg_started;
+    pthread_t bg;
+
+    atomic_uint_fast64_t st_flushes, st_flush_bytes, st_compactions,
+        st_moves, st_cread, st_cwrite, st_dropped, st_dropped_tombs;
+    atomic_int bg_error;
+};
+
+void cairn_tree_options_init(cairn_tree_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->num_levels = CAIRN_LSM_DEFAULT_LEVELS;
+    o->l0_compaction_trigger = 4;
+    o->l0_slowdown = 20;
+    o->l0_stop = 36;
+    o->base_level_bytes = 256ull << 20;
+    o->level_ratio = 10;
+    o->target_file_size = 64ull << 20;
+    o->block_size = 4096;
+    o->zstd_level = 3;
+    o->block_cache_bytes = 64u << 20;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t horizon(cairn_tree *t)
+{
+    return t->o.horizon ? t->o.horizon(t->o.horizon_arg) : 0;
+}
+
+static void sst_opts_for(cairn_tree *t, int level, cairn_sst_options *so)
+{
+    cairn_sst_options_init(so);
+    so->block_size = t->o.block_size;
+    so->codec = (cairn_sst_codec)t->o.codec[level];
+    so->zstd_level = t->o.zstd_level;
+}
+
+/* ---------- files map ---------- */
+
+static tfile *files_find(cairn_tree *t, uint64_t number)
+{
+    for (tfile *f = t->files[number % FILES_BUCKETS]; f; f = f->next)
+        if (f->number == number)
+            return f;
+    return NULL;
+}
+
+/* Open number's reader and add it to the map with no reference yet. */
+static int files_open(cairn_tree *t, uint64_t number, char *err, size_t errlen)
+{
+    char path[4096];
+    cairn_lsm_sst_path(path, sizeof path, t->dir, number);
+    tfile *f = calloc(1, sizeof *f);
+    if (!f)
+        return CAIRN_ENOMEM;
+    char msg[CAIRN_SST_ERRMSG_LEN] = "";
+    int rc = cairn_sst_open(t->env, path, number, t->cache, &f->r, msg);
+    if (rc != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", msg[0] ? msg : cairn_strerror(rc));
+        free(f);
+        return rc;
+    }
+    f->number = number;
+    atomic_init(&f->refs, 0);
+    pthread_mutex_lock(&t->files_mu);
+    f->next = t->files[number % FILES_BUCKETS];
+    t->files[number % FILES_BUCKETS] = f;
+    pthread_mutex_unlock(&t->files_mu);
+    return 0;
+}
+
+/* Drop a reference; at zero the file is gone from every view. */
+static void tfile_unref(cairn_tree *t, tfile *f)
+{
+    if (atomic_fetch_sub(&f->refs, 1) != 1)
+        return;
+    pthread_mutex_lock(&t->files_mu);
+    tfile **pp = &t->files[f->number % FILES_BUCKETS];
+    while (*pp && *pp != f)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = f->next;
+    pthread_mutex_unlock(&t->files_mu);
+    cairn_sst_close(f->r);
+    cairn_block_cache_erase_file(t->cache, f->number);
+    if (!atomic_load(&t->closing)) {
+        char path[4096];
+        cairn_lsm_sst_path(path, sizeof path, t->dir, f->number);
+        cairn_env_unlink(t->env, path); /* best effort: open removes leftovers */
+    }
+    free(f);
+}
+
+/* ---------- views ---------- */
+
+static cairn_tree_view *view_build(cairn_tree *t, cairn_version *v)
+{
+    cairn_tree_view *w = calloc(1, sizeof *w);
+    size_t total = cairn_version_total_files(v);
+    if (!w || !(w->f = calloc(total ? total : 1, sizeof *w->f))) {
+        free(w);
+        return NULL;
+    }
+    atomic_init(&w->refs, 1);
+    w->t = t;
+    w->v = v;
+    cairn_version_ref(v);
+    size_t n = 0;
+    pthread_mutex_lock(&t->files_mu);
+    for (int l = 0; l < CAIRN_LSM_MAX_LEVELS; l++) {
+        w->lstart[l] = n;
+        size_t nf = cairn_version_num_files(v, l);
+        for (size_t i = 0; i < nf; i++) {
+            const cairn_file_meta *m = cairn_version_file(v, l, i);
+            tfile *f = files_find(t, m->number);
+            if (!f) { /* callers open every file before building */
+                pthread_mutex_unlock(&t->files_mu);
+                for (size_t j = 0; j < n; j++)
+                    tfile_unref(t, w->f[j]);
+                cairn_version_unref(v);
+                free(w->f);
+                free(w);
+                return NULL;
+            }
+            atomic_fetch_add(&f->refs, 1);
+            w->f[n++] = f;
+            if (m->max_version > w->max_version)
+                w->max_version = m->max_version;
+        }
+    }
+    w->lstart[CAIRN_LSM_MAX_LEVELS] = n;
+    w->n = n;
+    pthread_mutex_unlock(&t->files_mu);
+    return w;
+}
+
+cairn_tree_view *cairn_tree_view_get(cairn_tree *t)
+{
+    pthread_mutex_lock(&t->view_mu);
+    cairn_tree_view *w = t->cur;
+    atomic_fetch_add(&w->refs, 1);
+    pthread_mutex_unlock(&t->view_mu);
+    return w;
+}
+
+void cairn_tree_view_ref(cairn_tree_view *v)
+{
+    atomic_fetch_add(&v->refs, 1);
+}
+
+void cairn_tree_view_unref(cairn_tree_view *v)
+{
+    if (!v || atomic_fetch_sub(&v->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < v->n; i++)
+        tfile_unref(v->t, v->f[i]);
+    cairn_version_unref(v->v);
+    free(v->f);
+    free(v);
+}
+
+/* Make v current (install_mu held). */
+static int view_install(cairn_tree *t, cairn_version *v)
+{
+    cairn_tree_view *w = view_build(t, v);
+    if (!w)
+        return CAIRN_ENOMEM;
+    pthread_mutex_lock(&t->view_mu);
+    cairn_tree_view *old = t->cur;
+    t->cur = w;
+    pthread_mutex_unlock(&t->view_mu);
+    cairn_tree_view_unref(old);
+    pthread_mutex_lock(&t->bg_mu);
+    pthread_cond_broadcast(&t->installed_cv);
+    pthread_mutex_unlock(&t->bg_mu);
+    return 0;
+}
+
+uint64_t cairn_tree_view_max_version(const cairn_tree_view *v)
+{
+    return v->max_version;
+}
+
+size_t cairn_tree_view_nfiles(const cairn_tree_view *v)
+{
+    return v->n;
+}
+
+const cairn_sst_reader *cairn_tree_view_reader(const cairn_tree_view *v,
+                                               size_t i)
+{
+    return i < v->n ? v->f[i]->r : NULL;
+}
+
+int cairn_tree_view_file_level(const cairn_tree_view *v, size_t i)
+{
+    for (int l = 0; l < CAIRN_LSM_MAX_LEVELS; l++)
+        if (i < v->lstart[l + 1])
+            return l;
+    return -1;
+}
+
+const cairn_version *cairn_tree_view_version(const cairn_tree_view *v)
+{
+    return v->v;
+}
+
+static bool in_range(const cairn_sst_reader *r, const void *key, size_t klen)
+{
+    const cairn_sst_props *p = cairn_sst_props_get(r);
+    if (p->entries == 0)
+        return false;
+    return cairn_ukey_compare(key, klen, p->smallest_key, p->smallest_klen) >=
+               0 &&
+           cairn_ukey_compare(key, klen, p->largest_key, p->largest_klen) <= 0;
+}
+
+/* The files that may hold key, in search order: every L0 file whose range
+ * covers it, then at most one per level. */
+static size_t candidates(const cairn_tree_view *v, const void *key,
+                         size_t klen, tfile **out)
+{
+    size_t n = 0;
+    for (size_t i = v->lstart[0]; i < v->lstart[1]; i++)
+        if (in_range(v->f[i]->r, key, klen))
+            out[n++] = v->f[i];
+    for (int l = 1; l < CAIRN_LSM_MAX_LEVELS; l++) {
+        size_t nf = v->lstart[l + 1] - v->lstart[l];
+        if (!nf)
+            continue;
+        size_t idx = cairn_version_find_index(v->v, l, key, klen);
+        if (idx < nf && in_range(v->f[v->lstart[l] + idx]->r, key, klen))
+            out[n++] = v->f[v->lstart[l] + idx];
+    }
+    return n;
+}
+
+int cairn_tree_view_read(const cairn_tree_view *v, const void *key,
+                         size_t klen, uint64_t S, uint64_t max_ts,
+                         cairn_sst_entry *out, cairn_sst_pin *pin,
+                         char *errmsg)
+{
+    if (v->n == 0)
+        return CAIRN_ENOTFOUND;
+    tfile *stack[64];
+    tfile **cand = v->n <= 64 ? stack : malloc(v->n * sizeof *cand);
+    if (!cand)
+        return CAIRN_ENOMEM;
+    size_t n = candidates(v, key, klen, cand);
+    int rc = CAIRN_ENOTFOUND;
+    for (size_t i = 0; i < n && rc == CAIRN_ENOTFOUND; i++)
+        rc = cairn_sst_get(cand[i]->r, key, klen, S, max_ts, out, pin,
+                           errmsg);
+    if (cand != stack)
+        free(cand);
+    return rc;
+}
+
+int cairn_tree_view_versions(const cairn_tree_view *v, const void *key,
+                             size_t klen, uint64_t S, cairn_tree_entry_fn fn,
+                             void *arg)
+{
+    if (v->n == 0)
+        return 0;
+    tfile *stack[64];
+    tfile **cand = v->n <= 64 ? stack : malloc(v->n * sizeof *cand);
+    if (!cand)
+        return CAIRN_ENOMEM;
+    size_t n = candidates(v, key, klen, cand);
+    int rc = 0;
+    bool stop = false;
+    for (size_t i = 0; i < n && rc == 0 && !stop; i++) {
+        if (!cairn_sst_may_contain(cand[i]->r, key, klen))
+            continue;
+        cairn_sst_iter *it;
+        rc = cairn_sst_iter_new(cand[i]->r, &it);
+        if (rc != 0)
+            break;
+        for (cairn_sst_iter_seek(it, key, klen, S);
+             cairn_sst_iter_valid(it) && !stop; cairn_sst_iter_next(it)) {
+            cairn_sst_entry e;
+            cairn_sst_iter_entry(it, &e);
+            if (cairn_ukey_compare(e.key, e.klen, key, klen) != 0)
+                break;
+            stop = fn(arg, &e) != 0;
+        }
+        if (!stop)
+            rc = cairn_sst_iter_status(it);
+        cairn_sst_iter_free(it);
+    }
+    if (cand != stack)
+        free(cand);
+    return rc;
+}
+
+/* ---------- writing files ---------- */
+
+/* Per user key, which entries survive (entries come in internal order). */
+typedef struct keep_state {
+    uint64_t H;
+    bool bottom;      /* may drop deletions at or below H */
+    bool have_key;
+    uint8_t *key;
+    size_t klen, kcap;
+    bool seen_le_h;   /* the newest version <= H of this key went by */
+    uint64_t dropped, dropped_tombs;
+} keep_state;
+
+/* true: write e. */
+static int keep_entry(keep_state *k, const uint8_t *key, size_t klen,
+                      uint64_t version, int kind, bool *keep)
+{
+    bool same = k->have_key &&
+                cairn_ukey_compare(key, klen, k->key, k->klen) == 0;
+    if (!same) {
+        if (klen > k->kcap) {
+            uint8_t *nk = realloc(k->key, klen ? klen : 1);
+            if (!nk)
+                return CAIRN_ENOMEM;
+            k->key = nk;
+            k->kcap = klen;
+        }
+        if (klen)
+            memcpy(k->key, key, klen);
+        k->klen = klen;
+        k->have_key = true;
+        k->seen_le_h = false;
+    }
+    if (version > k->H) {
+        *keep = true;
+        return 0;
+    }
+    if (k->seen_le_h) {
+        k->dropped++;
+        *keep = false;
+        return 0;
+    }
+    k->seen_le_h = true;
+    if (kind == CAIRN_SST_DELETE && k->bottom) {
+        k->dropped_tombs++;
+        *keep = false;
+        return 0;
+    }
+    *keep = true;
+    return 0;
+}
+
+typedef struct out_file {
+    uint64_t number;
+    cairn_file_meta *meta;
+} out_file;
+
+static int meta_from_props(uint64_t number, int level,
+                           const cairn_sst_props *p, cairn_file_meta **out)
+{
+    cairn_file_meta m;
+    memset(&m, 0, sizeof m);
+    m.number = number;
+    m.level = (uint32_t)level;
+    m.file_size = p->file_size;
+    m.smallest.ukey = p->smallest_key;
+    m.smallest.ulen = p->smallest_klen;
+    m.smallest.version = p->smallest_version;
+    m.largest.ukey = p->largest_key;
+    m.largest.ulen = p->largest_klen;
+    m.largest.version = p->largest_version;
+    m.min_version = p->min_version;
+    m.max_version = p->max_version;
+    m.entries = p->entries;
+    m.tombstones = p->deletes;
+    m.created_us = now_us();
+    *out = cairn_file_meta_new(&m);
+    return *out ? 0 : CAIRN_ENOMEM;
+}
+
+static void remove_file(cairn_tree *t, uint64_t number)
+{
+    char path[4096];
+    cairn_lsm_sst_path(path, sizeof path, t->dir, number);
+    cairn_env_unlink(t->env, path);
+}
+
+/* Record an edit and install its version (install_mu held). added files
+ * are opened first. On a manifest failure the files stay on disk (the next
+ * open decides whether the edit is there). */
+/* Take an unreferenced file out of the map and close its reader (its file
+ * stays). */
+static void files_forget(cairn_tree *t, uint64_t number)
+{
+    pthread_mutex_lock(&t->files_mu);
+    tfile **pp = &t->files[number % FILES_BUCKETS];
+    while (*pp && (*pp)->number != number)
+        pp = &(*pp)->next;
+    tfile *f = *pp;
+    if (f && atomic_load(&f->refs) == 0)
+        *pp = f->next;
+    else
+        f = NULL;
+    pthread_mutex_unlock(&t->files_mu);
+    if (f) {
+        cairn_sst_close(f->r);
+        cairn_block_cache_erase_file(t->cache, number);
+        free(f);
+    }
+}
+
+static int install_edit(cairn_tree *t, cairn_version_edit *e)
+{
+    int rc = 0;
+    size_t opened = 0;
+    for (; opened < e->nadded && rc == 0; opened++)
+        rc = files_open(t, e->added[opened]->number, NULL, 0);
+    if (rc == 0) {
+        cairn_version_edit_set_next_file(e,
+                                         cairn_manifest_next_file_number(t->m));
+        cairn_version *nv = NULL;
+        rc = cairn_manifest_log_and_apply(t->m, e, &nv);
+        if (rc == 0) {
+            /* Logged: the version must become current. Out of memory here
+             * waits for memory rather than leave the view behind. */
+            for (int tries = 0; tries < 10000; tries++) {
+                if (view_install(t, nv) == 0)
+                    break;
+                struct timespec d = {0, 1000000};
+                nanosleep(&d, NULL);
+            }
+            cairn_version_unref(nv);
+            return 0;
+        }
+    }
+    if (rc != 0)
+        for (size_t i = 0; i < opened; i++)
+            files_forget(t, e->added[i]->number);
+    return rc;
+}
+
+int cairn_tree_flush(cairn_tree *t, cairn_memtable *mt, uint64_t log_lsn,
+                     uint64_t last_version, uint64_t *bytes_out)
+{
+    if (bytes_out)
+        *bytes_out = 0;
+    if (t->o.read_only)
+        return CAIRN_EREADONLY;
+    int rc = cairn_manifest_error(t->m);
+    if (rc != 0)
+        return CAIRN_EREADONLY;
+    keep_state k = {.H = horizon(t)};
+    uint64_t number = cairn_manifest_new_file_number(t->m);
+    char path[4096];
+    cairn_lsm_sst_path(path, sizeof path, t->dir, number);
+    cairn_sst_options so;
+    sst_opts_for(t, 0, &so);
+    cairn_sst_builder *b = NULL;
+    rc = cairn_sst_builder_new(t->env, path, &so, &b);
+    cairn_mt_iter it;
+    cairn_mt_iter_init(&it, mt);
+    uint64_t n = 0;
+    for (cairn_mt_iter_seek_first(&it); rc == 0 && cairn_mt_iter_valid(&it);
+         cairn_mt_iter_next(&it)) {
+        cairn_mt_entry e;
+        cairn_mt_iter_entry(&it, &e);
+        bool keep;
+        rc = keep_entry(&k, e.key, e.klen, e.version, (int)e.kind, &keep);
+        if (rc == 0 && keep) {
+            rc = cairn_sst_builder_add(b, e.key, e.klen, e.version, e.ts_us,
+                                       (cairn_sst_kind)e.kind, e.value,
+                                       e.vlen);
+            n++;
+        }
+    }
+    free(k.key);
+    k.key = NULL;
+    cairn_sst_props props;
+    memset(&props, 0, sizeof props);
+    cairn_file_meta *meta = NULL;
+    if (rc == 0 && n == 0) {
+        cairn_sst_builder_abandon(b);
+        b = NULL;
+    } else if (rc == 0) {
+        rc = cairn_sst_builder_finish(b, &props); /* frees b */
+        b = NULL;
+        if (rc == 0)
+            rc = cairn_env_sync_dir(t->env, t->dir);
+        if (rc == 0)
+            rc = meta_from_props(number, 0, &props, &meta);
+        if (rc != 0)
+            remove_file(t, number);
+    } else if (b) {
+        cairn_sst_builder_abandon(b);
+    }
+    uint64_t props_size = props.file_size;
+    cairn_sst_props_clear(&props);
+    if (rc != 0)
+        return rc;
+
+    cairn_version_edit e;
+    cairn_version_edit_init(&e);
+    if (meta) {
+        rc = cairn_version_edit_add_meta(&e, meta);
+        cairn_file_meta_unref(meta);
+    }
+    cairn_version_edit_set_log_lsn(&e, log_lsn);
+    cairn_version_edit_set_last_version(&e, last_version);
+    if (k.dropped)
+        cairn_version_edit_set_horizon(&e, k.H);
+    if (rc == 0) {
+        pthread_mutex_lock(&t->install_mu);
+        rc = install_edit(t, &e);
+        pthread_mutex_unlock(&t->install_mu);
+    }
+    cairn_version_edit_clear(&e);
+    if (rc == CAIRN_EINVAL || rc == CAIRN_ENOMEM) {
+        /* Nothing was logged: the file is nobody's. */
+        if (meta)
+            remove_file(t, number);
+    }
+    if (rc == 0) {
+        atomic_fetch_add(&t->st_flushes, meta ? 1 : 0);
+        atomic_fetch_add(&t->st_flush_bytes, props_size);
+        atomic_fetch_add(&t->st_dropped, k.dropped);
+        if (bytes_out)
+            *bytes_out = props_size;
+        cairn_tree_compact_kick(t);
+    } else if (cairn_manifest_error(t->m)) {
+        rc = CAIRN_EREADONLY;
+    }
+    return rc;
+}
+
+/* ---------- compaction ---------- */
+
+typedef struct cjob {
+    int level;                        /* inputs from level and level + 1 */
+    const cairn_file_meta **in[2];
+    size_t nin[2];
+    bool move;                        /* one file, nothing below: re-level */
+    bool bottom;                      /* no data below level + 1 */
+} cjob;
+
+static void cjob_free(cjob *j)
+{
+    free(j->in[0]);
+    free(j->in[1]);
+    memset(j, 0, sizeof *j);
+}
+
+static uint64_t level_target(const cairn_tree *t, int level)
+{
+    uint64_t x = t->o.base_level_bytes;
+    for (int l = 1; l < level; l++)
+        x *= t->o.level_ratio;
+    return x;
+}
+
+/* Smallest and largest user key over files. */
+static void files_range(const cairn_file_meta *const *f, size_t n,
+                        const uint8_t **lo, size_t *lolen, const uint8_t **hi,
+                        size_t *hilen)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || cairn_ukey_compare(f[i]->smallest.ukey,
+                                         f[i]->smallest.ulen, *lo, *lolen) < 0) {
+            *lo = f[i]->smallest.ukey;
+            *lolen = f[i]->smallest.ulen;
+        }
+        if (i == 0 || cairn_ukey_compare(f[i]->largest.ukey, f[i]->largest.ulen,
+                                         *hi, *hilen) > 0) {
+            *hi = f[i]->largest.ukey;
+            *hilen = f[i]->largest.ulen;
+        }
+    }
+}
+
+/* Choose the next compaction of v, if any level needs one. */
+static int pick(cairn_tree *t, const cairn_version *v, cjob *j)
+{
+    memset(j, 0, sizeof *j);
+    int nl = t->o.num_levels;
+    int level = -1;
+    size_t n0 = cairn_version_num_files(v, 0);
+    if (n0 >= t->o.l0_compaction_trigger) {
+        level = 0;
+    } else {
+        double best = 1.0;
+        for (int l = 1; l < nl - 1; l++) {
+            double score = (double)cairn_version_level_bytes(v, l) /
+                           (double)level_target(t, l);
+            if (score >= best) {
+                best = score;
+                level = l;
+            }
+        }
+    }
+    if (level < 0)
+        return CAIRN_ENOTFOUND;
+    j->level = level;
+    if (level == 0) {
+        j->in[0] = malloc(n0 * sizeof *j->in[0]);
+        if (!j->in[0])
+            return CAIRN_ENOMEM;
+        for (size_t i = 0; i < n0; i++)
+            j->in[0][i] = cairn_version_file(v, 0, i);
+        j->nin[0] = n0;
+    } else {
+        size_t nf = cairn_version_num_files(v, level);
+        size_t pickidx = 0;
+        const uint8_t *ptr;
+        size_t plen;
+        if (cairn_version_compact_pointer(v, level, &ptr, &plen)) {
+            for (pickidx = 0; pickidx < nf; pickidx++) {
+                const cairn_file_meta *m = cairn_version_file(v, level, pickidx);
+                if (cairn_ukey_compare(m->smallest.ukey, m->smallest.ulen, ptr,
+                                       plen) > 0)
+                    break;
+            }
+            if (pickidx == nf)
+                pickidx = 0;
+        }
+        j->in[0] = malloc(sizeof *j->in[0]);
+        if (!j->in[0])
+            return CAIRN_ENOMEM;
+        j->in[0][0] = cairn_version_file(v, level, pickidx);
+        j->nin[0] = 1;
+    }
+    const uint8_t *lo, *hi;
+    size_t lolen, hilen;
+    files_range(j->in[0], j->nin[0], &lo, &lolen, &hi, &hilen);
+    const cairn_file_meta **ov = NULL;
+    size_t nov = 0;
+    int rc = cairn_version_overlapping_files(v, level + 1, lo, lolen, hi, hilen,
+                                             &ov, &nov);
+    if (rc != 0) {
+        cjob_free(j);
+        return rc;
+    }
+    j->in[1] = ov;
+    j->nin[1] = nov;
+    j->move = nov == 0 && j->nin[0] == 1;
+    /* The whole key range of the job, for the bottom-most test. */
+    if (nov) {
+        const uint8_t *lo2, *hi2;
+        size_t lo2len, hi2len;
+        files_range(ov, nov, &lo2, &lo2len, &hi2, &hi2len);
+        if (cairn_ukey_compare(lo2, lo2len, lo, lolen) < 0) {
+            lo = lo2;
+            lolen = lo2len;
+        }
+        if (cairn_ukey_compare(hi2, hi2len, hi, hilen) > 0) {
+            hi = hi2;
+            hilen = hi2len;
+        }
+    }
+    j->bottom = true;
+    for (int l = level + 2; l < CAIRN_LSM_MAX_LEVELS && j->bottom; l++) {
+        const cairn_file_meta **below = NULL;
+        size_t nb = 0;
+        rc = cairn_version_overlapping_files(v, l, lo, lolen, hi, hilen, &below,
+                                             &nb);
+        free(below);
+        if (rc != 0) {
+            cjob_free(j);
+            return rc;
+        }
+        j->bottom = nb == 0;
+    }
+    return 0;
+}
+
+/* The smallest current entry among the inputs (internal order); -1 if all
+ * are done. */
+static int merge_min(cairn_sst_iter **it, size_t n, cairn_sst_entry *out)
+{
+    int best = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!cairn_sst_iter_valid(it[i]))
+            continue;
+        cairn_sst_entry e;
+        cairn_sst_iter_entry(it[i], &e);
+        if (best < 0) {
+            *out = e;
+            best = (int)i;
+            continue;
+        }
+        int c = cairn_ukey_compare(e.key, e.klen, out->key, out->klen);
+        if (c < 0 || (c == 0 && e.version > out->version)) {
+            *out = e;
+            best = (int)i;
+        }
+    }
+    return best;
+}
+
+/* Merge the job's inputs into new files at level + 1 and install. */
+static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
+{
+    int out_level = j->level + 1;
+    cairn_version_edit e;
+    cairn_version_edit_init(&e);
+    int rc = 0;
+    if (j->move) {
+        const cairn_file_meta *m = j->in[0][0];
+        rc = cairn_version_edit_delete_file(&e, j->level, m->number);
+        if (rc == 0)
+            rc = cairn_version_edit_add_file(&e, out_level, m);
+        if (rc == 0 && j->level > 0)
+            rc = cairn_version_edit_set_compact_pointer(
+                &e, j->level, m->largest.ukey, m->largest.ulen);
+        if (rc == 0) {
+            pthread_mutex_lock(&t->install_mu);
+            /* A moved file keeps its reader: it is in the map already. */
+            cairn_version_edit_set_next_file(
+                &e, cairn_manifest_next_file_number(t->m));
+            cairn_version *nv = NULL;
+            rc = cairn_manifest_log_and_apply(t->m, &e, &nv);
+            if (rc == 0) {
+                rc = view_install(t, nv);
+                cairn_version_unref(nv);
+            }
+            pthread_mutex_unlock(&t->install_mu);
+        }
+        cairn_version_edit_clear(&e);
+        if (rc == 0)
+            atomic_fetch_add(&t->st_moves, 1);
+        return rc;
+    }
+
+    size_t nin = j->nin[0] + j->nin[1];
+    cairn_sst_iter **it = calloc(nin ? nin : 1, sizeof *it);
+    out_file *outs = NULL;
+    size_t nouts = 0, capouts = 0;
+    if (!it)
+        return CAIRN_ENOMEM;
+    uint64_t read_bytes = 0;
+    size_t k = 0;
+    for (int s = 0; s < 2 && rc == 0; s++)
+        for (size_t i = 0; i < j->nin[s] && rc == 0; i++) {
+            const cairn_file_meta *m = j->in[s][i];
+            read_bytes += m->file_size;
+            const cairn_sst_reader *r = NULL;
+            for (size_t x = 0; x < w->n; x++)
+                if (w->f[x]->number == m->number)
+                    r = w->f[x]->r;
+            if (!r) {
+                rc = CAIRN_ECORRUPT;
+                break;
+            }
+            rc = cairn_sst_iter_new(r, &it[k]);
+            if (rc == 0)
+                cairn_sst_iter_seek_first(it[k++]);
+        }
+
+    keep_state ks = {.H = horizon(t), .bottom = j->bottom};
+    cairn_sst_builder *b = NULL;
+    uint64_t cur_number = 0;
+    uint64_t written = 0;
+    cairn_sst_options so;
+    sst_opts_for(t, out_level, &so);
+    char path[4096];
+    bool prev_valid = false;
+    uint8_t *prev_key = NULL;
+    size_t prev_klen = 0, prev_cap = 0;
+    while (rc == 0 && !atomic_load(&t->closing)) {
+        cairn_sst_entry en = {0};
+        int src = merge_min(it, k, &en);
+        if (src < 0)
+            break;
+        bool keep = false;
+        rc = keep_entry(&ks, en.key, en.klen, en.version, (int)en.kind, &keep);
+        bool new_key = !prev_valid || cairn_ukey_compare(en.key, en.klen,
+                                                         prev_key, prev_klen) != 0;
+        /* Cut the output between user keys once it is big enough. */
+        if (rc == 0 && keep && b && new_key &&
+            cairn_sst_builder_file_size(b) >= t->o.target_file_size) {
+            cairn_sst_props p;
+            memset(&p, 0, sizeof p);
+            rc = cairn_sst_builder_finish(b, &p);
+            b = NULL;
+            if (rc == 0)
+                rc = meta_from_props(cur_number, out_level, &p,
+                                     &outs[nouts - 1].meta);
+            written += p.file_size;
+            cairn_sst_props_clear(&p);
+        }
+        if (rc == 0 && keep && !b) {
+            if (nouts == capouts) {
+                size_t nc = capouts ? capouts * 2 : 8;
+                out_file *no = realloc(outs, nc * sizeof *no);
+                if (!no) {
+                    rc = CAIRN_ENOMEM;
+                    break;
+                }
+                outs = no;
+                capouts = nc;
+            }
+            cur_number = cairn_manifest_new_file_number(t->m);
+            outs[nouts++] = (out_file){cur_number, NULL};
+            cairn_lsm_sst_path(path, sizeof path, t->dir, cur_number);
+            rc = cairn_sst_builder_new(t->env, path, &so, &b);
+            if (rc != 0)
+                b = NULL;
+        }
+        if (rc == 0 && keep)
+            rc = cairn_sst_builder_add(b, en.key, en.klen, en.version,
+                                       en.ts_us, en.kind, en.value, en.vlen);
+        if (rc == 0 && new_key) {
+            if (en.klen > prev_cap) {
+                uint8_t *nk = realloc(prev_key, en.klen);
+                if (!nk) {
+                    rc = CAIRN_ENOMEM;
+                    break;
+                }
+                prev_key = nk;
+                prev_cap = en.klen;
+            }
+            if (en.klen)
+                memcpy(prev_key, en.key, en.klen);
+            prev_klen = en.klen;
+            prev_valid = true;
+        }
+        if (rc == 0) {
+            cairn_sst_iter_next(it[src]);
+            rc = cairn_sst_iter_status(it[src]);
+        }
+    }
+    if (rc == 0 && atomic_load(&t->closing))
+        rc = CAIRN_ECLOSED;
+    if (b) {
+        if (rc == 0) {
+            cairn_sst_props p;
+            memset(&p, 0, sizeof p);
+            rc = cairn_sst_builder_finish(b, &p);
+            if (rc == 0)
+                rc = meta_from_props(cur_number, out_level, &p,
+                                     &outs[nouts - 1].meta);
+            written += p.file_size;
+            cairn_sst_props_clear(&p);
+        } else {
+            cairn_sst_builder_abandon(b);
+        }
+    }
+    free(prev_key);
+    free(ks.key);
+    for (size_t i = 0; i < k; i++)
+        cairn_sst_iter_free(it[i]);
+    free(it);
+    if (rc == 0 && nouts)
+        rc = cairn_env_sync_dir(t->env, t->dir);
+    for (int s = 0; s < 2 && rc == 0; s++)
+        for (size_t i = 0; i < j->nin[s] && rc == 0; i++)
+            rc = cairn_version_edit_delete_file(&e, j->level + s,
+                                                j->in[s][i]->number);
+    for (size_t i = 0; i < nouts && rc == 0; i++)
+        rc = cairn_version_edit_add_meta(&e, outs[i].meta);
+    if (ks.dropped || ks.dropped_tombs)
+        cairn_version_edit_set_horizon(&e, ks.H);
+    if (rc == 0 && j->level > 0) {
+        const cairn_file_meta *m = j->in[0][j->nin[0] - 1];
+        rc = cairn_version_edit_set_compact_pointer(&e, j->level,
+                                                    m->largest.ukey,
+                                                    m->largest.ulen);
+    }
+    bool logged_or_unknown = false;
+    if (rc == 0) {
+        pthread_mutex_lock(&t->install_mu);
+        rc = install_edit(t, &e);
+        pthread_mutex_unlock(&t->install_mu);
+        logged_or_unknown = rc == 0 || cairn_manifest_error(t->m) != 0;
+    }
+    if (!logged_or_unknown)
+        for (size_t i = 0; i < nouts; i++)
+            remove_file(t, outs[i].number);
+    for (size_t i = 0; i < nouts; i++)
+        cairn_file_meta_unref(outs[i].meta);
+    free(outs);
+    cairn_version_edit_clear(&e);
+    if (rc == 0) {
+        atomic_fetch_add(&t->st_compactions, 1);
+        atomic_fetch_add(&t->st_cread, read_bytes);
+        atomic_fetch_add(&t->st_cwrite, written);
+        atomic_fetch_add(&t->st_dropped, ks.dropped);
+        atomic_fetch_add(&t->st_dropped_tombs, ks.dropped_tombs);
+    }
+    return rc;
+}
+
+/* One compaction if one is due: 0 done, CAIRN_ENOTFOUND nothing to do. */
+static int compact_once(cairn_tree *t)
+{
+    pthread_mutex_lock(&t->compact_mu);
+    cairn_tree_view *w = cairn_tree_view_get(t);
+    cjob j;
+    int rc = pick(t, w->v, &j);
+    if (rc == 0) {
+        rc = run_job(t, w, &j);
+        cjob_free(&j);
+    }
+    cairn_tree_view_unref(w);
+    pthread_mutex_unlock(&t->compact_mu);
+    return rc;
+}
+
+int cairn_tree_compact_all(cairn_tree *t)
+{
+    if (t->o.read_only)
+        return CAIRN_EREADONLY;
+    for (;;) {
+        int rc = compact_once(t);
+        if (rc == CAIRN_ENOTFOUND)
+            return 0;
+        if (rc != 0)
+            return rc;
+    }
+}
+
+static void *bg_main(void *arg)
+{
+    cairn_tree *t = arg;
+    pthread_mutex_lock(&t->bg_mu);
+    while (!t->bg_stop) {
+        if (!t->bg_kick) {
+            pthread_cond_wait(&t->bg_cv, &t->bg_mu);
+            continue;
+        }
+        t->bg_kick = false;
+        pthread_mutex_unlock(&t->bg_mu);
+        int rc;
+        while ((rc = compact_once(t)) == 0 && !atomic_load(&t->closing))
+            ;
+        pthread_mutex_lock(&t->bg_mu);
+        if (rc != CAIRN_ENOTFOUND && rc != 0 && !t->bg_stop) {
+            atomic_store(&t->bg_error, rc);
+            if (cairn_manifest_error(t->m) == 0) {
+                /* I/O trouble (e.g. no space): try again in a while. */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += 1;
+                pthread_cond_timedwait(&t->bg_cv, &t->bg_mu, &ts);
+                t->bg_kick = true;
+            }
+        } else if (rc == CAIRN_ENOTFOUND) {
+            atomic_store(&t->bg_error, 0);
+        }
+        pthread_cond_broadcast(&t->installed_cv);
+    }
+    pthread_mutex_unlock(&t->bg_mu);
+    return NULL;
+}
+
+void cairn_tree_compact_kick(cairn_tree *t)
+{
+    pthread_mutex_lock(&t->bg_mu);
+    t->bg_kick = true;
+    pthread_cond_signal(&t->bg_cv);
+    pthread_mutex_unlock(&t->bg_mu);
+}
+
+/* ---------- pressure ---------- */
+
+static int pressure_of(cairn_tree *t, const char **why)
+{
+    cairn_tree_view *w = cairn_tree_view_get(t);
+    size_t n0 = w->lstart[1] - w->lstart[0];
+    cairn_tree_view_unref(w);
+    *why = "";
+    if (n0 >= t->o.l0_stop) {
+        *why = "level-0 files at the stop limit";
+        return 2;
+    }
+    if (n0 >= t->o.l0_slowdown) {
+        *why = "level-0 files past the slowdown limit";
+        return 1;
+    }
+    return 0;
+}
+
+int cairn_tree_pressure(cairn_tree *t)
+{
+    const char *why;
+    return pressure_of(t, &why);
+}
+
+void cairn_tree_wait_pressure(cairn_tree *t, int level, unsigned timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&t->bg_mu);
+    while (cairn_tree_pressure(t) >= level && !t->bg_stop) {
+        if (pthread_cond_timedwait(&t->installed_cv, &t->bg_mu, &ts) ==
+            ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&t->bg_mu);
+}
+
+/* ---------- open / close / stats ---------- */
+
+uint64_t cairn_tree_log_lsn(cairn_tree *t)
+{
+    return cairn_manifest_log_lsn(t->m);
+}
+
+uint64_t cairn_tree_last_version(cairn_tree *t)
+{
+    return cairn_manifest_last_version(t->m);
+}
+
+uint64_t cairn_tree_horizon(cairn_tree *t)
+{
+    cairn_version *v = cairn_manifest_current(t->m);
+    uint64_t h = cairn_version_horizon(v);
+    cairn_version_unref(v);
+    return h;
+}
+
+cairn_block_cache *cairn_tree_cache(cairn_tree *t)
+{
+    return t->cache;
+}
+
+static void tree_free(cairn_tree *t)
+{
+    if (t->cur) {
+        atomic_store(&t->closing, true);
+        cairn_tree_view_unref(t->cur);
+    }
+    for (size_t b = 0; b < FILES_BUCKETS; b++) /* never in a view */
+        while (t->files[b]) {
+            tfile *f = t->files[b];
+            t->files[b] = f->next;
+            cairn_sst_close(f->r);
+            free(f);
+        }
+    if (t->m)
+        cairn_manifest_close(t->m);
+    cairn_block_cache_free(t->cache);
+    pthread_mutex_destroy(&t->compact_mu);
+    pthread_mutex_destroy(&t->install_mu);
+    pthread_mutex_destroy(&t->view_mu);
+    pthread_mutex_destroy(&t->files_mu);
+    pthread_mutex_destroy(&t->bg_mu);
+    pthread_cond_destroy(&t->bg_cv);
+    pthread_cond_destroy(&t->installed_cv);
+    free(t->dir);
+    free(t);
+}
+
+int cairn_tree_open(cairn_env *env, const char *dir,
+                    const cairn_tree_options *o, cairn_tree **out,
+                    char *errmsg, size_t errlen)
+{
+    *out = NULL;
+    if (errmsg && errlen)
+        errmsg[0] = 0;
+    cairn_tree *t = calloc(1, sizeof *t);
+    if (!t)
+        return CAIRN_ENOMEM;
+    if (o)
+        t->o = *o;
+    else
+        cairn_tree_options_init(&t->o);
+    cairn_tree_options *to = &t->o;
+    if (to->num_levels < 2 || to->num_levels > CAIRN_LSM_MAX_LEVELS ||
+        to->level_ratio < 2 || to->l0_compaction_trigger < 1 ||
+        to->l0_slowdown < to->l0_compaction_trigger ||
+        to->l0_stop < to->l0_slowdown || to->base_level_bytes == 0 ||
+        to->target_file_size == 0) {
+        free(t);
+        return CAIRN_EINVAL;
+    }
+    if (!to->codec_set) {
+        for (int l = 0; l < CAIRN_LSM_MAX_LEVELS; l++)
+            to->codec[l] = l >= to->num_levels - 2 ? CAIRN_SST_CODEC_ZSTD
+                                                   : CAIRN_SST_CODEC_LZ4;
+    }
+    if (!to->block_size)
+        to->block_size = 4096;
+    t->env = env;
+    t->dir = strdup(dir);
+    pthread_mutex_init(&t->compact_mu, NULL);
+    pthread_mutex_init(&t->install_mu, NULL);
+    pthread_mutex_init(&t->view_mu, NULL);
+    pthread_mutex_init(&t->files_mu, NULL);
+    pthread_mutex_init(&t->bg_mu, NULL);
+    pthread_cond_init(&t->bg_cv, NULL);
+    pthread_cond_init(&t->installed_cv, NULL);
+    atomic_init(&t->closing, false);
+    atomic_init(&t->bg_error, 0);
+    t->cache = cairn_block_cache_new(to->block_cache_bytes ? to->block_cache_bytes
+                                                           : 64u << 20,
+                                     0);
+    if (!t->dir || !t->cache) {
+        tree_free(t);
+        return CAIRN_ENOMEM;
+    }
+    cairn_manifest_options mo;
+    cairn_manifest_options_init(&mo);
+    mo.create_if_missing = to->create_if_missing && !to->read_only;
+    mo.read_only = to->read_only;
+    mo.num_levels = to->num_levels;
+    cairn_manifest_info info;
+    memset(&info, 0, sizeof info);
+    cairn_version *v = NULL;
+    int rc = cairn_manifest_open_ex(env, dir, &mo, &t->m, &v, &info);
+    if (rc != 0) {
+        if (errmsg && errlen)
+            snprintf(errmsg, errlen, "%s", info.message);
+        tree_free(t);
+        return rc;
+    }
+    for (int l = 0; l < CAIRN_LSM_MAX_LEVELS && rc == 0; l++)
+        for (size_t i = 0; i < cairn_version_num_files(v, l) && rc == 0; i++)
+            rc = files_open(t, cairn_version_file(v, l, i)->number, errmsg,
+                            errlen);
+    if (rc == 0) {
+        t->cur = view_build(t, v);
+        if (!t->cur)
+            rc = CAIRN_ENOMEM;
+    }
+    cairn_version_unref(v);
+    if (rc == 0 && !to->read_only) {
+        /* Leftovers of a crashed flush or compaction. */
+        char **names = NULL;
+        size_t count = 0;
+        if (cairn_env_list_dir(env, dir, &names, &count) == 0) {
+            uint64_t *dead = NULL;
+            size_t ndead = 0;
+            if (cairn_manifest_obsolete_files(t->m, names, count, UINT64_MAX,
+                                              &dead, &ndead) == 0) {
+                for (size_t i = 0; i < ndead; i++)
+                    remove_file(t, dead[i]);
+                free(dead);
+            }
+            cairn_env_free_list(names, count);
+        }
+        if (pthread_create(&t->bg, NULL, bg_main, t) == 0)
+            t->bg_started = true;
+        else
+            rc = CAIRN_ENOMEM;
+    }
+    if (rc != 0) {
+        tree_free(t);
+        return rc;
+    }
+    *out = t;
+    cairn_tree_compact_kick(t);
+    return 0;
+}
+
+void cairn_tree_close(cairn_tree *t)
+{
+    if (!t)
+        return;
+    atomic_store(&t->closing, true);
+    if (t->bg_started) {
+        pthread_mutex_lock(&t->bg_mu);
+        t->bg_stop = true;
+        pthread_cond_broadcast(&t->bg_cv);
+        pthread_cond_broadcast(&t->installed_cv);
+        pthread_mutex_unlock(&t->bg_mu);
+        pthread_join(t->bg, NULL);
+    }
+    tree_free(t);
+}
+
+void cairn_tree_get_stats(cairn_tree *t, cairn_tree_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->num_levels = t->o.num_levels;
+    cairn_tree_view *w = cairn_tree_view_get(t);
+    for (int l = 0; l < CAIRN_LSM_MAX_LEVELS; l++) {
+        out->level_files[l] = cairn_version_num_files(w->v, l);
+        out->level_bytes[l] = cairn_version_level_bytes(w->v, l);
+    }
+    cairn_tree_view_unref(w);
+    out->flushes = atomic_load(&t->st_flushes);
+    out->flush_bytes = atomic_load(&t->st_flush_bytes);
+    out->compactions = atomic_load(&t->st_compactions);
+    out->trivial_moves = atomic_load(&t->st_moves);
+    out->compact_read_bytes = atomic_load(&t->st_cread);
+    out->compact_write_bytes = atomic_load(&t->st_cwrite);
+    out->dropped_versions = atomic_load(&t->st_dropped);
+    out->dropped_tombstones = atomic_load(&t->st_dropped_tombs);
+    out->pressure = pressure_of(t, &out->pressure_reason);
+    out->bg_error = atomic_load(&t->bg_error);
+    cairn_block_cache_get_stats(t->cache, &out->cache);
+}

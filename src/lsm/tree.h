@@ -1,0 +1,161 @@
+/*
+ * tree.h — the LSM tree under the MVCC engine: the sorted files of a
+ * database, per level, with their manifest, readers and block cache; flush
+ * of frozen memtables into level 0; leveled compaction on a background
+ * thread; point reads through the levels; write backpressure.
+ *
+ * The db layer (db/db.c) owns memtables, versions and the WAL; the tree owns
+ * everything on disk but the WAL and the FORMAT file. A flush hands the tree
+ * a frozen memtable plus the WAL position and commit version it covers; once
+ * the flush's manifest edit is durable, the WAL before that position may go.
+ *
+ * Views: readers take a view (cairn_tree_view_get): the file set of one
+ * manifest version with an open reader per file, reference counted. A view
+ * never changes; flush and compaction install new ones. A file leaves the
+ * disk when the last view holding it is released and it is no longer part of
+ * the current version.
+ *
+ * MVCC: flush and compaction keep, per user key, every version newer than the
+ * horizon (the oldest version a snapshot or the history window can still
+ * read, asked of the db through options.horizon) and the newest version at
+ * or below it; older ones go. A deletion at or below the horizon is dropped
+ * only by a compaction into the bottom-most level holding the key.
+ *
+ * Threading: views are immutable and may be used by any number of threads.
+ * cairn_tree_flush is called by one thread at a time (the db's collector);
+ * the compaction thread runs beside it; installs are serialized by
+ * install_mu (inside, the manifest's own mutex). Stats are atomics.
+ */
+#ifndef CAIRN_LSM_TREE_H
+#define CAIRN_LSM_TREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/block_cache.h"
+#include "env/env.h"
+#include "lsm/version.h"
+#include "mvcc/memtable.h"
+#include "sst/sst.h"
+
+typedef struct cairn_tree cairn_tree;
+typedef struct cairn_tree_view cairn_tree_view;
+
+typedef struct cairn_tree_options {
+    int num_levels;                /* 7 (levels 0..6), 2..8 */
+    uint32_t l0_compaction_trigger; /* 4 files in L0 start an L0 compaction */
+    uint32_t l0_slowdown;          /* 20 files: writes slow down */
+    uint32_t l0_stop;              /* 36 files: writes wait */
+    uint64_t base_level_bytes;     /* 256 MiB: L1's target size */
+    uint32_t level_ratio;          /* 10: each level 10x the one above */
+    uint64_t target_file_size;     /* 64 MiB: compaction output files */
+    size_t block_size;             /* 4096 */
+    /* Codec per level: LZ4 for the upper levels, zstd for the two bottom
+     * ones (CAIRN_SST_CODEC_*). codec_set false: these defaults. */
+    bool codec_set;
+    int codec[8];
+    int zstd_level;                /* 3 */
+    size_t block_cache_bytes;      /* 64 MiB */
+    bool read_only;
+    bool create_if_missing;
+    /* Oldest version any reader may still ask for (called from the flush
+     * and compaction threads). NULL: 0 (keep every version). */
+    uint64_t (*horizon)(void *arg);
+    void *horizon_arg;
+} cairn_tree_options;
+
+void cairn_tree_options_init(cairn_tree_options *o);
+
+/* Open (or create) the tree in dir: manifest, a reader per live file, and
+ * leftovers of a crashed flush or compaction removed. errmsg (may be NULL,
+ * else errlen bytes) gets a line naming the damaged file on
+ * CAIRN_ECORRUPT/CAIRN_EVERSION. Starts the compaction thread (not when
+ * read-only). */
+int cairn_tree_open(cairn_env *env, const char *dir,
+                    const cairn_tree_options *o, cairn_tree **out,
+                    char *errmsg, size_t errlen);
+/* Stop the compaction thread (an output in progress is abandoned) and free
+ * everything. No view may be held any more. */
+void cairn_tree_close(cairn_tree *t);
+
+/* WAL position and commit version the sorted files cover (from the
+ * manifest): records up to log_lsn / versions up to last_version need no
+ * replay. */
+uint64_t cairn_tree_log_lsn(cairn_tree *t);
+uint64_t cairn_tree_last_version(cairn_tree *t);
+/* Versions older than this may have lost history to flush or compaction
+ * (from the manifest): reads as of them must be refused. */
+uint64_t cairn_tree_horizon(cairn_tree *t);
+
+/* Write the entries of mt (a frozen memtable) into a level-0 file and record
+ * it, with log_lsn and last_version, in the manifest; then install a new
+ * view. An empty result adds no file but still records the counters.
+ * Errors: CAIRN_EIO/ENOSPC (nothing changed; the caller keeps the memtable
+ * and may retry), CAIRN_EREADONLY (the manifest failed before: the tree can
+ * take no more edits). *bytes_out (may be NULL) gets the bytes written. */
+int cairn_tree_flush(cairn_tree *t, cairn_memtable *mt, uint64_t log_lsn,
+                     uint64_t last_version, uint64_t *bytes_out);
+
+/* The current view, referenced. Never NULL for an open tree. */
+cairn_tree_view *cairn_tree_view_get(cairn_tree *t);
+void cairn_tree_view_ref(cairn_tree_view *v);
+void cairn_tree_view_unref(cairn_tree_view *v); /* NULL: no-op */
+
+/* Highest commit version held by the view's files (0: none). */
+uint64_t cairn_tree_view_max_version(const cairn_tree_view *v);
+
+/* The newest entry of key with version <= S and ts_us <= max_ts, searching
+ * L0 newest first, then each level. 0 with *out and *pin filled (release the pin
+ * when done with out->value), CAIRN_ENOTFOUND, or an error (CAIRN_ECORRUPT
+ * with errmsg, CAIRN_EIO, ...). */
+int cairn_tree_view_read(const cairn_tree_view *v, const void *key,
+                         size_t klen, uint64_t S, uint64_t max_ts,
+                         cairn_sst_entry *out, cairn_sst_pin *pin,
+                         char *errmsg);
+
+/* Every entry of key (all versions, newest first) with version <= S, passed
+ * to fn until it returns non-zero. Pointers are valid during the call. */
+typedef int (*cairn_tree_entry_fn)(void *arg, const cairn_sst_entry *e);
+int cairn_tree_view_versions(const cairn_tree_view *v, const void *key,
+                             size_t klen, uint64_t S, cairn_tree_entry_fn fn,
+                             void *arg);
+
+/* The files of the view in search order (L0 newest first, then level 1,
+ * 2, ... each in key order), for building iterators. Valid while the view
+ * is held. */
+size_t cairn_tree_view_nfiles(const cairn_tree_view *v);
+const cairn_sst_reader *cairn_tree_view_reader(const cairn_tree_view *v,
+                                               size_t i);
+int cairn_tree_view_file_level(const cairn_tree_view *v, size_t i);
+const cairn_version *cairn_tree_view_version(const cairn_tree_view *v);
+
+/* Write backpressure: 0 none, 1 slow down, 2 stop (wait for compaction). */
+int cairn_tree_pressure(cairn_tree *t);
+/* Wait (up to timeout_ms) for the pressure to drop below `level`. */
+void cairn_tree_wait_pressure(cairn_tree *t, int level, unsigned timeout_ms);
+
+/* Wake the compaction thread (after a flush it is woken anyway). */
+void cairn_tree_compact_kick(cairn_tree *t);
+/* Compact until no level needs it (tests, tools); returns the first error. */
+int cairn_tree_compact_all(cairn_tree *t);
+
+typedef struct cairn_tree_stats {
+    int num_levels;
+    uint64_t level_files[8];
+    uint64_t level_bytes[8];
+    uint64_t flushes, flush_bytes;       /* level-0 files written */
+    uint64_t compactions, trivial_moves;
+    uint64_t compact_read_bytes, compact_write_bytes;
+    uint64_t dropped_versions;           /* by flush and compaction */
+    uint64_t dropped_tombstones;
+    int pressure;                        /* as cairn_tree_pressure */
+    const char *pressure_reason;         /* "" / "level-0 files" / ... */
+    int bg_error;                        /* last background error, 0 */
+    cairn_block_cache_stats cache;
+} cairn_tree_stats;
+void cairn_tree_get_stats(cairn_tree *t, cairn_tree_stats *out);
+
+cairn_block_cache *cairn_tree_cache(cairn_tree *t);
+
+#endif /* CAIRN_LSM_TREE_H */
