@@ -657,6 +657,7 @@ static void db_free(cairn_db *db)
         cairn_db_tables_release(db->tables);
     db->tables = NULL;
     cairn_tree_close(db->tree);
+    cairn_env_unlock(db->lock);
     free(db->inflight);
     free(db->vt_ts);
     pthread_mutex_destroy(&db->commit_mu);
@@ -751,6 +752,14 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
         }
         if (rc == 0 && fresh && !o->create_if_missing)
             rc = CAIRN_ENOTFOUND;
+    }
+    /* One process at a time, before anything is read or written (the
+     * sorted files' manifest is opened before the log, which locks its own
+     * directory too). */
+    if (rc == 0 && !o->read_only) {
+        char *lp = join(path, "LOCK");
+        rc = lp ? cairn_env_lock(db->env, lp, &db->lock) : CAIRN_ENOMEM;
+        free(lp);
     }
     if (rc == 0)
         rc = check_format(db, fresh);

@@ -86,6 +86,7 @@ struct cairn_db {
     char *path;
     char *wal_dir;
     cairn_env *env;
+    cairn_filelock *lock; /* LOCK in the database directory */
     cairn_wal *wal;
     bool read_only;
 
