@@ -20,8 +20,8 @@
 #include <string.h>
 #include <time.h>
 
-/* `cairn-bench engine`: Cairn side by side with LMDB and RocksDB
- * (bench/bench_engine.c). */
+/* `cairn-bench engine`: Cairn side by side with RocksDB, LevelDB, LMDB
+ * and SQLite (bench/bench_engine.c). */
 int cairn_bench_engine_main(int argc, char **argv);
 
 /* Seconds on the monotonic clock (arbitrary origin). */

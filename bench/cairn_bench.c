@@ -1324,9 +1324,12 @@ static const command commands[] = {
      "durable WAL appends and large records vs. raw write+fdatasync", cmd_wal,
      wal_usage},
     {"engine", "[--dir DIR] [--json] [--keys N] [--quick] [--runs N] "
-               "[--engines LIST] [--keep]",
-     "transactional engine vs. LMDB and RocksDB: fills, reads, "
-     "read-modify-write, durable commits",
+               "[--engines LIST] [--workloads LIST] [--duration S] "
+               "[--plot FILE | --no-plot] [--keep]",
+     "transactional engine vs. RocksDB, LevelDB, LMDB and SQLite: fills, "
+     "overwrite, warm and cold random reads, scans, seeks, synced fills, "
+     "YCSB A/B/C/F, read-modify-write, durable commits; size and "
+     "amplification; a chart",
      cairn_bench_engine_main, NULL},
     {"help", "[COMMAND]", "print this help, or a command's", cmd_help, NULL},
 };

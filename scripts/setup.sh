@@ -10,7 +10,8 @@ PACKAGES=(
   gcc make cmake pkg-config
   libxxhash-dev libzstd-dev liblz4-dev libuv1-dev libssl-dev
   libcmocka-dev
-  liblmdb-dev librocksdb-dev
+  liblmdb-dev librocksdb-dev libleveldb-dev libsqlite3-dev
+  gnuplot-nox
 )
 
 missing=()
