@@ -1020,7 +1020,8 @@ void cairn_uiter_seek(cairn_uiter *u, const void *key, size_t klen)
 void cairn_uiter_seek_for_prev(cairn_uiter *u, const void *key, size_t klen)
 {
     const uint8_t *k = klen ? key : empty_byte;
-    if (u->has_upper && cairn_ukey_cmp(k, klen, u->upper.p, u->upper.len) >= 0) {
+    if (u->has_upper &&
+        cairn_ukey_cmp(k, klen, u->upper.p, u->upper.len) >= 0) {
         cairn_uiter_last(u);
         return;
     }

@@ -82,7 +82,8 @@ typedef struct cairn_iiter_ops {
     void (*next)(cairn_iiter *it); /* requires valid */
     void (*prev)(cairn_iiter *it); /* requires valid */
     bool (*valid)(const cairn_iiter *it);
-    void (*entry)(const cairn_iiter *it, cairn_ientry *out); /* requires valid */
+    /* requires valid */
+    void (*entry)(const cairn_iiter *it, cairn_ientry *out);
     /* 0, or the error that invalidated the iterator. */
     int (*status)(const cairn_iiter *it);
     /* The message of that error; "" when status is 0. */

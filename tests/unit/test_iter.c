@@ -25,6 +25,12 @@
  *    random walks mixing first / last / seek / seek_for_prev / next / prev,
  *    including seeks to the iterator's own current key (the key pointer
  *    points into the iterator: it must be copied first).
+ *  - Cost: a key with 2000 versions (deletes among them) as the only child,
+ *    wrapped to count child steps and seeks: scans both ways and direction
+ *    changes at several snapshots take a bounded number of child moves (the
+ *    re-seek paths of the user iterator), not one per version.
+ *  - Entries at version UINT64_MAX (the first possible entry of a key) next
+ *    to bounds that equal their key, at every bound/snapshot combination.
  *  - Errors: a sorted file with its first (or a middle) data block damaged:
  *    the merge and the user iterator become invalid with CAIRN_ECORRUPT and
  *    a message; everything shown before that is right. A child that fails
@@ -33,7 +39,7 @@
  *  - Prefix successor edge cases.
  *
  * CAIRN_ITER_TEST_SCALE (default 1) multiplies the number of random worlds
- * and walks.
+ * and walks. The random user-iterator worlds shrink under TSan.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -53,10 +59,14 @@
 #include "sst/sst.h"
 #include "test_util.h"
 
+/* TSan makes every atomic load of the memtable costly and only the
+ * concurrent test needs it: the single-threaded workloads shrink there. */
 #if defined(__SANITIZE_THREAD__)
 #define CONC_ENTRIES 12000
+#define USER_ROUNDS 2
 #else
 #define CONC_ENTRIES 40000
+#define USER_ROUNDS 8
 #endif
 
 static uint64_t g_scale = 1;
@@ -476,7 +486,8 @@ static void world_build(world *w, uint64_t seed, const world_opts *o)
             if (e->src + 1 < nsrc && tu_rand(&rng, 10) == 0) {
                 rent *s = &w->all[w->nall++];
                 *s = *e;
-                s->src = e->src + 1 + (int)tu_rand(&rng, (uint64_t)(nsrc - e->src - 1));
+                s->src = e->src + 1 +
+                         (int)tu_rand(&rng, (uint64_t)(nsrc - e->src - 1));
                 s->shadow = true;
                 if (e->kind == CAIRN_IKIND_PUT && tu_rand(&rng, 2)) {
                     s->kind = CAIRN_IKIND_DELETE;
@@ -666,7 +677,7 @@ static void check_merge_world(world *w, uint64_t seed)
 
     /* Random walk. */
     long idx = -1;
-    for (uint64_t step = 0; step < 1500 * g_scale; step++) {
+    for (uint64_t step = 0; step < 1500; step++) {
         bool valid = idx >= 0 && idx < (long)w->nref;
         uint64_t op = tu_rand(&rng, 10);
         if (valid && op < 3) {
@@ -900,7 +911,7 @@ static void check_user_world(world *w, uint64_t seed, int configs)
         assert_non_null(u);
         vis v;
         vis_build(w, snap, max_ts, lo, lolen, up, uplen, &v);
-        check_uiter(w, u, &v, &rng, 150 * g_scale);
+        check_uiter(w, u, &v, &rng, 150);
         free(v.idx);
         cairn_uiter_free(u);
     }
@@ -982,7 +993,7 @@ static void test_user_random(void **state)
 {
     (void)state;
     uint64_t rng = 21;
-    for (uint64_t round = 0; round < 8 * g_scale; round++) {
+    for (uint64_t round = 0; round < USER_ROUNDS * g_scale; round++) {
         world_opts o;
         world_opts_random(&rng, &o);
         world w;
@@ -1227,13 +1238,15 @@ static void test_corrupt_sst(void **state)
                 merrors++;
                 continue;
             }
-            check_merge_at(m, &w, ref_lower_idx(&w, e->key, e->klen, e->version));
+            check_merge_at(m, &w,
+                           ref_lower_idx(&w, e->key, e->klen, e->version));
         }
         assert_true(merrors > 0);
         cairn_iiter_destroy(m);
         world_free(&w);
     }
-    fprintf(stderr, "  damaged file: %d scans and %d seeks ended in the error\n",
+    fprintf(stderr,
+            "  damaged file: %d scans and %d seeks ended in the error\n",
             scan_errors, seek_errors);
     assert_true(scan_errors >= 6);
     assert_true(seek_errors > 0);
@@ -1249,6 +1262,7 @@ typedef struct vec_iter {
     unsigned fail_per_mille;
     int status;
     uint64_t failures;
+    uint64_t steps, seeks; /* next/prev calls; seek* calls */
 } vec_iter;
 
 static bool vec_maybe_fail(vec_iter *v)
@@ -1274,18 +1288,21 @@ static long vec_lower(const vec_iter *v, const uint8_t *k, size_t kl,
 static void vec_seek_first(cairn_iiter *it)
 {
     vec_iter *v = (vec_iter *)it;
+    v->seeks++;
     if (!vec_maybe_fail(v))
         v->pos = v->n ? 0 : -1;
 }
 static void vec_seek_last(cairn_iiter *it)
 {
     vec_iter *v = (vec_iter *)it;
+    v->seeks++;
     if (!vec_maybe_fail(v))
         v->pos = v->n - 1;
 }
 static void vec_seek(cairn_iiter *it, const void *k, size_t kl, uint64_t ver)
 {
     vec_iter *v = (vec_iter *)it;
+    v->seeks++;
     if (!vec_maybe_fail(v)) {
         long i = vec_lower(v, k, kl, ver);
         v->pos = i < v->n ? i : -1;
@@ -1295,6 +1312,7 @@ static void vec_seek_for_prev(cairn_iiter *it, const void *k, size_t kl,
                               uint64_t ver)
 {
     vec_iter *v = (vec_iter *)it;
+    v->seeks++;
     if (!vec_maybe_fail(v)) {
         long i = vec_lower(v, k, kl, ver);
         if (i < v->n && ref_ikey(v->e[i].key, v->e[i].klen, v->e[i].version,
@@ -1307,12 +1325,14 @@ static void vec_seek_for_prev(cairn_iiter *it, const void *k, size_t kl,
 static void vec_next(cairn_iiter *it)
 {
     vec_iter *v = (vec_iter *)it;
+    v->steps++;
     if (!vec_maybe_fail(v))
         v->pos = v->pos + 1 < v->n ? v->pos + 1 : -1;
 }
 static void vec_prev(cairn_iiter *it)
 {
     vec_iter *v = (vec_iter *)it;
+    v->steps++;
     if (!vec_maybe_fail(v))
         v->pos--;
 }
@@ -1492,6 +1512,194 @@ static void test_child_errors(void **state)
     assert_true(total_ok > 1000);
 }
 
+/* A key with 2000 versions between two ordinary keys, as the only child
+ * (a counting vec_iter): a scan either way at any snapshot costs a bounded
+ * number of child steps and seeks, not one step per version. */
+static void test_user_hot_key_cost(void **state)
+{
+    (void)state;
+    const long nv = 2000;
+    rent *e = calloc((size_t)nv + 2, sizeof(rent));
+    assert_non_null(e);
+    long n = 0;
+    e[n].key[0] = 'a';
+    e[n].klen = 1;
+    e[n].version = 1;
+    e[n].ts = 1;
+    e[n].kind = CAIRN_IKIND_PUT;
+    n++;
+    for (long i = nv; i >= 1; i--, n++) { /* newest first */
+        e[n].key[0] = 'h';
+        e[n].klen = 1;
+        e[n].version = (uint64_t)i + 1;
+        e[n].ts = (uint64_t)i + 1;
+        e[n].kind = i % 3 == 0 ? CAIRN_IKIND_DELETE : CAIRN_IKIND_PUT;
+    }
+    e[n].key[0] = 'z';
+    e[n].klen = 1;
+    e[n].version = 1;
+    e[n].ts = 1;
+    e[n].kind = CAIRN_IKIND_PUT;
+    n++;
+    const uint64_t snaps[] = {UINT64_MAX, (uint64_t)nv / 2,
+                              (uint64_t)nv / 2 + 1,
+                              4, 1};
+    for (size_t si = 0; si < sizeof(snaps) / sizeof(snaps[0]); si++) {
+        uint64_t snap = snaps[si];
+        /* What 'h' shows: its newest version <= snap, if a put. */
+        uint64_t hv = snap > (uint64_t)nv + 1 ? (uint64_t)nv + 1 : snap;
+        bool h_shown = hv >= 2 && (hv - 1) % 3 != 0;
+        vec_iter *vi = calloc(1, sizeof(*vi));
+        assert_non_null(vi);
+        vi->base.ops = &vec_ops;
+        vi->e = e;
+        vi->n = n;
+        vi->pos = -1;
+        cairn_uiter *u =
+            cairn_uiter_new(&vi->base, snap, UINT64_MAX, NULL, 0, NULL, 0);
+        assert_non_null(u);
+        for (int dir = 0; dir < 2; dir++) {
+            vi->steps = vi->seeks = 0;
+            char got[4] = {0};
+            int ng = 0;
+            if (dir == 0) {
+                for (cairn_uiter_first(u); cairn_uiter_valid(u);
+                     cairn_uiter_next(u)) {
+                    size_t kl;
+                    got[ng++] = (char)cairn_uiter_key(u, &kl)[0];
+                    if (got[ng - 1] == 'h')
+                        assert_int_equal(cairn_uiter_version(u), hv);
+                }
+            } else {
+                for (cairn_uiter_last(u); cairn_uiter_valid(u);
+                     cairn_uiter_prev(u)) {
+                    size_t kl;
+                    got[ng++] = (char)cairn_uiter_key(u, &kl)[0];
+                    if (got[ng - 1] == 'h')
+                        assert_int_equal(cairn_uiter_version(u), hv);
+                }
+            }
+            assert_int_equal(cairn_uiter_status(u), 0);
+            const char *want = h_shown ? (dir ? "zha" : "ahz")
+                                       : (dir ? "za" : "az");
+            assert_string_equal(got, want);
+            assert_true(vi->steps <= 8 * CAIRN_UITER_MAX_SKIP);
+            assert_true(vi->seeks <= 8);
+        }
+        /* Direction changes on the hot key. */
+        if (h_shown) {
+            vi->steps = vi->seeks = 0;
+            for (int k = 0; k < 10; k++) {
+                size_t kl;
+                cairn_uiter_seek(u, "h", 1);
+                assert_true(cairn_uiter_valid(u));
+                assert_int_equal(cairn_uiter_key(u, &kl)[0], 'h');
+                assert_int_equal(cairn_uiter_version(u), hv);
+                cairn_uiter_prev(u); /* turn back over h's newer versions */
+                assert_true(cairn_uiter_valid(u));
+                assert_int_equal(cairn_uiter_key(u, &kl)[0], 'a');
+                cairn_uiter_next(u);
+                assert_true(cairn_uiter_valid(u));
+                assert_int_equal(cairn_uiter_key(u, &kl)[0], 'h');
+                assert_int_equal(cairn_uiter_version(u), hv);
+                cairn_uiter_next(u);
+                assert_true(cairn_uiter_valid(u));
+                assert_int_equal(cairn_uiter_key(u, &kl)[0], 'z');
+                cairn_uiter_prev(u);
+                assert_true(cairn_uiter_valid(u));
+                assert_int_equal(cairn_uiter_key(u, &kl)[0], 'h');
+                assert_int_equal(cairn_uiter_version(u), hv);
+                cairn_uiter_next(u);
+                assert_true(cairn_uiter_valid(u));
+                assert_int_equal(cairn_uiter_key(u, &kl)[0], 'z');
+            }
+            assert_true(vi->steps <= 10 * 8 * CAIRN_UITER_MAX_SKIP);
+        }
+        cairn_uiter_free(u);
+    }
+    free(e);
+}
+
+/* Entries at version UINT64_MAX (the first possible entry of a key) next
+ * to bounds and hot keys. */
+static void test_user_edge_versions(void **state)
+{
+    (void)state;
+    world w;
+    memset(&w, 0, sizeof(w));
+    w.nmt = 2;
+    for (int m = 0; m < 2; m++) {
+        w.mt[m] = cairn_memtable_new();
+        assert_non_null(w.mt[m]);
+    }
+    w.all = calloc(64, sizeof(rent));
+    assert_non_null(w.all);
+    const char *keys[] = {"", "a", "k", "m", "m\x00"};
+    const uint64_t vers[] = {UINT64_MAX, UINT64_MAX - 1, 30, 20, 12, 11, 10,
+                             9, 8, 7, 6, 5, 4, 3, 2, 1};
+    for (int k = 0; k < 5; k++) {
+        int nv = k == 2 ? 16 : k == 3 ? 1 : 3;
+        for (int i = 0; i < nv; i++) {
+            rent *e = &w.all[w.nall++];
+            e->klen = strlen(keys[k]) + (k == 4);
+            memcpy(e->key, keys[k], e->klen);
+            e->version = vers[i];
+            e->ts = i == 0 ? 5 : 1;
+            e->src = (i + k) % 2;
+            e->kind = (k == 2 && i == 1) ? CAIRN_IKIND_DELETE : CAIRN_IKIND_PUT;
+            if (e->kind == CAIRN_IKIND_PUT) {
+                e->vlen = 3;
+                memcpy(e->val, &vers[i], 3);
+            }
+            assert_int_equal(cairn_memtable_insert(
+                                 w.mt[e->src], e->key, e->klen, e->version,
+                                 e->ts, (cairn_mt_kind)e->kind,
+                                 e->kind == CAIRN_IKIND_PUT ? e->val : NULL,
+                                 e->vlen),
+                             0);
+        }
+    }
+    w.maxv = UINT64_MAX;
+    w.maxts = 5;
+    w.ref = calloc(w.nall, sizeof(rent));
+    assert_non_null(w.ref);
+    memcpy(w.ref, w.all, w.nall * sizeof(rent));
+    w.nref = w.nall;
+    qsort(w.ref, w.nref, sizeof(rent), rent_cmp);
+    for (int k = 0; k < 5; k++) {
+        memcpy(w.pool[k], keys[k], strlen(keys[k]) + (k == 4));
+        w.pool_len[k] = strlen(keys[k]) + (k == 4);
+    }
+    w.npool = 5;
+    check_merge_world(&w, 9);
+    uint64_t rng = 77;
+    const uint64_t snaps[] = {UINT64_MAX, UINT64_MAX - 1, 25, 10, 1};
+    for (size_t si = 0; si < 5; si++) {
+        for (int b = 0; b < 25; b++) {
+            uint64_t max_ts = b % 2 ? 1 : UINT64_MAX;
+            const uint8_t *lo = NULL, *up = NULL;
+            size_t lol = 0, upl = 0;
+            if (b / 5 > 0) {
+                lo = w.pool[(b / 5) - 1];
+                lol = w.pool_len[(b / 5) - 1];
+            }
+            if (b % 5 > 0) {
+                up = w.pool[b % 5];
+                upl = w.pool_len[b % 5];
+            }
+            cairn_uiter *u = cairn_uiter_new(world_merge(&w), snaps[si],
+                                             max_ts, lo, lol, up, upl);
+            assert_non_null(u);
+            vis v;
+            vis_build(&w, snaps[si], max_ts, lo, lol, up, upl, &v);
+            check_uiter(&w, u, &v, &rng, 40);
+            free(v.idx);
+            cairn_uiter_free(u);
+        }
+    }
+    world_free(&w);
+}
+
 /* ---------- prefix successor ---------- */
 
 static void test_prefix_successor(void **state)
@@ -1581,6 +1789,8 @@ int main(void)
         cmocka_unit_test(test_user_hot_key),
         cmocka_unit_test(test_corrupt_sst),
         cmocka_unit_test(test_child_errors),
+        cmocka_unit_test(test_user_hot_key_cost),
+        cmocka_unit_test(test_user_edge_versions),
         cmocka_unit_test(test_prefix_successor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
