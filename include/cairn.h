@@ -3,7 +3,8 @@
  *
  * This is the only header an embedding program includes. It grows with each
  * layer: the version macros, the error codes and cairn_strerror(); the
- * database: open/close, auto-commit calls, transactions, time travel.
+ * database: open/close, auto-commit calls, transactions, time travel,
+ * iterators (range scans).
  * Everything under src/ is internal.
  *
  * Errors: every function that can fail returns an int; 0 (CAIRN_OK) is
@@ -135,7 +136,13 @@ void cairn_options_init(cairn_options *opts);
  * database there and create_if_missing is false), CAIRN_EIO, ... */
 int cairn_open(const char *path, const cairn_options *opts, cairn_db **out);
 
-/* Sync and close. Returns the first error met; the handle is freed anyway. */
+/* Write every memtable into sorted files now (the log before them is then
+ * dropped). Waits for it. CAIRN_EREADONLY on a read-only handle. */
+int cairn_flush(cairn_db *db);
+
+/* Flush the memtables (best effort: the log keeps what a failed flush did
+ * not write), sync and close. Returns the first error met; the handle is
+ * freed anyway. */
 int cairn_close(cairn_db *db);
 
 /* Free memory returned by the library. */
@@ -245,6 +252,100 @@ int cairn_key_versions(cairn_db *db, const void *key, size_t klen,
                        size_t max, cairn_key_version **out, size_t *n);
 void cairn_key_versions_free(cairn_key_version *v, size_t n);
 
+/* ---- iterators: range scans, forward and backward ---- */
+
+/* An ordered view over the live keys of one snapshot: each key at most once,
+ * with its newest value at the snapshot; deleted keys are not shown. Keys
+ * come in bytewise order (a key before every longer key it is a prefix of;
+ * the empty key first).
+ *
+ * Lifetime: an iterator holds the table set of its snapshot (memtables and
+ * sorted files) until cairn_iter_free, so whatever it shows stays
+ * consistent while writes, flushes and compactions go on; a long-lived
+ * iterator therefore pins memory and disk space (files compacted away are
+ * deleted only once it is freed). Free every iterator before cairn_close().
+ *
+ * Threading: an iterator belongs to one thread at a time (like a
+ * transaction); different iterators, on one database or transaction, may be
+ * used in parallel. Creating one with cairn_iter_new may run concurrently
+ * with any other call on the database; cairn_txn_iter is a call on the
+ * transaction (see above).
+ *
+ * Positioning: a new iterator is not positioned (not valid): call first,
+ * last, seek or seek_for_prev. next / prev on an invalid iterator do
+ * nothing. Directions may change freely.
+ *
+ * Errors: if reading stored data fails (CAIRN_ECORRUPT for damaged data,
+ * CAIRN_EIO, CAIRN_ENOMEM), the iterator becomes invalid and
+ * cairn_iter_status returns the error, until the next first / last / seek /
+ * seek_for_prev, which starts over. An invalid iterator with status 0 is a
+ * true end: after a loop, check cairn_iter_status. A seek with key NULL and
+ * klen > 0 leaves the iterator invalid with CAIRN_EINVAL. */
+typedef struct cairn_iter cairn_iter;
+
+typedef struct cairn_iter_options {
+    /* Bounds: keys in [lower, upper). NULL = unbounded (a non-NULL bound
+     * of length 0 is the empty key: as lower it bounds nothing, as upper
+     * it excludes everything). Copied. CAIRN_EINVAL if lower > upper. */
+    const void *lower;
+    size_t lower_len;
+    const void *upper;
+    size_t upper_len;
+    /* Only the keys starting with prefix (NULL: no prefix). Not together
+     * with lower / upper (CAIRN_EINVAL). Copied. */
+    const void *prefix;
+    size_t prefix_len;
+    /* cairn_iter_new only (a transaction has its own snapshot: pin it with
+     * cairn_txn_options.at_version / at_time_us instead): read the database
+     * as it was at a commit version / at a time (microseconds since the
+     * Unix epoch; the newest version committed at or before it). At most
+     * one of the two non-zero; 0 = now. CAIRN_EHISTORY if older than
+     * cairn_oldest_version(), CAIRN_EINVAL if in the future. */
+    uint64_t as_of_version;
+    uint64_t as_of_time_us;
+} cairn_iter_options;
+
+/* An iterator over the database at the newest visible version (or as of
+ * opts->as_of_*). opts may be NULL: no bounds, now. Errors: CAIRN_EINVAL,
+ * CAIRN_EHISTORY, CAIRN_ENOMEM. */
+int cairn_iter_new(cairn_db *db, const cairn_iter_options *opts,
+                   cairn_iter **out);
+
+/* An iterator over what txn sees: its snapshot plus its own writes as they
+ * are NOW (its puts shadow stored values, with version 0; its deletes hide
+ * keys). Writes the transaction makes after this call are not seen by this
+ * iterator (create a new one to see them). The iterator copies what it
+ * needs and does not refer to txn afterwards: it stays usable after the
+ * transaction is committed or aborted (still showing the same state).
+ * In a serializable transaction the iterator's whole range — [lower,
+ * upper), the keys starting with prefix, or every key when unbounded —
+ * joins the read set at creation, whether or not it is then walked: a
+ * concurrent commit that writes into it makes cairn_txn_commit fail with
+ * CAIRN_ECONFLICT. opts->as_of_* must be 0 (CAIRN_EINVAL). */
+int cairn_txn_iter(cairn_txn *txn, const cairn_iter_options *opts,
+                   cairn_iter **out);
+
+void cairn_iter_first(cairn_iter *it);  /* the smallest key shown */
+void cairn_iter_last(cairn_iter *it);   /* the largest key shown */
+/* The first key >= key / the last key <= key (within the bounds). key may
+ * point into the iterator's own current key. */
+void cairn_iter_seek(cairn_iter *it, const void *key, size_t klen);
+void cairn_iter_seek_for_prev(cairn_iter *it, const void *key, size_t klen);
+void cairn_iter_next(cairn_iter *it);
+void cairn_iter_prev(cairn_iter *it);
+bool cairn_iter_valid(const cairn_iter *it);
+/* The current key / value (NULL with length 0 when not valid; the value is
+ * never NULL while valid, even when empty). The pointers stay valid until
+ * the iterator's next move or cairn_iter_free. */
+const void *cairn_iter_key(const cairn_iter *it, size_t *klen);
+const void *cairn_iter_value(const cairn_iter *it, size_t *vlen);
+/* The commit version of the current value: 0 for a transaction's own
+ * uncommitted write (and when not valid). */
+uint64_t cairn_iter_version(const cairn_iter *it);
+/* 0, or the error that stopped the iterator (see above). */
+int cairn_iter_status(const cairn_iter *it);
+void cairn_iter_free(cairn_iter *it); /* NULL is a no-op */
+
 /* Statistics. */
 typedef struct cairn_stats {
     uint64_t commits;          /* transactions committed since open */
@@ -269,6 +370,8 @@ typedef struct cairn_stats {
     int write_pressure;        /* 0 none, 1 slowed down, 2 stopped */
     const char *write_pressure_reason; /* static text, "" when none */
     int background_error;      /* last flush/compaction error, 0 if none */
+    uint64_t write_slowdowns;  /* commits delayed 1 ms (level 0 filling up) */
+    uint64_t write_stalls;     /* waits for a flush or compaction to make room */
 } cairn_stats;
 void cairn_get_stats(cairn_db *db, cairn_stats *out);
 

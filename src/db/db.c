@@ -339,9 +339,18 @@ bool cairn_db_iters_min(cairn_mt_iter *it, size_t n, cairn_mt_entry *out)
     return have;
 }
 
+/* Commit time of version v if the index knows it (vt_mu held), else 0. */
+static uint64_t vt_time_of(cairn_db *db, uint64_t v)
+{
+    if (db->vt_n == 0 || v < db->vt_base || v - db->vt_base >= db->vt_n)
+        return 0;
+    return db->vt_ts[db->vt_off + (v - db->vt_base)];
+}
+
 /* The horizon: oldest version any reader may still ask for. Raises
- * db->oldest to it and returns it. */
-static uint64_t gc_horizon(cairn_db *db)
+ * db->oldest (and oldest_ts, its commit time) to it and returns it, with
+ * its time in *ts. */
+static uint64_t gc_horizon(cairn_db *db, uint64_t *ts)
 {
     uint64_t vis = atomic_load(&db->visible);
     uint64_t now = cairn_db_now_us();
@@ -352,9 +361,10 @@ static uint64_t gc_horizon(cairn_db *db)
     uint64_t H = vt_version_at(db, cut, vis);
     /* After a restart the index starts at the first version replayed from
      * the log; the versions below it (in sorted files) have unknown times,
-     * so none of them is known to be out of the window yet. */
+     * so none of them is known to be out of the window until a version the
+     * index knows is. */
     if ((db->vt_n == 0 || db->vt_ts[db->vt_off] > cut) &&
-        atomic_load(&db->oldest) + 1 < db->vt_base)
+        atomic_load(&db->oldest) < db->unknown_hi)
         H = atomic_load(&db->oldest);
     pthread_mutex_unlock(&db->vt_mu);
     pthread_mutex_lock(&db->snap_mu);
@@ -362,10 +372,20 @@ static uint64_t gc_horizon(cairn_db *db)
         if (s->version < H)
             H = s->version;
     uint64_t old = atomic_load(&db->oldest);
-    if (H > old)
-        atomic_store(&db->oldest, H);
-    else
+    if (H > old) {
+        pthread_mutex_lock(&db->vt_mu);
+        uint64_t t = vt_time_of(db, H);
+        pthread_mutex_unlock(&db->vt_mu);
+        if (t) { /* unknown: keep the old horizon (collect less) */
+            atomic_store(&db->oldest_ts, t);
+            atomic_store(&db->oldest, H);
+        } else {
+            H = old;
+        }
+    } else {
         H = old;
+    }
+    *ts = atomic_load(&db->oldest_ts);
     pthread_mutex_unlock(&db->snap_mu);
     pthread_mutex_lock(&db->vt_mu);
     vt_trim(db, H);
@@ -405,7 +425,7 @@ static int flush_frozen(cairn_db *db)
         }
         cairn_tree_view *view = cairn_tree_view_get(db->tree);
         pthread_mutex_lock(&db->tables_mu);
-        cur = db->tables; /* only the collector removes frozen tables */
+        cur = db->tables; /* frozen tables leave only under flush_mu */
         db_tables *next = tables_new(cur->active, cur->imm, cur->imm_lsn,
                                      cur->nimm - 1, view);
         if (next)
@@ -424,20 +444,31 @@ static int flush_frozen(cairn_db *db)
 /* Freeze the active table (when there is room for another frozen one) and
  * flush the frozen tables into sorted files. Called by the collector
  * thread, or by open during replay (no other thread then). */
+static int gc_run_locked(cairn_db *db);
+
 static int gc_run(cairn_db *db)
+{
+    pthread_mutex_lock(&db->flush_mu);
+    int rc = gc_run_locked(db);
+    pthread_mutex_unlock(&db->flush_mu);
+    return rc;
+}
+
+static int gc_run_locked(cairn_db *db)
 {
     pthread_mutex_lock(&db->tables_mu);
     db_tables *old = db->tables;
     /* After failed flushes (no space, ...) frozen tables pile up: flush
      * those first rather than freeze again, so none is ever dropped. */
-    bool freeze = old->nimm + 1 < sizeof old->imm / sizeof old->imm[0];
+    bool freeze = old->nimm + 1 < sizeof old->imm / sizeof old->imm[0] &&
+                  cairn_memtable_count(old->active) > 0;
     pthread_mutex_unlock(&db->tables_mu);
     if (freeze) {
         cairn_memtable *fresh = cairn_memtable_new_sized(db->opts.memtable_size);
         if (!fresh)
             return CAIRN_ENOMEM;
         pthread_mutex_lock(&db->tables_mu);
-        old = db->tables; /* unchanged: only the collector swaps */
+        old = db->tables; /* unchanged: swaps happen under flush_mu */
         cairn_memtable *imm[4];
         uint64_t imm_lsn[4];
         size_t nimm = 0;
@@ -475,9 +506,9 @@ static int gc_run(cairn_db *db)
 }
 
 /* The tree asks which versions flush and compaction must keep. */
-static uint64_t tree_horizon(void *arg)
+static uint64_t tree_horizon(void *arg, uint64_t *ts)
 {
-    return gc_horizon(arg);
+    return gc_horizon(arg, ts);
 }
 
 static void *gc_main(void *arg)
@@ -504,6 +535,43 @@ static void *gc_main(void *arg)
     }
     pthread_mutex_unlock(&db->gc_mu);
     return NULL;
+}
+
+int cairn_db_throttle(cairn_db *db)
+{
+    /* Frozen memtables piling up (flushes cannot keep up, or fail): wait
+     * for the collector rather than grow memory without bound. */
+    for (int i = 0; i < 10000; i++) {
+        pthread_mutex_lock(&db->tables_mu);
+        bool full = db->tables->nimm >= 3 &&
+                    atomic_load(&db->active_bytes) >= db->opts.memtable_size;
+        pthread_mutex_unlock(&db->tables_mu);
+        if (!full)
+            break;
+        atomic_fetch_add(&db->st_stalls, 1);
+        cairn_db_gc_kick(db);
+        struct timespec d = {0, 1000000};
+        nanosleep(&d, NULL);
+    }
+    if (!db->tree)
+        return 0;
+    int p = cairn_tree_pressure(db->tree);
+    if (p == 1) {
+        atomic_fetch_add(&db->st_slowdowns, 1);
+        struct timespec d = {0, 1000000};
+        nanosleep(&d, NULL);
+        return 0;
+    }
+    while (p == 2) {
+        cairn_tree_stats ts;
+        cairn_tree_get_stats(db->tree, &ts);
+        if (ts.bg_error)
+            return ts.bg_error; /* compaction cannot make room: say why */
+        atomic_fetch_add(&db->st_stalls, 1);
+        cairn_tree_wait_pressure(db->tree, 2, 100);
+        p = cairn_tree_pressure(db->tree);
+    }
+    return 0;
 }
 
 void cairn_db_gc_kick(cairn_db *db)
@@ -639,7 +707,10 @@ static int open_tree(cairn_db *db)
     /* Reads as of versions whose history flush or compaction dropped are
      * refused (the time index of older versions is rebuilt only from the
      * log, so reads by time start there too). */
-    atomic_store(&db->oldest, cairn_tree_horizon(db->tree));
+    uint64_t hts = 0;
+    atomic_store(&db->oldest, cairn_tree_horizon(db->tree, &hts));
+    atomic_store(&db->oldest_ts, hts);
+    db->unknown_hi = db->flushed_version;
     for (size_t i = 0; i < cairn_tree_view_nfiles(view); i++) {
         const cairn_sst_props *p =
             cairn_sst_props_get(cairn_tree_view_reader(view, i));
@@ -668,6 +739,7 @@ static void db_free(cairn_db *db)
     pthread_mutex_destroy(&db->pub_mu);
     pthread_cond_destroy(&db->pub_cv);
     pthread_mutex_destroy(&db->gc_mu);
+    pthread_mutex_destroy(&db->flush_mu);
     pthread_cond_destroy(&db->gc_cv);
     free(db->path);
     free(db->wal_dir);
@@ -720,6 +792,7 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     pthread_mutexattr_destroy(&spin);
     pthread_cond_init(&db->pub_cv, NULL);
     pthread_mutex_init(&db->gc_mu, NULL);
+    pthread_mutex_init(&db->flush_mu, NULL);
     pthread_cond_init(&db->gc_cv, NULL);
     db->snaps.next = db->snaps.prev = &db->snaps;
     atomic_init(&db->visible, 0);
@@ -818,6 +891,20 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     return 0;
 }
 
+int cairn_flush(cairn_db *db)
+{
+    if (!db)
+        return CAIRN_EINVAL;
+    if (db->read_only || !db->tree)
+        return CAIRN_EREADONLY;
+    int rc = atomic_load(&db->fatal);
+    if (rc != 0)
+        return rc;
+    /* Everything committed so far is in the active memtable or frozen
+     * ones: freeze and write them all. */
+    return gc_run(db);
+}
+
 int cairn_close(cairn_db *db)
 {
     if (!db)
@@ -829,6 +916,12 @@ int cairn_close(cairn_db *db)
         pthread_mutex_unlock(&db->gc_mu);
         pthread_join(db->gc_thread, NULL);
     }
+    /* A clean close leaves the memtables in sorted files, so the next open
+     * replays (almost) nothing. Best effort: if it fails, the log still
+     * holds everything. */
+    if (!db->read_only && db->tree && db->wal && atomic_load(&db->fatal) == 0 &&
+        cairn_wal_status(db->wal) == 0)
+        (void)gc_run(db);
     int rc = db->wal ? cairn_wal_close(db->wal) : 0;
     db_free(db);
     return rc;
@@ -848,19 +941,33 @@ uint64_t cairn_oldest_version(cairn_db *db)
 
 /* Resolve a time to a version readable now: 0 / EHISTORY / EINVAL. */
 int cairn_db_version_at_time(cairn_db *db, uint64_t t, uint64_t vis,
-                             uint64_t oldest, uint64_t *ver)
+                             uint64_t oldest, uint64_t *ver, uint64_t *max_ts)
 {
     if (t > cairn_db_now_us() + 1000000u)
         return CAIRN_EINVAL; /* the future (beyond clock jitter) */
+    *max_ts = t; /* reads filter by time too: exact even when the version
+                    is only an upper bound */
     pthread_mutex_lock(&db->vt_mu);
     uint64_t v = vt_version_at(db, t, vis);
     /* The index starts at the oldest version kept (or at the first version
-     * ever, if nothing was collected); `oldest` may be a little stale (the
+     * ever, if nothing was collected), or, after a restart, at the first
+     * version replayed from the log; `oldest` may be a little stale (the
      * collector may have moved on since the caller read it), so judge by
      * the index. */
     uint64_t first = db->vt_base;
     bool before = db->vt_n == 0 || t < db->vt_ts[db->vt_off];
     pthread_mutex_unlock(&db->vt_mu);
+    if (before && oldest < db->unknown_hi) {
+        /* t falls among versions from sorted files whose times are not
+         * indexed: fine as long as it is not before the horizon's time. */
+        uint64_t ots = atomic_load(&db->oldest_ts);
+        if (oldest > 0 && t < ots)
+            return CAIRN_EHISTORY;
+        *ver = db->vt_n ? first - 1 : vis;
+        if (*ver > vis)
+            *ver = vis;
+        return 0;
+    }
     bool collected = oldest > 0 || first > 1;
     if (collected && (before || v < oldest))
         return CAIRN_EHISTORY;
@@ -877,10 +984,10 @@ static int get_at(cairn_db *db, const void *key, size_t klen, bool by_time,
         return CAIRN_ETOOLARGE;
     uint64_t vis, oldest;
     db_tables *t = cairn_db_tables_acquire(db, &vis, &oldest);
-    uint64_t ver = at;
+    uint64_t ver = at, max_ts = UINT64_MAX;
     int rc = 0;
     if (by_time)
-        rc = cairn_db_version_at_time(db, at, vis, oldest, &ver);
+        rc = cairn_db_version_at_time(db, at, vis, oldest, &ver, &max_ts);
     else if (ver > vis)
         rc = CAIRN_EINVAL;
     else if (ver < oldest)
@@ -888,7 +995,7 @@ static int get_at(cairn_db *db, const void *key, size_t klen, bool by_time,
     if (rc == 0) {
         cairn_mt_entry e;
         cairn_sst_pin pin;
-        int r = cairn_db_read(t, key, klen, ver, UINT64_MAX, &e, &pin);
+        int r = cairn_db_read(t, key, klen, ver, max_ts, &e, &pin);
         if (r < 0)
             rc = r;
         else if (r == 0 || e.kind == CAIRN_MT_DELETE)
@@ -1083,5 +1190,7 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
         out->write_pressure = ts.pressure;
         out->write_pressure_reason = ts.pressure_reason;
         out->background_error = ts.bg_error;
+        out->write_slowdowns = atomic_load(&db->st_slowdowns);
+        out->write_stalls = atomic_load(&db->st_stalls);
     }
 }

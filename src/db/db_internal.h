@@ -120,6 +120,10 @@ struct cairn_db {
     cairn_tree *tree;               /* the sorted files */
     uint64_t flushed_version;       /* at open: versions <= it are in sorted
                                        files (replay skips them) */
+    uint64_t unknown_hi;            /* versions <= it (from sorted files at
+                                       open) are not in the time index */
+    atomic_uint_fast64_t oldest_ts; /* commit time of `oldest` (0: none
+                                       collected) */
 
     pthread_mutex_t pub_mu;
     pthread_cond_t pub_cv; /* visible moved (for blind_waiters) */
@@ -134,6 +138,9 @@ struct cairn_db {
     uint64_t gc_merged_at; /* horizon of the last merge (collector only) */
     pthread_t gc_thread;
 
+    pthread_mutex_t flush_mu; /* one freeze + flush at a time (collector,
+                                 cairn_flush, close) */
+    atomic_uint_fast64_t st_slowdowns, st_stalls;
     atomic_uint_fast64_t st_commits, st_conflicts, st_gc_runs, st_gc_dropped,
         st_recovered;
 };
@@ -177,6 +184,11 @@ int cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
 uint64_t cairn_db_latest_above(db_tables *t, const void *key, size_t klen,
                                uint64_t S);
 void cairn_db_gc_kick(cairn_db *db);
+/* Write backpressure, before a commit: waits while frozen memtables pile
+ * up, slows down (1 ms) past the level-0 slowdown mark and waits past the
+ * stop mark. Returns 0, or the background error that keeps compaction
+ * from making room. */
+int cairn_db_throttle(cairn_db *db);
 int cairn_db_vt_append(cairn_db *db, uint64_t version, uint64_t ts);
 /* Register a read-write snapshot: takes the table set and the visible
  * version (n->version) together, and keeps the collector below it. */
@@ -208,15 +220,47 @@ void cairn_db_wait_published(cairn_db *db, db_pub_waiter *w);
 /* Undo cairn_db_vt_append of the newest version v (its log append
  * failed). */
 void cairn_db_vt_unappend(cairn_db *db, uint64_t v);
-/* Resolve a time to the newest version committed at or before it:
+/* Resolve a time to the newest version committed at or before it (or, for
+ * versions whose times are not indexed, an upper bound) and the time bound
+ * reads must apply with it (*max_ts):
  * CAIRN_EHISTORY if older than what is kept, CAIRN_EINVAL if in the
  * future. */
 int cairn_db_version_at_time(cairn_db *db, uint64_t t, uint64_t visible,
-                             uint64_t oldest, uint64_t *ver);
+                             uint64_t oldest, uint64_t *ver,
+                             uint64_t *max_ts);
 /* Copy a value out for the caller (non-NULL even when empty). */
 int cairn_db_copy_value(const cairn_mt_entry *e, void **val, size_t *vlen);
 
 /* txn.c */
 int cairn_db_apply_replay(cairn_db *db, const cairn_wal_record *rec);
+
+/* One of a transaction's own writes, copied for an iterator. val is NULL
+ * for a deletion, non-NULL (even empty) for a put. */
+typedef struct cairn_own_write {
+    const uint8_t *key;
+    size_t klen;
+    const uint8_t *val;
+    size_t vlen;
+    bool del;
+} cairn_own_write;
+
+/* What an iterator over a transaction needs (db/iterator.c). */
+typedef struct cairn_txn_iter_src {
+    db_tables *tables;    /* the snapshot's table set, referenced: release
+                             with cairn_db_tables_release */
+    uint64_t snapshot;
+    uint64_t max_ts;      /* reads see commits at or before it */
+    cairn_own_write *own; /* the writes with keys in [lo, hi), sorted by key,
+                             copied: one allocation (free), NULL if none */
+    size_t nown;
+} cairn_txn_iter_src;
+
+/* Fill *out for an iterator over [lo, hi) of t (lo NULL: from the start; hi
+ * NULL: to the end) and, in a serializable transaction, add that range to
+ * the read set. 0 or CAIRN_ENOMEM (nothing to release then). A call on the
+ * transaction (its thread). */
+int cairn_txn_iter_prepare(cairn_txn *t, const void *lo, size_t lolen,
+                           const void *hi, size_t hilen,
+                           cairn_txn_iter_src *out);
 
 #endif /* CAIRN_DB_INTERNAL_H */

@@ -275,6 +275,7 @@ static void enc_edit(bbuf *b, const cairn_version_edit *e)
     if (e->has_horizon) {
         bb_varint(b, TAG_HORIZON);
         bb_varint(b, e->horizon);
+        bb_varint(b, e->horizon_ts);
     }
     for (size_t i = 0; i < e->npointers; i++)
         enc_pointer(b, e->pointers[i].level, e->pointers[i].key,
@@ -304,6 +305,7 @@ static void enc_snapshot(bbuf *b, const cairn_version *v)
     bb_varint(b, cairn_version_last_version(v));
     bb_varint(b, TAG_HORIZON);
     bb_varint(b, cairn_version_horizon(v));
+    bb_varint(b, cairn_version_horizon_ts(v));
     for (int l = 0; l < CAIRN_LSM_MAX_LEVELS; l++) {
         const uint8_t *k = NULL;
         size_t len;
@@ -476,8 +478,9 @@ int cairn_version_edit_decode(const uint8_t *buf, size_t len,
                 cairn_version_edit_set_last_version(e, v);
             break;
         case TAG_HORIZON:
-            if ((rc = rd_varint(&r, &v)) == 0)
-                cairn_version_edit_set_horizon(e, v);
+            if ((rc = rd_varint(&r, &v)) == 0 &&
+                (rc = rd_varint(&r, &num)) == 0)
+                cairn_version_edit_set_horizon(e, v, num);
             break;
         case TAG_COMPACT_POINTER:
             if ((rc = rd_level(&r, &level)) == 0 &&

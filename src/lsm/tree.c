@@ -103,9 +103,10 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static uint64_t horizon(cairn_tree *t)
+static uint64_t horizon(cairn_tree *t, uint64_t *ts)
 {
-    return t->o.horizon ? t->o.horizon(t->o.horizon_arg) : 0;
+    *ts = 0;
+    return t->o.horizon ? t->o.horizon(t->o.horizon_arg, ts) : 0;
 }
 
 static void sst_opts_for(cairn_tree *t, int level, cairn_sst_options *so)
@@ -526,7 +527,8 @@ int cairn_tree_flush(cairn_tree *t, cairn_memtable *mt, uint64_t log_lsn,
     int rc = cairn_manifest_error(t->m);
     if (rc != 0)
         return CAIRN_EREADONLY;
-    keep_state k = {.H = horizon(t)};
+    uint64_t hts;
+    keep_state k = {.H = horizon(t, &hts)};
     uint64_t number = cairn_manifest_new_file_number(t->m);
     char path[4096];
     cairn_lsm_sst_path(path, sizeof path, t->dir, number);
@@ -584,7 +586,7 @@ int cairn_tree_flush(cairn_tree *t, cairn_memtable *mt, uint64_t log_lsn,
     cairn_version_edit_set_log_lsn(&e, log_lsn);
     cairn_version_edit_set_last_version(&e, last_version);
     if (k.dropped)
-        cairn_version_edit_set_horizon(&e, k.H);
+        cairn_version_edit_set_horizon(&e, k.H, hts);
     if (rc == 0) {
         pthread_mutex_lock(&t->install_mu);
         rc = install_edit(t, &e);
@@ -831,7 +833,8 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
                 cairn_sst_iter_seek_first(it[k++]);
         }
 
-    keep_state ks = {.H = horizon(t), .bottom = j->bottom};
+    uint64_t hts;
+    keep_state ks = {.H = horizon(t, &hts), .bottom = j->bottom};
     cairn_sst_builder *b = NULL;
     uint64_t cur_number = 0;
     uint64_t written = 0;
@@ -934,7 +937,7 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
     for (size_t i = 0; i < nouts && rc == 0; i++)
         rc = cairn_version_edit_add_meta(&e, outs[i].meta);
     if (ks.dropped || ks.dropped_tombs)
-        cairn_version_edit_set_horizon(&e, ks.H);
+        cairn_version_edit_set_horizon(&e, ks.H, hts);
     if (rc == 0 && j->level > 0) {
         const cairn_file_meta *m = j->in[0][j->nin[0] - 1];
         rc = cairn_version_edit_set_compact_pointer(&e, j->level,
@@ -1092,10 +1095,11 @@ uint64_t cairn_tree_last_version(cairn_tree *t)
     return cairn_manifest_last_version(t->m);
 }
 
-uint64_t cairn_tree_horizon(cairn_tree *t)
+uint64_t cairn_tree_horizon(cairn_tree *t, uint64_t *ts)
 {
     cairn_version *v = cairn_manifest_current(t->m);
     uint64_t h = cairn_version_horizon(v);
+    *ts = cairn_version_horizon_ts(v);
     cairn_version_unref(v);
     return h;
 }

@@ -59,9 +59,10 @@ typedef struct cairn_tree_options {
     size_t block_cache_bytes;      /* 64 MiB */
     bool read_only;
     bool create_if_missing;
-    /* Oldest version any reader may still ask for (called from the flush
-     * and compaction threads). NULL: 0 (keep every version). */
-    uint64_t (*horizon)(void *arg);
+    /* Oldest version any reader may still ask for, and its commit time in
+     * *ts (called from the flush and compaction threads). NULL: 0 (keep
+     * every version). */
+    uint64_t (*horizon)(void *arg, uint64_t *ts);
     void *horizon_arg;
 } cairn_tree_options;
 
@@ -86,7 +87,7 @@ uint64_t cairn_tree_log_lsn(cairn_tree *t);
 uint64_t cairn_tree_last_version(cairn_tree *t);
 /* Versions older than this may have lost history to flush or compaction
  * (from the manifest): reads as of them must be refused. */
-uint64_t cairn_tree_horizon(cairn_tree *t);
+uint64_t cairn_tree_horizon(cairn_tree *t, uint64_t *ts);
 
 /* Write the entries of mt (a frozen memtable) into a level-0 file and record
  * it, with log_lsn and last_version, in the manifest; then install a new

@@ -134,10 +134,12 @@ void cairn_version_edit_set_log_lsn(cairn_version_edit *e, uint64_t lsn)
     e->log_lsn = lsn;
 }
 
-void cairn_version_edit_set_horizon(cairn_version_edit *e, uint64_t h)
+void cairn_version_edit_set_horizon(cairn_version_edit *e, uint64_t h,
+                                    uint64_t ts)
 {
     e->has_horizon = true;
     e->horizon = h;
+    e->horizon_ts = ts;
 }
 
 void cairn_version_edit_set_last_version(cairn_version_edit *e, uint64_t v)
@@ -257,7 +259,7 @@ struct cairn_version {
     uint8_t *cp[CAIRN_LSM_MAX_LEVELS];
     size_t cplen[CAIRN_LSM_MAX_LEVELS];
     bool has_cp[CAIRN_LSM_MAX_LEVELS];
-    uint64_t next_file, log_lsn, last_version, horizon;
+    uint64_t next_file, log_lsn, last_version, horizon, horizon_ts;
 };
 
 static void hist_link(vhist *h, cairn_version *v)
@@ -645,8 +647,9 @@ int cairn_version_apply(const cairn_version *base,
     nv->log_lsn = e->has_log_lsn ? e->log_lsn : base->log_lsn;
     nv->last_version =
         e->has_last_version ? e->last_version : base->last_version;
-    nv->horizon = e->has_horizon && e->horizon > base->horizon ? e->horizon
-                                                               : base->horizon;
+    bool raise = e->has_horizon && e->horizon > base->horizon;
+    nv->horizon = raise ? e->horizon : base->horizon;
+    nv->horizon_ts = raise ? e->horizon_ts : base->horizon_ts;
 
     for (int l = 0; l < CAIRN_LSM_MAX_LEVELS && rc == 0; l++)
         rc = build_level(nv, base, l, e, del, found, err, errlen);
@@ -719,6 +722,11 @@ uint64_t cairn_version_last_version(const cairn_version *v)
 uint64_t cairn_version_horizon(const cairn_version *v)
 {
     return v->horizon;
+}
+
+uint64_t cairn_version_horizon_ts(const cairn_version *v)
+{
+    return v->horizon_ts;
 }
 
 size_t cairn_version_num_files(const cairn_version *v, int level)

@@ -118,6 +118,7 @@ typedef struct cairn_version_edit {
      * a restart. Never goes down (a lower value is ignored). */
     bool has_horizon;
     uint64_t horizon;
+    uint64_t horizon_ts; /* commit time of the horizon version */
     cairn_file_meta **added; /* owned references; meta->level = its level */
     size_t nadded, cap_added;
     cairn_edit_file *deleted;
@@ -135,7 +136,8 @@ void cairn_version_edit_clear(cairn_version_edit *e);
 void cairn_version_edit_set_next_file(cairn_version_edit *e, uint64_t n);
 void cairn_version_edit_set_log_lsn(cairn_version_edit *e, uint64_t lsn);
 void cairn_version_edit_set_last_version(cairn_version_edit *e, uint64_t v);
-void cairn_version_edit_set_horizon(cairn_version_edit *e, uint64_t h);
+void cairn_version_edit_set_horizon(cairn_version_edit *e, uint64_t h,
+                                    uint64_t ts);
 /* Adds a copy of *meta at level (the copy's level field is set to level).
  * CAIRN_EINVAL for a level outside 0..7, CAIRN_ENOMEM. */
 int cairn_version_edit_add_file(cairn_version_edit *e, int level,
@@ -178,6 +180,7 @@ uint64_t cairn_version_next_file(const cairn_version *v);
 uint64_t cairn_version_log_lsn(const cairn_version *v);
 uint64_t cairn_version_last_version(const cairn_version *v);
 uint64_t cairn_version_horizon(const cairn_version *v);
+uint64_t cairn_version_horizon_ts(const cairn_version *v);
 
 /* Files per level: count, total bytes, the i-th file (in the level's order;
  * NULL when out of range). Level outside 0..7: 0 / NULL. */

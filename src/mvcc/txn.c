@@ -59,6 +59,7 @@ struct cairn_txn {
     cairn_db *db;
     db_tables *tables;
     uint64_t snapshot;
+    uint64_t max_ts; /* reads see commits at or before it (time travel) */
     bool read_only, serializable, blind, registered;
     snap_node snap;
     ws_entry *w;
@@ -365,6 +366,7 @@ static void txn_init(cairn_txn *t, cairn_db *db)
 {
     memset(t, 0, sizeof *t);
     t->db = db;
+    t->max_ts = UINT64_MAX;
 }
 
 static void txn_release(cairn_txn *t)
@@ -424,7 +426,7 @@ int cairn_txn_begin(cairn_db *db, const cairn_txn_options *opts,
             t->snapshot = o.at_version;
         } else if (o.at_time_us) {
             rc = cairn_db_version_at_time(db, o.at_time_us, vis, oldest,
-                                          &t->snapshot);
+                                          &t->snapshot, &t->max_ts);
         }
     } else {
         /* Registered, so garbage collection keeps what validation needs. */
@@ -483,7 +485,7 @@ int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
         return rc;
     cairn_mt_entry e;
     cairn_sst_pin pin;
-    int r = cairn_db_read(t->tables, key, klen, t->snapshot, UINT64_MAX, &e,
+    int r = cairn_db_read(t->tables, key, klen, t->snapshot, t->max_ts, &e,
                           &pin);
     if (r < 0)
         rc = r;
@@ -572,7 +574,7 @@ int cairn_txn_scan(cairn_txn *t, const void *start, size_t slen,
     cairn_iiter *merged = cairn_iiter_merge(src, n);
     free(src);
     if (merged)
-        u = cairn_uiter_new(merged, t->snapshot, UINT64_MAX, start, slen, end,
+        u = cairn_uiter_new(merged, t->snapshot, t->max_ts, start, slen, end,
                             elen);
     if (!u)
         rc = CAIRN_ENOMEM;
@@ -786,6 +788,9 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
     }
     if (db->read_only)
         return CAIRN_EREADONLY;
+    int trc = cairn_db_throttle(db);
+    if (trc != 0)
+        return trc;
     qsort(t->w, t->nw, sizeof *t->w, ws_cmp);
     free(t->widx); /* positions changed; no lookups after this */
     t->widx = NULL;
@@ -983,4 +988,76 @@ int cairn_db_apply_replay(cairn_db *db, const cairn_wal_record *rec)
     atomic_store(&db->visible, v);
     atomic_fetch_add(&db->st_recovered, 1);
     return cairn_db_vt_append(db, v, ts);
+}
+
+/* ---------- iterators (db/iterator.c) ---------- */
+
+static int own_cmp(const void *a, const void *b)
+{
+    const cairn_own_write *x = a, *y = b;
+    return cairn_key_cmp(x->key, x->klen, y->key, y->klen);
+}
+
+static bool in_range(const ws_entry *w, const void *lo, size_t lolen,
+                     const void *hi, size_t hilen)
+{
+    return (!lo || cairn_key_cmp(w->key, w->klen, lo, lolen) >= 0) &&
+           (!hi || cairn_key_cmp(w->key, w->klen, hi, hilen) < 0);
+}
+
+int cairn_txn_iter_prepare(cairn_txn *t, const void *lo, size_t lolen,
+                           const void *hi, size_t hilen,
+                           cairn_txn_iter_src *out)
+{
+    memset(out, 0, sizeof *out);
+    /* The writes in range, copied (the write set changes under later puts:
+     * ws_set frees a replaced entry's bytes) into one allocation: the
+     * entries, then their bytes. */
+    size_t n = 0, bytes = 0;
+    for (size_t i = 0; i < t->nw; i++) {
+        if (in_range(&t->w[i], lo, lolen, hi, hilen)) {
+            n++;
+            bytes += t->w[i].klen + t->w[i].vlen;
+        }
+    }
+    cairn_own_write *own = NULL;
+    if (n) {
+        own = malloc(n * sizeof *own + bytes + 1);
+        if (!own)
+            return CAIRN_ENOMEM;
+        uint8_t *p = (uint8_t *)(own + n);
+        size_t j = 0;
+        for (size_t i = 0; i < t->nw; i++) {
+            const ws_entry *w = &t->w[i];
+            if (!in_range(w, lo, lolen, hi, hilen))
+                continue;
+            cairn_own_write *o = &own[j++];
+            o->key = p;
+            o->klen = w->klen;
+            if (w->klen)
+                memcpy(p, w->key, w->klen);
+            p += w->klen;
+            o->del = w->del;
+            o->val = w->del ? NULL : p;
+            o->vlen = w->del ? 0 : w->vlen;
+            if (o->vlen)
+                memcpy(p, w->val, o->vlen);
+            p += o->vlen;
+        }
+        qsort(own, n, sizeof *own, own_cmp);
+    }
+    if (t->serializable) {
+        int rc = rs_add_range(t, lo, lolen, hi, hilen);
+        if (rc != 0) {
+            free(own);
+            return rc;
+        }
+    }
+    atomic_fetch_add(&t->tables->refs, 1);
+    out->tables = t->tables;
+    out->snapshot = t->snapshot;
+    out->max_ts = t->max_ts;
+    out->own = own;
+    out->nown = n;
+    return 0;
 }

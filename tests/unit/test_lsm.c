@@ -280,6 +280,11 @@ static void test_model(void **state)
     assert_true(flushes > 10);
     assert_true(compactions > 2);
     assert_true(st.level_files[1] + st.level_files[2] > 0);
+    /* An explicit flush leaves nothing in memory tables; reads unchanged. */
+    assert_int_equal(cairn_flush(db), 0);
+    cairn_get_stats(db, &st);
+    assert_int_equal(st.memtable_entries, 0);
+    check_all(db, &m);
     assert_int_equal(cairn_close(db), 0);
     /* Once more after a clean close. */
     assert_int_equal(cairn_open("/db", &o, &db), 0);
