@@ -919,10 +919,11 @@ int cairn_close(cairn_db *db)
     /* A clean close leaves the memtables in sorted files, so the next open
      * replays (almost) nothing. Best effort: if it fails, the log still
      * holds everything. */
+    uint64_t covered = 0;
     if (!db->read_only && db->tree && db->wal && atomic_load(&db->fatal) == 0 &&
-        cairn_wal_status(db->wal) == 0)
-        (void)gc_run(db);
-    int rc = db->wal ? cairn_wal_close(db->wal) : 0;
+        cairn_wal_status(db->wal) == 0 && gc_run(db) == 0)
+        covered = cairn_tree_log_lsn(db->tree);
+    int rc = db->wal ? cairn_wal_close_covered(db->wal, covered) : 0;
     db_free(db);
     return rc;
 }

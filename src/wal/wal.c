@@ -1151,7 +1151,7 @@ void cairn_wal_free(cairn_wal *w)
     free(w);
 }
 
-int cairn_wal_close(cairn_wal *w)
+static int wal_close(cairn_wal *w, uint64_t covered)
 {
     if (!w)
         return 0;
@@ -1168,7 +1168,22 @@ int cairn_wal_close(cairn_wal *w)
          * (trim its preallocated tail) unless the log is broken. */
         pthread_mutex_lock(&w->mu);
         int sticky = w->sticky;
+        uint64_t last = w->next_lsn - 1;
+        bool clean = w->nfailed == 0;
         pthread_mutex_unlock(&w->mu);
+        if (rc == 0 && !sticky && clean && covered && covered >= last &&
+            w->cur && w->cur_records > 0 && w->cur_last_lsn == last) {
+            /* Everything is kept elsewhere: start an empty segment (its
+             * header carries the LSN chain on) and drop the others. A
+             * failure here leaves a longer log, never a shorter one. */
+            int src = seal_current(w);
+            if (src == 0)
+                src = create_segment(w, last + 1);
+            if (src == 0)
+                src = cairn_wal_truncate_before(w, last + 1);
+            if (src < 0 && rc == 0)
+                rc = src;
+        }
         if (!sticky && w->cur && w->cur_records > 0) {
             int src = seal_current(w);
             if (rc == 0)
@@ -1199,4 +1214,14 @@ int cairn_wal_close(cairn_wal *w)
     }
     cairn_wal_free(w);
     return rc;
+}
+
+int cairn_wal_close(cairn_wal *w)
+{
+    return wal_close(w, 0);
+}
+
+int cairn_wal_close_covered(cairn_wal *w, uint64_t covered_lsn)
+{
+    return wal_close(w, covered_lsn);
 }

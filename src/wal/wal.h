@@ -214,6 +214,11 @@ int cairn_wal_status(cairn_wal *wal);
  * dropped, or a negative error. */
 int cairn_wal_truncate_before(cairn_wal *wal, uint64_t lsn);
 
+/* cairn_wal_close for a log whose records up to covered_lsn are kept
+ * elsewhere (e.g. in sorted files): if that is every record, the log is
+ * left as one empty segment that carries the LSN sequence on. */
+int cairn_wal_close_covered(cairn_wal *wal, uint64_t covered_lsn);
+
 /* Number of segment files in the log right now. */
 size_t cairn_wal_segment_count(cairn_wal *wal);
 
