@@ -17,7 +17,8 @@
  *   - A cairn_db handle is shared by any number of threads: every cairn_*
  *     call taking a db may run concurrently with any other, except
  *     cairn_close(), which must be called once, after every other call on
- *     the handle has returned and every transaction has ended.
+ *     the handle has returned, every transaction has ended and every
+ *     iterator has been freed.
  *   - A cairn_txn belongs to one thread at a time: calls on one transaction
  *     must not overlap (hand it to another thread only with a happens-before
  *     edge, e.g. a mutex or a queue). Different transactions may run in

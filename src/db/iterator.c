@@ -88,8 +88,8 @@ static int range_from_opts(const cairn_iter_options *o, iter_range *r)
 }
 
 /* The iterator over tabs at snapshot S (and commit times <= max_ts) with
- * the own writes given. Takes
- * ownership of tabs' reference and of own, in every case. */
+ * the own writes given. Takes ownership of tabs' reference and of own, in
+ * every case. */
 static int iter_make(db_tables *tabs, uint64_t S, uint64_t max_ts,
                      const iter_range *r, cairn_own_write *own, size_t nown,
                      cairn_iter **out)
