@@ -523,6 +523,7 @@ static void *gc_main(void *arg)
         db->gc_request = false;
         pthread_mutex_unlock(&db->gc_mu);
         int rc = gc_run(db);
+        atomic_store(&db->flush_error, rc);
         pthread_mutex_lock(&db->gc_mu);
         if (rc != 0) {
             /* Out of memory: try again a little later, not in a spin. */
@@ -548,6 +549,9 @@ int cairn_db_throttle(cairn_db *db)
         pthread_mutex_unlock(&db->tables_mu);
         if (!full)
             break;
+        int ferr = atomic_load(&db->flush_error);
+        if (ferr != 0 && ferr != CAIRN_ENOMEM)
+            return ferr; /* e.g. no space for sorted files: say so */
         atomic_fetch_add(&db->st_stalls, 1);
         cairn_db_gc_kick(db);
         struct timespec d = {0, 1000000};
@@ -799,6 +803,7 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     atomic_init(&db->oldest, 0);
     atomic_init(&db->active_bytes, 0);
     atomic_init(&db->fatal, 0);
+    atomic_init(&db->flush_error, 0);
     atomic_init(&db->writers[0], 0);
     atomic_init(&db->writers[1], 0);
     db->path = strdup(path);
@@ -1190,7 +1195,8 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
         out->block_cache_bytes = ts.cache.usage;
         out->write_pressure = ts.pressure;
         out->write_pressure_reason = ts.pressure_reason;
-        out->background_error = ts.bg_error;
+        out->background_error = ts.bg_error ? ts.bg_error
+                                            : atomic_load(&db->flush_error);
         out->write_slowdowns = atomic_load(&db->st_slowdowns);
         out->write_stalls = atomic_load(&db->st_stalls);
     }
