@@ -540,6 +540,12 @@ static void *gc_main(void *arg)
 
 int cairn_db_throttle(cairn_db *db)
 {
+    /* Flushes failing (e.g. no space for sorted files): refuse to grow the
+     * memtables past their size rather than take memory without bound. */
+    int ferr = atomic_load(&db->flush_error);
+    if (ferr != 0 && ferr != CAIRN_ENOMEM &&
+        atomic_load(&db->active_bytes) >= db->opts.memtable_size)
+        return ferr;
     /* Frozen memtables piling up (flushes cannot keep up, or fail): wait
      * for the collector rather than grow memory without bound. */
     for (int i = 0; i < 10000; i++) {
@@ -549,7 +555,7 @@ int cairn_db_throttle(cairn_db *db)
         pthread_mutex_unlock(&db->tables_mu);
         if (!full)
             break;
-        int ferr = atomic_load(&db->flush_error);
+        ferr = atomic_load(&db->flush_error);
         if (ferr != 0 && ferr != CAIRN_ENOMEM)
             return ferr; /* e.g. no space for sorted files: say so */
         atomic_fetch_add(&db->st_stalls, 1);
