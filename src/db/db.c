@@ -885,6 +885,8 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
                         cairn_env_exists(db->env, db->wal_dir) == 0))
             rc = cairn_wal_open(db->wal_dir, &wo, &db->wal, NULL);
     }
+    if (rc == 0 && db->tree)
+        cairn_tree_compact_kick(db->tree); /* level 0 may need it already */
     if (rc == 0) {
         atomic_store(&db->visible, db->last_assigned);
         if (pthread_create(&db->gc_thread, NULL, gc_main, db) == 0)

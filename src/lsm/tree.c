@@ -829,8 +829,12 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
                 break;
             }
             rc = cairn_sst_iter_new(r, &it[k]);
-            if (rc == 0)
-                cairn_sst_iter_seek_first(it[k++]);
+            if (rc == 0) {
+                /* A block that cannot be read must fail the compaction,
+                 * never pass for an empty input. */
+                cairn_sst_iter_seek_first(it[k]);
+                rc = cairn_sst_iter_status(it[k++]);
+            }
         }
 
     uint64_t hts;
@@ -1234,7 +1238,6 @@ int cairn_tree_open(cairn_env *env, const char *dir,
         return rc;
     }
     *out = t;
-    cairn_tree_compact_kick(t);
     return 0;
 }
 

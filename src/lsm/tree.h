@@ -72,7 +72,9 @@ void cairn_tree_options_init(cairn_tree_options *o);
  * leftovers of a crashed flush or compaction removed. errmsg (may be NULL,
  * else errlen bytes) gets a line naming the damaged file on
  * CAIRN_ECORRUPT/CAIRN_EVERSION. Starts the compaction thread (not when
- * read-only). */
+ * read-only), idle until the first flush or cairn_tree_compact_kick, so
+ * the caller can finish its own setup (the horizon callback may then
+ * run). */
 int cairn_tree_open(cairn_env *env, const char *dir,
                     const cairn_tree_options *o, cairn_tree **out,
                     char *errmsg, size_t errlen);
