@@ -141,6 +141,7 @@ struct cairn_db {
     pthread_mutex_t flush_mu; /* one freeze + flush at a time (collector,
                                  cairn_flush, close) */
     atomic_uint_fast64_t st_slowdowns, st_stalls;
+    atomic_uint_fast64_t slow_debt; /* bytes committed while slowed down */
     atomic_int flush_error; /* the collector's last result (0: fine) */
     atomic_uint_fast64_t st_commits, st_conflicts, st_gc_runs, st_gc_dropped,
         st_recovered;
@@ -186,10 +187,10 @@ uint64_t cairn_db_latest_above(db_tables *t, const void *key, size_t klen,
                                uint64_t S);
 void cairn_db_gc_kick(cairn_db *db);
 /* Write backpressure, before a commit: waits while frozen memtables pile
- * up, slows down (1 ms) past the level-0 slowdown mark and waits past the
+ * up, slows down (to ~16 MB/s) past the level-0 slowdown mark, waits past the
  * stop mark. Returns 0, or the background error that keeps compaction
  * from making room. */
-int cairn_db_throttle(cairn_db *db);
+int cairn_db_throttle(cairn_db *db, size_t bytes);
 int cairn_db_vt_append(cairn_db *db, uint64_t version, uint64_t ts);
 /* Register a read-write snapshot: takes the table set and the visible
  * version (n->version) together, and keeps the collector below it. */

@@ -788,7 +788,10 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
     }
     if (db->read_only)
         return CAIRN_EREADONLY;
-    int trc = cairn_db_throttle(db);
+    size_t wbytes = 0;
+    for (size_t i = 0; i < t->nw; i++)
+        wbytes += t->w[i].klen + t->w[i].vlen;
+    int trc = cairn_db_throttle(db, wbytes);
     if (trc != 0)
         return trc;
     qsort(t->w, t->nw, sizeof *t->w, ws_cmp);
