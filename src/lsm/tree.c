@@ -829,6 +829,8 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
                 break;
             }
             rc = cairn_sst_iter_new(r, &it[k]);
+            if (rc == 0)
+                cairn_sst_iter_set_fill_cache(it[k], false);
             if (rc == 0) {
                 /* A block that cannot be read must fail the compaction,
                  * never pass for an empty input. */

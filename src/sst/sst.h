@@ -240,6 +240,11 @@ int cairn_sst_get(const cairn_sst_reader *r, const void *key, size_t klen,
 /* CAIRN_ENOMEM or 0. */
 int cairn_sst_iter_new(const cairn_sst_reader *r, cairn_sst_iter **out);
 void cairn_sst_iter_free(cairn_sst_iter *it); /* NULL is a no-op */
+/* fill false: blocks this iterator reads on a cache miss are not added to
+ * the cache (one pass over a whole file, e.g. a compaction input, would
+ * only push out the blocks readers need). Cached blocks are still used.
+ * Default true. */
+void cairn_sst_iter_set_fill_cache(cairn_sst_iter *it, bool fill);
 
 void cairn_sst_iter_seek_first(cairn_sst_iter *it);
 void cairn_sst_iter_seek_last(cairn_sst_iter *it);

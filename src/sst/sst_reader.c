@@ -326,6 +326,7 @@ struct cairn_sst_iter {
     size_t vlen;
     ZSTD_DCtx *dctx;
     bool use_dctx;
+    bool no_fill;            /* blocks read on a miss stay out of the cache */
     char errmsg[CAIRN_SST_ERRMSG_LEN];
 };
 
@@ -346,6 +347,7 @@ static void it_init(cairn_sst_iter *it, const cairn_sst_reader *r,
     kbuf_init(&it->key);
     it->dctx = NULL;
     it->use_dctx = use_dctx;
+    it->no_fill = false;
     it->errmsg[0] = '\0';
     it->r = r;
 }
@@ -407,7 +409,7 @@ static int it_load(cairn_sst_iter *it, size_t i)
         it_fail(it, CORRUPT(it->errmsg, r->path, e->off, "empty data block"));
         return it->status;
     }
-    if (r->cache) {
+    if (r->cache && !it->no_fill) {
         cairn_cache_handle *h = NULL;
         rc = cairn_block_cache_insert(r->cache, r->file_id, e->off, b,
                                       sizeof *b + b->size, block_free_fn, &h);
@@ -550,6 +552,11 @@ static size_t index_lower_bound(const cairn_sst_reader *r, const uint8_t *tk,
             hi = mid;
     }
     return lo;
+}
+
+void cairn_sst_iter_set_fill_cache(cairn_sst_iter *it, bool fill)
+{
+    it->no_fill = !fill;
 }
 
 int cairn_sst_iter_new(const cairn_sst_reader *r, cairn_sst_iter **out)
