@@ -119,7 +119,8 @@ typedef struct cairn_options {
     uint64_t wal_segment_size;   /* 64 MiB */
     struct cairn_env *env;       /* NULL: the operating system's files */
     /* Sorted files on disk (0 = the default): */
-    size_t block_cache_size;     /* 64 MiB of decoded blocks in memory */
+    size_t block_cache_size;     /* 256 MiB of decoded blocks in memory (at
+                                    most: filled as blocks are read) */
     uint64_t sst_target_file_size; /* 64 MiB per compaction output file */
     uint64_t level_base_size;    /* 256 MiB: level 1's size; each level
                                     below is 10x the one above */

@@ -93,7 +93,7 @@ void cairn_tree_options_init(cairn_tree_options *o)
     o->target_file_size = 64ull << 20;
     o->block_size = 4096;
     o->zstd_level = 3;
-    o->block_cache_bytes = 64u << 20;
+    o->block_cache_bytes = 256u << 20;
 }
 
 static uint64_t now_us(void)
@@ -1184,7 +1184,7 @@ int cairn_tree_open(cairn_env *env, const char *dir,
     atomic_init(&t->closing, false);
     atomic_init(&t->bg_error, 0);
     t->cache = cairn_block_cache_new(to->block_cache_bytes ? to->block_cache_bytes
-                                                           : 64u << 20,
+                                                           : 256u << 20,
                                      0);
     if (!t->dir || !t->cache) {
         tree_free(t);

@@ -56,7 +56,7 @@ typedef struct cairn_tree_options {
     bool codec_set;
     int codec[8];
     int zstd_level;                /* 3 */
-    size_t block_cache_bytes;      /* 64 MiB */
+    size_t block_cache_bytes;      /* 256 MiB */
     bool read_only;
     bool create_if_missing;
     /* Oldest version any reader may still ask for, and its commit time in
