@@ -2008,6 +2008,9 @@ static int cmd_stats(const char *path, int argc, char **argv)
     }
 
     uint64_t raw = total.raw_key + total.raw_value;
+    uint64_t io_user = 0, io_written = 0;
+    if (v)
+        cairn_version_io(v, &io_user, &io_written);
     if (json) {
         printf("{\"dir\": ");
         json_string(stdout, dir);
@@ -2035,6 +2038,11 @@ static int cmd_stats(const char *path, int argc, char **argv)
         json_ratio(stdout, total.readable_bytes, raw);
         printf(", \"space_amplification_definition\": ");
         json_string(stdout, SPACE_AMP_DEF);
+        printf(", \"flushed_user_bytes\": %" PRIu64
+               ", \"sorted_file_bytes_written\": %" PRIu64
+               ", \"write_amplification\": ",
+               io_user, io_written);
+        json_ratio(stdout, io_written, io_user);
         printf(", \"wal\": {\"segments\": %" PRIu64 ", \"bytes\": %" PRIu64
                "}, \"damaged\": %s, \"complete\": %s}\n",
                wal_segments, wal_bytes, damaged ? "true" : "false",
@@ -2068,6 +2076,16 @@ static int cmd_stats(const char *path, int argc, char **argv)
         else
             printf("-");
         printf(" = " SPACE_AMP_DEF "\n");
+        printf("write amplification: ");
+        if (io_user)
+            printf("%.2f", (double)io_written / (double)io_user);
+        else
+            printf("-");
+        printf(" = sorted-file bytes written by flushes and compactions (%s)"
+               " / raw key+value bytes flushed",
+               human_bytes(h, sizeof h, io_written));
+        printf(" (%s), since the database was created; the log adds about "
+               "1x more\n", human_bytes(h, sizeof h, io_user));
         if (total.unreadable)
             printf("note: %" PRIu64 " files could not be read: their bytes, "
                    "entries and tombstones are the manifest's; raw bytes, "

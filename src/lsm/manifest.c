@@ -47,7 +47,8 @@ enum {
     TAG_ADD_FILE = 6,
     TAG_SET_TIER = 7,
     TAG_HORIZON = 8,
-    TAG_MAX = 8,
+    TAG_IO = 9,
+    TAG_MAX = 9,
 };
 
 #define MAX_CURRENT 64 /* "MANIFEST-" + 20 digits + "\n" fits easily */
@@ -277,6 +278,11 @@ static void enc_edit(bbuf *b, const cairn_version_edit *e)
         bb_varint(b, e->horizon);
         bb_varint(b, e->horizon_ts);
     }
+    if (e->has_io) {
+        bb_varint(b, TAG_IO);
+        bb_varint(b, e->io_user_bytes);
+        bb_varint(b, e->io_written_bytes);
+    }
     for (size_t i = 0; i < e->npointers; i++)
         enc_pointer(b, e->pointers[i].level, e->pointers[i].key,
                     e->pointers[i].len);
@@ -306,6 +312,11 @@ static void enc_snapshot(bbuf *b, const cairn_version *v)
     bb_varint(b, TAG_HORIZON);
     bb_varint(b, cairn_version_horizon(v));
     bb_varint(b, cairn_version_horizon_ts(v));
+    uint64_t iou, iow;
+    cairn_version_io(v, &iou, &iow);
+    bb_varint(b, TAG_IO);
+    bb_varint(b, iou);
+    bb_varint(b, iow);
     for (int l = 0; l < CAIRN_LSM_MAX_LEVELS; l++) {
         const uint8_t *k = NULL;
         size_t len;
@@ -481,6 +492,11 @@ int cairn_version_edit_decode(const uint8_t *buf, size_t len,
             if ((rc = rd_varint(&r, &v)) == 0 &&
                 (rc = rd_varint(&r, &num)) == 0)
                 cairn_version_edit_set_horizon(e, v, num);
+            break;
+        case TAG_IO:
+            if ((rc = rd_varint(&r, &v)) == 0 &&
+                (rc = rd_varint(&r, &num)) == 0)
+                cairn_version_edit_set_io(e, v, num);
             break;
         case TAG_COMPACT_POINTER:
             if ((rc = rd_level(&r, &level)) == 0 &&

@@ -487,9 +487,17 @@ static void files_forget(cairn_tree *t, uint64_t number)
     }
 }
 
-static int install_edit(cairn_tree *t, cairn_version_edit *e)
+static int install_edit(cairn_tree *t, cairn_version_edit *e,
+                        uint64_t user_add, uint64_t written_add)
 {
     int rc = 0;
+    if (user_add || written_add) { /* running totals for write amplification */
+        cairn_version *cur = cairn_manifest_current(t->m);
+        uint64_t u, w;
+        cairn_version_io(cur, &u, &w);
+        cairn_version_unref(cur);
+        cairn_version_edit_set_io(e, u + user_add, w + written_add);
+    }
     size_t opened = 0;
     for (; opened < e->nadded && rc == 0; opened++)
         rc = files_open(t, e->added[opened]->number, NULL, 0);
@@ -573,6 +581,7 @@ int cairn_tree_flush(cairn_tree *t, cairn_memtable *mt, uint64_t log_lsn,
         cairn_sst_builder_abandon(b);
     }
     uint64_t props_size = props.file_size;
+    uint64_t props_user = props.raw_key_bytes + props.raw_value_bytes;
     cairn_sst_props_clear(&props);
     if (rc != 0)
         return rc;
@@ -589,7 +598,7 @@ int cairn_tree_flush(cairn_tree *t, cairn_memtable *mt, uint64_t log_lsn,
         cairn_version_edit_set_horizon(&e, k.H, hts);
     if (rc == 0) {
         pthread_mutex_lock(&t->install_mu);
-        rc = install_edit(t, &e);
+        rc = install_edit(t, &e, props_user, props_size);
         pthread_mutex_unlock(&t->install_mu);
     }
     cairn_version_edit_clear(&e);
@@ -953,7 +962,7 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
     bool logged_or_unknown = false;
     if (rc == 0) {
         pthread_mutex_lock(&t->install_mu);
-        rc = install_edit(t, &e);
+        rc = install_edit(t, &e, 0, written);
         pthread_mutex_unlock(&t->install_mu);
         logged_or_unknown = rc == 0 || cairn_manifest_error(t->m) != 0;
     }

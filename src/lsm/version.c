@@ -260,6 +260,7 @@ struct cairn_version {
     size_t cplen[CAIRN_LSM_MAX_LEVELS];
     bool has_cp[CAIRN_LSM_MAX_LEVELS];
     uint64_t next_file, log_lsn, last_version, horizon, horizon_ts;
+    uint64_t io_user, io_written;
 };
 
 static void hist_link(vhist *h, cairn_version *v)
@@ -650,6 +651,8 @@ int cairn_version_apply(const cairn_version *base,
     bool raise = e->has_horizon && e->horizon > base->horizon;
     nv->horizon = raise ? e->horizon : base->horizon;
     nv->horizon_ts = raise ? e->horizon_ts : base->horizon_ts;
+    nv->io_user = e->has_io ? e->io_user_bytes : base->io_user;
+    nv->io_written = e->has_io ? e->io_written_bytes : base->io_written;
 
     for (int l = 0; l < CAIRN_LSM_MAX_LEVELS && rc == 0; l++)
         rc = build_level(nv, base, l, e, del, found, err, errlen);
@@ -727,6 +730,21 @@ uint64_t cairn_version_horizon(const cairn_version *v)
 uint64_t cairn_version_horizon_ts(const cairn_version *v)
 {
     return v->horizon_ts;
+}
+
+void cairn_version_edit_set_io(cairn_version_edit *e, uint64_t user_bytes,
+                               uint64_t written_bytes)
+{
+    e->has_io = true;
+    e->io_user_bytes = user_bytes;
+    e->io_written_bytes = written_bytes;
+}
+
+void cairn_version_io(const cairn_version *v, uint64_t *user_bytes,
+                      uint64_t *written_bytes)
+{
+    *user_bytes = v->io_user;
+    *written_bytes = v->io_written;
 }
 
 size_t cairn_version_num_files(const cairn_version *v, int level)

@@ -119,6 +119,11 @@ typedef struct cairn_version_edit {
     bool has_horizon;
     uint64_t horizon;
     uint64_t horizon_ts; /* commit time of the horizon version */
+    /* Running totals since the database was created: raw key+value bytes
+     * flushed from memtables, and bytes of sorted files written by flushes
+     * and compactions (write amplification = written / user). */
+    bool has_io;
+    uint64_t io_user_bytes, io_written_bytes;
     cairn_file_meta **added; /* owned references; meta->level = its level */
     size_t nadded, cap_added;
     cairn_edit_file *deleted;
@@ -181,6 +186,10 @@ uint64_t cairn_version_log_lsn(const cairn_version *v);
 uint64_t cairn_version_last_version(const cairn_version *v);
 uint64_t cairn_version_horizon(const cairn_version *v);
 uint64_t cairn_version_horizon_ts(const cairn_version *v);
+void cairn_version_edit_set_io(cairn_version_edit *e, uint64_t user_bytes,
+                               uint64_t written_bytes);
+void cairn_version_io(const cairn_version *v, uint64_t *user_bytes,
+                      uint64_t *written_bytes);
 
 /* Files per level: count, total bytes, the i-th file (in the level's order;
  * NULL when out of range). Level outside 0..7: 0 / NULL. */
