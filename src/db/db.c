@@ -549,6 +549,8 @@ int cairn_db_throttle(cairn_db *db, size_t bytes)
     /* Frozen memtables piling up (flushes cannot keep up, or fail): wait
      * for the collector rather than grow memory without bound. */
     for (int i = 0; i < 10000; i++) {
+        if (atomic_load(&db->active_bytes) < db->opts.memtable_size)
+            break; /* the common case, without a lock */
         pthread_mutex_lock(&db->tables_mu);
         bool full = db->tables->nimm >= 3 &&
                     atomic_load(&db->active_bytes) >= db->opts.memtable_size;

@@ -79,6 +79,8 @@ struct cairn_tree {
     atomic_uint_fast64_t st_flushes, st_flush_bytes, st_compactions,
         st_moves, st_cread, st_cwrite, st_dropped, st_dropped_tombs;
     atomic_int bg_error;
+    atomic_uint_fast64_t l0_files; /* of the current view: read by every
+                                      commit (backpressure) without a lock */
 };
 
 void cairn_tree_options_init(cairn_tree_options *o)
@@ -251,6 +253,7 @@ static int view_install(cairn_tree *t, cairn_version *v)
     pthread_mutex_lock(&t->view_mu);
     cairn_tree_view *old = t->cur;
     t->cur = w;
+    atomic_store(&t->l0_files, w->lstart[1] - w->lstart[0]);
     pthread_mutex_unlock(&t->view_mu);
     cairn_tree_view_unref(old);
     pthread_mutex_lock(&t->bg_mu);
@@ -1058,9 +1061,7 @@ void cairn_tree_compact_kick(cairn_tree *t)
 
 static int pressure_of(cairn_tree *t, const char **why)
 {
-    cairn_tree_view *w = cairn_tree_view_get(t);
-    size_t n0 = w->lstart[1] - w->lstart[0];
-    cairn_tree_view_unref(w);
+    uint64_t n0 = atomic_load(&t->l0_files);
     *why = "";
     if (n0 >= t->o.l0_stop) {
         *why = "level-0 files at the stop limit";
@@ -1192,6 +1193,7 @@ int cairn_tree_open(cairn_env *env, const char *dir,
     pthread_cond_init(&t->installed_cv, NULL);
     atomic_init(&t->closing, false);
     atomic_init(&t->bg_error, 0);
+    atomic_init(&t->l0_files, 0);
     t->cache = cairn_block_cache_new(to->block_cache_bytes ? to->block_cache_bytes
                                                            : 256u << 20,
                                      0);
@@ -1222,6 +1224,9 @@ int cairn_tree_open(cairn_env *env, const char *dir,
         t->cur = view_build(t, v);
         if (!t->cur)
             rc = CAIRN_ENOMEM;
+        else
+            atomic_store(&t->l0_files,
+                         t->cur->lstart[1] - t->cur->lstart[0]);
     }
     cairn_version_unref(v);
     if (rc == 0 && !to->read_only) {

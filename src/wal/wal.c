@@ -546,33 +546,31 @@ static void leader_round(cairn_wal *w, bool force_sync)
     }
     if (w->nfailed == 0 && !w->sticky)
         atomic_store(&w->fast_ack, ack_lsn(w));
+    /* Callbacks first (in LSN order, one thread at a time), then the
+     * waiters: a waiter that registered a callback (append_notify) finds it
+     * done when it wakes. Handing the leader role on before the callbacks
+     * let the next round start with fewer records (commits apply in the
+     * callbacks) and cost durable commits more than it saved. */
+    fire_callbacks(w);
     w->leader_active = false;
     w->round_last = 0;
-    bool next = w->pend_count > 0, failing = w->sticky != 0;
-    /* The next round may start now: hand the leader role on before this
-     * round's callbacks run, so its write and fsync overlap them (applying
-     * a group of commits takes about as long as an fsync). Wake outside mu:
-     * a thread woken while mu is held only blocks on it again, and with
-     * many writers that convoy, not the disk, sets the pace. Only one
-     * waiter of the next round wakes, to lead it (everyone, once the log
-     * has failed). Safe: the state they test changed under mu, and they
-     * test it under mu before sleeping. */
-    pthread_mutex_unlock(&w->mu);
-    if (failing || next)
-        round_wake(w, seq + 1, failing ? INT_MAX : 1);
-    pthread_cond_broadcast(&w->cv_ack);
-    pthread_mutex_lock(&w->mu);
-    /* Callbacks next (in LSN order, one thread at a time: if another round's
-     * thread is running them it takes these too), then this round's
-     * waiters: a waiter that registered a callback (append_notify) usually
-     * finds it done when it wakes. */
-    fire_callbacks(w);
     if (w->pend_count > 0 && w->ncbs > 0) {
         w->kick = true;
         pthread_cond_signal(&w->cv_bg);
     }
+    bool next = w->pend_count > 0, failing = w->sticky != 0;
+    /* Wake outside mu: a thread woken while mu is held only blocks on it
+     * again, and with many writers that convoy, not the disk, sets the pace.
+     * The next round's leader first (waking this round's waiters takes a
+     * while with many of them), then this round's waiters (everyone, once
+     * the log has failed). Safe: the state they test changed under mu, and
+     * they test it under mu (or through their ticket's futex word) before
+     * sleeping. */
     pthread_mutex_unlock(&w->mu);
+    if (failing || next)
+        round_wake(w, seq + 1, failing ? INT_MAX : 1);
     round_wake(w, seq, INT_MAX);
+    pthread_cond_broadcast(&w->cv_ack);
     pthread_mutex_lock(&w->mu);
 }
 

@@ -168,9 +168,10 @@ int cairn_wal_on_durable(cairn_wal *wal, uint64_t lsn, cairn_wal_ack_fn cb,
  * same step (so callbacks registered this way are in LSN order, with no
  * window in which the record could settle first). The callback runs in the
  * thread that completes the round holding the record (or in one already
- * running earlier callbacks), usually before that round's waiters are woken;
- * but cairn_wal_wait(lsn) may return before the callback of lsn has run:
- * a caller that needs its effects must wait for them itself. Nothing kicks
+ * running earlier callbacks), before that round's waiters are woken; still,
+ * a waiter woken early (another round's wake-up) may see its record
+ * acknowledged before the callback ran: a caller that needs the callback's
+ * effects must wait for them itself. Nothing kicks
  * the background thread: the caller (or another) must drive the log, e.g.
  * with cairn_wal_wait(lsn). */
 int cairn_wal_append_notify(cairn_wal *wal, uint8_t type, const void *data,
