@@ -1,22 +1,20 @@
 /*
  * db.c — the database handle: open (with recovery from the write-ahead
- * log), close, table sets, publishing versions, garbage collection of old
- * versions, time travel and statistics. Transactions and the commit
+ * log and the sorted files), close, table sets, publishing versions, flushing
+ * memtables into the tree, backpressure, time travel and statistics. Transactions and the commit
  * pipeline live in src/mvcc/txn.c.
  *
  * Invariants and lock order: see db_internal.h.
  *
- * Garbage collection: when the active memtable passes memtable_size, the
- * collector thread freezes it (a new active memtable takes the inserts),
- * waits for the commits still inserting into it, computes the horizon
- * H = min(newest version older than the history window, oldest registered
- * read-write snapshot), raises oldest_version to H, and merges every frozen
- * table into one new bottom table that keeps, per key, every version above H
- * and the newest version at or below H (dropped if it is a deletion: nothing
- * older survives it). Then it swaps the table set. The merge is skipped
- * while H has not moved since the last one and the set has room for
- * another frozen table (nothing could be dropped). Readers that hold the old
- * set keep reading it; it is freed with its last reader.
+ * Flush: when the active memtable passes memtable_size, the collector thread
+ * freezes it (a new active memtable takes the inserts), waits for the
+ * commits still inserting into it, and writes the frozen tables, oldest
+ * first, into level-0 files (lsm/tree.c), swapping each out of the table set
+ * once its file is recorded. Old versions are dropped by flush and
+ * compaction below the horizon H = min(newest version older than the history
+ * window, oldest registered read-write snapshot), computed here (gc_horizon)
+ * for the tree. Readers that hold an old set keep reading it; it is freed
+ * with its last reader.
  */
 #include "db/db_internal.h"
 
@@ -321,23 +319,7 @@ void cairn_db_wait_published(cairn_db *db, db_pub_waiter *w)
     pthread_mutex_unlock(&db->pub_mu);
 }
 
-/* ---------- garbage collection ---------- */
-
-bool cairn_db_iters_min(cairn_mt_iter *it, size_t n, cairn_mt_entry *out)
-{
-    bool have = false;
-    for (size_t i = 0; i < n; i++) {
-        if (!cairn_mt_iter_valid(&it[i]))
-            continue;
-        cairn_mt_entry e;
-        cairn_mt_iter_entry(&it[i], &e);
-        if (!have || cairn_key_cmp(e.key, e.klen, out->key, out->klen) < 0) {
-            *out = e;
-            have = true;
-        }
-    }
-    return have;
-}
+/* ---------- horizon and flush ---------- */
 
 /* Commit time of version v if the index knows it (vt_mu held), else 0. */
 static uint64_t vt_time_of(cairn_db *db, uint64_t v)

@@ -15,11 +15,11 @@
  *     second one's validation sees the first and refuses or waits). Hence,
  *     per key, newer memtables hold newer versions than older memtables.
  *   - Memtables are never changed except by inserts into the active one;
- *     garbage collection builds a new bottom table and swaps table sets. A
- *     reader holding a table set reads a consistent state at any S with
- *     oldest <= S <= visible, both read under tables_mu together with the
- *     set (a commit is applied before it is published, into a memtable
- *     that stays in the set, or merged into its bottom table, until then).
+ *     a flush swaps a frozen memtable for the view holding its file, in one
+ *     new table set. A reader holding a table set reads a consistent state
+ *     at any S with oldest <= S <= visible, both read under tables_mu
+ *     together with the set (a commit is applied before it is published,
+ *     into a memtable that stays in the set until its file replaces it).
  *   - Validation takes the table set inside commit_mu, after the commits it
  *     must see have left the in-flight map (so after they were applied).
  *   - oldest_version <= min(registered snapshots of read-write
@@ -50,6 +50,7 @@
 #include "env/env.h"
 #include "lsm/tree.h"
 #include "mvcc/memtable.h"
+#include "util/keycmp.h"
 #include "wal/wal.h"
 
 #define CAIRN_DB_FORMAT_VERSION 1
@@ -135,7 +136,6 @@ struct cairn_db {
     pthread_mutex_t gc_mu;
     pthread_cond_t gc_cv;
     bool gc_request, gc_stop, gc_started;
-    uint64_t gc_merged_at; /* horizon of the last merge (collector only) */
     pthread_t gc_thread;
 
     pthread_mutex_t flush_mu; /* one freeze + flush at a time (collector,
@@ -147,21 +147,7 @@ struct cairn_db {
         st_recovered;
 };
 
-/* User key order: bytewise, a prefix first. */
-static inline int cairn_key_cmp(const void *a, size_t alen, const void *b,
-                                size_t blen)
-{
-    size_t m = alen < blen ? alen : blen;
-    int c = m ? memcmp(a, b, m) : 0;
-    if (c)
-        return c;
-    return alen < blen ? -1 : alen > blen;
-}
-
 /* db.c */
-/* The entry with the smallest user key among the n iterators' current
- * positions (the first such iterator's); false when all are exhausted. */
-bool cairn_db_iters_min(cairn_mt_iter *it, size_t n, cairn_mt_entry *out);
 uint64_t cairn_db_now_us(void);
 /* Take the current table set and, in the same critical section, the
  * visible and oldest versions (either may be NULL): every version in

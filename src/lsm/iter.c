@@ -50,19 +50,10 @@ _Static_assert((int)CAIRN_IKIND_PUT == (int)CAIRN_SST_PUT &&
 
 /* ---------- comparisons ---------- */
 
-int cairn_ukey_cmp(const void *a, size_t alen, const void *b, size_t blen)
-{
-    size_t m = alen < blen ? alen : blen;
-    int c = m ? memcmp(a, b, m) : 0;
-    if (c)
-        return c;
-    return alen < blen ? -1 : alen > blen;
-}
-
 int cairn_iiter_cmp(const uint8_t *ak, size_t alen, uint64_t av,
                     const uint8_t *bk, size_t blen, uint64_t bv)
 {
-    int c = cairn_ukey_cmp(ak, alen, bk, blen);
+    int c = cairn_key_cmp(ak, alen, bk, blen);
     if (c)
         return c;
     return av > bv ? -1 : av < bv; /* newer version first */
@@ -724,7 +715,7 @@ static void u_find_next(cairn_uiter *u, bool skipping)
         cairn_ientry e;
         cairn_iiter_entry(u->it, &e);
         if (u->has_upper &&
-            cairn_ukey_cmp(e.key, e.klen, u->upper.p, u->upper.len) >= 0)
+            cairn_key_cmp(e.key, e.klen, u->upper.p, u->upper.len) >= 0)
             return;
         bool same = have_run && same_ukey(e.key, e.klen, u->sk.p, u->sk.len);
         if (!same)
@@ -846,7 +837,7 @@ static void u_find_prev(cairn_uiter *u)
             have_run = false;
         }
         if (u->has_lower &&
-            cairn_ukey_cmp(e.key, e.klen, u->lower.p, u->lower.len) < 0)
+            cairn_key_cmp(e.key, e.klen, u->lower.p, u->lower.len) < 0)
             return;
         if (!have_run) {
             if (!u_save(u, &u->sk, e.key, e.klen))
@@ -993,7 +984,7 @@ void cairn_uiter_last(cairn_uiter *u)
         while (u_it_ok(u)) {
             cairn_ientry e;
             cairn_iiter_entry(u->it, &e);
-            if (cairn_ukey_cmp(e.key, e.klen, u->upper.p, u->upper.len) < 0)
+            if (cairn_key_cmp(e.key, e.klen, u->upper.p, u->upper.len) < 0)
                 break;
             cairn_iiter_prev(u->it);
         }
@@ -1007,7 +998,7 @@ void cairn_uiter_seek(cairn_uiter *u, const void *key, size_t klen)
 {
     u_reset(u);
     const uint8_t *k = klen ? key : empty_byte;
-    if (u->has_lower && cairn_ukey_cmp(k, klen, u->lower.p, u->lower.len) < 0) {
+    if (u->has_lower && cairn_key_cmp(k, klen, u->lower.p, u->lower.len) < 0) {
         k = u->lower.p;
         klen = u->lower.len;
     }
@@ -1021,7 +1012,7 @@ void cairn_uiter_seek_for_prev(cairn_uiter *u, const void *key, size_t klen)
 {
     const uint8_t *k = klen ? key : empty_byte;
     if (u->has_upper &&
-        cairn_ukey_cmp(k, klen, u->upper.p, u->upper.len) >= 0) {
+        cairn_key_cmp(k, klen, u->upper.p, u->upper.len) >= 0) {
         cairn_uiter_last(u);
         return;
     }

@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/keycmp.h"
 #include "mvcc/memtable.h"
 #include "sst/sst.h"
 
@@ -148,8 +149,6 @@ static inline void cairn_iiter_destroy(cairn_iiter *it)
 /* Internal order of (ak, av) against (bk, bv): <0, 0, >0. */
 int cairn_iiter_cmp(const uint8_t *ak, size_t alen, uint64_t av,
                     const uint8_t *bk, size_t blen, uint64_t bv);
-/* User key order (no versions): <0, 0, >0. */
-int cairn_ukey_cmp(const void *a, size_t alen, const void *b, size_t blen);
 
 /* ------------------------------------------------------------------------
  * Adapters

@@ -219,14 +219,8 @@ static void bb_u8(bbuf *b, uint8_t v) { bb_bytes(b, &v, 1); }
 
 static void bb_varint(bbuf *b, uint64_t v)
 {
-    uint8_t tmp[10];
-    size_t k = 0;
-    while (v >= 0x80) {
-        tmp[k++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    tmp[k++] = (uint8_t)v;
-    bb_bytes(b, tmp, k);
+    uint8_t tmp[CAIRN_VARINT64_MAX];
+    bb_bytes(b, tmp, cairn_put_varint64(tmp, v));
 }
 
 /* ---- edit encoding ---- */
@@ -377,22 +371,11 @@ static int rd_fail(rd *r, const char *what)
 
 static int rd_varint(rd *r, uint64_t *v)
 {
-    uint64_t x = 0;
-    const uint8_t *p = r->p;
-    for (int i = 0; i < 10; i++) {
-        if (p >= r->end)
-            return rd_fail(r, "truncated varint");
-        uint8_t byte = *p++;
-        if (i == 9 && byte > 1)
-            return rd_fail(r, "varint overflows 64 bits");
-        x |= (uint64_t)(byte & 0x7f) << (7 * i);
-        if (!(byte & 0x80)) {
-            r->p = p;
-            *v = x;
-            return 0;
-        }
-    }
-    return rd_fail(r, "varint longer than 10 bytes");
+    const uint8_t *q = cairn_get_varint64(r->p, r->end, v);
+    if (!q)
+        return rd_fail(r, "bad varint (truncated, or over 64 bits)");
+    r->p = q;
+    return 0;
 }
 
 static int rd_level(rd *r, uint32_t *level)

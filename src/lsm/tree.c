@@ -296,9 +296,9 @@ static bool in_range(const cairn_sst_reader *r, const void *key, size_t klen)
     const cairn_sst_props *p = cairn_sst_props_get(r);
     if (p->entries == 0)
         return false;
-    return cairn_ukey_compare(key, klen, p->smallest_key, p->smallest_klen) >=
+    return cairn_key_cmp(key, klen, p->smallest_key, p->smallest_klen) >=
                0 &&
-           cairn_ukey_compare(key, klen, p->largest_key, p->largest_klen) <= 0;
+           cairn_key_cmp(key, klen, p->largest_key, p->largest_klen) <= 0;
 }
 
 /* The files that may hold key, in search order: every L0 file whose range
@@ -366,7 +366,7 @@ int cairn_tree_view_versions(const cairn_tree_view *v, const void *key,
              cairn_sst_iter_valid(it) && !stop; cairn_sst_iter_next(it)) {
             cairn_sst_entry e;
             cairn_sst_iter_entry(it, &e);
-            if (cairn_ukey_compare(e.key, e.klen, key, klen) != 0)
+            if (cairn_key_cmp(e.key, e.klen, key, klen) != 0)
                 break;
             stop = fn(arg, &e) != 0;
         }
@@ -397,7 +397,7 @@ static int keep_entry(keep_state *k, const uint8_t *key, size_t klen,
                       uint64_t version, int kind, bool *keep)
 {
     bool same = k->have_key &&
-                cairn_ukey_compare(key, klen, k->key, k->klen) == 0;
+                cairn_key_cmp(key, klen, k->key, k->klen) == 0;
     if (!same) {
         if (klen > k->kcap) {
             uint8_t *nk = realloc(k->key, klen ? klen : 1);
@@ -654,12 +654,12 @@ static void files_range(const cairn_file_meta *const *f, size_t n,
                         size_t *hilen)
 {
     for (size_t i = 0; i < n; i++) {
-        if (i == 0 || cairn_ukey_compare(f[i]->smallest.ukey,
+        if (i == 0 || cairn_key_cmp(f[i]->smallest.ukey,
                                          f[i]->smallest.ulen, *lo, *lolen) < 0) {
             *lo = f[i]->smallest.ukey;
             *lolen = f[i]->smallest.ulen;
         }
-        if (i == 0 || cairn_ukey_compare(f[i]->largest.ukey, f[i]->largest.ulen,
+        if (i == 0 || cairn_key_cmp(f[i]->largest.ukey, f[i]->largest.ulen,
                                          *hi, *hilen) > 0) {
             *hi = f[i]->largest.ukey;
             *hilen = f[i]->largest.ulen;
@@ -705,7 +705,7 @@ static int pick(cairn_tree *t, const cairn_version *v, cjob *j)
         if (cairn_version_compact_pointer(v, level, &ptr, &plen)) {
             for (pickidx = 0; pickidx < nf; pickidx++) {
                 const cairn_file_meta *m = cairn_version_file(v, level, pickidx);
-                if (cairn_ukey_compare(m->smallest.ukey, m->smallest.ulen, ptr,
+                if (cairn_key_cmp(m->smallest.ukey, m->smallest.ulen, ptr,
                                        plen) > 0)
                     break;
             }
@@ -737,11 +737,11 @@ static int pick(cairn_tree *t, const cairn_version *v, cjob *j)
         const uint8_t *lo2, *hi2;
         size_t lo2len, hi2len;
         files_range(ov, nov, &lo2, &lo2len, &hi2, &hi2len);
-        if (cairn_ukey_compare(lo2, lo2len, lo, lolen) < 0) {
+        if (cairn_key_cmp(lo2, lo2len, lo, lolen) < 0) {
             lo = lo2;
             lolen = lo2len;
         }
-        if (cairn_ukey_compare(hi2, hi2len, hi, hilen) > 0) {
+        if (cairn_key_cmp(hi2, hi2len, hi, hilen) > 0) {
             hi = hi2;
             hilen = hi2len;
         }
@@ -777,7 +777,7 @@ static int merge_min(cairn_sst_iter **it, size_t n, cairn_sst_entry *out)
             best = (int)i;
             continue;
         }
-        int c = cairn_ukey_compare(e.key, e.klen, out->key, out->klen);
+        int c = cairn_key_cmp(e.key, e.klen, out->key, out->klen);
         if (c < 0 || (c == 0 && e.version > out->version)) {
             *out = e;
             best = (int)i;
@@ -869,7 +869,7 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
             break;
         bool keep = false;
         rc = keep_entry(&ks, en.key, en.klen, en.version, (int)en.kind, &keep);
-        bool new_key = !prev_valid || cairn_ukey_compare(en.key, en.klen,
+        bool new_key = !prev_valid || cairn_key_cmp(en.key, en.klen,
                                                          prev_key, prev_klen) != 0;
         /* Cut the output between user keys once it is big enough. */
         if (rc == 0 && keep && b && new_key &&

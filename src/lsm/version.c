@@ -31,18 +31,9 @@
 
 /* ---- keys ---- */
 
-int cairn_ukey_compare(const void *a, size_t alen, const void *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c != 0)
-        return c;
-    return alen < blen ? -1 : alen > blen ? 1 : 0;
-}
-
 int cairn_ikey_compare(const cairn_ikey *a, const cairn_ikey *b)
 {
-    int c = cairn_ukey_compare(a->ukey, a->ulen, b->ukey, b->ulen);
+    int c = cairn_key_cmp(a->ukey, a->ulen, b->ukey, b->ulen);
     if (c != 0)
         return c;
     /* versions descending */
@@ -554,7 +545,7 @@ static int build_level(cairn_version *nv, const cairn_version *base, int l,
         qsort(arr, n, sizeof *arr, cmp_smallest);
         for (size_t i = 1; i < n; i++) {
             const cairn_file_meta *a = arr[i - 1], *b = arr[i];
-            if (cairn_ukey_compare(a->largest.ukey, a->largest.ulen,
+            if (cairn_key_cmp(a->largest.ukey, a->largest.ulen,
                                    b->smallest.ukey, b->smallest.ulen) >= 0) {
                 set_err(err, errlen, "files %" PRIu64 " and %" PRIu64
                         " overlap in level %d", a->number, b->number, l);
@@ -809,7 +800,7 @@ size_t cairn_version_find_index(const cairn_version *v, int level,
     cairn_file_meta **f = v->files[level];
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (cairn_ukey_compare(f[mid]->largest.ukey, f[mid]->largest.ulen,
+        if (cairn_key_cmp(f[mid]->largest.ukey, f[mid]->largest.ulen,
                                ukey, len) < 0)
             lo = mid + 1;
         else
@@ -828,7 +819,7 @@ const cairn_file_meta *cairn_version_find_file(const cairn_version *v,
     if (i >= v->nfiles[level])
         return NULL;
     const cairn_file_meta *m = v->files[level][i];
-    if (cairn_ukey_compare(ukey, len, m->smallest.ukey, m->smallest.ulen) < 0)
+    if (cairn_key_cmp(ukey, len, m->smallest.ukey, m->smallest.ulen) < 0)
         return NULL;
     return m;
 }
@@ -837,10 +828,10 @@ const cairn_file_meta *cairn_version_find_file(const cairn_version *v,
 static bool meets(const cairn_file_meta *m, const void *lo, size_t lolen,
                   const void *hi, size_t hilen)
 {
-    if (lo && cairn_ukey_compare(m->largest.ukey, m->largest.ulen, lo,
+    if (lo && cairn_key_cmp(m->largest.ukey, m->largest.ulen, lo,
                                  lolen) < 0)
         return false;
-    if (hi && cairn_ukey_compare(m->smallest.ukey, m->smallest.ulen, hi,
+    if (hi && cairn_key_cmp(m->smallest.ukey, m->smallest.ulen, hi,
                                  hilen) > 0)
         return false;
     return true;
@@ -872,7 +863,7 @@ int cairn_version_overlapping_files(const cairn_version *v, int level,
         if (meets(m, lo, lolen, hi, hilen))
             arr[k++] = m;
         else if (level >= 1 && hi &&
-                 cairn_ukey_compare(m->smallest.ukey, m->smallest.ulen, hi,
+                 cairn_key_cmp(m->smallest.ukey, m->smallest.ulen, hi,
                                     hilen) > 0)
             break; /* sorted and disjoint: nothing further meets */
     }

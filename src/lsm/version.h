@@ -44,6 +44,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/keycmp.h"
+
 #define CAIRN_LSM_MAX_LEVELS 8     /* levels 0..7: the format's limit */
 #define CAIRN_LSM_DEFAULT_LEVELS 7 /* levels 0..6 */
 
@@ -56,9 +58,7 @@ typedef struct cairn_ikey {
     uint64_t version;
 } cairn_ikey;
 
-/* User keys: memcmp over the common prefix, the shorter first on a tie.
- * <0, 0, >0 like memcmp. */
-int cairn_ukey_compare(const void *a, size_t alen, const void *b, size_t blen);
+/* User keys compare with cairn_key_cmp (util/keycmp.h). */
 
 /* Internal keys: user key ascending, then version descending. */
 int cairn_ikey_compare(const cairn_ikey *a, const cairn_ikey *b);

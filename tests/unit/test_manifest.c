@@ -1283,16 +1283,16 @@ static void rand_key(uint64_t *rng, rkey *k)
 static int rkey_cmp(const void *x, const void *y)
 {
     const rkey *a = x, *b = y;
-    return cairn_ukey_compare(a->b, a->n, b->b, b->n);
+    return cairn_key_cmp(a->b, a->n, b->b, b->n);
 }
 
 static bool brute_meets(const cairn_file_meta *m, const rkey *lo,
                         const rkey *hi)
 {
-    if (lo && cairn_ukey_compare(m->largest.ukey, m->largest.ulen, lo->b,
+    if (lo && cairn_key_cmp(m->largest.ukey, m->largest.ulen, lo->b,
                                  lo->n) < 0)
         return false;
-    if (hi && cairn_ukey_compare(m->smallest.ukey, m->smallest.ulen, hi->b,
+    if (hi && cairn_key_cmp(m->smallest.ukey, m->smallest.ulen, hi->b,
                                  hi->n) > 0)
         return false;
     return true;
@@ -1301,9 +1301,9 @@ static bool brute_meets(const cairn_file_meta *m, const rkey *lo,
 static void test_overlap_and_find(void **state)
 {
     (void)state;
-    assert_true(cairn_ukey_compare("ab", 2, "abc", 3) < 0);
-    assert_true(cairn_ukey_compare("\xff", 1, "a", 1) > 0);
-    assert_true(cairn_ukey_compare("", 0, "\x00", 1) < 0);
+    assert_true(cairn_key_cmp("ab", 2, "abc", 3) < 0);
+    assert_true(cairn_key_cmp("\xff", 1, "a", 1) > 0);
+    assert_true(cairn_key_cmp("", 0, "\x00", 1) < 0);
     cairn_ikey x = {(const uint8_t *)"k", 1, 5}, y = {(const uint8_t *)"k", 1, 9};
     assert_true(cairn_ikey_compare(&y, &x) < 0); /* newer first */
 
@@ -1402,7 +1402,7 @@ static void test_overlap_and_find(void **state)
                         want = m;
                     }
                     if (first_ge == cairn_version_num_files(v, l) &&
-                        cairn_ukey_compare(m->largest.ukey, m->largest.ulen,
+                        cairn_key_cmp(m->largest.ukey, m->largest.ulen,
                                            k.b, k.n) >= 0)
                         first_ge = i;
                 }
@@ -1420,7 +1420,7 @@ static void test_overlap_and_find(void **state)
             for (size_t i = 1; i < cairn_version_num_files(v, l); i++) {
                 const cairn_file_meta *p = cairn_version_file(v, l, i - 1);
                 const cairn_file_meta *c = cairn_version_file(v, l, i);
-                assert_true(cairn_ukey_compare(p->largest.ukey,
+                assert_true(cairn_key_cmp(p->largest.ukey,
                                                p->largest.ulen, c->smallest.ukey,
                                                c->smallest.ulen) < 0);
             }
@@ -1634,7 +1634,7 @@ static void *reader_main(void *p)
                 const cairn_file_meta *x = cairn_version_file(v, l, i - 1);
                 const cairn_file_meta *y = cairn_version_file(v, l, i);
                 if (l == 0 ? x->number <= y->number
-                           : cairn_ukey_compare(x->largest.ukey,
+                           : cairn_key_cmp(x->largest.ukey,
                                                 x->largest.ulen,
                                                 y->smallest.ukey,
                                                 y->smallest.ulen) >= 0)
