@@ -255,7 +255,8 @@ static const cairn_iiter_ops sst_iiter_ops = {
     .destroy = ssti_destroy,
 };
 
-cairn_iiter *cairn_iiter_from_sst(const cairn_sst_reader *r)
+cairn_iiter *cairn_iiter_from_sst_ex(const cairn_sst_reader *r,
+                                     bool fill_cache)
 {
     if (!r)
         return NULL;
@@ -266,8 +267,14 @@ cairn_iiter *cairn_iiter_from_sst(const cairn_sst_reader *r)
         free(s);
         return NULL;
     }
+    cairn_sst_iter_set_fill_cache(s->si, fill_cache);
     s->base.ops = &sst_iiter_ops;
     return &s->base;
+}
+
+cairn_iiter *cairn_iiter_from_sst(const cairn_sst_reader *r)
+{
+    return cairn_iiter_from_sst_ex(r, true);
 }
 
 /* ---------- merging iterator ---------- */

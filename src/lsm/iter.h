@@ -167,6 +167,10 @@ cairn_iiter *cairn_iiter_from_memtable(cairn_memtable *mt);
  * ...) come through status / errmsg with the file's message. NULL on out of
  * memory. */
 cairn_iiter *cairn_iiter_from_sst(const cairn_sst_reader *r);
+/* The same; fill_cache false keeps the blocks it reads on a miss out of
+ * the block cache (a compaction's one pass over its inputs). */
+cairn_iiter *cairn_iiter_from_sst_ex(const cairn_sst_reader *r,
+                                     bool fill_cache);
 
 /* ------------------------------------------------------------------------
  * Merging iterator

@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include "cairn.h"
+#include "lsm/iter.h"
 #include "lsm/manifest.h"
 
 typedef struct tfile {
@@ -762,30 +763,6 @@ static int pick(cairn_tree *t, const cairn_version *v, cjob *j)
     return 0;
 }
 
-/* The smallest current entry among the inputs (internal order); -1 if all
- * are done. */
-static int merge_min(cairn_sst_iter **it, size_t n, cairn_sst_entry *out)
-{
-    int best = -1;
-    for (size_t i = 0; i < n; i++) {
-        if (!cairn_sst_iter_valid(it[i]))
-            continue;
-        cairn_sst_entry e;
-        cairn_sst_iter_entry(it[i], &e);
-        if (best < 0) {
-            *out = e;
-            best = (int)i;
-            continue;
-        }
-        int c = cairn_key_cmp(e.key, e.klen, out->key, out->klen);
-        if (c < 0 || (c == 0 && e.version > out->version)) {
-            *out = e;
-            best = (int)i;
-        }
-    }
-    return best;
-}
-
 /* Merge the job's inputs into new files at level + 1 and install. */
 static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
 {
@@ -821,10 +798,10 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
     }
 
     size_t nin = j->nin[0] + j->nin[1];
-    cairn_sst_iter **it = calloc(nin ? nin : 1, sizeof *it);
+    cairn_iiter **src = calloc(nin ? nin : 1, sizeof *src);
     out_file *outs = NULL;
     size_t nouts = 0, capouts = 0;
-    if (!it)
+    if (!src)
         return CAIRN_ENOMEM;
     uint64_t read_bytes = 0;
     size_t k = 0;
@@ -840,16 +817,22 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
                 rc = CAIRN_ECORRUPT;
                 break;
             }
-            rc = cairn_sst_iter_new(r, &it[k]);
-            if (rc == 0)
-                cairn_sst_iter_set_fill_cache(it[k], false);
-            if (rc == 0) {
-                /* A block that cannot be read must fail the compaction,
-                 * never pass for an empty input. */
-                cairn_sst_iter_seek_first(it[k]);
-                rc = cairn_sst_iter_status(it[k++]);
-            }
+            /* One pass: keep the inputs' blocks out of the cache. */
+            src[k] = cairn_iiter_from_sst_ex(r, false);
+            if (!src[k++])
+                rc = CAIRN_ENOMEM;
         }
+    /* The merge owns the inputs (and frees them if one is missing). A block
+     * that cannot be read makes it fail with that error: an input is never
+     * taken for empty. */
+    cairn_iiter *in = cairn_iiter_merge(src, k);
+    free(src);
+    if (!in && rc == 0)
+        rc = CAIRN_ENOMEM;
+    if (rc == 0) {
+        cairn_iiter_seek_first(in);
+        rc = cairn_iiter_status(in);
+    }
 
     uint64_t hts;
     keep_state ks = {.H = horizon(t, &hts), .bottom = j->bottom};
@@ -863,10 +846,10 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
     uint8_t *prev_key = NULL;
     size_t prev_klen = 0, prev_cap = 0;
     while (rc == 0 && !atomic_load(&t->closing)) {
-        cairn_sst_entry en = {0};
-        int src = merge_min(it, k, &en);
-        if (src < 0)
+        if (!cairn_iiter_valid(in))
             break;
+        cairn_ientry en;
+        cairn_iiter_entry(in, &en);
         bool keep = false;
         rc = keep_entry(&ks, en.key, en.klen, en.version, (int)en.kind, &keep);
         bool new_key = !prev_valid || cairn_key_cmp(en.key, en.klen,
@@ -904,7 +887,8 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
         }
         if (rc == 0 && keep)
             rc = cairn_sst_builder_add(b, en.key, en.klen, en.version,
-                                       en.ts_us, en.kind, en.value, en.vlen);
+                                       en.ts_us, (cairn_sst_kind)en.kind,
+                                       en.value, en.vlen);
         if (rc == 0 && new_key) {
             if (en.klen > prev_cap) {
                 uint8_t *nk = realloc(prev_key, en.klen);
@@ -921,8 +905,8 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
             prev_valid = true;
         }
         if (rc == 0) {
-            cairn_sst_iter_next(it[src]);
-            rc = cairn_sst_iter_status(it[src]);
+            cairn_iiter_next(in);
+            rc = cairn_iiter_status(in);
         }
     }
     if (rc == 0 && atomic_load(&t->closing))
@@ -943,9 +927,8 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
     }
     free(prev_key);
     free(ks.key);
-    for (size_t i = 0; i < k; i++)
-        cairn_sst_iter_free(it[i]);
-    free(it);
+    if (in)
+        cairn_iiter_destroy(in);
     if (rc == 0 && nouts)
         rc = cairn_env_sync_dir(t->env, t->dir);
     for (int s = 0; s < 2 && rc == 0; s++)
