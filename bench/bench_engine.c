@@ -414,6 +414,25 @@ static void *cairn_e_open(const char *dir, open_mode mode)
 
 static int cairn_e_close(void *db)
 {
+    if (getenv("CAIRN_BENCH_STATS")) { /* diagnostics: what the run cost */
+        cairn_stats st;
+        cairn_get_stats(db, &st);
+        fprintf(stderr,
+                "cairn stats: flushes %llu, compactions %llu (read %.1f MiB, "
+                "written %.1f MiB), slowdowns %llu, stalls %llu, L0..L4 "
+                "files %llu/%llu/%llu/%llu/%llu\n",
+                (unsigned long long)st.flushes,
+                (unsigned long long)st.compactions,
+                st.compact_read_bytes / 1048576.0,
+                st.compact_write_bytes / 1048576.0,
+                (unsigned long long)st.write_slowdowns,
+                (unsigned long long)st.write_stalls,
+                (unsigned long long)st.level_files[0],
+                (unsigned long long)st.level_files[1],
+                (unsigned long long)st.level_files[2],
+                (unsigned long long)st.level_files[3],
+                (unsigned long long)st.level_files[4]);
+    }
     int rc = cairn_close(db);
     if (rc != CAIRN_OK) {
         fprintf(stderr, "cairn: close: %s (%d)\n", cairn_strerror(rc), rc);

@@ -495,6 +495,7 @@ static uint64_t tree_horizon(void *arg, uint64_t *ts)
 
 static void *gc_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "cairn-collect");
     cairn_db *db = arg;
     pthread_mutex_lock(&db->gc_mu);
     for (;;) {

@@ -1000,6 +1000,7 @@ int cairn_tree_compact_all(cairn_tree *t)
 
 static void *bg_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "cairn-compact");
     cairn_tree *t = arg;
     pthread_mutex_lock(&t->bg_mu);
     while (!t->bg_stop) {

@@ -111,6 +111,7 @@
 #include <xxhash.h>
 
 #include "cairn.h"
+#include "util/keycmp.h"
 
 #define MT_MAX_HEIGHT 20
 #define MT_BLOCK_SIZE ((size_t)1 << 20)
@@ -209,12 +210,9 @@ static inline mt_node *load_next(mt_node *n, int level)
 static inline int ikey_cmp(const uint8_t *ak, size_t alen, uint64_t av,
                            const uint8_t *bk, size_t blen, uint64_t bv)
 {
-    size_t n = alen < blen ? alen : blen;
-    int c = n ? memcmp(ak, bk, n) : 0;
+    int c = cairn_key_cmp(ak, alen, bk, blen);
     if (c != 0)
         return c;
-    if (alen != blen)
-        return alen < blen ? -1 : 1;
     if (av != bv)
         return av > bv ? -1 : 1; /* newer version first */
     return 0;

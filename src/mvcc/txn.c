@@ -284,7 +284,11 @@ static void inflight_del(cairn_db *db, const uint8_t *key, size_t klen,
         return;
     *s = (inflight_slot){.tomb = true};
     db->inflight_n--;
-    if (db->inflight_n == 0) { /* all gone: clear the tombstones too */
+    /* All gone: clear the tombstones too, once they are many (clearing the
+     * whole table after every commit cost a tenth of a single writer's time
+     * once a batch had grown the table; inflight_reserve rehashes anyway
+     * when live keys plus tombstones reach half the table). */
+    if (db->inflight_n == 0 && db->inflight_used * 8 >= db->inflight_cap) {
         memset(db->inflight, 0, db->inflight_cap * sizeof *db->inflight);
         db->inflight_used = 0;
     }

@@ -36,6 +36,7 @@
 #include <zstd.h>
 
 #include "cairn.h"
+#include "util/keycmp.h"
 #include "sst/bloom.h"
 #include "util/coding.h"
 
@@ -118,14 +119,10 @@ static int kbuf_set(kbuf *k, size_t keep, const uint8_t *src, size_t n)
 
 /* ---------- order ---------- */
 
-static int ukey_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
-                    size_t blen)
+static inline int ukey_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
+                           size_t blen)
 {
-    size_t m = alen < blen ? alen : blen;
-    int c = m ? memcmp(a, b, m) : 0;
-    if (c)
-        return c;
-    return alen < blen ? -1 : alen > blen;
+    return cairn_key_cmp(a, alen, b, blen);
 }
 
 int cairn_sst_ikey_cmp(const uint8_t *a, size_t alen, const uint8_t *b,

@@ -474,20 +474,25 @@ static void fire_callbacks(cairn_wal *w)
     w->cb_firing = false;
 }
 
-/* Futex wait/wake on a round word: sleep while *word == val. */
-static void futex_wait(_Atomic uint32_t *word, uint32_t val)
+/* Futex wait/wake on round word i: sleep while round_word[i] == val. */
+static void futex_wait(cairn_wal *w, unsigned i, uint32_t val)
 {
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL,
-            NULL, 0);
+    _Atomic uint32_t *word = &w->round_word[i];
+    atomic_fetch_add(&w->round_sleepers[i], 1);
+    if (atomic_load(word) == val)
+        syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL,
+                NULL, 0);
+    atomic_fetch_sub(&w->round_sleepers[i], 1);
 }
 
 /* End of round r: bump its word and wake up to n of its sleepers. */
 static void round_wake(cairn_wal *w, uint64_t r, int n)
 {
-    _Atomic uint32_t *word = &w->round_word[r & 1];
-    atomic_fetch_add(word, 1);
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, n, NULL, NULL,
-            0);
+    unsigned i = (unsigned)(r & 1);
+    atomic_fetch_add(&w->round_word[i], 1);
+    if (atomic_load(&w->round_sleepers[i]) != 0)
+        syscall(SYS_futex, (uint32_t *)&w->round_word[i], FUTEX_WAKE_PRIVATE,
+                n, NULL, NULL, 0);
 }
 
 /* One leader round. Called and returns with mu held and leader_active false.
@@ -576,6 +581,7 @@ static void leader_round(cairn_wal *w, bool force_sync)
 
 static void *bg_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "cairn-wal");
     cairn_wal *w = arg;
     pthread_mutex_lock(&w->mu);
     while (!w->stop) {
@@ -759,7 +765,7 @@ static int wait_for(cairn_wal *w, uint64_t lsn, bool need_durable,
     if (lsn && !need_durable && lsn <= atomic_load(&w->fast_ack))
         return 0;
     if (tk && tk->sleep && !need_durable) {
-        futex_wait(&w->round_word[tk->round & 1], tk->seen);
+        futex_wait(w, (unsigned)(tk->round & 1), tk->seen);
         if (lsn <= atomic_load(&w->fast_ack))
             return 0;
     }
@@ -778,10 +784,9 @@ static int wait_for(cairn_wal *w, uint64_t lsn, bool need_durable,
          * if it took lsn, else the next (whose leader we may be asked to
          * be). */
         uint64_t r = lsn <= w->round_last ? w->round_seq : w->round_seq + 1;
-        _Atomic uint32_t *word = &w->round_word[r & 1];
-        uint32_t seen = atomic_load(word);
+        uint32_t seen = atomic_load(&w->round_word[r & 1]);
         pthread_mutex_unlock(&w->mu);
-        futex_wait(word, seen); /* returns at once if the round ended */
+        futex_wait(w, (unsigned)(r & 1), seen); /* at once if it ended */
         if (!need_durable && lsn <= atomic_load(&w->fast_ack))
             return 0;
         pthread_mutex_lock(&w->mu);

@@ -48,6 +48,12 @@ struct cairn_wal {
      * them; they check fast_ack without taking mu, so a wake-up does not
      * queue them all on the mutex again. */
     _Atomic uint32_t round_word[2];
+    /* Threads in (or about to enter) a futex wait on round_word[i]: the
+     * round's end makes the wake syscall only when there are any (a single
+     * writer then commits without one). Waiter: sleepers++, then load the
+     * word; waker: word++, then load sleepers; all seq_cst, so either the
+     * waker sees the sleeper or the sleeper sees the new word. */
+    _Atomic uint32_t round_sleepers[2];
     /* Every LSN <= fast_ack is acknowledged with success (it stops moving
      * once any record has failed: then waiters check under mu). */
     _Atomic uint64_t fast_ack;

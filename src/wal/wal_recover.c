@@ -686,6 +686,8 @@ int cairn_wal_open(const char *dir, const cairn_wal_options *opts_in,
     pthread_cond_init(&w->cv_ack, NULL);
     atomic_init(&w->round_word[0], 0);
     atomic_init(&w->round_word[1], 0);
+    atomic_init(&w->round_sleepers[0], 0);
+    atomic_init(&w->round_sleepers[1], 0);
     atomic_init(&w->fast_ack, 0);
     pthread_cond_init(&w->cv_bg, NULL);
     int rc = w->dir && (!opts.archive_dir || w->archive_dir) ? 0 : CAIRN_ENOMEM;
