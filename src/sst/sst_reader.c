@@ -51,6 +51,10 @@ typedef struct sst_block {
 } sst_block;
 
 typedef struct idx_ent {
+    /* The first 16 bytes of the key's user key, zero-padded, as big-endian
+     * words (key_prefix): where they differ they order the keys, so most
+     * steps of the index search touch only this array. */
+    uint64_t p0, p1;
     uint64_t off, size; /* handle of the data block */
     size_t koff;        /* its last internal key: keys[koff, koff + klen) */
     size_t klen;
@@ -130,6 +134,19 @@ int cairn_sst_ikey_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
 {
     int c = ukey_cmp(a, alen - 8, b, blen - 8);
     return c ? c : memcmp(a + alen - 8, b + blen - 8, 8);
+}
+
+/* p = the first 16 bytes of user key k, zero-padded, as two big-endian
+ * words. Two keys whose prefixes differ order as their prefixes do: at the
+ * first differing byte either both keys have a byte, or the shorter one has
+ * ended (a 0 pad) and the longer has a non-zero byte, and the shorter key
+ * sorts first. Equal prefixes decide nothing. */
+static void key_prefix(const uint8_t *k, size_t n, uint64_t p[2])
+{
+    uint8_t buf[16] = {0};
+    memcpy(buf, k, n < 16 ? n : 16);
+    p[0] = cairn_key_word_(buf);
+    p[1] = cairn_key_word_(buf + 8);
 }
 
 /* Internal key ik against the target (tk, tv). */
@@ -539,11 +556,20 @@ static int blk_seek(cairn_sst_iter *it, const uint8_t *tk, size_t tklen,
 static size_t index_lower_bound(const cairn_sst_reader *r, const uint8_t *tk,
                                 size_t tklen, uint64_t tv)
 {
+    uint64_t tp[2];
+    key_prefix(tk, tklen, tp);
     size_t lo = 0, hi = r->nidx;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         const idx_ent *e = &r->idx[mid];
-        if (cmp_target(r->keys + e->koff, e->klen, tk, tklen, tv) < 0)
+        int c;
+        if (e->p0 != tp[0])
+            c = e->p0 < tp[0] ? -1 : 1;
+        else if (e->p1 != tp[1])
+            c = e->p1 < tp[1] ? -1 : 1;
+        else
+            c = cmp_target(r->keys + e->koff, e->klen, tk, tklen, tv);
+        if (c < 0)
             lo = mid + 1;
         else
             hi = mid;
@@ -909,7 +935,12 @@ static int parse_index(cairn_sst_reader *r, const sst_block *b, char *errmsg)
             kcap = n;
         }
         memcpy(r->keys + klen, w.key, w.klen);
-        r->idx[r->nidx++] = (idx_ent){off, size, klen, w.klen};
+        idx_ent *ne = &r->idx[r->nidx++];
+        *ne = (idx_ent){0, 0, off, size, klen, w.klen};
+        uint64_t p[2];
+        key_prefix(w.key, w.klen - 8, p);
+        ne->p0 = p[0];
+        ne->p1 = p[1];
         klen += w.klen;
     }
     walk_fini(&w);

@@ -305,7 +305,8 @@ static void sticky_failure(cairn_wal *w, batch_result *res, int rc)
  * synced write cost about a third more. Writing zeros a megabyte at a time
  * ahead of the records pays that once per megabyte. The zeros read as the
  * end of the log (docs/format/wal.md), so they are safe on disk whatever
- * happens; a failure here fails the batch like a failed record write. */
+ * happens; a failure here fails the batch like a failed record write.
+ * Not in sync mode none, where no write is synced on its own. */
 #define WAL_ZERO_AHEAD (1u << 20)
 static uint8_t wal_zeros[WAL_ZERO_AHEAD];
 
@@ -313,7 +314,10 @@ static int zero_ahead(cairn_wal *w, uint64_t end)
 {
     if (w->zeroed_upto < w->cur_off)
         w->zeroed_upto = w->cur_off; /* never behind the records */
-    if (!w->opts.preallocate || end <= w->zeroed_upto)
+    /* Without a sync per write there is no extent update to save: the
+     * zeros would only double the bytes written. */
+    if (!w->opts.preallocate || end <= w->zeroed_upto ||
+        w->opts.sync_mode == CAIRN_WAL_SYNC_NONE)
         return 0;
     uint64_t limit = w->opts.segment_size;
     uint64_t to = end + WAL_ZERO_AHEAD;
