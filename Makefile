@@ -43,8 +43,10 @@ test-long: build
 	cd build && ctest --output-on-failure -j $(JOBS) -L long
 
 bench: build
+	@CAIRN_SETUP_QUIET=1 scripts/setup.sh --bench
 	./build/cairn-bench wal
 	./build/cairn-bench engine
+	bench/server.sh
 
 clean:
 	rm -rf build build-asan build-tsan

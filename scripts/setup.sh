@@ -9,10 +9,16 @@ set -euo pipefail
 PACKAGES=(
   gcc make cmake pkg-config
   libxxhash-dev libzstd-dev liblz4-dev libuv1-dev libssl-dev
-  libcmocka-dev
+  libcmocka-dev python3 python3-redis redis-tools
   liblmdb-dev librocksdb-dev libleveldb-dev libsqlite3-dev
   gnuplot-nox
 )
+
+# The server benchmark (bench/server.sh, `make bench`) also needs the peer it
+# compares against: `scripts/setup.sh --bench`.
+if [ "${1:-}" = "--bench" ]; then
+  PACKAGES+=(redis-server)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# server.sh — cairn-server side by side with redis-server, in one run, with
+# the same redis-benchmark flags: SET, GET, INCR, MSET at -P 1 and -P 16;
+# Redis without persistence, with appendfsync everysec and always; Cairn with
+# sync always and interval. Then memory (RSS) after loading 1M keys and the
+# restart time with them, each beside Redis's.
+#
+#   bench/server.sh [--quick] [--requests N] [--clients N] [--keep]
+#
+# Needs redis-server and redis-tools (scripts/setup.sh --bench installs
+# them). Prints a table: requests/s, p99 latency (ms), and Cairn/Redis ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=500000
+C=50
+LOADKEYS=1000000
+KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) N=50000; LOADKEYS=100000 ;;
+    --requests) N="$2"; shift ;;
+    --clients) C="$2"; shift ;;
+    --keep) KEEP=1 ;;
+    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    *) echo "server.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+for p in redis-server redis-benchmark redis-cli; do
+  command -v "$p" >/dev/null || { echo "server.sh: $p missing (scripts/setup.sh --bench)" >&2; exit 1; }
+done
+[ -x build/cairn-server ] || { echo "server.sh: build first (make)" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/cairn-server-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  [ "$KEEP" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_up() { # port
+  for _ in $(seq 1 600); do
+    redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "server.sh: nothing answers on port $1" >&2; return 1
+}
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+SERVER_PID=""
+start_cairn() { # name sync port
+  mkdir -p "$WORK/$1"
+  build/cairn-server --port "$3" --dir "$WORK/$1/data" --sync "$2" \
+    >"$WORK/$1/log" 2>&1 &
+  SERVER_PID=$!; PIDS+=("$SERVER_PID"); wait_up "$3"
+}
+start_redis() { # name mode port
+  mkdir -p "$WORK/$1"
+  local args=(--port "$3" --dir "$WORK/$1" --save "" --protected-mode no --daemonize no)
+  case "$2" in
+    none) args+=(--appendonly no) ;;
+    everysec) args+=(--appendonly yes --appendfsync everysec) ;;
+    always) args+=(--appendonly yes --appendfsync always) ;;
+  esac
+  redis-server "${args[@]}" >"$WORK/$1/log" 2>&1 &
+  SERVER_PID=$!; PIDS+=("$SERVER_PID"); wait_up "$3"
+}
+stop_server() { # port pid
+  redis-cli -p "$1" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+  for _ in $(seq 1 1200); do kill -0 "$2" 2>/dev/null || return 0; sleep 0.05; done
+  kill -9 "$2" 2>/dev/null || true
+}
+
+declare -A RPS P99
+run_bench() { # config port
+  for P in 1 16; do
+    redis-benchmark -p "$2" -c "$C" -n "$N" -d 100 -r 1000000 -P "$P" \
+      -t set,get,incr,mset --csv 2>/dev/null >"$WORK/$1.P$P.csv"
+    while IFS=, read -r test rps avg min p50 p95 p99 max; do
+      test=${test//\"/}; [ "$test" = test ] && continue
+      test=${test%% *}
+      RPS["$1,$test,$P"]=${rps//\"/}; P99["$1,$test,$P"]=${p99//\"/}
+    done <"$WORK/$1.P$P.csv"
+    echo "  $1 -P $P: $(tr '\n' ' ' <"$WORK/$1.P$P.csv" | cut -c1-160)..." >&2
+  done
+}
+
+CONFIGS=(cairn-always cairn-interval redis-none redis-everysec redis-always)
+for cfg in "${CONFIGS[@]}"; do
+  port=$(free_port)
+  echo "server.sh: $cfg on port $port ($N requests, $C clients)" >&2
+  case "$cfg" in
+    cairn-always) start_cairn "$cfg" always "$port" ;;
+    cairn-interval) start_cairn "$cfg" interval "$port" ;;
+    redis-none) start_redis "$cfg" none "$port" ;;
+    redis-everysec) start_redis "$cfg" everysec "$port" ;;
+    redis-always) start_redis "$cfg" always "$port" ;;
+  esac
+  run_bench "$cfg" "$port"
+  stop_server "$port" "$SERVER_PID"
+done
+
+# Memory and restart time with LOADKEYS keys (Cairn sync always vs Redis
+# appendfsync always: both durable).
+load() { # port
+  python3 - "$LOADKEYS" <<'PY' | redis-cli -p "$1" --pipe >/dev/null
+import sys
+n = int(sys.argv[1])
+out = sys.stdout.buffer
+for i in range(n):
+    k = b"key:%012d" % i
+    v = b"v" * 100
+    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
+PY
+}
+declare -A MEM RESTART
+for cfg in cairn-always redis-always; do
+  port=$(free_port)
+  if [ "$cfg" = cairn-always ]; then start_cairn "load-$cfg" always "$port"; else start_redis "load-$cfg" always "$port"; fi
+  load "$port"
+  MEM[$cfg]=$(rss_kb "$SERVER_PID")
+  stop_server "$port" "$SERVER_PID"
+  t0=$(date +%s.%N)
+  if [ "$cfg" = cairn-always ]; then start_cairn "load-$cfg" always "$port"; else start_redis "load-$cfg" always "$port"; fi
+  until [ "$(redis-cli -p "$port" GET key:000000000000 2>/dev/null | head -c1)" = v ]; do sleep 0.02; done
+  t1=$(date +%s.%N)
+  RESTART[$cfg]=$(python3 -c "print('%.2f' % ($t1 - $t0))")
+  stop_server "$port" "$SERVER_PID"
+done
+
+ratio() { python3 -c "a,b=float('$1' or 0),float('$2' or 0);print('%.2fx'%(a/b) if b>0 else 'n/a')"; }
+echo
+echo "cairn-server vs redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'): redis-benchmark -c $C -n $N -d 100 -r 1000000; requests/s (p99 ms)"
+printf '%-6s %3s %18s %18s %18s %18s %18s %9s %9s %9s\n' test P cairn-always cairn-interval redis-none redis-everysec redis-always 'ca/r-alw' 'ca/r-evs' 'ci/r-evs'
+for t in SET GET INCR MSET; do
+  for P in 1 16; do
+    row=()
+    for cfg in "${CONFIGS[@]}"; do row+=("$(printf '%s (%s)' "${RPS[$cfg,$t,$P]:-?}" "${P99[$cfg,$t,$P]:-?}")"); done
+    printf '%-6s %3s %18s %18s %18s %18s %18s %9s %9s %9s\n' "$t" "$P" "${row[@]}" \
+      "$(ratio "${RPS[cairn-always,$t,$P]:-}" "${RPS[redis-always,$t,$P]:-}")" \
+      "$(ratio "${RPS[cairn-always,$t,$P]:-}" "${RPS[redis-everysec,$t,$P]:-}")" \
+      "$(ratio "${RPS[cairn-interval,$t,$P]:-}" "${RPS[redis-everysec,$t,$P]:-}")"
+  done
+done
+echo
+echo "GET vs redis-none (target >= 1.0x): -P 1 $(ratio "${RPS[cairn-always,GET,1]:-}" "${RPS[redis-none,GET,1]:-}"), -P 16 $(ratio "${RPS[cairn-always,GET,16]:-}" "${RPS[redis-none,GET,16]:-}")"
+echo "SET always vs redis always (target >= 1.0x): -P 1 $(ratio "${RPS[cairn-always,SET,1]:-}" "${RPS[redis-always,SET,1]:-}"), -P 16 $(ratio "${RPS[cairn-always,SET,16]:-}" "${RPS[redis-always,SET,16]:-}")"
+echo "SET always vs redis everysec (target >= 0.8x): -P 1 $(ratio "${RPS[cairn-always,SET,1]:-}" "${RPS[redis-everysec,SET,1]:-}"), -P 16 $(ratio "${RPS[cairn-always,SET,16]:-}" "${RPS[redis-everysec,SET,16]:-}")"
+echo
+echo "$LOADKEYS keys of 100 bytes (durable: cairn sync always, redis appendfsync always):"
+echo "  RSS after loading:  cairn $(( ${MEM[cairn-always]:-0} / 1024 )) MiB, redis $(( ${MEM[redis-always]:-0} / 1024 )) MiB ($(ratio "${MEM[cairn-always]:-}" "${MEM[redis-always]:-}"))"
+echo "  restart to first read: cairn ${RESTART[cairn-always]:-?} s, redis ${RESTART[redis-always]:-?} s"

@@ -1,0 +1,2419 @@
+/*
+ * commands.c — the commands of cairn-server, as Redis 7 documents them
+ * (replies and error texts included), over the key space of keyspace.h.
+ *
+ * Invariants:
+ *   - A write command runs in one Cairn transaction: its own (begun and
+ *     committed here, retried on a conflict with its reply rewritten), or
+ *     EXEC's (x->txn). It validates before it writes, so a command that
+ *     answers with an error has written nothing.
+ *   - A reply is written only into x->out; the caller sends it once the
+ *     commit is durable under the configured sync mode.
+ *   - Commands flagged CMD_LOOP run on the loop thread only (they touch the
+ *     client or the server); the others use nothing but x and the database.
+ * Locking: none of its own; the database handle is thread-safe.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "server/keyspace.h"
+#include "server/server.h"
+
+#define MAX_RETRIES 100000
+
+/* Before retrying after a conflict: the winner may still be on its way to
+ * the disk, and retrying at once would only meet it again. Sleep 20 us,
+ * doubling to 2 ms, with jitter so that losers spread out. */
+static void conflict_backoff(int attempt)
+{
+    unsigned us = 20u << (attempt < 7 ? attempt : 7);
+    us += (unsigned)random() % us;
+    struct timespec d = {0, (long)us * 1000};
+    nanosleep(&d, NULL);
+}
+
+/* ---------- small helpers ---------- */
+
+static bool arg_is(const cmd_ctx *x, size_t i, const char *s)
+{
+    size_t n = strlen(s);
+    return x->argl[i] == n && strncasecmp((const char *)x->argv[i], s, n) == 0;
+}
+
+/* Parse a whole argument as a signed 64-bit integer (Redis: string2ll). */
+static bool parse_ll(const uint8_t *p, size_t n, long long *out)
+{
+    if (n == 0 || n > 20)
+        return false;
+    char buf[32];
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    if (buf[0] == '+' || isspace((unsigned char)buf[0]) ||
+        (n > 1 && buf[0] == '0') || (n > 2 && buf[0] == '-' && buf[1] == '0'))
+        return false;
+    if (n == 2 && buf[0] == '-' && buf[1] == '0')
+        return false;
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(buf, &end, 10);
+    if (errno || end != buf + n)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_ld(const uint8_t *p, size_t n, long double *out)
+{
+    if (n == 0 || n > 5000 || isspace(p[0]))
+        return false;
+    char *buf = malloc(n + 1);
+    if (!buf)
+        return false;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    errno = 0;
+    char *end = NULL;
+    long double v = strtold(buf, &end);
+    bool ok = end == buf + n && errno != ERANGE && !isnan(v);
+    free(buf);
+    if (ok)
+        *out = v;
+    return ok;
+}
+
+void cmd_reply_engine_error(cairn_resp_buf *out, int rc)
+{
+    switch (rc) {
+    case CAIRN_ENOSPC:
+        cairn_resp_error(out, "ERR no space left on the data device "
+                              "(writes refused, nothing lost)");
+        break;
+    case CAIRN_EREADONLY:
+        cairn_resp_error(out, "READONLY the database is read-only (a log "
+                              "write or sync failed; see the server log)");
+        break;
+    case CAIRN_ETOOLARGE:
+        cairn_resp_error(out, "ERR key or value too large");
+        break;
+    case CAIRN_ECORRUPT:
+        cairn_resp_error(out, "ERR stored data is corrupt (see cairn check)");
+        break;
+    case CAIRN_EHISTORY:
+        cairn_resp_error(out, "ERR version or time is older than the history "
+                              "window");
+        break;
+    default:
+        cairn_resp_errorf(out, "ERR %s", cairn_strerror(rc));
+        break;
+    }
+}
+
+static void reply_wrongtype(cmd_ctx *x)
+{
+    cairn_resp_error(x->out, "WRONGTYPE Operation against a key holding the "
+                             "wrong kind of value");
+}
+
+static void reply_syntax(cmd_ctx *x)
+{
+    cairn_resp_error(x->out, "ERR syntax error");
+}
+
+static void reply_notint(cmd_ctx *x)
+{
+    cairn_resp_error(x->out, "ERR value is not an integer or out of range");
+}
+
+/* Read a key for a command (x->txn or the database). */
+static int get_rec(cmd_ctx *x, cairn_txn *t, const uint8_t *k, size_t kl,
+                   ks_rec *r)
+{
+    return ks_get(x->db, t ? t : x->txn, k, kl, x->now_ms, r);
+}
+
+/* Run op in a transaction: x->txn inside EXEC, else one of its own,
+ * committed, retried on a conflict (the reply rewritten each time). op
+ * writes its reply (errors included) and returns 0, or returns an engine
+ * error and writes nothing. */
+typedef int (*write_op)(cmd_ctx *x, cairn_txn *t);
+
+static void run_write(cmd_ctx *x, write_op op)
+{
+    if (x->txn) {
+        size_t mark = x->out->len;
+        int rc = op(x, x->txn);
+        if (rc) {
+            x->out->len = mark;
+            cmd_reply_engine_error(x->out, rc);
+        }
+        return;
+    }
+    size_t mark = x->out->len;
+    /* Writers of one key queue on its stripe instead of conflicting (other
+     * keys a command writes may still conflict: then it retries). */
+    const uint8_t *lk = x->argc > 1 ? x->argv[1] : (const uint8_t *)"";
+    size_t ll = x->argc > 1 ? x->argl[1] : 0;
+    srv_lock_key(x->srv, lk, ll);
+    for (int attempt = 0;; attempt++) {
+        x->out->len = mark;
+        cairn_txn *t = NULL;
+        int rc = cairn_txn_begin(x->db, NULL, &t);
+        if (rc == 0)
+            rc = op(x, t);
+        if (rc == 0) {
+            uint64_t v = 0;
+            rc = cairn_txn_commit(t, &v);
+            t = NULL;
+            if (rc == 0) {
+                x->version = v;
+                break;
+            }
+        }
+        if (t)
+            cairn_txn_abort(t);
+        if (rc == CAIRN_ECONFLICT && attempt < MAX_RETRIES) {
+            conflict_backoff(attempt);
+            continue;
+        }
+        x->out->len = mark;
+        cmd_reply_engine_error(x->out, rc);
+        break;
+    }
+    srv_unlock_key(x->srv, lk, ll);
+}
+
+/* ---------- connection ---------- */
+
+static void c_ping(cmd_ctx *x)
+{
+    if (x->argc > 2) {
+        cairn_resp_error(x->out,
+                         "ERR wrong number of arguments for 'ping' command");
+        return;
+    }
+    if (x->argc == 2)
+        cairn_resp_bulk(x->out, x->argv[1], x->argl[1]);
+    else
+        cairn_resp_simple(x->out, "PONG");
+}
+
+static void c_echo(cmd_ctx *x)
+{
+    cairn_resp_bulk(x->out, x->argv[1], x->argl[1]);
+}
+
+static void hello_reply(cmd_ctx *x)
+{
+    cairn_resp_map(x->out, 7);
+    cairn_resp_bulk_cstr(x->out, "server");
+    cairn_resp_bulk_cstr(x->out, "cairn");
+    cairn_resp_bulk_cstr(x->out, "version");
+    cairn_resp_bulk_cstr(x->out, CAIRN_VERSION_STRING);
+    cairn_resp_bulk_cstr(x->out, "proto");
+    cairn_resp_integer(x->out, x->proto);
+    cairn_resp_bulk_cstr(x->out, "id");
+    cairn_resp_integer(x->out, (long long)srv_client_id(x->c));
+    cairn_resp_bulk_cstr(x->out, "mode");
+    cairn_resp_bulk_cstr(x->out, "standalone");
+    cairn_resp_bulk_cstr(x->out, "role");
+    cairn_resp_bulk_cstr(x->out, "master");
+    cairn_resp_bulk_cstr(x->out, "modules");
+    cairn_resp_array(x->out, 0);
+}
+
+static bool check_pass(cmd_ctx *x, const uint8_t *user, size_t ul,
+                       const uint8_t *pass, size_t pl)
+{
+    const char *want = srv_get_config(x->srv)->requirepass;
+    if (user && !(ul == 7 && memcmp(user, "default", 7) == 0))
+        return false;
+    return want && strlen(want) == pl && memcmp(want, pass, pl) == 0;
+}
+
+static void c_hello(cmd_ctx *x)
+{
+    long long ver = srv_client_proto(x->c);
+    size_t i = 1;
+    if (x->argc >= 2) {
+        if (!parse_ll(x->argv[1], x->argl[1], &ver)) {
+            cairn_resp_error(x->out, "ERR Protocol version is not an integer "
+                                     "or out of range");
+            return;
+        }
+        i = 2;
+        if (ver < 2 || ver > 3) {
+            cairn_resp_error(x->out, "NOPROTO unsupported protocol version");
+            return;
+        }
+    }
+    for (; i < x->argc; i++) {
+        if (arg_is(x, i, "AUTH") && i + 2 < x->argc) {
+            if (!srv_get_config(x->srv)->requirepass ||
+                !check_pass(x, x->argv[i + 1], x->argl[i + 1], x->argv[i + 2],
+                            x->argl[i + 2])) {
+                cairn_resp_error(x->out, "WRONGPASS invalid username-password "
+                                         "pair or user is disabled.");
+                return;
+            }
+            srv_client_set_authed(x->c, true);
+            i += 2;
+        } else if (arg_is(x, i, "SETNAME") && i + 1 < x->argc) {
+            srv_client_set_name(x->c, x->argv[i + 1], x->argl[i + 1]);
+            i += 1;
+        } else {
+            cairn_resp_errorf(x->out, "ERR Syntax error in HELLO option '%.*s'",
+                              (int)x->argl[i], (const char *)x->argv[i]);
+            return;
+        }
+    }
+    if (!srv_client_authed(x->c)) {
+        cairn_resp_error(x->out, "NOAUTH HELLO must be called with the client "
+                                 "already authenticated, otherwise the HELLO "
+                                 "<proto> AUTH <user> <pass> option can be "
+                                 "used to authenticate the client and select "
+                                 "the RESP protocol version at the same time");
+        return;
+    }
+    srv_client_set_proto(x->c, (int)ver);
+    x->proto = (int)ver;
+    x->out->proto = (int)ver;
+    hello_reply(x);
+}
+
+static void c_auth(cmd_ctx *x)
+{
+    if (x->argc > 3) {
+        reply_syntax(x);
+        return;
+    }
+    if (!srv_get_config(x->srv)->requirepass) {
+        if (x->argc == 2) {
+            cairn_resp_error(x->out,
+                             "ERR AUTH <password> called without any password "
+                             "configured for the default user. Are you sure "
+                             "your configuration is correct?");
+            return;
+        }
+    }
+    bool ok = x->argc == 2 ? check_pass(x, NULL, 0, x->argv[1], x->argl[1])
+                           : check_pass(x, x->argv[1], x->argl[1], x->argv[2],
+                                        x->argl[2]);
+    if (!ok) {
+        cairn_resp_error(x->out, "WRONGPASS invalid username-password pair or "
+                                 "user is disabled.");
+        return;
+    }
+    srv_client_set_authed(x->c, true);
+    cairn_resp_simple(x->out, "OK");
+}
+
+static void c_select(cmd_ctx *x)
+{
+    long long db;
+    if (!parse_ll(x->argv[1], x->argl[1], &db)) {
+        reply_notint(x);
+        return;
+    }
+    if (db != 0) {
+        cairn_resp_error(x->out, "ERR DB index is out of range (cairn-server "
+                                 "has database 0 only)");
+        return;
+    }
+    cairn_resp_simple(x->out, "OK");
+}
+
+static void c_quit(cmd_ctx *x)
+{
+    cairn_resp_simple(x->out, "OK");
+    srv_client_close_after_reply(x->c);
+}
+
+static void c_reset(cmd_ctx *x)
+{
+    srv_client_discard(x->c);
+    srv_client_unwatch(x->c);
+    srv_client_set_proto(x->c, 2);
+    x->out->proto = 2;
+    srv_client_set_name(x->c, NULL, 0);
+    if (srv_get_config(x->srv)->requirepass)
+        srv_client_set_authed(x->c, false);
+    cairn_resp_simple(x->out, "RESET");
+}
+
+static void c_client(cmd_ctx *x)
+{
+    if (arg_is(x, 1, "ID") && x->argc == 2) {
+        cairn_resp_integer(x->out, (long long)srv_client_id(x->c));
+    } else if (arg_is(x, 1, "SETNAME") && x->argc == 3) {
+        for (size_t i = 0; i < x->argl[2]; i++)
+            if (x->argv[2][i] <= ' ' || x->argv[2][i] > '~') {
+                cairn_resp_error(x->out, "ERR Client names cannot contain "
+                                         "spaces, newlines or special "
+                                         "characters.");
+                return;
+            }
+        srv_client_set_name(x->c, x->argv[2], x->argl[2]);
+        cairn_resp_simple(x->out, "OK");
+    } else if (arg_is(x, 1, "GETNAME") && x->argc == 2) {
+        const char *n = srv_client_name(x->c);
+        if (n && *n)
+            cairn_resp_bulk_cstr(x->out, n);
+        else
+            cairn_resp_null(x->out);
+    } else if (arg_is(x, 1, "INFO") && x->argc == 2) {
+        srv_client_info(x->c, x->out, true);
+    } else if (arg_is(x, 1, "LIST") && x->argc == 2) {
+        srv_client_list(x->srv, x->out);
+    } else if (arg_is(x, 1, "KILL") && x->argc == 4 && arg_is(x, 2, "ID")) {
+        long long id;
+        if (!parse_ll(x->argv[3], x->argl[3], &id)) {
+            reply_notint(x);
+            return;
+        }
+        cairn_resp_integer(x->out, srv_client_kill_id(x->srv, (uint64_t)id));
+    } else {
+        cairn_resp_errorf(x->out,
+                          "ERR unknown subcommand or wrong number of arguments "
+                          "for '%.*s'. Try CLIENT HELP.",
+                          (int)x->argl[1], (const char *)x->argv[1]);
+    }
+}
+
+/* ---------- strings ---------- */
+
+static void c_get(cmd_ctx *x)
+{
+    ks_rec r;
+    int rc = get_rec(x, NULL, x->argv[1], x->argl[1], &r);
+    if (rc) {
+        cmd_reply_engine_error(x->out, rc);
+        return;
+    }
+    if (!r.found)
+        cairn_resp_null(x->out);
+    else if (r.type != KS_TYPE_STRING)
+        reply_wrongtype(x);
+    else
+        cairn_resp_bulk(x->out, r.payload, r.plen);
+    ks_rec_free(&r);
+}
+
+static void c_mget(cmd_ctx *x)
+{
+    cairn_resp_array(x->out, (long long)(x->argc - 1));
+    for (size_t i = 1; i < x->argc; i++) {
+        ks_rec r;
+        int rc = get_rec(x, NULL, x->argv[i], x->argl[i], &r);
+        if (rc == 0 && r.found && r.type == KS_TYPE_STRING)
+            cairn_resp_bulk(x->out, r.payload, r.plen);
+        else
+            cairn_resp_null(x->out);
+        ks_rec_free(&r);
+    }
+}
+
+static void c_strlen(cmd_ctx *x)
+{
+    ks_rec r;
+    int rc = get_rec(x, NULL, x->argv[1], x->argl[1], &r);
+    if (rc)
+        cmd_reply_engine_error(x->out, rc);
+    else if (r.found && r.type != KS_TYPE_STRING)
+        reply_wrongtype(x);
+    else
+        cairn_resp_integer(x->out, r.found ? (long long)r.plen : 0);
+    ks_rec_free(&r);
+}
+
+static void c_getrange(cmd_ctx *x)
+{
+    long long s, e;
+    if (!parse_ll(x->argv[2], x->argl[2], &s) ||
+        !parse_ll(x->argv[3], x->argl[3], &e)) {
+        reply_notint(x);
+        return;
+    }
+    ks_rec r;
+    int rc = get_rec(x, NULL, x->argv[1], x->argl[1], &r);
+    if (rc) {
+        cmd_reply_engine_error(x->out, rc);
+        return;
+    }
+    if (r.found && r.type != KS_TYPE_STRING) {
+        reply_wrongtype(x);
+        ks_rec_free(&r);
+        return;
+    }
+    long long n = r.found ? (long long)r.plen : 0;
+    if (s < 0 && e < 0 && s > e) {
+        cairn_resp_bulk(x->out, "", 0);
+        ks_rec_free(&r);
+        return;
+    }
+    if (s < 0)
+        s += n;
+    if (e < 0)
+        e += n;
+    if (s < 0)
+        s = 0;
+    if (e < 0)
+        e = 0;
+    if (e >= n)
+        e = n - 1;
+    if (n == 0 || s > e)
+        cairn_resp_bulk(x->out, "", 0);
+    else
+        cairn_resp_bulk(x->out, r.payload + s, (size_t)(e - s + 1));
+    ks_rec_free(&r);
+}
+
+/* SET and its family. */
+typedef struct set_args {
+    bool nx, xx, get, keepttl;
+    uint64_t expiry_ms; /* absolute, 0: none */
+    const uint8_t *val;
+    size_t vlen;
+} set_args;
+
+static int set_op_with(cmd_ctx *x, cairn_txn *t, const set_args *a)
+{
+    ks_rec r;
+    int rc = 0;
+    bool need_old = a->nx || a->xx || a->get || a->keepttl;
+    memset(&r, 0, sizeof r);
+    if (need_old && (rc = get_rec(x, t, x->argv[1], x->argl[1], &r)) != 0)
+        return rc;
+    if (a->get && r.found && r.type != KS_TYPE_STRING) {
+        ks_rec_free(&r);
+        reply_wrongtype(x);
+        return 0;
+    }
+    bool cond_ok = !((a->nx && r.found) || (a->xx && !r.found));
+    if (cond_ok) {
+        uint64_t exp = a->expiry_ms;
+        if (a->keepttl && r.found)
+            exp = r.expiry_ms;
+        rc = ks_put(t, x->argv[1], x->argl[1], KS_TYPE_STRING, exp, a->val,
+                    a->vlen);
+        if (rc) {
+            ks_rec_free(&r);
+            return rc;
+        }
+    }
+    if (a->get) {
+        if (r.found)
+            cairn_resp_bulk(x->out, r.payload, r.plen);
+        else
+            cairn_resp_null(x->out);
+    } else if (cond_ok) {
+        cairn_resp_simple(x->out, "OK");
+    } else {
+        cairn_resp_null(x->out);
+    }
+    ks_rec_free(&r);
+    return 0;
+}
+
+/* A command's parsed options travel to its write_op in a struct that begins
+ * with the cmd_ctx (run_write passes the cmd_ctx pointer on). */
+typedef struct set_ctx {
+    cmd_ctx x;
+    set_args a;
+} set_ctx;
+
+static int set_op(cmd_ctx *x, cairn_txn *t)
+{
+    set_ctx *s = (set_ctx *)x;
+    return set_op_with(x, t, &s->a);
+}
+
+static void run_set(cmd_ctx *x, const set_args *a)
+{
+    if (!x->txn && !a->nx && !a->xx && !a->get && !a->keepttl) {
+        /* Nothing to read first: one blind write (record + expiry hint),
+         * which never conflicts. */
+        ks_key k;
+        size_t rlen = 0, elen = 0;
+        uint8_t *rec = NULL, *ek = NULL;
+        int rc = ks_key_make(&k, x->argv[1], x->argl[1]);
+        if (rc == 0) {
+            rec = ks_encode(KS_TYPE_STRING, a->expiry_ms, a->val, a->vlen,
+                            &rlen);
+            if (a->expiry_ms)
+                ek = ks_expiry_key(a->expiry_ms, x->argv[1], x->argl[1],
+                                   &elen);
+            if (!rec || (a->expiry_ms && !ek))
+                rc = CAIRN_ENOMEM;
+        }
+        if (rc == 0) {
+            cairn_write w[2] = {{k.p, k.len, rec, rlen}, {ek, elen, "", 0}};
+            uint64_t v = 0;
+            rc = cairn_write_batch(x->db, w, ek ? 2 : 1, &v);
+            if (rc == 0)
+                x->version = v;
+        }
+        free(rec);
+        free(ek);
+        if (rc == 0 || k.p)
+            ks_key_free(&k);
+        if (rc)
+            cmd_reply_engine_error(x->out, rc);
+        else
+            cairn_resp_simple(x->out, "OK");
+        return;
+    }
+    set_ctx s = {.x = *x, .a = *a};
+    run_write(&s.x, set_op);
+    x->version = s.x.version;
+}
+
+/* Expiry argument: unit 1000 for seconds; absolute if abs. Returns false
+ * (reply written) when invalid. */
+static bool parse_expiry(cmd_ctx *x, size_t i, uint64_t unit, bool abs,
+                         const char *cmd, uint64_t *out)
+{
+    long long v;
+    if (!parse_ll(x->argv[i], x->argl[i], &v)) {
+        reply_notint(x);
+        return false;
+    }
+    if (v <= 0 || (unsigned long long)v > (uint64_t)INT64_MAX / unit) {
+        cairn_resp_errorf(x->out, "ERR invalid expire time in '%s' command",
+                          cmd);
+        return false;
+    }
+    uint64_t ms = (uint64_t)v * unit;
+    if (!abs) {
+        if (ms > (uint64_t)INT64_MAX - x->now_ms) {
+            cairn_resp_errorf(x->out,
+                              "ERR invalid expire time in '%s' command", cmd);
+            return false;
+        }
+        ms += x->now_ms;
+    }
+    *out = ms;
+    return true;
+}
+
+static void c_set(cmd_ctx *x)
+{
+    set_args a = {.val = x->argv[2], .vlen = x->argl[2]};
+    bool have_exp = false;
+    for (size_t i = 3; i < x->argc; i++) {
+        if (arg_is(x, i, "NX") && !a.xx) {
+            a.nx = true;
+        } else if (arg_is(x, i, "XX") && !a.nx) {
+            a.xx = true;
+        } else if (arg_is(x, i, "GET")) {
+            a.get = true;
+        } else if (arg_is(x, i, "KEEPTTL") && !have_exp) {
+            a.keepttl = true;
+        } else if ((arg_is(x, i, "EX") || arg_is(x, i, "PX") ||
+                    arg_is(x, i, "EXAT") || arg_is(x, i, "PXAT")) &&
+                   !have_exp && !a.keepttl && i + 1 < x->argc) {
+            bool sec = arg_is(x, i, "EX") || arg_is(x, i, "EXAT");
+            bool abs = arg_is(x, i, "EXAT") || arg_is(x, i, "PXAT");
+            if (!parse_expiry(x, i + 1, sec ? 1000 : 1, abs, "set",
+                              &a.expiry_ms))
+                return;
+            have_exp = true;
+            i++;
+        } else {
+            reply_syntax(x);
+            return;
+        }
+    }
+    run_set(x, &a);
+}
+
+static void c_setnx(cmd_ctx *x)
+{
+    set_args a = {.nx = true, .val = x->argv[2], .vlen = x->argl[2]};
+    size_t mark = x->out->len;
+    run_set(x, &a);
+    /* SETNX answers 1 / 0 instead of OK / nil. */
+    bool ok = x->out->len - mark == 5 && memcmp(x->out->p + mark, "+OK\r\n",
+                                                5) == 0;
+    bool nil = !ok && x->out->p[mark] != '-';
+    if (ok || nil) {
+        x->out->len = mark;
+        cairn_resp_integer(x->out, ok ? 1 : 0);
+    }
+}
+
+static void c_setex_common(cmd_ctx *x, uint64_t unit, const char *name)
+{
+    set_args a = {.val = x->argv[3], .vlen = x->argl[3]};
+    if (!parse_expiry(x, 2, unit, false, name, &a.expiry_ms))
+        return;
+    run_set(x, &a);
+}
+
+static void c_setex(cmd_ctx *x)
+{
+    c_setex_common(x, 1000, "setex");
+}
+
+static void c_psetex(cmd_ctx *x)
+{
+    c_setex_common(x, 1, "psetex");
+}
+
+static void c_getset(cmd_ctx *x)
+{
+    set_args a = {.get = true, .val = x->argv[2], .vlen = x->argl[2]};
+    run_set(x, &a);
+}
+
+static int mset_op(cmd_ctx *x, cairn_txn *t)
+{
+    for (size_t i = 1; i + 1 < x->argc; i += 2) {
+        int rc = ks_put(t, x->argv[i], x->argl[i], KS_TYPE_STRING, 0,
+                        x->argv[i + 1], x->argl[i + 1]);
+        if (rc)
+            return rc;
+    }
+    cairn_resp_simple(x->out, "OK");
+    return 0;
+}
+
+static void c_mset(cmd_ctx *x)
+{
+    if (x->argc % 2 == 0) {
+        cairn_resp_errorf(x->out,
+                          "ERR wrong number of arguments for '%s' command",
+                          x->argl[0] == 6 ? "msetnx" : "mset");
+        return;
+    }
+    run_write(x, mset_op);
+}
+
+static int msetnx_op(cmd_ctx *x, cairn_txn *t)
+{
+    for (size_t i = 1; i + 1 < x->argc; i += 2) {
+        ks_rec r;
+        int rc = get_rec(x, t, x->argv[i], x->argl[i], &r);
+        if (rc)
+            return rc;
+        bool found = r.found;
+        ks_rec_free(&r);
+        if (found) {
+            cairn_resp_integer(x->out, 0);
+            return 0;
+        }
+    }
+    for (size_t i = 1; i + 1 < x->argc; i += 2) {
+        int rc = ks_put(t, x->argv[i], x->argl[i], KS_TYPE_STRING, 0,
+                        x->argv[i + 1], x->argl[i + 1]);
+        if (rc)
+            return rc;
+    }
+    cairn_resp_integer(x->out, 1);
+    return 0;
+}
+
+static void c_msetnx(cmd_ctx *x)
+{
+    if (x->argc % 2 == 0) {
+        cairn_resp_error(x->out,
+                         "ERR wrong number of arguments for 'msetnx' command");
+        return;
+    }
+    run_write(x, msetnx_op);
+}
+
+static int getdel_op(cmd_ctx *x, cairn_txn *t)
+{
+    ks_rec r;
+    int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
+    if (rc)
+        return rc;
+    if (!r.found) {
+        cairn_resp_null(x->out);
+    } else if (r.type != KS_TYPE_STRING) {
+        reply_wrongtype(x);
+    } else {
+        rc = ks_del(t, x->argv[1], x->argl[1]);
+        if (rc == 0)
+            cairn_resp_bulk(x->out, r.payload, r.plen);
+    }
+    ks_rec_free(&r);
+    return rc;
+}
+
+static void c_getdel(cmd_ctx *x)
+{
+    run_write(x, getdel_op);
+}
+
+typedef struct getex_ctx {
+    cmd_ctx x;
+    bool persist, set_exp;
+    uint64_t exp;
+} getex_ctx;
+
+static int getex_op(cmd_ctx *x, cairn_txn *t)
+{
+    getex_ctx *g = (getex_ctx *)x;
+    ks_rec r;
+    int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
+    if (rc)
+        return rc;
+    if (!r.found) {
+        cairn_resp_null(x->out);
+    } else if (r.type != KS_TYPE_STRING) {
+        reply_wrongtype(x);
+    } else {
+        if (g->persist && r.expiry_ms)
+            rc = ks_put(t, x->argv[1], x->argl[1], r.type, 0, r.payload,
+                        r.plen);
+        else if (g->set_exp)
+            rc = ks_put(t, x->argv[1], x->argl[1], r.type, g->exp, r.payload,
+                        r.plen);
+        if (rc == 0)
+            cairn_resp_bulk(x->out, r.payload, r.plen);
+    }
+    ks_rec_free(&r);
+    return rc;
+}
+
+static void c_getex(cmd_ctx *x)
+{
+    getex_ctx g = {.x = *x};
+    for (size_t i = 2; i < x->argc; i++) {
+        if (arg_is(x, i, "PERSIST") && !g.set_exp && !g.persist) {
+            g.persist = true;
+        } else if ((arg_is(x, i, "EX") || arg_is(x, i, "PX") ||
+                    arg_is(x, i, "EXAT") || arg_is(x, i, "PXAT")) &&
+                   !g.set_exp && !g.persist && i + 1 < x->argc) {
+            bool sec = arg_is(x, i, "EX") || arg_is(x, i, "EXAT");
+            bool abs = arg_is(x, i, "EXAT") || arg_is(x, i, "PXAT");
+            if (!parse_expiry(x, i + 1, sec ? 1000 : 1, abs, "getex", &g.exp))
+                return;
+            g.set_exp = true;
+            i++;
+        } else {
+            reply_syntax(x);
+            return;
+        }
+    }
+    if (!g.persist && !g.set_exp) { /* a plain read */
+        c_get(x);
+        return;
+    }
+    run_write(&g.x, getex_op);
+    x->version = g.x.version;
+}
+
+static int append_op(cmd_ctx *x, cairn_txn *t)
+{
+    ks_rec r;
+    int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
+    if (rc)
+        return rc;
+    if (r.found && r.type != KS_TYPE_STRING) {
+        ks_rec_free(&r);
+        reply_wrongtype(x);
+        return 0;
+    }
+    size_t old = r.found ? r.plen : 0, n = old + x->argl[2];
+    if (n > srv_get_config(x->srv)->max_bulk) {
+        ks_rec_free(&r);
+        cairn_resp_error(x->out, "ERR string exceeds maximum allowed size "
+                                 "(proto-max-bulk-len)");
+        return 0;
+    }
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) {
+        ks_rec_free(&r);
+        return CAIRN_ENOMEM;
+    }
+    if (old)
+        memcpy(buf, r.payload, old);
+    if (x->argl[2])
+        memcpy(buf + old, x->argv[2], x->argl[2]);
+    rc = ks_put(t, x->argv[1], x->argl[1], KS_TYPE_STRING,
+                r.found ? r.expiry_ms : 0, buf, n);
+    free(buf);
+    ks_rec_free(&r);
+    if (rc == 0)
+        cairn_resp_integer(x->out, (long long)n);
+    return rc;
+}
+
+static void c_append(cmd_ctx *x)
+{
+    run_write(x, append_op);
+}
+
+static int setrange_op(cmd_ctx *x, cairn_txn *t)
+{
+    long long off;
+    if (!parse_ll(x->argv[2], x->argl[2], &off)) {
+        reply_notint(x);
+        return 0;
+    }
+    if (off < 0) {
+        cairn_resp_error(x->out, "ERR offset is out of range");
+        return 0;
+    }
+    ks_rec r;
+    int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
+    if (rc)
+        return rc;
+    if (r.found && r.type != KS_TYPE_STRING) {
+        ks_rec_free(&r);
+        reply_wrongtype(x);
+        return 0;
+    }
+    size_t old = r.found ? r.plen : 0;
+    if (x->argl[3] == 0) { /* nothing to write: the length */
+        cairn_resp_integer(x->out, (long long)old);
+        ks_rec_free(&r);
+        return 0;
+    }
+    if ((unsigned long long)off + x->argl[3] >
+        srv_get_config(x->srv)->max_bulk) {
+        ks_rec_free(&r);
+        cairn_resp_error(x->out, "ERR string exceeds maximum allowed size "
+                                 "(proto-max-bulk-len)");
+        return 0;
+    }
+    size_t end = (size_t)off + x->argl[3], n = end > old ? end : old;
+    uint8_t *buf = calloc(1, n);
+    if (!buf) {
+        ks_rec_free(&r);
+        return CAIRN_ENOMEM;
+    }
+    if (old)
+        memcpy(buf, r.payload, old);
+    memcpy(buf + off, x->argv[3], x->argl[3]);
+    rc = ks_put(t, x->argv[1], x->argl[1], KS_TYPE_STRING,
+                r.found ? r.expiry_ms : 0, buf, n);
+    free(buf);
+    ks_rec_free(&r);
+    if (rc == 0)
+        cairn_resp_integer(x->out, (long long)n);
+    return rc;
+}
+
+static void c_setrange(cmd_ctx *x)
+{
+    run_write(x, setrange_op);
+}
+
+typedef struct incr_ctx {
+    cmd_ctx x;
+    long long by;
+    bool is_float;
+    long double fby;
+} incr_ctx;
+
+static int incr_op(cmd_ctx *x, cairn_txn *t)
+{
+    incr_ctx *ic = (incr_ctx *)x;
+    ks_rec r;
+    int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
+    if (rc)
+        return rc;
+    if (r.found && r.type != KS_TYPE_STRING) {
+        ks_rec_free(&r);
+        reply_wrongtype(x);
+        return 0;
+    }
+    char buf[64];
+    int n;
+    if (ic->is_float) {
+        long double cur = 0;
+        if (r.found && !parse_ld(r.payload, r.plen, &cur)) {
+            ks_rec_free(&r);
+            cairn_resp_error(x->out, "ERR value is not a valid float");
+            return 0;
+        }
+        long double v = cur + ic->fby;
+        if (isnan(v) || isinf(v)) {
+            ks_rec_free(&r);
+            cairn_resp_error(x->out,
+                             "ERR increment would produce NaN or Infinity");
+            return 0;
+        }
+        /* Redis: %.17Lf, then trailing zeros (and the point) removed. */
+        n = snprintf(buf, sizeof buf, "%.17Lf", v);
+        if (n <= 0 || (size_t)n >= sizeof buf) {
+            ks_rec_free(&r);
+            cairn_resp_error(x->out,
+                             "ERR increment would produce NaN or Infinity");
+            return 0;
+        }
+        if (strchr(buf, '.')) {
+            while (n > 0 && buf[n - 1] == '0')
+                n--;
+            if (n > 0 && buf[n - 1] == '.')
+                n--;
+            buf[n] = '\0';
+        }
+        if (n == 2 && buf[0] == '-' && buf[1] == '0')
+            n = snprintf(buf, sizeof buf, "0");
+    } else {
+        long long cur = 0;
+        if (r.found && !parse_ll(r.payload, r.plen, &cur)) {
+            ks_rec_free(&r);
+            reply_notint(x);
+            return 0;
+        }
+        long long v;
+        if (__builtin_add_overflow(cur, ic->by, &v)) {
+            ks_rec_free(&r);
+            cairn_resp_error(x->out,
+                             "ERR increment or decrement would overflow");
+            return 0;
+        }
+        n = snprintf(buf, sizeof buf, "%lld", v);
+    }
+    rc = ks_put(t, x->argv[1], x->argl[1], KS_TYPE_STRING,
+                r.found ? r.expiry_ms : 0, buf, (size_t)n);
+    ks_rec_free(&r);
+    if (rc)
+        return rc;
+    if (ic->is_float)
+        cairn_resp_bulk(x->out, buf, (size_t)n);
+    else
+        cairn_resp_integer(x->out, strtoll(buf, NULL, 10));
+    return 0;
+}
+
+static void run_incr(cmd_ctx *x, long long by)
+{
+    incr_ctx ic = {.x = *x, .by = by};
+    run_write(&ic.x, incr_op);
+    x->version = ic.x.version;
+}
+
+static void c_incr(cmd_ctx *x)
+{
+    run_incr(x, 1);
+}
+
+static void c_decr(cmd_ctx *x)
+{
+    run_incr(x, -1);
+}
+
+static void c_incrby(cmd_ctx *x)
+{
+    long long by;
+    if (!parse_ll(x->argv[2], x->argl[2], &by)) {
+        reply_notint(x);
+        return;
+    }
+    run_incr(x, by);
+}
+
+static void c_decrby(cmd_ctx *x)
+{
+    long long by;
+    if (!parse_ll(x->argv[2], x->argl[2], &by) || by == INT64_MIN) {
+        reply_notint(x);
+        return;
+    }
+    run_incr(x, -by);
+}
+
+static void c_incrbyfloat(cmd_ctx *x)
+{
+    long double by;
+    if (!parse_ld(x->argv[2], x->argl[2], &by) || isinf(by)) {
+        cairn_resp_error(x->out, "ERR value is not a valid float");
+        return;
+    }
+    incr_ctx ic = {.x = *x, .is_float = true, .fby = by};
+    run_write(&ic.x, incr_op);
+    x->version = ic.x.version;
+}
+
+/* ---------- keys ---------- */
+
+static int del_op(cmd_ctx *x, cairn_txn *t)
+{
+    long long n = 0;
+    for (size_t i = 1; i < x->argc; i++) {
+        ks_rec r;
+        int rc = get_rec(x, t, x->argv[i], x->argl[i], &r);
+        if (rc)
+            return rc;
+        bool found = r.found;
+        ks_rec_free(&r);
+        if (!found)
+            continue;
+        rc = ks_del(t, x->argv[i], x->argl[i]);
+        if (rc)
+            return rc;
+        n++;
+    }
+    cairn_resp_integer(x->out, n);
+    return 0;
+}
+
+static void c_del(cmd_ctx *x)
+{
+    run_write(x, del_op);
+}
+
+static void c_exists(cmd_ctx *x)
+{
+    long long n = 0;
+    for (size_t i = 1; i < x->argc; i++) {
+        ks_rec r;
+        int rc = get_rec(x, NULL, x->argv[i], x->argl[i], &r);
+        if (rc) {
+            cmd_reply_engine_error(x->out, rc);
+            return;
+        }
+        n += r.found;
+        ks_rec_free(&r);
+    }
+    cairn_resp_integer(x->out, n);
+}
+
+static void c_touch(cmd_ctx *x)
+{
+    c_exists(x);
+}
+
+static void c_type(cmd_ctx *x)
+{
+    ks_rec r;
+    int rc = get_rec(x, NULL, x->argv[1], x->argl[1], &r);
+    if (rc) {
+        cmd_reply_engine_error(x->out, rc);
+        return;
+    }
+    if (!r.found)
+        cairn_resp_simple(x->out, "none");
+    else if (r.type == KS_TYPE_STRING)
+        cairn_resp_simple(x->out, "string");
+    else
+        cairn_resp_simple(x->out, "unknown");
+    ks_rec_free(&r);
+}
+
+static void ttl_common(cmd_ctx *x, bool ms, bool abs)
+{
+    ks_rec r;
+    int rc = get_rec(x, NULL, x->argv[1], x->argl[1], &r);
+    if (rc) {
+        cmd_reply_engine_error(x->out, rc);
+        return;
+    }
+    if (!r.found) {
+        cairn_resp_integer(x->out, -2);
+    } else if (!r.expiry_ms) {
+        cairn_resp_integer(x->out, -1);
+    } else {
+        uint64_t v = abs ? r.expiry_ms : r.expiry_ms - x->now_ms;
+        if (!ms)
+            v = abs ? v / 1000 : (v + 500) / 1000;
+        cairn_resp_integer(x->out, (long long)v);
+    }
+    ks_rec_free(&r);
+}
+
+static void c_ttl(cmd_ctx *x)
+{
+    ttl_common(x, false, false);
+}
+
+static void c_pttl(cmd_ctx *x)
+{
+    ttl_common(x, true, false);
+}
+
+static void c_expiretime(cmd_ctx *x)
+{
+    ttl_common(x, false, true);
+}
+
+static void c_pexpiretime(cmd_ctx *x)
+{
+    ttl_common(x, true, true);
+}
+
+typedef struct expire_ctx {
+    cmd_ctx x;
+    int64_t when_ms; /* absolute; <= now deletes */
+    bool nx, xx, gt, lt;
+} expire_ctx;
+
+static int expire_op(cmd_ctx *x, cairn_txn *t)
+{
+    expire_ctx *e = (expire_ctx *)x;
+    ks_rec r;
+    int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
+    if (rc)
+        return rc;
+    if (!r.found) {
+        cairn_resp_integer(x->out, 0);
+        return 0;
+    }
+    /* No expiry counts as an infinite one for GT / LT. */
+    bool ok = true;
+    if (e->nx && r.expiry_ms)
+        ok = false;
+    if (e->xx && !r.expiry_ms)
+        ok = false;
+    if (e->gt && (!r.expiry_ms || e->when_ms <= (int64_t)r.expiry_ms))
+        ok = false;
+    if (e->lt && r.expiry_ms && e->when_ms >= (int64_t)r.expiry_ms)
+        ok = false;
+    if (ok) {
+        if (e->when_ms <= (int64_t)x->now_ms)
+            rc = ks_del(t, x->argv[1], x->argl[1]);
+        else
+            rc = ks_put(t, x->argv[1], x->argl[1], r.type,
+                        (uint64_t)e->when_ms, r.payload, r.plen);
+    }
+    ks_rec_free(&r);
+    if (rc == 0)
+        cairn_resp_integer(x->out, ok ? 1 : 0);
+    return rc;
+}
+
+static void expire_common(cmd_ctx *x, int64_t unit, bool abs,
+                          const char *name)
+{
+    expire_ctx e = {.x = *x};
+    long long v;
+    if (!parse_ll(x->argv[2], x->argl[2], &v)) {
+        reply_notint(x);
+        return;
+    }
+    for (size_t i = 3; i < x->argc; i++) {
+        if (arg_is(x, i, "NX"))
+            e.nx = true;
+        else if (arg_is(x, i, "XX"))
+            e.xx = true;
+        else if (arg_is(x, i, "GT"))
+            e.gt = true;
+        else if (arg_is(x, i, "LT"))
+            e.lt = true;
+        else {
+            cairn_resp_errorf(x->out, "ERR Unsupported option %.*s",
+                              (int)x->argl[i], (const char *)x->argv[i]);
+            return;
+        }
+    }
+    if (e.nx && (e.xx || e.gt || e.lt)) {
+        cairn_resp_error(x->out, "ERR NX and XX, GT or LT options at the same "
+                                 "time are not compatible");
+        return;
+    }
+    if (e.gt && e.lt) {
+        cairn_resp_error(x->out, "ERR GT and LT options at the same time are "
+                                 "not compatible");
+        return;
+    }
+    int64_t ms;
+    if (__builtin_mul_overflow((int64_t)v, unit, &ms) ||
+        (!abs && __builtin_add_overflow(ms, (int64_t)x->now_ms, &ms))) {
+        cairn_resp_errorf(x->out, "ERR invalid expire time in '%s' command",
+                          name);
+        return;
+    }
+    e.when_ms = ms;
+    run_write(&e.x, expire_op);
+    x->version = e.x.version;
+}
+
+static void c_expire(cmd_ctx *x)
+{
+    expire_common(x, 1000, false, "expire");
+}
+
+static void c_pexpire(cmd_ctx *x)
+{
+    expire_common(x, 1, false, "pexpire");
+}
+
+static void c_expireat(cmd_ctx *x)
+{
+    expire_common(x, 1000, true, "expireat");
+}
+
+static void c_pexpireat(cmd_ctx *x)
+{
+    expire_common(x, 1, true, "pexpireat");
+}
+
+static int persist_op(cmd_ctx *x, cairn_txn *t)
+{
+    ks_rec r;
+    int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
+    if (rc)
+        return rc;
+    bool did = r.found && r.expiry_ms;
+    if (did)
+        rc = ks_put(t, x->argv[1], x->argl[1], r.type, 0, r.payload, r.plen);
+    ks_rec_free(&r);
+    if (rc == 0)
+        cairn_resp_integer(x->out, did ? 1 : 0);
+    return rc;
+}
+
+static void c_persist(cmd_ctx *x)
+{
+    run_write(x, persist_op);
+}
+
+typedef struct rename_ctx {
+    cmd_ctx x;
+    bool nx, copy, replace;
+} rename_ctx;
+
+static int rename_op(cmd_ctx *x, cairn_txn *t)
+{
+    rename_ctx *rn = (rename_ctx *)x;
+    ks_rec r;
+    int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
+    if (rc)
+        return rc;
+    if (!r.found) {
+        if (rn->copy)
+            cairn_resp_integer(x->out, 0);
+        else
+            cairn_resp_error(x->out, "ERR no such key");
+        return 0;
+    }
+    bool same = x->argl[1] == x->argl[2] &&
+                memcmp(x->argv[1], x->argv[2], x->argl[1]) == 0;
+    if (rn->nx || rn->copy) {
+        ks_rec d;
+        rc = get_rec(x, t, x->argv[2], x->argl[2], &d);
+        bool exists = d.found;
+        ks_rec_free(&d);
+        if (rc) {
+            ks_rec_free(&r);
+            return rc;
+        }
+        if (exists && (rn->nx || !rn->replace)) {
+            ks_rec_free(&r);
+            cairn_resp_integer(x->out, 0);
+            return 0;
+        }
+    }
+    if (!same) {
+        rc = ks_put(t, x->argv[2], x->argl[2], r.type, r.expiry_ms, r.payload,
+                    r.plen);
+        if (rc == 0 && !rn->copy)
+            rc = ks_del(t, x->argv[1], x->argl[1]);
+    }
+    ks_rec_free(&r);
+    if (rc)
+        return rc;
+    if (rn->nx || rn->copy)
+        cairn_resp_integer(x->out, (same && rn->copy) ? 0 : 1);
+    else
+        cairn_resp_simple(x->out, "OK");
+    return 0;
+}
+
+static void c_rename(cmd_ctx *x)
+{
+    rename_ctx rn = {.x = *x};
+    run_write(&rn.x, rename_op);
+    x->version = rn.x.version;
+}
+
+static void c_renamenx(cmd_ctx *x)
+{
+    rename_ctx rn = {.x = *x, .nx = true};
+    run_write(&rn.x, rename_op);
+    x->version = rn.x.version;
+}
+
+static void c_copy(cmd_ctx *x)
+{
+    rename_ctx rn = {.x = *x, .copy = true};
+    for (size_t i = 3; i < x->argc; i++) {
+        if (arg_is(x, i, "REPLACE")) {
+            rn.replace = true;
+        } else if (arg_is(x, i, "DB") && i + 1 < x->argc) {
+            long long db;
+            if (!parse_ll(x->argv[i + 1], x->argl[i + 1], &db)) {
+                reply_notint(x);
+                return;
+            }
+            if (db != 0) {
+                cairn_resp_error(x->out, "ERR DB index is out of range "
+                                         "(cairn-server has database 0 only)");
+                return;
+            }
+            i++;
+        } else {
+            reply_syntax(x);
+            return;
+        }
+    }
+    run_write(&rn.x, rename_op);
+    x->version = rn.x.version;
+}
+
+/* Walk the live data keys (not expired) with an iterator at now. fn
+ * returns false to stop. */
+typedef bool (*key_fn)(void *arg, const uint8_t *k, size_t kl,
+                       const ks_rec *r);
+
+static int walk_keys(cmd_ctx *x, key_fn fn, void *arg)
+{
+    uint8_t pfx = KS_DATA;
+    cairn_iter_options o = {.prefix = &pfx, .prefix_len = 1};
+    cairn_iter *it = NULL;
+    int rc = cairn_iter_new(x->db, &o, &it);
+    if (rc)
+        return rc;
+    for (cairn_iter_first(it); cairn_iter_valid(it); cairn_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = cairn_iter_key(it, &kl);
+        const void *v = cairn_iter_value(it, &vl);
+        ks_rec r;
+        memset(&r, 0, sizeof r);
+        if (ks_decode(v, vl, &r) != 0)
+            continue;
+        if (r.expiry_ms && r.expiry_ms <= x->now_ms)
+            continue;
+        if (!fn(arg, k + 1, kl - 1, &r))
+            break;
+    }
+    rc = cairn_iter_status(it);
+    cairn_iter_free(it);
+    return rc;
+}
+
+static bool count_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
+{
+    (void)k;
+    (void)kl;
+    (void)r;
+    (*(long long *)arg)++;
+    return true;
+}
+
+static void c_dbsize(cmd_ctx *x)
+{
+    long long n = 0;
+    int rc = walk_keys(x, count_fn, &n);
+    if (rc)
+        cmd_reply_engine_error(x->out, rc);
+    else
+        cairn_resp_integer(x->out, n);
+}
+
+/* Redis glob matching (stringmatchlen): * ? [...] [^...] and \ escapes. */
+static bool glob_match(const uint8_t *p, size_t pl, const uint8_t *s,
+                       size_t sl, int depth)
+{
+    if (depth > 1000)
+        return false;
+    while (pl && sl) {
+        switch (*p) {
+        case '*':
+            while (pl > 1 && p[1] == '*') {
+                p++;
+                pl--;
+            }
+            if (pl == 1)
+                return true;
+            for (size_t i = 0; i <= sl; i++)
+                if (glob_match(p + 1, pl - 1, s + i, sl - i, depth + 1))
+                    return true;
+            return false;
+        case '?':
+            break;
+        case '[': {
+            p++;
+            pl--;
+            bool neg = pl && *p == '^';
+            if (neg) {
+                p++;
+                pl--;
+            }
+            bool match = false;
+            while (pl && *p != ']') {
+                if (*p == '\\' && pl >= 2) {
+                    p++;
+                    pl--;
+                    if (*p == *s)
+                        match = true;
+                } else if (pl >= 3 && p[1] == '-') {
+                    uint8_t a = p[0], b = p[2];
+                    if (a > b) {
+                        uint8_t tmp = a;
+                        a = b;
+                        b = tmp;
+                    }
+                    if (*s >= a && *s <= b)
+                        match = true;
+                    p += 2;
+                    pl -= 2;
+                } else if (*p == *s) {
+                    match = true;
+                }
+                p++;
+                pl--;
+            }
+            if (neg)
+                match = !match;
+            if (!match)
+                return false;
+            if (!pl) /* unterminated: like Redis, treat as the end */
+                return sl == 1;
+            break;
+        }
+        case '\\':
+            if (pl >= 2) {
+                p++;
+                pl--;
+            }
+            /* fall through */
+        default:
+            if (*p != *s)
+                return false;
+            break;
+        }
+        p++;
+        pl--;
+        s++;
+        sl--;
+    }
+    while (pl && *p == '*') {
+        p++;
+        pl--;
+    }
+    return pl == 0 && sl == 0;
+}
+
+typedef struct keys_state {
+    cmd_ctx *x;
+    const uint8_t *pat;
+    size_t pl;
+    cairn_resp_buf tmp;
+    long long n;
+} keys_state;
+
+static bool keys_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
+{
+    (void)r;
+    keys_state *s = arg;
+    if (glob_match(s->pat, s->pl, k, kl, 0)) {
+        cairn_resp_bulk(&s->tmp, k, kl);
+        s->n++;
+    }
+    return true;
+}
+
+static void c_keys(cmd_ctx *x)
+{
+    keys_state s = {.x = x, .pat = x->argv[1], .pl = x->argl[1]};
+    cairn_resp_init(&s.tmp, x->proto);
+    int rc = walk_keys(x, keys_fn, &s);
+    if (rc) {
+        cmd_reply_engine_error(x->out, rc);
+    } else {
+        cairn_resp_array(x->out, s.n);
+        cairn_resp_raw(x->out, s.tmp.p, s.tmp.len);
+    }
+    cairn_resp_free(&s.tmp);
+}
+
+/* SCAN: the cursor is 0 to start, else the position of the next key,
+ * encoded as a decimal integer made from up to the first 7 bytes of that
+ * key (big-endian, with a length marker): clients treat it as opaque, and
+ * redis-py needs it to be an integer. Keys sharing those bytes are
+ * returned again on the next call when a call stops among them (SCAN
+ * allows repeats; it never skips a key that exists for the whole scan). */
+static uint64_t cursor_of(const uint8_t *k, size_t kl)
+{
+    uint64_t c = 0;
+    size_t n = kl < 7 ? kl : 7;
+    for (size_t i = 0; i < 7; i++)
+        c = (c << 8) | (i < n ? k[i] : 0);
+    return (c << 3 | n) + 1; /* never 0 */
+}
+
+static size_t cursor_key(uint64_t c, uint8_t *k)
+{
+    c -= 1;
+    size_t n = c & 7;
+    c >>= 3;
+    for (size_t i = 0; i < 7; i++)
+        k[6 - i] = (uint8_t)(c >> (8 * i));
+    return n > 7 ? 7 : n;
+}
+
+static void c_scan(cmd_ctx *x)
+{
+    unsigned long long cur;
+    {
+        char buf[32];
+        if (x->argl[1] == 0 || x->argl[1] >= sizeof buf) {
+            cairn_resp_error(x->out, "ERR invalid cursor");
+            return;
+        }
+        memcpy(buf, x->argv[1], x->argl[1]);
+        buf[x->argl[1]] = '\0';
+        char *end;
+        errno = 0;
+        cur = strtoull(buf, &end, 10);
+        if (errno || *end || buf[0] == '-') {
+            cairn_resp_error(x->out, "ERR invalid cursor");
+            return;
+        }
+    }
+    const uint8_t *pat = NULL;
+    size_t pl = 0;
+    long long count = 10;
+    bool type_filter = false, type_string = false;
+    for (size_t i = 2; i < x->argc; i++) {
+        if (arg_is(x, i, "MATCH") && i + 1 < x->argc) {
+            pat = x->argv[i + 1];
+            pl = x->argl[i + 1];
+            i++;
+        } else if (arg_is(x, i, "COUNT") && i + 1 < x->argc) {
+            if (!parse_ll(x->argv[i + 1], x->argl[i + 1], &count)) {
+                reply_notint(x);
+                return;
+            }
+            if (count < 1) {
+                reply_syntax(x);
+                return;
+            }
+            i++;
+        } else if (arg_is(x, i, "TYPE") && i + 1 < x->argc) {
+            type_filter = true;
+            type_string = x->argl[i + 1] == 6 &&
+                          strncasecmp((const char *)x->argv[i + 1], "string",
+                                      6) == 0;
+            i++;
+        } else {
+            reply_syntax(x);
+            return;
+        }
+    }
+    uint8_t start[8] = {KS_DATA};
+    size_t slen = 1;
+    if (cur)
+        slen = 1 + cursor_key(cur, start + 1);
+    uint8_t pfx = KS_DATA;
+    cairn_iter_options o = {.prefix = &pfx, .prefix_len = 1};
+    cairn_iter *it = NULL;
+    int rc = cairn_iter_new(x->db, &o, &it);
+    if (rc) {
+        cmd_reply_engine_error(x->out, rc);
+        return;
+    }
+    cairn_resp_buf tmp;
+    cairn_resp_init(&tmp, x->proto);
+    long long n = 0, seen = 0;
+    uint64_t next = 0;
+    for (cairn_iter_seek(it, start, slen); cairn_iter_valid(it);
+         cairn_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = cairn_iter_key(it, &kl);
+        if (seen >= count) {
+            uint64_t c = cursor_of(k + 1, kl - 1);
+            if (c != cur) { /* else: keep going, or we would loop */
+                next = c;
+                break;
+            }
+        }
+        seen++;
+        const void *v = cairn_iter_value(it, &vl);
+        ks_rec r;
+        memset(&r, 0, sizeof r);
+        if (ks_decode(v, vl, &r) != 0)
+            continue;
+        if (r.expiry_ms && r.expiry_ms <= x->now_ms)
+            continue;
+        if (type_filter && (!type_string || r.type != KS_TYPE_STRING))
+            continue;
+        if (pat && !glob_match(pat, pl, k + 1, kl - 1, 0))
+            continue;
+        cairn_resp_bulk(&tmp, k + 1, kl - 1);
+        n++;
+    }
+    rc = cairn_iter_status(it);
+    cairn_iter_free(it);
+    if (rc) {
+        cmd_reply_engine_error(x->out, rc);
+    } else {
+        char cb[32];
+        int cl = snprintf(cb, sizeof cb, "%" PRIu64, next);
+        cairn_resp_array(x->out, 2);
+        cairn_resp_bulk(x->out, cb, (size_t)cl);
+        cairn_resp_array(x->out, n);
+        cairn_resp_raw(x->out, tmp.p, tmp.len);
+    }
+    cairn_resp_free(&tmp);
+}
+
+typedef struct pick_state {
+    long long target, i;
+    uint8_t *key;
+    size_t kl;
+} pick_state;
+
+static bool pick_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
+{
+    (void)r;
+    pick_state *s = arg;
+    if (s->i++ < s->target)
+        return true;
+    s->key = malloc(kl ? kl : 1);
+    if (s->key) {
+        memcpy(s->key, k, kl);
+        s->kl = kl;
+    }
+    return false;
+}
+
+static void c_randomkey(cmd_ctx *x)
+{
+    long long n = 0;
+    int rc = walk_keys(x, count_fn, &n);
+    if (rc == 0 && n == 0) {
+        cairn_resp_null(x->out);
+        return;
+    }
+    pick_state s = {.target = rc == 0 ? (long long)(random() % n) : 0};
+    if (rc == 0)
+        rc = walk_keys(x, pick_fn, &s);
+    if (rc)
+        cmd_reply_engine_error(x->out, rc);
+    else if (s.key)
+        cairn_resp_bulk(x->out, s.key, s.kl);
+    else
+        cairn_resp_null(x->out);
+    free(s.key);
+}
+
+static int flush_op(cmd_ctx *x, cairn_txn *t)
+{
+    /* Every data key and expiry hint, in one transaction. */
+    for (uint8_t p = KS_DATA; p <= KS_EXPIRY; p++) {
+        cairn_iter_options o = {.prefix = &p, .prefix_len = 1};
+        cairn_iter *it = NULL;
+        int rc = cairn_txn_iter(t, &o, &it);
+        if (rc)
+            return rc;
+        for (cairn_iter_first(it); cairn_iter_valid(it) && rc == 0;
+             cairn_iter_next(it)) {
+            size_t kl;
+            const void *k = cairn_iter_key(it, &kl);
+            rc = cairn_txn_delete(t, k, kl);
+        }
+        if (rc == 0)
+            rc = cairn_iter_status(it);
+        cairn_iter_free(it);
+        if (rc)
+            return rc;
+    }
+    cairn_resp_simple(x->out, "OK");
+    return 0;
+}
+
+static void c_flushall(cmd_ctx *x)
+{
+    for (size_t i = 1; i < x->argc; i++)
+        if (!arg_is(x, i, "SYNC") && !arg_is(x, i, "ASYNC")) {
+            reply_syntax(x);
+            return;
+        }
+    run_write(x, flush_op);
+}
+
+/* ---------- time travel ---------- */
+
+static void c_cairn_version(cmd_ctx *x)
+{
+    if (x->argc == 1) {
+        cairn_resp_integer(x->out, (long long)srv_client_last_version(x->c));
+    } else if (x->argc == 2 && arg_is(x, 1, "CURRENT")) {
+        cairn_resp_integer(x->out, (long long)cairn_current_version(x->db));
+    } else if (x->argc == 2 && arg_is(x, 1, "OLDEST")) {
+        cairn_resp_integer(x->out, (long long)cairn_oldest_version(x->db));
+    } else {
+        reply_syntax(x);
+    }
+}
+
+/* CAIRN.GETAT key VERSION v | TIME unix-ms */
+static void c_cairn_getat(cmd_ctx *x)
+{
+    long long v;
+    if (x->argc != 4 || !parse_ll(x->argv[3], x->argl[3], &v) || v < 0) {
+        if (x->argc == 4)
+            reply_notint(x);
+        else
+            reply_syntax(x);
+        return;
+    }
+    ks_key k;
+    if (ks_key_make(&k, x->argv[1], x->argl[1])) {
+        cmd_reply_engine_error(x->out, CAIRN_ENOMEM);
+        return;
+    }
+    void *val = NULL;
+    size_t vl = 0;
+    int rc;
+    uint64_t at_ms = 0;
+    if (arg_is(x, 2, "VERSION")) {
+        rc = cairn_get_at_version(x->db, k.p, k.len, (uint64_t)v, &val, &vl);
+    } else if (arg_is(x, 2, "TIME")) {
+        at_ms = (uint64_t)v;
+        /* Everything committed up to the end of that millisecond. */
+        rc = cairn_get_at_time(x->db, k.p, k.len, (uint64_t)v * 1000 + 999,
+                               &val, &vl);
+    } else {
+        ks_key_free(&k);
+        reply_syntax(x);
+        return;
+    }
+    ks_key_free(&k);
+    if (rc == CAIRN_ENOTFOUND) {
+        cairn_resp_null(x->out);
+        return;
+    }
+    if (rc) {
+        cmd_reply_engine_error(x->out, rc);
+        return;
+    }
+    ks_rec r;
+    memset(&r, 0, sizeof r);
+    if (ks_decode(val, vl, &r) != 0) {
+        cairn_free(val);
+        cmd_reply_engine_error(x->out, CAIRN_ECORRUPT);
+        return;
+    }
+    uint64_t ref = at_ms ? at_ms : x->now_ms;
+    if (r.expiry_ms && r.expiry_ms <= ref)
+        cairn_resp_null(x->out);
+    else if (r.type != KS_TYPE_STRING)
+        reply_wrongtype(x);
+    else
+        cairn_resp_bulk(x->out, r.payload, r.plen);
+    cairn_free(val);
+}
+
+/* CAIRN.HISTORY key [COUNT n]: [[version, time-ms, value-or-nil], ...]
+ * newest first. */
+static void c_cairn_history(cmd_ctx *x)
+{
+    long long max = 0;
+    if (x->argc == 4 && arg_is(x, 2, "COUNT")) {
+        if (!parse_ll(x->argv[3], x->argl[3], &max) || max < 0) {
+            reply_notint(x);
+            return;
+        }
+    } else if (x->argc != 2) {
+        reply_syntax(x);
+        return;
+    }
+    ks_key k;
+    if (ks_key_make(&k, x->argv[1], x->argl[1])) {
+        cmd_reply_engine_error(x->out, CAIRN_ENOMEM);
+        return;
+    }
+    cairn_key_version *vs = NULL;
+    size_t n = 0;
+    int rc = cairn_key_versions(x->db, k.p, k.len, (size_t)max, &vs, &n);
+    ks_key_free(&k);
+    if (rc == CAIRN_ENOTFOUND) {
+        cairn_resp_array(x->out, 0);
+        return;
+    }
+    if (rc) {
+        cmd_reply_engine_error(x->out, rc);
+        return;
+    }
+    cairn_resp_array(x->out, (long long)n);
+    for (size_t i = 0; i < n; i++) {
+        cairn_resp_array(x->out, 3);
+        cairn_resp_integer(x->out, (long long)vs[i].version);
+        cairn_resp_integer(x->out, (long long)(vs[i].time_us / 1000));
+        ks_rec r;
+        memset(&r, 0, sizeof r);
+        if (vs[i].deleted || ks_decode(vs[i].value, vs[i].vlen, &r) != 0 ||
+            r.type != KS_TYPE_STRING)
+            cairn_resp_null(x->out);
+        else
+            cairn_resp_bulk(x->out, r.payload, r.plen);
+    }
+    cairn_key_versions_free(vs, n);
+}
+
+/* ---------- server ---------- */
+
+static void c_time(cmd_ctx *x)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char a[32], b[32];
+    int al = snprintf(a, sizeof a, "%lld", (long long)ts.tv_sec);
+    int bl = snprintf(b, sizeof b, "%ld", ts.tv_nsec / 1000);
+    cairn_resp_array(x->out, 2);
+    cairn_resp_bulk(x->out, a, (size_t)al);
+    cairn_resp_bulk(x->out, b, (size_t)bl);
+}
+
+static void c_info(cmd_ctx *x)
+{
+    char sec[64] = "default";
+    if (x->argc >= 2) {
+        size_t n = x->argl[1] < sizeof sec - 1 ? x->argl[1] : sizeof sec - 1;
+        memcpy(sec, x->argv[1], n);
+        sec[n] = '\0';
+    }
+    srv_info(x->srv, sec, x->out);
+}
+
+static void c_save(cmd_ctx *x)
+{
+    int rc = cairn_flush(x->db);
+    if (rc)
+        cmd_reply_engine_error(x->out, rc);
+    else if (x->argl[0] == 6) /* BGSAVE: done already, say it as Redis */
+        cairn_resp_simple(x->out, "Background saving started");
+    else
+        cairn_resp_simple(x->out, "OK");
+}
+
+static void c_lastsave(cmd_ctx *x)
+{
+    cairn_resp_integer(x->out, (long long)(ks_now_ms() / 1000));
+}
+
+static void c_shutdown(cmd_ctx *x)
+{
+    /* Like Redis: no reply on success, the connection closes once the
+     * server has finished in-flight commits and flushed. */
+    for (size_t i = 1; i < x->argc; i++)
+        if (!arg_is(x, i, "NOSAVE") && !arg_is(x, i, "SAVE") &&
+            !arg_is(x, i, "NOW") && !arg_is(x, i, "FORCE")) {
+            reply_syntax(x);
+            return;
+        }
+    srv_request_shutdown(x->srv);
+}
+
+static void c_config(cmd_ctx *x)
+{
+    const srv_config *c = srv_get_config(x->srv);
+    if (arg_is(x, 1, "GET") && x->argc >= 3) {
+        char port[16], maxc[32], bulk[32], to[16];
+        snprintf(port, sizeof port, "%d", c->port);
+        snprintf(maxc, sizeof maxc, "%zu", c->max_clients);
+        snprintf(bulk, sizeof bulk, "%zu", c->max_bulk);
+        snprintf(to, sizeof to, "%u", c->timeout_s);
+        const char *names[] = {"port",    "bind",        "dir",
+                               "maxclients", "proto-max-bulk-len",
+                               "timeout", "appendonly",  "save",
+                               "databases", "appendfsync"};
+        const char *sync = c->sync == CAIRN_SYNC_ALWAYS     ? "always"
+                           : c->sync == CAIRN_SYNC_INTERVAL ? "everysec"
+                                                            : "no";
+        const char *vals[] = {port, c->bind, c->dir, maxc, bulk, to,
+                              "yes", "",    "1",    sync};
+        size_t nn = sizeof names / sizeof names[0];
+        cairn_resp_buf tmp;
+        cairn_resp_init(&tmp, x->proto);
+        long long n = 0;
+        for (size_t i = 0; i < nn; i++) {
+            bool m = false;
+            for (size_t a = 2; a < x->argc && !m; a++) {
+                /* patterns are matched case-insensitively, like Redis */
+                uint8_t lower[256];
+                size_t l = x->argl[a] < sizeof lower ? x->argl[a] : 0;
+                for (size_t j = 0; j < l; j++)
+                    lower[j] = (uint8_t)tolower(x->argv[a][j]);
+                m = l && glob_match(lower, l, (const uint8_t *)names[i],
+                                    strlen(names[i]), 0);
+            }
+            if (m) {
+                cairn_resp_bulk_cstr(&tmp, names[i]);
+                cairn_resp_bulk_cstr(&tmp, vals[i]);
+                n++;
+            }
+        }
+        cairn_resp_map(x->out, n);
+        cairn_resp_raw(x->out, tmp.p, tmp.len);
+        cairn_resp_free(&tmp);
+    } else if (arg_is(x, 1, "SET") && x->argc >= 4) {
+        cairn_resp_error(x->out, "ERR CONFIG SET is not supported yet by "
+                                 "cairn-server (set it in the config file "
+                                 "and restart)");
+    } else if (arg_is(x, 1, "RESETSTAT") && x->argc == 2) {
+        cairn_resp_simple(x->out, "OK");
+    } else {
+        cairn_resp_errorf(x->out,
+                          "ERR unknown subcommand or wrong number of arguments "
+                          "for '%.*s'. Try CONFIG HELP.",
+                          (int)x->argl[1], (const char *)x->argv[1]);
+    }
+}
+
+static void c_command(cmd_ctx *x);
+
+/* ---------- transactions (loop side; EXEC runs on a committer) ---------- */
+
+static void c_multi(cmd_ctx *x)
+{
+    if (srv_client_in_multi(x->c)) {
+        cairn_resp_error(x->out, "ERR MULTI calls can not be nested");
+        return;
+    }
+    srv_client_multi(x->c);
+    cairn_resp_simple(x->out, "OK");
+}
+
+static void c_discard(cmd_ctx *x)
+{
+    if (!srv_client_in_multi(x->c)) {
+        cairn_resp_error(x->out, "ERR DISCARD without MULTI");
+        return;
+    }
+    srv_client_discard(x->c);
+    srv_client_unwatch(x->c);
+    cairn_resp_simple(x->out, "OK");
+}
+
+static void c_exec(cmd_ctx *x)
+{
+    if (!srv_client_in_multi(x->c)) {
+        cairn_resp_error(x->out, "ERR EXEC without MULTI");
+        return;
+    }
+    srv_client_exec(x->c, x);
+}
+
+static void c_watch(cmd_ctx *x)
+{
+    if (srv_client_in_multi(x->c)) {
+        cairn_resp_error(x->out, "ERR WATCH inside MULTI is not allowed");
+        return;
+    }
+    uint64_t v = cairn_current_version(x->db);
+    for (size_t i = 1; i < x->argc; i++)
+        if (srv_client_watch(x->c, x->argv[i], x->argl[i], v)) {
+            cmd_reply_engine_error(x->out, CAIRN_ENOMEM);
+            return;
+        }
+    cairn_resp_simple(x->out, "OK");
+}
+
+static void c_unwatch(cmd_ctx *x)
+{
+    srv_client_unwatch(x->c);
+    cairn_resp_simple(x->out, "OK");
+}
+
+/* Has key changed since version v (a commit after v wrote it)? */
+static int watched_changed(cairn_db *db, const uint8_t *key, size_t kl,
+                           uint64_t v, bool *changed)
+{
+    ks_key k;
+    int rc = ks_key_make(&k, key, kl);
+    if (rc)
+        return rc;
+    cairn_key_version *vs = NULL;
+    size_t n = 0;
+    rc = cairn_key_versions(db, k.p, k.len, 1, &vs, &n);
+    ks_key_free(&k);
+    if (rc == CAIRN_ENOTFOUND) {
+        *changed = false;
+        return 0;
+    }
+    if (rc)
+        return rc;
+    *changed = n > 0 && vs[0].version > v;
+    cairn_key_versions_free(vs, n);
+    return 0;
+}
+
+void cmd_exec_queued(cmd_ctx *x, size_t n, const cmd_def **defs,
+                     size_t *argcs, const uint8_t ***argvs, size_t **argls,
+                     size_t nwatch, const uint8_t **wkeys, const size_t *wlens,
+                     uint64_t watch_version)
+{
+    size_t mark = x->out->len;
+    for (int attempt = 0;; attempt++) {
+        x->out->len = mark;
+        cairn_txn_options to = {.isolation = nwatch
+                                                 ? CAIRN_ISOLATION_SERIALIZABLE
+                                                 : CAIRN_ISOLATION_DEFAULT};
+        cairn_txn *t = NULL;
+        int rc = cairn_txn_begin(x->db, &to, &t);
+        bool abort_watch = false;
+        /* WATCH: a watched key written after WATCH makes EXEC return nil;
+         * reading the keys in the (serializable) transaction makes a
+         * write between here and the commit a conflict. */
+        for (size_t i = 0; rc == 0 && i < nwatch && !abort_watch; i++) {
+            bool ch = false;
+            rc = watched_changed(x->db, wkeys[i], wlens[i], watch_version,
+                                 &ch);
+            abort_watch = ch;
+            if (rc == 0 && !ch) {
+                ks_rec r;
+                rc = ks_get(x->db, t, wkeys[i], wlens[i], x->now_ms, &r);
+                ks_rec_free(&r);
+            }
+        }
+        if (rc == 0 && abort_watch) {
+            cairn_txn_abort(t);
+            cairn_resp_null_array(x->out);
+            return;
+        }
+        if (rc == 0) {
+            cairn_resp_array(x->out, (long long)n);
+            for (size_t i = 0; i < n; i++) {
+                cmd_ctx q = *x;
+                q.argc = argcs[i];
+                q.argv = argvs[i];
+                q.argl = argls[i];
+                q.txn = t;
+                defs[i]->fn(&q);
+            }
+            uint64_t v = 0;
+            rc = cairn_txn_commit(t, &v);
+            t = NULL;
+            if (rc == 0) {
+                x->version = v;
+                return;
+            }
+        }
+        if (t)
+            cairn_txn_abort(t);
+        if (rc == CAIRN_ECONFLICT && attempt < MAX_RETRIES) {
+            conflict_backoff(attempt); /* watched keys are checked again */
+            continue;
+        }
+        x->out->len = mark;
+        cmd_reply_engine_error(x->out, rc);
+        return;
+    }
+}
+
+void cmd_run_batch(cmd_ctx *x, size_t n, const cmd_def **defs, size_t *argcs,
+                   const uint8_t ***argvs, size_t **argls)
+{
+    size_t mark = x->out->len;
+    for (int attempt = 0;; attempt++) {
+        x->out->len = mark;
+        cairn_txn *t = NULL;
+        int rc = cairn_txn_begin(x->db, NULL, &t);
+        if (rc == 0) {
+            for (size_t i = 0; i < n; i++) {
+                cmd_ctx q = *x;
+                q.argc = argcs[i];
+                q.argv = argvs[i];
+                q.argl = argls[i];
+                q.txn = t;
+                defs[i]->fn(&q);
+            }
+            uint64_t v = 0;
+            rc = cairn_txn_commit(t, &v);
+            t = NULL;
+            if (rc == 0) {
+                x->version = v;
+                return;
+            }
+        }
+        if (t)
+            cairn_txn_abort(t);
+        if (rc == CAIRN_ECONFLICT && attempt < MAX_RETRIES) {
+            conflict_backoff(attempt);
+            continue;
+        }
+        x->out->len = mark;
+        for (size_t i = 0; i < n; i++)
+            cmd_reply_engine_error(x->out, rc);
+        return;
+    }
+}
+
+/* ---------- the expiry sweep ---------- */
+
+void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max)
+{
+    uint8_t lo = KS_EXPIRY;
+    uint8_t hi[9];
+    hi[0] = KS_EXPIRY;
+    for (int i = 0; i < 8; i++)
+        hi[1 + i] = (uint8_t)((now_ms + 1) >> (56 - 8 * i));
+    cairn_iter_options o = {.lower = &lo, .lower_len = 1, .upper = hi,
+                            .upper_len = 9};
+    cairn_iter *it = NULL;
+    if (cairn_iter_new(db, &o, &it) != 0)
+        return;
+    size_t done = 0;
+    for (cairn_iter_first(it); cairn_iter_valid(it) && done < max;
+         cairn_iter_next(it), done++) {
+        size_t kl;
+        const uint8_t *k = cairn_iter_key(it, &kl);
+        if (kl < 9)
+            continue;
+        uint64_t when = 0;
+        for (int i = 0; i < 8; i++)
+            when = when << 8 | k[1 + i];
+        for (int attempt = 0; attempt < 10; attempt++) {
+            cairn_txn *t = NULL;
+            if (cairn_txn_begin(db, NULL, &t) != 0)
+                break;
+            ks_rec r;
+            int rc = ks_get(db, t, k + 9, kl - 9, 0, &r);
+            if (rc == 0 && r.found && r.expiry_ms == when && when <= now_ms)
+                rc = ks_del(t, k + 9, kl - 9);
+            ks_rec_free(&r);
+            if (rc == 0)
+                rc = cairn_txn_delete(t, k, kl);
+            if (rc == 0) {
+                rc = cairn_txn_commit(t, NULL);
+                if (rc != CAIRN_ECONFLICT)
+                    break;
+            } else {
+                cairn_txn_abort(t);
+                break;
+            }
+        }
+    }
+    cairn_iter_free(it);
+}
+
+/* ---------- the table ---------- */
+
+static const cmd_def TABLE[] = {
+    {"append", 3, CMD_WRITE, c_append, "Appends a string to a key's value."},
+    {"auth", -2, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_auth,
+     "Authenticates the connection."},
+    {"bgsave", -1, CMD_WRITE, c_save,
+     "Writes the memtables to sorted files (a checkpoint)."},
+    {"cairn.getat", 4, 0, c_cairn_getat,
+     "Reads a key as of a commit version (VERSION v) or a time (TIME "
+     "unix-ms)."},
+    {"cairn.history", -2, 0, c_cairn_history,
+     "Lists a key's versions, newest first: [version, time-ms, value]."},
+    {"cairn.version", -1, CMD_LOOP, c_cairn_version,
+     "The commit version of this connection's last write (CURRENT: the "
+     "database's newest; OLDEST: the oldest readable)."},
+    {"client", -2, CMD_LOOP | CMD_NOMULTI, c_client,
+     "Connection management: ID, SETNAME, GETNAME, INFO, LIST, KILL ID."},
+    {"command", -1, CMD_LOOP | CMD_NOMULTI, c_command,
+     "Describes the commands."},
+    {"config", -2, CMD_LOOP | CMD_NOMULTI, c_config,
+     "Reads the configuration (GET)."},
+    {"copy", -3, CMD_WRITE, c_copy, "Copies a key's value to another key."},
+    {"dbsize", 1, 0, c_dbsize, "The number of keys."},
+    {"decr", 2, CMD_WRITE, c_decr, "Decrements an integer value by one."},
+    {"decrby", 3, CMD_WRITE, c_decrby, "Decrements an integer value."},
+    {"del", -2, CMD_WRITE, c_del, "Deletes keys."},
+    {"discard", 1, CMD_LOOP | CMD_NOMULTI, c_discard,
+     "Discards a transaction."},
+    {"echo", 2, 0, c_echo, "Returns the given string."},
+    {"exec", 1, CMD_LOOP | CMD_NOMULTI, c_exec,
+     "Executes the queued commands as one transaction."},
+    {"exists", -2, 0, c_exists, "Counts the keys that exist."},
+    {"expire", -3, CMD_WRITE, c_expire, "Sets a key's time to live (s)."},
+    {"expireat", -3, CMD_WRITE, c_expireat,
+     "Sets a key's expiry (Unix time, s)."},
+    {"expiretime", 2, 0, c_expiretime, "A key's expiry (Unix time, s)."},
+    {"flushall", -1, CMD_WRITE, c_flushall, "Deletes every key."},
+    {"flushdb", -1, CMD_WRITE, c_flushall, "Deletes every key."},
+    {"get", 2, 0, c_get, "Returns a key's string value."},
+    {"getdel", 2, CMD_WRITE, c_getdel, "Returns a string value and deletes "
+                                       "the key."},
+    {"getex", -2, CMD_WRITE, c_getex,
+     "Returns a string value and sets or clears its expiry."},
+    {"getrange", 4, 0, c_getrange, "Returns a substring of a value."},
+    {"getset", 3, CMD_WRITE, c_getset,
+     "Sets a value and returns the previous one."},
+    {"hello", -1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_hello,
+     "Handshake: protocol version, authentication, name."},
+    {"incr", 2, CMD_WRITE, c_incr, "Increments an integer value by one."},
+    {"incrby", 3, CMD_WRITE, c_incrby, "Increments an integer value."},
+    {"incrbyfloat", 3, CMD_WRITE, c_incrbyfloat,
+     "Increments a floating-point value."},
+    {"info", -1, CMD_LOOP, c_info, "Server information and statistics."},
+    {"keys", 2, 0, c_keys, "The keys matching a pattern."},
+    {"lastsave", 1, 0, c_lastsave, "The time of the last checkpoint."},
+    {"mget", -2, 0, c_mget, "Returns several string values."},
+    {"mset", -3, CMD_WRITE, c_mset, "Sets several keys atomically."},
+    {"msetnx", -3, CMD_WRITE, c_msetnx,
+     "Sets several keys atomically if none exists."},
+    {"multi", 1, CMD_LOOP | CMD_NOMULTI, c_multi, "Starts a transaction."},
+    {"persist", 2, CMD_WRITE, c_persist, "Removes a key's expiry."},
+    {"pexpire", -3, CMD_WRITE, c_pexpire, "Sets a key's time to live (ms)."},
+    {"pexpireat", -3, CMD_WRITE, c_pexpireat,
+     "Sets a key's expiry (Unix time, ms)."},
+    {"pexpiretime", 2, 0, c_pexpiretime, "A key's expiry (Unix time, ms)."},
+    {"ping", -1, CMD_NOAUTH, c_ping, "Returns PONG or the argument."},
+    {"psetex", 4, CMD_WRITE, c_psetex, "Sets a value with a time to live "
+                                       "(ms)."},
+    {"pttl", 2, 0, c_pttl, "A key's time to live (ms)."},
+    {"quit", -1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_quit,
+     "Closes the connection."},
+    {"randomkey", 1, 0, c_randomkey, "A random key."},
+    {"rename", 3, CMD_WRITE, c_rename, "Renames a key."},
+    {"renamenx", 3, CMD_WRITE, c_renamenx,
+     "Renames a key if the new name is free."},
+    {"reset", 1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_reset,
+     "Resets the connection."},
+    {"save", 1, CMD_WRITE, c_save,
+     "Writes the memtables to sorted files (a checkpoint)."},
+    {"scan", -2, 0, c_scan, "Iterates over the keys."},
+    {"select", 2, CMD_LOOP, c_select, "Selects database 0 (the only one)."},
+    {"set", -3, CMD_WRITE, c_set, "Sets a key's string value."},
+    {"setex", 4, CMD_WRITE, c_setex, "Sets a value with a time to live "
+                                     "(s)."},
+    {"setnx", 3, CMD_WRITE, c_setnx, "Sets a value if the key is free."},
+    {"setrange", 4, CMD_WRITE, c_setrange,
+     "Overwrites part of a string value."},
+    {"shutdown", -1, CMD_LOOP | CMD_NOMULTI, c_shutdown,
+     "Finishes in-flight commits, flushes and stops the server."},
+    {"strlen", 2, 0, c_strlen, "The length of a string value."},
+    {"time", 1, 0, c_time, "The server time."},
+    {"touch", -2, 0, c_touch, "Counts the keys that exist."},
+    {"ttl", 2, 0, c_ttl, "A key's time to live (s)."},
+    {"type", 2, 0, c_type, "The type of a key's value."},
+    {"unlink", -2, CMD_WRITE, c_del, "Deletes keys."},
+    {"unwatch", 1, CMD_LOOP | CMD_NOMULTI, c_unwatch,
+     "Forgets the watched keys."},
+    {"watch", -2, CMD_LOOP | CMD_NOMULTI, c_watch,
+     "Watches keys: EXEC fails if they change."},
+};
+
+#define NCMDS (sizeof TABLE / sizeof TABLE[0])
+
+const cmd_def *cmd_table(size_t *n)
+{
+    *n = NCMDS;
+    return TABLE;
+}
+
+const cmd_def *cmd_lookup(const uint8_t *name, size_t len)
+{
+    char buf[32];
+    if (len == 0 || len >= sizeof buf)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (char)tolower(name[i]);
+    buf[len] = '\0';
+    size_t lo = 0, hi = NCMDS;
+    while (lo < hi) { /* the table is sorted by name */
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(TABLE[mid].name, buf);
+        if (c == 0)
+            return &TABLE[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static void command_info(cmd_ctx *x, const cmd_def *d)
+{
+    cairn_resp_array(x->out, 10);
+    cairn_resp_bulk_cstr(x->out, d->name);
+    cairn_resp_integer(x->out, d->arity);
+    cairn_resp_set(x->out, d->flags & CMD_WRITE ? 1 : 2);
+    if (d->flags & CMD_WRITE) {
+        cairn_resp_simple(x->out, "write");
+    } else {
+        cairn_resp_simple(x->out, "readonly");
+        cairn_resp_simple(x->out, "fast");
+    }
+    bool keyed = d->arity >= 2 || d->arity <= -2;
+    bool first_is_key =
+        keyed && !(d->flags & (CMD_LOOP | CMD_NOMULTI)) &&
+        strcmp(d->name, "echo") != 0 && strcmp(d->name, "ping") != 0 &&
+        strcmp(d->name, "scan") != 0 && strcmp(d->name, "keys") != 0 &&
+        strcmp(d->name, "flushall") != 0 && strcmp(d->name, "flushdb") != 0;
+    cairn_resp_integer(x->out, first_is_key ? 1 : 0);
+    bool all = !strcmp(d->name, "del") || !strcmp(d->name, "exists") ||
+               !strcmp(d->name, "mget") || !strcmp(d->name, "unlink") ||
+               !strcmp(d->name, "touch");
+    bool pairs = !strcmp(d->name, "mset") || !strcmp(d->name, "msetnx");
+    cairn_resp_integer(x->out, first_is_key ? (all || pairs ? -1 : 1) : 0);
+    cairn_resp_integer(x->out, first_is_key ? (pairs ? 2 : 1) : 0);
+    cairn_resp_set(x->out, 0); /* ACL categories */
+    cairn_resp_set(x->out, 0); /* tips */
+    cairn_resp_set(x->out, 0); /* key specs */
+    cairn_resp_set(x->out, 0); /* subcommands */
+}
+
+static void command_doc(cmd_ctx *x, const cmd_def *d)
+{
+    cairn_resp_bulk_cstr(x->out, d->name);
+    cairn_resp_map(x->out, 3);
+    cairn_resp_bulk_cstr(x->out, "summary");
+    cairn_resp_bulk_cstr(x->out, d->summary);
+    cairn_resp_bulk_cstr(x->out, "since");
+    cairn_resp_bulk_cstr(x->out, "0.1.0");
+    cairn_resp_bulk_cstr(x->out, "group");
+    cairn_resp_bulk_cstr(x->out, strncmp(d->name, "cairn.", 6) == 0
+                                     ? "cairn"
+                                     : "generic");
+}
+
+static void c_command(cmd_ctx *x)
+{
+    if (x->argc == 1) {
+        cairn_resp_array(x->out, (long long)NCMDS);
+        for (size_t i = 0; i < NCMDS; i++)
+            command_info(x, &TABLE[i]);
+    } else if (arg_is(x, 1, "COUNT") && x->argc == 2) {
+        cairn_resp_integer(x->out, (long long)NCMDS);
+    } else if (arg_is(x, 1, "INFO")) {
+        if (x->argc == 2) {
+            cairn_resp_array(x->out, (long long)NCMDS);
+            for (size_t i = 0; i < NCMDS; i++)
+                command_info(x, &TABLE[i]);
+            return;
+        }
+        cairn_resp_array(x->out, (long long)(x->argc - 2));
+        for (size_t i = 2; i < x->argc; i++) {
+            const cmd_def *d = cmd_lookup(x->argv[i], x->argl[i]);
+            if (d)
+                command_info(x, d);
+            else
+                cairn_resp_null_array(x->out);
+        }
+    } else if (arg_is(x, 1, "DOCS")) {
+        if (x->argc == 2) {
+            cairn_resp_map(x->out, (long long)NCMDS);
+            for (size_t i = 0; i < NCMDS; i++)
+                command_doc(x, &TABLE[i]);
+            return;
+        }
+        size_t n = 0;
+        for (size_t i = 2; i < x->argc; i++)
+            n += cmd_lookup(x->argv[i], x->argl[i]) != NULL;
+        cairn_resp_map(x->out, (long long)n);
+        for (size_t i = 2; i < x->argc; i++) {
+            const cmd_def *d = cmd_lookup(x->argv[i], x->argl[i]);
+            if (d)
+                command_doc(x, d);
+        }
+    } else {
+        cairn_resp_errorf(x->out,
+                          "ERR unknown subcommand or wrong number of arguments "
+                          "for '%.*s'. Try COMMAND HELP.",
+                          (int)x->argl[1], (const char *)x->argv[1]);
+    }
+}

@@ -1,0 +1,76 @@
+/*
+ * keyspace.h — how cairn-server lays Redis keys, values and expiry times
+ * over Cairn keys (docs/format/keyspace.md): data keys (0x01 | key) holding
+ * value records (type, flags, optional expiry, payload) and expiry index
+ * hints (0x02 | expiry ms BE | key).
+ *
+ * Invariants: a record is decoded only after its header is checked; an
+ * expired record reads as missing everywhere (ks_get applies `now`).
+ * Locking: none; a ks_key / ks_rec is owned by one thread; the functions
+ * call the thread-safe public API (a transaction is used by one thread).
+ */
+#ifndef CAIRN_SERVER_KEYSPACE_H
+#define CAIRN_SERVER_KEYSPACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cairn.h"
+
+#define KS_DATA 0x01
+#define KS_EXPIRY 0x02
+
+#define KS_TYPE_STRING 1
+#define KS_FLAG_EXPIRY 0x01
+
+/* A data key (0x01 | key) built in a small inline buffer or on the heap. */
+typedef struct ks_key {
+    uint8_t *p;
+    size_t len;
+    uint8_t inl[64];
+} ks_key;
+
+int ks_key_make(ks_key *k, const void *key, size_t klen);
+void ks_key_free(ks_key *k);
+
+/* A decoded record. `buf` owns the bytes (from cairn_get / cairn_txn_get);
+ * payload points into it. */
+typedef struct ks_rec {
+    bool found;
+    int type;
+    uint64_t expiry_ms; /* 0: none */
+    const uint8_t *payload;
+    size_t plen;
+    void *buf;
+} ks_rec;
+
+void ks_rec_free(ks_rec *r);
+
+/* Decode raw record bytes: 0, or CAIRN_ECORRUPT. */
+int ks_decode(const void *raw, size_t len, ks_rec *r);
+
+/* Encode type/expiry/payload into a malloc'ed record; NULL on ENOMEM. */
+uint8_t *ks_encode(int type, uint64_t expiry_ms, const void *payload,
+                   size_t plen, size_t *outlen);
+
+/* Milliseconds since the Unix epoch. */
+uint64_t ks_now_ms(void);
+
+/* Read key's record (txn NULL: the database now). Missing or expired
+ * (expiry <= now_ms): r->found false, returns 0. Errors: negative codes. */
+int ks_get(cairn_db *db, cairn_txn *txn, const void *key, size_t klen,
+           uint64_t now_ms, ks_rec *r);
+
+/* Write key's record in txn, and the expiry hint when expiry_ms != 0. */
+int ks_put(cairn_txn *txn, const void *key, size_t klen, int type,
+           uint64_t expiry_ms, const void *payload, size_t plen);
+
+/* Delete key's record in txn. */
+int ks_del(cairn_txn *txn, const void *key, size_t klen);
+
+/* The expiry index key for (expiry_ms, key), malloc'ed. */
+uint8_t *ks_expiry_key(uint64_t expiry_ms, const void *key, size_t klen,
+                       size_t *outlen);
+
+#endif /* CAIRN_SERVER_KEYSPACE_H */

@@ -1,0 +1,401 @@
+#!/usr/bin/python3
+"""server_commands.py — drive a real cairn-server with redis-py (Debian's
+python3-redis) and redis-cli: every command implemented so far, with the
+replies and errors Redis 7 gives, MULTI/EXEC/WATCH, RESP3, AUTH, expiry,
+time travel, bad input, persistence across a restart and across kill -9.
+"""
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import redis
+
+from server_util import Server, run_tests
+
+
+def client(srv, **kw):
+    return redis.Redis(host="127.0.0.1", port=srv.port, socket_timeout=30,
+                       **kw)
+
+
+def expect_error(fn, text):
+    try:
+        fn()
+    except (redis.ResponseError, redis.AuthenticationError) as e:
+        assert text in str(e), "error %r does not contain %r" % (str(e), text)
+        return
+    raise AssertionError("no error, expected %r" % text)
+
+
+SRV = None
+
+
+def r():
+    return client(SRV)
+
+
+def t_ping_echo():
+    c = r()
+    assert c.ping() is True
+    assert c.echo("héllo") == "héllo".encode()
+    raw = socket.create_connection(("127.0.0.1", SRV.port))
+    raw.sendall(b"PING x\r\n")
+    assert raw.recv(100) == b"$1\r\nx\r\n"
+    raw.close()
+
+
+def t_strings():
+    c = r()
+    assert c.set("s", "v1") is True
+    assert c.get("s") == b"v1"
+    assert c.get("missing") is None
+    assert c.set("s", "v2", nx=True) is None
+    assert c.set("new", "n", xx=True) is None
+    assert c.set("s", "v3", xx=True) is True
+    assert c.set("s", "v4", get=True) == b"v3"
+    assert c.getset("s", "v5") == b"v4"
+    assert c.setnx("s", "x") is False and c.setnx("sn", "x") is True
+    assert c.strlen("s") == 2 and c.strlen("nothing") == 0
+    assert c.append("s", "-tail") == 7 and c.get("s") == b"v5-tail"
+    assert c.append("ap", "abc") == 3
+    assert c.getrange("s", 0, 1) == b"v5" and c.getrange("s", -4, -1) == b"tail"
+    assert c.getrange("s", 5, 1) == b""
+    assert c.setrange("sr", 5, "x") == 6 and c.get("sr") == b"\x00" * 5 + b"x"
+    assert c.setrange("s", 0, "V") == 7 and c.get("s") == b"V5-tail"
+    assert c.mset({"m1": "a", "m2": "b"}) is True
+    assert c.mget("m1", "m2", "m3") == [b"a", b"b", None]
+    assert c.msetnx({"m1": "z", "m9": "z"}) is False and c.get("m9") is None
+    assert c.msetnx({"m8": "z", "m9": "z"}) is True
+    assert c.getdel("m8") == b"z" and c.get("m8") is None
+    assert c.getdel("m8") is None
+    big = os.urandom(1 << 20)
+    assert c.set("big", big) and c.get("big") == big
+    assert c.set(b"\x00bin\xff", b"\x00\x01") and c.get(b"\x00bin\xff") == b"\x00\x01"
+    assert c.set("empty", "") and c.get("empty") == b""
+    expect_error(lambda: c.execute_command("SET", "k", "v", "NX", "XX"),
+                 "syntax error")
+    expect_error(lambda: c.execute_command("SET", "k", "v", "EX", "0"),
+                 "invalid expire time in 'set' command")
+    expect_error(lambda: c.execute_command("SET", "k", "v", "EX", "abc"),
+                 "value is not an integer or out of range")
+
+
+def t_counters():
+    c = r()
+    assert c.incr("n") == 1 and c.incr("n") == 2
+    assert c.incrby("n", 10) == 12 and c.decr("n") == 11
+    assert c.decrby("n", 20) == -9
+    c.set("nan", "abc")
+    expect_error(lambda: c.incr("nan"), "value is not an integer or out of range")
+    c.set("max", str(2**63 - 1))
+    expect_error(lambda: c.incr("max"), "increment or decrement would overflow")
+    assert c.incrbyfloat("f", 10.5) == 10.5
+    assert c.incrbyfloat("f", 0.1) == 10.6
+    assert c.get("f") == b"10.6"
+    c.set("f3", "3.0")
+    assert c.incrbyfloat("f3", 2) == 5.0 and c.get("f3") == b"5"
+    expect_error(lambda: c.incrbyfloat("nan", 1), "value is not a valid float")
+
+
+def t_concurrent_incr():
+    def work():
+        c = r()
+        for _ in range(200):
+            c.incr("ctr")
+    ts = [threading.Thread(target=work) for _ in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert r().get("ctr") == b"1600"
+
+
+def t_pipeline():
+    # Pipelined writes run as one batch (one commit); replies stay in order
+    # and per command, errors included, and reads after them see them.
+    c = r()
+    p = c.pipeline(transaction=False)
+    for i in range(1000):
+        p.set("pl:%d" % i, i)
+    p.incr("pl:ctr").incr("pl:ctr").set("pl:s", "x").incr("pl:s")
+    p.get("pl:999").setnx("pl:1", "no").execute_command("NOSUCH")
+    p.delete("pl:0").get("pl:0")
+    res = p.execute(raise_on_error=False)
+    assert res[:1000] == [True] * 1000
+    assert res[1000:1003] == [2 - 1, 2, True], res[1000:1003]
+    assert isinstance(res[1003], redis.ResponseError)
+    assert res[1004] == b"999" and res[1005] is False
+    assert isinstance(res[1006], redis.ResponseError)
+    assert res[1007] == 1 and res[1008] is None
+    assert c.get("pl:500") == b"500"
+
+
+def t_keys():
+    c = r()
+    c.flushall()
+    c.mset({"k1": "1", "k2": "2", "other": "3"})
+    assert c.exists("k1", "k2", "nope", "k1") == 3
+    assert c.delete("k1", "nope") == 1 and c.exists("k1") == 0
+    assert c.unlink("k2") == 1
+    assert c.type("other") == b"string" and c.type("nope") == b"none"
+    assert c.rename("other", "renamed") is True and c.get("renamed") == b"3"
+    expect_error(lambda: c.rename("nope", "x"), "no such key")
+    c.set("a", "1")
+    assert c.renamenx("a", "renamed") is False and c.renamenx("a", "b") is True
+    assert c.copy("b", "c") is True and c.get("c") == b"1"
+    assert c.copy("b", "c") is False
+    assert c.copy("renamed", "c", replace=True) is True and c.get("c") == b"3"
+    assert sorted(c.keys("*")) == [b"b", b"c", b"renamed"]
+    assert sorted(c.keys("re*")) == [b"renamed"]
+    assert c.keys("[bc]") == [b"b", b"c"]
+    assert c.dbsize() == 3
+    assert c.touch("b", "zz") == 1
+    assert c.randomkey() in (b"b", b"c", b"renamed")
+    for i in range(250):
+        c.set("scan:%03d" % i, i)
+    seen, cursor = set(), 0
+    while True:
+        cursor, keys = c.scan(cursor, match="scan:*", count=17)
+        seen.update(keys)
+        if cursor == 0:
+            break
+    assert len(seen) == 250, len(seen)
+    assert set(c.scan_iter(match="scan:1*")) == {
+        ("scan:%03d" % i).encode() for i in range(100, 200)}
+    assert c.flushdb() is True and c.dbsize() == 0 and c.randomkey() is None
+
+
+def t_expiry():
+    c = r()
+    c.set("e1", "v", px=300)
+    assert 0 < c.pttl("e1") <= 300 and c.ttl("e1") in (0, 1)
+    assert c.ttl("nope") == -2
+    c.set("p", "v")
+    assert c.ttl("p") == -1
+    assert c.expire("p", 100) is True and 99 <= c.ttl("p") <= 100
+    assert c.expire("p", 50, gt=True) is False
+    assert c.expire("p", 50, lt=True) is True
+    assert c.expire("p", 500, nx=True) is False
+    assert c.persist("p") is True and c.ttl("p") == -1
+    assert c.persist("p") is False
+    at = int(time.time()) + 1000
+    assert c.expireat("p", at) and c.expiretime("p") == at
+    assert c.pexpireat("p", at * 1000 + 5) and c.pexpiretime("p") == at * 1000 + 5
+    c.set("kt", "v", ex=100)
+    c.set("kt", "v2", keepttl=True)
+    assert c.ttl("kt") > 90
+    c.set("kt", "v3")
+    assert c.ttl("kt") == -1
+    c.setex("sx", 100, "v")
+    assert 99 <= c.ttl("sx") <= 100
+    c.psetex("psx", 100000, "v")
+    assert c.pttl("psx") > 99000
+    assert c.getex("psx", persist=True) == b"v" and c.ttl("psx") == -1
+    assert c.getex("psx", ex=50) == b"v" and 49 <= c.ttl("psx") <= 50
+    assert c.expire("p", -1) is True and c.exists("p") == 0
+    time.sleep(0.4)
+    assert c.get("e1") is None and c.exists("e1") == 0
+    # the active sweep removes it from storage too (keys never lists it)
+    assert b"e1" not in c.keys("*")
+
+
+def t_multi_exec():
+    c = r()
+    p = c.pipeline(transaction=True)
+    p.set("t1", "a").incr("t2").get("t1")
+    assert p.execute() == [True, 1, b"a"]
+    # queue-time error aborts EXEC
+    raw = socket.create_connection(("127.0.0.1", SRV.port))
+    raw.sendall(b"MULTI\r\nSET x 1\r\nNOSUCH\r\nEXEC\r\nGET x\r\n")
+    data = b""
+    deadline = time.time() + 5
+    while data.count(b"\r\n") < 5 and time.time() < deadline:
+        data += raw.recv(4096)
+    raw.close()
+    assert b"+QUEUED" in data and b"-EXECABORT" in data, data
+    assert data.endswith(b"$-1\r\n"), data
+    # runtime error inside EXEC: the others still run
+    p = c.pipeline(transaction=True)
+    p.set("s", "str").incr("s").set("after", "1")
+    res = p.execute(raise_on_error=False)
+    assert res[0] is True and isinstance(res[1], redis.ResponseError)
+    assert c.get("after") == b"1"
+    expect_error(lambda: c.execute_command("EXEC"), "EXEC without MULTI")
+    expect_error(lambda: c.execute_command("DISCARD"), "DISCARD without MULTI")
+
+
+def t_watch():
+    c, other = r(), r()
+    c.set("w", "0")
+    with c.pipeline() as p:
+        p.watch("w")
+        p.multi()
+        p.set("w", "mine")
+        other.set("w", "theirs")
+        try:
+            p.execute()
+            raise AssertionError("EXEC should have failed")
+        except redis.WatchError:
+            pass
+    assert c.get("w") == b"theirs"
+    with c.pipeline() as p:
+        p.watch("w")
+        v = int(p.get("w") == b"theirs")
+        p.multi()
+        p.set("w", "ok%d" % v)
+        assert p.execute() == [True]
+    assert c.get("w") == b"ok1"
+
+
+def t_resp3_and_hello():
+    c = client(SRV, protocol=3) if "protocol" in redis.Redis.__init__.__code__.co_varnames else None
+    raw = socket.create_connection(("127.0.0.1", SRV.port))
+    raw.sendall(b"HELLO 3\r\nGET nothing\r\nHELLO 2\r\nGET nothing\r\n")
+    data = b""
+    deadline = time.time() + 5
+    while not data.endswith(b"$-1\r\n") and time.time() < deadline:
+        data += raw.recv(4096)
+    raw.close()
+    assert data.startswith(b"%7\r\n"), data
+    assert b"_\r\n" in data and data.endswith(b"$-1\r\n"), data
+    if c is not None:
+        assert c.get("nothing") is None
+
+
+def t_time_travel():
+    c = r()
+    c.set("tt", "one")
+    v1 = c.execute_command("CAIRN.VERSION")
+    c.set("tt", "two")
+    v2 = c.execute_command("CAIRN.VERSION")
+    assert v2 > v1
+    assert c.execute_command("CAIRN.GETAT", "tt", "VERSION", v1) == b"one"
+    assert c.execute_command("CAIRN.GETAT", "tt", "VERSION", v2) == b"two"
+    hist = c.execute_command("CAIRN.HISTORY", "tt")
+    assert [h[0] for h in hist[:2]] == [v2, v1] and hist[0][2] == b"two"
+    t_ms = hist[1][1]
+    assert c.execute_command("CAIRN.GETAT", "tt", "TIME", t_ms) == b"one"
+    assert c.execute_command("CAIRN.VERSION", "CURRENT") >= v2
+
+
+def t_errors_and_limits():
+    c = r()
+    expect_error(lambda: c.execute_command("NOSUCHCMD", "a"),
+                 "unknown command 'NOSUCHCMD', with args beginning with: 'a'")
+    expect_error(lambda: c.execute_command("GET"),
+                 "wrong number of arguments for 'get' command")
+    expect_error(lambda: c.execute_command("SELECT", "1"), "DB index is out of range")
+    assert c.execute_command("SELECT", "0") in (True, b"OK")
+    # malformed protocol: an error, the connection closes, others unaffected
+    raw = socket.create_connection(("127.0.0.1", SRV.port))
+    raw.sendall(b"*1\r\n$abc\r\n")
+    data = raw.recv(4096)
+    assert data.startswith(b"-ERR Protocol error"), data
+    assert raw.recv(4096) == b""
+    raw.close()
+    raw = socket.create_connection(("127.0.0.1", SRV.port))
+    raw.sendall(b"*1\r\n$999999999999\r\n")
+    assert raw.recv(4096).startswith(b"-ERR Protocol error")
+    raw.close()
+    # inline commands with quoting
+    raw = socket.create_connection(("127.0.0.1", SRV.port))
+    raw.sendall(b'SET "in line" "a\\x41b"\r\nGET "in line"\r\n')
+    data = b""
+    while data.count(b"\r\n") < 3:
+        data += raw.recv(4096)
+    assert data == b"+OK\r\n$3\r\naAb\r\n", data
+    raw.close()
+    assert c.ping()
+
+
+def t_client_cmds():
+    c = r()
+    cid = c.client_id()
+    assert isinstance(cid, int) and cid > 0
+    assert c.client_setname("tester") and c.client_getname() == "tester"
+    assert "name=tester" in c.execute_command("CLIENT", "LIST").decode()
+    c.set("info-probe", "1")
+    info = c.info("everything")
+    assert info["cairn_version"] and info["current_version"] > 0, info
+    assert "connected_clients" in c.info("clients")
+    assert len(c.execute_command("COMMAND", "DOCS", "get")) == 2
+    assert c.execute_command("COMMAND", "COUNT") > 50
+    assert c.config_get("port") == {"port": str(SRV.port)}
+    t = c.time()
+    assert abs(t[0] - time.time()) < 5
+
+
+def t_redis_cli():
+    out = subprocess.run(["redis-cli", "-p", str(SRV.port), "SET", "cli", "yes"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "OK", out
+    out = subprocess.run(["redis-cli", "-p", str(SRV.port), "GET", "cli"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "yes", out
+    out = subprocess.run(["redis-cli", "-p", str(SRV.port), "--no-raw", "INCR",
+                          "clictr"], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "(integer) 1", out
+
+
+def t_redis_benchmark():
+    out = subprocess.run(["redis-benchmark", "-p", str(SRV.port), "-q", "-n",
+                          "2000", "-c", "10", "-t", "set,get,incr,mset"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out
+    for t in ("SET", "GET", "INCR", "MSET"):
+        assert t in out.stdout, out.stdout
+
+
+def t_auth():
+    s = Server("--requirepass", "s3cret").start()
+    try:
+        c = client(s)
+        expect_error(lambda: c.get("x"), "Authentication required")
+        expect_error(lambda: c.execute_command("AUTH", "wrong"), "WRONGPASS")
+        ok = client(s, password="s3cret")
+        assert ok.set("x", "1") and ok.get("x") == b"1"
+        assert ok.execute_command("AUTH", "default", "s3cret") == b"OK"
+    finally:
+        s.stop()
+        s.cleanup()
+
+
+def t_restart_and_kill9():
+    s = Server().start()
+    try:
+        c = client(s)
+        for i in range(500):
+            c.set("p%d" % i, "v%d" % i)
+        c.set("exp", "v", ex=1000)
+        assert s.stop() == 0
+        s.start()
+        c = client(s)
+        assert c.get("p499") == b"v499" and c.dbsize() == 501
+        assert 990 < c.ttl("exp") <= 1000
+        for i in range(500):
+            c.set("q%d" % i, "w%d" % i)
+        s.kill9()
+        s.start()
+        c = client(s)
+        assert all(c.get("q%d" % i) == ("w%d" % i).encode() for i in range(500))
+    finally:
+        s.stop()
+        s.cleanup()
+
+
+def main():
+    global SRV
+    SRV = Server().start()
+    tests = [(n, f) for n, f in sorted(globals().items())
+             if n.startswith("t_") and callable(f)]
+    try:
+        run_tests(tests)
+    finally:
+        SRV.stop()
+        SRV.cleanup()
+
+
+if __name__ == "__main__":
+    main()
