@@ -58,9 +58,8 @@
  * measurement.
  *
  * Every engine gets one transaction per operation: Cairn's auto-commit
- * cairn_put/cairn_get, a read-only transaction per scan (cairn_txn_scan:
- * Cairn has no public iterator yet; cairn_e_scan is the one function an
- * iterator replaces); RocksDB and LevelDB put/get and one iterator per scan;
+ * cairn_put/cairn_get, a read-only transaction per scan (cairn_txn_scan,
+ * one snapshot per call); RocksDB and LevelDB put/get and one iterator per scan;
  * LMDB one write txn per put and a renewed read txn per get or scan; SQLite
  * (WAL mode, one table "kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID",
  * prepared statements, a connection per thread) one auto-commit statement
@@ -475,7 +474,7 @@ static int cairn_e_get(void *db, void *ts, const uint8_t *key, uint8_t *out,
     return RES_OK;
 }
 
-/* Cairn has no public iterator yet: a scan is cairn_txn_scan with the
+/* A scan is cairn_txn_scan with the
  * visitor as its callback, inside a read-only transaction (one snapshot
  * per call, like an iterator per call for the other engines). When an
  * iterator comes, it replaces this function and nothing else. */
@@ -880,6 +879,11 @@ static void *rocks_e_open(const char *dir, open_mode mode)
     d->opts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(d->opts, 1);
     rocksdb_options_set_write_buffer_size(d->opts, ROCKS_WRITE_BUFFER);
+    /* The same codecs as Cairn (sizes compare like for like): LZ4, and
+     * zstd for the bottom-most data. */
+    rocksdb_options_set_compression(d->opts, rocksdb_lz4_compression);
+    rocksdb_options_set_bottommost_compression(d->opts,
+                                               rocksdb_zstd_compression);
     g_rocks_compression = rocksdb_options_get_compression(d->opts);
     d->wo = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(d->wo, mode == MODE_DURABLE);
@@ -3010,9 +3014,7 @@ static const char *compression_note(void)
 {
 #ifdef CAIRN_HAVE_ROCKSDB
     if (g_rocks_compression < 0) { /* not opened yet: ask the defaults */
-        rocksdb_options_t *o = rocksdb_options_create();
-        g_rocks_compression = rocksdb_options_get_compression(o);
-        rocksdb_options_destroy(o);
+        g_rocks_compression = rocksdb_lz4_compression; /* as rocks_e_open */
     }
     return rocks_compression_name(g_rocks_compression);
 #else
@@ -3230,7 +3232,7 @@ static void row_notes(size_t row, char *notes, size_t n)
 static void print_engine_lines(void)
 {
     printf("  cairn %s: cairn_put/cairn_get auto-commit; scans: "
-           "cairn_txn_scan in a read-only txn (no public iterator yet); "
+           "cairn_txn_scan in a read-only txn; "
            "read-modify-write with cairn_txn_*\n",
            cairn_version_string());
 #ifdef CAIRN_HAVE_ROCKSDB
@@ -3241,7 +3243,8 @@ static void print_engine_lines(void)
 #endif
     printf(": put/get (WAL on), an iterator per scan, flush before close; "
            "ycsb/rmw on a pessimistic TransactionDB (get_for_update); "
-           "64 MiB write buffer, compression %s (default)\n",
+           "64 MiB write buffer, compression %s, bottommost zstd (Cairn's "
+           "codecs: LZ4, zstd for the bottom-most data below level 1)\n",
            compression_note());
 #endif
 #ifdef CAIRN_HAVE_LEVELDB

@@ -97,6 +97,7 @@ void cairn_tree_options_init(cairn_tree_options *o)
     o->block_size = 4096;
     o->zstd_level = 3;
     o->block_cache_bytes = 256u << 20;
+    o->bottom_codec = -1; /* zstd unless codec_set (see tree.h) */
 }
 
 static uint64_t now_us(void)
@@ -841,6 +842,8 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
     uint64_t written = 0;
     cairn_sst_options so;
     sst_opts_for(t, out_level, &so);
+    if (j->bottom && out_level >= 2 && t->o.bottom_codec >= 0)
+        so.codec = (cairn_sst_codec)t->o.bottom_codec;
     char path[4096];
     bool prev_valid = false;
     uint8_t *prev_key = NULL;
@@ -1163,6 +1166,7 @@ int cairn_tree_open(cairn_env *env, const char *dir,
         for (int l = 0; l < CAIRN_LSM_MAX_LEVELS; l++)
             to->codec[l] = l >= to->num_levels - 2 ? CAIRN_SST_CODEC_ZSTD
                                                    : CAIRN_SST_CODEC_LZ4;
+        to->bottom_codec = CAIRN_SST_CODEC_ZSTD;
     }
     if (!to->block_size)
         to->block_size = 4096;

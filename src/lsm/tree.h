@@ -52,9 +52,15 @@ typedef struct cairn_tree_options {
     uint64_t target_file_size;     /* 64 MiB: compaction output files */
     size_t block_size;             /* 4096 */
     /* Codec per level: LZ4 for the upper levels, zstd for the two bottom
-     * ones (CAIRN_SST_CODEC_*). codec_set false: these defaults. */
+     * ones (CAIRN_SST_CODEC_*), and bottom_codec below. codec_set false:
+     * these defaults. */
     bool codec_set;
     int codec[8];
+    /* Codec for compaction outputs at level 2 or below that are the
+     * bottom-most data of their key range (no file below overlaps): most of
+     * the data, written once more at most, so worth the stronger codec.
+     * codec_set false: zstd; set it to -1 to use the level's codec. */
+    int bottom_codec;
     int zstd_level;                /* 3 */
     size_t block_cache_bytes;      /* 256 MiB */
     bool read_only;
