@@ -476,8 +476,7 @@ static int cairn_e_get(void *db, void *ts, const uint8_t *key, uint8_t *out,
 
 /* A scan is cairn_txn_scan with the
  * visitor as its callback, inside a read-only transaction (one snapshot
- * per call, like an iterator per call for the other engines). When an
- * iterator comes, it replaces this function and nothing else. */
+ * per call, like an iterator per call for the other engines). */
 static int cairn_e_scan(void *db, void *ts, const uint8_t *start,
                         uint64_t limit, visit_fn fn, void *arg)
 {

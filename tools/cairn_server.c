@@ -25,7 +25,7 @@ static void usage(FILE *f)
             "  --maxclients N        (10000)   --timeout SECONDS (0: never)\n"
             "  --proto-max-bulk-len SIZE (512mb)  --max-args N (1048576)\n"
             "  --client-query-buffer-limit SIZE (1gb)\n"
-            "  --client-output-buffer-limit SIZE (256mb)\n"
+            "  --client-output-buffer-limit SIZE (1gb)\n"
             "  --commit-threads N    concurrent commits (64)\n"
             "Config files hold the same settings as 'name value' lines.\n");
 }

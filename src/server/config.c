@@ -27,7 +27,7 @@ void srv_config_init(srv_config *c)
     c->max_args = 1048576;
     c->max_clients = 10000;
     c->max_query_buf = (size_t)1 << 30;
-    c->max_output = (size_t)256 << 20;
+    c->max_output = (size_t)1 << 30;
     c->timeout_s = 0;
     c->commit_threads = 64;
 }

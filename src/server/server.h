@@ -35,7 +35,7 @@ typedef struct srv_config {
     size_t max_args;            /* 1048576 */
     size_t max_clients;         /* 10000 */
     size_t max_query_buf;       /* 1 GiB (client-query-buffer-limit) */
-    size_t max_output;          /* 256 MiB: a slower reader is dropped */
+    size_t max_output;          /* 1 GiB of unread replies: dropped */
     uint32_t timeout_s;         /* 0: idle clients are never closed */
     int commit_threads;         /* 64 */
     char *config_file;          /* the file read at start, if any */

@@ -389,6 +389,49 @@ def t_auth():
         s.cleanup()
 
 
+def t_slow_reader_and_many_clients():
+    # A client that never reads its replies is dropped once its unread
+    # output passes the limit; many idle connections and a half-closed
+    # socket do not disturb anyone else.
+    s = Server("--client-output-buffer-limit", "1mb").start()
+    try:
+        c = client(s)
+        c.set("big", b"x" * 100000)
+        hog = socket.create_connection(("127.0.0.1", s.port))
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        req = b"GET big\r\n" * 200
+        dropped = False
+        deadline = time.time() + 20
+        while time.time() < deadline and not dropped:
+            try:
+                hog.sendall(req)
+            except OSError:
+                dropped = True
+                break
+            info = c.info("stats")
+            dropped = info.get("dropped_clients", 0) > 0
+        assert dropped, "the slow reader was not dropped"
+        hog.close()
+        idle = [socket.create_connection(("127.0.0.1", s.port))
+                for _ in range(500)]
+        half = socket.create_connection(("127.0.0.1", s.port))
+        half.sendall(b"SET half 1\r\n")
+        half.shutdown(socket.SHUT_WR)
+        assert c.ping() and c.get("big") == b"x" * 100000
+        assert c.info("clients")["connected_clients"] >= 500
+        for sk in idle:
+            sk.close()
+        half.close()
+        deadline = time.time() + 10
+        while c.info("clients")["connected_clients"] > 1 and time.time() < deadline:
+            time.sleep(0.05)
+        assert c.info("clients")["connected_clients"] == 1
+        assert c.get("half") in (None, b"1")
+    finally:
+        assert s.stop() == 0
+        s.cleanup()
+
+
 def t_restart_and_kill9():
     s = Server().start()
     try:
