@@ -685,6 +685,11 @@ static void test_crash_sigkill(void **state)
             while (!pr->ready && !pr->eof && mono_ms() - t0 < 30000)
                 pipe_pump(pr, 10);
             assert_true(pr->ready);
+            /* And for its first acknowledged commit, so that the kill lands
+             * among commits however slow the build (TSan) makes them. */
+            while (m.acked_total == acked_before && !pr->eof &&
+                   mono_ms() - t0 < 30000)
+                pipe_pump(pr, 10);
             t0 = mono_ms();
         }
         while (!pr->eof && mono_ms() - t0 < delay)
