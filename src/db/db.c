@@ -17,6 +17,7 @@
  * with its last reader.
  */
 #include "db/db_internal.h"
+#include "lsm/iter.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -143,6 +144,24 @@ int cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
     out->value = e.value;
     out->vlen = e.vlen;
     return 1;
+}
+
+cairn_iiter *cairn_db_merge_all(db_tables *t)
+{
+    size_t nfiles = t->view ? cairn_tree_view_nfiles(t->view) : 0;
+    cairn_iiter **src = calloc(1 + t->nimm + nfiles, sizeof *src);
+    if (!src)
+        return NULL;
+    size_t n = 0;
+    src[n++] = cairn_iiter_from_memtable(t->active);
+    for (size_t i = 0; i < t->nimm; i++)
+        src[n++] = cairn_iiter_from_memtable(t->imm[i]);
+    for (size_t i = 0; i < nfiles; i++)
+        src[n++] = cairn_iiter_from_sst(cairn_tree_view_reader(t->view, i));
+    /* The merge owns the children (and destroys them if one is NULL). */
+    cairn_iiter *merged = cairn_iiter_merge(src, n);
+    free(src);
+    return merged;
 }
 
 uint64_t cairn_db_latest_above(db_tables *t, const void *key, size_t klen,

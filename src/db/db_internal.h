@@ -166,6 +166,10 @@ void cairn_db_tables_release(db_tables *t);
  * file). */
 int cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
                   uint64_t max_ts, cairn_mt_entry *out, cairn_sst_pin *pin);
+/* Every version stored in t, merged (memtables newest first, then the
+ * sorted files in search order): NULL when out of memory. The caller owns
+ * it; t must outlive it. */
+struct cairn_iiter *cairn_db_merge_all(db_tables *t);
 /* Newest version of key if it is newer than S; otherwise some value <= S
  * (0 if the key has no version at all). A read error counts as newer
  * (UINT64_MAX): validation then refuses rather than guess. */

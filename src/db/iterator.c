@@ -95,29 +95,13 @@ static int iter_make(db_tables *tabs, uint64_t S, uint64_t max_ts,
                      cairn_iter **out)
 {
     cairn_iter *it = calloc(1, sizeof *it);
-    size_t nfiles = tabs->view ? cairn_tree_view_nfiles(tabs->view) : 0;
-    size_t nsrc = 1 + tabs->nimm + nfiles;
-    cairn_iiter **src = it ? calloc(nsrc, sizeof *src) : NULL;
-    if (!src) {
-        free(it);
-        free(own);
-        cairn_db_tables_release(tabs);
-        return CAIRN_ENOMEM;
-    }
-    size_t n = 0;
-    src[n++] = cairn_iiter_from_memtable(tabs->active);
-    for (size_t i = 0; i < tabs->nimm; i++)
-        src[n++] = cairn_iiter_from_memtable(tabs->imm[i]);
-    for (size_t i = 0; i < nfiles; i++)
-        src[n++] = cairn_iiter_from_sst(cairn_tree_view_reader(tabs->view, i));
-    /* The merge owns the children (and destroys them if one is NULL); the
-     * user iterator owns the merge (and destroys it if it fails). */
-    cairn_iiter *merged = cairn_iiter_merge(src, n);
-    free(src);
-    it->u = merged ? cairn_uiter_new(merged, S, max_ts, r->lo, r->lolen,
-                                     r->hi, r->hilen)
-                   : NULL;
-    if (!it->u) {
+    /* The user iterator owns the merge (and destroys it if it fails). */
+    cairn_iiter *merged = it ? cairn_db_merge_all(tabs) : NULL;
+    if (it)
+        it->u = merged ? cairn_uiter_new(merged, S, max_ts, r->lo, r->lolen,
+                                         r->hi, r->hilen)
+                       : NULL;
+    if (!it || !it->u) {
         free(it);
         free(own);
         cairn_db_tables_release(tabs);

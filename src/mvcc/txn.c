@@ -556,27 +556,10 @@ int cairn_txn_scan(cairn_txn *t, const void *start, size_t slen,
         }
         qsort(mine, nmine, sizeof *mine, wp_cmp);
     }
-    /* Everything stored, merged (memtables newest first, then the sorted
-     * files in search order), seen at the snapshot. */
-    db_tables *tabs = t->tables;
-    size_t nfiles = tabs->view ? cairn_tree_view_nfiles(tabs->view) : 0;
-    size_t nsrc = 1 + tabs->nimm + nfiles;
-    cairn_iiter **src = calloc(nsrc, sizeof *src);
+    /* Everything stored, seen at the snapshot (the user iterator owns the
+     * merge). */
     cairn_uiter *u = NULL;
-    if (!src) {
-        free(mine);
-        return CAIRN_ENOMEM;
-    }
-    size_t n = 0;
-    src[n++] = cairn_iiter_from_memtable(tabs->active);
-    for (size_t i = 0; i < tabs->nimm; i++)
-        src[n++] = cairn_iiter_from_memtable(tabs->imm[i]);
-    for (size_t i = 0; i < nfiles; i++)
-        src[n++] = cairn_iiter_from_sst(cairn_tree_view_reader(tabs->view, i));
-    /* The merge owns the children (and destroys them if any is NULL); the
-     * user iterator owns the merge. */
-    cairn_iiter *merged = cairn_iiter_merge(src, n);
-    free(src);
+    cairn_iiter *merged = cairn_db_merge_all(t->tables);
     if (merged)
         u = cairn_uiter_new(merged, t->snapshot, t->max_ts, start, slen, end,
                             elen);
