@@ -59,7 +59,8 @@ typedef struct cairn_tree_options {
     /* Codec for compaction outputs at level 2 or below that are the
      * bottom-most data of their key range (no file below overlaps): most of
      * the data, written once more at most, so worth the stronger codec.
-     * codec_set false: zstd; set it to -1 to use the level's codec. */
+     * codec_set false: zstd (the defaults); with codec_set, -1 (the value
+     * cairn_tree_options_init gives) keeps the level's codec. */
     int bottom_codec;
     int zstd_level;                /* 3 */
     size_t block_cache_bytes;      /* 256 MiB */

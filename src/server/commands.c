@@ -141,14 +141,14 @@ static int get_rec(cmd_ctx *x, cairn_txn *t, const uint8_t *k, size_t kl,
 /* Run op in a transaction: x->txn inside EXEC, else one of its own,
  * committed, retried on a conflict (the reply rewritten each time). op
  * writes its reply (errors included) and returns 0, or returns an engine
- * error and writes nothing. */
-typedef int (*write_op)(cmd_ctx *x, cairn_txn *t);
+ * error and writes nothing. arg: the command's parsed options. */
+typedef int (*write_op)(cmd_ctx *x, cairn_txn *t, void *arg);
 
-static void run_write(cmd_ctx *x, write_op op)
+static void run_write(cmd_ctx *x, write_op op, void *arg)
 {
     if (x->txn) {
         size_t mark = x->out->len;
-        int rc = op(x, x->txn);
+        int rc = op(x, x->txn, arg);
         if (rc) {
             x->out->len = mark;
             cmd_reply_engine_error(x->out, rc);
@@ -166,7 +166,7 @@ static void run_write(cmd_ctx *x, write_op op)
         cairn_txn *t = NULL;
         int rc = cairn_txn_begin(x->db, NULL, &t);
         if (rc == 0)
-            rc = op(x, t);
+            rc = op(x, t, arg);
         if (rc == 0) {
             uint64_t v = 0;
             rc = cairn_txn_commit(t, &v);
@@ -368,7 +368,7 @@ static void c_client(cmd_ctx *x)
         else
             cairn_resp_null(x->out);
     } else if (arg_is(x, 1, "INFO") && x->argc == 2) {
-        srv_client_info(x->c, x->out, true);
+        srv_client_info(x->c, x->out);
     } else if (arg_is(x, 1, "LIST") && x->argc == 2) {
         srv_client_list(x->srv, x->out);
     } else if (arg_is(x, 1, "KILL") && x->argc == 4 && arg_is(x, 2, "ID")) {
@@ -477,13 +477,15 @@ static void c_getrange(cmd_ctx *x)
 /* SET and its family. */
 typedef struct set_args {
     bool nx, xx, get, keepttl;
+    bool int_reply; /* SETNX: 1 / 0 instead of OK / nil */
     uint64_t expiry_ms; /* absolute, 0: none */
     const uint8_t *val;
     size_t vlen;
 } set_args;
 
-static int set_op_with(cmd_ctx *x, cairn_txn *t, const set_args *a)
+static int set_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
+    const set_args *a = arg;
     ks_rec r;
     int rc = 0;
     bool need_old = a->nx || a->xx || a->get || a->keepttl;
@@ -512,6 +514,8 @@ static int set_op_with(cmd_ctx *x, cairn_txn *t, const set_args *a)
             cairn_resp_bulk(x->out, r.payload, r.plen);
         else
             cairn_resp_null(x->out);
+    } else if (a->int_reply) {
+        cairn_resp_integer(x->out, cond_ok ? 1 : 0);
     } else if (cond_ok) {
         cairn_resp_simple(x->out, "OK");
     } else {
@@ -521,57 +525,20 @@ static int set_op_with(cmd_ctx *x, cairn_txn *t, const set_args *a)
     return 0;
 }
 
-/* A command's parsed options travel to its write_op in a struct that begins
- * with the cmd_ctx (run_write passes the cmd_ctx pointer on). */
-typedef struct set_ctx {
-    cmd_ctx x;
-    set_args a;
-} set_ctx;
-
-static int set_op(cmd_ctx *x, cairn_txn *t)
-{
-    set_ctx *s = (set_ctx *)x;
-    return set_op_with(x, t, &s->a);
-}
-
 static void run_set(cmd_ctx *x, const set_args *a)
 {
     if (!x->txn && !a->nx && !a->xx && !a->get && !a->keepttl) {
         /* Nothing to read first: one blind write (record + expiry hint),
          * which never conflicts. */
-        ks_key k;
-        size_t rlen = 0, elen = 0;
-        uint8_t *rec = NULL, *ek = NULL;
-        int rc = ks_key_make(&k, x->argv[1], x->argl[1]);
-        if (rc == 0) {
-            rec = ks_encode(KS_TYPE_STRING, a->expiry_ms, a->val, a->vlen,
-                            &rlen);
-            if (a->expiry_ms)
-                ek = ks_expiry_key(a->expiry_ms, x->argv[1], x->argl[1],
-                                   &elen);
-            if (!rec || (a->expiry_ms && !ek))
-                rc = CAIRN_ENOMEM;
-        }
-        if (rc == 0) {
-            cairn_write w[2] = {{k.p, k.len, rec, rlen}, {ek, elen, "", 0}};
-            uint64_t v = 0;
-            rc = cairn_write_batch(x->db, w, ek ? 2 : 1, &v);
-            if (rc == 0)
-                x->version = v;
-        }
-        free(rec);
-        free(ek);
-        if (rc == 0 || k.p)
-            ks_key_free(&k);
+        int rc = ks_put_blind(x->db, x->argv[1], x->argl[1], KS_TYPE_STRING,
+                              a->expiry_ms, a->val, a->vlen, &x->version);
         if (rc)
             cmd_reply_engine_error(x->out, rc);
         else
             cairn_resp_simple(x->out, "OK");
         return;
     }
-    set_ctx s = {.x = *x, .a = *a};
-    run_write(&s.x, set_op);
-    x->version = s.x.version;
+    run_write(x, set_op, (void *)a);
 }
 
 /* Expiry argument: unit 1000 for seconds; absolute if abs. Returns false
@@ -602,10 +569,25 @@ static bool parse_expiry(cmd_ctx *x, size_t i, uint64_t unit, bool abs,
     return true;
 }
 
+/* Is argument i an expiry option (EX, PX, EXAT, PXAT) followed by its
+ * value? 1: parsed into *ms (absolute), 0: not one, -1: a bad value (the
+ * error reply is written). */
+static int expiry_option(cmd_ctx *x, size_t i, const char *cmd, uint64_t *ms)
+{
+    bool ex = arg_is(x, i, "EX"), px = arg_is(x, i, "PX");
+    bool exat = arg_is(x, i, "EXAT"), pxat = arg_is(x, i, "PXAT");
+    if (!(ex || px || exat || pxat) || i + 1 >= x->argc)
+        return 0;
+    return parse_expiry(x, i + 1, ex || exat ? 1000 : 1, exat || pxat, cmd, ms)
+               ? 1
+               : -1;
+}
+
 static void c_set(cmd_ctx *x)
 {
     set_args a = {.val = x->argv[2], .vlen = x->argl[2]};
     bool have_exp = false;
+    int e;
     for (size_t i = 3; i < x->argc; i++) {
         if (arg_is(x, i, "NX") && !a.xx) {
             a.nx = true;
@@ -615,13 +597,9 @@ static void c_set(cmd_ctx *x)
             a.get = true;
         } else if (arg_is(x, i, "KEEPTTL") && !have_exp) {
             a.keepttl = true;
-        } else if ((arg_is(x, i, "EX") || arg_is(x, i, "PX") ||
-                    arg_is(x, i, "EXAT") || arg_is(x, i, "PXAT")) &&
-                   !have_exp && !a.keepttl && i + 1 < x->argc) {
-            bool sec = arg_is(x, i, "EX") || arg_is(x, i, "EXAT");
-            bool abs = arg_is(x, i, "EXAT") || arg_is(x, i, "PXAT");
-            if (!parse_expiry(x, i + 1, sec ? 1000 : 1, abs, "set",
-                              &a.expiry_ms))
+        } else if (!have_exp && !a.keepttl &&
+                   (e = expiry_option(x, i, "set", &a.expiry_ms)) != 0) {
+            if (e < 0)
                 return;
             have_exp = true;
             i++;
@@ -635,17 +613,9 @@ static void c_set(cmd_ctx *x)
 
 static void c_setnx(cmd_ctx *x)
 {
-    set_args a = {.nx = true, .val = x->argv[2], .vlen = x->argl[2]};
-    size_t mark = x->out->len;
+    set_args a = {.nx = true, .int_reply = true, .val = x->argv[2],
+                  .vlen = x->argl[2]};
     run_set(x, &a);
-    /* SETNX answers 1 / 0 instead of OK / nil. */
-    bool ok = x->out->len - mark == 5 && memcmp(x->out->p + mark, "+OK\r\n",
-                                                5) == 0;
-    bool nil = !ok && x->out->p[mark] != '-';
-    if (ok || nil) {
-        x->out->len = mark;
-        cairn_resp_integer(x->out, ok ? 1 : 0);
-    }
 }
 
 static void c_setex_common(cmd_ctx *x, uint64_t unit, const char *name)
@@ -672,7 +642,7 @@ static void c_getset(cmd_ctx *x)
     run_set(x, &a);
 }
 
-static int mset_op(cmd_ctx *x, cairn_txn *t)
+static int mset_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
     for (size_t i = 1; i + 1 < x->argc; i += 2) {
         int rc = ks_put(t, x->argv[i], x->argl[i], KS_TYPE_STRING, 0,
@@ -692,10 +662,10 @@ static void c_mset(cmd_ctx *x)
                           x->argl[0] == 6 ? "msetnx" : "mset");
         return;
     }
-    run_write(x, mset_op);
+    run_write(x, mset_op, NULL);
 }
 
-static int msetnx_op(cmd_ctx *x, cairn_txn *t)
+static int msetnx_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
     for (size_t i = 1; i + 1 < x->argc; i += 2) {
         ks_rec r;
@@ -726,10 +696,10 @@ static void c_msetnx(cmd_ctx *x)
                          "ERR wrong number of arguments for 'msetnx' command");
         return;
     }
-    run_write(x, msetnx_op);
+    run_write(x, msetnx_op, NULL);
 }
 
-static int getdel_op(cmd_ctx *x, cairn_txn *t)
+static int getdel_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
     ks_rec r;
     int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
@@ -750,18 +720,17 @@ static int getdel_op(cmd_ctx *x, cairn_txn *t)
 
 static void c_getdel(cmd_ctx *x)
 {
-    run_write(x, getdel_op);
+    run_write(x, getdel_op, NULL);
 }
 
-typedef struct getex_ctx {
-    cmd_ctx x;
+typedef struct getex_args {
     bool persist, set_exp;
     uint64_t exp;
-} getex_ctx;
+} getex_args;
 
-static int getex_op(cmd_ctx *x, cairn_txn *t)
+static int getex_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
-    getex_ctx *g = (getex_ctx *)x;
+    const getex_args *g = arg;
     ks_rec r;
     int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
     if (rc)
@@ -786,16 +755,14 @@ static int getex_op(cmd_ctx *x, cairn_txn *t)
 
 static void c_getex(cmd_ctx *x)
 {
-    getex_ctx g = {.x = *x};
+    getex_args g = {0};
     for (size_t i = 2; i < x->argc; i++) {
+        int e = 0;
         if (arg_is(x, i, "PERSIST") && !g.set_exp && !g.persist) {
             g.persist = true;
-        } else if ((arg_is(x, i, "EX") || arg_is(x, i, "PX") ||
-                    arg_is(x, i, "EXAT") || arg_is(x, i, "PXAT")) &&
-                   !g.set_exp && !g.persist && i + 1 < x->argc) {
-            bool sec = arg_is(x, i, "EX") || arg_is(x, i, "EXAT");
-            bool abs = arg_is(x, i, "EXAT") || arg_is(x, i, "PXAT");
-            if (!parse_expiry(x, i + 1, sec ? 1000 : 1, abs, "getex", &g.exp))
+        } else if (!g.set_exp && !g.persist &&
+                   (e = expiry_option(x, i, "getex", &g.exp)) != 0) {
+            if (e < 0)
                 return;
             g.set_exp = true;
             i++;
@@ -808,11 +775,10 @@ static void c_getex(cmd_ctx *x)
         c_get(x);
         return;
     }
-    run_write(&g.x, getex_op);
-    x->version = g.x.version;
+    run_write(x, getex_op, &g);
 }
 
-static int append_op(cmd_ctx *x, cairn_txn *t)
+static int append_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
     ks_rec r;
     int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
@@ -850,10 +816,10 @@ static int append_op(cmd_ctx *x, cairn_txn *t)
 
 static void c_append(cmd_ctx *x)
 {
-    run_write(x, append_op);
+    run_write(x, append_op, NULL);
 }
 
-static int setrange_op(cmd_ctx *x, cairn_txn *t)
+static int setrange_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
     long long off;
     if (!parse_ll(x->argv[2], x->argl[2], &off)) {
@@ -906,19 +872,18 @@ static int setrange_op(cmd_ctx *x, cairn_txn *t)
 
 static void c_setrange(cmd_ctx *x)
 {
-    run_write(x, setrange_op);
+    run_write(x, setrange_op, NULL);
 }
 
-typedef struct incr_ctx {
-    cmd_ctx x;
+typedef struct incr_args {
     long long by;
     bool is_float;
     long double fby;
-} incr_ctx;
+} incr_args;
 
-static int incr_op(cmd_ctx *x, cairn_txn *t)
+static int incr_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
-    incr_ctx *ic = (incr_ctx *)x;
+    const incr_args *ic = arg;
     ks_rec r;
     int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
     if (rc)
@@ -991,9 +956,8 @@ static int incr_op(cmd_ctx *x, cairn_txn *t)
 
 static void run_incr(cmd_ctx *x, long long by)
 {
-    incr_ctx ic = {.x = *x, .by = by};
-    run_write(&ic.x, incr_op);
-    x->version = ic.x.version;
+    incr_args ic = {.by = by};
+    run_write(x, incr_op, &ic);
 }
 
 static void c_incr(cmd_ctx *x)
@@ -1033,14 +997,13 @@ static void c_incrbyfloat(cmd_ctx *x)
         cairn_resp_error(x->out, "ERR value is not a valid float");
         return;
     }
-    incr_ctx ic = {.x = *x, .is_float = true, .fby = by};
-    run_write(&ic.x, incr_op);
-    x->version = ic.x.version;
+    incr_args ic = {.is_float = true, .fby = by};
+    run_write(x, incr_op, &ic);
 }
 
 /* ---------- keys ---------- */
 
-static int del_op(cmd_ctx *x, cairn_txn *t)
+static int del_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
     long long n = 0;
     for (size_t i = 1; i < x->argc; i++) {
@@ -1063,7 +1026,7 @@ static int del_op(cmd_ctx *x, cairn_txn *t)
 
 static void c_del(cmd_ctx *x)
 {
-    run_write(x, del_op);
+    run_write(x, del_op, NULL);
 }
 
 static void c_exists(cmd_ctx *x)
@@ -1145,15 +1108,14 @@ static void c_pexpiretime(cmd_ctx *x)
     ttl_common(x, true, true);
 }
 
-typedef struct expire_ctx {
-    cmd_ctx x;
+typedef struct expire_args {
     int64_t when_ms; /* absolute; <= now deletes */
     bool nx, xx, gt, lt;
-} expire_ctx;
+} expire_args;
 
-static int expire_op(cmd_ctx *x, cairn_txn *t)
+static int expire_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
-    expire_ctx *e = (expire_ctx *)x;
+    const expire_args *e = arg;
     ks_rec r;
     int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
     if (rc)
@@ -1188,7 +1150,7 @@ static int expire_op(cmd_ctx *x, cairn_txn *t)
 static void expire_common(cmd_ctx *x, int64_t unit, bool abs,
                           const char *name)
 {
-    expire_ctx e = {.x = *x};
+    expire_args e = {0};
     long long v;
     if (!parse_ll(x->argv[2], x->argl[2], &v)) {
         reply_notint(x);
@@ -1227,8 +1189,7 @@ static void expire_common(cmd_ctx *x, int64_t unit, bool abs,
         return;
     }
     e.when_ms = ms;
-    run_write(&e.x, expire_op);
-    x->version = e.x.version;
+    run_write(x, expire_op, &e);
 }
 
 static void c_expire(cmd_ctx *x)
@@ -1251,7 +1212,7 @@ static void c_pexpireat(cmd_ctx *x)
     expire_common(x, 1, true, "pexpireat");
 }
 
-static int persist_op(cmd_ctx *x, cairn_txn *t)
+static int persist_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
     ks_rec r;
     int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
@@ -1268,17 +1229,16 @@ static int persist_op(cmd_ctx *x, cairn_txn *t)
 
 static void c_persist(cmd_ctx *x)
 {
-    run_write(x, persist_op);
+    run_write(x, persist_op, NULL);
 }
 
-typedef struct rename_ctx {
-    cmd_ctx x;
+typedef struct rename_args {
     bool nx, copy, replace;
-} rename_ctx;
+} rename_args;
 
-static int rename_op(cmd_ctx *x, cairn_txn *t)
+static int rename_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
-    rename_ctx *rn = (rename_ctx *)x;
+    const rename_args *rn = arg;
     ks_rec r;
     int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
     if (rc)
@@ -1325,21 +1285,19 @@ static int rename_op(cmd_ctx *x, cairn_txn *t)
 
 static void c_rename(cmd_ctx *x)
 {
-    rename_ctx rn = {.x = *x};
-    run_write(&rn.x, rename_op);
-    x->version = rn.x.version;
+    rename_args rn = {0};
+    run_write(x, rename_op, &rn);
 }
 
 static void c_renamenx(cmd_ctx *x)
 {
-    rename_ctx rn = {.x = *x, .nx = true};
-    run_write(&rn.x, rename_op);
-    x->version = rn.x.version;
+    rename_args rn = {.nx = true};
+    run_write(x, rename_op, &rn);
 }
 
 static void c_copy(cmd_ctx *x)
 {
-    rename_ctx rn = {.x = *x, .copy = true};
+    rename_args rn = {.copy = true};
     for (size_t i = 3; i < x->argc; i++) {
         if (arg_is(x, i, "REPLACE")) {
             rn.replace = true;
@@ -1360,8 +1318,7 @@ static void c_copy(cmd_ctx *x)
             return;
         }
     }
-    run_write(&rn.x, rename_op);
-    x->version = rn.x.version;
+    run_write(x, rename_op, &rn);
 }
 
 /* Walk the live data keys (not expired) with an iterator at now. fn
@@ -1397,9 +1354,6 @@ static int walk_keys(cmd_ctx *x, key_fn fn, void *arg)
 
 static bool count_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
 {
-    (void)k;
-    (void)kl;
-    (void)r;
     (*(long long *)arg)++;
     return true;
 }
@@ -1499,7 +1453,6 @@ static bool glob_match(const uint8_t *p, size_t pl, const uint8_t *s,
 }
 
 typedef struct keys_state {
-    cmd_ctx *x;
     const uint8_t *pat;
     size_t pl;
     cairn_resp_buf tmp;
@@ -1508,7 +1461,6 @@ typedef struct keys_state {
 
 static bool keys_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
 {
-    (void)r;
     keys_state *s = arg;
     if (glob_match(s->pat, s->pl, k, kl, 0)) {
         cairn_resp_bulk(&s->tmp, k, kl);
@@ -1519,7 +1471,7 @@ static bool keys_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
 
 static void c_keys(cmd_ctx *x)
 {
-    keys_state s = {.x = x, .pat = x->argv[1], .pl = x->argl[1]};
+    keys_state s = {.pat = x->argv[1], .pl = x->argl[1]};
     cairn_resp_init(&s.tmp, x->proto);
     int rc = walk_keys(x, keys_fn, &s);
     if (rc) {
@@ -1670,7 +1622,6 @@ typedef struct pick_state {
 
 static bool pick_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
 {
-    (void)r;
     pick_state *s = arg;
     if (s->i++ < s->target)
         return true;
@@ -1702,7 +1653,7 @@ static void c_randomkey(cmd_ctx *x)
     free(s.key);
 }
 
-static int flush_op(cmd_ctx *x, cairn_txn *t)
+static int flush_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
     /* Every data key and expiry hint, in one transaction. */
     for (uint8_t p = KS_DATA; p <= KS_EXPIRY; p++) {
@@ -1734,7 +1685,7 @@ static void c_flushall(cmd_ctx *x)
             reply_syntax(x);
             return;
         }
-    run_write(x, flush_op);
+    run_write(x, flush_op, NULL);
 }
 
 /* ---------- time travel ---------- */
@@ -1998,7 +1949,7 @@ static void c_exec(cmd_ctx *x)
         cairn_resp_error(x->out, "ERR EXEC without MULTI");
         return;
     }
-    srv_client_exec(x->c, x);
+    srv_client_exec(x->c);
 }
 
 static void c_watch(cmd_ctx *x)
@@ -2045,10 +1996,12 @@ static int watched_changed(cairn_db *db, const uint8_t *key, size_t kl,
     return 0;
 }
 
-void cmd_exec_queued(cmd_ctx *x, size_t n, const cmd_def **defs,
-                     size_t *argcs, const uint8_t ***argvs, size_t **argls,
-                     size_t nwatch, const uint8_t **wkeys, const size_t *wlens,
-                     uint64_t watch_version)
+/* Run cmds in one transaction (serializable when keys are watched),
+ * committed once, retried on a conflict with the replies rewritten. exec:
+ * EXEC's reply shape (see server.h); else a batch of pipelined writes. */
+static void run_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
+                       bool exec, size_t nwatch, const uint8_t **wkeys,
+                       const size_t *wlens, uint64_t watch_version)
 {
     size_t mark = x->out->len;
     for (int attempt = 0;; attempt++) {
@@ -2063,11 +2016,9 @@ void cmd_exec_queued(cmd_ctx *x, size_t n, const cmd_def **defs,
          * reading the keys in the (serializable) transaction makes a
          * write between here and the commit a conflict. */
         for (size_t i = 0; rc == 0 && i < nwatch && !abort_watch; i++) {
-            bool ch = false;
             rc = watched_changed(x->db, wkeys[i], wlens[i], watch_version,
-                                 &ch);
-            abort_watch = ch;
-            if (rc == 0 && !ch) {
+                                 &abort_watch);
+            if (rc == 0 && !abort_watch) {
                 ks_rec r;
                 rc = ks_get(x->db, t, wkeys[i], wlens[i], x->now_ms, &r);
                 ks_rec_free(&r);
@@ -2079,14 +2030,15 @@ void cmd_exec_queued(cmd_ctx *x, size_t n, const cmd_def **defs,
             return;
         }
         if (rc == 0) {
-            cairn_resp_array(x->out, (long long)n);
+            if (exec)
+                cairn_resp_array(x->out, n);
             for (size_t i = 0; i < n; i++) {
                 cmd_ctx q = *x;
-                q.argc = argcs[i];
-                q.argv = argvs[i];
-                q.argl = argls[i];
+                q.argc = cmds[i].argc;
+                q.argv = cmds[i].argv;
+                q.argl = cmds[i].argl;
                 q.txn = t;
-                defs[i]->fn(&q);
+                cmds[i].def->fn(&q);
             }
             uint64_t v = 0;
             rc = cairn_txn_commit(t, &v);
@@ -2103,47 +2055,22 @@ void cmd_exec_queued(cmd_ctx *x, size_t n, const cmd_def **defs,
             continue;
         }
         x->out->len = mark;
-        cmd_reply_engine_error(x->out, rc);
+        for (size_t i = 0; i < (exec ? 1 : n); i++)
+            cmd_reply_engine_error(x->out, rc);
         return;
     }
 }
 
-void cmd_run_batch(cmd_ctx *x, size_t n, const cmd_def **defs, size_t *argcs,
-                   const uint8_t ***argvs, size_t **argls)
+void cmd_exec_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
+                     size_t nwatch, const uint8_t **wkeys, const size_t *wlens,
+                     uint64_t watch_version)
 {
-    size_t mark = x->out->len;
-    for (int attempt = 0;; attempt++) {
-        x->out->len = mark;
-        cairn_txn *t = NULL;
-        int rc = cairn_txn_begin(x->db, NULL, &t);
-        if (rc == 0) {
-            for (size_t i = 0; i < n; i++) {
-                cmd_ctx q = *x;
-                q.argc = argcs[i];
-                q.argv = argvs[i];
-                q.argl = argls[i];
-                q.txn = t;
-                defs[i]->fn(&q);
-            }
-            uint64_t v = 0;
-            rc = cairn_txn_commit(t, &v);
-            t = NULL;
-            if (rc == 0) {
-                x->version = v;
-                return;
-            }
-        }
-        if (t)
-            cairn_txn_abort(t);
-        if (rc == CAIRN_ECONFLICT && attempt < MAX_RETRIES) {
-            conflict_backoff(attempt);
-            continue;
-        }
-        x->out->len = mark;
-        for (size_t i = 0; i < n; i++)
-            cmd_reply_engine_error(x->out, rc);
-        return;
-    }
+    run_queued(x, cmds, n, true, nwatch, wkeys, wlens, watch_version);
+}
+
+void cmd_run_batch(cmd_ctx *x, const cmd_queued *cmds, size_t n)
+{
+    run_queued(x, cmds, n, false, 0, NULL, NULL, 0);
 }
 
 /* ---------- the expiry sweep ---------- */

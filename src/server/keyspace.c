@@ -128,30 +128,67 @@ uint8_t *ks_expiry_key(uint64_t expiry_ms, const void *key, size_t klen,
     return p;
 }
 
+/* The writes of a put: the record under its data key, then the expiry
+ * hint when there is an expiry. */
+typedef struct ks_writes {
+    ks_key k;
+    uint8_t *rec, *ek;
+    cairn_write w[2];
+    size_t n;
+} ks_writes;
+
+static void ks_writes_free(ks_writes *ws)
+{
+    ks_key_free(&ws->k);
+    free(ws->rec);
+    free(ws->ek);
+}
+
+static int ks_writes_make(ks_writes *ws, const void *key, size_t klen,
+                          int type, uint64_t expiry_ms, const void *payload,
+                          size_t plen)
+{
+    memset(ws, 0, sizeof *ws);
+    size_t rlen = 0, elen = 0;
+    int rc = ks_key_make(&ws->k, key, klen);
+    if (rc == 0)
+        ws->rec = ks_encode(type, expiry_ms, payload, plen, &rlen);
+    if (rc == 0 && expiry_ms)
+        ws->ek = ks_expiry_key(expiry_ms, key, klen, &elen);
+    if (rc == 0 && (!ws->rec || (expiry_ms && !ws->ek)))
+        rc = CAIRN_ENOMEM;
+    if (rc) {
+        ks_writes_free(ws);
+        memset(ws, 0, sizeof *ws); /* freeing it again is harmless */
+        return rc;
+    }
+    ws->w[0] = (cairn_write){ws->k.p, ws->k.len, ws->rec, rlen};
+    ws->w[1] = (cairn_write){ws->ek, elen, "", 0};
+    ws->n = ws->ek ? 2 : 1;
+    return 0;
+}
+
 int ks_put(cairn_txn *txn, const void *key, size_t klen, int type,
            uint64_t expiry_ms, const void *payload, size_t plen)
 {
-    ks_key k;
-    int rc = ks_key_make(&k, key, klen);
-    if (rc)
-        return rc;
-    size_t rlen;
-    uint8_t *rec = ks_encode(type, expiry_ms, payload, plen, &rlen);
-    if (!rec) {
-        ks_key_free(&k);
-        return CAIRN_ENOMEM;
-    }
-    rc = cairn_txn_put(txn, k.p, k.len, rec, rlen);
-    free(rec);
-    ks_key_free(&k);
-    if (rc == 0 && expiry_ms) {
-        size_t elen;
-        uint8_t *ek = ks_expiry_key(expiry_ms, key, klen, &elen);
-        if (!ek)
-            return CAIRN_ENOMEM;
-        rc = cairn_txn_put(txn, ek, elen, "", 0);
-        free(ek);
-    }
+    ks_writes ws;
+    int rc = ks_writes_make(&ws, key, klen, type, expiry_ms, payload, plen);
+    for (size_t i = 0; rc == 0 && i < ws.n; i++)
+        rc = cairn_txn_put(txn, ws.w[i].key, ws.w[i].klen, ws.w[i].val,
+                           ws.w[i].vlen);
+    ks_writes_free(&ws);
+    return rc;
+}
+
+int ks_put_blind(cairn_db *db, const void *key, size_t klen, int type,
+                 uint64_t expiry_ms, const void *payload, size_t plen,
+                 uint64_t *version)
+{
+    ks_writes ws;
+    int rc = ks_writes_make(&ws, key, klen, type, expiry_ms, payload, plen);
+    if (rc == 0)
+        rc = cairn_write_batch(db, ws.w, ws.n, version);
+    ks_writes_free(&ws);
     return rc;
 }
 

@@ -66,6 +66,12 @@ int ks_get(cairn_db *db, cairn_txn *txn, const void *key, size_t klen,
 int ks_put(cairn_txn *txn, const void *key, size_t klen, int type,
            uint64_t expiry_ms, const void *payload, size_t plen);
 
+/* The same as one auto-commit write (cairn_write_batch): no read, never a
+ * conflict. *version (may be NULL) receives the commit version. */
+int ks_put_blind(cairn_db *db, const void *key, size_t klen, int type,
+                 uint64_t expiry_ms, const void *payload, size_t plen,
+                 uint64_t *version);
+
 /* Delete key's record in txn. */
 int ks_del(cairn_txn *txn, const void *key, size_t klen);
 

@@ -62,16 +62,9 @@ static void srv_log(const char *level, const char *fmt, ...)
 
 /* ---------- queued commands and jobs ---------- */
 
-typedef struct qcmd {
-    const cmd_def *def;
-    size_t argc;
-    const uint8_t **argv;
-    size_t *argl;
-    uint8_t *buf;
-} qcmd;
 
 /* Copy a parsed command (its argv points into the input buffer). */
-static int qcmd_copy(qcmd *q, const cmd_def *d, size_t argc,
+static int cmd_queued_copy(cmd_queued *q, const cmd_def *d, size_t argc,
                      const uint8_t *const *argv, const size_t *argl)
 {
     size_t total = 0;
@@ -100,7 +93,7 @@ static int qcmd_copy(qcmd *q, const cmd_def *d, size_t argc,
     return 0;
 }
 
-static void qcmd_free(qcmd *q)
+static void cmd_queued_free(cmd_queued *q)
 {
     free(q->argv);
     free(q->argl);
@@ -108,10 +101,12 @@ static void qcmd_free(qcmd *q)
     memset(q, 0, sizeof *q);
 }
 
-/* JOB_BATCH: consecutive write commands of one client, already in its
- * input (a pipeline), run in one transaction and committed once: replies
- * as if run one by one, one commit (and one log sync) for all. */
-typedef enum { JOB_CMD, JOB_EXEC, JOB_SWEEP, JOB_BATCH } job_kind;
+/* JOB_BATCH: the write commands of one client that are already in its
+ * input (one, or a pipeline), run in one transaction and committed once:
+ * replies as if run one by one, one commit (and one log sync) for all. A
+ * batch of one runs the command on its own (its own transaction, or a
+ * blind write). */
+typedef enum { JOB_EXEC, JOB_SWEEP, JOB_BATCH } job_kind;
 
 #define BATCH_MAX_CMDS 256
 #define KEY_STRIPES 512
@@ -121,7 +116,7 @@ typedef struct job {
     struct job *next;
     job_kind kind;
     client *c;          /* NULL for the sweep */
-    qcmd *cmds;
+    cmd_queued *cmds;
     size_t ncmds;
     uint8_t **wkeys;    /* EXEC: the watched keys */
     size_t *wlens;
@@ -135,7 +130,7 @@ typedef struct job {
 static void job_free(job *j)
 {
     for (size_t i = 0; i < j->ncmds; i++)
-        qcmd_free(&j->cmds[i]);
+        cmd_queued_free(&j->cmds[i]);
     free(j->cmds);
     for (size_t i = 0; i < j->nwatch; i++)
         free(j->wkeys[i]);
@@ -166,7 +161,7 @@ struct client {
     const char *last_cmd;
     /* MULTI */
     bool in_multi, multi_err;
-    qcmd *mq;
+    cmd_queued *mq;
     size_t nmq, capmq;
     /* a batch of pipelined writes being gathered (not yet submitted) */
     struct job *batch;
@@ -205,6 +200,7 @@ struct server {
     bool sweep_inflight;
     bool shutting_down, closing_all;
     uint64_t start_ms, tick;
+    uint64_t now_ms; /* wall clock (ms) at the start of this input pass */
     /* Single-key writes on a committer hold the stripe of their key
      * through their commit: read-modify-writes of one hot key queue up
      * instead of conflicting and retrying. */
@@ -309,9 +305,8 @@ static void client_line(const client *c, cairn_resp_buf *tmp, uint64_t now)
                                            : 0));
 }
 
-void srv_client_info(const client *c, cairn_resp_buf *out, bool bulk)
+void srv_client_info(const client *c, cairn_resp_buf *out)
 {
-    (void)bulk;
     cairn_resp_buf tmp;
     cairn_resp_init(&tmp, 2);
     client_line(c, &tmp, mono_ms());
@@ -366,7 +361,7 @@ void srv_client_multi(client *c)
 void srv_client_discard(client *c)
 {
     for (size_t i = 0; i < c->nmq; i++)
-        qcmd_free(&c->mq[i]);
+        cmd_queued_free(&c->mq[i]);
     free(c->mq);
     c->mq = NULL;
     c->nmq = c->capmq = 0;
@@ -433,36 +428,14 @@ static void run_job(server *s, job *j)
                  .out = &j->out, .now_ms = j->now_ms};
     if (j->kind == JOB_SWEEP) {
         cmd_sweep_expired(s->db, j->now_ms, 1000);
-    } else if (j->kind == JOB_EXEC || (j->kind == JOB_BATCH && j->ncmds > 1)) {
-        size_t n = j->ncmds;
-        const cmd_def **defs = malloc((n + 1) * sizeof *defs);
-        size_t *argcs = malloc((n + 1) * sizeof *argcs);
-        const uint8_t ***argvs = malloc((n + 1) * sizeof *argvs);
-        size_t **argls = malloc((n + 1) * sizeof *argls);
-        if (!defs || !argcs || !argvs || !argls) {
-            /* One reply per command, or the client loses its place. */
-            for (size_t i = 0; i < (j->kind == JOB_EXEC ? 1 : n); i++)
-                cmd_reply_engine_error(&j->out, CAIRN_ENOMEM);
-        } else {
-            for (size_t i = 0; i < n; i++) {
-                defs[i] = j->cmds[i].def;
-                argcs[i] = j->cmds[i].argc;
-                argvs[i] = j->cmds[i].argv;
-                argls[i] = j->cmds[i].argl;
-            }
-            if (j->kind == JOB_EXEC)
-                cmd_exec_queued(&x, n, defs, argcs, argvs, argls, j->nwatch,
-                                (const uint8_t **)j->wkeys, j->wlens,
-                                j->watch_version);
-            else
-                cmd_run_batch(&x, n, defs, argcs, argvs, argls);
-        }
-        free(defs);
-        free(argcs);
-        free(argvs);
-        free(argls);
+    } else if (j->kind == JOB_EXEC) {
+        cmd_exec_queued(&x, j->cmds, j->ncmds, j->nwatch,
+                        (const uint8_t **)j->wkeys, j->wlens,
+                        j->watch_version);
+    } else if (j->kind == JOB_BATCH && j->ncmds > 1) {
+        cmd_run_batch(&x, j->cmds, j->ncmds);
     } else {
-        qcmd *q = &j->cmds[0];
+        cmd_queued *q = &j->cmds[0];
         x.argc = q->argc;
         x.argv = q->argv;
         x.argl = q->argl;
@@ -575,8 +548,6 @@ static void client_flush(client *c)
 
 static void client_free(client *c)
 {
-    server *s = c->s;
-    (void)s;
     if (c->batch)
         job_free(c->batch);
     cairn_resp_parser_free(c->parser);
@@ -643,9 +614,8 @@ static void reply_unknown(client *c, const cairn_resp_cmd *cmd)
     cairn_resp_error(&c->out, msg);
 }
 
-void srv_client_exec(client *c, cmd_ctx *x)
+void srv_client_exec(client *c)
 {
-    (void)x;
     if (c->multi_err) {
         srv_client_discard(c);
         srv_client_unwatch(c);
@@ -672,7 +642,7 @@ void srv_client_exec(client *c, cmd_ctx *x)
     c->wk = NULL;
     c->wl = NULL;
     c->nw = c->capw = 0;
-    j->now_ms = ks_now_ms();
+    j->now_ms = c->s->now_ms;
     cairn_resp_init(&j->out, c->proto);
     c->busy = true;
     c->refs++;
@@ -718,7 +688,7 @@ static void client_command(client *c, const cairn_resp_cmd *cmd)
         }
         if (c->nmq == c->capmq) {
             size_t n = c->capmq ? c->capmq * 2 : 8;
-            qcmd *q = realloc(c->mq, n * sizeof *q);
+            cmd_queued *q = realloc(c->mq, n * sizeof *q);
             if (!q) {
                 cmd_reply_engine_error(&c->out, CAIRN_ENOMEM);
                 c->multi_err = true;
@@ -727,7 +697,7 @@ static void client_command(client *c, const cairn_resp_cmd *cmd)
             c->mq = q;
             c->capmq = n;
         }
-        if (qcmd_copy(&c->mq[c->nmq], d, cmd->argc, cmd->argv, cmd->argl)) {
+        if (cmd_queued_copy(&c->mq[c->nmq], d, cmd->argc, cmd->argv, cmd->argl)) {
             cmd_reply_engine_error(&c->out, CAIRN_ENOMEM);
             c->multi_err = true;
             return;
@@ -736,29 +706,11 @@ static void client_command(client *c, const cairn_resp_cmd *cmd)
         cairn_resp_simple(&c->out, "QUEUED");
         return;
     }
-    if (d->flags & CMD_WRITE) {
-        job *j = calloc(1, sizeof *j);
-        qcmd *q = calloc(1, sizeof *q);
-        if (!j || !q || qcmd_copy(q, d, cmd->argc, cmd->argv, cmd->argl)) {
-            free(j);
-            free(q);
-            cmd_reply_engine_error(&c->out, CAIRN_ENOMEM);
-            return;
-        }
-        j->kind = JOB_CMD;
-        j->c = c;
-        j->cmds = q;
-        j->ncmds = 1;
-        j->now_ms = ks_now_ms();
-        cairn_resp_init(&j->out, c->proto);
-        c->busy = true;
-        c->refs++;
-        submit(s, j);
-        return;
-    }
+    /* A write that gets here is queued above: client_process hands every
+     * other one to a batch (batchable). */
     cmd_ctx x = {.srv = s, .db = s->db, .c = c, .proto = c->proto,
                  .argc = cmd->argc, .argv = cmd->argv, .argl = cmd->argl,
-                 .out = &c->out, .now_ms = ks_now_ms()};
+                 .out = &c->out, .now_ms = s->now_ms};
     d->fn(&x);
 }
 
@@ -783,7 +735,7 @@ static void batch_submit(client *c)
     job *j = c->batch;
     c->batch = NULL;
     c->batch_bytes = 0;
-    j->now_ms = ks_now_ms();
+    j->now_ms = c->s->now_ms;
     cairn_resp_init(&j->out, c->proto);
     c->busy = true;
     c->refs++;
@@ -799,7 +751,7 @@ static int batch_add(client *c, const cmd_def *d, const cairn_resp_cmd *cmd)
             return CAIRN_ENOMEM;
         c->batch->kind = JOB_BATCH;
         c->batch->c = c;
-        c->batch->cmds = calloc(BATCH_MAX_CMDS, sizeof(qcmd));
+        c->batch->cmds = calloc(BATCH_MAX_CMDS, sizeof(cmd_queued));
         if (!c->batch->cmds) {
             free(c->batch);
             c->batch = NULL;
@@ -807,7 +759,7 @@ static int batch_add(client *c, const cmd_def *d, const cairn_resp_cmd *cmd)
         }
     }
     job *j = c->batch;
-    if (qcmd_copy(&j->cmds[j->ncmds], d, cmd->argc, cmd->argv, cmd->argl))
+    if (cmd_queued_copy(&j->cmds[j->ncmds], d, cmd->argc, cmd->argv, cmd->argl))
         return CAIRN_ENOMEM;
     j->ncmds++;
     for (size_t i = 0; i < cmd->argc; i++)
@@ -822,6 +774,7 @@ static void client_process(client *c)
 {
     if (c->closed)
         return;
+    c->s->now_ms = ks_now_ms(); /* one clock read per pass, not per command */
     size_t off = 0;
     while (!c->busy && !c->close_after && !c->closed && off < c->inlen) {
         cairn_resp_cmd cmd;
@@ -876,7 +829,6 @@ static void client_process(client *c)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    (void)suggested;
     client *c = h->data;
     size_t want = 16384;
     if (c->incap - c->inlen < want) {
@@ -899,7 +851,6 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
-    (void)buf;
     client *c = st->data;
     if (nread < 0) {
         /* EOF or error: a half-closed client gets no more replies. */

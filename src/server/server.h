@@ -85,6 +85,16 @@ typedef struct cmd_def {
 const cmd_def *cmd_lookup(const uint8_t *name, size_t len);
 const cmd_def *cmd_table(size_t *n);
 
+/* A command kept for later (MULTI's queue, a job): its own copies of the
+ * arguments, in buf. */
+typedef struct cmd_queued {
+    const cmd_def *def;
+    size_t argc;
+    const uint8_t **argv;
+    size_t *argl;
+    uint8_t *buf;
+} cmd_queued;
+
 /* Loop-side helpers the commands use (loop thread only). */
 uint64_t srv_client_id(const client *c);
 int srv_client_proto(const client *c);
@@ -95,7 +105,7 @@ void srv_client_close_after_reply(client *c);
 const char *srv_client_name(const client *c);
 void srv_client_set_name(client *c, const uint8_t *n, size_t len);
 uint64_t srv_client_last_version(const client *c);
-void srv_client_info(const client *c, cairn_resp_buf *out, bool bulk);
+void srv_client_info(const client *c, cairn_resp_buf *out);
 void srv_client_list(server *s, cairn_resp_buf *out);
 int srv_client_kill_id(server *s, uint64_t id);
 void srv_info(server *s, const char *section, cairn_resp_buf *out);
@@ -110,7 +120,7 @@ int srv_client_watch(client *c, const uint8_t *key, size_t klen,
                      uint64_t version);
 void srv_client_unwatch(client *c);
 /* Queue EXEC's job; the reply comes when it is done. */
-void srv_client_exec(client *c, cmd_ctx *x);
+void srv_client_exec(client *c);
 
 /* The stripe lock of a key (committer threads; one at a time). */
 void srv_lock_key(server *s, const uint8_t *key, size_t len);
@@ -119,16 +129,16 @@ void srv_unlock_key(server *s, const uint8_t *key, size_t len);
 /* Run the server until SHUTDOWN or a signal; 0 on a clean stop. */
 int srv_run(const srv_config *cfg);
 
-/* Command helpers shared by commands.c and server.c. */
-void cmd_exec_queued(cmd_ctx *x, size_t n, const cmd_def **defs,
-                     size_t *argcs, const uint8_t ***argvs, size_t **argls,
+/* Command helpers shared by commands.c and server.c (committer threads). */
+/* EXEC: the queued commands in one transaction, committed once (retried on
+ * a conflict): an array of their replies; nil if a watched key has a
+ * version newer than watch_version; one error if the commit fails. */
+void cmd_exec_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
                      size_t nwatch, const uint8_t **wkeys, const size_t *wlens,
                      uint64_t watch_version);
-/* Run n write commands in one transaction, committed once (retried on a
- * conflict); their replies in order, as if run one by one. If the commit
- * fails, every command answers with the error. */
-void cmd_run_batch(cmd_ctx *x, size_t n, const cmd_def **defs, size_t *argcs,
-                   const uint8_t ***argvs, size_t **argls);
+/* Pipelined writes: the same, but their replies one after the other, as if
+ * run one by one; if the commit fails, each answers with the error. */
+void cmd_run_batch(cmd_ctx *x, const cmd_queued *cmds, size_t n);
 void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max);
 void cmd_reply_engine_error(cairn_resp_buf *out, int rc);
 
