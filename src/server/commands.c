@@ -778,7 +778,11 @@ static void c_getex(cmd_ctx *x)
     run_write(x, getex_op, &g);
 }
 
-static int append_op(cmd_ctx *x, cairn_txn *t, void *arg)
+/* Write v at offset off of key's string (append: at its end), zero-filling
+ * any gap, keeping its expiry; the reply is the new length. SETRANGE with
+ * nothing to write only answers the length (APPEND creates the key). */
+static int splice(cmd_ctx *x, cairn_txn *t, bool append, size_t off,
+                  const uint8_t *v, size_t vl)
 {
     ks_rec r;
     int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
@@ -789,22 +793,31 @@ static int append_op(cmd_ctx *x, cairn_txn *t, void *arg)
         reply_wrongtype(x);
         return 0;
     }
-    size_t old = r.found ? r.plen : 0, n = old + x->argl[2];
-    if (n > srv_get_config(x->srv)->max_bulk) {
+    size_t old = r.found ? r.plen : 0;
+    if (append)
+        off = old;
+    if (!append && vl == 0) {
+        ks_rec_free(&r);
+        cairn_resp_integer(x->out, (long long)old);
+        return 0;
+    }
+    if (off > srv_get_config(x->srv)->max_bulk ||
+        vl > srv_get_config(x->srv)->max_bulk - off) {
         ks_rec_free(&r);
         cairn_resp_error(x->out, "ERR string exceeds maximum allowed size "
                                  "(proto-max-bulk-len)");
         return 0;
     }
-    uint8_t *buf = malloc(n ? n : 1);
+    size_t n = off + vl > old ? off + vl : old;
+    uint8_t *buf = calloc(1, n ? n : 1);
     if (!buf) {
         ks_rec_free(&r);
         return CAIRN_ENOMEM;
     }
     if (old)
         memcpy(buf, r.payload, old);
-    if (x->argl[2])
-        memcpy(buf + old, x->argv[2], x->argl[2]);
+    if (vl)
+        memcpy(buf + off, v, vl);
     rc = ks_put(t, x->argv[1], x->argl[1], KS_TYPE_STRING,
                 r.found ? r.expiry_ms : 0, buf, n);
     free(buf);
@@ -812,6 +825,11 @@ static int append_op(cmd_ctx *x, cairn_txn *t, void *arg)
     if (rc == 0)
         cairn_resp_integer(x->out, (long long)n);
     return rc;
+}
+
+static int append_op(cmd_ctx *x, cairn_txn *t, void *arg)
+{
+    return splice(x, t, true, 0, x->argv[2], x->argl[2]);
 }
 
 static void c_append(cmd_ctx *x)
@@ -830,44 +848,7 @@ static int setrange_op(cmd_ctx *x, cairn_txn *t, void *arg)
         cairn_resp_error(x->out, "ERR offset is out of range");
         return 0;
     }
-    ks_rec r;
-    int rc = get_rec(x, t, x->argv[1], x->argl[1], &r);
-    if (rc)
-        return rc;
-    if (r.found && r.type != KS_TYPE_STRING) {
-        ks_rec_free(&r);
-        reply_wrongtype(x);
-        return 0;
-    }
-    size_t old = r.found ? r.plen : 0;
-    if (x->argl[3] == 0) { /* nothing to write: the length */
-        cairn_resp_integer(x->out, (long long)old);
-        ks_rec_free(&r);
-        return 0;
-    }
-    if ((unsigned long long)off + x->argl[3] >
-        srv_get_config(x->srv)->max_bulk) {
-        ks_rec_free(&r);
-        cairn_resp_error(x->out, "ERR string exceeds maximum allowed size "
-                                 "(proto-max-bulk-len)");
-        return 0;
-    }
-    size_t end = (size_t)off + x->argl[3], n = end > old ? end : old;
-    uint8_t *buf = calloc(1, n);
-    if (!buf) {
-        ks_rec_free(&r);
-        return CAIRN_ENOMEM;
-    }
-    if (old)
-        memcpy(buf, r.payload, old);
-    memcpy(buf + off, x->argv[3], x->argl[3]);
-    rc = ks_put(t, x->argv[1], x->argl[1], KS_TYPE_STRING,
-                r.found ? r.expiry_ms : 0, buf, n);
-    free(buf);
-    ks_rec_free(&r);
-    if (rc == 0)
-        cairn_resp_integer(x->out, (long long)n);
-    return rc;
+    return splice(x, t, false, (size_t)off, x->argv[3], x->argl[3]);
 }
 
 static void c_setrange(cmd_ctx *x)
