@@ -217,6 +217,25 @@ int cairn_txn_scan(cairn_txn *txn, const void *start, size_t slen,
  * case. */
 int cairn_txn_commit(cairn_txn *txn, uint64_t *version);
 
+/* Commit without waiting for the log, for callers that must not block (an
+ * event loop). The transaction is validated and its record queued at once:
+ *   - 0: queued. fn(arg, status, version) runs exactly once later, on an
+ *     engine thread (never inside this call), once the commit is durable
+ *     under the sync mode and visible (status 0, version its commit
+ *     version) or has failed (status < 0, e.g. CAIRN_EIO, CAIRN_EREADONLY).
+ *     Keep fn short: it delays other commits' acknowledgements.
+ *   - 1: nothing to commit (read-only, or no writes): *version (may be
+ *     NULL) is the snapshot version; fn is not called.
+ *   - < 0: not committed, fn is not called: CAIRN_ECONFLICT (retry),
+ *     CAIRN_EBUSY where cairn_txn_commit would have waited (writes are
+ *     being slowed or stalled for compaction, memtables full: use
+ *     cairn_txn_commit from a thread that may block), or any error of
+ *     cairn_txn_commit.
+ * The transaction is consumed in every case. */
+typedef void (*cairn_commit_fn)(void *arg, int status, uint64_t version);
+int cairn_txn_commit_async(cairn_txn *txn, cairn_commit_fn fn, void *arg,
+                           uint64_t *version);
+
 /* Drop the transaction and its writes; frees it. */
 void cairn_txn_abort(cairn_txn *txn);
 

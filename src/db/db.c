@@ -296,8 +296,22 @@ void cairn_db_snap_unregister(cairn_db *db, snap_node *n)
 
 /* ---------- publishing ---------- */
 
+/* w is visible: wake its committer, or queue it to fire (pub_mu held). */
+static void pub_mark(db_pub_waiter *w, db_pub_waiter ***fire_tail)
+{
+    w->done = true;
+    if (w->fire) {
+        w->fnext = NULL;
+        **fire_tail = w;
+        *fire_tail = &w->fnext;
+    } else {
+        pthread_cond_signal(&w->cv);
+    }
+}
+
 void cairn_db_settle(cairn_db *db, db_pub_waiter *w)
 {
+    db_pub_waiter *fire_head = NULL, **fire_tail = &fire_head;
     pthread_mutex_lock(&db->pub_mu);
     uint64_t vis = atomic_load(&db->visible);
     if (w->v > vis + 1) {
@@ -311,16 +325,15 @@ void cairn_db_settle(cairn_db *db, db_pub_waiter *w)
     } else {
         if (w->v > vis)
             vis = w->v;
-        w->done = true;
-        pthread_cond_signal(&w->cv);
+        pub_mark(w, &fire_tail);
         /* Versions settled earlier that waited for this one go too. */
         db_pub_waiter *q = db->pub_waiters;
         while (q && q->v <= vis + 1) {
             if (q->v > vis)
                 vis = q->v;
-            q->done = true;
-            pthread_cond_signal(&q->cv);
-            q = q->next;
+            db_pub_waiter *n = q->next;
+            pub_mark(q, &fire_tail);
+            q = n;
         }
         db->pub_waiters = q;
         atomic_store(&db->visible, vis);
@@ -328,6 +341,13 @@ void cairn_db_settle(cairn_db *db, db_pub_waiter *w)
             pthread_cond_broadcast(&db->pub_cv);
     }
     pthread_mutex_unlock(&db->pub_mu);
+    /* Asynchronous commits learn they are visible here, in version order;
+     * a fired waiter may be freed by its callback. */
+    while (fire_head) {
+        db_pub_waiter *d = fire_head;
+        fire_head = d->fnext;
+        d->fire(d);
+    }
 }
 
 void cairn_db_wait_published(cairn_db *db, db_pub_waiter *w)
@@ -591,6 +611,24 @@ int cairn_db_throttle(cairn_db *db, size_t bytes)
         cairn_tree_wait_pressure(db->tree, 2, 100);
         p = cairn_tree_pressure(db->tree);
     }
+    return 0;
+}
+
+int cairn_db_throttle_try(cairn_db *db)
+{
+    int ferr = atomic_load(&db->flush_error);
+    if (ferr != 0 && ferr != CAIRN_ENOMEM &&
+        atomic_load(&db->active_bytes) >= db->opts.memtable_size)
+        return ferr;
+    if (atomic_load(&db->active_bytes) >= db->opts.memtable_size) {
+        pthread_mutex_lock(&db->tables_mu);
+        bool full = db->tables->nimm >= 3;
+        pthread_mutex_unlock(&db->tables_mu);
+        if (full)
+            return CAIRN_EBUSY;
+    }
+    if (db->tree && cairn_tree_pressure(db->tree) != 0)
+        return CAIRN_EBUSY; /* slowdown or stall: the waiting path decides */
     return 0;
 }
 

@@ -181,23 +181,32 @@ void cairn_db_gc_kick(cairn_db *db);
  * stop mark. Returns 0, or the background error that keeps compaction
  * from making room. */
 int cairn_db_throttle(cairn_db *db, size_t bytes);
+/* The same check for a caller that must not sleep (an asynchronous
+ * commit): CAIRN_EBUSY where cairn_db_throttle would wait. */
+int cairn_db_throttle_try(cairn_db *db);
 int cairn_db_vt_append(cairn_db *db, uint64_t version, uint64_t ts);
 /* Register a read-write snapshot: takes the table set and the visible
  * version (n->version) together, and keeps the collector below it. */
 db_tables *cairn_db_snap_register(cairn_db *db, snap_node *n);
 void cairn_db_snap_unregister(cairn_db *db, snap_node *n);
-/* A commit waiting to become visible (on the committer's stack). */
+/* A commit waiting to become visible (on the committer's stack; or, for
+ * an asynchronous commit, on the heap with `fire` set: settle then calls
+ * fire(w) once w->v is visible, without pub_mu, instead of signalling). */
 typedef struct db_pub_waiter {
     uint64_t v;
     bool done; /* visible (pub_mu) */
     pthread_cond_t cv;
     struct db_pub_waiter *next;
+    void (*fire)(struct db_pub_waiter *w);
+    struct db_pub_waiter *fnext; /* settle's list of waiters to fire */
 } db_pub_waiter;
 static inline void db_pub_waiter_init(db_pub_waiter *w, uint64_t v)
 {
     w->v = v;
     w->done = false;
     w->next = NULL;
+    w->fire = NULL;
+    w->fnext = NULL;
     pthread_cond_init(&w->cv, NULL);
 }
 static inline void db_pub_waiter_destroy(db_pub_waiter *w)

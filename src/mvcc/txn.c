@@ -734,7 +734,8 @@ static void wait_visible_change(cairn_db *db, uint64_t seen)
 }
 
 /* A commit between its WAL append and its acknowledgement. Lives on the
- * committing thread's stack until `pub.done`. */
+ * committing thread's stack until `pub.done`; an asynchronous one lives on
+ * the heap (async_commit) until it has fired. */
 typedef struct commit_ctx {
     cairn_db *db;
     cairn_txn *t;
@@ -742,6 +743,14 @@ typedef struct commit_ctx {
     int status;
     db_pub_waiter pub; /* pub.v is the commit version */
 } commit_ctx;
+
+typedef struct async_commit {
+    commit_ctx c;
+    cairn_commit_fn fn;
+    void *arg;
+} async_commit;
+
+static void async_fire(db_pub_waiter *w);
 
 /* WAL callback, in LSN (= version) order, on the thread that completed the
  * group commit: apply, leave the in-flight map, publish, wake the
@@ -763,7 +772,13 @@ static void commit_durable(void *arg, uint64_t lsn, int status)
     cairn_db_settle(db, &c->pub); /* c may be gone after this */
 }
 
-static int txn_commit(cairn_txn *t, uint64_t *version)
+/* Validate, assign the version and append the commit record (with
+ * commit_durable as its callback, on c). The caller then waits for the
+ * ticket (tk) or, asynchronously (tk NULL), lets the log's background
+ * thread settle it. 0, 1 when there is nothing to commit (*version is the
+ * snapshot), or an error (nothing appended). */
+static int txn_submit(cairn_txn *t, commit_ctx *c, cairn_wal_ticket *tk,
+                      uint64_t *version)
 {
     cairn_db *db = t->db;
     if (t->err)
@@ -771,14 +786,14 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
     if (t->read_only || t->nw == 0) {
         if (version)
             *version = t->snapshot;
-        return 0;
+        return 1;
     }
     if (db->read_only)
         return CAIRN_EREADONLY;
     size_t wbytes = 0;
     for (size_t i = 0; i < t->nw; i++)
         wbytes += t->w[i].klen + t->w[i].vlen;
-    int trc = cairn_db_throttle(db, wbytes);
+    int trc = tk ? cairn_db_throttle(db, wbytes) : cairn_db_throttle_try(db);
     if (trc != 0)
         return trc;
     qsort(t->w, t->nw, sizeof *t->w, ws_cmp);
@@ -789,8 +804,8 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
     if (!rec)
         return CAIRN_ENOMEM;
 
-    commit_ctx c = {.db = db, .t = t};
-    cairn_wal_ticket ticket = {0};
+    c->db = db;
+    c->t = t;
     int rc;
     for (;;) {
         pthread_mutex_lock(&db->commit_mu);
@@ -829,15 +844,21 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
             pthread_mutex_unlock(&db->inflight_mu);
             cairn_db_vt_append(db, v, ts); /* out of memory: the next
                                               commit's entry fills it in */
-            c.ts = ts;
-            db_pub_waiter_init(&c.pub, v);
-            rc = cairn_wal_append_ticket(db->wal, CAIRN_WAL_TYPE_COMMIT, rec,
-                                         len, commit_durable, &c, &ticket);
+            c->ts = ts;
+            c->status = 0;
+            db_pub_waiter_init(&c->pub, v);
+            if (!tk) /* before the append: the callback may run at once */
+                c->pub.fire = async_fire;
+            rc = tk ? cairn_wal_append_ticket(db->wal, CAIRN_WAL_TYPE_COMMIT,
+                                              rec, len, commit_durable, c, tk)
+                    : cairn_wal_append_async(db->wal, CAIRN_WAL_TYPE_COMMIT,
+                                             rec, len, commit_durable, c,
+                                             NULL);
             if (rc == 0) {
                 db->last_assigned = v;
                 db->last_ts = ts;
             } else {
-                db_pub_waiter_destroy(&c.pub);
+                db_pub_waiter_destroy(&c->pub);
                 cairn_db_vt_unappend(db, v);
                 inflight_drop(db, t);
                 if (rc == CAIRN_EREADONLY || rc == CAIRN_EIO)
@@ -856,23 +877,70 @@ static int txn_commit(cairn_txn *t, uint64_t *version)
         break;
     }
     free(rec);
-    if (rc != 0) {
-        if (rc == CAIRN_ECONFLICT)
-            atomic_fetch_add(&db->st_conflicts, 1);
-        return rc;
-    }
+    if (rc == CAIRN_ECONFLICT)
+        atomic_fetch_add(&db->st_conflicts, 1);
+    return rc;
+}
 
+static int txn_commit(cairn_txn *t, uint64_t *version)
+{
+    commit_ctx c;
+    cairn_wal_ticket ticket = {0};
+    int rc = txn_submit(t, &c, &ticket, version);
+    if (rc != 0)
+        return rc == 1 ? 0 : rc;
     /* Drive the group commit (lead a round or sleep until one covers us);
      * the callback applies and publishes before the round's waiters wake,
      * so the wait below rarely sleeps. */
-    cairn_wal_wait_ticket(db->wal, &ticket);
-    cairn_db_wait_published(db, &c.pub);
+    cairn_wal_wait_ticket(t->db->wal, &ticket);
+    cairn_db_wait_published(t->db, &c.pub);
     db_pub_waiter_destroy(&c.pub);
     if (c.status != 0)
         return c.status;
-    atomic_fetch_add(&db->st_commits, 1);
+    atomic_fetch_add(&t->db->st_commits, 1);
     if (version)
         *version = c.pub.v;
+    return 0;
+}
+
+/* An asynchronous commit is visible (or failed): tell its caller, then
+ * free the transaction and the context. */
+static void async_fire(db_pub_waiter *w)
+{
+    async_commit *a = (async_commit *)(void *)((char *)w -
+                                               offsetof(async_commit, c.pub));
+    cairn_txn *t = a->c.t;
+    if (a->c.status == 0)
+        atomic_fetch_add(&t->db->st_commits, 1);
+    a->fn(a->arg, a->c.status, a->c.status == 0 ? a->c.pub.v : 0);
+    db_pub_waiter_destroy(&a->c.pub);
+    txn_release(t);
+    free(t);
+    free(a);
+}
+
+int cairn_txn_commit_async(cairn_txn *t, cairn_commit_fn fn, void *arg,
+                           uint64_t *version)
+{
+    if (!t || !fn) {
+        if (t)
+            cairn_txn_abort(t);
+        return CAIRN_EINVAL;
+    }
+    async_commit *a = calloc(1, sizeof *a);
+    if (!a) {
+        cairn_txn_abort(t);
+        return CAIRN_ENOMEM;
+    }
+    a->fn = fn;
+    a->arg = arg;
+    int rc = txn_submit(t, &a->c, NULL, version);
+    if (rc != 0) {
+        free(a);
+        txn_release(t);
+        free(t);
+        return rc;
+    }
     return 0;
 }
 

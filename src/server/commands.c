@@ -2049,6 +2049,28 @@ void cmd_exec_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
     run_queued(x, cmds, n, true, nwatch, wkeys, wlens, watch_version);
 }
 
+int cmd_batch_prepare(cmd_ctx *x, const cmd_queued *cmds, size_t n,
+                      cairn_txn **txn)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cmds[i].def->flags & CMD_BLOCKING)
+            return CAIRN_EBUSY;
+    cairn_txn *t = NULL;
+    int rc = cairn_txn_begin(x->db, NULL, &t);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        cmd_ctx q = *x;
+        q.argc = cmds[i].argc;
+        q.argv = cmds[i].argv;
+        q.argl = cmds[i].argl;
+        q.txn = t;
+        cmds[i].def->fn(&q);
+    }
+    *txn = t;
+    return 0;
+}
+
 void cmd_run_batch(cmd_ctx *x, const cmd_queued *cmds, size_t n)
 {
     run_queued(x, cmds, n, false, 0, NULL, NULL, 0);
@@ -2108,7 +2130,7 @@ static const cmd_def TABLE[] = {
     {"append", 3, CMD_WRITE, c_append, "Appends a string to a key's value."},
     {"auth", -2, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_auth,
      "Authenticates the connection."},
-    {"bgsave", -1, CMD_WRITE, c_save,
+    {"bgsave", -1, CMD_WRITE | CMD_BLOCKING, c_save,
      "Writes the memtables to sorted files (a checkpoint)."},
     {"cairn.getat", 4, 0, c_cairn_getat,
      "Reads a key as of a commit version (VERSION v) or a time (TIME "
@@ -2139,8 +2161,8 @@ static const cmd_def TABLE[] = {
     {"expireat", -3, CMD_WRITE, c_expireat,
      "Sets a key's expiry (Unix time, s)."},
     {"expiretime", 2, 0, c_expiretime, "A key's expiry (Unix time, s)."},
-    {"flushall", -1, CMD_WRITE, c_flushall, "Deletes every key."},
-    {"flushdb", -1, CMD_WRITE, c_flushall, "Deletes every key."},
+    {"flushall", -1, CMD_WRITE | CMD_BLOCKING, c_flushall, "Deletes every key."},
+    {"flushdb", -1, CMD_WRITE | CMD_BLOCKING, c_flushall, "Deletes every key."},
     {"get", 2, 0, c_get, "Returns a key's string value."},
     {"getdel", 2, CMD_WRITE, c_getdel, "Returns a string value and deletes "
                                        "the key."},
@@ -2180,7 +2202,7 @@ static const cmd_def TABLE[] = {
      "Renames a key if the new name is free."},
     {"reset", 1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_reset,
      "Resets the connection."},
-    {"save", 1, CMD_WRITE, c_save,
+    {"save", 1, CMD_WRITE | CMD_BLOCKING, c_save,
      "Writes the memtables to sorted files (a checkpoint)."},
     {"scan", -2, 0, c_scan, "Iterates over the keys."},
     {"select", 2, CMD_LOOP, c_select, "Selects database 0 (the only one)."},

@@ -125,6 +125,8 @@ typedef struct job {
     cairn_resp_buf out;
     uint64_t version;
     uint64_t now_ms;
+    bool async;     /* committed from the loop (cairn_txn_commit_async) */
+    int async_rc;   /* its outcome, set by the engine thread */
 } job;
 
 static void job_free(job *j)
@@ -408,9 +410,23 @@ void srv_client_unwatch(client *c)
 
 /* ---------- committers ---------- */
 
+/* A job is done: hand it back to the loop (any thread). */
+static void job_done(server *s, job *j)
+{
+    pthread_mutex_lock(&s->d_mu);
+    j->next = NULL;
+    if (s->d_tail)
+        s->d_tail->next = j;
+    else
+        s->d_head = j;
+    s->d_tail = j;
+    pthread_mutex_unlock(&s->d_mu);
+    uv_async_send(&s->done_async);
+}
+
+/* Queue a job for the committers (jobs_inflight counted by the caller). */
 static void submit(server *s, job *j)
 {
-    s->jobs_inflight++;
     pthread_mutex_lock(&s->q_mu);
     j->next = NULL;
     if (s->q_tail)
@@ -460,15 +476,7 @@ static void *worker_main(void *arg)
             s->q_tail = NULL;
         pthread_mutex_unlock(&s->q_mu);
         run_job(s, j);
-        pthread_mutex_lock(&s->d_mu);
-        j->next = NULL;
-        if (s->d_tail)
-            s->d_tail->next = j;
-        else
-            s->d_head = j;
-        s->d_tail = j;
-        pthread_mutex_unlock(&s->d_mu);
-        uv_async_send(&s->done_async);
+        job_done(s, j);
         pthread_mutex_lock(&s->q_mu);
     }
     pthread_mutex_unlock(&s->q_mu);
@@ -646,6 +654,7 @@ void srv_client_exec(client *c)
     cairn_resp_init(&j->out, c->proto);
     c->busy = true;
     c->refs++;
+    c->s->jobs_inflight++;
     submit(c->s, j);
 }
 
@@ -730,6 +739,45 @@ static const cmd_def *batchable(const client *c, const cairn_resp_cmd *cmd)
     return d;
 }
 
+/* The engine's word on an asynchronous commit (an engine thread). */
+static void async_committed(void *arg, int status, uint64_t version)
+{
+    job *j = arg;
+    j->async_rc = status;
+    j->version = version;
+    job_done(j->c->s, j);
+}
+
+/* Run a batch of writes on the loop and commit it without waiting: the
+ * group commit's thread hands it back once durable, so the loop goes on
+ * serving others meanwhile and many clients' writes share one fsync with
+ * no thread hand-off per command. false: it must go to a committer (a
+ * conflict, a stalled engine, a blocking command); nothing was replied. */
+static bool batch_commit_async(server *s, job *j)
+{
+    cmd_ctx x = {.srv = s, .db = s->db, .c = j->c, .proto = j->out.proto,
+                 .out = &j->out, .now_ms = j->now_ms};
+    cairn_txn *t = NULL;
+    int rc = cmd_batch_prepare(&x, j->cmds, j->ncmds, &t);
+    if (rc != 0)
+        return false;
+    j->async = true;
+    uint64_t v = 0;
+    rc = cairn_txn_commit_async(t, async_committed, j, &v);
+    if (rc == 0)
+        return true;
+    if (rc == 1) { /* nothing written: the replies stand */
+        j->async_rc = 0;
+        j->version = 0;
+        job_done(s, j);
+        return true;
+    }
+    j->async = false;
+    j->out.len = 0;
+    j->out.oom = false;
+    return false;
+}
+
 static void batch_submit(client *c)
 {
     job *j = c->batch;
@@ -739,7 +787,9 @@ static void batch_submit(client *c)
     cairn_resp_init(&j->out, c->proto);
     c->busy = true;
     c->refs++;
-    submit(c->s, j);
+    c->s->jobs_inflight++;
+    if (!batch_commit_async(c->s, j))
+        submit(c->s, j);
 }
 
 /* Add a write command to the client's batch: 0, or CAIRN_ENOMEM. */
@@ -947,6 +997,13 @@ static void on_done(uv_async_t *a)
             s->sweep_inflight = false;
         } else if (c) {
             c->busy = false;
+            if (j->async && j->async_rc != 0) {
+                /* Durable-or-not failed: every command answers the error. */
+                j->out.len = 0;
+                j->out.oom = false;
+                for (size_t i = 0; i < j->ncmds; i++)
+                    cmd_reply_engine_error(&j->out, j->async_rc);
+            }
             if (j->version)
                 c->last_version = j->version;
             if (!c->closed && j->out.len)
@@ -998,6 +1055,7 @@ static void on_timer(uv_timer_t *t)
             j->now_ms = now;
             cairn_resp_init(&j->out, 2);
             s->sweep_inflight = true;
+            s->jobs_inflight++;
             submit(s, j);
         }
     }

@@ -73,6 +73,8 @@ typedef struct cmd_ctx {
 #define CMD_NOMULTI 0x04 /* runs at once even inside MULTI (EXEC, ...) */
 #define CMD_LOOP 0x08   /* touches the client or server: loop thread only,
                            refused inside MULTI */
+#define CMD_BLOCKING 0x10 /* a write that may take long (a flush, every
+                             key): always on a committer thread */
 
 typedef struct cmd_def {
     const char *name;
@@ -139,6 +141,12 @@ void cmd_exec_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
 /* Pipelined writes: the same, but their replies one after the other, as if
  * run one by one; if the commit fails, each answers with the error. */
 void cmd_run_batch(cmd_ctx *x, const cmd_queued *cmds, size_t n);
+/* Pipelined writes on the loop thread: run cmds into a new transaction
+ * (replies to x->out, as cmd_run_batch would if the commit succeeds) for
+ * the caller to commit asynchronously. 0 and *txn, or an error (nothing
+ * replied): CAIRN_EBUSY for a command that must run on a committer. */
+int cmd_batch_prepare(cmd_ctx *x, const cmd_queued *cmds, size_t n,
+                      cairn_txn **txn);
 void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max);
 void cmd_reply_engine_error(cairn_resp_buf *out, int rc);
 

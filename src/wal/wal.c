@@ -631,7 +631,8 @@ static void *bg_main(void *arg)
 
 static int append_parts(cairn_wal *w, uint8_t type, const void *const *parts,
                         const size_t *lens, size_t nparts, cairn_wal_ack_fn cb,
-                        void *cb_arg, uint64_t *lsn_out, cairn_wal_ticket *tk)
+                        void *cb_arg, uint64_t *lsn_out, cairn_wal_ticket *tk,
+                        bool kick)
 {
     if (!w || type == 0 || (nparts && (!parts || !lens)))
         return CAIRN_EINVAL;
@@ -714,7 +715,14 @@ static int append_parts(cairn_wal *w, uint8_t type, const void *const *parts,
         tk->seen = atomic_load(&w->round_word[tk->round & 1]);
         tk->sleep = w->leader_active;
     }
+    /* Nobody will wait for this record: have the background thread lead a
+     * round now (a leader in progress kicks it at the end of its round). */
+    bool signal = kick && !w->leader_active && !w->kick;
+    if (signal)
+        w->kick = true;
     pthread_mutex_unlock(&w->mu);
+    if (signal)
+        pthread_cond_signal(&w->cv_bg);
     if (lsn_out)
         *lsn_out = lsn;
     return 0;
@@ -724,7 +732,7 @@ int cairn_wal_appendv(cairn_wal *w, uint8_t type, const void *const *parts,
                       const size_t *lens, size_t nparts, uint64_t *lsn_out)
 {
     return append_parts(w, type, parts, lens, nparts, NULL, NULL, lsn_out,
-                        NULL);
+                        NULL, false);
 }
 
 int cairn_wal_append_notify(cairn_wal *w, uint8_t type, const void *data,
@@ -735,7 +743,18 @@ int cairn_wal_append_notify(cairn_wal *w, uint8_t type, const void *data,
     size_t lens[1] = {len};
     if (!cb || (len && !data))
         return CAIRN_EINVAL;
-    return append_parts(w, type, parts, lens, 1, cb, arg, lsn, NULL);
+    return append_parts(w, type, parts, lens, 1, cb, arg, lsn, NULL, false);
+}
+
+int cairn_wal_append_async(cairn_wal *w, uint8_t type, const void *data,
+                           size_t len, cairn_wal_ack_fn cb, void *arg,
+                           uint64_t *lsn)
+{
+    const void *parts[1] = {data};
+    size_t lens[1] = {len};
+    if (!cb || (len && !data))
+        return CAIRN_EINVAL;
+    return append_parts(w, type, parts, lens, 1, cb, arg, lsn, NULL, true);
 }
 
 int cairn_wal_append_ticket(cairn_wal *w, uint8_t type, const void *data,
@@ -746,7 +765,7 @@ int cairn_wal_append_ticket(cairn_wal *w, uint8_t type, const void *data,
     size_t lens[1] = {len};
     if (!tk || (len && !data))
         return CAIRN_EINVAL;
-    return append_parts(w, type, parts, lens, 1, cb, arg, NULL, tk);
+    return append_parts(w, type, parts, lens, 1, cb, arg, NULL, tk, false);
 }
 
 int cairn_wal_append(cairn_wal *w, uint8_t type, const void *data, size_t len,

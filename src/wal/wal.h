@@ -190,6 +190,13 @@ typedef struct cairn_wal_ticket {
     bool sleep;
 } cairn_wal_ticket;
 
+/* cairn_wal_append_notify for a caller that will not wait: the log's
+ * background thread leads the group commit that settles the record (and
+ * runs cb), so nobody has to call cairn_wal_wait. */
+int cairn_wal_append_async(cairn_wal *wal, uint8_t type, const void *data,
+                           size_t len, cairn_wal_ack_fn cb, void *arg,
+                           uint64_t *lsn);
+
 /* cairn_wal_append_notify (cb may be NULL: no callback) that also fills
  * *ticket (ticket->lsn is the record's LSN). */
 int cairn_wal_append_ticket(cairn_wal *wal, uint8_t type, const void *data,
