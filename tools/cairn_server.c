@@ -27,7 +27,13 @@ static void usage(FILE *f)
             "  --client-query-buffer-limit SIZE (1gb)\n"
             "  --client-output-buffer-limit SIZE (1gb)\n"
             "  --commit-threads N    concurrent commits (64)\n"
-            "Config files hold the same settings as 'name value' lines.\n");
+            "  --tls-port N          also serve TLS on port N, with\n"
+            "    --tls-cert-file PEM --tls-key-file PEM [--tls-ca-cert-file PEM\n"
+            "    --tls-auth-clients yes|no]\n"
+            "  --metrics-port N      Prometheus metrics on http://BIND:N/metrics\n"
+            "  --slowlog-log-slower-than MICROS (10000)  --slowlog-max-len N (128)\n"
+            "Config files hold the same settings as 'name value' lines, and\n"
+            "'user NAME RULES...' lines for ACL users (ACL SETUSER rules).\n");
 }
 
 int main(int argc, char **argv)

@@ -23,6 +23,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "server/acl.h"
 #include "server/keyspace.h"
 #include "server/server.h"
 
@@ -231,10 +232,7 @@ static void hello_reply(cmd_ctx *x)
 static bool check_pass(cmd_ctx *x, const uint8_t *user, size_t ul,
                        const uint8_t *pass, size_t pl)
 {
-    const char *want = srv_get_config(x->srv)->requirepass;
-    if (user && !(ul == 7 && memcmp(user, "default", 7) == 0))
-        return false;
-    return want && strlen(want) == pl && memcmp(want, pass, pl) == 0;
+    return srv_client_login(x->c, user, ul, pass, pl);
 }
 
 static void c_hello(cmd_ctx *x)
@@ -255,14 +253,12 @@ static void c_hello(cmd_ctx *x)
     }
     for (; i < x->argc; i++) {
         if (arg_is(x, i, "AUTH") && i + 2 < x->argc) {
-            if (!srv_get_config(x->srv)->requirepass ||
-                !check_pass(x, x->argv[i + 1], x->argl[i + 1], x->argv[i + 2],
+            if (!check_pass(x, x->argv[i + 1], x->argl[i + 1], x->argv[i + 2],
                             x->argl[i + 2])) {
                 cairn_resp_error(x->out, "WRONGPASS invalid username-password "
                                          "pair or user is disabled.");
                 return;
             }
-            srv_client_set_authed(x->c, true);
             i += 2;
         } else if (arg_is(x, i, "SETNAME") && i + 1 < x->argc) {
             srv_client_set_name(x->c, x->argv[i + 1], x->argl[i + 1]);
@@ -293,7 +289,7 @@ static void c_auth(cmd_ctx *x)
         reply_syntax(x);
         return;
     }
-    if (!srv_get_config(x->srv)->requirepass) {
+    if (srv_acl_default_nopass(srv_get_acl(x->srv))) {
         if (x->argc == 2) {
             cairn_resp_error(x->out,
                              "ERR AUTH <password> called without any password "
@@ -310,7 +306,6 @@ static void c_auth(cmd_ctx *x)
                                  "user is disabled.");
         return;
     }
-    srv_client_set_authed(x->c, true);
     cairn_resp_simple(x->out, "OK");
 }
 
@@ -342,8 +337,7 @@ static void c_reset(cmd_ctx *x)
     srv_client_set_proto(x->c, 2);
     x->out->proto = 2;
     srv_client_set_name(x->c, NULL, 0);
-    if (srv_get_config(x->srv)->requirepass)
-        srv_client_set_authed(x->c, false);
+    srv_client_login_default(x->c);
     cairn_resp_simple(x->out, "RESET");
 }
 
@@ -1349,89 +1343,6 @@ static void c_dbsize(cmd_ctx *x)
         cairn_resp_integer(x->out, n);
 }
 
-/* Redis glob matching (stringmatchlen): * ? [...] [^...] and \ escapes. */
-static bool glob_match(const uint8_t *p, size_t pl, const uint8_t *s,
-                       size_t sl, int depth)
-{
-    if (depth > 1000)
-        return false;
-    while (pl && sl) {
-        switch (*p) {
-        case '*':
-            while (pl > 1 && p[1] == '*') {
-                p++;
-                pl--;
-            }
-            if (pl == 1)
-                return true;
-            for (size_t i = 0; i <= sl; i++)
-                if (glob_match(p + 1, pl - 1, s + i, sl - i, depth + 1))
-                    return true;
-            return false;
-        case '?':
-            break;
-        case '[': {
-            p++;
-            pl--;
-            bool neg = pl && *p == '^';
-            if (neg) {
-                p++;
-                pl--;
-            }
-            bool match = false;
-            while (pl && *p != ']') {
-                if (*p == '\\' && pl >= 2) {
-                    p++;
-                    pl--;
-                    if (*p == *s)
-                        match = true;
-                } else if (pl >= 3 && p[1] == '-') {
-                    uint8_t a = p[0], b = p[2];
-                    if (a > b) {
-                        uint8_t tmp = a;
-                        a = b;
-                        b = tmp;
-                    }
-                    if (*s >= a && *s <= b)
-                        match = true;
-                    p += 2;
-                    pl -= 2;
-                } else if (*p == *s) {
-                    match = true;
-                }
-                p++;
-                pl--;
-            }
-            if (neg)
-                match = !match;
-            if (!match)
-                return false;
-            if (!pl) /* unterminated: like Redis, treat as the end */
-                return sl == 1;
-            break;
-        }
-        case '\\':
-            if (pl >= 2) {
-                p++;
-                pl--;
-            }
-            /* fall through */
-        default:
-            if (*p != *s)
-                return false;
-            break;
-        }
-        p++;
-        pl--;
-        s++;
-        sl--;
-    }
-    while (pl && *p == '*') {
-        p++;
-        pl--;
-    }
-    return pl == 0 && sl == 0;
-}
 
 typedef struct keys_state {
     const uint8_t *pat;
@@ -1443,7 +1354,7 @@ typedef struct keys_state {
 static bool keys_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
 {
     keys_state *s = arg;
-    if (glob_match(s->pat, s->pl, k, kl, 0)) {
+    if (srv_acl_glob_match(s->pat, s->pl, k, kl)) {
         cairn_resp_bulk(&s->tmp, k, kl);
         s->n++;
     }
@@ -1575,7 +1486,7 @@ static void c_scan(cmd_ctx *x)
             continue;
         if (type_filter && (!type_string || r.type != KS_TYPE_STRING))
             continue;
-        if (pat && !glob_match(pat, pl, k + 1, kl - 1, 0))
+        if (pat && !srv_acl_glob_match(pat, pl, k + 1, kl - 1))
             continue;
         cairn_resp_bulk(&tmp, k + 1, kl - 1);
         n++;
@@ -1843,60 +1754,154 @@ static void c_shutdown(cmd_ctx *x)
     srv_request_shutdown(x->srv);
 }
 
-static void c_config(cmd_ctx *x)
+/* An argument as a C string (NUL-free, bounded): false if it does not
+ * fit or holds a NUL. */
+static bool arg_cstr(cmd_ctx *x, size_t i, char *buf, size_t len)
+{
+    if (x->argl[i] >= len || memchr(x->argv[i], 0, x->argl[i]))
+        return false;
+    memcpy(buf, x->argv[i], x->argl[i]);
+    buf[x->argl[i]] = '\0';
+    return true;
+}
+
+static void config_get(cmd_ctx *x)
 {
     const srv_config *c = srv_get_config(x->srv);
-    if (arg_is(x, 1, "GET") && x->argc >= 3) {
-        char port[16], maxc[32], bulk[32], to[16];
-        snprintf(port, sizeof port, "%d", c->port);
-        snprintf(maxc, sizeof maxc, "%zu", c->max_clients);
-        snprintf(bulk, sizeof bulk, "%zu", c->max_bulk);
-        snprintf(to, sizeof to, "%u", c->timeout_s);
-        const char *names[] = {"port",    "bind",        "dir",
-                               "maxclients", "proto-max-bulk-len",
-                               "timeout", "appendonly",  "save",
-                               "databases", "appendfsync"};
-        const char *sync = c->sync == CAIRN_SYNC_ALWAYS     ? "always"
-                           : c->sync == CAIRN_SYNC_INTERVAL ? "everysec"
-                                                            : "no";
-        const char *vals[] = {port, c->bind, c->dir, maxc, bulk, to,
-                              "yes", "",    "1",    sync};
-        size_t nn = sizeof names / sizeof names[0];
-        cairn_resp_buf tmp;
-        cairn_resp_init(&tmp, x->proto);
-        long long n = 0;
-        for (size_t i = 0; i < nn; i++) {
-            bool m = false;
-            for (size_t a = 2; a < x->argc && !m; a++) {
-                /* patterns are matched case-insensitively, like Redis */
-                uint8_t lower[256];
-                size_t l = x->argl[a] < sizeof lower ? x->argl[a] : 0;
-                for (size_t j = 0; j < l; j++)
-                    lower[j] = (uint8_t)tolower(x->argv[a][j]);
-                m = l && glob_match(lower, l, (const uint8_t *)names[i],
-                                    strlen(names[i]), 0);
-            }
-            if (m) {
-                cairn_resp_bulk_cstr(&tmp, names[i]);
-                cairn_resp_bulk_cstr(&tmp, vals[i]);
-                n++;
-            }
+    cairn_resp_buf tmp;
+    cairn_resp_init(&tmp, x->proto);
+    long long n = 0;
+    for (size_t i = 0; srv_config_names[i]; i++) {
+        const char *name = srv_config_names[i];
+        bool m = false;
+        for (size_t a = 2; a < x->argc && !m; a++) {
+            /* patterns are matched case-insensitively, like Redis */
+            uint8_t lower[256];
+            size_t l = x->argl[a] < sizeof lower ? x->argl[a] : 0;
+            for (size_t j = 0; j < l; j++)
+                lower[j] = (uint8_t)tolower(x->argv[a][j]);
+            m = l && srv_acl_glob_match(lower, l, (const uint8_t *)name,
+                                        strlen(name));
         }
-        cairn_resp_map(x->out, n);
-        cairn_resp_raw(x->out, tmp.p, tmp.len);
-        cairn_resp_free(&tmp);
+        char v[1024];
+        if (m && srv_config_get(c, name, v, sizeof v) == 0) {
+            cairn_resp_bulk_cstr(&tmp, name);
+            cairn_resp_bulk_cstr(&tmp, v);
+            n++;
+        }
+    }
+    cairn_resp_map(x->out, n);
+    cairn_resp_raw(x->out, tmp.p, tmp.len);
+    cairn_resp_free(&tmp);
+}
+
+/* CONFIG SET name value [name value ...]: all or nothing. */
+static void config_set(cmd_ctx *x)
+{
+    if (x->argc % 2 != 0) {
+        cairn_resp_error(x->out, "ERR wrong number of arguments for 'config|set' "
+                                 "command");
+        return;
+    }
+    srv_config tmp;
+    if (srv_config_copy(&tmp, srv_get_config(x->srv)) != 0) {
+        cmd_reply_engine_error(x->out, CAIRN_ENOMEM);
+        return;
+    }
+    char name[128], value[4096], err[512];
+    for (size_t i = 2; i < x->argc; i += 2) {
+        char probe[8];
+        if (!arg_cstr(x, i, name, sizeof name) ||
+            srv_config_get(&tmp, name, probe, sizeof probe) != 0) {
+            cairn_resp_errorf(x->out, "ERR Unknown option or number of "
+                                      "arguments for CONFIG SET - '%.*s'",
+                              (int)(x->argl[i] > 128 ? 128 : x->argl[i]),
+                              (const char *)x->argv[i]);
+            srv_config_free(&tmp);
+            return;
+        }
+        if (!srv_config_runtime(name)) {
+            cairn_resp_errorf(x->out, "ERR CONFIG SET failed (possibly related "
+                                      "to argument '%s') - can't set immutable "
+                                      "config",
+                              name);
+            srv_config_free(&tmp);
+            return;
+        }
+        if (!arg_cstr(x, i + 1, value, sizeof value) ||
+            srv_config_set(&tmp, name, value, err, sizeof err) != 0) {
+            cairn_resp_errorf(x->out, "ERR CONFIG SET failed (possibly related "
+                                      "to argument '%s') - %s",
+                              name, arg_cstr(x, i + 1, value, sizeof value)
+                                        ? err
+                                        : "argument too long or with a NUL");
+            srv_config_free(&tmp);
+            return;
+        }
+    }
+    srv_config_free(&tmp);
+    for (size_t i = 2; i < x->argc; i += 2) {
+        arg_cstr(x, i, name, sizeof name);
+        arg_cstr(x, i + 1, value, sizeof value);
+        if (srv_config_apply(x->srv, name, value, err, sizeof err) != 0) {
+            cairn_resp_errorf(x->out, "ERR CONFIG SET failed (possibly related "
+                                      "to argument '%s') - %s",
+                              name, err);
+            return;
+        }
+    }
+    cairn_resp_simple(x->out, "OK");
+}
+
+static void c_config(cmd_ctx *x)
+{
+    if (arg_is(x, 1, "GET") && x->argc >= 3) {
+        config_get(x);
     } else if (arg_is(x, 1, "SET") && x->argc >= 4) {
-        cairn_resp_error(x->out, "ERR CONFIG SET is not supported yet by "
-                                 "cairn-server (set it in the config file "
-                                 "and restart)");
+        config_set(x);
+    } else if (arg_is(x, 1, "REWRITE") && x->argc == 2) {
+        char err[512];
+        if (srv_config_rewrite_running(x->srv, err, sizeof err) != 0)
+            cairn_resp_errorf(x->out, "ERR %s", err);
+        else
+            cairn_resp_simple(x->out, "OK");
     } else if (arg_is(x, 1, "RESETSTAT") && x->argc == 2) {
         cairn_resp_simple(x->out, "OK");
+    } else if (arg_is(x, 1, "HELP") && x->argc == 2) {
+        static const char *const help[] = {
+            "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET <pattern>",
+            "    Return parameters matching the glob-like <pattern> and their "
+            "values.",
+            "SET <directive> <value> [<directive> <value> ...]",
+            "    Set the configuration <directive> to <value> (only the "
+            "settings that can change at run time).",
+            "RESETSTAT",
+            "    Accepted; statistics are kept.",
+            "REWRITE",
+            "    Rewrite the configuration file.",
+            "HELP",
+            "    Print this help."};
+        size_t n = sizeof help / sizeof help[0];
+        cairn_resp_array(x->out, n);
+        for (size_t i = 0; i < n; i++)
+            cairn_resp_simple(x->out, help[i]);
     } else {
         cairn_resp_errorf(x->out,
                           "ERR unknown subcommand or wrong number of arguments "
                           "for '%.*s'. Try CONFIG HELP.",
                           (int)x->argl[1], (const char *)x->argv[1]);
     }
+}
+
+static void c_acl(cmd_ctx *x)
+{
+    srv_acl_run(x->srv, x->c, x->argc, x->argv, x->argl, x->out);
+}
+
+static void c_slowlog(cmd_ctx *x)
+{
+    srv_slowlog_command(x->srv, x);
 }
 
 static void c_command(cmd_ctx *x);
@@ -2127,102 +2132,175 @@ void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max)
 /* ---------- the table ---------- */
 
 static const cmd_def TABLE[] = {
-    {"append", 3, CMD_WRITE, c_append, "Appends a string to a key's value."},
-    {"auth", -2, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_auth,
+    {"acl", -2, CMD_LOOP | CMD_NOMULTI, c_acl, 0, 0, 0,
+     SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
+     "Access control: SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT."},
+    {"append", 3, CMD_WRITE, c_append, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Appends a string to a key's value."},
+    {"auth", -2, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_auth, 0, 0, 0,
+     SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST,
      "Authenticates the connection."},
-    {"bgsave", -1, CMD_WRITE | CMD_BLOCKING, c_save,
+    {"bgsave", -1, CMD_WRITE | CMD_BLOCKING, c_save, 0, 0, 0,
+     SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "Writes the memtables to sorted files (a checkpoint)."},
-    {"cairn.getat", 4, 0, c_cairn_getat,
+    {"cairn.getat", 4, 0, c_cairn_getat, 1, 1, 1,
+     SRV_ACL_CAT_READ|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW,
      "Reads a key as of a commit version (VERSION v) or a time (TIME "
      "unix-ms)."},
-    {"cairn.history", -2, 0, c_cairn_history,
+    {"cairn.history", -2, 0, c_cairn_history, 1, 1, 1,
+     SRV_ACL_CAT_READ|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW,
      "Lists a key's versions, newest first: [version, time-ms, value]."},
-    {"cairn.version", -1, CMD_LOOP, c_cairn_version,
+    {"cairn.version", -1, CMD_LOOP, c_cairn_version, 0, 0, 0,
+     SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST,
      "The commit version of this connection's last write (CURRENT: the "
      "database's newest; OLDEST: the oldest readable)."},
-    {"client", -2, CMD_LOOP | CMD_NOMULTI, c_client,
+    {"client", -2, CMD_LOOP | CMD_NOMULTI, c_client, 0, 0, 0,
+     SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_SLOW,
      "Connection management: ID, SETNAME, GETNAME, INFO, LIST, KILL ID."},
-    {"command", -1, CMD_LOOP | CMD_NOMULTI, c_command,
+    {"command", -1, CMD_LOOP | CMD_NOMULTI, c_command, 0, 0, 0,
+     SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_SLOW,
      "Describes the commands."},
-    {"config", -2, CMD_LOOP | CMD_NOMULTI, c_config,
-     "Reads the configuration (GET)."},
-    {"copy", -3, CMD_WRITE, c_copy, "Copies a key's value to another key."},
-    {"dbsize", 1, 0, c_dbsize, "The number of keys."},
-    {"decr", 2, CMD_WRITE, c_decr, "Decrements an integer value by one."},
-    {"decrby", 3, CMD_WRITE, c_decrby, "Decrements an integer value."},
-    {"del", -2, CMD_WRITE, c_del, "Deletes keys."},
-    {"discard", 1, CMD_LOOP | CMD_NOMULTI, c_discard,
+    {"config", -2, CMD_LOOP | CMD_NOMULTI, c_config, 0, 0, 0,
+     SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
+     "The configuration: GET, SET, REWRITE."},
+    {"copy", -3, CMD_WRITE, c_copy, 1, 2, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW, "Copies a key's value to another key."},
+    {"dbsize", 1, 0, c_dbsize, 0, 0, 0,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "The number of keys."},
+    {"decr", 2, CMD_WRITE, c_decr, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Decrements an integer value by one."},
+    {"decrby", 3, CMD_WRITE, c_decrby, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Decrements an integer value."},
+    {"del", -2, CMD_WRITE, c_del, 1, -1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW, "Deletes keys."},
+    {"discard", 1, CMD_LOOP | CMD_NOMULTI, c_discard, 0, 0, 0,
+     SRV_ACL_CAT_TRANSACTION|SRV_ACL_CAT_FAST,
      "Discards a transaction."},
-    {"echo", 2, 0, c_echo, "Returns the given string."},
-    {"exec", 1, CMD_LOOP | CMD_NOMULTI, c_exec,
+    {"echo", 2, 0, c_echo, 0, 0, 0,
+     SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST, "Returns the given string."},
+    {"exec", 1, CMD_LOOP | CMD_NOMULTI, c_exec, 0, 0, 0,
+     SRV_ACL_CAT_TRANSACTION|SRV_ACL_CAT_SLOW,
      "Executes the queued commands as one transaction."},
-    {"exists", -2, 0, c_exists, "Counts the keys that exist."},
-    {"expire", -3, CMD_WRITE, c_expire, "Sets a key's time to live (s)."},
-    {"expireat", -3, CMD_WRITE, c_expireat,
+    {"exists", -2, 0, c_exists, 1, -1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "Counts the keys that exist."},
+    {"expire", -3, CMD_WRITE, c_expire, 1, 1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_FAST, "Sets a key's time to live (s)."},
+    {"expireat", -3, CMD_WRITE, c_expireat, 1, 1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_FAST,
      "Sets a key's expiry (Unix time, s)."},
-    {"expiretime", 2, 0, c_expiretime, "A key's expiry (Unix time, s)."},
-    {"flushall", -1, CMD_WRITE | CMD_BLOCKING, c_flushall, "Deletes every key."},
-    {"flushdb", -1, CMD_WRITE | CMD_BLOCKING, c_flushall, "Deletes every key."},
-    {"get", 2, 0, c_get, "Returns a key's string value."},
-    {"getdel", 2, CMD_WRITE, c_getdel, "Returns a string value and deletes "
+    {"expiretime", 2, 0, c_expiretime, 1, 1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "A key's expiry (Unix time, s)."},
+    {"flushall", -1, CMD_WRITE | CMD_BLOCKING, c_flushall, 0, 0, 0,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS, "Deletes every key."},
+    {"flushdb", -1, CMD_WRITE | CMD_BLOCKING, c_flushall, 0, 0, 0,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS, "Deletes every key."},
+    {"get", 2, 0, c_get, 1, 1, 1,
+     SRV_ACL_CAT_READ|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Returns a key's string value."},
+    {"getdel", 2, CMD_WRITE, c_getdel, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Returns a string value and deletes "
                                        "the key."},
-    {"getex", -2, CMD_WRITE, c_getex,
+    {"getex", -2, CMD_WRITE, c_getex, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST,
      "Returns a string value and sets or clears its expiry."},
-    {"getrange", 4, 0, c_getrange, "Returns a substring of a value."},
-    {"getset", 3, CMD_WRITE, c_getset,
+    {"getrange", 4, 0, c_getrange, 1, 1, 1,
+     SRV_ACL_CAT_READ|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW, "Returns a substring of a value."},
+    {"getset", 3, CMD_WRITE, c_getset, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST,
      "Sets a value and returns the previous one."},
-    {"hello", -1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_hello,
+    {"hello", -1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_hello, 0, 0, 0,
+     SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST,
      "Handshake: protocol version, authentication, name."},
-    {"incr", 2, CMD_WRITE, c_incr, "Increments an integer value by one."},
-    {"incrby", 3, CMD_WRITE, c_incrby, "Increments an integer value."},
-    {"incrbyfloat", 3, CMD_WRITE, c_incrbyfloat,
+    {"incr", 2, CMD_WRITE, c_incr, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Increments an integer value by one."},
+    {"incrby", 3, CMD_WRITE, c_incrby, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Increments an integer value."},
+    {"incrbyfloat", 3, CMD_WRITE, c_incrbyfloat, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST,
      "Increments a floating-point value."},
-    {"info", -1, CMD_LOOP, c_info, "Server information and statistics."},
-    {"keys", 2, 0, c_keys, "The keys matching a pattern."},
-    {"lastsave", 1, 0, c_lastsave, "The time of the last checkpoint."},
-    {"mget", -2, 0, c_mget, "Returns several string values."},
-    {"mset", -3, CMD_WRITE, c_mset, "Sets several keys atomically."},
-    {"msetnx", -3, CMD_WRITE, c_msetnx,
+    {"info", -1, CMD_LOOP, c_info, 0, 0, 0,
+     SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS, "Server information and statistics."},
+    {"keys", 2, 0, c_keys, 0, 0, 0,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS, "The keys matching a pattern."},
+    {"lastsave", 1, 0, c_lastsave, 0, 0, 0,
+     SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_FAST|SRV_ACL_CAT_DANGEROUS, "The time of the last checkpoint."},
+    {"mget", -2, 0, c_mget, 1, -1, 1,
+     SRV_ACL_CAT_READ|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Returns several string values."},
+    {"mset", -3, CMD_WRITE, c_mset, 1, -1, 2,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW, "Sets several keys atomically."},
+    {"msetnx", -3, CMD_WRITE, c_msetnx, 1, -1, 2,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW,
      "Sets several keys atomically if none exists."},
-    {"multi", 1, CMD_LOOP | CMD_NOMULTI, c_multi, "Starts a transaction."},
-    {"persist", 2, CMD_WRITE, c_persist, "Removes a key's expiry."},
-    {"pexpire", -3, CMD_WRITE, c_pexpire, "Sets a key's time to live (ms)."},
-    {"pexpireat", -3, CMD_WRITE, c_pexpireat,
+    {"multi", 1, CMD_LOOP | CMD_NOMULTI, c_multi, 0, 0, 0,
+     SRV_ACL_CAT_TRANSACTION|SRV_ACL_CAT_FAST, "Starts a transaction."},
+    {"persist", 2, CMD_WRITE, c_persist, 1, 1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_FAST, "Removes a key's expiry."},
+    {"pexpire", -3, CMD_WRITE, c_pexpire, 1, 1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_FAST, "Sets a key's time to live (ms)."},
+    {"pexpireat", -3, CMD_WRITE, c_pexpireat, 1, 1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_FAST,
      "Sets a key's expiry (Unix time, ms)."},
-    {"pexpiretime", 2, 0, c_pexpiretime, "A key's expiry (Unix time, ms)."},
-    {"ping", -1, CMD_NOAUTH, c_ping, "Returns PONG or the argument."},
-    {"psetex", 4, CMD_WRITE, c_psetex, "Sets a value with a time to live "
+    {"pexpiretime", 2, 0, c_pexpiretime, 1, 1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "A key's expiry (Unix time, ms)."},
+    {"ping", -1, CMD_NOAUTH, c_ping, 0, 0, 0,
+     SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST, "Returns PONG or the argument."},
+    {"psetex", 4, CMD_WRITE, c_psetex, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW, "Sets a value with a time to live "
                                        "(ms)."},
-    {"pttl", 2, 0, c_pttl, "A key's time to live (ms)."},
-    {"quit", -1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_quit,
+    {"pttl", 2, 0, c_pttl, 1, 1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "A key's time to live (ms)."},
+    {"quit", -1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_quit, 0, 0, 0,
+     SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST,
      "Closes the connection."},
-    {"randomkey", 1, 0, c_randomkey, "A random key."},
-    {"rename", 3, CMD_WRITE, c_rename, "Renames a key."},
-    {"renamenx", 3, CMD_WRITE, c_renamenx,
+    {"randomkey", 1, 0, c_randomkey, 0, 0, 0,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW, "A random key."},
+    {"rename", 3, CMD_WRITE, c_rename, 1, 2, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW, "Renames a key."},
+    {"renamenx", 3, CMD_WRITE, c_renamenx, 1, 2, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_FAST,
      "Renames a key if the new name is free."},
-    {"reset", 1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_reset,
+    {"reset", 1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_reset, 0, 0, 0,
+     SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST,
      "Resets the connection."},
-    {"save", 1, CMD_WRITE | CMD_BLOCKING, c_save,
+    {"save", 1, CMD_WRITE | CMD_BLOCKING, c_save, 0, 0, 0,
+     SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "Writes the memtables to sorted files (a checkpoint)."},
-    {"scan", -2, 0, c_scan, "Iterates over the keys."},
-    {"select", 2, CMD_LOOP, c_select, "Selects database 0 (the only one)."},
-    {"set", -3, CMD_WRITE, c_set, "Sets a key's string value."},
-    {"setex", 4, CMD_WRITE, c_setex, "Sets a value with a time to live "
+    {"scan", -2, 0, c_scan, 0, 0, 0,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW, "Iterates over the keys."},
+    {"select", 2, CMD_LOOP, c_select, 0, 0, 0,
+     SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST, "Selects database 0 (the only one)."},
+    {"set", -3, CMD_WRITE, c_set, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW, "Sets a key's string value."},
+    {"setex", 4, CMD_WRITE, c_setex, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW, "Sets a value with a time to live "
                                      "(s)."},
-    {"setnx", 3, CMD_WRITE, c_setnx, "Sets a value if the key is free."},
-    {"setrange", 4, CMD_WRITE, c_setrange,
+    {"setnx", 3, CMD_WRITE, c_setnx, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Sets a value if the key is free."},
+    {"setrange", 4, CMD_WRITE, c_setrange, 1, 1, 1,
+     SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW,
      "Overwrites part of a string value."},
-    {"shutdown", -1, CMD_LOOP | CMD_NOMULTI, c_shutdown,
+    {"shutdown", -1, CMD_LOOP | CMD_NOMULTI, c_shutdown, 0, 0, 0,
+     SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "Finishes in-flight commits, flushes and stops the server."},
-    {"strlen", 2, 0, c_strlen, "The length of a string value."},
-    {"time", 1, 0, c_time, "The server time."},
-    {"touch", -2, 0, c_touch, "Counts the keys that exist."},
-    {"ttl", 2, 0, c_ttl, "A key's time to live (s)."},
-    {"type", 2, 0, c_type, "The type of a key's value."},
-    {"unlink", -2, CMD_WRITE, c_del, "Deletes keys."},
-    {"unwatch", 1, CMD_LOOP | CMD_NOMULTI, c_unwatch,
+    {"slowlog", -2, CMD_LOOP | CMD_NOMULTI, c_slowlog, 0, 0, 0,
+     SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
+     "The slow command log: GET [count], LEN, RESET."},
+    {"strlen", 2, 0, c_strlen, 1, 1, 1,
+     SRV_ACL_CAT_READ|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "The length of a string value."},
+    {"time", 1, 0, c_time, 0, 0, 0,
+     SRV_ACL_CAT_FAST, "The server time."},
+    {"touch", -2, 0, c_touch, 1, -1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "Counts the keys that exist."},
+    {"ttl", 2, 0, c_ttl, 1, 1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "A key's time to live (s)."},
+    {"type", 2, 0, c_type, 1, 1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "The type of a key's value."},
+    {"unlink", -2, CMD_WRITE, c_del, 1, -1, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_FAST, "Deletes keys."},
+    {"unwatch", 1, CMD_LOOP | CMD_NOMULTI, c_unwatch, 0, 0, 0,
+     SRV_ACL_CAT_TRANSACTION|SRV_ACL_CAT_FAST,
      "Forgets the watched keys."},
-    {"watch", -2, CMD_LOOP | CMD_NOMULTI, c_watch,
+    {"watch", -2, CMD_LOOP | CMD_NOMULTI, c_watch, 1, -1, 1,
+     SRV_ACL_CAT_TRANSACTION|SRV_ACL_CAT_FAST,
      "Watches keys: EXEC fails if they change."},
 };
 
@@ -2261,27 +2339,32 @@ static void command_info(cmd_ctx *x, const cmd_def *d)
     cairn_resp_array(x->out, 10);
     cairn_resp_bulk_cstr(x->out, d->name);
     cairn_resp_integer(x->out, d->arity);
-    cairn_resp_set(x->out, d->flags & CMD_WRITE ? 1 : 2);
-    if (d->flags & CMD_WRITE) {
-        cairn_resp_simple(x->out, "write");
-    } else {
-        cairn_resp_simple(x->out, "readonly");
-        cairn_resp_simple(x->out, "fast");
-    }
-    bool keyed = d->arity >= 2 || d->arity <= -2;
-    bool first_is_key =
-        keyed && !(d->flags & (CMD_LOOP | CMD_NOMULTI)) &&
-        strcmp(d->name, "echo") != 0 && strcmp(d->name, "ping") != 0 &&
-        strcmp(d->name, "scan") != 0 && strcmp(d->name, "keys") != 0 &&
-        strcmp(d->name, "flushall") != 0 && strcmp(d->name, "flushdb") != 0;
-    cairn_resp_integer(x->out, first_is_key ? 1 : 0);
-    bool all = !strcmp(d->name, "del") || !strcmp(d->name, "exists") ||
-               !strcmp(d->name, "mget") || !strcmp(d->name, "unlink") ||
-               !strcmp(d->name, "touch");
-    bool pairs = !strcmp(d->name, "mset") || !strcmp(d->name, "msetnx");
-    cairn_resp_integer(x->out, first_is_key ? (all || pairs ? -1 : 1) : 0);
-    cairn_resp_integer(x->out, first_is_key ? (pairs ? 2 : 1) : 0);
-    cairn_resp_set(x->out, 0); /* ACL categories */
+    const char *fl[4];
+    size_t nf = 0;
+    if (d->flags & CMD_WRITE)
+        fl[nf++] = "write";
+    else if (d->cats & SRV_ACL_CAT_READ)
+        fl[nf++] = "readonly";
+    if (d->cats & SRV_ACL_CAT_FAST)
+        fl[nf++] = "fast";
+    if (d->flags & CMD_NOAUTH)
+        fl[nf++] = "no_auth";
+    cairn_resp_set(x->out, nf);
+    for (size_t i = 0; i < nf; i++)
+        cairn_resp_simple(x->out, fl[i]);
+    cairn_resp_integer(x->out, d->first);
+    cairn_resp_integer(x->out, d->last);
+    cairn_resp_integer(x->out, d->step);
+    size_t ncat = 0;
+    for (size_t i = 0; i < SRV_ACL_CAT_COUNT; i++)
+        ncat += (d->cats >> i) & 1;
+    cairn_resp_set(x->out, ncat);
+    for (size_t i = 0; i < SRV_ACL_CAT_COUNT; i++)
+        if ((d->cats >> i) & 1) {
+            char cat[40];
+            snprintf(cat, sizeof cat, "@%s", srv_acl_category_name(i));
+            cairn_resp_simple(x->out, cat);
+        }
     cairn_resp_set(x->out, 0); /* tips */
     cairn_resp_set(x->out, 0); /* key specs */
     cairn_resp_set(x->out, 0); /* subcommands */

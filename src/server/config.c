@@ -1,16 +1,22 @@
 /*
  * config.c — cairn-server settings: defaults, `name value` lines from a
- * config file (the familiar redis.conf shape), and --name value flags.
+ * config file (the familiar redis.conf shape), --name value flags, the
+ * values CONFIG GET shows, which ones CONFIG SET may change at run time,
+ * and CONFIG REWRITE.
  * Invariants: every setting is validated when set; an unknown name or a bad
- * value is an error naming it (the server refuses to start). Locking: none
- * (set up before the server starts).
+ * value is an error naming it (the server refuses to start; CONFIG SET
+ * changes nothing). A rewrite replaces the file atomically. Locking: none
+ * (the loop thread owns the running server's copy).
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "server/server.h"
 
@@ -30,6 +36,8 @@ void srv_config_init(srv_config *c)
     c->max_output = (size_t)1 << 30;
     c->timeout_s = 0;
     c->commit_threads = 64;
+    c->slowlog_slower_than = 10000;
+    c->slowlog_max_len = 128;
 }
 
 void srv_config_free(srv_config *c)
@@ -37,8 +45,50 @@ void srv_config_free(srv_config *c)
     free(c->bind);
     free(c->dir);
     free(c->requirepass);
+    free(c->tls_cert_file);
+    free(c->tls_key_file);
+    free(c->tls_ca_cert_file);
+    for (size_t i = 0; i < c->nusers; i++)
+        free(c->users[i]);
+    free(c->users);
     free(c->config_file);
     memset(c, 0, sizeof *c);
+}
+
+static int dup_str(char **dst, const char *src)
+{
+    *dst = NULL;
+    if (!src)
+        return 0;
+    *dst = strdup(src);
+    return *dst ? 0 : -1;
+}
+
+int srv_config_copy(srv_config *dst, const srv_config *src)
+{
+    *dst = *src;
+    dst->users = NULL;
+    dst->nusers = 0;
+    int rc = dup_str(&dst->bind, src->bind) | dup_str(&dst->dir, src->dir) |
+             dup_str(&dst->requirepass, src->requirepass) |
+             dup_str(&dst->tls_cert_file, src->tls_cert_file) |
+             dup_str(&dst->tls_key_file, src->tls_key_file) |
+             dup_str(&dst->tls_ca_cert_file, src->tls_ca_cert_file) |
+             dup_str(&dst->config_file, src->config_file);
+    if (src->nusers) {
+        dst->users = calloc(src->nusers, sizeof *dst->users);
+        if (!dst->users)
+            rc = -1;
+        for (size_t i = 0; dst->users && i < src->nusers; i++) {
+            rc |= dup_str(&dst->users[i], src->users[i]);
+            dst->nusers++;
+        }
+    }
+    if (rc) {
+        srv_config_free(dst);
+        return -1;
+    }
+    return 0;
 }
 
 /* A size with an optional k/kb/m/mb/g/gb suffix (1k = 1000, 1kb = 1024, as
@@ -148,6 +198,60 @@ int srv_config_set(srv_config *c, const char *name, const char *value,
         if (!parse_size(value, &n) || n < 1 || n > 1024)
             return bad(err, errlen, name, value, "1..1024");
         c->commit_threads = (int)n;
+    } else if (!strcasecmp(name, "metrics-port")) {
+        if (!parse_size(value, &n) || n > 65535)
+            return bad(err, errlen, name, value, "a port number (0: off)");
+        c->metrics_port = (int)n;
+    } else if (!strcasecmp(name, "tls-port")) {
+        if (!parse_size(value, &n) || n > 65535)
+            return bad(err, errlen, name, value, "a port number (0: off)");
+        c->tls_port = (int)n;
+    } else if (!strcasecmp(name, "tls-cert-file") ||
+               !strcasecmp(name, "tls-key-file") ||
+               !strcasecmp(name, "tls-ca-cert-file")) {
+        char **f = !strcasecmp(name, "tls-cert-file")  ? &c->tls_cert_file
+                   : !strcasecmp(name, "tls-key-file") ? &c->tls_key_file
+                                                       : &c->tls_ca_cert_file;
+        free(*f);
+        *f = NULL;
+        if (*value && !(*f = strdup(value))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    } else if (!strcasecmp(name, "tls-auth-clients")) {
+        if (!strcasecmp(value, "yes"))
+            c->tls_auth_clients = true;
+        else if (!strcasecmp(value, "no") || !strcasecmp(value, "optional"))
+            c->tls_auth_clients = false;
+        else
+            return bad(err, errlen, name, value, "yes or no");
+    } else if (!strcasecmp(name, "slowlog-log-slower-than")) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (errno || end == value || *end)
+            return bad(err, errlen, name, value,
+                       "microseconds (negative: off)");
+        c->slowlog_slower_than = v;
+    } else if (!strcasecmp(name, "slowlog-max-len")) {
+        if (!parse_size(value, &n) || n > 1000000)
+            return bad(err, errlen, name, value, "0..1000000");
+        c->slowlog_max_len = (size_t)n;
+    } else if (!strcasecmp(name, "user")) {
+        /* ACL rules, applied when the server starts: "NAME RULE...". */
+        if (!*value)
+            return bad(err, errlen, name, value, "a user name and rules");
+        char **nu = realloc(c->users, (c->nusers + 1) * sizeof *nu);
+        if (!nu) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        c->users = nu;
+        if (!(c->users[c->nusers] = strdup(value))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        c->nusers++;
     } else if (!strcasecmp(name, "daemonize")) {
         if (strcasecmp(value, "no") != 0)
             return bad(err, errlen, name, value,
@@ -208,4 +312,262 @@ int srv_config_load(srv_config *c, const char *path, char *err, size_t errlen)
     free(c->config_file);
     c->config_file = strdup(path);
     return 0;
+}
+
+/* ---------- CONFIG GET / SET / REWRITE ---------- */
+
+const char *const srv_config_names[] = {
+    "port", "bind", "dir", "requirepass", "appendfsync", "sync",
+    "sync-interval-ms", "history-ms", "proto-max-bulk-len", "max-args",
+    "maxclients", "client-query-buffer-limit", "client-output-buffer-limit",
+    "timeout", "commit-threads", "metrics-port", "tls-port", "tls-cert-file",
+    "tls-key-file", "tls-ca-cert-file", "tls-auth-clients",
+    "slowlog-log-slower-than", "slowlog-max-len", "appendonly", "save",
+    "databases", "daemonize", NULL};
+
+/* Settings CONFIG SET may change: the server applies them at once. */
+static const char *const runtime_names[] = {
+    "requirepass", "proto-max-bulk-len", "max-args", "maxclients",
+    "client-query-buffer-limit", "client-output-buffer-limit", "timeout",
+    "slowlog-log-slower-than", "slowlog-max-len", NULL};
+
+/* Written by CONFIG REWRITE (the others are fixed or aliases). */
+static const char *const rewrite_names[] = {
+    "port", "bind", "dir", "requirepass", "sync", "sync-interval-ms",
+    "history-ms", "proto-max-bulk-len", "max-args", "maxclients",
+    "client-query-buffer-limit", "client-output-buffer-limit", "timeout",
+    "commit-threads", "metrics-port", "tls-port", "tls-cert-file",
+    "tls-key-file", "tls-ca-cert-file", "tls-auth-clients",
+    "slowlog-log-slower-than", "slowlog-max-len", NULL};
+
+bool srv_config_runtime(const char *name)
+{
+    for (size_t i = 0; runtime_names[i]; i++)
+        if (!strcasecmp(name, runtime_names[i]))
+            return true;
+    return false;
+}
+
+static const char *sync_name(cairn_sync_mode m, bool redis)
+{
+    if (m == CAIRN_SYNC_ALWAYS)
+        return "always";
+    if (m == CAIRN_SYNC_INTERVAL)
+        return redis ? "everysec" : "interval";
+    return redis ? "no" : "none";
+}
+
+int srv_config_get(const srv_config *c, const char *name, char *buf,
+                   size_t len)
+{
+#define OUT(...) snprintf(buf, len, __VA_ARGS__)
+    if (!strcasecmp(name, "port"))
+        OUT("%d", c->port);
+    else if (!strcasecmp(name, "bind"))
+        OUT("%s", c->bind);
+    else if (!strcasecmp(name, "dir"))
+        OUT("%s", c->dir);
+    else if (!strcasecmp(name, "requirepass"))
+        OUT("%s", c->requirepass ? c->requirepass : "");
+    else if (!strcasecmp(name, "appendfsync"))
+        OUT("%s", sync_name(c->sync, true));
+    else if (!strcasecmp(name, "sync"))
+        OUT("%s", sync_name(c->sync, false));
+    else if (!strcasecmp(name, "sync-interval-ms"))
+        OUT("%u", c->sync_interval_ms);
+    else if (!strcasecmp(name, "history-ms"))
+        OUT("%" PRIu64, c->history_ms);
+    else if (!strcasecmp(name, "proto-max-bulk-len"))
+        OUT("%zu", c->max_bulk);
+    else if (!strcasecmp(name, "max-args"))
+        OUT("%zu", c->max_args);
+    else if (!strcasecmp(name, "maxclients"))
+        OUT("%zu", c->max_clients);
+    else if (!strcasecmp(name, "client-query-buffer-limit"))
+        OUT("%zu", c->max_query_buf);
+    else if (!strcasecmp(name, "client-output-buffer-limit"))
+        OUT("%zu", c->max_output);
+    else if (!strcasecmp(name, "timeout"))
+        OUT("%u", c->timeout_s);
+    else if (!strcasecmp(name, "commit-threads"))
+        OUT("%d", c->commit_threads);
+    else if (!strcasecmp(name, "metrics-port"))
+        OUT("%d", c->metrics_port);
+    else if (!strcasecmp(name, "tls-port"))
+        OUT("%d", c->tls_port);
+    else if (!strcasecmp(name, "tls-cert-file"))
+        OUT("%s", c->tls_cert_file ? c->tls_cert_file : "");
+    else if (!strcasecmp(name, "tls-key-file"))
+        OUT("%s", c->tls_key_file ? c->tls_key_file : "");
+    else if (!strcasecmp(name, "tls-ca-cert-file"))
+        OUT("%s", c->tls_ca_cert_file ? c->tls_ca_cert_file : "");
+    else if (!strcasecmp(name, "tls-auth-clients"))
+        OUT("%s", c->tls_auth_clients ? "yes" : "no");
+    else if (!strcasecmp(name, "slowlog-log-slower-than"))
+        OUT("%" PRId64, c->slowlog_slower_than);
+    else if (!strcasecmp(name, "slowlog-max-len"))
+        OUT("%zu", c->slowlog_max_len);
+    else if (!strcasecmp(name, "appendonly"))
+        OUT("yes"); /* the log is always on */
+    else if (!strcasecmp(name, "save"))
+        OUT("%s", "");
+    else if (!strcasecmp(name, "databases"))
+        OUT("1");
+    else if (!strcasecmp(name, "daemonize"))
+        OUT("no");
+    else
+        return -1;
+#undef OUT
+    return 0;
+}
+
+/* A value as a config file line needs it: quoted if empty or spaced. */
+static void put_line(FILE *f, const char *name, const char *v)
+{
+    if (!*v || strpbrk(v, " \t\"'#"))
+        fprintf(f, "%s \"%s\"\n", name, v);
+    else
+        fprintf(f, "%s %s\n", name, v);
+}
+
+int srv_config_rewrite(const srv_config *c, char *const *user_lines,
+                       size_t nuser_lines, char *err, size_t errlen)
+{
+    if (!c->config_file) {
+        snprintf(err, errlen, "The server is running without a config file");
+        return -1;
+    }
+    srv_config d;
+    srv_config_init(&d);
+    size_t nnames = 0;
+    while (rewrite_names[nnames])
+        nnames++;
+    bool done[64] = {false};
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *o = open_memstream(&out, &outlen);
+    if (!o) {
+        srv_config_free(&d);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    bool users_done = false;
+    FILE *in = fopen(c->config_file, "r");
+    if (in) {
+        char line[4096];
+        while (fgets(line, sizeof line, in)) {
+            char *p = line;
+            while (isspace((unsigned char)*p))
+                p++;
+            if (*p == '#' || *p == '\0') {
+                fputs(line, o);
+                if (!strchr(line, '\n'))
+                    fputc('\n', o);
+                continue;
+            }
+            char name[128];
+            size_t nl = 0;
+            while (p[nl] && !isspace((unsigned char)p[nl]) &&
+                   nl < sizeof name - 1) {
+                name[nl] = p[nl];
+                nl++;
+            }
+            name[nl] = '\0';
+            if (!strcasecmp(name, "appendfsync"))
+                snprintf(name, sizeof name, "sync");
+            if (!strcasecmp(name, "user")) {
+                /* The current users replace the first block of them. */
+                if (!users_done)
+                    for (size_t i = 0; i < nuser_lines; i++)
+                        fprintf(o, "%s\n", user_lines[i]);
+                users_done = true;
+                continue;
+            }
+            size_t k = 0;
+            while (k < nnames && strcasecmp(name, rewrite_names[k]))
+                k++;
+            if (k == nnames) { /* not ours to change: kept as it is */
+                fputs(line, o);
+                if (!strchr(line, '\n'))
+                    fputc('\n', o);
+                continue;
+            }
+            if (done[k])
+                continue; /* a later duplicate: the value is written once */
+            done[k] = true;
+            char v[1024];
+            srv_config_get(c, rewrite_names[k], v, sizeof v);
+            put_line(o, rewrite_names[k], v);
+        }
+        fclose(in);
+    } else if (errno != ENOENT) {
+        fclose(o);
+        free(out);
+        srv_config_free(&d);
+        snprintf(err, errlen, "cannot read %s: %s", c->config_file,
+                 strerror(errno));
+        return -1;
+    }
+    bool header = false;
+    for (size_t k = 0; k < nnames; k++) {
+        if (done[k])
+            continue;
+        char v[1024], dv[1024];
+        srv_config_get(c, rewrite_names[k], v, sizeof v);
+        srv_config_get(&d, rewrite_names[k], dv, sizeof dv);
+        if (!strcmp(v, dv))
+            continue;
+        if (!header)
+            fputs("# Generated by CONFIG REWRITE\n", o);
+        header = true;
+        put_line(o, rewrite_names[k], v);
+    }
+    if (!users_done)
+        for (size_t i = 0; i < nuser_lines; i++)
+            fprintf(o, "%s\n", user_lines[i]);
+    srv_config_free(&d);
+    if (fclose(o) != 0) {
+        free(out);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* Atomically: a temporary file beside it, synced, renamed over. */
+    size_t pl = strlen(c->config_file) + 32;
+    char *tmp = malloc(pl);
+    if (!tmp) {
+        free(out);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    snprintf(tmp, pl, "%s.rewrite.%d", c->config_file, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int rc = fd < 0 ? -1 : 0;
+    for (size_t off = 0; rc == 0 && off < outlen;) {
+        ssize_t w = write(fd, out + off, outlen - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            rc = -1;
+        else
+            off += (size_t)w;
+    }
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -1;
+    int e = errno;
+    if (fd >= 0 && close(fd) != 0 && rc == 0) {
+        rc = -1;
+        e = errno;
+    }
+    if (rc == 0 && rename(tmp, c->config_file) != 0) {
+        rc = -1;
+        e = errno;
+    }
+    if (rc != 0) {
+        unlink(tmp);
+        snprintf(err, errlen, "cannot rewrite %s: %s", c->config_file,
+                 strerror(e));
+    }
+    free(tmp);
+    free(out);
+    return rc;
 }

@@ -33,12 +33,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "server/acl.h"
 #include "server/keyspace.h"
+#include "server/metrics.h"
+#include "server/tls.h"
 
 /* ---------- logging ---------- */
 
@@ -148,6 +152,9 @@ struct client {
     uv_tcp_t tcp;
     server *s;
     uint64_t id;
+    const srv_acl_user *user; /* retained; NULL until authenticated */
+    srv_tls_conn *tls;        /* a client of the TLS port */
+    uint64_t job_start_us;    /* its job's submission (slow log) */
     client *prev, *next;
     uint8_t *in;
     size_t inlen, incap;
@@ -194,6 +201,7 @@ struct server {
     bool q_stop;
     pthread_mutex_t d_mu;
     job *d_head, *d_tail;
+    bool done_closed; /* done_async is closed (d_mu) */
     /* clients */
     client *clients;
     size_t nclients;
@@ -207,9 +215,36 @@ struct server {
      * through their commit: read-modify-writes of one hot key queue up
      * instead of conflicting and retrying. */
     pthread_mutex_t key_locks[KEY_STRIPES];
+    /* access control, TLS, metrics */
+    srv_acl *acl;
+    uint64_t acl_gen;
+    srv_tls_ctx *tls_ctx;
+    uv_tcp_t tls_listener;
+    bool tls_listening;
+    srv_metrics *metrics;
+    /* the slow log: a ring of the newest slowlog_max_len entries */
+    struct slow_entry *slow;
+    size_t slow_cap, slow_n, slow_head; /* head: index of the newest */
+    uint64_t slow_next_id;
     /* stats */
     uint64_t st_conns, st_rejected, st_cmds, st_proto_errors, st_dropped;
+    uint64_t st_noperm, st_tls_conns, st_tls_errors;
+    uint8_t tls_rbuf[65536]; /* ciphertext read from a TLS client */
 };
+
+typedef struct slow_entry {
+    uint64_t id;
+    int64_t unix_s;
+    uint64_t micros;
+    size_t argc;     /* as logged (at most SLOW_MAX_ARGS) */
+    char **argv;     /* each at most SLOW_MAX_ARG bytes, with a note */
+    size_t *argl;
+    char addr[64];
+    char name[128];
+} slow_entry;
+
+#define SLOW_MAX_ARGS 32
+#define SLOW_MAX_ARG 128
 
 static void client_process(client *c);
 static void client_close(client *c);
@@ -249,9 +284,50 @@ bool srv_client_authed(const client *c)
 {
     return c->authed;
 }
-void srv_client_set_authed(client *c, bool a)
+static void client_set_user(client *c, const srv_acl_user *u)
 {
-    c->authed = a;
+    if (u)
+        srv_acl_user_retain(u);
+    if (c->user)
+        srv_acl_user_release(c->user);
+    c->user = u;
+}
+bool srv_client_login(client *c, const uint8_t *user, size_t ul,
+                      const uint8_t *pass, size_t pl)
+{
+    char name[256];
+    if (!user) {
+        snprintf(name, sizeof name, "default");
+    } else {
+        if (ul >= sizeof name || memchr(user, 0, ul))
+            return false;
+        memcpy(name, user, ul);
+        name[ul] = '\0';
+    }
+    const srv_acl_user *u = srv_acl_auth(c->s->acl, name, pass, pl);
+    if (!u)
+        return false;
+    client_set_user(c, u);
+    c->authed = true;
+    return true;
+}
+void srv_client_login_default(client *c)
+{
+    if (srv_acl_default_nopass(c->s->acl)) {
+        client_set_user(c, srv_acl_default(c->s->acl));
+        c->authed = true;
+    } else {
+        client_set_user(c, NULL);
+        c->authed = false;
+    }
+}
+const char *srv_client_user(const client *c)
+{
+    return c->user ? srv_acl_user_name(c->user) : NULL;
+}
+srv_acl *srv_get_acl(server *s)
+{
+    return s->acl;
 }
 void srv_client_close_after_reply(client *c)
 {
@@ -293,15 +369,16 @@ static void client_line(const client *c, cairn_resp_buf *tmp, uint64_t now)
                      "age=%" PRIu64 " idle=%" PRIu64 " flags=%s db=0 "
                      "sub=0 psub=0 ssub=0 multi=%ld watch=%zu qbuf=%zu "
                      "obl=%zu oll=0 omem=%zu tot-mem=%zu events=r cmd=%s "
-                     "user=default resp=%d lib-name= lib-ver= "
+                     "user=%s resp=%d lib-name= lib-ver= "
                      "last-version=%" PRIu64 "\n",
                      c->id, c->addr, c->s->cfg.bind, c->s->cfg.port, c->name,
                      (now - c->created_ms) / 1000, (now - c->last_ms) / 1000,
                      c->in_multi ? "x" : "N",
                      c->in_multi ? (long)c->nmq : -1L, c->nw, c->inlen,
                      c->out.len, c->out_pending, c->incap + c->out.cap,
-                     c->last_cmd ? c->last_cmd : "NULL", c->proto,
-                     c->last_version);
+                     c->last_cmd ? c->last_cmd : "NULL",
+                     c->user ? srv_acl_user_name(c->user) : "",
+                     c->proto, c->last_version);
     cairn_resp_raw(tmp, line, (size_t)(n > 0 && (size_t)n < sizeof line
                                            ? n
                                            : 0));
@@ -408,6 +485,333 @@ void srv_client_unwatch(client *c)
     c->nw = 0;
 }
 
+/* ---------- access control, configuration, slow log ---------- */
+
+void srv_acl_run(server *s, client *c, size_t argc, const uint8_t *const *argv,
+                 const size_t *argl, cairn_resp_buf *out)
+{
+    srv_acl_command(s->acl, srv_client_user(c), argc, argv, argl, out);
+    uint64_t g = srv_acl_generation(s->acl);
+    if (g == s->acl_gen)
+        return;
+    s->acl_gen = g;
+    /* Clients of deleted users go, as in Redis (this one after its reply). */
+    for (client *o = s->clients, *next; o; o = next) {
+        next = o->next;
+        if (o->user && srv_acl_user_deleted(o->user)) {
+            if (o == c || o->busy)
+                o->close_after = true;
+            else
+                client_close(o);
+        }
+    }
+}
+
+/* NOPERM (and false) if the client's user may not run d with these
+ * arguments. */
+static bool acl_allows(client *c, const cmd_def *d, size_t argc,
+                       const uint8_t *const *argv, const size_t *argl,
+                       cairn_resp_buf *out)
+{
+    size_t n;
+    const cmd_def *tab = cmd_table(&n);
+    if (srv_acl_check_cmd(c->user, (size_t)(d - tab)) != 0) {
+        if (out)
+            c->s->st_noperm++;
+        if (out)
+            cairn_resp_errorf(out, "NOPERM this user has no permissions to "
+                                   "run the '%s' command",
+                              d->name);
+        return false;
+    }
+    if (d->first <= 0)
+        return true;
+    size_t last = d->last < 0 ? argc - 1 : (size_t)d->last;
+    for (size_t i = (size_t)d->first; i <= last && i < argc;
+         i += (size_t)d->step) {
+        if (srv_acl_check_key(c->user, argv[i], argl[i]) != 0) {
+            if (out)
+                c->s->st_noperm++;
+            if (out)
+                cairn_resp_error(out, "NOPERM this user has no permissions to "
+                                      "access one of the keys used as "
+                                      "arguments");
+            return false;
+        }
+    }
+    return true;
+}
+
+int srv_config_apply(server *s, const char *name, const char *value,
+                     char *err, size_t errlen)
+{
+    if (!srv_config_runtime(name)) {
+        snprintf(err, errlen, "can't set immutable config");
+        return -1;
+    }
+    if (srv_config_set(&s->cfg, name, value, err, errlen) != 0)
+        return -1;
+    if (!strcasecmp(name, "requirepass")) {
+        if (srv_acl_set_requirepass(s->acl, s->cfg.requirepass) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    } else if (!strcasecmp(name, "proto-max-bulk-len")) {
+        s->limits.max_bulk = s->cfg.max_bulk;
+    } else if (!strcasecmp(name, "max-args")) {
+        s->limits.max_args = s->cfg.max_args;
+    } else if (!strcasecmp(name, "slowlog-max-len")) {
+        /* Keep the newest entries that still fit. */
+        while (s->slow_n > s->cfg.slowlog_max_len) {
+            size_t oldest = (s->slow_head + s->slow_cap - (s->slow_n - 1)) %
+                            s->slow_cap;
+            slow_entry *e = &s->slow[oldest];
+            for (size_t i = 0; i < e->argc; i++)
+                free(e->argv[i]);
+            free(e->argv);
+            free(e->argl);
+            memset(e, 0, sizeof *e);
+            s->slow_n--;
+        }
+    }
+    srv_log("info", "CONFIG SET %s", name);
+    return 0;
+}
+
+int srv_config_rewrite_running(server *s, char *err, size_t errlen)
+{
+    /* The users as ACL LIST shows them, one "user ..." line each. */
+    cairn_resp_buf b;
+    cairn_resp_init(&b, 2);
+    const uint8_t *argv[2] = {(const uint8_t *)"ACL", (const uint8_t *)"LIST"};
+    size_t argl[2] = {3, 4};
+    srv_acl_command(s->acl, NULL, 2, argv, argl, &b);
+    char **lines = NULL;
+    size_t nl = 0;
+    /* Parse the array of bulk strings back. */
+    const char *p = (const char *)b.p, *end = p + b.len;
+    int rc = 0;
+    if (b.oom || b.len == 0 || *p != '*') {
+        rc = -1;
+    } else {
+        long n = strtol(p + 1, NULL, 10);
+        p = memchr(p, '\n', (size_t)(end - p));
+        lines = calloc(n > 0 ? (size_t)n : 1, sizeof *lines);
+        if (!lines || !p)
+            rc = -1;
+        for (long i = 0; rc == 0 && i < n; i++) {
+            p++;
+            if (p >= end || *p != '$') {
+                rc = -1;
+                break;
+            }
+            long l = strtol(p + 1, NULL, 10);
+            p = memchr(p, '\n', (size_t)(end - p));
+            if (!p || l < 0 || p + 1 + l > end) {
+                rc = -1;
+                break;
+            }
+            lines[nl] = strndup(p + 1, (size_t)l);
+            if (!lines[nl]) {
+                rc = -1;
+                break;
+            }
+            nl++;
+            p += 1 + l + 1; /* the bytes, "\r"; the loop skips "\n" */
+        }
+    }
+    cairn_resp_free(&b);
+    if (rc == 0) {
+        /* The default user comes from requirepass; keep it out unless it
+         * has rules of its own beyond that. */
+        rc = srv_config_rewrite(&s->cfg, lines, nl, err, errlen);
+    } else {
+        snprintf(err, errlen, "cannot list the ACL users");
+    }
+    for (size_t i = 0; i < nl; i++)
+        free(lines[i]);
+    free(lines);
+    if (rc == 0)
+        srv_log("info", "CONFIG REWRITE of %s", s->cfg.config_file);
+    return rc;
+}
+
+static uint64_t now_us_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Log a command that took `micros` if the threshold says so. */
+static void slowlog_add(server *s, client *c, size_t argc,
+                        const uint8_t *const *argv, const size_t *argl,
+                        uint64_t micros)
+{
+    if (s->cfg.slowlog_slower_than < 0 || s->cfg.slowlog_max_len == 0 ||
+        micros < (uint64_t)s->cfg.slowlog_slower_than)
+        return;
+    if (s->slow_cap != s->cfg.slowlog_max_len) {
+        /* Resize the ring (newest first order kept). */
+        size_t cap = s->cfg.slowlog_max_len;
+        slow_entry *n = calloc(cap, sizeof *n);
+        if (!n)
+            return;
+        size_t keep = s->slow_n < cap ? s->slow_n : cap;
+        for (size_t i = 0; i < s->slow_n; i++) {
+            slow_entry *e = &s->slow[(s->slow_head + s->slow_cap - i) %
+                                     s->slow_cap];
+            if (i < keep) {
+                n[keep - 1 - i] = *e;
+            } else {
+                for (size_t a = 0; a < e->argc; a++)
+                    free(e->argv[a]);
+                free(e->argv);
+                free(e->argl);
+            }
+        }
+        free(s->slow);
+        s->slow = n;
+        s->slow_cap = cap;
+        s->slow_n = keep;
+        s->slow_head = keep ? keep - 1 : cap - 1;
+    }
+    size_t at = (s->slow_head + 1) % s->slow_cap;
+    slow_entry *e = &s->slow[at];
+    if (s->slow_n == s->slow_cap) { /* overwrite the oldest */
+        for (size_t a = 0; a < e->argc; a++)
+            free(e->argv[a]);
+        free(e->argv);
+        free(e->argl);
+        s->slow_n--;
+    }
+    memset(e, 0, sizeof *e);
+    size_t na = argc > SLOW_MAX_ARGS ? SLOW_MAX_ARGS : argc;
+    e->argv = calloc(na, sizeof *e->argv);
+    e->argl = calloc(na, sizeof *e->argl);
+    if (!e->argv || !e->argl) {
+        free(e->argv);
+        free(e->argl);
+        memset(e, 0, sizeof *e);
+        return;
+    }
+    for (size_t i = 0; i < na; i++) {
+        char buf[SLOW_MAX_ARG + 64];
+        size_t l;
+        if (i == SLOW_MAX_ARGS - 1 && argc > SLOW_MAX_ARGS) {
+            l = (size_t)snprintf(buf, sizeof buf, "... (%zu more arguments)",
+                                 argc - SLOW_MAX_ARGS + 1);
+        } else if (argl[i] > SLOW_MAX_ARG) {
+            memcpy(buf, argv[i], SLOW_MAX_ARG);
+            l = SLOW_MAX_ARG + (size_t)snprintf(buf + SLOW_MAX_ARG, 64,
+                                                "... (%zu more bytes)",
+                                                argl[i] - SLOW_MAX_ARG);
+        } else {
+            memcpy(buf, argv[i], argl[i]);
+            l = argl[i];
+        }
+        e->argv[i] = malloc(l + 1);
+        if (e->argv[i]) {
+            memcpy(e->argv[i], buf, l);
+            e->argv[i][l] = '\0';
+            e->argl[i] = l;
+        }
+        e->argc++;
+    }
+    e->id = s->slow_next_id++;
+    e->unix_s = (int64_t)(ks_now_ms() / 1000);
+    e->micros = micros;
+    snprintf(e->addr, sizeof e->addr, "%s", c ? c->addr : "");
+    snprintf(e->name, sizeof e->name, "%s", c ? c->name : "");
+    s->slow_head = at;
+    s->slow_n++;
+}
+
+static void slowlog_reset(server *s)
+{
+    for (size_t i = 0; i < s->slow_cap; i++) {
+        slow_entry *e = &s->slow[i];
+        for (size_t a = 0; a < e->argc; a++)
+            free(e->argv[a]);
+        free(e->argv);
+        free(e->argl);
+    }
+    free(s->slow);
+    s->slow = NULL;
+    s->slow_cap = s->slow_n = s->slow_head = 0;
+}
+
+void srv_slowlog_command(server *s, cmd_ctx *x)
+{
+    const uint8_t *sub = x->argv[1];
+    size_t sl = x->argl[1];
+#define SUB(w) (sl == strlen(w) && !strncasecmp((const char *)sub, w, sl))
+    if (SUB("LEN") && x->argc == 2) {
+        cairn_resp_integer(x->out, (int64_t)s->slow_n);
+    } else if (SUB("RESET") && x->argc == 2) {
+        slowlog_reset(s);
+        cairn_resp_simple(x->out, "OK");
+    } else if (SUB("GET") && x->argc <= 3) {
+        long long count = 10;
+        if (x->argc == 3) {
+            char buf[32];
+            size_t l = x->argl[2] < sizeof buf - 1 ? x->argl[2] : 0;
+            memcpy(buf, x->argv[2], l);
+            buf[l] = '\0';
+            char *endp;
+            count = strtoll(buf, &endp, 10);
+            if (!l || *endp || count < -1) {
+                cairn_resp_error(x->out, "ERR count should be greater than or "
+                                         "equal to -1");
+                return;
+            }
+            if (count == -1)
+                count = (long long)s->slow_n;
+        }
+        size_t n = (size_t)count < s->slow_n ? (size_t)count : s->slow_n;
+        cairn_resp_array(x->out, n);
+        for (size_t i = 0; i < n; i++) {
+            slow_entry *e = &s->slow[(s->slow_head + s->slow_cap - i) %
+                                     s->slow_cap];
+            cairn_resp_array(x->out, 6);
+            cairn_resp_integer(x->out, (int64_t)e->id);
+            cairn_resp_integer(x->out, e->unix_s);
+            cairn_resp_integer(x->out, (int64_t)e->micros);
+            cairn_resp_array(x->out, e->argc);
+            for (size_t a = 0; a < e->argc; a++)
+                cairn_resp_bulk(x->out, e->argv[a] ? e->argv[a] : "",
+                                e->argl[a]);
+            cairn_resp_bulk_cstr(x->out, e->addr);
+            cairn_resp_bulk_cstr(x->out, e->name);
+        }
+    } else if (SUB("HELP") && x->argc == 2) {
+        static const char *const help[] = {
+            "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GET [<count>]",
+            "    Return top <count> entries from the slowlog (default: 10, -1 "
+            "mean all).",
+            "    Entries are made of: id, timestamp, time in microseconds, "
+            "arguments array, client IP and port, client name.",
+            "    A write's time runs until its commit is durable.",
+            "LEN",
+            "    Return the length of the slowlog.",
+            "RESET",
+            "    Reset the slowlog.",
+            "HELP",
+            "    Print this help."};
+        size_t n = sizeof help / sizeof help[0];
+        cairn_resp_array(x->out, n);
+        for (size_t i = 0; i < n; i++)
+            cairn_resp_simple(x->out, help[i]);
+    } else {
+        cairn_resp_errorf(x->out,
+                          "ERR unknown subcommand or wrong number of arguments "
+                          "for '%.*s'. Try SLOWLOG HELP.",
+                          (int)sl, (const char *)sub);
+    }
+#undef SUB
+}
+
 /* ---------- committers ---------- */
 
 /* A job is done: hand it back to the loop (any thread). */
@@ -420,8 +824,10 @@ static void job_done(server *s, job *j)
     else
         s->d_head = j;
     s->d_tail = j;
+    bool send = !s->done_closed;
     pthread_mutex_unlock(&s->d_mu);
-    uv_async_send(&s->done_async);
+    if (send)
+        uv_async_send(&s->done_async);
 }
 
 /* Queue a job for the committers (jobs_inflight counted by the caller). */
@@ -517,17 +923,38 @@ static void client_flush(client *c)
         client_close(c);
         return;
     }
-    if (c->out.len > 0) {
+    if (c->tls && c->out.len > 0) {
+        /* Encrypt the replies; what goes to the socket is ciphertext. */
+        int rc = srv_tls_write(c->tls, c->out.p, c->out.len);
+        c->out.len = 0;
+        if (rc != 0) {
+            client_close(c);
+            return;
+        }
+    }
+    uint8_t *tdata = NULL;
+    size_t tlen = 0;
+    if (c->tls && srv_tls_take(c->tls, &tdata, &tlen) != 0) {
+        client_close(c);
+        return;
+    }
+    if (c->tls ? tlen > 0 : c->out.len > 0) {
         wreq *w = malloc(sizeof *w);
         if (!w) {
+            free(tdata);
             client_close(c);
             return;
         }
         w->c = c;
-        w->data = c->out.p;
-        w->len = c->out.len;
-        c->out.p = NULL;
-        c->out.len = c->out.cap = 0;
+        if (c->tls) {
+            w->data = tdata;
+            w->len = tlen;
+        } else {
+            w->data = c->out.p;
+            w->len = c->out.len;
+            c->out.p = NULL;
+            c->out.len = c->out.cap = 0;
+        }
         c->out_pending += w->len;
         uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
         int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
@@ -558,6 +985,8 @@ static void client_free(client *c)
 {
     if (c->batch)
         job_free(c->batch);
+    client_set_user(c, NULL);
+    srv_tls_conn_free(c->tls);
     cairn_resp_parser_free(c->parser);
     cairn_resp_free(&c->out);
     free(c->in);
@@ -655,6 +1084,7 @@ void srv_client_exec(client *c)
     c->busy = true;
     c->refs++;
     c->s->jobs_inflight++;
+    c->job_start_us = now_us_mono();
     submit(c->s, j);
 }
 
@@ -667,7 +1097,7 @@ static void client_command(client *c, const cairn_resp_cmd *cmd)
     s->st_cmds++;
     c->ncmds++;
     const cmd_def *d = cmd_lookup(cmd->argv[0], cmd->argl[0]);
-    if (s->cfg.requirepass && !c->authed && !(d && (d->flags & CMD_NOAUTH))) {
+    if (!c->authed && !(d && (d->flags & CMD_NOAUTH))) {
         cairn_resp_error(&c->out, "NOAUTH Authentication required.");
         if (c->in_multi)
             c->multi_err = true;
@@ -683,6 +1113,12 @@ static void client_command(client *c, const cairn_resp_cmd *cmd)
     if ((d->arity > 0 && cmd->argc != (size_t)d->arity) ||
         (d->arity < 0 && cmd->argc < (size_t)-d->arity)) {
         reply_arity(c, cmd->argv[0], cmd->argl[0]);
+        if (c->in_multi)
+            c->multi_err = true;
+        return;
+    }
+    if (c->authed && !(d->flags & CMD_NOAUTH) &&
+        !acl_allows(c, d, cmd->argc, cmd->argv, cmd->argl, &c->out)) {
         if (c->in_multi)
             c->multi_err = true;
         return;
@@ -720,7 +1156,9 @@ static void client_command(client *c, const cairn_resp_cmd *cmd)
     cmd_ctx x = {.srv = s, .db = s->db, .c = c, .proto = c->proto,
                  .argc = cmd->argc, .argv = cmd->argv, .argl = cmd->argl,
                  .out = &c->out, .now_ms = s->now_ms};
+    uint64_t t0 = now_us_mono();
     d->fn(&x);
+    slowlog_add(s, c, cmd->argc, cmd->argv, cmd->argl, now_us_mono() - t0);
 }
 
 /* Can cmd join a batch of pipelined writes? Plain write commands only,
@@ -728,13 +1166,13 @@ static void client_command(client *c, const cairn_resp_cmd *cmd)
  * else runs on its own, with its errors, once the batch is back). */
 static const cmd_def *batchable(const client *c, const cairn_resp_cmd *cmd)
 {
-    if (c->in_multi || cmd->argc == 0 ||
-        (c->s->cfg.requirepass && !c->authed))
+    if (c->in_multi || cmd->argc == 0 || !c->authed)
         return NULL;
     const cmd_def *d = cmd_lookup(cmd->argv[0], cmd->argl[0]);
     if (!d || !(d->flags & CMD_WRITE) ||
         (d->arity > 0 && cmd->argc != (size_t)d->arity) ||
-        (d->arity < 0 && cmd->argc < (size_t)-d->arity))
+        (d->arity < 0 && cmd->argc < (size_t)-d->arity) ||
+        !acl_allows((client *)c, d, cmd->argc, cmd->argv, cmd->argl, NULL))
         return NULL;
     return d;
 }
@@ -788,6 +1226,7 @@ static void batch_submit(client *c)
     c->busy = true;
     c->refs++;
     c->s->jobs_inflight++;
+    c->job_start_us = now_us_mono();
     if (!batch_commit_async(c->s, j))
         submit(c->s, j);
 }
@@ -880,6 +1319,11 @@ static void client_process(client *c)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     client *c = h->data;
+    if (c->tls) { /* ciphertext: decrypted into c->in by on_read */
+        (void)suggested;
+        *buf = uv_buf_init((char *)c->s->tls_rbuf, sizeof c->s->tls_rbuf);
+        return;
+    }
     size_t want = 16384;
     if (c->incap - c->inlen < want) {
         size_t n = c->incap ? c->incap : 16384;
@@ -899,6 +1343,25 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
                                       : c->incap - c->inlen));
 }
 
+/* Plaintext from a TLS client: append to its input. */
+static int tls_plain(void *arg, const uint8_t *p, size_t n)
+{
+    client *c = arg;
+    if (c->incap - c->inlen < n) {
+        size_t cap = c->incap ? c->incap : 16384;
+        while (cap - c->inlen < n)
+            cap *= 2;
+        uint8_t *np = realloc(c->in, cap);
+        if (!np)
+            return CAIRN_ENOMEM;
+        c->in = np;
+        c->incap = cap;
+    }
+    memcpy(c->in + c->inlen, p, n);
+    c->inlen += n;
+    return 0;
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     client *c = st->data;
@@ -909,7 +1372,28 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    c->inlen += (size_t)nread;
+    if (c->tls) {
+        int rc = srv_tls_feed(c->tls, (const uint8_t *)buf->base,
+                              (size_t)nread, tls_plain, c);
+        if (rc != 0) {
+            if (rc != CAIRN_ECLOSED) {
+                c->s->st_tls_errors++;
+                srv_log("info", "client %" PRIu64 " (%s): TLS: %s; closing it",
+                        c->id, c->addr, srv_tls_error(c->tls));
+            }
+            c->close_after = true;
+            client_flush(c); /* an alert may be waiting */
+            if (!c->closed && !c->busy && c->out_pending == 0)
+                client_close(c);
+            return;
+        }
+        if (srv_tls_pending(c->tls))
+            client_flush(c); /* handshake records */
+        if (c->closed)
+            return;
+    } else {
+        c->inlen += (size_t)nread;
+    }
     c->last_ms = mono_ms();
     if (c->inlen > c->s->cfg.max_query_buf) {
         srv_log("warning",
@@ -941,14 +1425,18 @@ static void on_connection(uv_stream_t *l, int status)
     c->proto = 2;
     cairn_resp_init(&c->out, 2);
     c->parser = cairn_resp_parser_new(&s->limits);
-    if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0 || !c->parser) {
+    bool tls = l == (uv_stream_t *)&s->tls_listener;
+    if (tls)
+        c->tls = srv_tls_conn_new(s->tls_ctx);
+    if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0 || !c->parser ||
+        (tls && !c->tls)) {
         c->closed = true;
         uv_close((uv_handle_t *)&c->tcp, on_client_closed);
         return;
     }
     c->id = ++s->next_id;
     c->created_ms = c->last_ms = mono_ms();
-    c->authed = s->cfg.requirepass == NULL;
+    srv_client_login_default(c);
     struct sockaddr_storage ss;
     int sl = sizeof ss;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
@@ -969,9 +1457,14 @@ static void on_connection(uv_stream_t *l, int status)
     s->clients = c;
     s->nclients++;
     s->st_conns++;
+    s->st_tls_conns += tls;
     uv_tcp_nodelay(&c->tcp, 1);
     if (s->nclients > s->cfg.max_clients || s->shutting_down) {
         s->st_rejected++;
+        if (tls) { /* no session to say it in */
+            client_close(c);
+            return;
+        }
         cairn_resp_error(&c->out, "ERR max number of clients reached");
         c->close_after = true;
         client_flush(c);
@@ -1006,6 +1499,13 @@ static void on_done(uv_async_t *a)
             }
             if (j->version)
                 c->last_version = j->version;
+            if (j->ncmds && !c->closed) {
+                /* A job's time: from its submission until its commit was
+                 * durable; logged under its first command. */
+                const cmd_queued *q = &j->cmds[0];
+                slowlog_add(s, c, q->argc, q->argv, q->argl,
+                            now_us_mono() - c->job_start_us);
+            }
             if (!c->closed && j->out.len)
                 cairn_resp_raw(&c->out, j->out.p, j->out.len);
             if (!c->closed)
@@ -1024,7 +1524,17 @@ static void close_handles(server *s)
     s->closing_all = true;
     while (s->clients)
         client_close(s->clients);
+    if (s->tls_listening) {
+        uv_close((uv_handle_t *)&s->tls_listener, NULL);
+        s->tls_listening = false;
+    }
+    srv_metrics_stop(s->metrics);
+    s->metrics = NULL;
     uv_close((uv_handle_t *)&s->timer, NULL);
+    /* Commits finishing from now on find the handle gone (job_done). */
+    pthread_mutex_lock(&s->d_mu);
+    s->done_closed = true;
+    pthread_mutex_unlock(&s->d_mu);
     uv_close((uv_handle_t *)&s->done_async, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
@@ -1038,6 +1548,10 @@ static void on_timer(uv_timer_t *t)
         if (s->listening) {
             uv_close((uv_handle_t *)&s->listener, NULL);
             s->listening = false;
+        }
+        if (s->tls_listening) {
+            uv_close((uv_handle_t *)&s->tls_listener, NULL);
+            s->tls_listening = false;
         }
         /* In-flight commits finish and their replies go out first. */
         bool pending = s->jobs_inflight > 0;
@@ -1057,6 +1571,19 @@ static void on_timer(uv_timer_t *t)
             s->sweep_inflight = true;
             s->jobs_inflight++;
             submit(s, j);
+        }
+    }
+    if (s->tls_listening && s->tick % 100 == 0) {
+        /* A TLS client gets 10 s to finish its handshake. */
+        uint64_t m = mono_ms();
+        for (client *c = s->clients, *next; c; c = next) {
+            next = c->next;
+            if (c->tls && !srv_tls_handshake_done(c->tls) &&
+                m - c->created_ms > 10000) {
+                srv_log("info", "client %" PRIu64 " (%s): no TLS handshake "
+                                "within 10 s; closing it", c->id, c->addr);
+                client_close(c);
+            }
         }
     }
     if (s->cfg.timeout_s && s->tick % 100 == 0) {
@@ -1179,13 +1706,197 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
 
 /* ---------- run ---------- */
 
+static int listen_on(server *s, uv_tcp_t *l, const char *bind, int port)
+{
+    struct sockaddr_storage addr;
+    int rc = strchr(bind, ':')
+                 ? uv_ip6_addr(bind, port, (struct sockaddr_in6 *)&addr)
+                 : uv_ip4_addr(bind, port, (struct sockaddr_in *)&addr);
+    if (rc != 0)
+        return rc;
+    rc = uv_tcp_init(&s->loop, l);
+    if (rc != 0)
+        return rc;
+    l->data = s;
+    rc = uv_tcp_bind(l, (struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)l, 511, on_connection);
+    if (rc != 0)
+        uv_close((uv_handle_t *)l, NULL);
+    return rc;
+}
+
+/* A "user NAME RULE..." config line: ACL SETUSER NAME RULE... */
+static int acl_setuser_line(server *s, const char *line)
+{
+    char *copy = strdup(line);
+    const uint8_t *argv[256];
+    size_t argl[256], argc = 2;
+    if (!copy)
+        return -1;
+    argv[0] = (const uint8_t *)"ACL";
+    argl[0] = 3;
+    argv[1] = (const uint8_t *)"SETUSER";
+    argl[1] = 7;
+    for (char *tok = strtok(copy, " \t"); tok && argc < 256;
+         tok = strtok(NULL, " \t")) {
+        argv[argc] = (const uint8_t *)tok;
+        argl[argc++] = strlen(tok);
+    }
+    cairn_resp_buf out;
+    cairn_resp_init(&out, 2);
+    int rc = 0;
+    if (argc < 3) {
+        srv_log("error", "config: 'user' needs a name and rules");
+        rc = -1;
+    } else {
+        srv_acl_command(s->acl, NULL, argc, argv, argl, &out);
+        if (out.oom || out.len == 0 || out.p[0] == '-') {
+            srv_log("error", "config: user %s: %.*s", (const char *)argv[2],
+                    out.len > 2 ? (int)out.len - 3 : 0,
+                    out.len > 2 ? (const char *)out.p + 1 : "");
+            rc = -1;
+        }
+    }
+    cairn_resp_free(&out);
+    free(copy);
+    return rc;
+}
+
+/* The Prometheus text: gauges and counters for the server and the engine. */
+static void metrics_render(void *arg, FILE *f)
+{
+    server *s = arg;
+    cairn_stats st;
+    cairn_get_stats(s->db, &st);
+#define G(name, help, fmt, v)                                                  \
+    fprintf(f, "# HELP " name " " help "\n# TYPE " name " gauge\n" name       \
+               " " fmt "\n", v)
+#define C(name, help, v)                                                       \
+    fprintf(f, "# HELP " name " " help "\n# TYPE " name " counter\n" name     \
+               " %" PRIu64 "\n", (uint64_t)(v))
+    G("cairn_up", "1 while the server runs.", "%d", 1);
+    G("cairn_uptime_seconds", "Seconds since the server started.",
+      "%" PRIu64, (mono_ms() - s->start_ms) / 1000);
+    G("cairn_connected_clients", "Open client connections.", "%zu",
+      s->nclients);
+    G("cairn_resident_memory_bytes", "Resident set size of the server.",
+      "%" PRIu64, rss_bytes());
+    G("cairn_memtable_bytes", "Bytes in the memtables.", "%" PRIu64,
+      st.memtable_bytes);
+    G("cairn_block_cache_bytes", "Bytes in the block cache.", "%" PRIu64,
+      st.block_cache_bytes);
+    G("cairn_current_version", "Newest commit version.", "%" PRIu64,
+      st.current_version);
+    G("cairn_write_pressure", "0 none, 1 slowing writes, 2 stalling them.",
+      "%d", st.write_pressure);
+    G("cairn_slowlog_length", "Entries in the slow log.", "%zu", s->slow_n);
+    C("cairn_connections_received_total", "Connections accepted.",
+      s->st_conns);
+    C("cairn_tls_connections_received_total", "TLS connections accepted.",
+      s->st_tls_conns);
+    C("cairn_rejected_connections_total", "Connections over maxclients.",
+      s->st_rejected);
+    C("cairn_commands_processed_total", "Commands run.", s->st_cmds);
+    C("cairn_protocol_errors_total", "Malformed requests (connection closed).",
+      s->st_proto_errors);
+    C("cairn_tls_errors_total", "TLS failures (connection closed).",
+      s->st_tls_errors);
+    C("cairn_dropped_clients_total", "Clients dropped over a buffer limit.",
+      s->st_dropped);
+    C("cairn_acl_denied_total", "Commands refused by access control.",
+      s->st_noperm);
+    C("cairn_commits_total", "Committed transactions.", st.commits);
+    C("cairn_conflicts_total", "Transaction conflicts (retried).",
+      st.conflicts);
+    C("cairn_wal_syncs_total", "Log fsyncs.", st.wal_syncs);
+    C("cairn_flushes_total", "Memtables written to sorted files.", st.flushes);
+    C("cairn_compactions_total", "Compactions done.", st.compactions);
+    C("cairn_compaction_read_bytes_total", "Bytes read by compactions.",
+      st.compact_read_bytes);
+    C("cairn_compaction_write_bytes_total", "Bytes written by compactions.",
+      st.compact_write_bytes);
+    C("cairn_block_cache_hits_total", "Block cache hits.",
+      st.block_cache_hits);
+    C("cairn_block_cache_misses_total", "Block cache misses.",
+      st.block_cache_misses);
+    C("cairn_write_slowdowns_total", "Writes slowed for compaction.",
+      st.write_slowdowns);
+    C("cairn_write_stalls_total", "Writes stalled for compaction.",
+      st.write_stalls);
+    fprintf(f, "# HELP cairn_level_files Sorted files per level.\n"
+               "# TYPE cairn_level_files gauge\n");
+    for (int l = 0; l < 8; l++)
+        fprintf(f, "cairn_level_files{level=\"%d\"} %" PRIu64 "\n", l,
+                st.level_files[l]);
+    fprintf(f, "# HELP cairn_level_bytes Bytes of sorted files per level.\n"
+               "# TYPE cairn_level_bytes gauge\n");
+    for (int l = 0; l < 8; l++)
+        fprintf(f, "cairn_level_bytes{level=\"%d\"} %" PRIu64 "\n", l,
+                st.level_bytes[l]);
+#undef G
+#undef C
+}
+
 int srv_run(const srv_config *cfg)
 {
     server *s = calloc(1, sizeof *s);
     if (!s)
         return 1;
-    s->cfg = *cfg;
+    if (srv_config_copy(&s->cfg, cfg) != 0) {
+        free(s);
+        return 1;
+    }
     s->start_ms = mono_ms();
+    /* Access control: the command table, requirepass, the config's users. */
+    s->acl = srv_acl_new();
+    size_t ncmd;
+    const cmd_def *tab = cmd_table(&ncmd);
+    const char **names = calloc(ncmd, sizeof *names);
+    unsigned *cats = calloc(ncmd, sizeof *cats);
+    int arc = s->acl && names && cats ? 0 : -1;
+    for (size_t i = 0; arc == 0 && i < ncmd; i++) {
+        names[i] = tab[i].name;
+        cats[i] = tab[i].cats;
+    }
+    if (arc == 0)
+        arc = srv_acl_set_commands(s->acl, names, cats, ncmd);
+    free(names);
+    free(cats);
+    if (arc == 0)
+        arc = srv_acl_set_requirepass(s->acl, s->cfg.requirepass);
+    for (size_t i = 0; arc == 0 && i < s->cfg.nusers; i++)
+        arc = acl_setuser_line(s, s->cfg.users[i]);
+    if (arc != 0) {
+        if (s->acl)
+            srv_log("error", "cannot set up access control (see above)");
+        else
+            srv_log("error", "out of memory");
+        srv_acl_free(s->acl);
+        srv_config_free(&s->cfg);
+        free(s);
+        return 1;
+    }
+    s->acl_gen = srv_acl_generation(s->acl);
+    if (s->cfg.tls_port) {
+        char err[512];
+        if (!s->cfg.tls_cert_file || !s->cfg.tls_key_file) {
+            srv_log("error", "tls-port needs tls-cert-file and tls-key-file");
+            arc = -1;
+        } else if (!(s->tls_ctx = srv_tls_ctx_new(
+                         s->cfg.tls_cert_file, s->cfg.tls_key_file,
+                         s->cfg.tls_ca_cert_file, s->cfg.tls_auth_clients, err,
+                         sizeof err))) {
+            srv_log("error", "TLS: %s", err);
+            arc = -1;
+        }
+        if (arc != 0) {
+            srv_acl_free(s->acl);
+            srv_config_free(&s->cfg);
+            free(s);
+            return 1;
+        }
+    }
     cairn_resp_limits_init(&s->limits);
     s->limits.max_bulk = cfg->max_bulk;
     s->limits.max_args = cfg->max_args;
@@ -1212,6 +1923,9 @@ int srv_run(const srv_config *cfg)
     if (rc) {
         srv_log("error", "cannot open the database in %s: %s", cfg->dir,
                 cairn_strerror(rc));
+        srv_tls_ctx_free(s->tls_ctx);
+        srv_acl_free(s->acl);
+        srv_config_free(&s->cfg);
         free(s);
         return 1;
     }
@@ -1232,28 +1946,46 @@ int srv_run(const srv_config *cfg)
     s->nworkers = started;
 
     int exit_code = 0;
-    struct sockaddr_storage addr;
-    if (strchr(cfg->bind, ':'))
-        rc = uv_ip6_addr(cfg->bind, cfg->port, (struct sockaddr_in6 *)&addr);
-    else
-        rc = uv_ip4_addr(cfg->bind, cfg->port, (struct sockaddr_in *)&addr);
-    if (rc == 0)
-        rc = uv_tcp_init(&s->loop, &s->listener);
-    if (rc == 0) {
-        s->listener.data = s;
-        rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
+    rc = listen_on(s, &s->listener, cfg->bind, cfg->port);
+    if (rc == 0 && cfg->tls_port) {
+        rc = listen_on(s, &s->tls_listener, cfg->bind, cfg->tls_port);
         if (rc == 0)
-            rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+            s->tls_listening = true;
+        else
+            srv_log("error", "cannot listen on %s:%d (tls-port): %s",
+                    cfg->bind, cfg->tls_port, uv_strerror(rc));
         if (rc != 0)
             uv_close((uv_handle_t *)&s->listener, NULL);
+    } else if (rc != 0) {
+        srv_log("error", "cannot listen on %s:%d: %s", cfg->bind, cfg->port,
+                uv_strerror(rc));
+    }
+    if (rc == 0 && cfg->metrics_port) {
+        char err[512];
+        s->metrics = srv_metrics_start(&s->loop, cfg->bind, cfg->metrics_port,
+                                       metrics_render, s, err, sizeof err);
+        if (!s->metrics) {
+            srv_log("error", "%s", err);
+            rc = -1;
+            uv_close((uv_handle_t *)&s->listener, NULL);
+            if (s->tls_listening) {
+                uv_close((uv_handle_t *)&s->tls_listener, NULL);
+                s->tls_listening = false;
+            }
+        }
     }
     if (rc != 0 || started == 0) {
-        srv_log("error", "cannot listen on %s:%d: %s", cfg->bind, cfg->port,
-                rc ? uv_strerror(rc) : "no committer threads");
+        if (started == 0)
+            srv_log("error", "no committer threads could start");
         exit_code = 1;
         s->shutting_down = true;
     } else {
         s->listening = true;
+        if (cfg->tls_port)
+            srv_log("info", "TLS on %s:%d", cfg->bind, cfg->tls_port);
+        if (cfg->metrics_port)
+            srv_log("info", "Prometheus metrics on http://%s:%d/metrics",
+                    cfg->bind, cfg->metrics_port);
         srv_log("info",
                 "cairn-server %s ready on %s:%d, data in %s, sync %s, %d "
                 "committer threads",
@@ -1281,6 +2013,8 @@ int srv_run(const srv_config *cfg)
     for (int i = 0; i < s->nworkers; i++)
         pthread_join(s->workers[i], NULL);
     free(s->workers);
+    srv_log("info", "flushing and closing the database");
+    rc = cairn_close(s->db); /* settles any commit still in flight */
     /* Jobs finished after the loop stopped: their clients are gone. */
     for (job *j = s->d_head; j;) {
         job *n = j->next;
@@ -1290,8 +2024,6 @@ int srv_run(const srv_config *cfg)
         j = n;
     }
     uv_loop_close(&s->loop);
-    srv_log("info", "flushing and closing the database");
-    rc = cairn_close(s->db);
     if (rc) {
         srv_log("error", "close: %s", cairn_strerror(rc));
         exit_code = 1;
@@ -1303,6 +2035,10 @@ int srv_run(const srv_config *cfg)
     pthread_mutex_destroy(&s->d_mu);
     for (int i = 0; i < KEY_STRIPES; i++)
         pthread_mutex_destroy(&s->key_locks[i]);
+    slowlog_reset(s);
+    srv_acl_free(s->acl);
+    srv_tls_ctx_free(s->tls_ctx);
+    srv_config_free(&s->cfg);
     free(s);
     return exit_code;
 }

@@ -38,11 +38,38 @@ typedef struct srv_config {
     size_t max_output;          /* 1 GiB of unread replies: dropped */
     uint32_t timeout_s;         /* 0: idle clients are never closed */
     int commit_threads;         /* 64 */
+    int metrics_port;           /* 0: no Prometheus endpoint */
+    int tls_port;               /* 0: no TLS listener */
+    char *tls_cert_file;        /* PEM certificate chain (tls-port) */
+    char *tls_key_file;         /* PEM private key */
+    char *tls_ca_cert_file;     /* CAs for client certificates (or NULL) */
+    bool tls_auth_clients;      /* require client certificates (no) */
+    int64_t slowlog_slower_than; /* microseconds; < 0: off (10000) */
+    size_t slowlog_max_len;     /* 128 */
+    char **users;               /* "user NAME RULES..." lines: ACL rules */
+    size_t nusers;
     char *config_file;          /* the file read at start, if any */
 } srv_config;
 
 void srv_config_init(srv_config *c);
 void srv_config_free(srv_config *c);
+/* A deep copy of src into dst: 0, or -1 when out of memory. */
+int srv_config_copy(srv_config *dst, const srv_config *src);
+/* The names of every setting CONFIG GET knows, NULL-terminated. */
+extern const char *const srv_config_names[];
+/* The value of setting `name` as CONFIG GET shows it: 0, or -1 if the
+ * name is unknown. */
+int srv_config_get(const srv_config *c, const char *name, char *buf,
+                   size_t len);
+/* Can CONFIG SET change it while the server runs? */
+bool srv_config_runtime(const char *name);
+/* CONFIG REWRITE: write the settings into the config file c->config_file,
+ * keeping its comments and order, replacing the lines of settings it has,
+ * appending those it lacks that differ from the defaults (and the ACL user
+ * lines given), atomically (a temporary file, fsync, rename). 0, or -1
+ * with a message. */
+int srv_config_rewrite(const srv_config *c, char *const *user_lines,
+                       size_t nuser_lines, char *err, size_t errlen);
 /* Apply one "name value..." setting (config file line or --name value).
  * 0, or -1 with a message in err. */
 int srv_config_set(srv_config *c, const char *name, const char *value,
@@ -81,6 +108,9 @@ typedef struct cmd_def {
     int arity;          /* Redis convention: N exact, -N at least N */
     unsigned flags;
     void (*fn)(cmd_ctx *x);
+    int first, last, step; /* key positions (COMMAND INFO): 0 none; last
+                              -1 through the end */
+    unsigned cats;      /* SRV_ACL_CAT_* */
     const char *summary;
 } cmd_def;
 
@@ -102,7 +132,27 @@ uint64_t srv_client_id(const client *c);
 int srv_client_proto(const client *c);
 void srv_client_set_proto(client *c, int proto);
 bool srv_client_authed(const client *c);
-void srv_client_set_authed(client *c, bool a);
+/* AUTH / HELLO AUTH: log in as user (NULL: "default") if the password
+ * fits; true on success (the client then runs as that user). */
+bool srv_client_login(client *c, const uint8_t *user, size_t ul,
+                      const uint8_t *pass, size_t pl);
+/* RESET: back to the default user, authenticated only if it needs no
+ * password. */
+void srv_client_login_default(client *c);
+/* The client's user name (NULL before authentication). */
+const char *srv_client_user(const client *c);
+struct srv_acl *srv_get_acl(server *s);
+/* ACL: run the command, then drop the clients of deleted users. */
+void srv_acl_run(server *s, client *c, size_t argc, const uint8_t *const *argv,
+                 const size_t *argl, cairn_resp_buf *out);
+/* CONFIG SET name value: validate, apply to the running server. 0, or -1
+ * with a Redis-worded message. */
+int srv_config_apply(server *s, const char *name, const char *value,
+                     char *err, size_t errlen);
+/* CONFIG REWRITE. */
+int srv_config_rewrite_running(server *s, char *err, size_t errlen);
+/* SLOWLOG GET [n] / LEN / RESET / HELP. */
+void srv_slowlog_command(server *s, cmd_ctx *x);
 void srv_client_close_after_reply(client *c);
 const char *srv_client_name(const client *c);
 void srv_client_set_name(client *c, const uint8_t *n, size_t len);
