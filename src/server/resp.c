@@ -250,13 +250,13 @@ static int parse_multibulk(cairn_resp_parser *p, const uint8_t *buf,
         if (f == 0 || idx + 1 >= len)
             return 0;
         int64_t v;
-        if (!parse_ll(buf + 1, idx - 1, &v) || v < -1 ||
+        if (!parse_ll(buf + 1, idx - 1, &v) ||
             (v > 0 && (uint64_t)v > p->lim.max_args) || buf[idx + 1] != '\n')
             return fail(p, CAIRN_EINVAL,
                         "Protocol error: invalid multibulk length");
         p->pos = idx + 2;
         p->scan = 0;
-        if (v <= 0) { /* "*0" / "*-1": an empty command */
+        if (v <= 0) { /* "*0", "*-1", "*-5": an empty command (Redis) */
             p->argc = 0;
             *consumed = p->pos;
             return 1;

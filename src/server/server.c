@@ -162,6 +162,7 @@ struct client {
     cairn_resp_buf out;
     int proto;
     bool authed, busy, close_after, closed;
+    bool eof;       /* the peer half-closed: close once all is answered */
     int refs;
     size_t out_pending;
     char name[128];
@@ -1273,6 +1274,20 @@ static void client_process(client *c)
                                   &used, err, sizeof err);
         if (rc == 0)
             break;
+        if (rc == 1 && cmd.argc > 0 &&
+            ((cmd.argl[0] == 4 && !strncasecmp((const char *)cmd.argv[0],
+                                               "post", 4)) ||
+             (cmd.argl[0] == 5 && !strncasecmp((const char *)cmd.argv[0],
+                                               "host:", 5)))) {
+            /* An HTTP request (a browser made to talk to us): close at once,
+             * running nothing, as Redis does. */
+            srv_log("warning", "client %" PRIu64 " (%s) sent an HTTP request "
+                               "(possible cross-protocol attack); closing it",
+                    c->id, c->addr);
+            c->s->st_proto_errors++;
+            client_close(c);
+            return;
+        }
         if (rc == 1) {
             const cmd_def *d = batchable(c, &cmd);
             if (d) {
@@ -1293,6 +1308,12 @@ static void client_process(client *c)
                 break;
             }
         }
+        if (rc < 0 && c->batch) {
+            /* The writes before the bad bytes answer first; the error
+             * (sticky in the parser) comes when they are back. */
+            batch_submit(c);
+            break;
+        }
         if (rc < 0) {
             char msg[300];
             snprintf(msg, sizeof msg, "ERR %s", err);
@@ -1306,9 +1327,25 @@ static void client_process(client *c)
         }
         client_command(c, &cmd);
         off += used;
+        if (c->out.len + c->out_pending > c->s->cfg.max_output) {
+            /* Checked per reply: a few bytes of requests must not make
+             * gigabytes of replies before the limit is looked at. */
+            srv_log("warning",
+                    "client %" PRIu64 " (%s) dropped: %zu bytes of replies "
+                    "unread (client-output-buffer-limit %zu)",
+                    c->id, c->addr, c->out.len + c->out_pending,
+                    c->s->cfg.max_output);
+            c->s->st_dropped++;
+            client_close(c);
+            return;
+        }
     }
     if (c->batch && !c->closed)
         batch_submit(c);
+    /* The peer has finished sending: once everything it sent is answered
+     * (an incomplete request never will be), close. */
+    if (c->eof && !c->busy && !c->closed)
+        c->close_after = true;
     if (off > 0 && !c->closed) {
         memmove(c->in, c->in + off, c->inlen - off);
         c->inlen -= off;
@@ -1365,9 +1402,15 @@ static int tls_plain(void *arg, const uint8_t *p, size_t n)
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     client *c = st->data;
+    if (nread == UV_EOF && !c->tls) {
+        /* Half-closed: answer what it sent, then close. */
+        uv_read_stop(st);
+        c->eof = true;
+        client_process(c);
+        return;
+    }
     if (nread < 0) {
-        /* EOF or error: a half-closed client gets no more replies. */
-        client_close(c);
+        client_close(c); /* a reset, an error, or EOF under TLS */
         return;
     }
     if (nread == 0)
