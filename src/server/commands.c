@@ -1333,6 +1333,29 @@ static bool count_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
     return true;
 }
 
+typedef struct count_state {
+    uint64_t keys, expires;
+} count_state;
+
+static bool count2_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
+{
+    count_state *c = arg;
+    c->keys++;
+    c->expires += r->expiry_ms != 0;
+    return true;
+}
+
+int cmd_count_keys(cairn_db *db, uint64_t now_ms, uint64_t *keys,
+                   uint64_t *expires)
+{
+    cmd_ctx x = {.db = db, .now_ms = now_ms};
+    count_state c = {0, 0};
+    int rc = walk_keys(&x, count2_fn, &c);
+    *keys = c.keys;
+    *expires = c.expires;
+    return rc;
+}
+
 static void c_dbsize(cmd_ctx *x)
 {
     long long n = 0;
@@ -2165,7 +2188,7 @@ static const cmd_def TABLE[] = {
      "The configuration: GET, SET, REWRITE."},
     {"copy", -3, CMD_WRITE, c_copy, 1, 2, 1,
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW, "Copies a key's value to another key."},
-    {"dbsize", 1, 0, c_dbsize, 0, 0, 0,
+    {"dbsize", 1, CMD_OFFLOOP, c_dbsize, 0, 0, 0,
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "The number of keys."},
     {"decr", 2, CMD_WRITE, c_decr, 1, 1, 1,
      SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Decrements an integer value by one."},
@@ -2219,7 +2242,7 @@ static const cmd_def TABLE[] = {
      "Increments a floating-point value."},
     {"info", -1, CMD_LOOP, c_info, 0, 0, 0,
      SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS, "Server information and statistics."},
-    {"keys", 2, 0, c_keys, 0, 0, 0,
+    {"keys", 2, CMD_OFFLOOP, c_keys, 0, 0, 0,
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS, "The keys matching a pattern."},
     {"lastsave", 1, 0, c_lastsave, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_FAST|SRV_ACL_CAT_DANGEROUS, "The time of the last checkpoint."},
@@ -2251,7 +2274,7 @@ static const cmd_def TABLE[] = {
     {"quit", -1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_quit, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST,
      "Closes the connection."},
-    {"randomkey", 1, 0, c_randomkey, 0, 0, 0,
+    {"randomkey", 1, CMD_OFFLOOP, c_randomkey, 0, 0, 0,
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW, "A random key."},
     {"rename", 3, CMD_WRITE, c_rename, 1, 2, 1,
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW, "Renames a key."},
@@ -2264,7 +2287,7 @@ static const cmd_def TABLE[] = {
     {"save", 1, CMD_WRITE | CMD_BLOCKING, c_save, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "Writes the memtables to sorted files (a checkpoint)."},
-    {"scan", -2, 0, c_scan, 0, 0, 0,
+    {"scan", -2, CMD_OFFLOOP, c_scan, 0, 0, 0,
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW, "Iterates over the keys."},
     {"select", 2, CMD_LOOP, c_select, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST, "Selects database 0 (the only one)."},

@@ -110,7 +110,7 @@ static void cmd_queued_free(cmd_queued *q)
  * replies as if run one by one, one commit (and one log sync) for all. A
  * batch of one runs the command on its own (its own transaction, or a
  * blind write). */
-typedef enum { JOB_EXEC, JOB_SWEEP, JOB_BATCH } job_kind;
+typedef enum { JOB_EXEC, JOB_SWEEP, JOB_BATCH, JOB_COUNT } job_kind;
 
 #define BATCH_MAX_CMDS 256
 #define KEY_STRIPES 512
@@ -129,6 +129,8 @@ typedef struct job {
     cairn_resp_buf out;
     uint64_t version;
     uint64_t now_ms;
+    uint64_t count_keys, count_expires; /* JOB_COUNT's result */
+    int count_rc;
     bool async;     /* committed from the loop (cairn_txn_commit_async) */
     int async_rc;   /* its outcome, set by the engine thread */
 } job;
@@ -169,6 +171,7 @@ struct client {
     char addr[64];
     uint64_t created_ms, last_ms, ncmds, last_version;
     const char *last_cmd;
+    const cmd_def *last_def; /* the command it ran last (lookup cache) */
     /* MULTI */
     bool in_multi, multi_err;
     cmd_queued *mq;
@@ -209,9 +212,13 @@ struct server {
     uint64_t next_id;
     size_t jobs_inflight;
     bool sweep_inflight;
+    /* INFO keyspace: the key count from the last walk (JOB_COUNT) */
+    bool count_inflight, ks_valid;
+    uint64_t ks_keys, ks_expires, ks_counted_ms;
     bool shutting_down, closing_all;
     uint64_t start_ms, tick;
     uint64_t now_ms; /* wall clock (ms) at the start of this input pass */
+    uint64_t cmd_start_us; /* when the command being run began (slow log) */
     /* Single-key writes on a committer hold the stripe of their key
      * through their commit: read-modify-writes of one hot key queue up
      * instead of conflicting and retrying. */
@@ -851,6 +858,9 @@ static void run_job(server *s, job *j)
                  .out = &j->out, .now_ms = j->now_ms};
     if (j->kind == JOB_SWEEP) {
         cmd_sweep_expired(s->db, j->now_ms, 1000);
+    } else if (j->kind == JOB_COUNT) {
+        j->count_rc = cmd_count_keys(s->db, j->now_ms, &j->count_keys,
+                                     &j->count_expires);
     } else if (j->kind == JOB_EXEC) {
         cmd_exec_queued(&x, j->cmds, j->ncmds, j->nwatch,
                         (const uint8_t **)j->wkeys, j->wlens,
@@ -1089,15 +1099,30 @@ void srv_client_exec(client *c)
     submit(c->s, j);
 }
 
-/* Run one parsed command (its argv points into c->in). */
-static void client_command(client *c, const cairn_resp_cmd *cmd)
+/* The command named by argv[0]: the client's previous one if it matches
+ * (pipelines repeat a command), else a table lookup. */
+static const cmd_def *client_lookup(client *c, const cairn_resp_cmd *cmd)
+{
+    const cmd_def *d = c->last_def;
+    if (d && strlen(d->name) == cmd->argl[0] &&
+        !strncasecmp(d->name, (const char *)cmd->argv[0], cmd->argl[0]))
+        return d;
+    d = cmd_lookup(cmd->argv[0], cmd->argl[0]);
+    if (d)
+        c->last_def = d;
+    return d;
+}
+
+/* Run one parsed command (its argv points into c->in); d is its entry in
+ * the table (NULL: unknown). */
+static void client_command(client *c, const cmd_def *d,
+                           const cairn_resp_cmd *cmd)
 {
     server *s = c->s;
     if (cmd->argc == 0)
         return;
     s->st_cmds++;
     c->ncmds++;
-    const cmd_def *d = cmd_lookup(cmd->argv[0], cmd->argl[0]);
     if (!c->authed && !(d && (d->flags & CMD_NOAUTH))) {
         cairn_resp_error(&c->out, "NOAUTH Authentication required.");
         if (c->in_multi)
@@ -1154,28 +1179,53 @@ static void client_command(client *c, const cairn_resp_cmd *cmd)
     }
     /* A write that gets here is queued above: client_process hands every
      * other one to a batch (batchable). */
+    if (d->flags & CMD_OFFLOOP) {
+        /* A walk over every key: on a committer, so the loop goes on. */
+        job *j = calloc(1, sizeof *j);
+        cmd_queued *q = j ? calloc(1, sizeof *q) : NULL;
+        if (!q || cmd_queued_copy(q, d, cmd->argc, cmd->argv, cmd->argl)) {
+            free(q);
+            free(j);
+            cmd_reply_engine_error(&c->out, CAIRN_ENOMEM);
+            return;
+        }
+        j->kind = JOB_BATCH;
+        j->c = c;
+        j->cmds = q;
+        j->ncmds = 1;
+        j->now_ms = s->now_ms;
+        cairn_resp_init(&j->out, c->proto);
+        c->busy = true;
+        c->refs++;
+        s->jobs_inflight++;
+        c->job_start_us = now_us_mono();
+        submit(s, j);
+        return;
+    }
     cmd_ctx x = {.srv = s, .db = s->db, .c = c, .proto = c->proto,
                  .argc = cmd->argc, .argv = cmd->argv, .argl = cmd->argl,
                  .out = &c->out, .now_ms = s->now_ms};
-    uint64_t t0 = now_us_mono();
     d->fn(&x);
-    slowlog_add(s, c, cmd->argc, cmd->argv, cmd->argl, now_us_mono() - t0);
+    /* One clock read per command: it ended now, and began when the one
+     * before it ended (or the input pass began). */
+    uint64_t t1 = now_us_mono();
+    slowlog_add(s, c, cmd->argc, cmd->argv, cmd->argl, t1 - s->cmd_start_us);
+    s->cmd_start_us = t1;
 }
 
 /* Can cmd join a batch of pipelined writes? Plain write commands only,
  * outside MULTI, from an authenticated client, with a valid arity (anything
  * else runs on its own, with its errors, once the batch is back). */
-static const cmd_def *batchable(const client *c, const cairn_resp_cmd *cmd)
+static bool batchable(client *c, const cmd_def *d, const cairn_resp_cmd *cmd)
 {
     if (c->in_multi || cmd->argc == 0 || !c->authed)
-        return NULL;
-    const cmd_def *d = cmd_lookup(cmd->argv[0], cmd->argl[0]);
+        return false;
     if (!d || !(d->flags & CMD_WRITE) ||
         (d->arity > 0 && cmd->argc != (size_t)d->arity) ||
         (d->arity < 0 && cmd->argc < (size_t)-d->arity) ||
-        !acl_allows((client *)c, d, cmd->argc, cmd->argv, cmd->argl, NULL))
-        return NULL;
-    return d;
+        !acl_allows(c, d, cmd->argc, cmd->argv, cmd->argl, NULL))
+        return false;
+    return true;
 }
 
 /* The engine's word on an asynchronous commit (an engine thread). */
@@ -1265,6 +1315,7 @@ static void client_process(client *c)
     if (c->closed)
         return;
     c->s->now_ms = ks_now_ms(); /* one clock read per pass, not per command */
+    c->s->cmd_start_us = now_us_mono();
     size_t off = 0;
     while (!c->busy && !c->close_after && !c->closed && off < c->inlen) {
         cairn_resp_cmd cmd;
@@ -1288,9 +1339,9 @@ static void client_process(client *c)
             client_close(c);
             return;
         }
+        const cmd_def *d = rc == 1 && cmd.argc ? client_lookup(c, &cmd) : NULL;
         if (rc == 1) {
-            const cmd_def *d = batchable(c, &cmd);
-            if (d) {
+            if (batchable(c, d, &cmd)) {
                 if (batch_add(c, d, &cmd) != 0) {
                     srv_log("warning", "client %" PRIu64 " dropped: out of "
                                        "memory", c->id);
@@ -1325,7 +1376,7 @@ static void client_process(client *c)
             off = c->inlen;
             break;
         }
-        client_command(c, &cmd);
+        client_command(c, d, &cmd);
         off += used;
         if (c->out.len + c->out_pending > c->s->cfg.max_output) {
             /* Checked per reply: a few bytes of requests must not make
@@ -1531,6 +1582,14 @@ static void on_done(uv_async_t *a)
         client *c = j->c;
         if (j->kind == JOB_SWEEP) {
             s->sweep_inflight = false;
+        } else if (j->kind == JOB_COUNT) {
+            s->count_inflight = false;
+            if (j->count_rc == 0) {
+                s->ks_keys = j->count_keys;
+                s->ks_expires = j->count_expires;
+                s->ks_counted_ms = mono_ms();
+                s->ks_valid = true;
+            }
         } else if (c) {
             c->busy = false;
             if (j->async && j->async_rc != 0) {
@@ -1728,20 +1787,42 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
                    "block_cache_misses:%" PRIu64 "\r\n"
                    "write_pressure:%d\r\nwrite_pressure_reason:%s\r\n"
                    "write_slowdowns:%" PRIu64 "\r\nwrite_stalls:%" PRIu64
-                   "\r\nbackground_error:%d\r\n",
+                   "\r\nbackground_error:%d\r\n"
+                   "keyspace_count_age_ms:%" PRId64 "\r\n",
                 st.current_version, st.oldest_version, st.flushes,
                 st.compactions, st.compact_read_bytes, st.compact_write_bytes,
                 st.block_cache_hits, st.block_cache_misses, st.write_pressure,
                 st.write_pressure_reason ? st.write_pressure_reason : "",
-                st.write_slowdowns, st.write_stalls, st.background_error);
+                st.write_slowdowns, st.write_stalls, st.background_error,
+                s->ks_valid ? (int64_t)(mono_ms() - s->ks_counted_ms) : -1);
         for (int l = 0; l < 8; l++)
             if (st.level_files[l])
                 fprintf(f, "level%d:files=%" PRIu64 ",bytes=%" PRIu64 "\r\n",
                         l, st.level_files[l], st.level_bytes[l]);
         fprintf(f, "\r\n");
     }
-    if (want(sec, "keyspace", true))
-        fprintf(f, "# Keyspace\r\n\r\n");
+    if (want(sec, "keyspace", true)) {
+        /* Counting walks every key: a committer does it in the background
+         * (again once the count is 5 s old), INFO shows the last count. */
+        if (!s->count_inflight && !s->shutting_down &&
+            (!s->ks_valid || mono_ms() - s->ks_counted_ms > 5000)) {
+            job *j = calloc(1, sizeof *j);
+            if (j) {
+                j->kind = JOB_COUNT;
+                j->now_ms = ks_now_ms();
+                cairn_resp_init(&j->out, 2);
+                s->count_inflight = true;
+                s->jobs_inflight++;
+                submit(s, j);
+            }
+        }
+        fprintf(f, "# Keyspace\r\n");
+        if (s->ks_valid && s->ks_keys)
+            fprintf(f, "db0:keys=%" PRIu64 ",expires=%" PRIu64
+                       ",avg_ttl=0\r\n",
+                    s->ks_keys, s->ks_expires);
+        fprintf(f, "\r\n");
+    }
     fclose(f);
     cairn_resp_verbatim(out, "txt", b, bl);
     free(b);

@@ -102,6 +102,8 @@ typedef struct cmd_ctx {
                            refused inside MULTI */
 #define CMD_BLOCKING 0x10 /* a write that may take long (a flush, every
                              key): always on a committer thread */
+#define CMD_OFFLOOP 0x20 /* a read that may walk every key: on a committer
+                            thread, so the loop keeps serving others */
 
 typedef struct cmd_def {
     const char *name;
@@ -198,6 +200,9 @@ void cmd_run_batch(cmd_ctx *x, const cmd_queued *cmds, size_t n);
 int cmd_batch_prepare(cmd_ctx *x, const cmd_queued *cmds, size_t n,
                       cairn_txn **txn);
 void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max);
+/* Count the live keys and those with an expiry (a walk of every key). */
+int cmd_count_keys(cairn_db *db, uint64_t now_ms, uint64_t *keys,
+                   uint64_t *expires);
 void cmd_reply_engine_error(cairn_resp_buf *out, int rc);
 
 #endif /* CAIRN_SERVER_SERVER_H */
