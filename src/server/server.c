@@ -115,6 +115,8 @@ typedef enum { JOB_EXEC, JOB_SWEEP, JOB_BATCH, JOB_COUNT } job_kind;
 #define BATCH_MAX_CMDS 256
 #define KEY_STRIPES 512
 #define BATCH_MAX_BYTES ((size_t)4 << 20)
+/* A client's input waits while this much of its replies is unwritten. */
+#define OUT_PAUSE ((size_t)4 << 20)
 
 typedef struct job {
     struct job *next;
@@ -165,6 +167,7 @@ struct client {
     int proto;
     bool authed, busy, close_after, closed;
     bool eof;       /* the peer half-closed: close once all is answered */
+    bool paused;    /* input left unparsed until replies drain (OUT_PAUSE) */
     int refs;
     size_t out_pending;
     char name[128];
@@ -920,6 +923,10 @@ static void on_write(uv_write_t *req, int status)
         client_close(c);
         return;
     }
+    if (c->paused && !c->closed && !c->busy && c->out_pending < OUT_PAUSE / 2) {
+        client_process(c);
+        return;
+    }
     if (c->close_after && !c->busy && c->out_pending == 0 && !c->closed)
         client_close(c);
 }
@@ -1317,7 +1324,15 @@ static void client_process(client *c)
     c->s->now_ms = ks_now_ms(); /* one clock read per pass, not per command */
     c->s->cmd_start_us = now_us_mono();
     size_t off = 0;
+    c->paused = false;
     while (!c->busy && !c->close_after && !c->closed && off < c->inlen) {
+        if (c->out.len + c->out_pending >= OUT_PAUSE) {
+            /* Big replies not yet written: go on once the socket has taken
+             * most of them (on_write), so one client's pipeline of large
+             * reads cannot hold the loop or pile up memory. */
+            c->paused = true;
+            break;
+        }
         cairn_resp_cmd cmd;
         size_t used = 0;
         char err[256];

@@ -78,6 +78,11 @@ struct cairn_wal {
     bool cb_firing;     /* a thread is running callbacks (without mu) */
     bool kick, stop;
     uint64_t last_sync_ms;
+    /* Background rounds (asynchronous appends): how many records the last
+     * one took and how long its write + sync took, to gather about as many
+     * before the next (see bg_main); bg_gather: the background thread is
+     * waiting for pend_count to reach it (0: not waiting). */
+    uint64_t bg_last_records, bg_last_round_us, bg_gather;
     wal_seg_info *segs;
     size_t nsegs, capsegs;
     cairn_wal_stats stats;
