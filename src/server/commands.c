@@ -190,6 +190,24 @@ static void run_write(cmd_ctx *x, write_op op, void *arg)
     srv_unlock_key(x->srv, lk, ll);
 }
 
+/* The reply to an unknown subcommand of cmd (Redis's wording). */
+void cmd_reply_bad_sub(cairn_resp_buf *out, const char *cmd,
+                       const uint8_t *sub, size_t sl)
+{
+    cairn_resp_errorf(out,
+                      "ERR unknown subcommand or wrong number of arguments "
+                      "for '%.*s'. Try %s HELP.",
+                      (int)(sl > 128 ? 128 : sl), (const char *)sub, cmd);
+}
+
+/* A HELP reply: the lines as simple strings. */
+void cmd_reply_help(cairn_resp_buf *out, const char *const *lines, size_t n)
+{
+    cairn_resp_array(out, n);
+    for (size_t i = 0; i < n; i++)
+        cairn_resp_simple(out, lines[i]);
+}
+
 /* ---------- connection ---------- */
 
 static void c_ping(cmd_ctx *x)
@@ -373,10 +391,7 @@ static void c_client(cmd_ctx *x)
         }
         cairn_resp_integer(x->out, srv_client_kill_id(x->srv, (uint64_t)id));
     } else {
-        cairn_resp_errorf(x->out,
-                          "ERR unknown subcommand or wrong number of arguments "
-                          "for '%.*s'. Try CLIENT HELP.",
-                          (int)x->argl[1], (const char *)x->argv[1]);
+        cmd_reply_bad_sub(x->out, "CLIENT", x->argv[1], x->argl[1]);
     }
 }
 
@@ -1905,15 +1920,9 @@ static void c_config(cmd_ctx *x)
             "    Rewrite the configuration file.",
             "HELP",
             "    Print this help."};
-        size_t n = sizeof help / sizeof help[0];
-        cairn_resp_array(x->out, n);
-        for (size_t i = 0; i < n; i++)
-            cairn_resp_simple(x->out, help[i]);
+        cmd_reply_help(x->out, help, sizeof help / sizeof help[0]);
     } else {
-        cairn_resp_errorf(x->out,
-                          "ERR unknown subcommand or wrong number of arguments "
-                          "for '%.*s'. Try CONFIG HELP.",
-                          (int)x->argl[1], (const char *)x->argv[1]);
+        cmd_reply_bad_sub(x->out, "CONFIG", x->argv[1], x->argl[1]);
     }
 }
 
@@ -2005,6 +2014,20 @@ static int watched_changed(cairn_db *db, const uint8_t *key, size_t kl,
     return 0;
 }
 
+/* Run cmds, one after the other, in transaction t (replies to x->out). */
+static void run_into(cmd_ctx *x, const cmd_queued *cmds, size_t n,
+                     cairn_txn *t)
+{
+    for (size_t i = 0; i < n; i++) {
+        cmd_ctx q = *x;
+        q.argc = cmds[i].argc;
+        q.argv = cmds[i].argv;
+        q.argl = cmds[i].argl;
+        q.txn = t;
+        cmds[i].def->fn(&q);
+    }
+}
+
 /* Run cmds in one transaction (serializable when keys are watched),
  * committed once, retried on a conflict with the replies rewritten. exec:
  * EXEC's reply shape (see server.h); else a batch of pipelined writes. */
@@ -2041,14 +2064,7 @@ static void run_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
         if (rc == 0) {
             if (exec)
                 cairn_resp_array(x->out, n);
-            for (size_t i = 0; i < n; i++) {
-                cmd_ctx q = *x;
-                q.argc = cmds[i].argc;
-                q.argv = cmds[i].argv;
-                q.argl = cmds[i].argl;
-                q.txn = t;
-                cmds[i].def->fn(&q);
-            }
+            run_into(x, cmds, n, t);
             uint64_t v = 0;
             rc = cairn_txn_commit(t, &v);
             t = NULL;
@@ -2087,14 +2103,7 @@ int cmd_batch_prepare(cmd_ctx *x, const cmd_queued *cmds, size_t n,
     int rc = cairn_txn_begin(x->db, NULL, &t);
     if (rc)
         return rc;
-    for (size_t i = 0; i < n; i++) {
-        cmd_ctx q = *x;
-        q.argc = cmds[i].argc;
-        q.argv = cmds[i].argv;
-        q.argl = cmds[i].argl;
-        q.txn = t;
-        cmds[i].def->fn(&q);
-    }
+    run_into(x, cmds, n, t);
     *txn = t;
     return 0;
 }
@@ -2447,9 +2456,6 @@ static void c_command(cmd_ctx *x)
                 command_doc(x, d);
         }
     } else {
-        cairn_resp_errorf(x->out,
-                          "ERR unknown subcommand or wrong number of arguments "
-                          "for '%.*s'. Try COMMAND HELP.",
-                          (int)x->argl[1], (const char *)x->argv[1]);
+        cmd_reply_bad_sub(x->out, "COMMAND", x->argv[1], x->argl[1]);
     }
 }

@@ -810,15 +810,9 @@ void srv_slowlog_command(server *s, cmd_ctx *x)
             "    Reset the slowlog.",
             "HELP",
             "    Print this help."};
-        size_t n = sizeof help / sizeof help[0];
-        cairn_resp_array(x->out, n);
-        for (size_t i = 0; i < n; i++)
-            cairn_resp_simple(x->out, help[i]);
+        cmd_reply_help(x->out, help, sizeof help / sizeof help[0]);
     } else {
-        cairn_resp_errorf(x->out,
-                          "ERR unknown subcommand or wrong number of arguments "
-                          "for '%.*s'. Try SLOWLOG HELP.",
-                          (int)sl, (const char *)sub);
+        cmd_reply_bad_sub(x->out, "SLOWLOG", sub, sl);
     }
 #undef SUB
 }

@@ -204,5 +204,8 @@ void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max);
 int cmd_count_keys(cairn_db *db, uint64_t now_ms, uint64_t *keys,
                    uint64_t *expires);
 void cmd_reply_engine_error(cairn_resp_buf *out, int rc);
+void cmd_reply_bad_sub(cairn_resp_buf *out, const char *cmd,
+                       const uint8_t *sub, size_t sl);
+void cmd_reply_help(cairn_resp_buf *out, const char *const *lines, size_t n);
 
 #endif /* CAIRN_SERVER_SERVER_H */

@@ -783,26 +783,29 @@ int cairn_wal_appendv(cairn_wal *w, uint8_t type, const void *const *parts,
                         NULL, false);
 }
 
-int cairn_wal_append_notify(cairn_wal *w, uint8_t type, const void *data,
-                            size_t len, cairn_wal_ack_fn cb, void *arg,
-                            uint64_t *lsn)
+/* One record with a callback; kick: the background thread leads. */
+static int append_cb(cairn_wal *w, uint8_t type, const void *data, size_t len,
+                     cairn_wal_ack_fn cb, void *arg, uint64_t *lsn, bool kick)
 {
     const void *parts[1] = {data};
     size_t lens[1] = {len};
     if (!cb || (len && !data))
         return CAIRN_EINVAL;
-    return append_parts(w, type, parts, lens, 1, cb, arg, lsn, NULL, false);
+    return append_parts(w, type, parts, lens, 1, cb, arg, lsn, NULL, kick);
+}
+
+int cairn_wal_append_notify(cairn_wal *w, uint8_t type, const void *data,
+                            size_t len, cairn_wal_ack_fn cb, void *arg,
+                            uint64_t *lsn)
+{
+    return append_cb(w, type, data, len, cb, arg, lsn, false);
 }
 
 int cairn_wal_append_async(cairn_wal *w, uint8_t type, const void *data,
                            size_t len, cairn_wal_ack_fn cb, void *arg,
                            uint64_t *lsn)
 {
-    const void *parts[1] = {data};
-    size_t lens[1] = {len};
-    if (!cb || (len && !data))
-        return CAIRN_EINVAL;
-    return append_parts(w, type, parts, lens, 1, cb, arg, lsn, NULL, true);
+    return append_cb(w, type, data, len, cb, arg, lsn, true);
 }
 
 int cairn_wal_append_ticket(cairn_wal *w, uint8_t type, const void *data,

@@ -54,25 +54,6 @@ static double now_s(void)
 
 /* A byte string describing what parsing a stream gave: per command
  * 'C' argc (len bytes)*, then 'N' leftover (needs more) or 'E' rc message. */
-typedef struct tbuf {
-    uint8_t *p;
-    size_t len, cap;
-} tbuf;
-
-static void tb_put(tbuf *t, const void *p, size_t n)
-{
-    if (t->len + n > t->cap) {
-        size_t nc = t->cap ? t->cap * 2 : 256;
-        while (nc < t->len + n)
-            nc *= 2;
-        t->p = realloc(t->p, nc);
-        assert_non_null(t->p);
-        t->cap = nc;
-    }
-    if (n)
-        memcpy(t->p + t->len, p, n);
-    t->len += n;
-}
 
 static void tb_u64(tbuf *t, uint64_t v)
 {

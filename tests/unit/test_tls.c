@@ -243,31 +243,7 @@ static int teardown_certs(void **state)
 
 /* ----------------------------------------------------------- byte buffer */
 
-typedef struct tbuf {
-    uint8_t *p;
-    size_t len, cap;
-} tbuf;
 
-static void tb_put(tbuf *t, const void *p, size_t n)
-{
-    if (t->len + n > t->cap) {
-        size_t nc = t->cap ? t->cap * 2 : 256;
-        while (nc < t->len + n)
-            nc *= 2;
-        t->p = realloc(t->p, nc);
-        assert_non_null(t->p);
-        t->cap = nc;
-    }
-    if (n)
-        memcpy(t->p + t->len, p, n);
-    t->len += n;
-}
-
-static void tb_free(tbuf *t)
-{
-    free(t->p);
-    memset(t, 0, sizeof *t);
-}
 
 static bool tb_eq(const tbuf *t, const char *s)
 {

@@ -2,7 +2,8 @@
  * test_util.h — helpers shared by the unit tests: a deterministic PRNG,
  * temporary directories (removed afterwards), and a payload generator whose
  * bytes can be recomputed from (seed, length) so tests can verify records
- * without keeping copies. Header-only; each test is one program.
+ * without keeping copies; a growable byte buffer. Header-only; each test is
+ * one program.
  */
 #ifndef CAIRN_TEST_UTIL_H
 #define CAIRN_TEST_UTIL_H
@@ -82,6 +83,37 @@ static inline void tu_rmrf(const char *path)
     if (system(cmd) != 0)
         fprintf(stderr, "warning: could not remove %s\n", path);
     free(cmd);
+}
+
+/* A growable byte buffer (out of memory ends the test program). */
+typedef struct tbuf {
+    uint8_t *p;
+    size_t len, cap;
+} tbuf;
+
+static inline void tb_put(tbuf *t, const void *p, size_t n)
+{
+    if (t->len + n > t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 256;
+        while (nc < t->len + n)
+            nc *= 2;
+        uint8_t *np = realloc(t->p, nc);
+        if (!np) {
+            fprintf(stderr, "test: out of memory\n");
+            exit(1);
+        }
+        t->p = np;
+        t->cap = nc;
+    }
+    if (n)
+        memcpy(t->p + t->len, p, n);
+    t->len += n;
+}
+
+static inline void tb_free(tbuf *t)
+{
+    free(t->p);
+    memset(t, 0, sizeof *t);
 }
 
 /* Number of iterations: the env variable if set, else the default. */
