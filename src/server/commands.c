@@ -1858,6 +1858,16 @@ static void config_set(cmd_ctx *x)
             srv_config_free(&tmp);
             return;
         }
+        for (size_t k = 2; k < i; k += 2)
+            if (x->argl[k] == x->argl[i] &&
+                !strncasecmp((const char *)x->argv[k], name, x->argl[i])) {
+                cairn_resp_errorf(x->out, "ERR CONFIG SET failed (possibly "
+                                          "related to argument '%s') - "
+                                          "duplicate parameter",
+                                  name);
+                srv_config_free(&tmp);
+                return;
+            }
         if (!srv_config_runtime(name)) {
             cairn_resp_errorf(x->out, "ERR CONFIG SET failed (possibly related "
                                       "to argument '%s') - can't set immutable "
@@ -1897,6 +1907,10 @@ static void c_config(cmd_ctx *x)
         config_get(x);
     } else if (arg_is(x, 1, "SET") && x->argc >= 4) {
         config_set(x);
+    } else if (arg_is(x, 1, "GET") || arg_is(x, 1, "SET")) {
+        cairn_resp_errorf(x->out, "ERR wrong number of arguments for "
+                                  "'config|%s' command",
+                          arg_is(x, 1, "GET") ? "get" : "set");
     } else if (arg_is(x, 1, "REWRITE") && x->argc == 2) {
         char err[512];
         if (srv_config_rewrite_running(x->srv, err, sizeof err) != 0)
@@ -2019,6 +2033,18 @@ static void run_into(cmd_ctx *x, const cmd_queued *cmds, size_t n,
                      cairn_txn *t)
 {
     for (size_t i = 0; i < n; i++) {
+        if (cmds[i].denied) {
+            cairn_resp_errorf(x->out, "NOPERM ACLs rules changed between the "
+                                      "moment the transaction was accumulated "
+                                      "and the EXEC call. This command is no "
+                                      "longer allowed for the following "
+                                      "reason: %s",
+                              cmds[i].denied == CMD_DENIED_KEYS
+                                  ? "no permission to touch the specified keys"
+                                  : "no permission to execute the command or "
+                                    "subcommand");
+            continue;
+        }
         cmd_ctx q = *x;
         q.argc = cmds[i].argc;
         q.argv = cmds[i].argv;
@@ -2164,7 +2190,7 @@ void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max)
 /* ---------- the table ---------- */
 
 static const cmd_def TABLE[] = {
-    {"acl", -2, CMD_LOOP | CMD_NOMULTI, c_acl, 0, 0, 0,
+    {"acl", -2, CMD_LOOP | CMD_NOMULTI | CMD_SUBCMDS, c_acl, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "Access control: SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT."},
     {"append", 3, CMD_WRITE, c_append, 1, 1, 1,
@@ -2186,13 +2212,13 @@ static const cmd_def TABLE[] = {
      SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST,
      "The commit version of this connection's last write (CURRENT: the "
      "database's newest; OLDEST: the oldest readable)."},
-    {"client", -2, CMD_LOOP | CMD_NOMULTI, c_client, 0, 0, 0,
+    {"client", -2, CMD_LOOP | CMD_NOMULTI | CMD_SUBCMDS, c_client, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_SLOW,
      "Connection management: ID, SETNAME, GETNAME, INFO, LIST, KILL ID."},
-    {"command", -1, CMD_LOOP | CMD_NOMULTI, c_command, 0, 0, 0,
+    {"command", -1, CMD_LOOP | CMD_NOMULTI | CMD_SUBCMDS, c_command, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_SLOW,
      "Describes the commands."},
-    {"config", -2, CMD_LOOP | CMD_NOMULTI, c_config, 0, 0, 0,
+    {"config", -2, CMD_LOOP | CMD_NOMULTI | CMD_SUBCMDS, c_config, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "The configuration: GET, SET, REWRITE."},
     {"copy", -3, CMD_WRITE, c_copy, 1, 2, 1,
@@ -2210,7 +2236,7 @@ static const cmd_def TABLE[] = {
      "Discards a transaction."},
     {"echo", 2, 0, c_echo, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST, "Returns the given string."},
-    {"exec", 1, CMD_LOOP | CMD_NOMULTI, c_exec, 0, 0, 0,
+    {"exec", 1, CMD_LOOP | CMD_NOMULTI | CMD_NOSLOWLOG, c_exec, 0, 0, 0,
      SRV_ACL_CAT_TRANSACTION|SRV_ACL_CAT_SLOW,
      "Executes the queued commands as one transaction."},
     {"exists", -2, 0, c_exists, 1, -1, 1,
@@ -2273,7 +2299,7 @@ static const cmd_def TABLE[] = {
      "Sets a key's expiry (Unix time, ms)."},
     {"pexpiretime", 2, 0, c_pexpiretime, 1, 1, 1,
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "A key's expiry (Unix time, ms)."},
-    {"ping", -1, CMD_NOAUTH, c_ping, 0, 0, 0,
+    {"ping", -1, 0, c_ping, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST, "Returns PONG or the argument."},
     {"psetex", 4, CMD_WRITE, c_psetex, 1, 1, 1,
      SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW, "Sets a value with a time to live "
@@ -2313,7 +2339,7 @@ static const cmd_def TABLE[] = {
     {"shutdown", -1, CMD_LOOP | CMD_NOMULTI, c_shutdown, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "Finishes in-flight commits, flushes and stops the server."},
-    {"slowlog", -2, CMD_LOOP | CMD_NOMULTI, c_slowlog, 0, 0, 0,
+    {"slowlog", -2, CMD_LOOP | CMD_NOMULTI | CMD_SUBCMDS, c_slowlog, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "The slow command log: GET [count], LEN, RESET."},
     {"strlen", 2, 0, c_strlen, 1, 1, 1,

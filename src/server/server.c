@@ -24,6 +24,7 @@
  */
 #include "server/server.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -75,6 +76,7 @@ static int cmd_queued_copy(cmd_queued *q, const cmd_def *d, size_t argc,
     for (size_t i = 0; i < argc; i++)
         total += argl[i];
     q->def = d;
+    q->denied = 0;
     q->argc = argc;
     q->argv = malloc(argc * sizeof *q->argv + 1);
     q->argl = malloc(argc * sizeof *q->argl + 1);
@@ -382,7 +384,8 @@ static void client_line(const client *c, cairn_resp_buf *tmp, uint64_t now)
                      "obl=%zu oll=0 omem=%zu tot-mem=%zu events=r cmd=%s "
                      "user=%s resp=%d lib-name= lib-ver= "
                      "last-version=%" PRIu64 "\n",
-                     c->id, c->addr, c->s->cfg.bind, c->s->cfg.port, c->name,
+                     c->id, c->addr, c->s->cfg.bind,
+                     c->tls ? c->s->cfg.tls_port : c->s->cfg.port, c->name,
                      (now - c->created_ms) / 1000, (now - c->last_ms) / 1000,
                      c->in_multi ? "x" : "N",
                      c->in_multi ? (long)c->nmq : -1L, c->nw, c->inlen,
@@ -529,10 +532,21 @@ static bool acl_allows(client *c, const cmd_def *d, size_t argc,
     if (srv_acl_check_cmd(c->user, (size_t)(d - tab)) != 0) {
         if (out)
             c->s->st_noperm++;
-        if (out)
+        if (out) {
+            /* A container command is named with its subcommand, as Redis
+             * names it: 'config|get'. */
+            char name[96];
+            size_t nl = (size_t)snprintf(name, sizeof name, "%s", d->name);
+            if ((d->flags & CMD_SUBCMDS) && argc > 1 && nl < sizeof name - 1) {
+                name[nl++] = '|';
+                for (size_t i = 0; i < argl[1] && nl < sizeof name - 1; i++)
+                    name[nl++] = (char)tolower(argv[1][i]);
+                name[nl] = '\0';
+            }
             cairn_resp_errorf(out, "NOPERM this user has no permissions to "
                                    "run the '%s' command",
-                              d->name);
+                              name);
+        }
         return false;
     }
     if (d->first <= 0)
@@ -633,8 +647,8 @@ int srv_config_rewrite_running(server *s, char *err, size_t errlen)
     }
     cairn_resp_free(&b);
     if (rc == 0) {
-        /* The default user comes from requirepass; keep it out unless it
-         * has rules of its own beyond that. */
+        /* Every user, default included (its password is requirepass's,
+         * written in both places as Redis does). */
         rc = srv_config_rewrite(&s->cfg, lines, nl, err, errlen);
     } else {
         snprintf(err, errlen, "cannot list the ACL users");
@@ -652,6 +666,36 @@ static uint64_t now_us_mono(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static bool arg_eq(const uint8_t *a, size_t al, const char *w)
+{
+    return al == strlen(w) && !strncasecmp((const char *)a, w, al);
+}
+
+/* Is argument i a secret the slow log must not show (as Redis: AUTH's
+ * arguments, HELLO's AUTH user and password, ACL SETUSER's arguments, the
+ * value of CONFIG SET requirepass)? */
+static bool slow_redacted(size_t argc, const uint8_t *const *argv,
+                          const size_t *argl, size_t i)
+{
+    if (i == 0)
+        return false;
+    if (arg_eq(argv[0], argl[0], "auth"))
+        return true;
+    if (arg_eq(argv[0], argl[0], "hello")) {
+        for (size_t a = 1; a < i && a < argc; a++)
+            if (arg_eq(argv[a], argl[a], "auth") && i <= a + 2)
+                return true;
+        return false;
+    }
+    if (arg_eq(argv[0], argl[0], "acl"))
+        return i >= 2 && arg_eq(argv[1], argl[1], "setuser");
+    if (arg_eq(argv[0], argl[0], "config") && argc > 1 &&
+        arg_eq(argv[1], argl[1], "set"))
+        return i >= 3 && (i - 2) % 2 == 1 &&
+               arg_eq(argv[i - 1], argl[i - 1], "requirepass");
+    return false;
 }
 
 /* Log a command that took `micros` if the threshold says so. */
@@ -709,7 +753,9 @@ static void slowlog_add(server *s, client *c, size_t argc,
     for (size_t i = 0; i < na; i++) {
         char buf[SLOW_MAX_ARG + 64];
         size_t l;
-        if (i == SLOW_MAX_ARGS - 1 && argc > SLOW_MAX_ARGS) {
+        if (slow_redacted(argc, argv, argl, i)) {
+            l = (size_t)snprintf(buf, sizeof buf, "(redacted)");
+        } else if (i == SLOW_MAX_ARGS - 1 && argc > SLOW_MAX_ARGS) {
             l = (size_t)snprintf(buf, sizeof buf, "... (%zu more arguments)",
                                  argc - SLOW_MAX_ARGS + 1);
         } else if (argl[i] > SLOW_MAX_ARG) {
@@ -1072,6 +1118,25 @@ void srv_client_exec(client *c)
                                   "of previous errors.");
         return;
     }
+    /* The rules may have changed since the commands were queued: each
+     * that is no longer allowed answers NOPERM in its place, unrun. */
+    for (size_t i = 0; i < c->nmq; i++) {
+        cmd_queued *q = &c->mq[i];
+        size_t ncmd;
+        const cmd_def *tab = cmd_table(&ncmd);
+        if (srv_acl_check_cmd(c->user, (size_t)(q->def - tab)) != 0) {
+            q->denied = CMD_DENIED_COMMAND;
+            continue;
+        }
+        const cmd_def *d = q->def;
+        if (d->first <= 0)
+            continue;
+        size_t last = d->last < 0 ? q->argc - 1 : (size_t)d->last;
+        for (size_t a = (size_t)d->first; a <= last && a < q->argc;
+             a += (size_t)d->step)
+            if (srv_acl_check_key(c->user, q->argv[a], q->argl[a]) != 0)
+                q->denied = CMD_DENIED_KEYS;
+    }
     job *j = calloc(1, sizeof *j);
     if (!j) {
         cmd_reply_engine_error(&c->out, CAIRN_ENOMEM);
@@ -1210,7 +1275,9 @@ static void client_command(client *c, const cmd_def *d,
     /* One clock read per command: it ended now, and began when the one
      * before it ended (or the input pass began). */
     uint64_t t1 = now_us_mono();
-    slowlog_add(s, c, cmd->argc, cmd->argv, cmd->argl, t1 - s->cmd_start_us);
+    if (!(d->flags & CMD_NOSLOWLOG)) /* EXEC: its commands are logged */
+        slowlog_add(s, c, cmd->argc, cmd->argv, cmd->argl,
+                    t1 - s->cmd_start_us);
     s->cmd_start_us = t1;
 }
 
@@ -1611,11 +1678,13 @@ static void on_done(uv_async_t *a)
             if (j->version)
                 c->last_version = j->version;
             if (j->ncmds && !c->closed) {
-                /* A job's time: from its submission until its commit was
-                 * durable; logged under its first command. */
-                const cmd_queued *q = &j->cmds[0];
-                slowlog_add(s, c, q->argc, q->argv, q->argl,
-                            now_us_mono() - c->job_start_us);
+                /* A job's time, from its submission until its commit was
+                 * durable, is each of its commands' (their replies waited
+                 * for that commit). */
+                uint64_t us = now_us_mono() - c->job_start_us;
+                for (size_t i = 0; i < j->ncmds; i++)
+                    slowlog_add(s, c, j->cmds[i].argc, j->cmds[i].argv,
+                                j->cmds[i].argl, us);
             }
             if (!c->closed && j->out.len)
                 cairn_resp_raw(&c->out, j->out.p, j->out.len);

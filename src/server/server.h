@@ -104,6 +104,8 @@ typedef struct cmd_ctx {
                              key): always on a committer thread */
 #define CMD_OFFLOOP 0x20 /* a read that may walk every key: on a committer
                             thread, so the loop keeps serving others */
+#define CMD_NOSLOWLOG 0x40 /* not logged itself (EXEC: its commands are) */
+#define CMD_SUBCMDS 0x80 /* a container: argv[1] names a subcommand */
 
 typedef struct cmd_def {
     const char *name;
@@ -127,7 +129,11 @@ typedef struct cmd_queued {
     const uint8_t **argv;
     size_t *argl;
     uint8_t *buf;
+    int denied; /* EXEC: ACL rules changed since it was queued (CMD_DENIED_*) */
 } cmd_queued;
+
+#define CMD_DENIED_COMMAND 1
+#define CMD_DENIED_KEYS 2
 
 /* Loop-side helpers the commands use (loop thread only). */
 uint64_t srv_client_id(const client *c);

@@ -27,27 +27,38 @@ def free_port():
 
 
 class Server:
-    def __init__(self, *args, datadir=None):
+    def __init__(self, *args, datadir=None, config=None):
+        """args: extra --name value flags. config: a config file path, passed
+        as the first argument (the flags, --port and --dir included, override
+        it)."""
         self.own_dir = datadir is None
         self.dir = datadir or tempfile.mkdtemp(prefix="cairn-it-")
         self.port = free_port()
         self.args = list(args)
+        self.config = config
         self.proc = None
 
-    def start(self, timeout=10.0):
+    def start(self, timeout=10.0, wait_ports=()):
+        """Start and wait until the port (and every port of wait_ports, e.g.
+        a TLS or metrics port) accepts connections."""
         self.log = open(os.path.join(self.dir, "server.log"), "ab")
+        first = [self.config] if self.config else []
         self.proc = subprocess.Popen(
-            [SERVER, "--port", str(self.port), "--dir",
-             os.path.join(self.dir, "data")] + self.args,
+            [SERVER] + first + ["--port", str(self.port), "--dir",
+                                os.path.join(self.dir, "data")] + self.args,
             stdout=self.log, stderr=self.log)
         deadline = time.time() + timeout
+        waiting = [self.port] + list(wait_ports)
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("cairn-server exited with %d:\n%s" %
                                    (self.proc.returncode, self.logtext()))
             try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return self
+                socket.create_connection(("127.0.0.1", waiting[0]),
+                                         0.2).close()
+                waiting.pop(0)
+                if not waiting:
+                    return self
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError("cairn-server did not start:\n" + self.logtext())
