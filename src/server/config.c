@@ -36,6 +36,8 @@ void srv_config_init(srv_config *c)
     c->max_output = (size_t)1 << 30;
     c->timeout_s = 0;
     c->commit_threads = 64;
+    c->memtable_size = (size_t)64 << 20;
+    c->block_cache_size = (size_t)1 << 30;
     c->slowlog_slower_than = 10000;
     c->slowlog_max_len = 128;
 }
@@ -198,6 +200,14 @@ int srv_config_set(srv_config *c, const char *name, const char *value,
         if (!parse_size(value, &n) || n < 1 || n > 1024)
             return bad(err, errlen, name, value, "1..1024");
         c->commit_threads = (int)n;
+    } else if (!strcasecmp(name, "memtable-size")) {
+        if (!parse_size(value, &n) || n < (1u << 20) || n > ((size_t)1 << 40))
+            return bad(err, errlen, name, value, "1mb..1024gb");
+        c->memtable_size = (size_t)n;
+    } else if (!strcasecmp(name, "block-cache-size")) {
+        if (!parse_size(value, &n) || n < (1u << 20) || n > ((size_t)1 << 44))
+            return bad(err, errlen, name, value, "1mb..16tb");
+        c->block_cache_size = (size_t)n;
     } else if (!strcasecmp(name, "metrics-port")) {
         if (!parse_size(value, &n) || n > 65535)
             return bad(err, errlen, name, value, "a port number (0: off)");
@@ -320,7 +330,8 @@ const char *const srv_config_names[] = {
     "port", "bind", "dir", "requirepass", "appendfsync", "sync",
     "sync-interval-ms", "history-ms", "proto-max-bulk-len", "max-args",
     "maxclients", "client-query-buffer-limit", "client-output-buffer-limit",
-    "timeout", "commit-threads", "metrics-port", "tls-port", "tls-cert-file",
+    "timeout", "commit-threads", "memtable-size", "block-cache-size",
+    "metrics-port", "tls-port", "tls-cert-file",
     "tls-key-file", "tls-ca-cert-file", "tls-auth-clients",
     "slowlog-log-slower-than", "slowlog-max-len", "appendonly", "save",
     "databases", "daemonize", NULL};
@@ -336,9 +347,9 @@ static const char *const rewrite_names[] = {
     "port", "bind", "dir", "requirepass", "sync", "sync-interval-ms",
     "history-ms", "proto-max-bulk-len", "max-args", "maxclients",
     "client-query-buffer-limit", "client-output-buffer-limit", "timeout",
-    "commit-threads", "metrics-port", "tls-port", "tls-cert-file",
-    "tls-key-file", "tls-ca-cert-file", "tls-auth-clients",
-    "slowlog-log-slower-than", "slowlog-max-len", NULL};
+    "commit-threads", "memtable-size", "block-cache-size", "metrics-port",
+    "tls-port", "tls-cert-file", "tls-key-file", "tls-ca-cert-file",
+    "tls-auth-clients", "slowlog-log-slower-than", "slowlog-max-len", NULL};
 
 bool srv_config_runtime(const char *name)
 {
@@ -391,6 +402,10 @@ int srv_config_get(const srv_config *c, const char *name, char *buf,
         OUT("%u", c->timeout_s);
     else if (!strcasecmp(name, "commit-threads"))
         OUT("%d", c->commit_threads);
+    else if (!strcasecmp(name, "memtable-size"))
+        OUT("%zu", c->memtable_size);
+    else if (!strcasecmp(name, "block-cache-size"))
+        OUT("%zu", c->block_cache_size);
     else if (!strcasecmp(name, "metrics-port"))
         OUT("%d", c->metrics_port);
     else if (!strcasecmp(name, "tls-port"))

@@ -2120,6 +2120,8 @@ int srv_run(const srv_config *cfg)
     o.history_ms = cfg->history_ms;
     o.create_if_missing = true;
     o.max_value_size = cfg->max_bulk + 16;
+    o.memtable_size = cfg->memtable_size;
+    o.block_cache_size = cfg->block_cache_size;
     srv_log("info", "opening %s", cfg->dir);
     int rc = cairn_open(cfg->dir, &o, &s->db);
     if (rc) {

@@ -38,6 +38,8 @@ typedef struct srv_config {
     size_t max_output;          /* 1 GiB of unread replies: dropped */
     uint32_t timeout_s;         /* 0: idle clients are never closed */
     int commit_threads;         /* 64 */
+    size_t memtable_size;       /* 64 MiB (memtable-size) */
+    size_t block_cache_size;    /* 1 GiB (block-cache-size), filled by reads */
     int metrics_port;           /* 0: no Prometheus endpoint */
     int tls_port;               /* 0: no TLS listener */
     char *tls_cert_file;        /* PEM certificate chain (tls-port) */
