@@ -72,37 +72,34 @@ static void srv_log(const char *level, const char *fmt, ...)
 static int cmd_queued_copy(cmd_queued *q, const cmd_def *d, size_t argc,
                      const uint8_t *const *argv, const size_t *argl)
 {
-    size_t total = 0;
+    /* One allocation: the pointers, the lengths, then the bytes. */
+    size_t total = argc * (sizeof *q->argv + sizeof *q->argl);
     for (size_t i = 0; i < argc; i++)
         total += argl[i];
-    q->def = d;
-    q->denied = 0;
-    q->argc = argc;
-    q->argv = malloc(argc * sizeof *q->argv + 1);
-    q->argl = malloc(argc * sizeof *q->argl + 1);
-    q->buf = malloc(total + 1);
-    if (!q->argv || !q->argl || !q->buf) {
-        free(q->argv);
-        free(q->argl);
-        free(q->buf);
+    uint8_t *mem = malloc(total + 1);
+    if (!mem) {
         memset(q, 0, sizeof *q);
         return CAIRN_ENOMEM;
     }
-    size_t off = 0;
+    q->def = d;
+    q->denied = 0;
+    q->argc = argc;
+    q->argv = (const uint8_t **)(void *)mem;
+    q->argl = (size_t *)(void *)(mem + argc * sizeof *q->argv);
+    q->buf = mem;
+    uint8_t *p = mem + argc * (sizeof *q->argv + sizeof *q->argl);
     for (size_t i = 0; i < argc; i++) {
         if (argl[i])
-            memcpy(q->buf + off, argv[i], argl[i]);
-        q->argv[i] = q->buf + off;
+            memcpy(p, argv[i], argl[i]);
+        q->argv[i] = p;
         q->argl[i] = argl[i];
-        off += argl[i];
+        p += argl[i];
     }
     return 0;
 }
 
 static void cmd_queued_free(cmd_queued *q)
 {
-    free(q->argv);
-    free(q->argl);
     free(q->buf);
     memset(q, 0, sizeof *q);
 }
@@ -125,7 +122,7 @@ typedef struct job {
     job_kind kind;
     client *c;          /* NULL for the sweep */
     cmd_queued *cmds;
-    size_t ncmds;
+    size_t ncmds, capcmds;
     uint8_t **wkeys;    /* EXEC: the watched keys */
     size_t *wlens;
     size_t nwatch;
@@ -1359,14 +1356,18 @@ static int batch_add(client *c, const cmd_def *d, const cairn_resp_cmd *cmd)
             return CAIRN_ENOMEM;
         c->batch->kind = JOB_BATCH;
         c->batch->c = c;
-        c->batch->cmds = calloc(BATCH_MAX_CMDS, sizeof(cmd_queued));
-        if (!c->batch->cmds) {
-            free(c->batch);
-            c->batch = NULL;
-            return CAIRN_ENOMEM;
-        }
     }
     job *j = c->batch;
+    if (j->ncmds == j->capcmds) { /* grows: most batches hold one command */
+        size_t n = j->capcmds ? j->capcmds * 4 : 1;
+        if (n > BATCH_MAX_CMDS)
+            n = BATCH_MAX_CMDS;
+        cmd_queued *nc = realloc(j->cmds, n * sizeof *nc);
+        if (!nc)
+            return CAIRN_ENOMEM;
+        j->cmds = nc;
+        j->capcmds = n;
+    }
     if (cmd_queued_copy(&j->cmds[j->ncmds], d, cmd->argc, cmd->argv, cmd->argl))
         return CAIRN_ENOMEM;
     j->ncmds++;
