@@ -386,6 +386,9 @@ typedef struct cairn_stats {
     uint64_t flush_bytes;
     uint64_t compactions;      /* merges (trivial moves not included) */
     uint64_t compact_read_bytes, compact_write_bytes;
+    uint64_t sst_logical_bytes; /* keys + values (every version) in sorted
+                                   files; / sst_file_bytes: compression */
+    uint64_t sst_file_bytes;    /* the sorted files' sizes */
     uint64_t block_cache_hits, block_cache_misses;
     uint64_t block_cache_bytes; /* in use */
     int write_pressure;        /* 0 none, 1 slowed down, 2 stopped */

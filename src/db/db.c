@@ -1245,6 +1245,8 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
         out->compactions = ts.compactions;
         out->compact_read_bytes = ts.compact_read_bytes;
         out->compact_write_bytes = ts.compact_write_bytes;
+        out->sst_logical_bytes = ts.logical_bytes;
+        out->sst_file_bytes = ts.file_bytes;
         out->gc_dropped += ts.dropped_versions + ts.dropped_tombstones;
         out->block_cache_hits = ts.cache.hits;
         out->block_cache_misses = ts.cache.misses;

@@ -1270,6 +1270,12 @@ void cairn_tree_get_stats(cairn_tree *t, cairn_tree_stats *out)
         out->level_files[l] = cairn_version_num_files(w->v, l);
         out->level_bytes[l] = cairn_version_level_bytes(w->v, l);
     }
+    for (size_t i = 0; i < cairn_tree_view_nfiles(w); i++) {
+        const cairn_sst_props *p =
+            cairn_sst_props_get(cairn_tree_view_reader(w, i));
+        out->logical_bytes += p->raw_key_bytes + p->raw_value_bytes;
+        out->file_bytes += p->file_size;
+    }
     cairn_tree_view_unref(w);
     out->flushes = atomic_load(&t->st_flushes);
     out->flush_bytes = atomic_load(&t->st_flush_bytes);

@@ -159,6 +159,8 @@ typedef struct cairn_tree_stats {
     uint64_t compact_read_bytes, compact_write_bytes;
     uint64_t dropped_versions;           /* by flush and compaction */
     uint64_t dropped_tombstones;
+    uint64_t logical_bytes;              /* live files: keys + values */
+    uint64_t file_bytes;                 /* live files: their sizes */
     int pressure;                        /* as cairn_tree_pressure */
     const char *pressure_reason;         /* "" / "level-0 files" / ... */
     int bg_error;                        /* last background error, 0 */

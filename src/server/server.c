@@ -1862,6 +1862,9 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
                    "compactions:%" PRIu64 "\r\n"
                    "compaction_read_bytes:%" PRIu64 "\r\n"
                    "compaction_write_bytes:%" PRIu64 "\r\n"
+                   "sst_logical_bytes:%" PRIu64 "\r\n"
+                   "sst_file_bytes:%" PRIu64 "\r\n"
+                   "compression_ratio:%.2f\r\n"
                    "block_cache_hits:%" PRIu64 "\r\n"
                    "block_cache_misses:%" PRIu64 "\r\n"
                    "write_pressure:%d\r\nwrite_pressure_reason:%s\r\n"
@@ -1870,6 +1873,10 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
                    "keyspace_count_age_ms:%" PRId64 "\r\n",
                 st.current_version, st.oldest_version, st.flushes,
                 st.compactions, st.compact_read_bytes, st.compact_write_bytes,
+                st.sst_logical_bytes, st.sst_file_bytes,
+                st.sst_file_bytes
+                    ? (double)st.sst_logical_bytes / (double)st.sst_file_bytes
+                    : 0.0,
                 st.block_cache_hits, st.block_cache_misses, st.write_pressure,
                 st.write_pressure_reason ? st.write_pressure_reason : "",
                 st.write_slowdowns, st.write_stalls, st.background_error,
@@ -2019,6 +2026,10 @@ static void metrics_render(void *arg, FILE *f)
       st.compact_read_bytes);
     C("cairn_compaction_write_bytes_total", "Bytes written by compactions.",
       st.compact_write_bytes);
+    G("cairn_sst_logical_bytes", "Keys and values held in sorted files.",
+      "%" PRIu64, st.sst_logical_bytes);
+    G("cairn_sst_file_bytes", "Sizes of the sorted files.", "%" PRIu64,
+      st.sst_file_bytes);
     C("cairn_block_cache_hits_total", "Block cache hits.",
       st.block_cache_hits);
     C("cairn_block_cache_misses_total", "Block cache misses.",
