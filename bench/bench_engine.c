@@ -395,10 +395,15 @@ static int mkdir_one(const char *dir, const char *who)
 
 /* ---- Cairn ---- */
 
+/* --history-ms: Cairn's history window (-1: the engine's default). */
+static int64_t g_history_ms = -1;
+
 static void *cairn_e_open(const char *dir, open_mode mode)
 {
     cairn_options o;
     cairn_options_init(&o);
+    if (g_history_ms >= 0)
+        o.history_ms = (uint64_t)g_history_ms;
     o.sync_mode = mode == MODE_DURABLE ? CAIRN_SYNC_ALWAYS : CAIRN_SYNC_NONE;
     o.create_if_missing = true;
     cairn_db *db = NULL;
@@ -3611,7 +3616,8 @@ static void usage(FILE *f)
             "[--quick] [--runs N]\n"
             "                          [--engines LIST] [--workloads LIST] "
             "[--duration SECS]\n"
-            "                          [--plot FILE | --no-plot] [--keep]\n"
+            "                          [--plot FILE | --no-plot] [--keep] "
+            "[--history-ms N]\n"
             "  --dir DIR        where the databases go "
             "(default ./cairn-bench-data/engine)\n"
             "  --json           JSON Lines on stdout instead of a table\n"
@@ -3635,7 +3641,11 @@ static void usage(FILE *f)
             "DIR/bench-engine.png),\n"
             "                   with FILE.dat and FILE.gp beside it\n"
             "  --no-plot        no chart\n"
-            "  --keep           keep the database directories\n");
+            "  --keep           keep the database directories\n"
+            "  --history-ms N   Cairn's history window (default: the "
+            "engine's, 10 min);\n"
+            "                   0 keeps no history, as the other engines "
+            "(compare sizes so)\n");
 }
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -3731,6 +3741,14 @@ int cairn_bench_engine_main(int argc, char **argv)
                 fprintf(stderr, "engine: --runs: 1..1000\n");
                 return 2;
             }
+            i++;
+        } else if (strcmp(a, "--history-ms") == 0 && v) {
+            uint64_t h;
+            if (!parse_u64(v, &h) || h > (1ULL << 40)) {
+                fprintf(stderr, "engine: --history-ms: milliseconds\n");
+                return 2;
+            }
+            g_history_ms = (int64_t)h;
             i++;
         } else if (strcmp(a, "--duration") == 0 && v) {
             char *end;

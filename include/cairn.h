@@ -268,7 +268,10 @@ typedef struct cairn_key_version {
 } cairn_key_version;
 
 /* The versions of key still readable, newest first, at most max (0: all).
- * *out is an array of *n entries; free it with cairn_key_versions_free. */
+ * *out is an array of *n entries; free it with cairn_key_versions_free.
+ * The last one may be the key's value as of the start of the history
+ * window: once compaction has moved it to the bottom level, its commit
+ * version and time are no longer kept and read as 0. */
 int cairn_key_versions(cairn_db *db, const void *key, size_t klen,
                        size_t max, cairn_key_version **out, size_t *n);
 void cairn_key_versions_free(cairn_key_version *v, size_t n);

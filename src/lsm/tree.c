@@ -888,10 +888,18 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
             if (rc != 0)
                 b = NULL;
         }
+        /* At the bottom, the one version a key keeps at or below the
+         * horizon is written as version 0, time 0: no reader can ask for
+         * anything older, nothing older is left below it, and every other
+         * version of the key (above, or newer) sorts before it. The zeros
+         * compress to almost nothing (as sequence numbers do elsewhere). */
+        bool zero = j->bottom && en.version <= ks.H;
         if (rc == 0 && keep)
-            rc = cairn_sst_builder_add(b, en.key, en.klen, en.version,
-                                       en.ts_us, (cairn_sst_kind)en.kind,
-                                       en.value, en.vlen);
+            rc = cairn_sst_builder_add(b, en.key, en.klen,
+                                       zero ? 0 : en.version,
+                                       zero ? 0 : en.ts_us,
+                                       (cairn_sst_kind)en.kind, en.value,
+                                       en.vlen);
         if (rc == 0 && new_key) {
             if (en.klen > prev_cap) {
                 uint8_t *nk = realloc(prev_key, en.klen);
