@@ -256,6 +256,15 @@ typedef struct slow_entry {
 #define SLOW_MAX_ARGS 32
 #define SLOW_MAX_ARG 128
 
+static void slow_entry_free(slow_entry *e)
+{
+    for (size_t a = 0; a < e->argc; a++)
+        free(e->argv[a]);
+    free(e->argv);
+    free(e->argl);
+    memset(e, 0, sizeof *e);
+}
+
 static void client_process(client *c);
 static void client_close(client *c);
 
@@ -587,12 +596,7 @@ int srv_config_apply(server *s, const char *name, const char *value,
         while (s->slow_n > s->cfg.slowlog_max_len) {
             size_t oldest = (s->slow_head + s->slow_cap - (s->slow_n - 1)) %
                             s->slow_cap;
-            slow_entry *e = &s->slow[oldest];
-            for (size_t i = 0; i < e->argc; i++)
-                free(e->argv[i]);
-            free(e->argv);
-            free(e->argl);
-            memset(e, 0, sizeof *e);
+            slow_entry_free(&s->slow[oldest]);
             s->slow_n--;
         }
     }
@@ -713,14 +717,10 @@ static void slowlog_add(server *s, client *c, size_t argc,
         for (size_t i = 0; i < s->slow_n; i++) {
             slow_entry *e = &s->slow[(s->slow_head + s->slow_cap - i) %
                                      s->slow_cap];
-            if (i < keep) {
+            if (i < keep)
                 n[keep - 1 - i] = *e;
-            } else {
-                for (size_t a = 0; a < e->argc; a++)
-                    free(e->argv[a]);
-                free(e->argv);
-                free(e->argl);
-            }
+            else
+                slow_entry_free(e);
         }
         free(s->slow);
         s->slow = n;
@@ -731,10 +731,7 @@ static void slowlog_add(server *s, client *c, size_t argc,
     size_t at = (s->slow_head + 1) % s->slow_cap;
     slow_entry *e = &s->slow[at];
     if (s->slow_n == s->slow_cap) { /* overwrite the oldest */
-        for (size_t a = 0; a < e->argc; a++)
-            free(e->argv[a]);
-        free(e->argv);
-        free(e->argl);
+        slow_entry_free(e);
         s->slow_n--;
     }
     memset(e, 0, sizeof *e);
@@ -783,13 +780,8 @@ static void slowlog_add(server *s, client *c, size_t argc,
 
 static void slowlog_reset(server *s)
 {
-    for (size_t i = 0; i < s->slow_cap; i++) {
-        slow_entry *e = &s->slow[i];
-        for (size_t a = 0; a < e->argc; a++)
-            free(e->argv[a]);
-        free(e->argv);
-        free(e->argl);
-    }
+    for (size_t i = 0; i < s->slow_cap; i++)
+        slow_entry_free(&s->slow[i]);
     free(s->slow);
     s->slow = NULL;
     s->slow_cap = s->slow_n = s->slow_head = 0;
