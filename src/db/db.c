@@ -562,11 +562,10 @@ static void *gc_main(void *arg)
 
 int cairn_db_throttle(cairn_db *db, size_t bytes)
 {
-    /* Flushes failing (e.g. no space for sorted files): refuse to grow the
-     * memtables past their size rather than take memory without bound. */
-    int ferr = atomic_load(&db->flush_error);
-    if (ferr != 0 && ferr != CAIRN_ENOMEM &&
-        atomic_load(&db->active_bytes) >= db->opts.memtable_size)
+    /* The common case (room, no pressure) and a failing flush, without a
+     * wait. */
+    int ferr = cairn_db_throttle_try(db);
+    if (ferr != CAIRN_EBUSY)
         return ferr;
     /* Frozen memtables piling up (flushes cannot keep up, or fail): wait
      * for the collector rather than grow memory without bound. */
@@ -616,6 +615,8 @@ int cairn_db_throttle(cairn_db *db, size_t bytes)
 
 int cairn_db_throttle_try(cairn_db *db)
 {
+    /* Flushes failing (e.g. no space for sorted files): refuse to grow the
+     * memtables past their size rather than take memory without bound. */
     int ferr = atomic_load(&db->flush_error);
     if (ferr != 0 && ferr != CAIRN_ENOMEM &&
         atomic_load(&db->active_bytes) >= db->opts.memtable_size)

@@ -937,11 +937,9 @@ int cairn_txn_commit_async(cairn_txn *t, cairn_commit_fn fn, void *arg,
     int rc = txn_submit(t, &a->c, NULL, version);
     if (rc != 0) {
         free(a);
-        txn_release(t);
-        free(t);
-        return rc;
+        cairn_txn_abort(t);
     }
-    return 0;
+    return rc;
 }
 
 int cairn_txn_commit(cairn_txn *t, uint64_t *version)

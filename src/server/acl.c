@@ -1114,10 +1114,11 @@ static void acl_deluser(srv_acl *acl, size_t argc, const uint8_t *const *argv,
     cairn_resp_integer(out, deleted);
 }
 
-static void acl_list(srv_acl *acl, cairn_resp_buf *out)
+/* Every user's ACL LIST line (acl->n of them, in user order), or NULL when
+ * out of memory. */
+static sbuf *describe_all(const srv_acl *acl)
 {
-    /* Describe every user first: an error cannot follow a partial array. */
-    sbuf *lines = calloc(acl->n, sizeof *lines);
+    sbuf *lines = calloc(acl->n ? acl->n : 1, sizeof *lines);
     bool oom = !lines;
     for (size_t i = 0; !oom && i < acl->n; i++) {
         describe_user(acl->users[i], &lines[i]);
@@ -1127,12 +1128,51 @@ static void acl_list(srv_acl *acl, cairn_resp_buf *out)
         for (size_t i = 0; lines && i < acl->n; i++)
             free(lines[i].p);
         free(lines);
+        return NULL;
+    }
+    return lines;
+}
+
+static void acl_list(srv_acl *acl, cairn_resp_buf *out)
+{
+    /* Describe every user first: an error cannot follow a partial array. */
+    sbuf *lines = describe_all(acl);
+    if (!lines) {
         cairn_resp_error(out, "ERR out of memory");
         return;
     }
     cairn_resp_array(out, acl->n);
     for (size_t i = 0; i < acl->n; i++)
         reply_sbuf(out, &lines[i]);
+    free(lines);
+}
+
+char **srv_acl_list(const srv_acl *acl, size_t *n)
+{
+    sbuf *lines = describe_all(acl);
+    char **out = lines ? calloc(acl->n ? acl->n : 1, sizeof *out) : NULL;
+    if (!out) {
+        for (size_t i = 0; lines && i < acl->n; i++)
+            free(lines[i].p);
+        free(lines);
+        return NULL;
+    }
+    for (size_t i = 0; i < acl->n; i++)
+        out[i] = lines[i].p ? lines[i].p : strdup("");
+    free(lines);
+    *n = acl->n;
+    for (size_t i = 0; i < acl->n; i++)
+        if (!out[i]) {
+            srv_acl_list_free(out, acl->n);
+            return NULL;
+        }
+    return out;
+}
+
+void srv_acl_list_free(char **lines, size_t n)
+{
+    for (size_t i = 0; lines && i < n; i++)
+        free(lines[i]);
     free(lines);
 }
 

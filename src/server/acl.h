@@ -165,6 +165,12 @@ int srv_acl_check_key(const srv_acl_user *u, const uint8_t *key, size_t len);
 bool srv_acl_glob_match(const uint8_t *pat, size_t patlen, const uint8_t *s,
                         size_t slen);
 
+/* Every user's ACL LIST line ("user NAME RULES..."), in user order, as
+ * malloc'd strings (*n of them; free with srv_acl_list_free), or NULL when
+ * out of memory. For CONFIG REWRITE. */
+char **srv_acl_list(const srv_acl *acl, size_t *n);
+void srv_acl_list_free(char **lines, size_t n);
+
 /* The ACL command. argv[0] is "ACL" itself, argv[1] the subcommand
  * (case-insensitive): SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT,
  * HELP. whoami is the calling client's user name (NULL: WHOAMI replies a

@@ -1342,17 +1342,11 @@ static int walk_keys(cmd_ctx *x, key_fn fn, void *arg)
     return rc;
 }
 
-static bool count_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
-{
-    (*(long long *)arg)++;
-    return true;
-}
-
 typedef struct count_state {
     uint64_t keys, expires;
 } count_state;
 
-static bool count2_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
+static bool count_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
 {
     count_state *c = arg;
     c->keys++;
@@ -1365,7 +1359,7 @@ int cmd_count_keys(cairn_db *db, uint64_t now_ms, uint64_t *keys,
 {
     cmd_ctx x = {.db = db, .now_ms = now_ms};
     count_state c = {0, 0};
-    int rc = walk_keys(&x, count2_fn, &c);
+    int rc = walk_keys(&x, count_fn, &c);
     *keys = c.keys;
     *expires = c.expires;
     return rc;
@@ -1373,13 +1367,15 @@ int cmd_count_keys(cairn_db *db, uint64_t now_ms, uint64_t *keys,
 
 static void c_dbsize(cmd_ctx *x)
 {
-    long long n = 0;
-    int rc = walk_keys(x, count_fn, &n);
+    uint64_t keys, expires;
+    int rc = cmd_count_keys(x->db, x->now_ms, &keys, &expires);
     if (rc)
         cmd_reply_engine_error(x->out, rc);
     else
-        cairn_resp_integer(x->out, n);
+        cairn_resp_integer(x->out, (int64_t)keys);
 }
+
+
 
 
 typedef struct keys_state {
@@ -1809,8 +1805,8 @@ static void config_get(cmd_ctx *x)
     cairn_resp_buf tmp;
     cairn_resp_init(&tmp, x->proto);
     long long n = 0;
-    for (size_t i = 0; srv_config_names[i]; i++) {
-        const char *name = srv_config_names[i];
+    const char *name;
+    for (size_t i = 0; (name = srv_config_name(i)) != NULL; i++) {
         bool m = false;
         for (size_t a = 2; a < x->argc && !m; a++) {
             /* patterns are matched case-insensitively, like Redis */
@@ -1876,13 +1872,12 @@ static void config_set(cmd_ctx *x)
             srv_config_free(&tmp);
             return;
         }
-        if (!arg_cstr(x, i + 1, value, sizeof value) ||
-            srv_config_set(&tmp, name, value, err, sizeof err) != 0) {
+        bool fits = arg_cstr(x, i + 1, value, sizeof value);
+        if (!fits || srv_config_set(&tmp, name, value, err, sizeof err) != 0) {
             cairn_resp_errorf(x->out, "ERR CONFIG SET failed (possibly related "
                                       "to argument '%s') - %s",
-                              name, arg_cstr(x, i + 1, value, sizeof value)
-                                        ? err
-                                        : "argument too long or with a NUL");
+                              name,
+                              fits ? err : "argument too long or with a NUL");
             srv_config_free(&tmp);
             return;
         }

@@ -286,9 +286,10 @@ int srv_config_load(srv_config *c, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
-    char line[4096];
+    char *line = NULL;
+    size_t cap = 0;
     int lineno = 0;
-    while (fgets(line, sizeof line, f)) {
+    while (getline(&line, &cap, f) >= 0) {
         lineno++;
         char *p = line;
         while (isspace((unsigned char)*p))
@@ -314,10 +315,12 @@ int srv_config_load(srv_config *c, const char *path, char *err, size_t errlen)
         char e2[512];
         if (srv_config_set(c, name, p, e2, sizeof e2) != 0) {
             snprintf(err, errlen, "%s:%d: %s", path, lineno, e2);
+            free(line);
             fclose(f);
             return -1;
         }
     }
+    free(line);
     fclose(f);
     free(c->config_file);
     c->config_file = strdup(path);
@@ -326,36 +329,56 @@ int srv_config_load(srv_config *c, const char *path, char *err, size_t errlen)
 
 /* ---------- CONFIG GET / SET / REWRITE ---------- */
 
-const char *const srv_config_names[] = {
-    "port", "bind", "dir", "requirepass", "appendfsync", "sync",
-    "sync-interval-ms", "history-ms", "proto-max-bulk-len", "max-args",
-    "maxclients", "client-query-buffer-limit", "client-output-buffer-limit",
-    "timeout", "commit-threads", "memtable-size", "block-cache-size",
-    "metrics-port", "tls-port", "tls-cert-file",
-    "tls-key-file", "tls-ca-cert-file", "tls-auth-clients",
-    "slowlog-log-slower-than", "slowlog-max-len", "appendonly", "save",
-    "databases", "daemonize", NULL};
+#define CF_RUNTIME 0x1 /* CONFIG SET may change it; the server applies it */
+#define CF_REWRITE 0x2 /* CONFIG REWRITE writes it (not aliases, not fixed) */
 
-/* Settings CONFIG SET may change: the server applies them at once. */
-static const char *const runtime_names[] = {
-    "requirepass", "proto-max-bulk-len", "max-args", "maxclients",
-    "client-query-buffer-limit", "client-output-buffer-limit", "timeout",
-    "slowlog-log-slower-than", "slowlog-max-len", NULL};
+static const struct {
+    const char *name;
+    unsigned flags;
+} settings[] = {
+    {"port", CF_REWRITE},
+    {"bind", CF_REWRITE},
+    {"dir", CF_REWRITE},
+    {"requirepass", CF_RUNTIME | CF_REWRITE},
+    {"appendfsync", 0}, /* an alias of sync */
+    {"sync", CF_REWRITE},
+    {"sync-interval-ms", CF_REWRITE},
+    {"history-ms", CF_REWRITE},
+    {"proto-max-bulk-len", CF_RUNTIME | CF_REWRITE},
+    {"max-args", CF_RUNTIME | CF_REWRITE},
+    {"maxclients", CF_RUNTIME | CF_REWRITE},
+    {"client-query-buffer-limit", CF_RUNTIME | CF_REWRITE},
+    {"client-output-buffer-limit", CF_RUNTIME | CF_REWRITE},
+    {"timeout", CF_RUNTIME | CF_REWRITE},
+    {"commit-threads", CF_REWRITE},
+    {"memtable-size", CF_REWRITE},
+    {"block-cache-size", CF_REWRITE},
+    {"metrics-port", CF_REWRITE},
+    {"tls-port", CF_REWRITE},
+    {"tls-cert-file", CF_REWRITE},
+    {"tls-key-file", CF_REWRITE},
+    {"tls-ca-cert-file", CF_REWRITE},
+    {"tls-auth-clients", CF_REWRITE},
+    {"slowlog-log-slower-than", CF_RUNTIME | CF_REWRITE},
+    {"slowlog-max-len", CF_RUNTIME | CF_REWRITE},
+    {"appendonly", 0}, /* fixed values, shown for tools that ask */
+    {"save", 0},
+    {"databases", 0},
+    {"daemonize", 0},
+};
 
-/* Written by CONFIG REWRITE (the others are fixed or aliases). */
-static const char *const rewrite_names[] = {
-    "port", "bind", "dir", "requirepass", "sync", "sync-interval-ms",
-    "history-ms", "proto-max-bulk-len", "max-args", "maxclients",
-    "client-query-buffer-limit", "client-output-buffer-limit", "timeout",
-    "commit-threads", "memtable-size", "block-cache-size", "metrics-port",
-    "tls-port", "tls-cert-file", "tls-key-file", "tls-ca-cert-file",
-    "tls-auth-clients", "slowlog-log-slower-than", "slowlog-max-len", NULL};
+#define NSETTINGS (sizeof settings / sizeof settings[0])
+
+const char *srv_config_name(size_t i)
+{
+    return i < NSETTINGS ? settings[i].name : NULL;
+}
 
 bool srv_config_runtime(const char *name)
 {
-    for (size_t i = 0; runtime_names[i]; i++)
-        if (!strcasecmp(name, runtime_names[i]))
-            return true;
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (!strcasecmp(name, settings[i].name))
+            return settings[i].flags & CF_RUNTIME;
     return false;
 }
 
@@ -445,6 +468,14 @@ static void put_line(FILE *f, const char *name, const char *v)
         fprintf(f, "%s %s\n", name, v);
 }
 
+/* A line kept as it was (with its newline). */
+static void copy_line(FILE *f, const char *line)
+{
+    fputs(line, f);
+    if (!strchr(line, '\n'))
+        fputc('\n', f);
+}
+
 int srv_config_rewrite(const srv_config *c, char *const *user_lines,
                        size_t nuser_lines, char *err, size_t errlen)
 {
@@ -454,10 +485,7 @@ int srv_config_rewrite(const srv_config *c, char *const *user_lines,
     }
     srv_config d;
     srv_config_init(&d);
-    size_t nnames = 0;
-    while (rewrite_names[nnames])
-        nnames++;
-    bool done[64] = {false};
+    bool done[NSETTINGS] = {false};
     char *out = NULL;
     size_t outlen = 0;
     FILE *o = open_memstream(&out, &outlen);
@@ -469,15 +497,14 @@ int srv_config_rewrite(const srv_config *c, char *const *user_lines,
     bool users_done = false;
     FILE *in = fopen(c->config_file, "r");
     if (in) {
-        char line[4096];
-        while (fgets(line, sizeof line, in)) {
+        char *line = NULL;
+        size_t cap = 0;
+        while (getline(&line, &cap, in) >= 0) {
             char *p = line;
             while (isspace((unsigned char)*p))
                 p++;
             if (*p == '#' || *p == '\0') {
-                fputs(line, o);
-                if (!strchr(line, '\n'))
-                    fputc('\n', o);
+                copy_line(o, line);
                 continue;
             }
             char name[128];
@@ -499,21 +526,21 @@ int srv_config_rewrite(const srv_config *c, char *const *user_lines,
                 continue;
             }
             size_t k = 0;
-            while (k < nnames && strcasecmp(name, rewrite_names[k]))
+            while (k < NSETTINGS && (!(settings[k].flags & CF_REWRITE) ||
+                                     strcasecmp(name, settings[k].name)))
                 k++;
-            if (k == nnames) { /* not ours to change: kept as it is */
-                fputs(line, o);
-                if (!strchr(line, '\n'))
-                    fputc('\n', o);
+            if (k == NSETTINGS) { /* not ours to change: kept as it is */
+                copy_line(o, line);
                 continue;
             }
             if (done[k])
                 continue; /* a later duplicate: the value is written once */
             done[k] = true;
             char v[1024];
-            srv_config_get(c, rewrite_names[k], v, sizeof v);
-            put_line(o, rewrite_names[k], v);
+            srv_config_get(c, settings[k].name, v, sizeof v);
+            put_line(o, settings[k].name, v);
         }
+        free(line);
         fclose(in);
     } else if (errno != ENOENT) {
         fclose(o);
@@ -524,18 +551,18 @@ int srv_config_rewrite(const srv_config *c, char *const *user_lines,
         return -1;
     }
     bool header = false;
-    for (size_t k = 0; k < nnames; k++) {
-        if (done[k])
+    for (size_t k = 0; k < NSETTINGS; k++) {
+        if (done[k] || !(settings[k].flags & CF_REWRITE))
             continue;
         char v[1024], dv[1024];
-        srv_config_get(c, rewrite_names[k], v, sizeof v);
-        srv_config_get(&d, rewrite_names[k], dv, sizeof dv);
+        srv_config_get(c, settings[k].name, v, sizeof v);
+        srv_config_get(&d, settings[k].name, dv, sizeof dv);
         if (!strcmp(v, dv))
             continue;
         if (!header)
             fputs("# Generated by CONFIG REWRITE\n", o);
         header = true;
-        put_line(o, rewrite_names[k], v);
+        put_line(o, settings[k].name, v);
     }
     if (!users_done)
         for (size_t i = 0; i < nuser_lines; i++)

@@ -373,6 +373,13 @@ const srv_config *srv_get_config(const server *s)
     return &s->cfg;
 }
 
+static uint64_t now_us_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static uint64_t mono_ms(void)
 {
     struct timespec ts;
@@ -527,59 +534,59 @@ void srv_acl_run(server *s, client *c, size_t argc, const uint8_t *const *argv,
     }
 }
 
-/* NOPERM (and false) if the client's user may not run d with these
- * arguments. */
+/* What the client's user may not do with d and these arguments: 0 (all is
+ * allowed), CMD_DENIED_COMMAND or CMD_DENIED_KEYS. */
+static int acl_denial(const client *c, const cmd_def *d, size_t argc,
+                      const uint8_t *const *argv, const size_t *argl)
+{
+    size_t n;
+    const cmd_def *tab = cmd_table(&n);
+    if (srv_acl_check_cmd(c->user, (size_t)(d - tab)) != 0)
+        return CMD_DENIED_COMMAND;
+    if (d->first <= 0)
+        return 0;
+    size_t last = d->last < 0 ? argc - 1 : (size_t)d->last;
+    for (size_t i = (size_t)d->first; i <= last && i < argc;
+         i += (size_t)d->step)
+        if (srv_acl_check_key(c->user, argv[i], argl[i]) != 0)
+            return CMD_DENIED_KEYS;
+    return 0;
+}
+
+/* false, with NOPERM in out, if the client's user may not run d with
+ * these arguments. */
 static bool acl_allows(client *c, const cmd_def *d, size_t argc,
                        const uint8_t *const *argv, const size_t *argl,
                        cairn_resp_buf *out)
 {
-    size_t n;
-    const cmd_def *tab = cmd_table(&n);
-    if (srv_acl_check_cmd(c->user, (size_t)(d - tab)) != 0) {
-        if (out)
-            c->s->st_noperm++;
-        if (out) {
-            /* A container command is named with its subcommand, as Redis
-             * names it: 'config|get'. */
-            char name[96];
-            size_t nl = (size_t)snprintf(name, sizeof name, "%s", d->name);
-            if ((d->flags & CMD_SUBCMDS) && argc > 1 && nl < sizeof name - 1) {
-                name[nl++] = '|';
-                for (size_t i = 0; i < argl[1] && nl < sizeof name - 1; i++)
-                    name[nl++] = (char)tolower(argv[1][i]);
-                name[nl] = '\0';
-            }
-            cairn_resp_errorf(out, "NOPERM this user has no permissions to "
-                                   "run the '%s' command",
-                              name);
-        }
+    int denied = acl_denial(c, d, argc, argv, argl);
+    if (!denied)
+        return true;
+    c->s->st_noperm++;
+    if (denied == CMD_DENIED_KEYS) {
+        cairn_resp_error(out, "NOPERM this user has no permissions to access "
+                              "one of the keys used as arguments");
         return false;
     }
-    if (d->first <= 0)
-        return true;
-    size_t last = d->last < 0 ? argc - 1 : (size_t)d->last;
-    for (size_t i = (size_t)d->first; i <= last && i < argc;
-         i += (size_t)d->step) {
-        if (srv_acl_check_key(c->user, argv[i], argl[i]) != 0) {
-            if (out)
-                c->s->st_noperm++;
-            if (out)
-                cairn_resp_error(out, "NOPERM this user has no permissions to "
-                                      "access one of the keys used as "
-                                      "arguments");
-            return false;
-        }
+    /* A container command is named with its subcommand, as Redis names it:
+     * 'config|get'. */
+    char name[96];
+    size_t nl = (size_t)snprintf(name, sizeof name, "%s", d->name);
+    if ((d->flags & CMD_SUBCMDS) && argc > 1 && nl < sizeof name - 1) {
+        name[nl++] = '|';
+        for (size_t i = 0; i < argl[1] && nl < sizeof name - 1; i++)
+            name[nl++] = (char)tolower(argv[1][i]);
+        name[nl] = '\0';
     }
-    return true;
+    cairn_resp_errorf(out, "NOPERM this user has no permissions to run the "
+                           "'%s' command",
+                      name);
+    return false;
 }
 
 int srv_config_apply(server *s, const char *name, const char *value,
                      char *err, size_t errlen)
 {
-    if (!srv_config_runtime(name)) {
-        snprintf(err, errlen, "can't set immutable config");
-        return -1;
-    }
     if (srv_config_set(&s->cfg, name, value, err, errlen) != 0)
         return -1;
     if (!strcasecmp(name, "requirepass")) {
@@ -606,67 +613,20 @@ int srv_config_apply(server *s, const char *name, const char *value,
 
 int srv_config_rewrite_running(server *s, char *err, size_t errlen)
 {
-    /* The users as ACL LIST shows them, one "user ..." line each. */
-    cairn_resp_buf b;
-    cairn_resp_init(&b, 2);
-    const uint8_t *argv[2] = {(const uint8_t *)"ACL", (const uint8_t *)"LIST"};
-    size_t argl[2] = {3, 4};
-    srv_acl_command(s->acl, NULL, 2, argv, argl, &b);
-    char **lines = NULL;
+    /* Every user, default included, as ACL LIST shows them (the default
+     * user's password is requirepass's: written in both places, as Redis
+     * does). */
     size_t nl = 0;
-    /* Parse the array of bulk strings back. */
-    const char *p = (const char *)b.p, *end = p + b.len;
-    int rc = 0;
-    if (b.oom || b.len == 0 || *p != '*') {
-        rc = -1;
-    } else {
-        long n = strtol(p + 1, NULL, 10);
-        p = memchr(p, '\n', (size_t)(end - p));
-        lines = calloc(n > 0 ? (size_t)n : 1, sizeof *lines);
-        if (!lines || !p)
-            rc = -1;
-        for (long i = 0; rc == 0 && i < n; i++) {
-            p++;
-            if (p >= end || *p != '$') {
-                rc = -1;
-                break;
-            }
-            long l = strtol(p + 1, NULL, 10);
-            p = memchr(p, '\n', (size_t)(end - p));
-            if (!p || l < 0 || p + 1 + l > end) {
-                rc = -1;
-                break;
-            }
-            lines[nl] = strndup(p + 1, (size_t)l);
-            if (!lines[nl]) {
-                rc = -1;
-                break;
-            }
-            nl++;
-            p += 1 + l + 1; /* the bytes, "\r"; the loop skips "\n" */
-        }
+    char **lines = srv_acl_list(s->acl, &nl);
+    if (!lines) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
-    cairn_resp_free(&b);
-    if (rc == 0) {
-        /* Every user, default included (its password is requirepass's,
-         * written in both places as Redis does). */
-        rc = srv_config_rewrite(&s->cfg, lines, nl, err, errlen);
-    } else {
-        snprintf(err, errlen, "cannot list the ACL users");
-    }
-    for (size_t i = 0; i < nl; i++)
-        free(lines[i]);
-    free(lines);
+    int rc = srv_config_rewrite(&s->cfg, lines, nl, err, errlen);
+    srv_acl_list_free(lines, nl);
     if (rc == 0)
         srv_log("info", "CONFIG REWRITE of %s", s->cfg.config_file);
     return rc;
-}
-
-static uint64_t now_us_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static bool arg_eq(const uint8_t *a, size_t al, const char *w)
@@ -791,13 +751,12 @@ void srv_slowlog_command(server *s, cmd_ctx *x)
 {
     const uint8_t *sub = x->argv[1];
     size_t sl = x->argl[1];
-#define SUB(w) (sl == strlen(w) && !strncasecmp((const char *)sub, w, sl))
-    if (SUB("LEN") && x->argc == 2) {
+    if (arg_eq(sub, sl, "LEN") && x->argc == 2) {
         cairn_resp_integer(x->out, (int64_t)s->slow_n);
-    } else if (SUB("RESET") && x->argc == 2) {
+    } else if (arg_eq(sub, sl, "RESET") && x->argc == 2) {
         slowlog_reset(s);
         cairn_resp_simple(x->out, "OK");
-    } else if (SUB("GET") && x->argc <= 3) {
+    } else if (arg_eq(sub, sl, "GET") && x->argc <= 3) {
         long long count = 10;
         if (x->argc == 3) {
             char buf[32];
@@ -830,7 +789,7 @@ void srv_slowlog_command(server *s, cmd_ctx *x)
             cairn_resp_bulk_cstr(x->out, e->addr);
             cairn_resp_bulk_cstr(x->out, e->name);
         }
-    } else if (SUB("HELP") && x->argc == 2) {
+    } else if (arg_eq(sub, sl, "HELP") && x->argc == 2) {
         static const char *const help[] = {
             "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "GET [<count>]",
@@ -849,7 +808,6 @@ void srv_slowlog_command(server *s, cmd_ctx *x)
     } else {
         cmd_reply_bad_sub(x->out, "SLOWLOG", sub, sl);
     }
-#undef SUB
 }
 
 /* ---------- committers ---------- */
@@ -868,6 +826,17 @@ static void job_done(server *s, job *j)
     pthread_mutex_unlock(&s->d_mu);
     if (send)
         uv_async_send(&s->done_async);
+}
+
+/* The client waits for job j (on a committer or an asynchronous commit):
+ * nothing more of its input runs until j is back (on_done). */
+static void client_wait_job(client *c, job *j)
+{
+    j->c = c;
+    c->busy = true;
+    c->refs++;
+    c->s->jobs_inflight++;
+    c->job_start_us = now_us_mono();
 }
 
 /* Queue a job for the committers (jobs_inflight counted by the caller). */
@@ -1111,20 +1080,7 @@ void srv_client_exec(client *c)
      * that is no longer allowed answers NOPERM in its place, unrun. */
     for (size_t i = 0; i < c->nmq; i++) {
         cmd_queued *q = &c->mq[i];
-        size_t ncmd;
-        const cmd_def *tab = cmd_table(&ncmd);
-        if (srv_acl_check_cmd(c->user, (size_t)(q->def - tab)) != 0) {
-            q->denied = CMD_DENIED_COMMAND;
-            continue;
-        }
-        const cmd_def *d = q->def;
-        if (d->first <= 0)
-            continue;
-        size_t last = d->last < 0 ? q->argc - 1 : (size_t)d->last;
-        for (size_t a = (size_t)d->first; a <= last && a < q->argc;
-             a += (size_t)d->step)
-            if (srv_acl_check_key(c->user, q->argv[a], q->argl[a]) != 0)
-                q->denied = CMD_DENIED_KEYS;
+        q->denied = acl_denial(c, q->def, q->argc, q->argv, q->argl);
     }
     job *j = calloc(1, sizeof *j);
     if (!j) {
@@ -1132,7 +1088,6 @@ void srv_client_exec(client *c)
         return;
     }
     j->kind = JOB_EXEC;
-    j->c = c;
     j->cmds = c->mq;
     j->ncmds = c->nmq;
     c->mq = NULL;
@@ -1147,10 +1102,7 @@ void srv_client_exec(client *c)
     c->nw = c->capw = 0;
     j->now_ms = c->s->now_ms;
     cairn_resp_init(&j->out, c->proto);
-    c->busy = true;
-    c->refs++;
-    c->s->jobs_inflight++;
-    c->job_start_us = now_us_mono();
+    client_wait_job(c, j);
     submit(c->s, j);
 }
 
@@ -1245,15 +1197,11 @@ static void client_command(client *c, const cmd_def *d,
             return;
         }
         j->kind = JOB_BATCH;
-        j->c = c;
         j->cmds = q;
         j->ncmds = 1;
         j->now_ms = s->now_ms;
         cairn_resp_init(&j->out, c->proto);
-        c->busy = true;
-        c->refs++;
-        s->jobs_inflight++;
-        c->job_start_us = now_us_mono();
+        client_wait_job(c, j);
         submit(s, j);
         return;
     }
@@ -1280,7 +1228,7 @@ static bool batchable(client *c, const cmd_def *d, const cairn_resp_cmd *cmd)
     if (!d || !(d->flags & CMD_WRITE) ||
         (d->arity > 0 && cmd->argc != (size_t)d->arity) ||
         (d->arity < 0 && cmd->argc < (size_t)-d->arity) ||
-        !acl_allows(c, d, cmd->argc, cmd->argv, cmd->argl, NULL))
+        acl_denial(c, d, cmd->argc, cmd->argv, cmd->argl))
         return false;
     return true;
 }
@@ -1331,10 +1279,7 @@ static void batch_submit(client *c)
     c->batch_bytes = 0;
     j->now_ms = c->s->now_ms;
     cairn_resp_init(&j->out, c->proto);
-    c->busy = true;
-    c->refs++;
-    c->s->jobs_inflight++;
-    c->job_start_us = now_us_mono();
+    client_wait_job(c, j);
     if (!batch_commit_async(c->s, j))
         submit(c->s, j);
 }
@@ -1473,26 +1418,33 @@ static void client_process(client *c)
     client_flush(c);
 }
 
+/* Room for n more bytes of input: 0, or CAIRN_ENOMEM. */
+static int client_in_reserve(client *c, size_t n)
+{
+    if (c->incap - c->inlen >= n)
+        return 0;
+    size_t cap = c->incap ? c->incap : 16384;
+    while (cap - c->inlen < n)
+        cap *= 2;
+    uint8_t *p = realloc(c->in, cap);
+    if (!p)
+        return CAIRN_ENOMEM;
+    c->in = p;
+    c->incap = cap;
+    return 0;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     client *c = h->data;
+    (void)suggested;
     if (c->tls) { /* ciphertext: decrypted into c->in by on_read */
-        (void)suggested;
         *buf = uv_buf_init((char *)c->s->tls_rbuf, sizeof c->s->tls_rbuf);
         return;
     }
-    size_t want = 16384;
-    if (c->incap - c->inlen < want) {
-        size_t n = c->incap ? c->incap : 16384;
-        while (n - c->inlen < want)
-            n *= 2;
-        uint8_t *p = realloc(c->in, n);
-        if (!p) {
-            *buf = uv_buf_init(NULL, 0);
-            return;
-        }
-        c->in = p;
-        c->incap = n;
+    if (client_in_reserve(c, 16384) != 0) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
     }
     *buf = uv_buf_init((char *)c->in + c->inlen,
                        (unsigned)(c->incap - c->inlen > (1u << 30)
@@ -1504,16 +1456,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static int tls_plain(void *arg, const uint8_t *p, size_t n)
 {
     client *c = arg;
-    if (c->incap - c->inlen < n) {
-        size_t cap = c->incap ? c->incap : 16384;
-        while (cap - c->inlen < n)
-            cap *= 2;
-        uint8_t *np = realloc(c->in, cap);
-        if (!np)
-            return CAIRN_ENOMEM;
-        c->in = np;
-        c->incap = cap;
-    }
+    if (client_in_reserve(c, n) != 0)
+        return CAIRN_ENOMEM;
     memcpy(c->in + c->inlen, p, n);
     c->inlen += n;
     return 0;

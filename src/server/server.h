@@ -57,8 +57,8 @@ void srv_config_init(srv_config *c);
 void srv_config_free(srv_config *c);
 /* A deep copy of src into dst: 0, or -1 when out of memory. */
 int srv_config_copy(srv_config *dst, const srv_config *src);
-/* The names of every setting CONFIG GET knows, NULL-terminated. */
-extern const char *const srv_config_names[];
+/* The name of setting i (CONFIG GET walks them), NULL past the last. */
+const char *srv_config_name(size_t i);
 /* The value of setting `name` as CONFIG GET shows it: 0, or -1 if the
  * name is unknown. */
 int srv_config_get(const srv_config *c, const char *name, char *buf,
@@ -155,8 +155,9 @@ struct srv_acl *srv_get_acl(server *s);
 /* ACL: run the command, then drop the clients of deleted users. */
 void srv_acl_run(server *s, client *c, size_t argc, const uint8_t *const *argv,
                  const size_t *argl, cairn_resp_buf *out);
-/* CONFIG SET name value: validate, apply to the running server. 0, or -1
- * with a Redis-worded message. */
+/* CONFIG SET name value for a setting srv_config_runtime() allows (the
+ * caller checks): validate, apply to the running server. 0, or -1 with a
+ * message. */
 int srv_config_apply(server *s, const char *name, const char *value,
                      char *err, size_t errlen);
 /* CONFIG REWRITE. */
