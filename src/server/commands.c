@@ -1561,13 +1561,14 @@ static bool pick_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
 
 static void c_randomkey(cmd_ctx *x)
 {
-    long long n = 0;
-    int rc = walk_keys(x, count_fn, &n);
+    uint64_t n = 0, expires;
+    int rc = cmd_count_keys(x->db, x->now_ms, &n, &expires);
     if (rc == 0 && n == 0) {
         cairn_resp_null(x->out);
         return;
     }
-    pick_state s = {.target = rc == 0 ? (long long)(random() % n) : 0};
+    pick_state s = {.target = rc == 0 ? (long long)((uint64_t)random() % n)
+                                      : 0};
     if (rc == 0)
         rc = walk_keys(x, pick_fn, &s);
     if (rc)
