@@ -355,6 +355,9 @@ typedef struct engine_ops {
     /* Moves what is buffered in memory into the database files (RocksDB's
      * memtable flush); NULL when the engine has nothing to do. */
     int (*flush)(void *db);
+    /* A full manual compaction: everything merged down into the deepest
+     * level (for the settled size); NULL when the engine has none. */
+    int (*compact)(void *db);
     /* Per-thread state, made in the thread that uses it (NULL is fine
      * when thread_init is NULL). */
     void *(*thread_init)(void *db);
@@ -414,6 +417,16 @@ static void *cairn_e_open(const char *dir, open_mode mode)
         return NULL;
     }
     return db;
+}
+
+static int cairn_e_compact(void *db)
+{
+    int rc = cairn_compact(db, NULL, NULL);
+    if (rc != CAIRN_OK) {
+        fprintf(stderr, "cairn: compact: %s (%d)\n", cairn_strerror(rc), rc);
+        return RES_ERR;
+    }
+    return RES_OK;
 }
 
 static int cairn_e_close(void *db)
@@ -947,6 +960,17 @@ static int rocks_e_flush(void *db)
         rocks_err("flush", err);
         return RES_ERR;
     }
+    return RES_OK;
+}
+
+/* CompactRange over every key with the default options: each level in
+ * turn merged into the next, down to the deepest one holding data. */
+static int rocks_e_compact(void *db)
+{
+    rocks_db *d = db;
+    if (d->db == NULL)
+        return RES_OK;
+    rocksdb_compact_range(d->db, NULL, 0, NULL, 0);
     return RES_OK;
 }
 
@@ -1619,12 +1643,14 @@ enum {
 
 static const engine_ops ENGINES[NENGINES] = {
     [ENG_CAIRN] = {.name = "cairn", .built = true, .open = cairn_e_open,
-                   .close = cairn_e_close, .put = cairn_e_put,
+                   .close = cairn_e_close, .compact = cairn_e_compact,
+                   .put = cairn_e_put,
                    .get = cairn_e_get, .scan = cairn_e_scan,
                    .load = cairn_e_load, .rmw = cairn_e_rmw},
 #ifdef CAIRN_HAVE_ROCKSDB
     [ENG_ROCKSDB] = {.name = "rocksdb", .built = true, .open = rocks_e_open,
                      .close = rocks_e_close, .flush = rocks_e_flush,
+                     .compact = rocks_e_compact,
                      .thread_init = rocks_e_thread_init,
                      .thread_fini = rocks_e_thread_fini, .put = rocks_e_put,
                      .get = rocks_e_get, .scan = rocks_e_scan,
@@ -1744,6 +1770,8 @@ enum {
     S_CANCELLED, /* fillrandom: cancelled_write_bytes over the same span */
     S_WCHAR,     /* fillrandom: wchar (bytes passed to write calls), same */
     S_RESIDENT,  /* cold: bytes still in the page cache after the drop */
+    S_DB_FULL,   /* fillrandom: du after a reopen, a full compaction and a
+                    close (the settled size) */
     NSAMPLES
 };
 
@@ -2792,6 +2820,32 @@ static void phase_random(int ei, int run)
             close_db(e, db, r);
         }
     }
+    if (e->compact != NULL && usable(ei, W_FILLRANDOM, 1)) {
+        /* The size at close depends on how much data the background
+         * compactions had moved down by then (upper levels use the faster,
+         * weaker codec); after a full compaction on each engine all of it
+         * sits in the deepest level: the settled size. */
+        result *r = res_at(W_FILLRANDOM, 1, ei);
+        double t0 = bench_now();
+        db = e->open(dir, MODE_NOSYNC);
+        int rc = db == NULL ? RES_ERR : e->compact(db);
+        if (db != NULL)
+            close_db(e, db, r);
+        if (rc != RES_OK) {
+            res_fail(r);
+        } else {
+            uint64_t full = 0, full_size = 0;
+            du(dir, &full, &full_size);
+            res_add(r, S_DB_FULL, (double)full);
+            char a[32];
+            fmt_bytes((double)full, a, sizeof a);
+            fprintf(stderr,
+                    "      fillrandom %-9s db %s after a full compaction "
+                    "(space amp %.2fx, %.1f s)\n",
+                    e->name, a, (double)full / ((double)n * ENTRY_BYTES),
+                    bench_now() - t0);
+        }
+    }
     wl_done(dir);
 }
 
@@ -3100,6 +3154,10 @@ static void print_json_row(size_t row, int ei)
         printf(",\"user_bytes\":%.0f,\"db_bytes\":%.0f,"
                "\"db_apparent_bytes\":%.0f,\"space_amp\":%.3f",
                user, alloc, res_med(r, S_DB_SIZE), alloc / user);
+        if (r->n[S_DB_FULL] > 0)
+            printf(",\"db_bytes_full_compaction\":%.0f,"
+                   "\"space_amp_full_compaction\":%.3f",
+                   res_med(r, S_DB_FULL), res_med(r, S_DB_FULL) / user);
         if (r->n[S_WRITTEN] > 0)
             printf(",\"write_bytes\":%.0f,\"cancelled_write_bytes\":%.0f,"
                    "\"write_amp\":%.3f,\"write_call_bytes\":%.0f,"
@@ -3387,10 +3445,13 @@ static void print_human(double elapsed)
                "/proc/self/io: to storage = write_bytes\n"
                "  (pages dirtied; a page rewritten while dirty counts once), "
                "write calls = wchar;\n"
-               "  write amp: bytes / keys and values\n");
-        printf("  %-9s %12s %10s %12s %10s %12s %10s\n", "engine", "db size",
-               "space amp", "to storage", "write amp", "write calls",
-               "write amp");
+               "  write amp: bytes / keys and values\n"
+               "  full compaction: db size after a reopen, a full manual "
+               "compaction and a close\n"
+               "  (everything in the deepest level: the settled size)\n");
+        printf("  %-9s %12s %10s %12s %10s %12s %10s %16s\n", "engine",
+               "db size", "space amp", "to storage", "write amp",
+               "write calls", "write amp", "full compaction");
         for (int ei = 0; ei < NENGINES; ei++) {
             const result *r = res_at(W_FILLRANDOM, 1, ei);
             if (!engine_shown(ei) || r->n[S_DB_ALLOC] == 0)
@@ -3406,8 +3467,15 @@ static void print_human(double elapsed)
                 fmt_bytes(res_med(r, S_WCHAR), c, sizeof c);
                 snprintf(ca, sizeof ca, "%.2fx", res_med(r, S_WCHAR) / user);
             }
-            printf("  %-9s %12s %9.2fx %12s %10s %12s %10s\n",
-                   ENGINES[ei].name, a, alloc / user, w, wa, c, ca);
+            char fc[40] = "n/a";
+            if (r->n[S_DB_FULL] > 0) {
+                char b[32];
+                fmt_bytes(res_med(r, S_DB_FULL), b, sizeof b);
+                snprintf(fc, sizeof fc, "%s (%.2fx)", b,
+                         res_med(r, S_DB_FULL) / user);
+            }
+            printf("  %-9s %12s %9.2fx %12s %10s %12s %10s %16s\n",
+                   ENGINES[ei].name, a, alloc / user, w, wa, c, ca, fc);
         }
     }
     printf("\ntargets (informative):\n");

@@ -142,6 +142,22 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out);
  * dropped). Waits for it. CAIRN_EREADONLY on a read-only handle. */
 int cairn_flush(cairn_db *db);
 
+/* Flush the memtables, then merge every sorted file down into the deepest
+ * level that holds data (at least level 2, the first written with the
+ * bottom-most codec), level by level: a full compaction. Afterwards the
+ * data sits in one level, rewritten with its codec, with the versions no
+ * snapshot and no history window can read dropped. Reads and
+ * writes go on meanwhile; what is flushed during the run may stay above.
+ * It rewrites the whole database, so it takes as long as writing it:
+ * fn (may be NULL) is called after each merge with the level being
+ * emptied, the level it goes into, and the bytes that level held when its
+ * turn came and how many of them have moved down (done <= total). Waits
+ * for it. Errors: CAIRN_EREADONLY, CAIRN_EIO, CAIRN_ENOSPC (the files
+ * stay as they were; nothing is lost), CAIRN_EBUSY (closing meanwhile). */
+typedef void (*cairn_compact_progress_fn)(void *arg, int level, int target,
+                                          uint64_t done, uint64_t total);
+int cairn_compact(cairn_db *db, cairn_compact_progress_fn fn, void *arg);
+
 /* Flush the memtables (best effort: the log keeps what a failed flush did
  * not write), sync and close. Returns the first error met; the handle is
  * freed anyway. */

@@ -13,6 +13,8 @@
  *                     files, the WAL
  *   cairn stats       per-level file counts, sizes, entries, compression,
  *                     space amplification, WAL size (text or --json)
+ *   cairn compact     open the database and merge every sorted file down
+ *                     into its deepest level (cairn_compact)
  *   cairn debug mkfixture  hidden test helper: write a small database
  *                     directory (sorted files in L0 and L1, a manifest, a
  *                     WAL) for the integration tests
@@ -26,8 +28,10 @@
  *     with read_only=true (cuts no torn tail, deletes no leftover), sorted
  *     files through readers. They check that DIR exists first, so a
  *     mistyped path is reported, never created.
- *   - wal fill and debug mkfixture are the only commands that write; they
- *     are test and demo helpers.
+ *   - compact opens the database through cairn_open (its LOCK file: it
+ *     refuses a database a server holds) and changes it only through the
+ *     engine's crash-safe compaction. wal fill and debug mkfixture are the
+ *     other commands that write; they are test and demo helpers.
  *   - Exit status: 0 success (everything sound); 1 damage found (a corrupt
  *     log, manifest or sorted file, a missing file, properties that disagree
  *     with the manifest; or, with verify --salvage, salvage would drop
@@ -46,7 +50,9 @@
  * Locking: single-threaded. The tool itself starts no threads and takes no
  * locks; the WAL library runs replay and progress callbacks on this thread
  * inside cairn_wal_open(), the sorted-file verifier its progress callback
- * inside cairn_sst_verify(). Only fill and mkfixture open a log for writing,
+ * inside cairn_sst_verify(); compact's progress callback runs on this
+ * thread inside cairn_compact() (the engine's own threads run beside it).
+ * Only fill, mkfixture and compact open a log for writing,
  * and the library then holds the log's LOCK file (and runs its own
  * background thread) until cairn_wal_close(). The read-only commands take
  * no lock, so they can read a database that a live process is writing;
@@ -125,6 +131,7 @@ static int cmd_wal_fill(const char *path, int argc, char **argv);
 static int cmd_sst_dump(const char *path, int argc, char **argv);
 static int cmd_check(const char *path, int argc, char **argv);
 static int cmd_stats(const char *path, int argc, char **argv);
+static int cmd_compact(const char *path, int argc, char **argv);
 static int cmd_debug_mkfixture(const char *path, int argc, char **argv);
 
 static const command commands[] = {
@@ -190,6 +197,22 @@ static const command commands[] = {
      "    WAL segment count and bytes. --json: one JSON object instead.\n"
      "    Exit 1 if the manifest or a file could not be read as damaged.\n",
      cmd_stats, false, false},
+    {"compact", "DIR [--progress]",
+     "merge every sorted file of DIR down into its deepest level",
+     "    Opens the database (it must not be open elsewhere: stop the server\n"
+     "    first), writes the memtables out, then merges each level into the\n"
+     "    next down to the deepest one holding data (at least level 2), as\n"
+     "    cairn_compact() does: afterwards the data sits in one level,\n"
+     "    rewritten with that level's codec (zstd by default), and\n"
+     "    versions older than the history window (10 min) are gone. It\n"
+     "    rewrites the whole database: it needs free space for a copy of the\n"
+     "    largest level and takes about as long as writing it. Prints the\n"
+     "    files and bytes per level before and after.\n"
+     "    --progress: one line per merge on stderr (default: only when stderr\n"
+     "    is a terminal, drawn in place).\n"
+     "    Exit 0: done; 2: not a database, busy, I/O error or no space (the\n"
+     "    files stay as they were; nothing is lost).\n",
+     cmd_compact, false, false},
     {"debug mkfixture", "DIR [--entries N] [--wal-records N] [--wrong-meta]",
      "write a small test database into DIR (new or empty)",
      "    FORMAT; four sorted files (two in L0: lz4 and uncompressed; two in\n"
@@ -2427,4 +2450,98 @@ int main(int argc, char **argv)
         errorf(NULL, "unknown command '%s'", a);
     fprintf(stderr, "Try '%s --help'.\n", progname);
     return EXIT_TROUBLE;
+}
+
+/* ---------- compact ---------- */
+
+typedef struct compact_view {
+    bool on, tty;
+    int width;
+    double last;
+} compact_view;
+
+static void compact_progress(void *arg, int level, int target, uint64_t done,
+                             uint64_t total)
+{
+    compact_view *cv = arg;
+    if (!cv->on)
+        return;
+    double now = now_seconds();
+    if (cv->tty && done < total && now - cv->last < 0.1)
+        return;
+    cv->last = now;
+    char line[128];
+    int n = snprintf(line, sizeof line,
+                     "compact: level %d -> %d: %.1f/%.1f MiB (%d%%)", level,
+                     target, (double)done / MIB, (double)total / MIB,
+                     total ? (int)((double)done * 100.0 / (double)total) : 100);
+    if (cv->tty) {
+        fprintf(stderr, "\r%s%*s", line, cv->width > n ? cv->width - n : 0,
+                "");
+        cv->width = n;
+    } else {
+        fprintf(stderr, "%s\n", line);
+    }
+    fflush(stderr);
+}
+
+static void print_levels(const char *what, const cairn_stats *st)
+{
+    uint64_t files = 0, bytes = 0;
+    printf("%s:", what);
+    for (int l = 0; l < 8; l++) {
+        files += st->level_files[l];
+        bytes += st->level_bytes[l];
+        if (st->level_files[l])
+            printf(" L%d %" PRIu64 " files %.1f MiB;", l, st->level_files[l],
+                   (double)st->level_bytes[l] / MIB);
+    }
+    printf(" total %" PRIu64 " files %.1f MiB\n", files, (double)bytes / MIB);
+}
+
+static int cmd_compact(const char *path, int argc, char **argv)
+{
+    const command *c = find_command(path);
+    bool progress = false;
+    opt_def defs[] = {{"--progress", OPT_FLAG, &progress, false}};
+    const char *dir = NULL;
+    int st = parse_args(c, argc, argv, defs, 1, &dir, 1);
+    if (st >= 0)
+        return st;
+    st = check_db_dir(path, dir);
+    if (st)
+        return st;
+    cairn_options o;
+    cairn_options_init(&o);
+    o.create_if_missing = false;
+    cairn_db *db = NULL;
+    int rc = cairn_open(dir, &o, &db);
+    if (rc != 0) {
+        errorf(path, "%s: cannot open the database: %s%s", dir,
+               cairn_strerror(rc),
+               rc == CAIRN_EBUSY ? " (is a server using it? stop it first)"
+                                 : "");
+        return EXIT_TROUBLE;
+    }
+    cairn_stats before, after;
+    cairn_get_stats(db, &before);
+    print_levels("before", &before);
+    fflush(stdout);
+    compact_view cv = {.tty = isatty(STDERR_FILENO) != 0};
+    cv.on = progress || cv.tty;
+    double t0 = now_seconds();
+    rc = cairn_compact(db, compact_progress, &cv);
+    if (cv.on && cv.tty && cv.width > 0)
+        fprintf(stderr, "\r%*s\r", cv.width, "");
+    cairn_get_stats(db, &after);
+    int crc = cairn_close(db);
+    if (rc != 0 || crc != 0) {
+        errorf(path, "%s: compaction failed: %s (the files stay as they "
+                     "were; nothing is lost)",
+               dir, cairn_strerror(rc != 0 ? rc : crc));
+        return EXIT_TROUBLE;
+    }
+    print_levels("after", &after);
+    printf("compacted %s in %.1f s\n", dir, now_seconds() - t0);
+    return EXIT_SOUND;
 }

@@ -380,13 +380,21 @@ static uint64_t gc_horizon(cairn_db *db, uint64_t *ts)
                        : 0;
     pthread_mutex_lock(&db->vt_mu);
     uint64_t H = vt_version_at(db, cut, vis);
+    uint64_t H_ts = 0; /* H's time when the index does not know it */
     /* After a restart the index starts at the first version replayed from
      * the log; the versions below it (in sorted files) have unknown times,
      * so none of them is known to be out of the window until a version the
-     * index knows is. */
+     * index knows is, or until the newest time in those files is: then
+     * they all are, and that time stands for unknown_hi's (an upper bound;
+     * reads as of earlier times are out of the window anyway). */
     if ((db->vt_n == 0 || db->vt_ts[db->vt_off] > cut) &&
-        atomic_load(&db->oldest) < db->unknown_hi)
+        atomic_load(&db->oldest) < db->unknown_hi) {
         H = atomic_load(&db->oldest);
+        if (db->unknown_ts != 0 && db->unknown_ts <= cut) {
+            H = db->unknown_hi;
+            H_ts = db->unknown_ts;
+        }
+    }
     pthread_mutex_unlock(&db->vt_mu);
     pthread_mutex_lock(&db->snap_mu);
     for (snap_node *s = db->snaps.next; s != &db->snaps; s = s->next)
@@ -397,6 +405,8 @@ static uint64_t gc_horizon(cairn_db *db, uint64_t *ts)
         pthread_mutex_lock(&db->vt_mu);
         uint64_t t = vt_time_of(db, H);
         pthread_mutex_unlock(&db->vt_mu);
+        if (t == 0 && H == db->unknown_hi)
+            t = H_ts;
         if (t) { /* unknown: keep the old horizon (collect less) */
             atomic_store(&db->oldest_ts, t);
             atomic_store(&db->oldest, H);
@@ -773,9 +783,11 @@ static int open_tree(cairn_db *db)
     for (size_t i = 0; i < cairn_tree_view_nfiles(view); i++) {
         const cairn_sst_props *p =
             cairn_sst_props_get(cairn_tree_view_reader(view, i));
-        if (p->max_ts > db->last_ts)
-            db->last_ts = p->max_ts;
+        if (p->max_ts > db->unknown_ts)
+            db->unknown_ts = p->max_ts;
     }
+    if (db->unknown_ts > db->last_ts)
+        db->last_ts = db->unknown_ts;
     return 0;
 }
 
@@ -967,6 +979,17 @@ int cairn_flush(cairn_db *db)
     return gc_run(db);
 }
 
+int cairn_compact(cairn_db *db, cairn_compact_progress_fn fn, void *arg)
+{
+    int rc = cairn_flush(db);
+    if (rc != 0)
+        return rc;
+    rc = cairn_tree_compact_full(db->tree, fn, arg);
+    if (rc == 0)
+        rc = atomic_load(&db->fatal);
+    return rc;
+}
+
 int cairn_close(cairn_db *db)
 {
     if (!db)
@@ -1020,9 +1043,12 @@ int cairn_db_version_at_time(cairn_db *db, uint64_t t, uint64_t vis,
     uint64_t first = db->vt_base;
     bool before = db->vt_n == 0 || t < db->vt_ts[db->vt_off];
     pthread_mutex_unlock(&db->vt_mu);
-    if (before && oldest < db->unknown_hi) {
+    if (before && (oldest < db->unknown_hi ||
+                   (oldest == db->unknown_hi && oldest > 0))) {
         /* t falls among versions from sorted files whose times are not
-         * indexed: fine as long as it is not before the horizon's time. */
+         * indexed: fine as long as it is not before the horizon's time
+         * (the horizon may be unknown_hi itself, once the files' newest
+         * time left the window: see gc_horizon). */
         uint64_t ots = atomic_load(&db->oldest_ts);
         if (oldest > 0 && t < ots)
             return CAIRN_EHISTORY;

@@ -123,6 +123,10 @@ struct cairn_db {
                                        files (replay skips them) */
     uint64_t unknown_hi;            /* versions <= it (from sorted files at
                                        open) are not in the time index */
+    uint64_t unknown_ts;            /* the newest commit time in those files
+                                       (their properties' max): once it is
+                                       out of the history window, so is
+                                       every version <= unknown_hi */
     atomic_uint_fast64_t oldest_ts; /* commit time of `oldest` (0: none
                                        collected) */
 

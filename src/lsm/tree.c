@@ -669,6 +669,8 @@ static void files_range(const cairn_file_meta *const *f, size_t n,
     }
 }
 
+static int job_fill(const cairn_version *v, cjob *j);
+
 /* Choose the next compaction of v, if any level needs one. */
 static int pick(cairn_tree *t, const cairn_version *v, cjob *j)
 {
@@ -720,6 +722,34 @@ static int pick(cairn_tree *t, const cairn_version *v, cjob *j)
         j->in[0][0] = cairn_version_file(v, level, pickidx);
         j->nin[0] = 1;
     }
+    return job_fill(v, j);
+}
+
+/* The level-0 job (every level-0 file) or the job of the first file of a
+ * level >= 1, for a full compaction. CAIRN_ENOTFOUND: the level is empty. */
+static int pick_first(const cairn_version *v, int level, cjob *j)
+{
+    memset(j, 0, sizeof *j);
+    size_t n = cairn_version_num_files(v, level);
+    if (n == 0)
+        return CAIRN_ENOTFOUND;
+    if (level > 0)
+        n = 1;
+    j->level = level;
+    j->in[0] = malloc(n * sizeof *j->in[0]);
+    if (!j->in[0])
+        return CAIRN_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        j->in[0][i] = cairn_version_file(v, level, i);
+    j->nin[0] = n;
+    return job_fill(v, j);
+}
+
+/* Complete a job whose level and first inputs are chosen: the overlapping
+ * files of the next level, trivial move or merge, bottom-most or not. */
+static int job_fill(const cairn_version *v, cjob *j)
+{
+    int level = j->level;
     const uint8_t *lo, *hi;
     size_t lolen, hilen;
     files_range(j->in[0], j->nin[0], &lo, &lolen, &hi, &hilen);
@@ -1007,6 +1037,66 @@ int cairn_tree_compact_all(cairn_tree *t)
         if (rc != 0)
             return rc;
     }
+}
+
+/* One job of a full compaction at level: 0 done, CAIRN_ENOTFOUND when the
+ * level is empty. */
+static int compact_level_once(cairn_tree *t, int level, int target)
+{
+    pthread_mutex_lock(&t->compact_mu);
+    cairn_tree_view *w = cairn_tree_view_get(t);
+    cjob j;
+    int rc = pick_first(w->v, level, &j);
+    if (rc == 0) {
+        /* Into the target, files are rewritten, not moved: with the
+         * bottom-most codec and the versions below the horizon zeroed. */
+        if (level + 1 == target)
+            j.move = false;
+        rc = run_job(t, w, &j);
+        cjob_free(&j);
+    }
+    cairn_tree_view_unref(w);
+    pthread_mutex_unlock(&t->compact_mu);
+    return rc;
+}
+
+int cairn_tree_compact_full(cairn_tree *t, cairn_tree_progress_fn fn,
+                            void *arg)
+{
+    if (t->o.read_only)
+        return CAIRN_EREADONLY;
+    /* The target: the deepest level holding data, at least level 2 (the
+     * first one written with the bottom-most codec) when the tree has it. */
+    cairn_tree_view *w = cairn_tree_view_get(t);
+    int last = t->o.num_levels > 2 ? 2 : t->o.num_levels - 1;
+    for (int l = 1; l < t->o.num_levels; l++)
+        if (cairn_version_num_files(w->v, l) > 0 && l > last)
+            last = l;
+    cairn_tree_view_unref(w);
+    for (int l = 0; l < last; l++) {
+        /* Bounded by the files there were: flushes that land while this
+         * runs need not be waited for. */
+        w = cairn_tree_view_get(t);
+        size_t budget = cairn_version_num_files(w->v, l) + 1;
+        uint64_t total = cairn_version_level_bytes(w->v, l);
+        cairn_tree_view_unref(w);
+        for (size_t i = 0; i < budget; i++) {
+            if (atomic_load(&t->closing))
+                return CAIRN_EBUSY;
+            int rc = compact_level_once(t, l, last);
+            if (rc == CAIRN_ENOTFOUND)
+                break;
+            if (rc != 0)
+                return rc;
+            if (fn) {
+                w = cairn_tree_view_get(t);
+                uint64_t left = cairn_version_level_bytes(w->v, l);
+                cairn_tree_view_unref(w);
+                fn(arg, l, last, left < total ? total - left : 0, total);
+            }
+        }
+    }
+    return 0;
 }
 
 static void *bg_main(void *arg)

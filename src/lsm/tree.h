@@ -150,6 +150,22 @@ void cairn_tree_compact_kick(cairn_tree *t);
 /* Compact until no level needs it (tests, tools); returns the first error. */
 int cairn_tree_compact_all(cairn_tree *t);
 
+/* A full compaction: every file above the deepest level holding data (at
+ * least level 2, the first that takes the bottom-most codec, when there
+ * are 3 levels or more) is merged down into it, level by level, one job
+ * at a time; files going into that level are rewritten (never moved), so
+ * they get its codec and the zeroed versions of the bottom level
+ * (the compaction lock is taken per job, so flushes and the background
+ * thread go on between them; files flushed meanwhile may stay above).
+ * fn (may be NULL) is called after each job with the level being emptied,
+ * the target level, the bytes that level held when its turn came (total)
+ * and how many of them have left it (done <= total). Returns the first
+ * error; CAIRN_EBUSY if the tree closes meanwhile. */
+typedef void (*cairn_tree_progress_fn)(void *arg, int level, int target,
+                                       uint64_t done, uint64_t total);
+int cairn_tree_compact_full(cairn_tree *t, cairn_tree_progress_fn fn,
+                            void *arg);
+
 typedef struct cairn_tree_stats {
     int num_levels;
     uint64_t level_files[8];

@@ -376,11 +376,202 @@ static void test_disk_full(void **state)
     cairn_env_destroy(mem);
 }
 
+typedef struct progress_log {
+    int calls, last_level, target;
+    uint64_t done, total;
+} progress_log;
+
+static void on_progress(void *arg, int level, int target, uint64_t done,
+                        uint64_t total)
+{
+    progress_log *p = arg;
+    assert_true(done <= total);
+    assert_true(level < target);
+    assert_true(level >= p->last_level); /* levels go down in order */
+    p->calls++;
+    p->last_level = level;
+    p->target = target;
+    p->done = done;
+    p->total = total;
+}
+
+/* cairn_compact: every file ends in the deepest level that held data,
+ * the contents are unchanged (a snapshot taken before still reads its
+ * values), and writes made before and after go on as usual. */
+static void test_full_compaction(void **state)
+{
+    (void)state;
+    cairn_env *mem = cairn_env_mem_new();
+    cairn_options o;
+    lsm_options(&o, mem);
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    model m = {0};
+    char vbuf[MAXV + 1];
+    for (int i = 0; i < 8000; i++) {
+        int k = (int)((unsigned)i * 7919u % NKEYS);
+        char key[16];
+        key_of(k, key);
+        size_t vl = 20 + (size_t)(i * 37 % 180);
+        memset(vbuf, 'a' + i % 26, vl);
+        vbuf[vl] = 0;
+        if (i % 11 == 5) {
+            int rc = cairn_delete(db, key, strlen(key), NULL);
+            assert_true(rc == 0 || rc == CAIRN_ENOTFOUND);
+            free(m.val[k]);
+            m.val[k] = NULL;
+        } else {
+            assert_int_equal(cairn_put(db, key, strlen(key), vbuf, vl, NULL),
+                             0);
+            free(m.val[k]);
+            m.val[k] = strndup(vbuf, vl);
+            m.len[k] = vl;
+        }
+    }
+    cairn_stats st;
+    int deepest = 0, above = 0;
+    for (int tries = 0; tries < 200 && deepest < 2; tries++) {
+        if (tries) { /* the background compactions catch up */
+            struct timespec d = {0, 50 * 1000000L};
+            nanosleep(&d, NULL);
+        }
+        cairn_get_stats(db, &st);
+        for (int l = 0; l < 8; l++)
+            if (st.level_files[l])
+                deepest = l;
+    }
+    for (int l = 0; l < deepest; l++)
+        above += (int)st.level_files[l];
+    fprintf(stderr, "before: deepest level %d, %d files above it\n", deepest,
+            above);
+    assert_true(deepest >= 2); /* the run made several levels */
+    cairn_txn *snap = NULL;
+    assert_int_equal(cairn_txn_begin(db, NULL, &snap), 0);
+    model before;
+    model_copy(&before, &m);
+
+    progress_log p = {0};
+    assert_int_equal(cairn_compact(db, on_progress, &p), 0);
+    assert_true(p.calls > 0);
+    assert_int_equal(p.target, deepest);
+    assert_int_equal(p.done, p.total); /* the last level emptied whole */
+    cairn_get_stats(db, &st);
+    for (int l = 0; l < 8; l++)
+        if (l != deepest)
+            assert_int_equal(st.level_files[l], 0);
+    assert_true(st.level_files[deepest] > 0);
+    check_all(db, &m);
+    for (int i = 0; i < NKEYS; i++)
+        check_get(snap, &before, i);
+    cairn_txn_abort(snap);
+
+    /* Writes go on; a second run with nothing above is a no-op. */
+    assert_int_equal(cairn_put(db, "key00001", 8, "after", 5, NULL), 0);
+    free(m.val[1]);
+    m.val[1] = strdup("after");
+    m.len[1] = 5;
+    assert_int_equal(cairn_compact(db, NULL, NULL), 0);
+    assert_int_equal(cairn_compact(db, NULL, NULL), 0);
+    check_all(db, &m);
+    assert_int_equal(cairn_close(db), 0);
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    check_all(db, &m);
+    cairn_get_stats(db, &st);
+    for (int l = 0; l < 8; l++)
+        if (l != deepest)
+            assert_int_equal(st.level_files[l], 0);
+    assert_int_equal(cairn_close(db), 0);
+    o.read_only = true; /* a read-only handle refuses */
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    assert_int_equal(cairn_compact(db, NULL, NULL), CAIRN_EREADONLY);
+    void *v = NULL;
+    size_t vl = 0;
+    assert_int_equal(cairn_get(db, "key00001", 8, &v, &vl), 0);
+    assert_int_equal(vl, 5);
+    assert_memory_equal(v, "after", 5);
+    cairn_free(v);
+    assert_int_equal(cairn_close(db), 0);
+    model_free(&m);
+    model_free(&before);
+    cairn_env_destroy(mem);
+}
+
+static uint64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* After a reopen the versions in sorted files have no entry in the time
+ * index; once the newest time in those files leaves the history window,
+ * all of them have: the horizon rises to the last of them, so compaction
+ * drops their old versions, and reads as of a time inside the window but
+ * before the next commit still see that last state. */
+static void test_horizon_after_reopen(void **state)
+{
+    (void)state;
+    cairn_env *mem = cairn_env_mem_new();
+    cairn_options o;
+    lsm_options(&o, mem);
+    o.history_ms = 300;
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    uint64_t t_before = wall_us();
+    struct timespec d = {0, 2 * 1000000L};
+    nanosleep(&d, NULL);
+    assert_int_equal(cairn_put(db, "a", 1, "1", 1, NULL), 0);
+    assert_int_equal(cairn_put(db, "a", 1, "2", 1, NULL), 0);
+    assert_int_equal(cairn_put(db, "b", 1, "x", 1, NULL), 0);
+    uint64_t last = cairn_current_version(db);
+    assert_int_equal(cairn_close(db), 0);
+
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    struct timespec w = {0, 450 * 1000000L}; /* past the window */
+    nanosleep(&w, NULL);
+    assert_int_equal(cairn_compact(db, NULL, NULL), 0);
+    assert_int_equal(cairn_oldest_version(db), last);
+    cairn_key_version *kv = NULL;
+    size_t n = 0;
+    assert_int_equal(cairn_key_versions(db, "a", 1, 10, &kv, &n), 0);
+    assert_int_equal(n, 1); /* "1" is gone */
+    assert_int_equal(kv[0].vlen, 1);
+    assert_memory_equal(kv[0].value, "2", 1);
+    cairn_key_versions_free(kv, n);
+    /* Inside the window, before any new commit: the last state. */
+    void *v = NULL;
+    size_t vl = 0;
+    assert_int_equal(cairn_get_at_time(db, "a", 1, wall_us() - 100000, &v,
+                                       &vl),
+                     0);
+    assert_int_equal(vl, 1);
+    assert_memory_equal(v, "2", 1);
+    cairn_free(v);
+    /* Before the files' newest time: refused, not guessed. */
+    assert_int_equal(cairn_get_at_time(db, "a", 1, t_before, &v, &vl),
+                     CAIRN_EHISTORY);
+    /* A new commit is indexed; the time between still reads the old
+     * state. */
+    uint64_t t_mid = wall_us();
+    nanosleep(&d, NULL);
+    assert_int_equal(cairn_put(db, "a", 1, "3", 1, NULL), 0);
+    assert_int_equal(cairn_get_at_time(db, "a", 1, t_mid, &v, &vl), 0);
+    assert_memory_equal(v, "2", 1);
+    cairn_free(v);
+    assert_int_equal(cairn_get(db, "a", 1, &v, &vl), 0);
+    assert_memory_equal(v, "3", 1);
+    cairn_free(v);
+    assert_int_equal(cairn_close(db), 0);
+    cairn_env_destroy(mem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model),
         cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_full_compaction),
+        cmocka_unit_test(test_horizon_after_reopen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
