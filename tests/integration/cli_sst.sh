@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# cli_sst.sh — end-to-end test of `cairn sst dump`, `cairn check` and
-# `cairn stats`.
+# cli_sst.sh — end-to-end test of `cairn sst dump`, `cairn check`,
+# `cairn stats` and `cairn compact` (on a copy of the fixture).
 #
 # Usage: cli_sst.sh PATH-TO-cairn [PATH-TO-cairn-bench]
 # (cairn-bench is accepted for ctest's sake but not used: the database
@@ -340,6 +340,29 @@ run "$CAIRN" stats "$TMP/no-such-dir"
 check "stats of a nonexistent directory exits 2" rc_is 2
 
 check "dump, check and stats changed no file of the fixture" unchanged "$DB" "$SUMS"
+
+# ---- compact (on a copy: it writes) ----
+cp -r "$DB" "$TMP/comp"
+run "$CAIRN" compact "$TMP/comp" --progress
+check "compact exits 0" rc_is 0
+check "compact prints the levels before" out_has '^before: L0 2 files .*L1 2 files .*total 4 files'
+check "compact leaves everything in level 2" out_has '^after: L2 [0-9]+ files [0-9.]+ MiB; total'
+check "compact shows progress per level" err_has '^compact: level 1 -> 2: '
+run "$CAIRN" check "$TMP/comp"
+check "the compacted database checks sound" rc_is 0
+run "$CAIRN" stats "$TMP/comp" --json
+check "stats after compact: only level 2 holds files, no tombstone left" python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+held = [l for l in d["levels"] if l["files"] > 0]
+assert [l["level"] for l in held] == [2], d["levels"]
+assert d["total"]["tombstones"] == 0, d["total"]
+assert 0 < d["total"]["entries"] <= int(sys.argv[1]), d["total"]
+' "$TOTAL_ENTRIES" <"$TMP/out"
+run "$CAIRN" compact "$TMP/comp"
+check "a second compact exits 0 and changes nothing" out_has '^before: L2 1 files'
+run "$CAIRN" compact "$TMP/no-such-dir"
+check "compact of a nonexistent directory exits 2" rc_is 2
 
 echo "cli_sst: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
