@@ -1,11 +1,14 @@
 /*
  * bloom.h — the bloom filter of a sorted file: one filter per file over its
- * distinct user keys, XXH3 double hashing (format: docs/format/sst.md,
- * "Filter block").
+ * distinct user keys (format: docs/format/sst.md, "Filter block").
  *
- * A filter is a byte string: kind (1 = this bloom), k (probes per key), then
- * the bit array. Building takes the 64-bit hashes of the keys (so a builder
- * keeps 8 bytes per distinct key, not the keys); probing hashes the key.
+ * A filter is a byte string: kind, k (probes per key), then the bit array.
+ * Kind 1: XXH3 double hashing over the whole array (k probes, k cache
+ * misses, a 64-bit modulo each). Kind 2, what writers make: blocked, each
+ * key's k bits inside one 512-bit block (one cache line when the array is
+ * 64-byte aligned: see cairn_bloom_aligned_copy). Readers take both.
+ * Building takes the 64-bit hashes of the keys (so a builder keeps 8 bytes
+ * per distinct key, not the keys); probing hashes the key.
  *
  * Invariants: a key whose hash was added is always reported "may contain"
  * (no false negatives). At 10 bits per key (k = 7) about 1% of absent keys
@@ -21,7 +24,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CAIRN_BLOOM_KIND 1      /* the only filter kind of format version 1 */
+#define CAIRN_BLOOM_KIND_DOUBLE 1  /* double hashing over the whole array */
+#define CAIRN_BLOOM_KIND_BLOCKED 2 /* k bits in one 512-bit block */
+#define CAIRN_BLOOM_KIND CAIRN_BLOOM_KIND_BLOCKED /* what writers make */
 #define CAIRN_BLOOM_MAX_PROBES 30
 
 /* The hash the filter uses for a key: XXH3_64bits(key, seed 0). */
@@ -30,18 +35,27 @@ uint64_t cairn_bloom_hash(const void *key, size_t klen);
 /* Probes per key for bits_per_key: round(bits_per_key * ln 2) in 1..30. */
 unsigned cairn_bloom_probes(unsigned bits_per_key);
 
-/* Size in bytes of the filter for n keys at bits_per_key (header included):
- * 2 + ceil(max(64, n * bits_per_key) / 8). bits_per_key must be >= 1. */
-size_t cairn_bloom_size(size_t n, unsigned bits_per_key);
+/* Size in bytes of a filter of that kind for n keys at bits_per_key
+ * (header included): kind 1, 2 + ceil(max(64, n * bits_per_key) / 8);
+ * kind 2, 2 + 64 * ceil(max(512, n * bits_per_key) / 512). bits_per_key
+ * must be >= 1; 0 for an unknown kind. */
+size_t cairn_bloom_size(int kind, size_t n, unsigned bits_per_key);
 
-/* Build the filter of n hashes into out, which has cairn_bloom_size(n,
- * bits_per_key) bytes. Duplicate hashes are harmless. */
-void cairn_bloom_build(const uint64_t *hashes, size_t n, unsigned bits_per_key,
-                       uint8_t *out);
+/* Build the filter of n hashes into out, which has cairn_bloom_size(kind,
+ * n, bits_per_key) bytes. Duplicate hashes are harmless. */
+void cairn_bloom_build(int kind, const uint64_t *hashes, size_t n,
+                       unsigned bits_per_key, uint8_t *out);
+
+/* For a kind 2 filter: a copy whose bit array starts on a 64-byte
+ * boundary, so each probe touches one cache line. *mem gets what to free;
+ * returns the filter's first byte inside it (NULL on out of memory). */
+const uint8_t *cairn_bloom_aligned_copy(const uint8_t *filter, size_t len,
+                                        void **mem);
 
 /* Check a filter read from a file: 0 if usable, 1 if its kind is unknown (a
  * newer writer: treat every key as maybe present), CAIRN_ECORRUPT if it is a
- * bloom filter with a bad header (k out of range, no bits). */
+ * bloom filter with a bad header (k out of range, no bits, a kind 2 array
+ * that is not whole blocks). */
 int cairn_bloom_check(const uint8_t *filter, size_t len);
 
 /* May a key with this hash be in the set? filter must have passed

@@ -72,6 +72,9 @@ typedef struct cairn_sst_options {
     int zstd_level;            /* 3 (used with CAIRN_SST_CODEC_ZSTD) */
     uint32_t bloom_bits_per_key; /* 10 (about 1% false positives); 0 = no
                                     filter; at most 64 */
+    uint8_t bloom_kind; /* 0: the current kind (CAIRN_BLOOM_KIND, blocked);
+                           CAIRN_BLOOM_KIND_DOUBLE writes the older kind
+                           (tests of the readers of older files) */
     size_t write_buffer_size;  /* 256 KiB: bytes gathered per write (>= 64 KiB
                                   is enforced) */
 } cairn_sst_options;

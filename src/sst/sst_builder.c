@@ -226,7 +226,9 @@ int cairn_sst_builder_new(cairn_env *env, const char *path,
     else
         cairn_sst_options_init(&o);
     if (o.block_size == 0 || o.block_size > MAX_BLOCK_SIZE ||
-        o.restart_interval == 0 || o.bloom_bits_per_key > 64)
+        o.restart_interval == 0 || o.bloom_bits_per_key > 64 ||
+        (o.bloom_kind != 0 && o.bloom_kind != CAIRN_BLOOM_KIND_DOUBLE &&
+         o.bloom_kind != CAIRN_BLOOM_KIND_BLOCKED))
         return CAIRN_EINVAL;
     if (o.codec != CAIRN_SST_CODEC_NONE && o.codec != CAIRN_SST_CODEC_LZ4 &&
         o.codec != CAIRN_SST_CODEC_ZSTD)
@@ -561,11 +563,14 @@ static int finish_file(cairn_sst_builder *b, cairn_sst_props *props_out)
     uint64_t h[4][2] = {{0}}; /* metaindex, filter, index, properties */
 
     if (b->opt.bloom_bits_per_key && b->nhash > 0) {
-        size_t flen = cairn_bloom_size(b->nhash, b->opt.bloom_bits_per_key);
+        int kind = b->opt.bloom_kind ? b->opt.bloom_kind : CAIRN_BLOOM_KIND;
+        size_t flen = cairn_bloom_size(kind, b->nhash,
+                                       b->opt.bloom_bits_per_key);
         uint8_t *fb = malloc(flen + CAIRN_SST_TRAILER_SIZE);
         if (!fb)
             return CAIRN_ENOMEM;
-        cairn_bloom_build(b->hashes, b->nhash, b->opt.bloom_bits_per_key, fb);
+        cairn_bloom_build(kind, b->hashes, b->nhash,
+                          b->opt.bloom_bits_per_key, fb);
         rc = emit_block(b, fb, flen, CAIRN_SST_CODEC_NONE, &h[1][0], &h[1][1]);
         free(fb);
         if (rc)

@@ -73,6 +73,9 @@ struct cairn_sst_reader {
     uint8_t *keys; /* index keys */
     sst_block *filter; /* NULL: none */
     bool filter_ok;    /* filter usable (known kind) */
+    const uint8_t *fdata; /* the filter probed: filter->data, or for a
+                             blocked one its 64-byte aligned copy */
+    void *fmem;           /* that copy's allocation (NULL: none) */
     sst_block *propblk; /* properties block (props' keys point into it) */
     cairn_sst_props props;
 };
@@ -735,7 +738,7 @@ bool cairn_sst_may_contain(const cairn_sst_reader *r, const void *key,
 {
     if (!r->filter || !r->filter_ok)
         return true;
-    return cairn_bloom_may_contain(r->filter->data, r->filter->size,
+    return cairn_bloom_may_contain(r->fdata, r->filter->size,
                                    cairn_bloom_hash(key, klen));
 }
 
@@ -1091,6 +1094,13 @@ static int open_file(cairn_sst_reader *r, char *errmsg)
         if (fc < 0)
             return CORRUPT(errmsg, path, r->meta[1][0], "malformed filter block");
         r->filter_ok = fc == 0;
+        r->fdata = r->filter->data;
+        if (r->filter_ok && r->filter->data[0] == CAIRN_BLOOM_KIND_BLOCKED) {
+            r->fdata = cairn_bloom_aligned_copy(r->filter->data,
+                                                r->filter->size, &r->fmem);
+            if (!r->fdata)
+                return CAIRN_ENOMEM;
+        }
     }
 
     rc = read_block(r->f, path, r->meta[2][0], r->meta[2][1], NULL, true, &b,
@@ -1151,6 +1161,7 @@ void cairn_sst_close(cairn_sst_reader *r)
     free(r->idx);
     free(r->keys);
     free(r->filter);
+    free(r->fmem);
     free(r->propblk);
     free(r->path);
     free(r);
@@ -1226,7 +1237,7 @@ static int verify_block(const cairn_sst_reader *r, size_t i,
             break;
         }
         if (new_key && r->filter && r->filter_ok &&
-            !cairn_bloom_may_contain(r->filter->data, r->filter->size,
+            !cairn_bloom_may_contain(r->fdata, r->filter->size,
                                      cairn_bloom_hash(k, kl - 8))) {
             walk_fini(&w);
             return CORRUPT(errmsg, r->path, r->meta[1][0],
@@ -1335,7 +1346,8 @@ static int verify_file(const cairn_sst_reader *r, cairn_sst_progress_fn progress
          memcmp(s->first.p, p->smallest_key, s->first.len) != 0))
         return CORRUPT(errmsg, path, po, "properties: wrong smallest key");
     if (r->filter && r->filter_ok && p->bloom_bits_per_key &&
-        r->filter->size != cairn_bloom_size(s->distinct, p->bloom_bits_per_key))
+        r->filter->size != cairn_bloom_size(r->filter->data[0], s->distinct,
+                                            p->bloom_bits_per_key))
         return CORRUPT(errmsg, path, r->meta[1][0], "filter size is wrong");
     return 0;
 }

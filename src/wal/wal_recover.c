@@ -270,7 +270,7 @@ static int scan_segment(recover_ctx *c, seg_reader *r, seg_entry *e,
     cairn_wal *w = c->w;
     uint64_t off = CAIRN_WAL_SEGMENT_HEADER_SIZE, expect = e->first_lsn;
     while (expect <= stop_lsn) {
-        rec_view v;
+        rec_view v = {0}; /* filled by rd_record when it returns 0 */
         int rc = rd_record(r, off, expect, expect, &v);
         if (rc < 0)
             return rc;
