@@ -1284,11 +1284,12 @@ static int cmd_sst_dump(const char *path, int argc, char **argv)
 
 /* ---------- check ---------- */
 
-/* Bytes checked / total on stderr, at most ~10 times a second. On a
- * terminal one line is rewritten in place (and erased before each report
- * line, so the two never mix); otherwise, with --progress, one line per
- * update. */
+/* Bytes done / total on stderr ("LABEL: 1.0/2.0 MiB (50%)"), at most ~10
+ * times a second. On a terminal one line is rewritten in place (and erased
+ * before each report line, so the two never mix); otherwise, with
+ * --progress, one line per update. check and compact use it. */
 typedef struct progress_bar {
+    char label[64]; /* what is being done */
     bool on;        /* --progress given, or stderr is a terminal */
     bool tty;       /* stderr is a terminal */
     uint64_t total; /* bytes to check in all (an estimate: files may grow) */
@@ -1310,7 +1311,7 @@ static void pb_draw(progress_bar *pb, uint64_t done, bool force)
     char line[128];
     int pct = pb->total ? (int)((double)done * 100.0 / (double)pb->total)
                         : 100;
-    int n = snprintf(line, sizeof line, "check: %.1f/%.1f MiB (%d%%)",
+    int n = snprintf(line, sizeof line, "%s: %.1f/%.1f MiB (%d%%)", pb->label,
                      (double)done / MIB, (double)pb->total / MIB, pct);
     if (pb->tty) {
         fprintf(stderr, "\r%s%*s", line, pb->width > n ? pb->width - n : 0,
@@ -1587,17 +1588,32 @@ typedef struct check_item {
     int size_rc; /* 0, or why the size could not be read */
 } check_item;
 
-static int cmd_check(const char *path, int argc, char **argv)
+/* The arguments "DIR [--progress]" of check and compact, and the progress
+ * bar they select (on with --progress or on a terminal). -1 to go on, else
+ * the exit status. */
+static int parse_dir_progress(const char *path, int argc, char **argv,
+                              const char **dir, progress_bar *pb)
 {
-    const command *c = find_command(path);
     bool progress = false;
     opt_def defs[] = {{"--progress", OPT_FLAG, &progress, false}};
-    const char *dir = NULL;
-    int st = parse_args(c, argc, argv, defs, 1, &dir, 1);
+    int st = parse_args(find_command(path), argc, argv, defs, 1, dir, 1);
     if (st >= 0)
         return st;
-    st = check_db_dir(path, dir);
+    st = check_db_dir(path, *dir);
     if (st)
+        return st;
+    memset(pb, 0, sizeof *pb);
+    pb->tty = isatty(STDERR_FILENO) == 1;
+    pb->on = progress || pb->tty;
+    return -1;
+}
+
+static int cmd_check(const char *path, int argc, char **argv)
+{
+    const char *dir = NULL;
+    progress_bar pb;
+    int st = parse_dir_progress(path, argc, argv, &dir, &pb);
+    if (st >= 0)
         return st;
 
     check_state s;
@@ -1605,8 +1621,8 @@ static int cmd_check(const char *path, int argc, char **argv)
     s.cmd = path;
     s.dir = dir;
     s.env = cairn_env_posix();
-    s.pb.tty = isatty(STDERR_FILENO) == 1;
-    s.pb.on = progress || s.pb.tty;
+    s.pb = pb;
+    snprintf(s.pb.label, sizeof s.pb.label, "check");
 
     dir_list ls;
     int rc = dir_list_read(s.env, dir, &ls);
@@ -2454,35 +2470,14 @@ int main(int argc, char **argv)
 
 /* ---------- compact ---------- */
 
-typedef struct compact_view {
-    bool on, tty;
-    int width;
-    double last;
-} compact_view;
-
 static void compact_progress(void *arg, int level, int target, uint64_t done,
                              uint64_t total)
 {
-    compact_view *cv = arg;
-    if (!cv->on)
-        return;
-    double now = now_seconds();
-    if (cv->tty && done < total && now - cv->last < 0.1)
-        return;
-    cv->last = now;
-    char line[128];
-    int n = snprintf(line, sizeof line,
-                     "compact: level %d -> %d: %.1f/%.1f MiB (%d%%)", level,
-                     target, (double)done / MIB, (double)total / MIB,
-                     total ? (int)((double)done * 100.0 / (double)total) : 100);
-    if (cv->tty) {
-        fprintf(stderr, "\r%s%*s", line, cv->width > n ? cv->width - n : 0,
-                "");
-        cv->width = n;
-    } else {
-        fprintf(stderr, "%s\n", line);
-    }
-    fflush(stderr);
+    progress_bar *pb = arg;
+    snprintf(pb->label, sizeof pb->label, "compact: level %d -> %d", level,
+             target);
+    pb->total = total;
+    pb_draw(pb, done, done >= total);
 }
 
 static void print_levels(const char *what, const cairn_stats *st)
@@ -2501,15 +2496,10 @@ static void print_levels(const char *what, const cairn_stats *st)
 
 static int cmd_compact(const char *path, int argc, char **argv)
 {
-    const command *c = find_command(path);
-    bool progress = false;
-    opt_def defs[] = {{"--progress", OPT_FLAG, &progress, false}};
     const char *dir = NULL;
-    int st = parse_args(c, argc, argv, defs, 1, &dir, 1);
+    progress_bar pb;
+    int st = parse_dir_progress(path, argc, argv, &dir, &pb);
     if (st >= 0)
-        return st;
-    st = check_db_dir(path, dir);
-    if (st)
         return st;
     cairn_options o;
     cairn_options_init(&o);
@@ -2527,12 +2517,9 @@ static int cmd_compact(const char *path, int argc, char **argv)
     cairn_get_stats(db, &before);
     print_levels("before", &before);
     fflush(stdout);
-    compact_view cv = {.tty = isatty(STDERR_FILENO) != 0};
-    cv.on = progress || cv.tty;
     double t0 = now_seconds();
-    rc = cairn_compact(db, compact_progress, &cv);
-    if (cv.on && cv.tty && cv.width > 0)
-        fprintf(stderr, "\r%*s\r", cv.width, "");
+    rc = cairn_compact(db, compact_progress, &pb);
+    pb_clear(&pb);
     cairn_get_stats(db, &after);
     int crc = cairn_close(db);
     if (rc != 0 || crc != 0) {
