@@ -16,8 +16,9 @@
  *   - Levels >= 1 are disjoint by user key: outputs are cut only between
  *     user keys.
  *
- * Locking (in this order): compact_mu (one compaction at a time: the
- * background thread or cairn_tree_compact_all), install_mu (one manifest
+ * Locking (in this order): compact_mu (one compaction job at a time: the
+ * background thread, cairn_tree_compact_all, or a job of
+ * cairn_tree_compact_full, which takes it per job), install_mu (one manifest
  * edit + view swap at a time: flush or compaction), view_mu (the current
  * view pointer), files_mu (the files map), bg_mu (wake-ups, pressure).
  * No lock is held while a view is read.
