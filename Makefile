@@ -7,11 +7,14 @@
 #   make test-tsan  the concurrency tests under TSan
 #   make test-long  the long runs (10,000 power cuts, ...)
 #   make bench      benchmarks, side by side with the raw disk and the peers
+#   make fuzz       each fuzz target under libFuzzer, FUZZ_SECONDS (60) each
 JOBS ?= 2
 CMAKE_FLAGS ?=
 WERROR ?= $(or $(CAIRN_WERROR),ON)
 
-.PHONY: all setup build run test test-asan test-tsan test-long bench clean
+FUZZ_SECONDS ?= 60
+
+.PHONY: all setup build run test test-asan test-tsan test-long bench fuzz clean
 
 all: build
 
@@ -48,5 +51,11 @@ bench: build
 	./build/cairn-bench engine
 	bench/server.sh
 
+fuzz: setup
+	@CAIRN_SETUP_QUIET=1 scripts/setup.sh --fuzz
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=address -DCAIRN_FUZZ=ON -DCAIRN_WERROR=$(WERROR) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_resp fuzz_sst fuzz_wal
+	scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz

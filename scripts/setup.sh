@@ -19,6 +19,10 @@ PACKAGES=(
 if [ "${1:-}" = "--bench" ]; then
   PACKAGES+=(redis-server)
 fi
+# Fuzzing with libFuzzer (`make fuzz`) needs clang: `scripts/setup.sh --fuzz`.
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
