@@ -1012,13 +1012,20 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
 }
 
 /* One compaction if one is due: 0 done, CAIRN_ENOTFOUND nothing to do. */
-static int compact_once(cairn_tree *t)
+/* One compaction job under the compaction lock: the one pick() chooses
+ * (level < 0), or, for a full compaction, the first of `level` (into
+ * `target`, where files are rewritten, not moved: with the bottom-most
+ * codec and the versions below the horizon zeroed). 0 done;
+ * CAIRN_ENOTFOUND: nothing to do. */
+static int compact_job(cairn_tree *t, int level, int target)
 {
     pthread_mutex_lock(&t->compact_mu);
     cairn_tree_view *w = cairn_tree_view_get(t);
     cjob j;
-    int rc = pick(t, w->v, &j);
+    int rc = level < 0 ? pick(t, w->v, &j) : pick_first(w->v, level, &j);
     if (rc == 0) {
+        if (level >= 0 && level + 1 == target)
+            j.move = false;
         rc = run_job(t, w, &j);
         cjob_free(&j);
     }
@@ -1026,6 +1033,8 @@ static int compact_once(cairn_tree *t)
     pthread_mutex_unlock(&t->compact_mu);
     return rc;
 }
+
+static int compact_once(cairn_tree *t) { return compact_job(t, -1, 0); }
 
 int cairn_tree_compact_all(cairn_tree *t)
 {
@@ -1038,27 +1047,6 @@ int cairn_tree_compact_all(cairn_tree *t)
         if (rc != 0)
             return rc;
     }
-}
-
-/* One job of a full compaction at level: 0 done, CAIRN_ENOTFOUND when the
- * level is empty. */
-static int compact_level_once(cairn_tree *t, int level, int target)
-{
-    pthread_mutex_lock(&t->compact_mu);
-    cairn_tree_view *w = cairn_tree_view_get(t);
-    cjob j;
-    int rc = pick_first(w->v, level, &j);
-    if (rc == 0) {
-        /* Into the target, files are rewritten, not moved: with the
-         * bottom-most codec and the versions below the horizon zeroed. */
-        if (level + 1 == target)
-            j.move = false;
-        rc = run_job(t, w, &j);
-        cjob_free(&j);
-    }
-    cairn_tree_view_unref(w);
-    pthread_mutex_unlock(&t->compact_mu);
-    return rc;
 }
 
 int cairn_tree_compact_full(cairn_tree *t, cairn_tree_progress_fn fn,
@@ -1084,7 +1072,7 @@ int cairn_tree_compact_full(cairn_tree *t, cairn_tree_progress_fn fn,
         for (size_t i = 0; i < budget; i++) {
             if (atomic_load(&t->closing))
                 return CAIRN_EBUSY;
-            int rc = compact_level_once(t, l, last);
+            int rc = compact_job(t, l, last);
             if (rc == CAIRN_ENOTFOUND)
                 break;
             if (rc != 0)

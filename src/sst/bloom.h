@@ -6,7 +6,7 @@
  * Kind 1: XXH3 double hashing over the whole array (k probes, k cache
  * misses, a 64-bit modulo each). Kind 2, what writers make: blocked, each
  * key's k bits inside one 512-bit block (one cache line when the array is
- * 64-byte aligned: see cairn_bloom_aligned_copy). Readers take both.
+ * 64-byte aligned: readers keep filters in cairn_bloom_aligned_copy). Readers take both.
  * Building takes the 64-bit hashes of the keys (so a builder keeps 8 bytes
  * per distinct key, not the keys); probing hashes the key.
  *
@@ -46,8 +46,8 @@ size_t cairn_bloom_size(int kind, size_t n, unsigned bits_per_key);
 void cairn_bloom_build(int kind, const uint64_t *hashes, size_t n,
                        unsigned bits_per_key, uint8_t *out);
 
-/* For a kind 2 filter: a copy whose bit array starts on a 64-byte
- * boundary, so each probe touches one cache line. *mem gets what to free;
+/* A copy of a filter whose bit array starts on a 64-byte boundary (so each
+ * probe of a kind 2 filter touches one cache line). *mem gets what to free;
  * returns the filter's first byte inside it (NULL on out of memory). */
 const uint8_t *cairn_bloom_aligned_copy(const uint8_t *filter, size_t len,
                                         void **mem);

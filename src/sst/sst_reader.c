@@ -71,11 +71,12 @@ struct cairn_sst_reader {
     idx_ent *idx;
     size_t nidx;
     uint8_t *keys; /* index keys */
-    sst_block *filter; /* NULL: none */
-    bool filter_ok;    /* filter usable (known kind) */
-    const uint8_t *fdata; /* the filter probed: filter->data, or for a
-                             blocked one its 64-byte aligned copy */
-    void *fmem;           /* that copy's allocation (NULL: none) */
+    /* The filter block's contents, in a copy whose bit array is 64-byte
+     * aligned (a blocked filter's block is one cache line); NULL: no
+     * filter, or one of a kind this reader does not know. */
+    const uint8_t *fdata;
+    size_t fsize;
+    void *fmem; /* fdata's allocation */
     sst_block *propblk; /* properties block (props' keys point into it) */
     cairn_sst_props props;
 };
@@ -736,9 +737,9 @@ const char *cairn_sst_iter_errmsg(const cairn_sst_iter *it)
 bool cairn_sst_may_contain(const cairn_sst_reader *r, const void *key,
                            size_t klen)
 {
-    if (!r->filter || !r->filter_ok)
+    if (!r->fdata)
         return true;
-    return cairn_bloom_may_contain(r->fdata, r->filter->size,
+    return cairn_bloom_may_contain(r->fdata, r->fsize,
                                    cairn_bloom_hash(key, klen));
 }
 
@@ -1086,21 +1087,21 @@ static int open_file(cairn_sst_reader *r, char *errmsg)
         return rc;
 
     if (r->meta[1][1]) {
+        sst_block *fb = NULL;
         rc = read_block(r->f, path, r->meta[1][0], r->meta[1][1], NULL, false,
-                        &r->filter, errmsg);
+                        &fb, errmsg);
         if (rc)
             return rc;
-        int fc = cairn_bloom_check(r->filter->data, r->filter->size);
+        int fc = cairn_bloom_check(fb->data, fb->size);
+        if (fc == 0) { /* a kind we know: keep it, aligned */
+            r->fsize = fb->size;
+            r->fdata = cairn_bloom_aligned_copy(fb->data, fb->size, &r->fmem);
+        }
+        free(fb);
         if (fc < 0)
             return CORRUPT(errmsg, path, r->meta[1][0], "malformed filter block");
-        r->filter_ok = fc == 0;
-        r->fdata = r->filter->data;
-        if (r->filter_ok && r->filter->data[0] == CAIRN_BLOOM_KIND_BLOCKED) {
-            r->fdata = cairn_bloom_aligned_copy(r->filter->data,
-                                                r->filter->size, &r->fmem);
-            if (!r->fdata)
-                return CAIRN_ENOMEM;
-        }
+        if (fc == 0 && !r->fdata)
+            return CAIRN_ENOMEM;
     }
 
     rc = read_block(r->f, path, r->meta[2][0], r->meta[2][1], NULL, true, &b,
@@ -1160,7 +1161,6 @@ void cairn_sst_close(cairn_sst_reader *r)
     cairn_file_close(r->f);
     free(r->idx);
     free(r->keys);
-    free(r->filter);
     free(r->fmem);
     free(r->propblk);
     free(r->path);
@@ -1236,8 +1236,8 @@ static int verify_block(const cairn_sst_reader *r, size_t i,
             rc = CAIRN_ENOMEM;
             break;
         }
-        if (new_key && r->filter && r->filter_ok &&
-            !cairn_bloom_may_contain(r->fdata, r->filter->size,
+        if (new_key && r->fdata &&
+            !cairn_bloom_may_contain(r->fdata, r->fsize,
                                      cairn_bloom_hash(k, kl - 8))) {
             walk_fini(&w);
             return CORRUPT(errmsg, r->path, r->meta[1][0],
@@ -1345,9 +1345,9 @@ static int verify_file(const cairn_sst_reader *r, cairn_sst_progress_fn progress
         (s->first.len != p->smallest_klen + 8 ||
          memcmp(s->first.p, p->smallest_key, s->first.len) != 0))
         return CORRUPT(errmsg, path, po, "properties: wrong smallest key");
-    if (r->filter && r->filter_ok && p->bloom_bits_per_key &&
-        r->filter->size != cairn_bloom_size(r->filter->data[0], s->distinct,
-                                            p->bloom_bits_per_key))
+    if (r->fdata && p->bloom_bits_per_key &&
+        r->fsize != cairn_bloom_size(r->fdata[0], s->distinct,
+                                     p->bloom_bits_per_key))
         return CORRUPT(errmsg, path, r->meta[1][0], "filter size is wrong");
     return 0;
 }
