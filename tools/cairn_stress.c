@@ -44,6 +44,11 @@
  *     cycles with the last block torn); the threads stop at their first
  *     error; the database is closed, reopened on the same memory and
  *     verified likewise.
+ *   - --fault-cycles N: the same, with a random I/O call (and up to two
+ *     after it) failing with EIO or ENOSPC instead of a power cut: once the
+ *     threads have stopped and the disk works again, the open database
+ *     must read every key as acknowledged (or as the failed write left
+ *     it), then it is closed, reopened and verified.
  * Exit status: 0 no discrepancy; 1 a discrepancy (printed with the key,
  * the expected and the actual state); 2 usage or setup error.
  */
@@ -81,6 +86,7 @@ typedef struct stress_cfg {
     uint64_t history_ms;   /* 2000 */
     int crash_cycles;
     int power_cycles;
+    int fault_cycles;
     int kill_min_ms, kill_max_ms; /* 30, 400 */
     bool quiet;
 } stress_cfg;
@@ -292,9 +298,12 @@ typedef struct run {
     uint32_t nkeys;
     pthread_mutex_t *locks;
     bool power_mode;        /* an error ends the thread, it is not a finding */
+    cairn_env *fenv;        /* power/fault cycles: the fault env */
+    _Atomic uint64_t fault_seen_ns; /* when the first fault was seen */
     atomic_bool stop;
     atomic_int failed;      /* discrepancies */
     atomic_int errors;      /* unexpected errors (not in power mode) */
+    atomic_int errors_expected; /* power/fault mode: operations that failed */
     _Atomic uint64_t counts[OP__COUNT];
     _Atomic uint64_t ops_done;
     _Atomic uint64_t *shared_ops; /* crash mode: the parent reads it */
@@ -354,8 +363,10 @@ static void discrepancy(run *r, const char *op, uint32_t key, uint32_t exp,
  * how the thread learns it must stop). Returns rc. */
 static int op_error(run *r, const char *op, uint32_t key, int rc)
 {
-    if (r->power_mode)
+    if (r->power_mode) {
+        atomic_fetch_add(&r->errors_expected, 1);
         return rc;
+    }
     char k[KEY_LEN + 1];
     key_of(key, k);
     pthread_mutex_lock(&r->print_lock);
@@ -881,6 +892,19 @@ static bool time_is_up(run *r)
 {
     if (atomic_load(&r->stop))
         return true;
+    if (r->fenv) {
+        /* Power or fault cycles: 50 ms after the first fault, stop (the
+         * threads that only read would not notice it). */
+        uint64_t t = atomic_load(&r->fault_seen_ns), now = now_ns();
+        if (t == 0 && (cairn_env_fault_injected(r->fenv) > 0 ||
+                       cairn_env_fault_power_is_cut(r->fenv))) {
+            uint64_t zero = 0;
+            atomic_compare_exchange_strong(&r->fault_seen_ns, &zero, now);
+            t = atomic_load(&r->fault_seen_ns);
+        }
+        if (t && now > t + 50000000ull)
+            return true;
+    }
     if (r->ops_limit && atomic_load(&r->ops_done) >= r->ops_limit)
         return true;
     if (r->deadline_ns && now_ns() >= r->deadline_ns)
@@ -993,7 +1017,8 @@ typedef struct verify_result {
  * all old or all new, then a full scan; then make what was found the
  * expected state. */
 static verify_result verify_all(const stress_cfg *cfg, cairn_db *db,
-                                kstate *ks, uint32_t nkeys, const char *when)
+                                kstate *ks, uint32_t nkeys, const char *when,
+                                bool fixup)
 {
     verify_result vr = {0};
     int nt = cfg->threads;
@@ -1114,7 +1139,7 @@ static verify_result verify_all(const stress_cfg *cfg, cairn_db *db,
         }
         vr.present = present;
     }
-    if (!vr.failed)
+    if (!vr.failed && fixup)
         for (uint32_t key = 0; key < nkeys; key++) {
             atomic_store(&ks[key].cur, found[key]);
             atomic_store(&ks[key].pending, 0);
@@ -1211,7 +1236,7 @@ static int mode_run(const stress_cfg *cfg)
         return 2;
     }
     /* A database left by an earlier run: adopt what it holds. */
-    verify_result vr = verify_all(cfg, r.db, ks, cfg->keys, "at open");
+    verify_result vr = verify_all(cfg, r.db, ks, cfg->keys, "at open", true);
     int status = vr.failed ? 1 : 0;
     uint64_t t0 = now_ns();
     if (!status) {
@@ -1240,7 +1265,7 @@ static int mode_run(const stress_cfg *cfg)
             fprintf(stderr, "cairn-stress: reopen: %s\n", cairn_strerror(rc));
             status = 1;
         } else {
-            vr = verify_all(cfg, r.db, ks, cfg->keys, "after reopen");
+            vr = verify_all(cfg, r.db, ks, cfg->keys, "after reopen", true);
             if (vr.failed)
                 status = 1;
             else
@@ -1307,7 +1332,7 @@ static int mode_crash(const stress_cfg *cfg)
                 cairn_strerror(rc));
         return 2;
     }
-    verify_result vr = verify_all(cfg, db, ks, cfg->keys, "at open");
+    verify_result vr = verify_all(cfg, db, ks, cfg->keys, "at open", true);
     (void)cairn_close(db);
     if (vr.failed)
         return 1;
@@ -1350,7 +1375,7 @@ static int mode_crash(const stress_cfg *cfg)
                     cairn_strerror(rc));
             return 1;
         }
-        vr = verify_all(cfg, db, ks, cfg->keys, when);
+        vr = verify_all(cfg, db, ks, cfg->keys, when, true);
         rc = cairn_close(db);
         if (vr.failed)
             return 1;
@@ -1377,8 +1402,24 @@ static int mode_crash(const stress_cfg *cfg)
     return 0;
 }
 
-static int mode_power(const stress_cfg *cfg)
+/* Power cuts (faults = false) or I/O errors (faults = true) on a memory
+ * disk, one per cycle, under the running workload.
+ *   - power: at a random I/O call power is cut (unsynced bytes lost, half
+ *     the cycles tearing the last block); every call after fails. The
+ *     threads stop at their first error.
+ *   - faults: a random I/O call and the next 0..2 fail with EIO or (every
+ *     other cycle) ENOSPC, a failing write writing part of its bytes.
+ *     The threads stop at their first error; flushes and compactions
+ *     that fail go on in the background. Once the threads are done and the
+ *     disk works again, the open database must still read every key as
+ *     acknowledged (or as the failed write left it); then it is closed.
+ * Either way, the database is reopened on the same memory and verified
+ * (every acknowledged write there, in-flight ones old or new, multi-key
+ * writes whole). */
+static int mode_cycles(const stress_cfg *cfg, bool faults)
 {
+    int cycles = faults ? cfg->fault_cycles : cfg->power_cycles;
+    const char *what = faults ? "I/O error" : "power cut";
     cairn_env *mem = cairn_env_mem_new();
     cairn_env *fenv = mem ? cairn_env_fault_new(mem) : NULL;
     kstate *ks = calloc(cfg->keys, sizeof *ks);
@@ -1389,19 +1430,21 @@ static int mode_power(const stress_cfg *cfg)
     cairn_options o;
     db_options(cfg, &o, fenv);
     uint64_t rng = cfg->seed * 0x9E3779B97F4A7C15ULL + 5;
-    uint64_t t0 = now_ns(), total_ops = 0, cuts = 0, pend = 0, pnew = 0;
+    uint64_t t0 = now_ns(), total_ops = 0, fired = 0, pend = 0, pnew = 0;
+    uint64_t failed_ops = 0, readonly = 0;
     int status = 0;
     uint64_t calls_seen = 4000; /* I/O calls a cycle makes, learnt as we go */
-    for (int c = 1; c <= cfg->power_cycles && status == 0; c++) {
+    for (int c = 1; c <= cycles && status == 0; c++) {
         run r;
         if (init_run(&r, cfg, ks) < 0) {
             status = 2;
             break;
         }
         r.power_mode = true;
+        r.fenv = fenv;
         int rc = cairn_open("/stress", &o, &r.db);
         char when[64];
-        snprintf(when, sizeof when, "after power cut %d", c - 1);
+        snprintf(when, sizeof when, "after %s %d", what, c - 1);
         if (rc < 0) {
             fprintf(stderr, "cairn-stress: %s: open: %s\n", when,
                     cairn_strerror(rc));
@@ -1409,7 +1452,7 @@ static int mode_power(const stress_cfg *cfg)
             status = 1;
             break;
         }
-        verify_result vr = verify_all(cfg, r.db, ks, cfg->keys, when);
+        verify_result vr = verify_all(cfg, r.db, ks, cfg->keys, when, true);
         if (vr.failed) {
             (void)cairn_close(r.db);
             free_run(&r);
@@ -1419,32 +1462,60 @@ static int mode_power(const stress_cfg *cfg)
         pend += vr.pending;
         pnew += vr.pending_new;
         cairn_fault_rule rule = {0};
-        rule.power_cut_at = 1 + rnd(&rng) % (calls_seen + 1);
-        rule.torn = c & 1;
+        uint64_t at = 1 + rnd(&rng) % (calls_seen + 1);
         rule.seed = rnd(&rng);
+        if (faults) {
+            rule.fail_at = at;
+            rule.fail_count = 1 + rnd(&rng) % 3;
+            rule.error = c & 1 ? CAIRN_ENOSPC : CAIRN_EIO;
+            rule.short_write = rule.error == CAIRN_ENOSPC;
+        } else {
+            rule.power_cut_at = at;
+            rule.torn = c & 1;
+        }
         cairn_env_fault_set(fenv, &rule);
-        /* The threads run until the cut stops them; a cycle that has not
-         * cut by 2 s is cut by hand. */
+        /* The threads run until 50 ms after the fault (or the cut stops
+         * them); a cycle with no fault by 2 s ends there (power: cut by
+         * hand). */
         r.deadline_ns = now_ns() + 2000000000ull;
         if (run_workers(&r, rnd(&rng)) != 0)
             status = 2;
         uint64_t calls = cairn_env_fault_calls(fenv);
         if (calls > calls_seen)
             calls_seen = calls;
-        if (!cairn_env_fault_power_is_cut(fenv))
-            (void)cairn_env_mem_power_loss(mem, c & 1, rule.seed);
-        else
-            cuts++;
         total_ops += atomic_load(&r.ops_done);
         if (atomic_load(&r.failed))
             status = 1;
-        (void)cairn_close(r.db); /* fails: the power is off */
-        cairn_env_fault_reset(fenv);
+        if (faults) {
+            fired += cairn_env_fault_injected(fenv) > 0;
+            failed_ops += atomic_load(&r.errors_expected);
+            cairn_env_fault_reset(fenv);
+            /* A failed log sync makes the database read-only: probe it
+             * (with a key outside the key space). */
+            if (status == 0 &&
+                cairn_put(r.db, "probe", 5, "x", 1, NULL) == CAIRN_EREADONLY)
+                readonly++;
+            else if (status == 0)
+                (void)cairn_delete(r.db, "probe", 5, NULL);
+            snprintf(when, sizeof when, "after %s %d, before the close", what,
+                     c);
+            if (status == 0 &&
+                verify_all(cfg, r.db, ks, cfg->keys, when, false).failed)
+                status = 1;
+            (void)cairn_close(r.db); /* may report the fault */
+        } else {
+            if (!cairn_env_fault_power_is_cut(fenv))
+                (void)cairn_env_mem_power_loss(mem, c & 1, rule.seed);
+            else
+                fired++;
+            (void)cairn_close(r.db); /* fails: the power is off */
+            cairn_env_fault_reset(fenv);
+        }
         free_run(&r);
-        if (!cfg->quiet && (c % 10 == 0 || c == cfg->power_cycles))
-            printf("cairn-stress: power cycle %d/%d: %" PRIu64 " operations "
-                   "so far; writes in flight at the cuts: %" PRIu64 " (%"
-                   PRIu64 " came back)\n", c, cfg->power_cycles, total_ops,
+        if (!cfg->quiet && (c % 10 == 0 || c == cycles))
+            printf("cairn-stress: %s cycle %d/%d: %" PRIu64 " operations "
+                   "so far; writes in flight at the faults: %" PRIu64 " (%"
+                   PRIu64 " came back)\n", what, c, cycles, total_ops,
                    pend, pnew);
         fflush(stdout);
     }
@@ -1457,19 +1528,26 @@ static int mode_power(const stress_cfg *cfg)
             status = 1;
         } else {
             verify_result vr = verify_all(cfg, db, ks, cfg->keys,
-                                          "after the last power cut");
+                                          "after the last cycle", true);
             if (vr.failed)
                 status = 1;
             if (cairn_close(db) < 0 && status == 0)
                 status = 1;
         }
     }
-    if (status == 0)
+    if (status == 0 && faults)
+        printf("cairn-stress: %d cycles with I/O errors (%" PRIu64 " fired; "
+               "%" PRIu64 " operations failed with the error, %" PRIu64
+               " cycles left the database read-only) in %.1f s, %" PRIu64
+               " operations, no acknowledged write lost, no partial write "
+               "seen, every key readable after each error\n", cycles, fired,
+               failed_ops, readonly, (double)(now_ns() - t0) / 1e9,
+               total_ops);
+    else if (status == 0)
         printf("cairn-stress: %d power cuts (%" PRIu64 " at a random I/O "
                "call, the rest by hand) in %.1f s, %" PRIu64 " operations, "
                "no acknowledged write lost, no partial write seen\n",
-               cfg->power_cycles, cuts, (double)(now_ns() - t0) / 1e9,
-               total_ops);
+               cycles, fired, (double)(now_ns() - t0) / 1e9, total_ops);
     cairn_env_destroy(fenv);
     cairn_env_destroy(mem);
     free(ks);
@@ -1495,6 +1573,8 @@ static void usage(FILE *f)
         "  --kill-ms MIN:MAX   delay before each kill (30:400)\n"
         "  --power-cycles N    cut power N times on a memory disk, verify after\n"
         "                      each\n"
+        "  --fault-cycles N    fail I/O calls (EIO, ENOSPC) N times on a memory\n"
+        "                      disk, verify before and after each reopen\n"
         "  --quiet             no per-cycle progress lines\n");
 }
 
@@ -1592,6 +1672,8 @@ int main(int argc, char **argv)
                 cfg.crash_cycles = (int)n;
             else if (!strcmp(a, "--power-cycles") && n <= 1000000)
                 cfg.power_cycles = (int)n;
+            else if (!strcmp(a, "--fault-cycles") && n <= 1000000)
+                cfg.fault_cycles = (int)n;
             else {
                 fprintf(stderr, "cairn-stress: unknown option or value out "
                                 "of range: %s %s\n", a, v);
@@ -1607,19 +1689,21 @@ int main(int argc, char **argv)
     }
     if (ops_given && !secs_given)
         cfg.seconds = 0;
-    if (cfg.crash_cycles && cfg.power_cycles) {
-        fprintf(stderr, "cairn-stress: --crash-cycles and --power-cycles "
-                        "are separate runs\n");
+    if ((cfg.crash_cycles > 0) + (cfg.power_cycles > 0) +
+            (cfg.fault_cycles > 0) > 1) {
+        fprintf(stderr, "cairn-stress: --crash-cycles, --power-cycles and "
+                        "--fault-cycles are separate runs\n");
         return 2;
     }
-    if ((cfg.crash_cycles || cfg.power_cycles) &&
+    if ((cfg.crash_cycles || cfg.power_cycles || cfg.fault_cycles) &&
         cfg.sync != CAIRN_SYNC_ALWAYS) {
         fprintf(stderr, "cairn-stress: crash and power cycles check that "
                         "acknowledged writes survive: they need --sync "
                         "always\n");
         return 2;
     }
-    if (!cfg.dir[0] && !cfg.power_cycles) {
+    bool memdisk = cfg.power_cycles || cfg.fault_cycles;
+    if (!cfg.dir[0] && !memdisk) {
         const char *tmp = getenv("TMPDIR");
         snprintf(cfg.dir, sizeof cfg.dir, "%s/cairn-stress-XXXXXX",
                  tmp && *tmp ? tmp : "/tmp");
@@ -1631,14 +1715,16 @@ int main(int argc, char **argv)
     }
     printf("cairn-stress: seed %" PRIu64 ", %d threads, %" PRIu32 " keys%s%s\n",
            cfg.seed, cfg.threads, cfg.keys,
-           cfg.power_cycles ? ", memory disk" : ", directory ",
-           cfg.power_cycles ? "" : cfg.dir);
+           memdisk ? ", memory disk" : ", directory ",
+           memdisk ? "" : cfg.dir);
     fflush(stdout);
     int status;
     if (cfg.crash_cycles)
         status = mode_crash(&cfg);
     else if (cfg.power_cycles)
-        status = mode_power(&cfg);
+        status = mode_cycles(&cfg, false);
+    else if (cfg.fault_cycles)
+        status = mode_cycles(&cfg, true);
     else
         status = mode_run(&cfg);
     if (status == 0 && cfg.own_dir)
