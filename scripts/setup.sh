@@ -24,6 +24,12 @@ if [ "${1:-}" = "--fuzz" ]; then
   PACKAGES+=(clang)
 fi
 
+# The unit tests under memcheck (`make test-valgrind`):
+# `scripts/setup.sh --valgrind`.
+if [ "${1:-}" = "--valgrind" ]; then
+  PACKAGES+=(valgrind)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -728,10 +728,15 @@ static int replay_cb(void *arg, const cairn_wal_record *rec)
     if (rc != 0)
         return rc;
     atomic_store(&db->gen_lsn[db->active_gen & 1], rec->lsn);
-    /* Keep memory bounded while replaying a long log. */
+    /* Keep memory bounded while replaying a long log. Not on a read-only
+     * handle: it cannot write sorted files, so the flush failed with
+     * CAIRN_EREADONLY and so did the open, whenever the log held more than
+     * one memtable (e.g. after a disk was full and flushes failed). It
+     * keeps the replayed records in memory instead. */
     uint64_t bytes = rec->len + 64;
     if (atomic_fetch_add(&db->active_bytes, bytes) + bytes >=
-        db->opts.memtable_size)
+            db->opts.memtable_size &&
+        !db->read_only)
         rc = gc_run(db);
     return rc;
 }

@@ -236,8 +236,21 @@ static int create_segment(cairn_wal *w, uint64_t first_lsn)
                                 CAIRN_OPEN_TRUNC,
                             &f);
     uint8_t hdr[CAIRN_WAL_SEGMENT_HEADER_SIZE];
-    if (rc == 0 && w->opts.preallocate)
+    bool prealloc = w->opts.preallocate;
+    if (rc == 0 && prealloc) {
         rc = cairn_file_allocate(f, 0, w->opts.segment_size);
+        if (rc == CAIRN_ENOSPC) {
+            /* Less free space than a whole segment (64 MiB by default):
+             * go on without preallocation. The file grows as records are
+             * written, and those writes fail with no space themselves once
+             * the space is really gone. Refusing here made every write fail
+             * (and a new database impossible to create) on a file system
+             * with room left for many records. Whatever a failed allocate
+             * left past the header reads as zeros: the end of the log. */
+            prealloc = false;
+            rc = 0;
+        }
+    }
     if (rc == 0) {
         cairn_wal_encode_segment_header(hdr, first_lsn, w->last_good_lsn,
                                         cairn_wal_now_us());
@@ -265,6 +278,7 @@ static int create_segment(cairn_wal *w, uint64_t first_lsn)
     w->cur_first = first_lsn;
     w->cur_off = CAIRN_WAL_SEGMENT_HEADER_SIZE;
     w->zeroed_upto = CAIRN_WAL_SEGMENT_HEADER_SIZE;
+    w->cur_prealloc = prealloc;
     w->cur_records = 0;
     w->cur_last_lsn = w->last_good_lsn;
     w->cur_dirty = false;
@@ -316,7 +330,9 @@ static int zero_ahead(cairn_wal *w, uint64_t end)
         w->zeroed_upto = w->cur_off; /* never behind the records */
     /* Without a sync per write there is no extent update to save: the
      * zeros would only double the bytes written. */
-    if (!w->opts.preallocate || end <= w->zeroed_upto ||
+    /* Nothing to gain on a segment that was not preallocated (no space
+     * for it): the zeros would only take space the records need. */
+    if (!w->cur_prealloc || end <= w->zeroed_upto ||
         w->opts.sync_mode == CAIRN_WAL_SYNC_NONE)
         return 0;
     uint64_t limit = w->opts.segment_size;

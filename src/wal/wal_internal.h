@@ -96,6 +96,7 @@ struct cairn_wal {
     uint64_t cur_records;
     uint64_t cur_last_lsn;
     bool cur_dirty;
+    bool cur_prealloc;      /* the current segment was preallocated whole */
     bool need_new_segment;
     uint64_t last_good_lsn; /* last LSN in the on-disk chain */
     uint64_t synced_upto;   /* last LSN known synced */
