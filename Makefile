@@ -47,7 +47,8 @@ test-tsan: setup
 # under memcheck, in a plain Debug build: a test passes only if valgrind
 # finds no error and no definite leak (exit 99 otherwise). Not the CLI
 # (shell) and server (python) tests: they start the programs themselves, so
-# valgrind would check bash and python, not Cairn. CAIRN_UNDER_VALGRIND=1
+# valgrind would check bash and python, not Cairn; nor the cairn-stress runs
+# (timed runs of forked children: test-asan and test-tsan cover them). CAIRN_UNDER_VALGRIND=1
 # lets the longest tests run smaller workloads (same code paths).
 VALGRIND = valgrind;--tool=memcheck;--error-exitcode=99;--leak-check=full;--errors-for-leak-kinds=definite;--num-callers=30;--quiet
 test-valgrind: setup
@@ -55,7 +56,7 @@ test-valgrind: setup
 	@cmake -S . -B build-valgrind -DCMAKE_BUILD_TYPE=Debug -DCAIRN_WERROR=$(WERROR) \
 		"-DCAIRN_TEST_LAUNCHER=$(VALGRIND)" -DCAIRN_TEST_TIMEOUT=3600 $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build-valgrind -j $(JOBS)
-	cd build-valgrind && CAIRN_UNDER_VALGRIND=1 ctest --output-on-failure -j $(JOBS) -L unit -LE server -E '^cli_'
+	cd build-valgrind && CAIRN_UNDER_VALGRIND=1 ctest --output-on-failure -j $(JOBS) -L unit -LE server -E '^(cli_|stress_)'
 
 test-long: build
 	cd build && ctest --output-on-failure -j $(JOBS) -L long
