@@ -17,10 +17,14 @@
  *   - Shutdown: stop accepting, let the jobs in flight finish, close the
  *     clients, stop the committers; the caller then closes the database
  *     (which flushes).
+ *   - A session (srv_session_*) has no loop and no sockets: the thread
+ *     that feeds it plays the loop thread, waits on d_cv for its jobs, and
+ *     its one client's replies go to the caller's buffer.
  * Locking: q_mu/q_cv guard the job queue (loop -> committers); d_mu guards
- * done_q (committers -> loop); key_locks: a committer running a write of
- * its own holds the stripe of its first key through the commit (one stripe
- * at a time, so no lock order to keep). Nothing else is shared.
+ * done_q (committers -> loop; d_cv wakes a session's feeding thread);
+ * key_locks: a committer running a write of its own holds the stripe of
+ * its first key through the commit (one stripe at a time, so no lock order
+ * to keep). Nothing else is shared.
  */
 #include "server/server.h"
 
