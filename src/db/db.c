@@ -245,7 +245,9 @@ void cairn_db_vt_unappend(cairn_db *db, uint64_t v)
 static uint64_t vt_version_at(cairn_db *db, uint64_t t, uint64_t cap)
 {
     size_t lo = 0, hi = db->vt_n;
-    const uint64_t *v = db->vt_ts + db->vt_off;
+    /* No time indexed yet (no commit since open): vt_ts may be NULL, and
+     * NULL + 0 is undefined, so no pointer is formed. */
+    const uint64_t *v = hi ? db->vt_ts + db->vt_off : NULL;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (v[mid] <= t)

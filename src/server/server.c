@@ -17,10 +17,14 @@
  *   - Shutdown: stop accepting, let the jobs in flight finish, close the
  *     clients, stop the committers; the caller then closes the database
  *     (which flushes).
+ *   - A session (srv_session_*) has no loop and no sockets: the thread
+ *     that feeds it plays the loop thread, waits on d_cv for its jobs, and
+ *     its one client's replies go to the caller's buffer.
  * Locking: q_mu/q_cv guard the job queue (loop -> committers); d_mu guards
- * done_q (committers -> loop); key_locks: a committer running a write of
- * its own holds the stripe of its first key through the commit (one stripe
- * at a time, so no lock order to keep). Nothing else is shared.
+ * done_q (committers -> loop; d_cv wakes a session's feeding thread);
+ * key_locks: a committer running a write of its own holds the stripe of
+ * its first key through the commit (one stripe at a time, so no lock order
+ * to keep). Nothing else is shared.
  */
 #include "server/server.h"
 
@@ -30,6 +34,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,8 +52,14 @@
 
 /* ---------- logging ---------- */
 
+/* Sessions alive (srv_session_new): while there is one, nothing is logged
+ * (a fuzz target runs thousands a second; their lines would say nothing). */
+static atomic_int log_muted;
+
 static void srv_log(const char *level, const char *fmt, ...)
 {
+    if (atomic_load(&log_muted) > 0)
+        return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
@@ -152,7 +163,7 @@ static void job_free(job *j)
 /* ---------- server and clients ---------- */
 
 struct client {
-    uv_tcp_t tcp;
+    uv_tcp_t tcp;   /* unused (never initialized) for a session's client */
     server *s;
     uint64_t id;
     const srv_acl_user *user; /* retained; NULL until authenticated */
@@ -206,8 +217,13 @@ struct server {
     job *q_head, *q_tail;
     bool q_stop;
     pthread_mutex_t d_mu;
+    pthread_cond_t d_cv; /* a session waits on it for done_q */
     job *d_head, *d_tail;
     bool done_closed; /* done_async is closed (d_mu) */
+    /* A session (srv_session_new): no loop, no sockets; its one client's
+     * replies go to sess_out as they are flushed. */
+    bool session;
+    cairn_resp_buf *sess_out;
     /* clients */
     client *clients;
     size_t nclients;
@@ -822,7 +838,9 @@ static void job_done(server *s, job *j)
     else
         s->d_head = j;
     s->d_tail = j;
-    bool send = !s->done_closed;
+    bool send = !s->done_closed && !s->session;
+    if (s->session)
+        pthread_cond_signal(&s->d_cv);
     pthread_mutex_unlock(&s->d_mu);
     if (send)
         uv_async_send(&s->done_async);
@@ -939,6 +957,16 @@ static void client_flush(client *c)
         client_close(c);
         return;
     }
+    if (c->s->session) {
+        /* No socket: the replies go to the session's caller as if written
+         * at once (nothing pending). */
+        if (c->out.len && c->s->sess_out)
+            cairn_resp_raw(c->s->sess_out, c->out.p, c->out.len);
+        c->out.len = 0;
+        if (c->close_after && !c->busy)
+            client_close(c);
+        return;
+    }
     if (c->tls && c->out.len > 0) {
         /* Encrypt the replies; what goes to the socket is ciphertext. */
         int rc = srv_tls_write(c->tls, c->out.p, c->out.len);
@@ -1037,6 +1065,10 @@ static void client_close(client *c)
     if (c->next)
         c->next->prev = c->prev;
     s->nclients--;
+    if (s->session) { /* no handle to close: its reference goes now */
+        client_unref(c);
+        return;
+    }
     uv_close((uv_handle_t *)&c->tcp, on_client_closed);
 }
 
@@ -1514,6 +1546,20 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     client_process(c);
 }
 
+/* A new client joins the server: its id, the default user, the list. */
+static void client_register(server *s, client *c)
+{
+    c->id = ++s->next_id;
+    c->created_ms = c->last_ms = mono_ms();
+    srv_client_login_default(c);
+    c->next = s->clients;
+    if (s->clients)
+        s->clients->prev = c;
+    s->clients = c;
+    s->nclients++;
+    s->st_conns++;
+}
+
 static void on_connection(uv_stream_t *l, int status)
 {
     server *s = l->data;
@@ -1541,9 +1587,7 @@ static void on_connection(uv_stream_t *l, int status)
         uv_close((uv_handle_t *)&c->tcp, on_client_closed);
         return;
     }
-    c->id = ++s->next_id;
-    c->created_ms = c->last_ms = mono_ms();
-    srv_client_login_default(c);
+    client_register(s, c);
     struct sockaddr_storage ss;
     int sl = sizeof ss;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
@@ -1558,12 +1602,6 @@ static void on_connection(uv_stream_t *l, int status)
         }
         snprintf(c->addr, sizeof c->addr, "%s:%d", ip, port);
     }
-    c->next = s->clients;
-    if (s->clients)
-        s->clients->prev = c;
-    s->clients = c;
-    s->nclients++;
-    s->st_conns++;
     s->st_tls_conns += tls;
     uv_tcp_nodelay(&c->tcp, 1);
     if (s->nclients > s->cfg.max_clients || s->shutting_down) {
@@ -1582,9 +1620,9 @@ static void on_connection(uv_stream_t *l, int status)
 
 /* ---------- completions, timer, signals ---------- */
 
-static void on_done(uv_async_t *a)
+/* Take the finished jobs back (loop thread, or a session's caller). */
+static void done_drain(server *s)
 {
-    server *s = a->data;
     pthread_mutex_lock(&s->d_mu);
     job *j = s->d_head;
     s->d_head = s->d_tail = NULL;
@@ -1632,6 +1670,11 @@ static void on_done(uv_async_t *a)
         job_free(j);
         j = next;
     }
+}
+
+static void on_done(uv_async_t *a)
+{
+    done_drain(a->data);
 }
 
 static void close_handles(server *s)
@@ -1988,15 +2031,26 @@ static void metrics_render(void *arg, FILE *f)
 #undef C
 }
 
-int srv_run(const srv_config *cfg)
+void srv_db_options(const srv_config *cfg, cairn_options *o)
 {
-    server *s = calloc(1, sizeof *s);
-    if (!s)
-        return 1;
-    if (srv_config_copy(&s->cfg, cfg) != 0) {
-        free(s);
-        return 1;
-    }
+    cairn_options_init(o);
+    o->sync_mode = cfg->sync;
+    o->sync_interval_ms = cfg->sync_interval_ms;
+    o->history_ms = cfg->history_ms;
+    o->create_if_missing = true;
+    o->max_value_size = cfg->max_bulk + 16;
+    o->memtable_size = cfg->memtable_size;
+    o->block_cache_size = cfg->block_cache_size;
+}
+
+/* What a server needs before it serves (srv_run and sessions): its copy of
+ * cfg, access control (the command table, requirepass, the config's
+ * users) and the parser limits. 0, or -1 (logged) with nothing to free but
+ * s itself. */
+static int server_setup(server *s, const srv_config *cfg)
+{
+    if (srv_config_copy(&s->cfg, cfg) != 0)
+        return -1;
     s->start_ms = mono_ms();
     /* Access control: the command table, requirepass, the config's users. */
     s->acl = srv_acl_new();
@@ -2024,10 +2078,74 @@ int srv_run(const srv_config *cfg)
             srv_log("error", "out of memory");
         srv_acl_free(s->acl);
         srv_config_free(&s->cfg);
+        return -1;
+    }
+    s->acl_gen = srv_acl_generation(s->acl);
+    cairn_resp_limits_init(&s->limits);
+    s->limits.max_bulk = cfg->max_bulk;
+    s->limits.max_args = cfg->max_args;
+    return 0;
+}
+
+/* The locks, then the committer threads: how many started. */
+static int server_start_committers(server *s)
+{
+    pthread_mutex_init(&s->q_mu, NULL);
+    pthread_cond_init(&s->q_cv, NULL);
+    pthread_mutex_init(&s->d_mu, NULL);
+    pthread_cond_init(&s->d_cv, NULL);
+    for (int i = 0; i < KEY_STRIPES; i++)
+        pthread_mutex_init(&s->key_locks[i], NULL);
+    s->nworkers = s->cfg.commit_threads > 0 ? s->cfg.commit_threads : 1;
+    s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
+    int started = 0;
+    for (int i = 0; s->workers && i < s->nworkers; i++)
+        if (pthread_create(&s->workers[i], NULL, worker_main, s) == 0)
+            started++;
+    s->nworkers = started;
+    return started;
+}
+
+/* Stop the committers (each finishes the jobs queued first). */
+static void server_stop_committers(server *s)
+{
+    pthread_mutex_lock(&s->q_mu);
+    s->q_stop = true;
+    pthread_cond_broadcast(&s->q_cv);
+    pthread_mutex_unlock(&s->q_mu);
+    for (int i = 0; i < s->nworkers; i++)
+        pthread_join(s->workers[i], NULL);
+    free(s->workers);
+    s->workers = NULL;
+    s->nworkers = 0;
+}
+
+/* Free what server_setup and server_start_committers made, and s. */
+static void server_free(server *s)
+{
+    pthread_mutex_destroy(&s->q_mu);
+    pthread_cond_destroy(&s->q_cv);
+    pthread_mutex_destroy(&s->d_mu);
+    pthread_cond_destroy(&s->d_cv);
+    for (int i = 0; i < KEY_STRIPES; i++)
+        pthread_mutex_destroy(&s->key_locks[i]);
+    slowlog_reset(s);
+    srv_acl_free(s->acl);
+    srv_tls_ctx_free(s->tls_ctx);
+    srv_config_free(&s->cfg);
+    free(s);
+}
+
+int srv_run(const srv_config *cfg)
+{
+    server *s = calloc(1, sizeof *s);
+    if (!s)
+        return 1;
+    if (server_setup(s, cfg) != 0) {
         free(s);
         return 1;
     }
-    s->acl_gen = srv_acl_generation(s->acl);
+    int arc = 0;
     if (s->cfg.tls_port) {
         char err[512];
         if (!s->cfg.tls_cert_file || !s->cfg.tls_key_file) {
@@ -2047,9 +2165,6 @@ int srv_run(const srv_config *cfg)
             return 1;
         }
     }
-    cairn_resp_limits_init(&s->limits);
-    s->limits.max_bulk = cfg->max_bulk;
-    s->limits.max_args = cfg->max_args;
     signal(SIGPIPE, SIG_IGN);
 
     /* Enough descriptors for the clients, if the limit allows. */
@@ -2062,14 +2177,7 @@ int srv_run(const srv_config *cfg)
     }
 
     cairn_options o;
-    cairn_options_init(&o);
-    o.sync_mode = cfg->sync;
-    o.sync_interval_ms = cfg->sync_interval_ms;
-    o.history_ms = cfg->history_ms;
-    o.create_if_missing = true;
-    o.max_value_size = cfg->max_bulk + 16;
-    o.memtable_size = cfg->memtable_size;
-    o.block_cache_size = cfg->block_cache_size;
+    srv_db_options(cfg, &o);
     srv_log("info", "opening %s", cfg->dir);
     int rc = cairn_open(cfg->dir, &o, &s->db);
     if (rc) {
@@ -2082,20 +2190,9 @@ int srv_run(const srv_config *cfg)
         return 1;
     }
     uv_loop_init(&s->loop);
-    pthread_mutex_init(&s->q_mu, NULL);
-    pthread_cond_init(&s->q_cv, NULL);
-    pthread_mutex_init(&s->d_mu, NULL);
-    for (int i = 0; i < KEY_STRIPES; i++)
-        pthread_mutex_init(&s->key_locks[i], NULL);
     uv_async_init(&s->loop, &s->done_async, on_done);
     s->done_async.data = s;
-    s->nworkers = cfg->commit_threads > 0 ? cfg->commit_threads : 1;
-    s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
-    int started = 0;
-    for (int i = 0; s->workers && i < s->nworkers; i++)
-        if (pthread_create(&s->workers[i], NULL, worker_main, s) == 0)
-            started++;
-    s->nworkers = started;
+    int started = server_start_committers(s);
 
     int exit_code = 0;
     rc = listen_on(s, &s->listener, cfg->bind, cfg->port);
@@ -2158,13 +2255,7 @@ int srv_run(const srv_config *cfg)
 
     uv_run(&s->loop, UV_RUN_DEFAULT);
 
-    pthread_mutex_lock(&s->q_mu);
-    s->q_stop = true;
-    pthread_cond_broadcast(&s->q_cv);
-    pthread_mutex_unlock(&s->q_mu);
-    for (int i = 0; i < s->nworkers; i++)
-        pthread_join(s->workers[i], NULL);
-    free(s->workers);
+    server_stop_committers(s);
     srv_log("info", "flushing and closing the database");
     rc = cairn_close(s->db); /* settles any commit still in flight */
     /* Jobs finished after the loop stopped: their clients are gone. */
@@ -2182,15 +2273,123 @@ int srv_run(const srv_config *cfg)
     } else {
         srv_log("info", "stopped cleanly");
     }
-    pthread_mutex_destroy(&s->q_mu);
-    pthread_cond_destroy(&s->q_cv);
-    pthread_mutex_destroy(&s->d_mu);
-    for (int i = 0; i < KEY_STRIPES; i++)
-        pthread_mutex_destroy(&s->key_locks[i]);
-    slowlog_reset(s);
-    srv_acl_free(s->acl);
-    srv_tls_ctx_free(s->tls_ctx);
-    srv_config_free(&s->cfg);
-    free(s);
+    server_free(s);
     return exit_code;
+}
+
+/* ---------- sessions: the dispatch without a loop ---------- */
+
+struct srv_session {
+    server *s;
+    client *c;
+};
+
+srv_session *srv_session_new(const srv_config *cfg, cairn_db *db)
+{
+    srv_session *ss = calloc(1, sizeof *ss);
+    server *s = calloc(1, sizeof *s);
+    client *c = calloc(1, sizeof *c);
+    if (!ss || !s || !c || server_setup(s, cfg) != 0) {
+        free(ss);
+        free(s);
+        free(c);
+        return NULL;
+    }
+    atomic_fetch_add(&log_muted, 1);
+    s->session = true;
+    s->db = db;
+    if (server_start_committers(s) == 0) {
+        server_free(s);
+        free(ss);
+        free(c);
+        atomic_fetch_sub(&log_muted, 1);
+        return NULL;
+    }
+    c->s = s;
+    c->refs = 2; /* the "open handle" (client_close drops it) and ss's */
+    c->proto = 2;
+    cairn_resp_init(&c->out, 2);
+    c->parser = cairn_resp_parser_new(&s->limits);
+    if (!c->parser) {
+        server_stop_committers(s);
+        server_free(s);
+        free(ss);
+        free(c);
+        atomic_fetch_sub(&log_muted, 1);
+        return NULL;
+    }
+    client_register(s, c);
+    ss->s = s;
+    ss->c = c;
+    return ss;
+}
+
+/* Take back every job in flight (waiting for the committers and the
+ * engine's commit callbacks), letting the client go on with its input as
+ * the loop would, until nothing is in flight and nothing is runnable. */
+static void session_settle(srv_session *ss)
+{
+    server *s = ss->s;
+    client *c = ss->c;
+    for (;;) {
+        pthread_mutex_lock(&s->d_mu);
+        while (!s->d_head && s->jobs_inflight > 0)
+            pthread_cond_wait(&s->d_cv, &s->d_mu);
+        bool done = s->d_head != NULL;
+        pthread_mutex_unlock(&s->d_mu);
+        if (done) {
+            done_drain(s);
+            continue;
+        }
+        if (c->paused && !c->closed && !c->busy) {
+            client_process(c); /* its replies were "written": go on */
+            continue;
+        }
+        break;
+    }
+}
+
+int srv_session_feed(srv_session *ss, const uint8_t *p, size_t n,
+                     cairn_resp_buf *out)
+{
+    client *c = ss->c;
+    server *s = ss->s;
+    if (c->closed)
+        return CAIRN_ECLOSED;
+    if (client_in_reserve(c, n ? n : 1) != 0)
+        return CAIRN_ENOMEM;
+    if (n)
+        memcpy(c->in + c->inlen, p, n);
+    c->inlen += n;
+    c->last_ms = mono_ms();
+    s->sess_out = out;
+    if (c->inlen > s->cfg.max_query_buf) { /* as on_read */
+        s->st_dropped++;
+        client_close(c);
+    } else {
+        client_process(c);
+        session_settle(ss);
+    }
+    s->sess_out = NULL;
+    return 0;
+}
+
+bool srv_session_closed(const srv_session *ss)
+{
+    return ss->c->closed;
+}
+
+void srv_session_free(srv_session *ss)
+{
+    if (!ss)
+        return;
+    server *s = ss->s;
+    if (!ss->c->closed)
+        client_close(ss->c);
+    session_settle(ss);
+    client_unref(ss->c);
+    server_stop_committers(s);
+    server_free(s);
+    free(ss);
+    atomic_fetch_sub(&log_muted, 1);
 }

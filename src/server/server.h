@@ -191,6 +191,28 @@ void srv_unlock_key(server *s, const uint8_t *key, size_t len);
 
 /* Run the server until SHUTDOWN or a signal; 0 on a clean stop. */
 int srv_run(const srv_config *cfg);
+/* The database options the server opens its database with. */
+void srv_db_options(const srv_config *cfg, cairn_options *o);
+
+/* A session: the server's dispatch without a loop or sockets, for tests
+ * and the dispatch fuzz target. A server context over db (opened by the
+ * caller, closed by it after srv_session_free) with its committer threads
+ * and one client, fed bytes as if read from a connection: the same parser,
+ * checks, batches, MULTI queue and jobs as srv_run's clients. The caller's
+ * thread plays the loop thread, so a session is used by one thread at a
+ * time. While a session exists, the server logs nothing. */
+typedef struct srv_session srv_session;
+/* NULL when out of memory or if no committer thread starts. */
+srv_session *srv_session_new(const srv_config *cfg, cairn_db *db);
+/* Append n bytes to the client's input and run every command they
+ * complete, waiting for the jobs they start (commits, EXEC, key walks);
+ * the replies are appended to out. 0; CAIRN_ECLOSED once the client is
+ * closed (QUIT, a protocol error, a limit, CLIENT KILL, ...): nothing
+ * more runs; CAIRN_ENOMEM. */
+int srv_session_feed(srv_session *ss, const uint8_t *p, size_t n,
+                     cairn_resp_buf *out);
+bool srv_session_closed(const srv_session *ss);
+void srv_session_free(srv_session *ss);
 
 /* Command helpers shared by commands.c and server.c (committer threads). */
 /* EXEC: the queued commands in one transaction, committed once (retried on
