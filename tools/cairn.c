@@ -1780,6 +1780,24 @@ static int cmd_check(const char *path, int argc, char **argv)
                 ck_line(&s, "note", "wal: %s", info.message);
             if (info.segments == 0)
                 ck_line(&s, "note", "wal: no segment files");
+            /* The log must reach back to what the sorted files hold
+             * (segments go only below a recorded flush); cairn_open
+             * refuses it otherwise. */
+            uint64_t covered = v ? cairn_version_log_lsn(v) : 0;
+            if (info.segments > 0 && info.chain_start > covered && v)
+                ck_problem(&s, "wal: the log starts after LSN %" PRIu64
+                               ", but the sorted files of manifest %s hold "
+                               "only up to LSN %" PRIu64 ": the records "
+                               "between are in neither (the manifest lost "
+                               "edits, or segments are missing)",
+                           info.chain_start, live_manifest, covered);
+            else if (info.segments > 0 && info.chain_start > covered &&
+                     manifest_ok)
+                ck_problem(&s, "wal: the log starts after LSN %" PRIu64
+                               ", but there are no sorted files: the "
+                               "records before are gone (a missing CURRENT, "
+                               "or missing segments)",
+                           info.chain_start);
         } else if (rc == CAIRN_ECORRUPT && !info.message[0]) {
             ck_problem(&s, "wal: corrupt segment %s at offset %" PRIu64,
                        info.error_segment[0] ? info.error_segment : wal_dir,

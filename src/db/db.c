@@ -730,11 +730,10 @@ static int replay_cb(void *arg, const cairn_wal_record *rec)
     if (rc != 0)
         return rc;
     atomic_store(&db->gen_lsn[db->active_gen & 1], rec->lsn);
-    /* Keep memory bounded while replaying a long log. Not on a read-only
-     * handle: it cannot write sorted files, so the flush failed with
-     * CAIRN_EREADONLY and so did the open, whenever the log held more than
-     * one memtable (e.g. after a disk was full and flushes failed). It
-     * keeps the replayed records in memory instead. */
+    /* Keep memory bounded while replaying a long log. A read-only open
+     * cannot write sorted files: its memtable holds the whole log (a flush
+     * would fail the open with CAIRN_EREADONLY, or, with no tree yet,
+     * reach a NULL tree). */
     uint64_t bytes = rec->len + 64;
     if (atomic_fetch_add(&db->active_bytes, bytes) + bytes >=
             db->opts.memtable_size &&
@@ -949,9 +948,22 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
          * nothing to read and creates nothing. */
         if (!o->read_only)
             rc = cairn_env_mkdir_p(db->env, db->wal_dir);
+        cairn_wal_recovery winfo;
+        memset(&winfo, 0, sizeof winfo);
+        /* (Before replay, whose flushes raise it.) */
+        uint64_t covered = db->tree ? cairn_tree_log_lsn(db->tree) : 0;
         if (rc == 0 && (!o->read_only ||
                         cairn_env_exists(db->env, db->wal_dir) == 0))
-            rc = cairn_wal_open(db->wal_dir, &wo, &db->wal, NULL);
+            rc = cairn_wal_open(db->wal_dir, &wo, &db->wal, &winfo);
+        /* The log must reach back to what the sorted files hold: segments
+         * are dropped only below a flush the manifest recorded, so a log
+         * starting after the manifest's LSN means records that are in
+         * neither (a manifest whose last edits were cut off, as a torn
+         * tail, after the log was truncated). Replaying the rest would show
+         * a state that never existed. */
+        if (rc == 0 && db->wal && winfo.segments > 0 &&
+            winfo.chain_start > covered)
+            rc = CAIRN_ECORRUPT;
     }
     if (rc == 0 && db->tree)
         cairn_tree_compact_kick(db->tree); /* level 0 may need it already */

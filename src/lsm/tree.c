@@ -142,6 +142,14 @@ static int files_open(cairn_tree *t, uint64_t number, char *err, size_t errlen)
         return CAIRN_ENOMEM;
     char msg[CAIRN_SST_ERRMSG_LEN] = "";
     int rc = cairn_sst_open(t->env, path, number, t->cache, &f->r, msg);
+    if (rc == CAIRN_ENOTFOUND) {
+        /* The manifest names it, so the database is damaged: not "no
+         * database here" (which a read-only open takes for "never
+         * flushed", and would then show the log alone). */
+        snprintf(msg, sizeof msg, "%.200s: missing (the manifest references it)",
+                 path);
+        rc = CAIRN_ECORRUPT;
+    }
     if (rc != 0) {
         if (err && errlen)
             snprintf(err, errlen, "%s", msg[0] ? msg : cairn_strerror(rc));

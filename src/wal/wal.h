@@ -112,6 +112,10 @@ typedef struct cairn_wal_recovery {
     uint64_t first_lsn;      /* first record's LSN, 0 if none */
     uint64_t last_lsn;       /* last record's LSN (or the chain's previous LSN
                                 if the log holds no record) */
+    uint64_t chain_start;    /* the oldest segment's previous LSN (where the
+                                log starts; 0 for a log holding its very
+                                first record): records at or below it are no
+                                longer in the log */
     uint64_t torn_bytes;     /* bytes of torn tail cut off (or, read-only,
                                 that would be cut off) */
     uint64_t torn_offset;    /* where the torn tail started */

@@ -431,6 +431,7 @@ static int recover(recover_ctx *c, seg_entry *segs, size_t n)
         if (!have_chain) {
             chain_end = e->hdr_ok ? e->prev_lsn : e->name_lsn - 1;
             have_chain = true;
+            info->chain_start = chain_end;
         }
         if (!newest) {
             /* This segment must reach the LSN the next valid header names. */
