@@ -164,22 +164,23 @@ cairn_iiter *cairn_db_merge_all(db_tables *t)
     return merged;
 }
 
-uint64_t cairn_db_latest_above(db_tables *t, const void *key, size_t klen,
-                               uint64_t S)
+int cairn_db_latest_above(db_tables *t, const void *key, size_t klen,
+                          uint64_t S, uint64_t *latest)
 {
     uint64_t v = cairn_memtable_latest_version(t->active, key, klen);
     for (size_t i = 0; v == 0 && i < t->nimm; i++)
         v = cairn_memtable_latest_version(t->imm[i], key, klen);
+    *latest = v;
     if (v || !t->view || cairn_tree_view_max_version(t->view) <= S)
-        return v;
+        return 0;
     cairn_sst_entry e;
     cairn_sst_pin pin = {0};
     int rc = cairn_tree_view_read(t->view, key, klen, UINT64_MAX, UINT64_MAX,
                                   &e, &pin, NULL);
+    if (rc == 0)
+        *latest = e.version;
     cairn_sst_pin_release(&pin);
-    if (rc == CAIRN_ENOTFOUND)
-        return 0;
-    return rc == 0 ? e.version : UINT64_MAX;
+    return rc == CAIRN_ENOTFOUND ? 0 : rc;
 }
 
 int cairn_db_copy_value(const cairn_mt_entry *e, void **val, size_t *vlen)

@@ -174,11 +174,12 @@ int cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
  * sorted files in search order): NULL when out of memory. The caller owns
  * it; t must outlive it. */
 struct cairn_iiter *cairn_db_merge_all(db_tables *t);
-/* Newest version of key if it is newer than S; otherwise some value <= S
- * (0 if the key has no version at all). A read error counts as newer
- * (UINT64_MAX): validation then refuses rather than guess. */
-uint64_t cairn_db_latest_above(db_tables *t, const void *key, size_t klen,
-                               uint64_t S);
+/* *latest = the newest version of key if it is newer than S; otherwise
+ * some value <= S (0 if the key has no version at all). Returns 0, or the
+ * error that kept the sorted files from being read (validation reports it
+ * as it is, rather than guess a conflict). */
+int cairn_db_latest_above(db_tables *t, const void *key, size_t klen,
+                          uint64_t S, uint64_t *latest);
 void cairn_db_gc_kick(cairn_db *db);
 /* Write backpressure, before a commit: waits while frozen memtables pile
  * up, slows down (to ~16 MB/s) past the level-0 slowdown mark, waits past the

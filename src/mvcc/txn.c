@@ -296,22 +296,29 @@ static void inflight_del(cairn_db *db, const uint8_t *key, size_t klen,
 
 /* ---------- validation (commit_mu and inflight_mu held) ---------- */
 
-static bool key_changed(cairn_db *db, db_tables *tabs, const uint8_t *key,
-                        size_t klen, uint64_t h, uint64_t S)
+/* 1 when key has a version newer than S (or one in flight), 0 when not,
+ * or the error that kept it from being read (a disk error is reported as
+ * itself: a caller that retries conflicts must not loop on a broken
+ * disk). */
+static int key_changed(cairn_db *db, db_tables *tabs, const uint8_t *key,
+                       size_t klen, uint64_t h, uint64_t S)
 {
     if (inflight_lookup(db, key, klen, h))
-        return true;
-    return cairn_db_latest_above(tabs, key, klen, S) > S;
+        return 1;
+    uint64_t latest = 0;
+    int rc = cairn_db_latest_above(tabs, key, klen, S, &latest);
+    return rc < 0 ? rc : latest > S;
 }
 
-static bool range_changed(cairn_db *db, db_tables *tabs, const rs_range *r,
-                          uint64_t S)
+/* The same for a range. */
+static int range_changed(cairn_db *db, db_tables *tabs, const rs_range *r,
+                         uint64_t S)
 {
     for (size_t i = 0; i < db->inflight_cap; i++) {
         inflight_slot *s = &db->inflight[i];
         if (s->key && cairn_key_cmp(s->key, s->klen, r->lo, r->lolen) >= 0 &&
             (!r->hi || cairn_key_cmp(s->key, s->klen, r->hi, r->hilen) < 0))
-            return true;
+            return 1;
     }
     cairn_memtable *tab[5];
     size_t n = 0;
@@ -328,13 +335,13 @@ static bool range_changed(cairn_db *db, db_tables *tabs, const rs_range *r,
             if (r->hi && cairn_key_cmp(e.key, e.klen, r->hi, r->hilen) >= 0)
                 break;
             if (e.version > S)
-                return true;
+                return 1;
         }
     }
     /* Sorted files matter only if they hold versions newer than S. */
     cairn_tree_view *v = tabs->view;
     if (!v || cairn_tree_view_max_version(v) <= S)
-        return false;
+        return 0;
     for (size_t i = 0; i < cairn_tree_view_nfiles(v); i++) {
         const cairn_sst_reader *rd = cairn_tree_view_reader(v, i);
         const cairn_sst_props *p = cairn_sst_props_get(rd);
@@ -342,8 +349,8 @@ static bool range_changed(cairn_db *db, db_tables *tabs, const rs_range *r,
             continue;
         cairn_sst_iter *it;
         if (cairn_sst_iter_new(rd, &it) != 0)
-            return true; /* cannot tell: refuse rather than guess */
-        bool changed = false;
+            return CAIRN_ENOMEM;
+        int changed = 0;
         for (cairn_sst_iter_seek(it, r->lo, r->lolen, UINT64_MAX);
              cairn_sst_iter_valid(it); cairn_sst_iter_next(it)) {
             cairn_sst_entry e;
@@ -351,17 +358,17 @@ static bool range_changed(cairn_db *db, db_tables *tabs, const rs_range *r,
             if (r->hi && cairn_key_cmp(e.key, e.klen, r->hi, r->hilen) >= 0)
                 break;
             if (e.version > S) {
-                changed = true;
+                changed = 1;
                 break;
             }
         }
         if (cairn_sst_iter_status(it) != 0)
-            changed = true;
+            changed = cairn_sst_iter_status(it);
         cairn_sst_iter_free(it);
         if (changed)
-            return true;
+            return changed;
     }
-    return false;
+    return 0;
 }
 
 /* ---------- begin / end ---------- */
@@ -814,20 +821,23 @@ static int txn_submit(cairn_txn *t, commit_ctx *c, cairn_wal_ticket *tk,
         pthread_mutex_lock(&db->inflight_mu);
         db_tables *tabs = cairn_db_tables_acquire(db, NULL, NULL);
         rc = atomic_load(&db->fatal);
-        bool conflict = false;
-        for (size_t i = 0; rc == 0 && !conflict && i < t->nw; i++) {
+        int ch = 0; /* 1: a conflict; < 0: could not tell (an error) */
+        for (size_t i = 0; rc == 0 && ch == 0 && i < t->nw; i++) {
             ws_entry *w = &t->w[i];
-            conflict = t->blind
-                           ? inflight_lookup(db, w->key, w->klen, w->hash) != NULL
-                           : key_changed(db, tabs, w->key, w->klen, w->hash,
-                                         t->snapshot);
+            ch = t->blind
+                     ? inflight_lookup(db, w->key, w->klen, w->hash) != NULL
+                     : key_changed(db, tabs, w->key, w->klen, w->hash,
+                                   t->snapshot);
         }
-        for (size_t i = 0; rc == 0 && !conflict && i < t->nrk; i++)
-            conflict = key_changed(db, tabs, t->rk[i].key, t->rk[i].klen,
-                                   t->rk[i].hash, t->snapshot);
-        for (size_t i = 0; rc == 0 && !conflict && i < t->nrr; i++)
-            conflict = range_changed(db, tabs, &t->rr[i], t->snapshot);
+        for (size_t i = 0; rc == 0 && ch == 0 && i < t->nrk; i++)
+            ch = key_changed(db, tabs, t->rk[i].key, t->rk[i].klen,
+                             t->rk[i].hash, t->snapshot);
+        for (size_t i = 0; rc == 0 && ch == 0 && i < t->nrr; i++)
+            ch = range_changed(db, tabs, &t->rr[i], t->snapshot);
         cairn_db_tables_release(tabs);
+        if (rc == 0 && ch < 0)
+            rc = ch;
+        bool conflict = ch > 0;
         if (rc == 0 && !conflict)
             rc = inflight_reserve(db, t->nw);
         if (rc == 0 && !conflict) {

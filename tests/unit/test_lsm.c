@@ -381,6 +381,52 @@ typedef struct progress_log {
     uint64_t done, total;
 } progress_log;
 
+/* A commit whose validation cannot read the sorted files (a disk error)
+ * fails with that error, not with CAIRN_ECONFLICT: a caller that retries
+ * conflicts would otherwise loop for as long as the disk is broken. */
+static void test_validation_read_error(void **state)
+{
+    (void)state;
+    cairn_env *mem = cairn_env_mem_new();
+    cairn_env *env = cairn_env_fault_new(mem);
+    cairn_options o;
+    lsm_options(&o, env);
+    o.block_cache_size = 0; /* the default: nothing read yet, nothing cached */
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    assert_int_equal(cairn_put(db, "k", 1, "v1", 2, NULL), 0);
+    assert_int_equal(cairn_flush(db), 0);
+    cairn_txn *t = NULL;
+    assert_int_equal(cairn_txn_begin(db, NULL, &t), 0);
+    /* Files now hold a version newer than t's snapshot, so validating k
+     * must read them. */
+    assert_int_equal(cairn_put(db, "other", 5, "x", 1, NULL), 0);
+    assert_int_equal(cairn_flush(db), 0);
+    assert_int_equal(cairn_txn_put(t, "k", 1, "v2", 2), 0);
+    cairn_fault_rule rule = {.op_mask = CAIRN_OPMASK(CAIRN_OP_READ),
+                             .path_substr = ".sst",
+                             .fail_at = 1,
+                             .fail_count = UINT64_MAX,
+                             .error = CAIRN_EIO};
+    cairn_env_fault_set(env, &rule);
+    int rc = cairn_txn_commit(t, NULL);
+    assert_true(cairn_env_fault_injected(env) >= 1);
+    assert_int_equal(rc, CAIRN_EIO);
+    cairn_env_fault_reset(env);
+    /* The disk works again: the same transaction commits. */
+    assert_int_equal(cairn_txn_begin(db, NULL, &t), 0);
+    assert_int_equal(cairn_txn_put(t, "k", 1, "v2", 2), 0);
+    assert_int_equal(cairn_txn_commit(t, NULL), 0);
+    void *v = NULL;
+    size_t vl = 0;
+    assert_int_equal(cairn_get(db, "k", 1, &v, &vl), 0);
+    assert_true(vl == 2 && memcmp(v, "v2", 2) == 0);
+    cairn_free(v);
+    assert_int_equal(cairn_close(db), 0);
+    cairn_env_destroy(env);
+    cairn_env_destroy(mem);
+}
+
 static void on_progress(void *arg, int level, int target, uint64_t done,
                         uint64_t total)
 {
@@ -570,6 +616,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model),
         cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_validation_read_error),
         cmocka_unit_test(test_full_compaction),
         cmocka_unit_test(test_horizon_after_reopen),
     };
