@@ -1765,8 +1765,23 @@ static void test_history_gc(void **state)
             assert_int_equal(cairn_txn_begin(db, &po, &tt), CAIRN_EHISTORY);
             cairn_txn_options pt = {.read_only = true, .at_time_us = t_old};
             assert_int_equal(cairn_txn_begin(db, &pt, &tt), CAIRN_EHISTORY);
-            /* Versions from the window on read fine. */
-            check_at_version(db, "k", oldest, "new");
+            /* Versions from the window on read fine: the oldest one too.
+             * Background flushes and compactions may still raise the
+             * horizon (with no history window it follows what the files
+             * hold), so a read at an oldest version read earlier may be
+             * refused, but only once the horizon has moved past it. */
+            for (int tries = 0;; tries++) {
+                uint64_t o2 = cairn_oldest_version(db);
+                assert_true(o2 >= oldest);
+                int grc = cairn_get_at_version(db, "k", 1, o2, &val, &vlen);
+                if (grc == CAIRN_EHISTORY && tries < 1000) {
+                    assert_true(cairn_oldest_version(db) > o2);
+                    continue;
+                }
+                match_value(grc, val, vlen, "new", 3, "cairn_get_at_version",
+                            "k");
+                break;
+            }
             check_at_version(db, "k2", cairn_current_version(db), "k2-new");
             /* "old" is shadowed below the window: not listed any more;
              * "new", the value as of the window's start, is (with version
