@@ -418,6 +418,73 @@ typedef struct cairn_stats {
 } cairn_stats;
 void cairn_get_stats(cairn_db *db, cairn_stats *out);
 
+/* ---- time series ---- */
+
+/* A series is a key holding points (int64 millisecond timestamp, double),
+ * stored in compressed chunks through the engine (docs/format/ts.md): in
+ * the same key space as the server's keys, logged, versioned and flushed
+ * like any value. Every point a call accepts is durable when the call
+ * returns, under the database's sync mode. Calls on one series are
+ * serialized; different series proceed in parallel. */
+
+typedef struct cairn_ts_point {
+    int64_t ts; /* milliseconds since the Unix epoch (may be negative) */
+    double v;
+} cairn_ts_point;
+
+typedef enum {
+    CAIRN_TS_DUP_BLOCK = 0, /* a second point at a timestamp is refused */
+    CAIRN_TS_DUP_FIRST = 1, /* the first value stays */
+    CAIRN_TS_DUP_LAST = 2,  /* the new value replaces it */
+    CAIRN_TS_DUP_MIN = 3,
+    CAIRN_TS_DUP_MAX = 4,
+    CAIRN_TS_DUP_SUM = 5,
+} cairn_ts_dup_policy;
+
+typedef struct cairn_ts_options {
+    uint64_t retention_ms;  /* 0: keep every point. Otherwise points older
+                               than the newest timestamp - retention are
+                               refused on write and dropped (whole chunks
+                               as they age, and trimmed from reads) */
+    uint32_t chunk_size;    /* 4096: bytes at which a chunk is sealed
+                               (64 .. 1 MiB) */
+    cairn_ts_dup_policy duplicate_policy; /* CAIRN_TS_DUP_BLOCK */
+    bool uncompressed;      /* false: compressed chunks */
+} cairn_ts_options;
+
+void cairn_ts_options_init(cairn_ts_options *o);
+
+/* Create series key (CAIRN_EEXIST if the key exists, whatever it holds). */
+int cairn_ts_create(cairn_db *db, const void *key, size_t klen,
+                    const cairn_ts_options *opts);
+
+/* Add one point. CAIRN_ENOTFOUND: no such series; CAIRN_ENOTSUP: the key
+ * holds something else; CAIRN_EEXIST: a point at ts exists and the policy
+ * is BLOCK; CAIRN_EHISTORY: older than the retention allows. */
+int cairn_ts_add(cairn_db *db, const void *key, size_t klen, int64_t ts,
+                 double v);
+
+/* Add points to one or more series: each series' points are one atomic
+ * commit. results (may be NULL) receives each sample's outcome (0 or an
+ * error as for cairn_ts_add); the return value is 0, or the first error
+ * that stopped a whole series' commit (CAIRN_EIO, ...). */
+typedef struct cairn_ts_sample {
+    const void *key;
+    size_t klen;
+    int64_t ts;
+    double v;
+} cairn_ts_sample;
+int cairn_ts_add_many(cairn_db *db, const cairn_ts_sample *samples, size_t n,
+                      int *results);
+
+/* The points of a series with from <= ts <= to, in time order (a malloc'ed
+ * array: free with cairn_free; *pts is NULL when *n is 0). */
+int cairn_ts_range(cairn_db *db, const void *key, size_t klen, int64_t from,
+                   int64_t to, cairn_ts_point **pts, size_t *n);
+
+/* Delete a series and all its points. */
+int cairn_ts_delete(cairn_db *db, const void *key, size_t klen);
+
 #ifdef __cplusplus
 }
 #endif

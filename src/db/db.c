@@ -17,6 +17,7 @@
  * with its last reader.
  */
 #include "db/db_internal.h"
+#include "ts/series.h"
 #include "lsm/iter.h"
 
 #include <errno.h>
@@ -809,6 +810,8 @@ static void db_free(cairn_db *db)
     cairn_env_unlock(db->lock);
     free(db->inflight);
     free(db->vt_ts);
+    cairn_ts_store_free(db->ts);
+    pthread_mutex_destroy(&db->ts_mu);
     pthread_mutex_destroy(&db->commit_mu);
     pthread_mutex_destroy(&db->inflight_mu);
     pthread_mutex_destroy(&db->vt_mu);
@@ -861,6 +864,7 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     pthread_mutexattr_t spin;
     pthread_mutexattr_init(&spin);
     pthread_mutexattr_settype(&spin, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&db->ts_mu, NULL);
     pthread_mutex_init(&db->commit_mu, &spin);
     pthread_mutex_init(&db->inflight_mu, &spin);
     pthread_mutex_init(&db->vt_mu, NULL);

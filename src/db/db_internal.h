@@ -82,8 +82,12 @@ typedef struct snap_node {
     uint64_t version;
 } snap_node;
 
+struct cairn_ts_store;
+
 struct cairn_db {
     cairn_options opts;
+    pthread_mutex_t ts_mu;     /* guards the making of ts */
+    struct cairn_ts_store *ts; /* time series (ts/series.c), on first use */
     char *path;
     char *wal_dir;
     cairn_env *env;

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cairn.h"
+
 enum {
     CAIRN_TS_ENC_UNCOMPRESSED = 1,
     CAIRN_TS_ENC_XOR = 2,
@@ -32,10 +34,7 @@ enum {
 #define CAIRN_TS_CHUNK_MAX_POINTS (1u << 20)
 #define CAIRN_TS_CHUNK_FLAG_ZSTD 0x01u
 
-typedef struct cairn_ts_point {
-    int64_t ts;
-    double v;
-} cairn_ts_point;
+/* cairn_ts_point is in cairn.h. */
 
 typedef struct cairn_ts_enc {
     bool compressed;     /* false: encoding 1 */

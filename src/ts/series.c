@@ -1,0 +1,1067 @@
+/*
+ * series.c — time series stored through the engine (docs/format/ts.md,
+ * "Series storage"): a series record at 0x01|name (value record type 2),
+ * sealed chunks at 0x03|id|first-ts, and point-log records at
+ * 0x04|id|seq holding the points accepted since the last seal, so that
+ * every acknowledged point is in the log of the engine.
+ *
+ * In memory (db->ts, made on first use): a table of the series used so
+ * far, each with its open part (the points not yet sealed, sorted and
+ * unique) and an encoder mirroring it while points come in order.
+ *
+ * Invariants:
+ *   - the open part in memory equals the point-log records applied in seq
+ *     order; every point older than the open part is in a sealed chunk,
+ *     and every sealed chunk's points are older than the open part's;
+ *   - memory changes only after the commit that makes them durable
+ *     succeeded (a failed commit leaves the series as it was).
+ * Locking: ts_store.mu guards the table (lookup, insert, remove); each
+ * series' mu serializes its writes and reads (held across the engine
+ * calls, so a read sees sealed chunks and the open part of one moment).
+ * Order: store.mu before a series' mu, never the other way.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cairn.h"
+#include "db/db_internal.h"
+#include "ts/chunk.h"
+#include "ts/series.h"
+#include "util/coding.h"
+
+#define REC_TYPE_TS 2
+#define KEY_DATA 0x01
+#define KEY_CHUNK 0x03
+#define KEY_LOG 0x04
+#define KEY_NEXT_ID 0x05
+#define SERIES_VERSION 1
+
+typedef struct ts_series {
+    struct ts_series *next; /* hash chain */
+    uint8_t *name;
+    size_t nlen;
+    uint64_t id;
+    cairn_ts_options opt;
+    pthread_mutex_t mu;
+    bool dead;               /* deleted: callers must look it up again */
+    cairn_ts_point *open;    /* the open part: sorted, unique */
+    size_t nopen, capopen;
+    cairn_ts_enc enc;        /* encodes open[] while points come in order */
+    bool enc_valid;
+    uint64_t first_seq, next_seq; /* point-log records [first, next) */
+    bool has_sealed;
+    int64_t sealed_last;     /* newest timestamp in the sealed chunks */
+    int64_t newest;          /* newest timestamp of the series */
+    bool has_points;
+} ts_series;
+
+struct cairn_ts_store {
+    pthread_mutex_t mu;
+    ts_series **slots;
+    size_t nslots, count;
+    ts_series *dead; /* deleted series, freed with the store: a caller may
+                        still be about to lock one to find it dead */
+};
+
+void cairn_ts_options_init(cairn_ts_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->chunk_size = 4096;
+    o->duplicate_policy = CAIRN_TS_DUP_BLOCK;
+}
+
+/* ---- keys ---- */
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t ts_key(int64_t ts)
+{
+    return (uint64_t)ts ^ 0x8000000000000000ULL;
+}
+
+static void chunk_key(uint8_t k[17], uint64_t id, int64_t ts)
+{
+    k[0] = KEY_CHUNK;
+    put_be64(k + 1, id);
+    put_be64(k + 9, ts_key(ts));
+}
+
+static void log_key(uint8_t k[17], uint64_t id, uint64_t seq)
+{
+    k[0] = KEY_LOG;
+    put_be64(k + 1, id);
+    put_be64(k + 9, seq);
+}
+
+static uint8_t *data_key(const void *name, size_t nlen, size_t *klen)
+{
+    uint8_t *k = malloc(nlen + 1);
+    if (!k)
+        return NULL;
+    k[0] = KEY_DATA;
+    if (nlen)
+        memcpy(k + 1, name, nlen);
+    *klen = nlen + 1;
+    return k;
+}
+
+/* ---- the series record ---- */
+
+static uint8_t *encode_record(uint64_t id, const cairn_ts_options *o,
+                              size_t *len)
+{
+    /* value record header (type, flags), then the series record with no
+     * labels and no rules yet */
+    size_t n = 2 + 27 + 4;
+    uint8_t *b = calloc(1, n);
+    if (!b)
+        return NULL;
+    b[0] = REC_TYPE_TS;
+    b[1] = 0;
+    uint8_t *p = b + 2;
+    p[0] = SERIES_VERSION;
+    cairn_put_u64(p + 1, id);
+    cairn_put_u64(p + 9, o->retention_ms);
+    cairn_put_u32(p + 17, o->chunk_size);
+    p[21] = (uint8_t)o->duplicate_policy;
+    p[22] = o->uncompressed ? 1 : 2;
+    cairn_put_u32(p + 23, 0); /* labels */
+    cairn_put_u32(p + 27, 0); /* rules */
+    *len = n;
+    return b;
+}
+
+/* CAIRN_ENOTSUP when the value is not a series, CAIRN_ECORRUPT when it is
+ * one but damaged. */
+static int decode_record(const uint8_t *b, size_t len, uint64_t *id,
+                         cairn_ts_options *o)
+{
+    if (len < 2 || b[0] != REC_TYPE_TS)
+        return CAIRN_ENOTSUP;
+    size_t off = 2;
+    if (b[1] & ~1u)
+        return CAIRN_ECORRUPT;
+    if (b[1] & 1u)
+        off += 8; /* an expiry time */
+    if (len < off + 27 + 4)
+        return CAIRN_ECORRUPT;
+    const uint8_t *p = b + off;
+    if (p[0] != SERIES_VERSION)
+        return CAIRN_EVERSION;
+    cairn_ts_options_init(o);
+    *id = cairn_get_u64(p + 1);
+    o->retention_ms = cairn_get_u64(p + 9);
+    o->chunk_size = cairn_get_u32(p + 17);
+    if (p[21] > CAIRN_TS_DUP_SUM || (p[22] != 1 && p[22] != 2) ||
+        o->chunk_size == 0)
+        return CAIRN_ECORRUPT;
+    o->duplicate_policy = (cairn_ts_dup_policy)p[21];
+    o->uncompressed = p[22] == 1;
+    return 0;
+}
+
+/* ---- the table ---- */
+
+static uint64_t name_hash(const void *name, size_t nlen)
+{
+    const uint8_t *p = name;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < nlen; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static cairn_ts_store *store_get(cairn_db *db)
+{
+    pthread_mutex_lock(&db->ts_mu);
+    if (!db->ts) {
+        cairn_ts_store *s = calloc(1, sizeof *s);
+        if (s) {
+            s->nslots = 64;
+            s->slots = calloc(s->nslots, sizeof *s->slots);
+            if (!s->slots) {
+                free(s);
+                s = NULL;
+            } else {
+                pthread_mutex_init(&s->mu, NULL);
+            }
+        }
+        db->ts = s;
+    }
+    cairn_ts_store *s = db->ts;
+    pthread_mutex_unlock(&db->ts_mu);
+    return s;
+}
+
+static void series_free(ts_series *se)
+{
+    if (!se)
+        return;
+    cairn_ts_enc_free(&se->enc);
+    free(se->open);
+    free(se->name);
+    pthread_mutex_destroy(&se->mu);
+    free(se);
+}
+
+void cairn_ts_store_free(cairn_ts_store *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nslots; i++)
+        for (ts_series *se = s->slots[i], *nx; se; se = nx) {
+            nx = se->next;
+            series_free(se);
+        }
+    for (ts_series *se = s->dead, *nx; se; se = nx) {
+        nx = se->next;
+        series_free(se);
+    }
+    free(s->slots);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static ts_series **slot_of(cairn_ts_store *s, const void *name, size_t nlen)
+{
+    ts_series **pp = &s->slots[name_hash(name, nlen) % s->nslots];
+    while (*pp && !((*pp)->nlen == nlen &&
+                    (nlen == 0 || memcmp((*pp)->name, name, nlen) == 0)))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void grow(cairn_ts_store *s)
+{
+    size_t n = s->nslots * 2;
+    ts_series **slots = calloc(n, sizeof *slots);
+    if (!slots)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < s->nslots; i++)
+        for (ts_series *se = s->slots[i], *nx; se; se = nx) {
+            nx = se->next;
+            size_t j = name_hash(se->name, se->nlen) % n;
+            se->next = slots[j];
+            slots[j] = se;
+        }
+    free(s->slots);
+    s->slots = slots;
+    s->nslots = n;
+}
+
+/* ---- the open part ---- */
+
+/* Index of the first open point with ts >= t. */
+static size_t open_lower(const ts_series *se, int64_t t)
+{
+    size_t lo = 0, hi = se->nopen;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (se->open[mid].ts < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Set the open point at ts to v (insert or replace). */
+static int open_set(ts_series *se, int64_t ts, double v)
+{
+    size_t i = open_lower(se, ts);
+    if (i < se->nopen && se->open[i].ts == ts) {
+        se->open[i].v = v;
+        se->enc_valid = false;
+        return 0;
+    }
+    if (se->nopen == se->capopen) {
+        size_t cap = se->capopen ? se->capopen * 2 : 64;
+        cairn_ts_point *p = realloc(se->open, cap * sizeof *p);
+        if (!p)
+            return CAIRN_ENOMEM;
+        se->open = p;
+        se->capopen = cap;
+    }
+    memmove(se->open + i + 1, se->open + i,
+            (se->nopen - i) * sizeof *se->open);
+    se->open[i] = (cairn_ts_point){ts, v};
+    se->nopen++;
+    if (i + 1 == se->nopen && se->enc_valid) {
+        if (cairn_ts_enc_add(&se->enc, ts, v) != 0)
+            se->enc_valid = false;
+    } else {
+        se->enc_valid = false;
+    }
+    return 0;
+}
+
+/* The encoded size of the open part (re-encoding it when points came out
+ * of order). */
+static size_t open_size(ts_series *se)
+{
+    if (!se->enc_valid) {
+        cairn_ts_enc_reset(&se->enc);
+        se->enc_valid = true;
+        for (size_t i = 0; i < se->nopen; i++)
+            if (cairn_ts_enc_add(&se->enc, se->open[i].ts, se->open[i].v)) {
+                se->enc_valid = false;
+                return SIZE_MAX; /* out of memory: seal now */
+            }
+    }
+    return cairn_ts_enc_size(&se->enc);
+}
+
+/* What the policy makes of a new value v where old exists: 0 and *out, or
+ * CAIRN_EEXIST (BLOCK). */
+static int apply_policy(cairn_ts_dup_policy p, double old, double v,
+                        double *out)
+{
+    switch (p) {
+    case CAIRN_TS_DUP_BLOCK:
+        return CAIRN_EEXIST;
+    case CAIRN_TS_DUP_FIRST:
+        *out = old;
+        return 0;
+    case CAIRN_TS_DUP_LAST:
+        *out = v;
+        return 0;
+    case CAIRN_TS_DUP_MIN:
+        *out = v < old ? v : old;
+        return 0;
+    case CAIRN_TS_DUP_MAX:
+        *out = v > old ? v : old;
+        return 0;
+    case CAIRN_TS_DUP_SUM:
+        *out = old + v;
+        return 0;
+    }
+    return CAIRN_EINVAL;
+}
+
+/* ---- loading ---- */
+
+/* The chunk of series id with the greatest first timestamp <= ts (ts
+ * INT64_MAX: the newest chunk). 0 with *found false when there is none. */
+static int chunk_at(cairn_db *db, cairn_txn *txn, uint64_t id, int64_t ts,
+                    bool *found, int64_t *first, uint8_t **val, size_t *vlen)
+{
+    uint8_t lo[17], hi[17], at[17];
+    chunk_key(lo, id, INT64_MIN);
+    lo[0] = KEY_CHUNK;
+    put_be64(hi, 0);
+    hi[0] = KEY_CHUNK;
+    put_be64(hi + 1, id + 1); /* every chunk of id sorts below */
+    memset(hi + 9, 0, 8);
+    chunk_key(at, id, ts);
+    cairn_iter_options io = {0};
+    io.lower = lo;
+    io.lower_len = 17;
+    io.upper = hi;
+    io.upper_len = 17;
+    cairn_iter *it = NULL;
+    int rc = txn ? cairn_txn_iter(txn, &io, &it) : cairn_iter_new(db, &io, &it);
+    if (rc)
+        return rc;
+    cairn_iter_seek_for_prev(it, at, 17);
+    *found = false;
+    if (cairn_iter_valid(it)) {
+        size_t kl = 0, cl = 0;
+        const uint8_t *k = cairn_iter_key(it, &kl);
+        const uint8_t *c = cairn_iter_value(it, &cl);
+        if (kl != 17) {
+            rc = CAIRN_ECORRUPT;
+        } else {
+            *found = true;
+            *first = (int64_t)(get_be64(k + 9) ^ 0x8000000000000000ULL);
+            if (val) {
+                *val = malloc(cl ? cl : 1);
+                if (!*val)
+                    rc = CAIRN_ENOMEM;
+                else
+                    memcpy(*val, c, cl);
+                *vlen = cl;
+            }
+        }
+    }
+    if (rc == 0)
+        rc = cairn_iter_status(it);
+    cairn_iter_free(it);
+    return rc;
+}
+
+static int series_load(cairn_db *db, const void *name, size_t nlen,
+                       ts_series **out)
+{
+    size_t klen;
+    uint8_t *k = data_key(name, nlen, &klen);
+    if (!k)
+        return CAIRN_ENOMEM;
+    void *v = NULL;
+    size_t vl = 0;
+    int rc = cairn_get(db, k, klen, &v, &vl);
+    free(k);
+    if (rc)
+        return rc;
+    ts_series *se = calloc(1, sizeof *se);
+    if (!se) {
+        cairn_free(v);
+        return CAIRN_ENOMEM;
+    }
+    pthread_mutex_init(&se->mu, NULL);
+    rc = decode_record(v, vl, &se->id, &se->opt);
+    cairn_free(v);
+    se->name = malloc(nlen ? nlen : 1);
+    if (rc == 0 && !se->name)
+        rc = CAIRN_ENOMEM;
+    if (rc) {
+        series_free(se);
+        return rc;
+    }
+    if (nlen)
+        memcpy(se->name, name, nlen);
+    se->nlen = nlen;
+    cairn_ts_enc_init(&se->enc, !se->opt.uncompressed);
+    se->enc_valid = true;
+
+    /* The newest sealed chunk's last timestamp. */
+    bool found = false;
+    int64_t first = 0;
+    uint8_t *c = NULL;
+    size_t cl = 0;
+    rc = chunk_at(db, NULL, se->id, INT64_MAX, &found, &first, &c, &cl);
+    if (rc == 0 && found) {
+        int64_t last;
+        rc = cairn_ts_chunk_info(c, cl, NULL, NULL, NULL, &last);
+        if (rc == 0) {
+            se->has_sealed = true;
+            se->sealed_last = last;
+            se->newest = last;
+            se->has_points = true;
+        }
+    }
+    free(c);
+
+    /* The point log, in seq order. */
+    uint8_t lo[17], hi[17];
+    log_key(lo, se->id, 0);
+    log_key(hi, se->id, UINT64_MAX);
+    cairn_iter_options io = {0};
+    io.lower = lo;
+    io.lower_len = 17;
+    io.upper = hi;
+    io.upper_len = 17;
+    cairn_iter *it = NULL;
+    bool first_rec = true;
+    if (rc == 0)
+        rc = cairn_iter_new(db, &io, &it);
+    if (rc == 0) {
+        for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
+             cairn_iter_next(it)) {
+            size_t kl = 0, ll = 0;
+            const uint8_t *lk = cairn_iter_key(it, &kl);
+            const uint8_t *lv = cairn_iter_value(it, &ll);
+            if (kl != 17 || ll < 4 || (ll - 4) % 16 ||
+                (ll - 4) / 16 != cairn_get_u32(lv)) {
+                rc = CAIRN_ECORRUPT;
+                break;
+            }
+            uint64_t seq = get_be64(lk + 9);
+            if (first_rec)
+                se->first_seq = seq;
+            first_rec = false;
+            se->next_seq = seq + 1;
+            uint32_t n = cairn_get_u32(lv);
+            for (uint32_t i = 0; i < n && rc == 0; i++) {
+                int64_t ts = (int64_t)cairn_get_u64(lv + 4 + 16 * (size_t)i);
+                uint64_t bits = cairn_get_u64(lv + 12 + 16 * (size_t)i);
+                double pv;
+                memcpy(&pv, &bits, 8);
+                rc = open_set(se, ts, pv);
+                if (!se->has_points || ts > se->newest)
+                    se->newest = ts;
+                se->has_points = true;
+            }
+        }
+        if (rc == 0)
+            rc = cairn_iter_status(it);
+        cairn_iter_free(it);
+    }
+    if (rc) {
+        series_free(se);
+        return rc;
+    }
+    *out = se;
+    return 0;
+}
+
+/* The series named name, loaded on first use, with its mu held. */
+static int series_lock(cairn_db *db, const void *name, size_t nlen,
+                       ts_series **out)
+{
+    cairn_ts_store *s = store_get(db);
+    if (!s)
+        return CAIRN_ENOMEM;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        ts_series **pp = slot_of(s, name, nlen);
+        ts_series *se = *pp;
+        if (!se) {
+            /* Load under the table lock: one loader per name. */
+            int rc = series_load(db, name, nlen, &se);
+            if (rc) {
+                pthread_mutex_unlock(&s->mu);
+                return rc;
+            }
+            se->next = NULL;
+            *pp = se;
+            if (++s->count > s->nslots * 2)
+                grow(s);
+        }
+        pthread_mutex_lock(&se->mu);
+        pthread_mutex_unlock(&s->mu);
+        if (!se->dead) {
+            *out = se;
+            return 0;
+        }
+        pthread_mutex_unlock(&se->mu); /* deleted meanwhile: again */
+    }
+}
+
+/* ---- create, delete ---- */
+
+int cairn_ts_create(cairn_db *db, const void *key, size_t klen,
+                    const cairn_ts_options *opts)
+{
+    cairn_ts_options o;
+    if (opts)
+        o = *opts;
+    else
+        cairn_ts_options_init(&o);
+    if (!db || (!key && klen) || o.chunk_size < 64 ||
+        o.chunk_size > (1u << 20) || o.duplicate_policy > CAIRN_TS_DUP_SUM)
+        return CAIRN_EINVAL;
+    size_t dkl;
+    uint8_t *dk = data_key(key, klen, &dkl);
+    if (!dk)
+        return CAIRN_ENOMEM;
+    int rc;
+    for (int attempt = 0;; attempt++) {
+        cairn_txn *t = NULL;
+        rc = cairn_txn_begin(db, NULL, &t);
+        if (rc)
+            break;
+        void *v = NULL;
+        size_t vl = 0;
+        rc = cairn_txn_get(t, dk, dkl, &v, &vl);
+        if (rc == 0) {
+            cairn_free(v);
+            cairn_txn_abort(t);
+            rc = CAIRN_EEXIST;
+            break;
+        }
+        if (rc != CAIRN_ENOTFOUND) {
+            cairn_txn_abort(t);
+            break;
+        }
+        /* The next id: a counter every create writes (two creates
+         * conflict on it, and the loser retries). */
+        static const uint8_t nk[1] = {KEY_NEXT_ID};
+        uint64_t id = 1;
+        rc = cairn_txn_get(t, nk, 1, &v, &vl);
+        if (rc == 0) {
+            if (vl == 8)
+                id = cairn_get_u64(v);
+            else
+                rc = CAIRN_ECORRUPT;
+            cairn_free(v);
+        } else if (rc == CAIRN_ENOTFOUND) {
+            rc = 0;
+        }
+        uint8_t idv[8];
+        cairn_put_u64(idv, id + 1);
+        size_t rl = 0;
+        uint8_t *rec = rc ? NULL : encode_record(id, &o, &rl);
+        if (rc == 0 && !rec)
+            rc = CAIRN_ENOMEM;
+        if (rc == 0)
+            rc = cairn_txn_put(t, nk, 1, idv, 8);
+        if (rc == 0)
+            rc = cairn_txn_put(t, dk, dkl, rec, rl);
+        free(rec);
+        if (rc) {
+            cairn_txn_abort(t);
+            break;
+        }
+        rc = cairn_txn_commit(t, NULL);
+        if (rc != CAIRN_ECONFLICT || attempt > 100)
+            break;
+    }
+    free(dk);
+    return rc;
+}
+
+int cairn_ts_delete(cairn_db *db, const void *key, size_t klen)
+{
+    if (!db || (!key && klen))
+        return CAIRN_EINVAL;
+    ts_series *se = NULL;
+    int rc = series_lock(db, key, klen, &se);
+    if (rc)
+        return rc;
+    cairn_txn *t = NULL;
+    rc = cairn_txn_begin(db, NULL, &t);
+    size_t dkl;
+    uint8_t *dk = rc ? NULL : data_key(key, klen, &dkl);
+    if (rc == 0 && !dk)
+        rc = CAIRN_ENOMEM;
+    if (rc == 0)
+        rc = cairn_txn_delete(t, dk, dkl);
+    free(dk);
+    /* Every chunk and log record of the series. */
+    for (int prefix = KEY_CHUNK; rc == 0 && prefix <= KEY_LOG; prefix++) {
+        uint8_t lo[9];
+        lo[0] = (uint8_t)prefix;
+        put_be64(lo + 1, se->id);
+        cairn_iter_options io = {0};
+        io.prefix = lo;
+        io.prefix_len = 9;
+        cairn_iter *it = NULL;
+        rc = cairn_txn_iter(t, &io, &it);
+        for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
+             cairn_iter_next(it)) {
+            size_t kl = 0;
+            const void *k = cairn_iter_key(it, &kl);
+            rc = cairn_txn_delete(t, k, kl);
+        }
+        if (rc == 0)
+            rc = cairn_iter_status(it);
+        cairn_iter_free(it);
+    }
+    if (rc == 0) {
+        rc = cairn_txn_commit(t, NULL);
+    } else if (t) {
+        cairn_txn_abort(t);
+    }
+    if (rc == 0) {
+        cairn_ts_store *s = db->ts;
+        se->dead = true;
+        pthread_mutex_unlock(&se->mu);
+        pthread_mutex_lock(&s->mu);
+        ts_series **pp = slot_of(s, key, klen);
+        if (*pp == se) {
+            *pp = se->next;
+            s->count--;
+        }
+        se->next = s->dead;
+        s->dead = se;
+        pthread_mutex_unlock(&s->mu);
+        return 0;
+    }
+    pthread_mutex_unlock(&se->mu);
+    return rc;
+}
+
+/* ---- writes ---- */
+
+#define SEAL_ZSTD_LEVEL 9
+
+static bool older_than_retention(const ts_series *se, int64_t ts)
+{
+    if (!se->opt.retention_ms || !se->has_points)
+        return false;
+    /* ts < newest - retention, without overflow */
+    return (uint64_t)se->newest - (uint64_t)ts > se->opt.retention_ms &&
+           ts < se->newest;
+}
+
+/* Put the point into the sealed chunk that covers it (within txn). */
+static int sealed_upsert(cairn_db *db, cairn_txn *t, ts_series *se,
+                         int64_t ts, double v)
+{
+    bool found = false;
+    int64_t first = 0;
+    uint8_t *c = NULL;
+    size_t cl = 0;
+    int rc = chunk_at(db, t, se->id, ts, &found, &first, &c, &cl);
+    if (rc)
+        return rc;
+    cairn_ts_point *pts = NULL;
+    size_t n = 0;
+    if (found) {
+        rc = cairn_ts_chunk_decode(c, cl, &pts, &n);
+        free(c);
+        if (rc)
+            return rc;
+    }
+    /* merge */
+    size_t i = 0;
+    while (i < n && pts[i].ts < ts)
+        i++;
+    if (i < n && pts[i].ts == ts) {
+        rc = apply_policy(se->opt.duplicate_policy, pts[i].v, v, &pts[i].v);
+        if (rc) {
+            free(pts);
+            return rc;
+        }
+    } else {
+        cairn_ts_point *np = realloc(pts, (n + 1) * sizeof *np);
+        if (!np) {
+            free(pts);
+            return CAIRN_ENOMEM;
+        }
+        pts = np;
+        memmove(pts + i + 1, pts + i, (n - i) * sizeof *pts);
+        pts[i] = (cairn_ts_point){ts, v};
+        n++;
+    }
+    cairn_ts_enc e;
+    cairn_ts_enc_init(&e, !se->opt.uncompressed);
+    for (size_t j = 0; j < n && rc == 0; j++)
+        rc = cairn_ts_enc_add(&e, pts[j].ts, pts[j].v);
+    uint8_t *b = NULL;
+    size_t bl = 0;
+    if (rc == 0)
+        rc = cairn_ts_enc_bytes(&e, true, SEAL_ZSTD_LEVEL, &b, &bl);
+    cairn_ts_enc_free(&e);
+    uint8_t k[17];
+    if (rc == 0 && found && pts[0].ts != first) {
+        chunk_key(k, se->id, first); /* it starts earlier now */
+        rc = cairn_txn_delete(t, k, 17);
+    }
+    if (rc == 0) {
+        chunk_key(k, se->id, pts[0].ts);
+        rc = cairn_txn_put(t, k, 17, b, bl);
+    }
+    free(b);
+    free(pts);
+    return rc;
+}
+
+/* Delete the chunks wholly older than the retention (within txn). */
+static int drop_old_chunks(cairn_txn *t, ts_series *se)
+{
+    if (!se->opt.retention_ms || !se->has_points)
+        return 0;
+    uint8_t pre[9];
+    pre[0] = KEY_CHUNK;
+    put_be64(pre + 1, se->id);
+    cairn_iter_options io = {0};
+    io.prefix = pre;
+    io.prefix_len = 9;
+    cairn_iter *it = NULL;
+    int rc = cairn_txn_iter(t, &io, &it);
+    if (rc)
+        return rc;
+    for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
+         cairn_iter_next(it)) {
+        size_t kl = 0, cl = 0;
+        const void *k = cairn_iter_key(it, &kl);
+        const uint8_t *c = cairn_iter_value(it, &cl);
+        int64_t last;
+        rc = cairn_ts_chunk_info(c, cl, NULL, NULL, NULL, &last);
+        if (rc || !older_than_retention(se, last))
+            break;
+        rc = cairn_txn_delete(t, k, kl);
+    }
+    if (rc == 0)
+        rc = cairn_iter_status(it);
+    cairn_iter_free(it);
+    return rc;
+}
+
+/* Write the samples idx[0..n) (all of series se, whose mu is held) in one
+ * commit. results[idx[i]] gets each one's outcome. Returns 0 or the error
+ * that failed the commit (then every sample that was to be written gets
+ * it, and the series is as it was). */
+static int series_write(cairn_db *db, ts_series *se,
+                        const cairn_ts_sample *smp, const size_t *idx,
+                        size_t n, int *results)
+{
+    /* What to restore if the commit fails. */
+    cairn_ts_point *saved = NULL;
+    size_t saved_n = se->nopen;
+    if (se->nopen) {
+        saved = malloc(se->nopen * sizeof *saved);
+        if (!saved)
+            return CAIRN_ENOMEM;
+        memcpy(saved, se->open, se->nopen * sizeof *saved);
+    }
+    int64_t saved_newest = se->newest;
+    bool saved_has = se->has_points;
+    cairn_ts_point *logp = malloc(n * sizeof *logp);
+    cairn_txn *t = NULL;
+    int rc = logp ? cairn_txn_begin(db, NULL, &t) : CAIRN_ENOMEM;
+    size_t nlog = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const cairn_ts_sample *p = &smp[idx[i]];
+        int r = 0;
+        if (older_than_retention(se, p->ts)) {
+            r = CAIRN_EHISTORY;
+        } else if (se->has_sealed && p->ts <= se->sealed_last) {
+            r = sealed_upsert(db, t, se, p->ts, p->v);
+            if (r != 0 && r != CAIRN_EEXIST) {
+                rc = r;
+                break;
+            }
+        } else {
+            size_t j = open_lower(se, p->ts);
+            double v = p->v;
+            if (j < se->nopen && se->open[j].ts == p->ts)
+                r = apply_policy(se->opt.duplicate_policy, se->open[j].v,
+                                 p->v, &v);
+            if (r == 0)
+                r = open_set(se, p->ts, v);
+            if (r == CAIRN_ENOMEM) {
+                rc = r;
+                break;
+            }
+            if (r == 0) {
+                /* the log keeps the latest value of each timestamp */
+                size_t q = 0;
+                while (q < nlog && logp[q].ts != p->ts)
+                    q++;
+                logp[q] = (cairn_ts_point){p->ts, v};
+                if (q == nlog)
+                    nlog++;
+            }
+        }
+        if (r == 0) {
+            if (!se->has_points || p->ts > se->newest)
+                se->newest = p->ts;
+            se->has_points = true;
+        }
+        if (results)
+            results[idx[i]] = r;
+    }
+    bool sealed = false;
+    uint64_t seq = se->next_seq;
+    int64_t seal_last = 0;
+    if (rc == 0 && nlog && open_size(se) >= se->opt.chunk_size) {
+        /* Seal the open part: one chunk, and the log goes. */
+        uint8_t *b = NULL;
+        size_t bl = 0;
+        rc = cairn_ts_enc_bytes(&se->enc, true, SEAL_ZSTD_LEVEL, &b, &bl);
+        uint8_t k[17];
+        if (rc == 0) {
+            chunk_key(k, se->id, se->open[0].ts);
+            rc = cairn_txn_put(t, k, 17, b, bl);
+        }
+        free(b);
+        for (uint64_t q = se->first_seq; rc == 0 && q < se->next_seq; q++) {
+            log_key(k, se->id, q);
+            rc = cairn_txn_delete(t, k, 17);
+        }
+        if (rc == 0)
+            rc = drop_old_chunks(t, se);
+        seal_last = se->open[se->nopen - 1].ts;
+        sealed = true;
+    } else if (rc == 0 && nlog) {
+        uint8_t *v = malloc(4 + 16 * nlog);
+        if (!v)
+            rc = CAIRN_ENOMEM;
+        for (size_t q = 0; rc == 0 && q < nlog; q++) {
+            uint64_t bits;
+            memcpy(&bits, &logp[q].v, 8);
+            cairn_put_u64(v + 4 + 16 * q, (uint64_t)logp[q].ts);
+            cairn_put_u64(v + 12 + 16 * q, bits);
+        }
+        uint8_t k[17];
+        if (rc == 0) {
+            cairn_put_u32(v, (uint32_t)nlog);
+            log_key(k, se->id, seq);
+            rc = cairn_txn_put(t, k, 17, v, 4 + 16 * nlog);
+        }
+        free(v);
+    }
+    if (rc == 0)
+        rc = cairn_txn_commit(t, NULL); /* frees t */
+    else if (t)
+        cairn_txn_abort(t);
+    if (rc == 0) {
+        if (sealed) {
+            se->has_sealed = true;
+            se->sealed_last = seal_last; /* the open part was the newest */
+            se->nopen = 0;
+            cairn_ts_enc_reset(&se->enc);
+            se->enc_valid = true;
+            se->first_seq = se->next_seq;
+        } else if (nlog) {
+            if (se->first_seq == se->next_seq)
+                se->first_seq = seq;
+            se->next_seq = seq + 1;
+        }
+    } else {
+        /* Back to what it was. */
+        if (saved_n)
+            memcpy(se->open, saved, saved_n * sizeof *saved);
+        se->nopen = saved_n;
+        se->enc_valid = false;
+        se->newest = saved_newest;
+        se->has_points = saved_has;
+        if (results)
+            for (size_t i = 0; i < n; i++)
+                if (results[idx[i]] == 0)
+                    results[idx[i]] = rc;
+    }
+    free(saved);
+    free(logp);
+    return rc;
+}
+
+int cairn_ts_add_many(cairn_db *db, const cairn_ts_sample *samples, size_t n,
+                      int *results)
+{
+    if (!db || (!samples && n))
+        return CAIRN_EINVAL;
+    bool *done = calloc(n ? n : 1, sizeof *done);
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    if (!done || !idx) {
+        free(done);
+        free(idx);
+        return CAIRN_ENOMEM;
+    }
+    int first_err = 0;
+    /* Group by series, in the order series first appear. */
+    for (size_t i = 0; i < n; i++) {
+        if (done[i])
+            continue;
+        size_t m = 0;
+        for (size_t j = i; j < n; j++)
+            if (!done[j] && samples[j].klen == samples[i].klen &&
+                (samples[i].klen == 0 ||
+                 memcmp(samples[j].key, samples[i].key, samples[i].klen) ==
+                     0)) {
+                idx[m++] = j;
+                done[j] = true;
+            }
+        ts_series *se = NULL;
+        int rc = series_lock(db, samples[i].key, samples[i].klen, &se);
+        if (rc == 0) {
+            rc = series_write(db, se, samples, idx, m, results);
+            pthread_mutex_unlock(&se->mu);
+        } else if (results) {
+            for (size_t q = 0; q < m; q++)
+                results[idx[q]] = rc;
+        }
+        if (rc && rc != CAIRN_ENOTFOUND && rc != CAIRN_ENOTSUP && !first_err)
+            first_err = rc;
+    }
+    free(done);
+    free(idx);
+    return first_err;
+}
+
+int cairn_ts_add(cairn_db *db, const void *key, size_t klen, int64_t ts,
+                 double v)
+{
+    if (!db || (!key && klen))
+        return CAIRN_EINVAL;
+    cairn_ts_sample s = {key, klen, ts, v};
+    int r = 0;
+    int rc = cairn_ts_add_many(db, &s, 1, &r);
+    return rc ? rc : r;
+}
+
+/* ---- reads ---- */
+
+static int out_push(cairn_ts_point **out, size_t *n, size_t *cap,
+                    cairn_ts_point p)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 256;
+        cairn_ts_point *q = realloc(*out, c * sizeof *q);
+        if (!q)
+            return CAIRN_ENOMEM;
+        *out = q;
+        *cap = c;
+    }
+    (*out)[(*n)++] = p;
+    return 0;
+}
+
+int cairn_ts_range(cairn_db *db, const void *key, size_t klen, int64_t from,
+                   int64_t to, cairn_ts_point **pts, size_t *n)
+{
+    if (!db || (!key && klen) || !pts || !n)
+        return CAIRN_EINVAL;
+    *pts = NULL;
+    *n = 0;
+    ts_series *se = NULL;
+    int rc = series_lock(db, key, klen, &se);
+    if (rc)
+        return rc;
+    /* Trim what the retention no longer keeps. */
+    if (se->opt.retention_ms && se->has_points &&
+        (uint64_t)se->newest - (uint64_t)from > se->opt.retention_ms &&
+        from < se->newest)
+        from = (int64_t)((uint64_t)se->newest - se->opt.retention_ms);
+    cairn_ts_point *out = NULL;
+    size_t cnt = 0, cap = 0;
+    if (se->has_sealed && from <= to && from <= se->sealed_last) {
+        bool found = false;
+        int64_t first = 0;
+        rc = chunk_at(db, NULL, se->id, from, &found, &first, NULL, NULL);
+        uint8_t lo[17], hi[9];
+        chunk_key(lo, se->id, found ? first : INT64_MIN);
+        hi[0] = KEY_CHUNK;
+        put_be64(hi + 1, se->id + 1);
+        cairn_iter_options io = {0};
+        io.lower = lo;
+        io.lower_len = 17;
+        io.upper = hi;
+        io.upper_len = 9;
+        cairn_iter *it = NULL;
+        if (rc == 0)
+            rc = cairn_iter_new(db, &io, &it);
+        for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
+             cairn_iter_next(it)) {
+            size_t kl = 0, cl = 0;
+            const uint8_t *k = cairn_iter_key(it, &kl);
+            const uint8_t *c = cairn_iter_value(it, &cl);
+            if (kl != 17) {
+                rc = CAIRN_ECORRUPT;
+                break;
+            }
+            int64_t cfirst = (int64_t)(get_be64(k + 9) ^ 0x8000000000000000ULL);
+            if (cfirst > to)
+                break;
+            cairn_ts_point *cp = NULL;
+            size_t cn = 0;
+            rc = cairn_ts_chunk_decode(c, cl, &cp, &cn);
+            for (size_t i = 0; rc == 0 && i < cn; i++)
+                if (cp[i].ts >= from && cp[i].ts <= to)
+                    rc = out_push(&out, &cnt, &cap, cp[i]);
+            free(cp);
+        }
+        if (rc == 0 && it)
+            rc = cairn_iter_status(it);
+        cairn_iter_free(it);
+    }
+    for (size_t i = open_lower(se, from); rc == 0 && i < se->nopen &&
+                                          se->open[i].ts <= to;
+         i++)
+        rc = out_push(&out, &cnt, &cap, se->open[i]);
+    pthread_mutex_unlock(&se->mu);
+    if (rc) {
+        free(out);
+        return rc;
+    }
+    *pts = out;
+    *n = cnt;
+    return 0;
+}

@@ -1,0 +1,348 @@
+/*
+ * test_ts_series.c — time series through the engine (src/ts/series.c):
+ * create, add (in order, out of order into the open part and into sealed
+ * chunks, duplicates under every policy, retention), range reads against a
+ * model, durability across a clean reopen and a power cut (every
+ * acknowledged point is there), deletion, and concurrent writers (also
+ * under TSan).
+ * Locking: the concurrency test's threads share only the database handle.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cairn.h"
+#include "env/env.h"
+
+static uint64_t rng = 88172645463325252ULL;
+
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static void db_opts(cairn_options *o, cairn_env *env)
+{
+    cairn_options_init(o);
+    o->env = env;
+    o->memtable_size = 64 << 10;
+    o->sst_target_file_size = 32 << 10;
+    o->level_base_size = 128 << 10;
+    o->wal_segment_size = 256 << 10;
+}
+
+/* The model: a sorted array of points. */
+typedef struct model {
+    cairn_ts_point *p;
+    size_t n, cap;
+    int64_t newest;
+    bool any;
+} model;
+
+static int model_add(model *m, const cairn_ts_options *o, int64_t ts,
+                     double v)
+{
+    if (o->retention_ms && m->any && ts < m->newest &&
+        (uint64_t)m->newest - (uint64_t)ts > o->retention_ms)
+        return CAIRN_EHISTORY;
+    size_t i = 0;
+    while (i < m->n && m->p[i].ts < ts)
+        i++;
+    if (i < m->n && m->p[i].ts == ts) {
+        double old = m->p[i].v;
+        switch (o->duplicate_policy) {
+        case CAIRN_TS_DUP_BLOCK:
+            return CAIRN_EEXIST;
+        case CAIRN_TS_DUP_FIRST:
+            break;
+        case CAIRN_TS_DUP_LAST:
+            m->p[i].v = v;
+            break;
+        case CAIRN_TS_DUP_MIN:
+            m->p[i].v = v < old ? v : old;
+            break;
+        case CAIRN_TS_DUP_MAX:
+            m->p[i].v = v > old ? v : old;
+            break;
+        case CAIRN_TS_DUP_SUM:
+            m->p[i].v = old + v;
+            break;
+        }
+    } else {
+        if (m->n == m->cap) {
+            m->cap = m->cap ? m->cap * 2 : 256;
+            m->p = realloc(m->p, m->cap * sizeof *m->p);
+            assert_non_null(m->p);
+        }
+        memmove(m->p + i + 1, m->p + i, (m->n - i) * sizeof *m->p);
+        m->p[i] = (cairn_ts_point){ts, v};
+        m->n++;
+    }
+    if (!m->any || ts > m->newest)
+        m->newest = ts;
+    m->any = true;
+    return 0;
+}
+
+/* The series' range [from, to] equals the model's (after retention). */
+static void check_range(cairn_db *db, const char *name, const model *m,
+                        const cairn_ts_options *o, int64_t from, int64_t to)
+{
+    cairn_ts_point *p = NULL;
+    size_t n = 0;
+    assert_int_equal(cairn_ts_range(db, name, strlen(name), from, to, &p, &n),
+                     0);
+    size_t j = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        int64_t ts = m->p[i].ts;
+        if (ts < from || ts > to)
+            continue;
+        if (o->retention_ms && ts < m->newest &&
+            (uint64_t)m->newest - (uint64_t)ts > o->retention_ms)
+            continue;
+        assert_true(j < n);
+        assert_true(p[j].ts == ts);
+        assert_memory_equal(&p[j].v, &m->p[i].v, 8);
+        j++;
+    }
+    assert_int_equal(j, n);
+    cairn_free(p);
+}
+
+static void test_create_and_errors(void **state)
+{
+    (void)state;
+    cairn_env *mem = cairn_env_mem_new();
+    cairn_options o;
+    db_opts(&o, mem);
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    assert_int_equal(cairn_ts_add(db, "s", 1, 1, 1), CAIRN_ENOTFOUND);
+    assert_int_equal(cairn_ts_create(db, "s", 1, NULL), 0);
+    assert_int_equal(cairn_ts_create(db, "s", 1, NULL), CAIRN_EEXIST);
+    cairn_ts_options to;
+    cairn_ts_options_init(&to);
+    to.chunk_size = 10;
+    assert_int_equal(cairn_ts_create(db, "t", 1, &to), CAIRN_EINVAL);
+    /* A key that holds something else. */
+    const uint8_t k[] = {0x01, 'x'};
+    const uint8_t rec[] = {1, 0, 'v'}; /* a string record */
+    assert_int_equal(cairn_put(db, k, 2, rec, 3, NULL), 0);
+    assert_int_equal(cairn_ts_create(db, "x", 1, NULL), CAIRN_EEXIST);
+    assert_int_equal(cairn_ts_add(db, "x", 1, 1, 1), CAIRN_ENOTSUP);
+    assert_int_equal(cairn_ts_add(db, "s", 1, 5, 2.5), 0);
+    assert_int_equal(cairn_ts_add(db, "s", 1, 5, 3), CAIRN_EEXIST); /* BLOCK */
+    cairn_ts_point *p = NULL;
+    size_t n = 0;
+    assert_int_equal(cairn_ts_range(db, "s", 1, INT64_MIN, INT64_MAX, &p, &n),
+                     0);
+    assert_true(n == 1 && p[0].ts == 5 && p[0].v == 2.5);
+    cairn_free(p);
+    assert_int_equal(cairn_ts_range(db, "s", 1, 6, 4, &p, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(cairn_ts_delete(db, "s", 1), 0);
+    assert_int_equal(cairn_ts_range(db, "s", 1, 0, 10, &p, &n),
+                     CAIRN_ENOTFOUND);
+    assert_int_equal(cairn_ts_create(db, "s", 1, NULL), 0);
+    assert_int_equal(cairn_ts_range(db, "s", 1, INT64_MIN, INT64_MAX, &p, &n),
+                     0);
+    assert_int_equal(n, 0);
+    assert_int_equal(cairn_close(db), 0);
+    cairn_env_destroy(mem);
+}
+
+/* Random points, in and out of order, under each policy and a retention,
+ * with small chunks: the series equals the model, after every batch, after
+ * a reopen, and after a power cut. */
+static void run_model(int policy, uint64_t retention, bool uncompressed)
+{
+    cairn_env *mem = cairn_env_mem_new();
+    cairn_options o;
+    db_opts(&o, mem);
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    cairn_ts_options to;
+    cairn_ts_options_init(&to);
+    to.chunk_size = 128;
+    to.duplicate_policy = (cairn_ts_dup_policy)policy;
+    to.retention_ms = retention;
+    to.uncompressed = uncompressed;
+    assert_int_equal(cairn_ts_create(db, "m", 1, &to), 0);
+    model m = {0};
+    int64_t t = -50000;
+    cairn_ts_sample batch[40];
+    int res[40];
+    for (int round = 0; round < 60; round++) {
+        size_t nb = 1 + rnd() % 40;
+        for (size_t i = 0; i < nb; i++) {
+            uint64_t r = rnd() % 10;
+            int64_t ts;
+            if (r < 6)
+                ts = (t += 1 + (int64_t)(rnd() % 2000));
+            else if (r < 8)
+                ts = t - (int64_t)(rnd() % 20000); /* out of order */
+            else
+                ts = m.n ? m.p[rnd() % m.n].ts : t; /* a duplicate */
+            double v = rnd() % 3 ? (double)(rnd() % 1000)
+                                 : (double)(rnd() % 100000) / 7.0;
+            batch[i] = (cairn_ts_sample){"m", 1, ts, v};
+        }
+        assert_int_equal(cairn_ts_add_many(db, batch, nb, res), 0);
+        for (size_t i = 0; i < nb; i++) {
+            int want = model_add(&m, &to, batch[i].ts, batch[i].v);
+            assert_int_equal(res[i], want);
+        }
+        check_range(db, "m", &m, &to, INT64_MIN, INT64_MAX);
+    }
+    for (int q = 0; q < 20; q++) {
+        int64_t a = -60000 + (int64_t)(rnd() % 200000);
+        check_range(db, "m", &m, &to, a, a + (int64_t)(rnd() % 50000));
+    }
+    /* The points went through sealed chunks (0x03 keys), not only the
+     * point log (0x04). */
+    size_t chunks = 0;
+    const uint8_t pre = 0x03;
+    cairn_iter_options io = {.prefix = &pre, .prefix_len = 1};
+    cairn_iter *it = NULL;
+    assert_int_equal(cairn_iter_new(db, &io, &it), 0);
+    for (cairn_iter_first(it); cairn_iter_valid(it); cairn_iter_next(it))
+        chunks++;
+    cairn_iter_free(it);
+    assert_true(chunks >= (retention ? 1u : 3u)); /* retention drops some */
+    /* A clean reopen. */
+    assert_int_equal(cairn_close(db), 0);
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    check_range(db, "m", &m, &to, INT64_MIN, INT64_MAX);
+    /* More points, then a power cut: every acknowledged point survives. */
+    for (int i = 0; i < 50; i++) {
+        int64_t ts = (t += 1000);
+        int rc = cairn_ts_add(db, "m", 1, ts, i);
+        assert_int_equal(rc, model_add(&m, &to, ts, i));
+    }
+    assert_int_equal(cairn_env_mem_power_loss(mem, true, 7), 0);
+    (void)cairn_close(db);
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    check_range(db, "m", &m, &to, INT64_MIN, INT64_MAX);
+    /* and it goes on */
+    assert_int_equal(cairn_ts_add(db, "m", 1, t + 1, 1), 0);
+    assert_int_equal(model_add(&m, &to, t + 1, 1), 0);
+    check_range(db, "m", &m, &to, INT64_MIN, INT64_MAX);
+    assert_int_equal(cairn_close(db), 0);
+    free(m.p);
+    cairn_env_destroy(mem);
+}
+
+static void test_model_policies(void **state)
+{
+    (void)state;
+    for (int p = CAIRN_TS_DUP_BLOCK; p <= CAIRN_TS_DUP_SUM; p++)
+        run_model(p, 0, false);
+}
+
+static void test_model_retention(void **state)
+{
+    (void)state;
+    run_model(CAIRN_TS_DUP_LAST, 30000, false);
+    run_model(CAIRN_TS_DUP_SUM, 5000, true);
+}
+
+typedef struct wargs {
+    cairn_db *db;
+    int id;
+    int failures;
+} wargs;
+
+static void *writer(void *arg)
+{
+    wargs *w = arg;
+    char own[8];
+    snprintf(own, sizeof own, "own%d", w->id);
+    for (int i = 0; i < 400; i++) {
+        /* its own series, in order */
+        if (cairn_ts_add(w->db, own, strlen(own), i, i) != 0)
+            w->failures++;
+        /* the shared one: timestamps that belong to this thread */
+        cairn_ts_sample s[3];
+        for (int j = 0; j < 3; j++)
+            s[j] = (cairn_ts_sample){"shared", 6, (int64_t)(i * 3 + j) * 8 +
+                                                   w->id, 1.0};
+        int res[3];
+        if (cairn_ts_add_many(w->db, s, 3, res) != 0 || res[0] || res[1] ||
+            res[2])
+            w->failures++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_writers(void **state)
+{
+    (void)state;
+    cairn_env *mem = cairn_env_mem_new();
+    cairn_options o;
+    db_opts(&o, mem);
+    o.sync_mode = CAIRN_SYNC_NONE;
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    cairn_ts_options to;
+    cairn_ts_options_init(&to);
+    to.chunk_size = 256;
+    assert_int_equal(cairn_ts_create(db, "shared", 6, &to), 0);
+    for (int i = 0; i < 4; i++) {
+        char own[8];
+        snprintf(own, sizeof own, "own%d", i);
+        assert_int_equal(cairn_ts_create(db, own, strlen(own), &to), 0);
+    }
+    pthread_t th[4];
+    wargs wa[4];
+    for (int i = 0; i < 4; i++) {
+        wa[i] = (wargs){db, i, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, writer, &wa[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(wa[i].failures, 0);
+    }
+    cairn_ts_point *p = NULL;
+    size_t n = 0;
+    assert_int_equal(
+        cairn_ts_range(db, "shared", 6, INT64_MIN, INT64_MAX, &p, &n), 0);
+    assert_int_equal(n, 4 * 400 * 3);
+    for (size_t i = 1; i < n; i++)
+        assert_true(p[i].ts > p[i - 1].ts);
+    cairn_free(p);
+    assert_int_equal(cairn_close(db), 0);
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    for (int i = 0; i < 4; i++) {
+        char own[8];
+        snprintf(own, sizeof own, "own%d", i);
+        assert_int_equal(cairn_ts_range(db, own, strlen(own), 0, 1000, &p, &n),
+                         0);
+        assert_int_equal(n, 400);
+        cairn_free(p);
+    }
+    assert_int_equal(cairn_close(db), 0);
+    cairn_env_destroy(mem);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_and_errors),
+        cmocka_unit_test(test_model_policies),
+        cmocka_unit_test(test_model_retention),
+        cmocka_unit_test(test_concurrent_writers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
