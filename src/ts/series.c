@@ -544,6 +544,28 @@ static int series_lock(cairn_db *db, const void *name, size_t nlen,
 
 /* ---- create, delete ---- */
 
+/* Drop the table's entry for name, if any (it moves to the dead list). */
+static void forget(cairn_db *db, const void *name, size_t nlen)
+{
+    cairn_ts_store *s = store_get(db);
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    ts_series **pp = slot_of(s, name, nlen);
+    ts_series *se = *pp;
+    if (se) {
+        pthread_mutex_lock(&se->mu);
+        se->dead = true;
+        pthread_mutex_unlock(&se->mu);
+        *pp = se->next;
+        s->count--;
+        se->next = s->dead;
+        s->dead = se;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+
 int cairn_ts_create(cairn_db *db, const void *key, size_t klen,
                     const cairn_ts_options *opts)
 {
@@ -612,6 +634,9 @@ int cairn_ts_create(cairn_db *db, const void *key, size_t klen,
             break;
     }
     free(dk);
+    if (rc == 0)
+        forget(db, key, klen); /* a stale entry of a key deleted behind
+                                  this layer's back (not through it) */
     return rc;
 }
 

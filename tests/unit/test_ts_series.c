@@ -159,6 +159,17 @@ static void test_create_and_errors(void **state)
     assert_int_equal(cairn_ts_range(db, "s", 1, INT64_MIN, INT64_MAX, &p, &n),
                      0);
     assert_int_equal(n, 0);
+    /* Deleted behind the series layer's back (the key alone), then
+     * created again: the new series starts empty. */
+    assert_int_equal(cairn_ts_add(db, "s", 1, 7, 7), 0);
+    const uint8_t sk[] = {0x01, 's'};
+    assert_int_equal(cairn_delete(db, sk, 2, NULL), 0);
+    assert_int_equal(cairn_ts_create(db, "s", 1, NULL), 0);
+    assert_int_equal(cairn_ts_add(db, "s", 1, 8, 8), 0);
+    assert_int_equal(cairn_ts_range(db, "s", 1, INT64_MIN, INT64_MAX, &p, &n),
+                     0);
+    assert_true(n == 1 && p[0].ts == 8);
+    cairn_free(p);
     assert_int_equal(cairn_close(db), 0);
     cairn_env_destroy(mem);
 }
