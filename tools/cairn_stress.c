@@ -30,6 +30,12 @@
  * keys changed since. Time-travel reads check a key at a version this
  * thread wrote it at (CAIRN_EHISTORY allowed once it is out of the window).
  *
+ * Time series: thread t also owns series "ts<t>" (256-byte chunks, so
+ * that a run seals many): it adds batches of 1..20 points (one commit
+ * each) and reads ranges back; its expected state is the count of points
+ * acknowledged plus the batch in flight (ks[keys + t]). After a reopen the
+ * series must hold the acknowledged points, or those and the whole batch.
+ *
  * Modes:
  *   - default: run for --seconds / --ops, close, reopen, verify every key.
  *   - --crash-cycles N: the expected state lives in memory shared with
@@ -284,12 +290,14 @@ enum {
     OP_VERSIONS,
     OP_FLUSH,
     OP_COMPACT,
+    OP_TS_ADD,
+    OP_TS_RANGE,
     OP__COUNT
 };
 
 static const char *const op_names[OP__COUNT] = {
     "put", "delete", "get", "batch", "txn", "abort", "scan", "snapshot",
-    "time-travel", "versions", "flush", "compact"};
+    "time-travel", "versions", "flush", "compact", "ts-add", "ts-range"};
 
 typedef struct run {
     const stress_cfg *cfg;
@@ -888,6 +896,142 @@ static int op_versions(worker *w)
     return found;
 }
 
+/* ---- time series: one series per thread ----
+ * Thread t owns series "ts<t>"; its point i (from 1) is at i seconds, with
+ * a value that follows from (t, i). The expected state of the series is
+ * the kstate after the keys, ks[nkeys + t]: cur = points acknowledged,
+ * pending = points of the write in flight (one commit: all or none). */
+
+static double ts_value(int t, uint32_t i)
+{
+    double v = (double)(((uint32_t)t * 1000003u + i * 7u) % 100000u);
+    return i % 5 == 0 ? v + 0.25 : v;
+}
+
+static void ts_name(int t, char out[16])
+{
+    snprintf(out, 16, "ts%d", t);
+}
+
+/* Check points (n of them, from index first) against the series' model;
+ * 0 or a description in why. */
+static int ts_check(int t, const cairn_ts_point *p, size_t n, uint32_t first,
+                    char *why, size_t wl)
+{
+    for (size_t j = 0; j < n; j++) {
+        uint32_t i = first + (uint32_t)j;
+        double want = ts_value(t, i);
+        if (p[j].ts != (int64_t)i * 1000 ||
+            memcmp(&p[j].v, &want, sizeof want) != 0) {
+            snprintf(why, wl, "point %zu is (%" PRId64 ", %g), not (%" PRId64
+                              ", %g)", j, p[j].ts, p[j].v,
+                     (int64_t)i * 1000, want);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int op_ts_add(worker *w)
+{
+    run *r = w->r;
+    kstate *st = &r->ks[r->nkeys + (uint32_t)w->idx];
+    char name[16];
+    ts_name(w->idx, name);
+    uint32_t n0 = atomic_load(&st->cur);
+    uint32_t k = 1 + rnd_below(&w->rng, 20);
+    cairn_ts_sample smp[20];
+    int res[20];
+    for (uint32_t j = 0; j < k; j++)
+        smp[j] = (cairn_ts_sample){name, strlen(name),
+                                   (int64_t)(n0 + 1 + j) * 1000,
+                                   ts_value(w->idx, n0 + 1 + j)};
+    atomic_store(&st->pending, k);
+    int rc = cairn_ts_add_many(r->db, smp, k, res);
+    for (uint32_t j = 0; rc == 0 && j < k; j++)
+        rc = res[j];
+    if (rc < 0)
+        return op_error(r, "ts-add", 0, rc);
+    atomic_store(&st->cur, n0 + k);
+    atomic_store(&st->pending, 0);
+    return 0;
+}
+
+static int op_ts_range(worker *w)
+{
+    run *r = w->r;
+    kstate *st = &r->ks[r->nkeys + (uint32_t)w->idx];
+    char name[16];
+    ts_name(w->idx, name);
+    uint32_t n = atomic_load(&st->cur);
+    uint32_t a = 1 + rnd_below(&w->rng, n ? n : 1);
+    uint32_t b = a + rnd_below(&w->rng, 300);
+    cairn_ts_point *p = NULL;
+    size_t got = 0;
+    int rc = cairn_ts_range(r->db, name, strlen(name), (int64_t)a * 1000,
+                            (int64_t)b * 1000, &p, &got);
+    if (rc < 0)
+        return op_error(r, "ts-range", 0, rc);
+    size_t want = a > n ? 0 : (b < n ? b : n) - a + 1;
+    char why[160] = "";
+    int bad = got != want;
+    if (bad)
+        snprintf(why, sizeof why, "%zu points, not %zu", got, want);
+    else
+        bad = ts_check(w->idx, p, got, a, why, sizeof why);
+    cairn_free(p);
+    if (bad) {
+        pthread_mutex_lock(&r->print_lock);
+        fprintf(stderr, "cairn-stress: DISCREPANCY in ts-range: series %s, "
+                        "points %" PRIu32 "..%" PRIu32 ": %s\n", name, a, b,
+                why);
+        pthread_mutex_unlock(&r->print_lock);
+        atomic_fetch_add(&r->failed, 1);
+        atomic_store(&r->stop, true);
+        return 1;
+    }
+    return 0;
+}
+
+/* After a reopen: each thread's series holds exactly its acknowledged
+ * points, or those and the whole write in flight. */
+static int verify_ts(const stress_cfg *cfg, cairn_db *db, kstate *ts,
+                     const char *when, bool fixup)
+{
+    int failed = 0;
+    for (int t = 0; t < cfg->threads; t++) {
+        char name[16];
+        ts_name(t, name);
+        uint32_t cur = atomic_load(&ts[t].cur);
+        uint32_t pend = atomic_load(&ts[t].pending);
+        cairn_ts_point *p = NULL;
+        size_t n = 0;
+        int rc = cairn_ts_range(db, name, strlen(name), INT64_MIN, INT64_MAX,
+                                &p, &n);
+        char why[160] = "";
+        if (rc == CAIRN_ENOTFOUND && cur == 0) {
+            n = 0;
+        } else if (rc < 0) {
+            snprintf(why, sizeof why, "%s", cairn_strerror(rc));
+        } else if (n != cur && n != (size_t)cur + pend) {
+            snprintf(why, sizeof why, "%zu points, not %" PRIu32 "%s", n, cur,
+                     pend ? " or with the write in flight" : "");
+        } else {
+            ts_check(t, p, n, 1, why, sizeof why);
+        }
+        cairn_free(p);
+        if (why[0]) {
+            fprintf(stderr, "cairn-stress: DISCREPANCY %s: series %s: %s\n",
+                    when, name, why);
+            failed = 1;
+        } else if (fixup) {
+            atomic_store(&ts[t].cur, (uint32_t)n);
+            atomic_store(&ts[t].pending, 0);
+        }
+    }
+    return failed;
+}
+
 static bool time_is_up(run *r)
 {
     if (atomic_load(&r->stop))
@@ -916,6 +1060,16 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     run *r = w->r;
+    char name[16];
+    ts_name(w->idx, name);
+    cairn_ts_options tso;
+    cairn_ts_options_init(&tso);
+    tso.chunk_size = 256; /* small: a short run seals many chunks */
+    int crc = cairn_ts_create(r->db, name, strlen(name), &tso);
+    if (crc < 0 && crc != CAIRN_EEXIST) {
+        (void)op_error(r, "ts-create", 0, crc);
+        return NULL;
+    }
     while (!time_is_up(r)) {
         uint32_t dice = rnd_below(&w->rng, 1000);
         int op, rc;
@@ -946,9 +1100,15 @@ static void *worker_main(void *arg)
         } else if (dice < 940) {
             op = OP_TIMETRAVEL;
             rc = op_timetravel(w);
-        } else if (dice < 998) {
+        } else if (dice < 970) {
             op = OP_VERSIONS;
             rc = op_versions(w);
+        } else if (dice < 988) {
+            op = OP_TS_ADD;
+            rc = op_ts_add(w);
+        } else if (dice < 998) {
+            op = OP_TS_RANGE;
+            rc = op_ts_range(w);
         } else if (dice < 999 || w->idx != 0 || rnd_below(&w->rng, 20)) {
             op = OP_FLUSH;
             rc = cairn_flush(r->db);
@@ -1089,7 +1249,10 @@ static verify_result verify_all(const stress_cfg *cfg, cairn_db *db,
     /* Full scan: exactly the keys with values, each whole and as found
      * (after the gets passed: it would only repeat what they found). */
     cairn_iter *it = NULL;
-    int rc = vr.failed ? 0 : cairn_iter_new(db, NULL, &it);
+    cairn_iter_options sio = {0};
+    sio.prefix = "k"; /* the keys; the series live beside them */
+    sio.prefix_len = 1;
+    int rc = vr.failed ? 0 : cairn_iter_new(db, &sio, &it);
     if (vr.failed) {
     } else if (rc < 0) {
         fprintf(stderr, "cairn-stress: %s: iterator: %s\n", when,
@@ -1139,6 +1302,8 @@ static verify_result verify_all(const stress_cfg *cfg, cairn_db *db,
         }
         vr.present = present;
     }
+    if (!vr.failed && verify_ts(cfg, db, ks + nkeys, when, fixup))
+        vr.failed = 1;
     if (!vr.failed && fixup)
         for (uint32_t key = 0; key < nkeys; key++) {
             atomic_store(&ks[key].cur, found[key]);
@@ -1218,7 +1383,7 @@ static void print_engine(cairn_db *db)
 
 static int mode_run(const stress_cfg *cfg)
 {
-    kstate *ks = calloc(cfg->keys, sizeof *ks);
+    kstate *ks = calloc((size_t)cfg->keys + (size_t)cfg->threads, sizeof *ks);
     run r;
     if (!ks || init_run(&r, cfg, ks) < 0) {
         fprintf(stderr, "cairn-stress: out of memory\n");
@@ -1310,7 +1475,8 @@ typedef struct shared_hdr {
 
 static int mode_crash(const stress_cfg *cfg)
 {
-    size_t bytes = sizeof(shared_hdr) + (size_t)cfg->keys * sizeof(kstate);
+    size_t bytes = sizeof(shared_hdr) +
+                   ((size_t)cfg->keys + (size_t)cfg->threads) * sizeof(kstate);
     void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
@@ -1422,7 +1588,7 @@ static int mode_cycles(const stress_cfg *cfg, bool faults)
     const char *what = faults ? "I/O error" : "power cut";
     cairn_env *mem = cairn_env_mem_new();
     cairn_env *fenv = mem ? cairn_env_fault_new(mem) : NULL;
-    kstate *ks = calloc(cfg->keys, sizeof *ks);
+    kstate *ks = calloc((size_t)cfg->keys + (size_t)cfg->threads, sizeof *ks);
     if (!mem || !fenv || !ks) {
         fprintf(stderr, "cairn-stress: out of memory\n");
         return 2;

@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cairn.h"
 #include "db/db_internal.h"
@@ -630,8 +631,13 @@ int cairn_ts_create(cairn_db *db, const void *key, size_t klen,
             break;
         }
         rc = cairn_txn_commit(t, NULL);
-        if (rc != CAIRN_ECONFLICT || attempt > 100)
+        if (rc != CAIRN_ECONFLICT || attempt >= 1000)
             break;
+        /* Another create took the counter: its commit may still be on its
+         * way to the disk, so back off before reading it again. */
+        struct timespec ts = {0, (long)(20000 + (attempt < 8 ? attempt : 8) *
+                                                    50000L)};
+        nanosleep(&ts, NULL);
     }
     free(dk);
     if (rc == 0)
