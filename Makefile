@@ -14,6 +14,9 @@ CMAKE_FLAGS ?=
 WERROR ?= $(or $(CAIRN_WERROR),ON)
 
 FUZZ_SECONDS ?= 60
+# The machine-metrics set for `cairn-bench ts` (empty: the default built in,
+# ../shared/tsdata/machine-metrics.csv.zst beside the repository).
+TSDATA ?=
 
 .PHONY: all setup build run test test-asan test-tsan test-long test-valgrind bench fuzz clean
 
@@ -64,6 +67,7 @@ test-long: build
 bench: build
 	@CAIRN_SETUP_QUIET=1 scripts/setup.sh --bench
 	./build/cairn-bench wal
+	./build/cairn-bench ts $(if $(TSDATA),--tsdata $(TSDATA))
 	./build/cairn-bench engine
 	bench/server.sh
 

@@ -24,6 +24,10 @@
  * and SQLite (bench/bench_engine.c). */
 int cairn_bench_engine_main(int argc, char **argv);
 
+/* `cairn-bench ts`: the time-series benchmark; so far its codec part,
+ * chunk sizes next to zstd and codec speed (bench/bench_ts.c). */
+int cairn_bench_ts_main(int argc, char **argv);
+
 /* Seconds on the monotonic clock (arbitrary origin). */
 static inline double bench_now(void)
 {

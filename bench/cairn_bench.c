@@ -5,7 +5,9 @@
  * on the same disk, so every figure comes with the physical limit it is
  * judged against. Benchmarks live in one table (`commands` below): a new one
  * (kv, ts, server) is a function plus a row. Today: `cairn-bench wal`,
- * durable appends (group commit) and 1 MiB records vs. raw pwrite+fdatasync.
+ * durable appends (group commit) and 1 MiB records vs. raw pwrite+fdatasync;
+ * `engine` (bench_engine.c), the engine next to its peers; `ts`
+ * (bench_ts.c), the time-series chunk codec next to zstd.
  *
  * Invariants:
  *   - Each case runs in its own fresh subdirectory of DIR (raw-small,
@@ -1331,6 +1333,12 @@ static const command commands[] = {
      "YCSB A/B/C/F, read-modify-write, durable commits; size and "
      "amplification; a chart",
      cairn_bench_engine_main, NULL},
+    {"ts", "[--json] [--quick] [--tsdata PATH] [--chunk-size BYTES] "
+           "[--runs N] [--seed N] [--sets LIST] [--parts LIST]",
+     "time series: the chunk codec's bytes per point (appendable, sealed) "
+     "on real machine metrics, a random walk and counters, next to zstd -19 "
+     "and -3 of the plain points; encode and decode speed",
+     cairn_bench_ts_main, NULL},
     {"help", "[COMMAND]", "print this help, or a command's", cmd_help, NULL},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
