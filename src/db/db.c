@@ -574,6 +574,10 @@ static void *gc_main(void *arg)
     return NULL;
 }
 
+/* The active memtable may outgrow its size while the collector freezes
+ * it; writers wait past this many times its size. */
+#define ACTIVE_HARD_LIMIT 4
+
 int cairn_db_throttle(cairn_db *db, size_t bytes)
 {
     /* The common case (room, no pressure) and a failing flush, without a
@@ -584,11 +588,16 @@ int cairn_db_throttle(cairn_db *db, size_t bytes)
     /* Frozen memtables piling up (flushes cannot keep up, or fail): wait
      * for the collector rather than grow memory without bound. */
     for (int i = 0; i < 10000; i++) {
-        if (atomic_load(&db->active_bytes) < db->opts.memtable_size)
+        uint64_t active = atomic_load(&db->active_bytes);
+        if (active < db->opts.memtable_size)
             break; /* the common case, without a lock */
         pthread_mutex_lock(&db->tables_mu);
-        bool full = db->tables->nimm >= 3 &&
-                    atomic_load(&db->active_bytes) >= db->opts.memtable_size;
+        /* Also when the collector has not even frozen the active table
+         * (a starved thread on a loaded machine): it must not grow past a
+         * few times its size either. */
+        bool full = (db->tables->nimm >= 3 &&
+                     atomic_load(&db->active_bytes) >= db->opts.memtable_size) ||
+                    active >= ACTIVE_HARD_LIMIT * (uint64_t)db->opts.memtable_size;
         pthread_mutex_unlock(&db->tables_mu);
         if (!full)
             break;
@@ -635,9 +644,12 @@ int cairn_db_throttle_try(cairn_db *db)
     if (ferr != 0 && ferr != CAIRN_ENOMEM &&
         atomic_load(&db->active_bytes) >= db->opts.memtable_size)
         return ferr;
-    if (atomic_load(&db->active_bytes) >= db->opts.memtable_size) {
+    uint64_t active = atomic_load(&db->active_bytes);
+    if (active >= db->opts.memtable_size) {
         pthread_mutex_lock(&db->tables_mu);
-        bool full = db->tables->nimm >= 3;
+        bool full = db->tables->nimm >= 3 ||
+                    active >= ACTIVE_HARD_LIMIT *
+                                  (uint64_t)db->opts.memtable_size;
         pthread_mutex_unlock(&db->tables_mu);
         if (full)
             return CAIRN_EBUSY;
