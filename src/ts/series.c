@@ -720,6 +720,12 @@ static bool older_than_retention(const ts_series *se, int64_t ts)
            ts < se->newest;
 }
 
+static int point_cmp(const void *a, const void *b)
+{
+    const cairn_ts_point *x = a, *y = b;
+    return (x->ts > y->ts) - (x->ts < y->ts);
+}
+
 /* Put the point into the sealed chunk that covers it (within txn). */
 static int sealed_upsert(cairn_db *db, cairn_txn *t, ts_series *se,
                          int64_t ts, double v)
@@ -861,15 +867,8 @@ static int series_write(cairn_db *db, ts_series *se,
                 rc = r;
                 break;
             }
-            if (r == 0) {
-                /* the log keeps the latest value of each timestamp */
-                size_t q = 0;
-                while (q < nlog && logp[q].ts != p->ts)
-                    q++;
-                logp[q] = (cairn_ts_point){p->ts, v};
-                if (q == nlog)
-                    nlog++;
-            }
+            if (r == 0)
+                logp[nlog++].ts = p->ts; /* values filled in below */
         }
         if (r == 0) {
             if (!se->has_points || p->ts > se->newest)
@@ -879,6 +878,23 @@ static int series_write(cairn_db *db, ts_series *se,
         if (results)
             results[idx[i]] = r;
     }
+    /* The log record: each changed timestamp once, with its value as the
+     * open part has it now (after every point of this write). */
+    if (rc == 0 && nlog > 1) {
+        bool sorted = true;
+        for (size_t q = 1; q < nlog && sorted; q++)
+            sorted = logp[q - 1].ts < logp[q].ts;
+        if (!sorted) {
+            qsort(logp, nlog, sizeof *logp, point_cmp);
+            size_t u = 1;
+            for (size_t q = 1; q < nlog; q++)
+                if (logp[q].ts != logp[u - 1].ts)
+                    logp[u++] = logp[q];
+            nlog = u;
+        }
+    }
+    for (size_t q = 0; rc == 0 && q < nlog; q++)
+        logp[q].v = se->open[open_lower(se, logp[q].ts)].v;
     bool sealed = false;
     uint64_t seq = se->next_seq;
     int64_t seal_last = 0;
