@@ -464,10 +464,11 @@ int cairn_ts_create(cairn_db *db, const void *key, size_t klen,
 int cairn_ts_add(cairn_db *db, const void *key, size_t klen, int64_t ts,
                  double v);
 
-/* Add points to one or more series: each series' points are one atomic
- * commit. results (may be NULL) receives each sample's outcome (0 or an
- * error as for cairn_ts_add); the return value is 0, or the first error
- * that stopped a whole series' commit (CAIRN_EIO, ...). */
+/* Add points to one or more series in one atomic commit (the points
+ * refused one by one, e.g. blocked duplicates, aside). results (may be
+ * NULL) receives each sample's outcome (0 or an error as for
+ * cairn_ts_add); the return value is 0, or the error that failed the
+ * commit (CAIRN_EIO, ...: then no point of the call was written). */
 typedef struct cairn_ts_sample {
     const void *key;
     size_t klen;

@@ -18,9 +18,14 @@
  * Locking: ts_store.mu guards the table (lookup, insert, remove); each
  * series' mu serializes its writes and reads (held across the engine
  * calls, so a read sees sealed chunks and the open part of one moment).
- * Order: store.mu before a series' mu, never the other way.
+ * No thread waits for a series' mu while it holds store.mu (lookups let
+ * the table go first; a series stays allocated, once dead, until the
+ * store is freed), so a writer may hold several series' mu while it looks
+ * up more; it takes them in key order, so two such writers never wait
+ * for each other in a cycle.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,7 +50,7 @@ typedef struct ts_series {
     uint64_t id;
     cairn_ts_options opt;
     pthread_mutex_t mu;
-    bool dead;               /* deleted: callers must look it up again */
+    atomic_bool dead;        /* deleted: callers must look it up again */
     cairn_ts_point *open;    /* the open part: sorted, unique */
     size_t nopen, capopen;
     cairn_ts_enc enc;        /* encodes open[] while points come in order */
@@ -533,9 +538,12 @@ static int series_lock(cairn_db *db, const void *name, size_t nlen,
             if (++s->count > s->nslots * 2)
                 grow(s);
         }
-        pthread_mutex_lock(&se->mu);
+        /* Never wait for a series under the table lock (a writer of
+         * several series holds some while it looks up the next); a series
+         * found here stays allocated until the store goes, dead or not. */
         pthread_mutex_unlock(&s->mu);
-        if (!se->dead) {
+        pthread_mutex_lock(&se->mu);
+        if (!atomic_load(&se->dead)) {
             *out = se;
             return 0;
         }
@@ -555,9 +563,7 @@ static void forget(cairn_db *db, const void *name, size_t nlen)
     ts_series **pp = slot_of(s, name, nlen);
     ts_series *se = *pp;
     if (se) {
-        pthread_mutex_lock(&se->mu);
-        se->dead = true;
-        pthread_mutex_unlock(&se->mu);
+        atomic_store(&se->dead, true);
         *pp = se->next;
         s->count--;
         se->next = s->dead;
@@ -690,7 +696,7 @@ int cairn_ts_delete(cairn_db *db, const void *key, size_t klen)
     }
     if (rc == 0) {
         cairn_ts_store *s = db->ts;
-        se->dead = true;
+        atomic_store(&se->dead, true);
         pthread_mutex_unlock(&se->mu);
         pthread_mutex_lock(&s->mu);
         ts_series **pp = slot_of(s, key, klen);
@@ -821,28 +827,43 @@ static int drop_old_chunks(cairn_txn *t, ts_series *se)
     return rc;
 }
 
-/* Write the samples idx[0..n) (all of series se, whose mu is held) in one
- * commit. results[idx[i]] gets each one's outcome. Returns 0 or the error
- * that failed the commit (then every sample that was to be written gets
- * it, and the series is as it was). */
-static int series_write(cairn_db *db, ts_series *se,
+/* What a staged write changed, to make it stick or undo it. */
+typedef struct ts_undo {
+    int64_t ts;
+    double old;    /* the value it replaced */
+    bool replaced; /* else: inserted */
+} ts_undo;
+
+typedef struct ts_stage {
+    ts_undo *undo; /* what the write did to the open part, in order */
+    size_t nundo;
+    int64_t saved_newest;
+    bool saved_has;
+    bool sealed;
+    uint64_t seq;
+    int64_t seal_last;
+    size_t nlog;
+    bool touched; /* the series' memory may have changed */
+} ts_stage;
+
+/* Stage the samples idx[0..n) (all of series se, whose mu is held) into
+ * transaction t and the series' memory. results[idx[i]] gets each one's
+ * outcome. Returns 0, or an error that must fail the commit; either way
+ * series_settle must follow. */
+static int series_stage(cairn_db *db, cairn_txn *t, ts_series *se,
                         const cairn_ts_sample *smp, const size_t *idx,
-                        size_t n, int *results)
+                        size_t n, int *results, ts_stage *st)
 {
-    /* What to restore if the commit fails. */
-    cairn_ts_point *saved = NULL;
-    size_t saved_n = se->nopen;
-    if (se->nopen) {
-        saved = malloc(se->nopen * sizeof *saved);
-        if (!saved)
-            return CAIRN_ENOMEM;
-        memcpy(saved, se->open, se->nopen * sizeof *saved);
-    }
-    int64_t saved_newest = se->newest;
-    bool saved_has = se->has_points;
-    cairn_ts_point *logp = malloc(n * sizeof *logp);
-    cairn_txn *t = NULL;
-    int rc = logp ? cairn_txn_begin(db, NULL, &t) : CAIRN_ENOMEM;
+    memset(st, 0, sizeof *st);
+    st->saved_newest = se->newest;
+    st->saved_has = se->has_points;
+    st->seq = se->next_seq;
+    st->undo = malloc((n ? n : 1) * sizeof *st->undo);
+    if (!st->undo)
+        return CAIRN_ENOMEM;
+    st->touched = true;
+    cairn_ts_point *logp = malloc((n ? n : 1) * sizeof *logp);
+    int rc = logp ? 0 : CAIRN_ENOMEM;
     size_t nlog = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const cairn_ts_sample *p = &smp[idx[i]];
@@ -858,11 +879,14 @@ static int series_write(cairn_db *db, ts_series *se,
         } else {
             size_t j = open_lower(se, p->ts);
             double v = p->v;
-            if (j < se->nopen && se->open[j].ts == p->ts)
-                r = apply_policy(se->opt.duplicate_policy, se->open[j].v,
-                                 p->v, &v);
+            bool exists = j < se->nopen && se->open[j].ts == p->ts;
+            double old = exists ? se->open[j].v : 0;
+            if (exists)
+                r = apply_policy(se->opt.duplicate_policy, old, p->v, &v);
             if (r == 0)
                 r = open_set(se, p->ts, v);
+            if (r == 0)
+                st->undo[st->nundo++] = (ts_undo){p->ts, old, exists};
             if (r == CAIRN_ENOMEM) {
                 rc = r;
                 break;
@@ -895,9 +919,6 @@ static int series_write(cairn_db *db, ts_series *se,
     }
     for (size_t q = 0; rc == 0 && q < nlog; q++)
         logp[q].v = se->open[open_lower(se, logp[q].ts)].v;
-    bool sealed = false;
-    uint64_t seq = se->next_seq;
-    int64_t seal_last = 0;
     if (rc == 0 && nlog && open_size(se) >= se->opt.chunk_size) {
         /* Seal the open part: one chunk, and the log goes. */
         uint8_t *b = NULL;
@@ -915,8 +936,8 @@ static int series_write(cairn_db *db, ts_series *se,
         }
         if (rc == 0)
             rc = drop_old_chunks(t, se);
-        seal_last = se->open[se->nopen - 1].ts;
-        sealed = true;
+        st->seal_last = se->open[se->nopen - 1].ts;
+        st->sealed = true;
     } else if (rc == 0 && nlog) {
         uint8_t *v = malloc(4 + 16 * nlog);
         if (!v)
@@ -930,44 +951,80 @@ static int series_write(cairn_db *db, ts_series *se,
         uint8_t k[17];
         if (rc == 0) {
             cairn_put_u32(v, (uint32_t)nlog);
-            log_key(k, se->id, seq);
+            log_key(k, se->id, st->seq);
             rc = cairn_txn_put(t, k, 17, v, 4 + 16 * nlog);
         }
         free(v);
     }
-    if (rc == 0)
-        rc = cairn_txn_commit(t, NULL); /* frees t */
-    else if (t)
-        cairn_txn_abort(t);
+    st->nlog = nlog;
+    free(logp);
+    return rc;
+}
+
+/* After the commit (rc its outcome, or the staging error): keep what was
+ * staged, or put the series back as it was. */
+static void series_settle(ts_series *se, ts_stage *st, int rc,
+                          const size_t *idx, size_t n, int *results)
+{
     if (rc == 0) {
-        if (sealed) {
+        if (st->sealed) {
             se->has_sealed = true;
-            se->sealed_last = seal_last; /* the open part was the newest */
+            se->sealed_last = st->seal_last; /* the open part was newest */
             se->nopen = 0;
             cairn_ts_enc_reset(&se->enc);
             se->enc_valid = true;
             se->first_seq = se->next_seq;
-        } else if (nlog) {
+        } else if (st->nlog) {
             if (se->first_seq == se->next_seq)
-                se->first_seq = seq;
-            se->next_seq = seq + 1;
+                se->first_seq = st->seq;
+            se->next_seq = st->seq + 1;
         }
-    } else {
-        /* Back to what it was. */
-        if (saved_n)
-            memcpy(se->open, saved, saved_n * sizeof *saved);
-        se->nopen = saved_n;
+    } else if (st->touched) {
+        /* Undo, newest change first. */
+        for (size_t u = st->nundo; u-- > 0;) {
+            size_t j = open_lower(se, st->undo[u].ts);
+            if (st->undo[u].replaced) {
+                se->open[j].v = st->undo[u].old;
+            } else {
+                memmove(se->open + j, se->open + j + 1,
+                        (se->nopen - j - 1) * sizeof *se->open);
+                se->nopen--;
+            }
+        }
         se->enc_valid = false;
-        se->newest = saved_newest;
-        se->has_points = saved_has;
+        se->newest = st->saved_newest;
+        se->has_points = st->saved_has;
+    }
+    if (rc != 0) {
         if (results)
             for (size_t i = 0; i < n; i++)
                 if (results[idx[i]] == 0)
                     results[idx[i]] = rc;
     }
-    free(saved);
-    free(logp);
-    return rc;
+    free(st->undo);
+    st->undo = NULL;
+}
+
+typedef struct ts_group {
+    const void *key;
+    size_t klen;
+    size_t first, n;     /* its samples: order[first .. first + n) */
+    ts_series *se;       /* locked, or NULL (lookup failed: err) */
+    int err;
+    ts_stage st;
+} ts_group;
+
+static int key_cmp(const void *a, size_t al, const void *b, size_t bl)
+{
+    size_t m = al < bl ? al : bl;
+    int c = m ? memcmp(a, b, m) : 0;
+    return c ? c : (al > bl) - (al < bl);
+}
+
+static int group_cmp(const void *a, const void *b)
+{
+    const ts_group *x = a, *y = b;
+    return key_cmp(x->key, x->klen, y->key, y->klen);
 }
 
 int cairn_ts_add_many(cairn_db *db, const cairn_ts_sample *samples, size_t n,
@@ -975,41 +1032,85 @@ int cairn_ts_add_many(cairn_db *db, const cairn_ts_sample *samples, size_t n,
 {
     if (!db || (!samples && n))
         return CAIRN_EINVAL;
-    bool *done = calloc(n ? n : 1, sizeof *done);
-    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
-    if (!done || !idx) {
+    if (n == 0)
+        return 0;
+    /* Group the samples by series (each group keeps the samples' order). */
+    bool *done = calloc(n, sizeof *done);
+    size_t *order = malloc(n * sizeof *order);
+    ts_group *g = calloc(n, sizeof *g);
+    if (!done || !order || !g) {
         free(done);
-        free(idx);
+        free(order);
+        free(g);
         return CAIRN_ENOMEM;
     }
-    int first_err = 0;
-    /* Group by series, in the order series first appear. */
+    size_t ng = 0, m = 0;
     for (size_t i = 0; i < n; i++) {
         if (done[i])
             continue;
-        size_t m = 0;
+        ts_group *gr = &g[ng++];
+        gr->key = samples[i].key;
+        gr->klen = samples[i].klen;
+        gr->first = m;
         for (size_t j = i; j < n; j++)
-            if (!done[j] && samples[j].klen == samples[i].klen &&
-                (samples[i].klen == 0 ||
-                 memcmp(samples[j].key, samples[i].key, samples[i].klen) ==
-                     0)) {
-                idx[m++] = j;
+            if (!done[j] && key_cmp(samples[j].key, samples[j].klen,
+                                    gr->key, gr->klen) == 0) {
+                order[m++] = j;
                 done[j] = true;
             }
-        ts_series *se = NULL;
-        int rc = series_lock(db, samples[i].key, samples[i].klen, &se);
-        if (rc == 0) {
-            rc = series_write(db, se, samples, idx, m, results);
-            pthread_mutex_unlock(&se->mu);
-        } else if (results) {
-            for (size_t q = 0; q < m; q++)
-                results[idx[q]] = rc;
-        }
-        if (rc && rc != CAIRN_ENOTFOUND && rc != CAIRN_ENOTSUP && !first_err)
-            first_err = rc;
+        gr->n = m - gr->first;
     }
+    /* Lock the series in key order (two writers of overlapping sets never
+     * wait for each other in a cycle), stage them all into one
+     * transaction, commit once. */
+    qsort(g, ng, sizeof *g, group_cmp);
+    for (size_t k = 0; k < ng; k++) {
+        g[k].err = series_lock(db, g[k].key, g[k].klen, &g[k].se);
+        if (g[k].err) {
+            g[k].se = NULL;
+            if (results)
+                for (size_t q = 0; q < g[k].n; q++)
+                    results[order[g[k].first + q]] = g[k].err;
+        }
+    }
+    cairn_txn *t = NULL;
+    int rc = cairn_txn_begin(db, NULL, &t);
+    size_t staged = 0;
+    for (size_t k = 0; k < ng; k++) {
+        if (!g[k].se)
+            continue;
+        int src = rc ? rc
+                     : series_stage(db, t, g[k].se, samples, order + g[k].first,
+                                    g[k].n, results, &g[k].st);
+        staged = k + 1;
+        if (src && !rc)
+            rc = src;
+        if (rc)
+            break;
+    }
+    if (rc == 0 && t)
+        rc = cairn_txn_commit(t, NULL); /* frees t */
+    else if (t)
+        cairn_txn_abort(t);
+    for (size_t k = 0; k < ng; k++) {
+        if (!g[k].se)
+            continue;
+        if (k < staged)
+            series_settle(g[k].se, &g[k].st, rc, order + g[k].first, g[k].n,
+                          results);
+        else if (rc && results)
+            for (size_t q = 0; q < g[k].n; q++)
+                results[order[g[k].first + q]] = rc;
+        pthread_mutex_unlock(&g[k].se->mu);
+    }
+    int first_err = rc;
+    for (size_t k = 0; k < ng && !first_err; k++)
+        if (g[k].err && g[k].err != CAIRN_ENOTFOUND &&
+            g[k].err != CAIRN_ENOTSUP)
+            first_err = g[k].err;
     free(done);
-    free(idx);
+    free(order);
+    free(g);
     return first_err;
 }
 

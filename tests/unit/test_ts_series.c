@@ -269,6 +269,63 @@ static void test_model_retention(void **state)
     run_model(CAIRN_TS_DUP_SUM, 5000, true);
 }
 
+/* A write whose commit fails (the log cannot be written) leaves the
+ * series as it was: its points, replaced values and inserted ones are all
+ * undone; the same write then succeeds. */
+static void test_failed_write_undone(void **state)
+{
+    (void)state;
+    cairn_env *mem = cairn_env_mem_new();
+    cairn_env *env = cairn_env_fault_new(mem);
+    cairn_options o;
+    db_opts(&o, env);
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    cairn_ts_options to;
+    cairn_ts_options_init(&to);
+    to.duplicate_policy = CAIRN_TS_DUP_SUM;
+    assert_int_equal(cairn_ts_create(db, "u", 1, &to), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(cairn_ts_add(db, "u", 1, i * 10, i), 0);
+    cairn_ts_sample s[4] = {{"u", 1, 25, 100}, /* inserted in the middle */
+                            {"u", 1, 30, 100}, /* summed into 3 */
+                            {"u", 1, 200, 1},  /* appended */
+                            {"u", 1, 30, 1}};  /* again */
+    int res[4];
+    cairn_fault_rule rule = {.op_mask = CAIRN_OPMASK(CAIRN_OP_WRITE),
+                             .path_substr = "wal",
+                             .fail_at = 1,
+                             .error = CAIRN_ENOSPC};
+    cairn_env_fault_set(env, &rule);
+    int rc = cairn_ts_add_many(db, s, 4, res);
+    cairn_env_fault_reset(env);
+    assert_int_not_equal(rc, 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(res[i], rc);
+    cairn_ts_point *p = NULL;
+    size_t n = 0;
+    assert_int_equal(cairn_ts_range(db, "u", 1, INT64_MIN, INT64_MAX, &p, &n),
+                     0);
+    assert_int_equal(n, 10);
+    for (int i = 0; i < 10; i++)
+        assert_true(p[i].ts == i * 10 && p[i].v == i);
+    cairn_free(p);
+    assert_int_equal(cairn_ts_add_many(db, s, 4, res), 0);
+    assert_int_equal(cairn_ts_range(db, "u", 1, 25, 30, &p, &n), 0);
+    assert_true(n == 2 && p[0].v == 100 && p[1].v == 3 + 100 + 1);
+    cairn_free(p);
+    assert_int_equal(cairn_close(db), 0);
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    assert_int_equal(cairn_ts_range(db, "u", 1, INT64_MIN, INT64_MAX, &p, &n),
+                     0);
+    assert_int_equal(n, 12);
+    assert_true(p[3].ts == 25 && p[4].v == 104 && p[11].ts == 200);
+    cairn_free(p);
+    assert_int_equal(cairn_close(db), 0);
+    cairn_env_destroy(env);
+    cairn_env_destroy(mem);
+}
+
 typedef struct wargs {
     cairn_db *db;
     int id;
@@ -284,14 +341,22 @@ static void *writer(void *arg)
         /* its own series, in order */
         if (cairn_ts_add(w->db, own, strlen(own), i, i) != 0)
             w->failures++;
-        /* the shared one: timestamps that belong to this thread */
-        cairn_ts_sample s[3];
+        /* the shared one (timestamps that belong to this thread) and its
+         * own, in one call: listed in either order, so that two calls
+         * lock the same series given in different orders */
+        cairn_ts_sample s[4];
         for (int j = 0; j < 3; j++)
             s[j] = (cairn_ts_sample){"shared", 6, (int64_t)(i * 3 + j) * 8 +
                                                    w->id, 1.0};
-        int res[3];
-        if (cairn_ts_add_many(w->db, s, 3, res) != 0 || res[0] || res[1] ||
-            res[2])
+        s[3] = (cairn_ts_sample){own, strlen(own), 100000 + i, 2.0};
+        if (w->id & 1) {
+            cairn_ts_sample tmp = s[0];
+            s[0] = s[3];
+            s[3] = tmp;
+        }
+        int res[4];
+        if (cairn_ts_add_many(w->db, s, 4, res) != 0 || res[0] || res[1] ||
+            res[2] || res[3])
             w->failures++;
     }
     return NULL;
@@ -342,6 +407,10 @@ static void test_concurrent_writers(void **state)
                          0);
         assert_int_equal(n, 400);
         cairn_free(p);
+        assert_int_equal(
+            cairn_ts_range(db, own, strlen(own), 100000, 200000, &p, &n), 0);
+        assert_int_equal(n, 400); /* the points given with the shared ones */
+        cairn_free(p);
     }
     assert_int_equal(cairn_close(db), 0);
     cairn_env_destroy(mem);
@@ -353,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_create_and_errors),
         cmocka_unit_test(test_model_policies),
         cmocka_unit_test(test_model_retention),
+        cmocka_unit_test(test_failed_write_undone),
         cmocka_unit_test(test_concurrent_writers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
