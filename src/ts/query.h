@@ -22,63 +22,8 @@
 
 #include "ts/chunk.h" /* cairn_ts_point */
 
-typedef enum cairn_ts_aggregator {
-    CAIRN_TS_AGG_NONE = 0, /* raw points */
-    CAIRN_TS_AGG_AVG,
-    CAIRN_TS_AGG_SUM,
-    CAIRN_TS_AGG_MIN,
-    CAIRN_TS_AGG_MAX,
-    CAIRN_TS_AGG_RANGE,
-    CAIRN_TS_AGG_COUNT,
-    CAIRN_TS_AGG_FIRST,
-    CAIRN_TS_AGG_LAST,
-    CAIRN_TS_AGG_STD_P,
-    CAIRN_TS_AGG_STD_S,
-    CAIRN_TS_AGG_VAR_P,
-    CAIRN_TS_AGG_VAR_S,
-    CAIRN_TS_AGG_TWA,
-    CAIRN_TS_AGG__COUNT
-} cairn_ts_aggregator;
-
-/* Which timestamp a bucket is reported at (BUCKETTIMESTAMP). */
-typedef enum cairn_ts_bucket_ts {
-    CAIRN_TS_BT_START = 0, /* "-" / "start" (default) */
-    CAIRN_TS_BT_END,       /* "+" / "end": start + duration */
-    CAIRN_TS_BT_MID,       /* "~" / "mid": start + duration / 2 */
-} cairn_ts_bucket_ts;
-
-/* ALIGN: a timestamp, or the query's from ("-"/"start") or to ("+"/"end").
- * Refusing "start" with a "-" from is the parser's business. */
-typedef enum cairn_ts_align_kind {
-    CAIRN_TS_ALIGN_VALUE = 0, /* align (0 when ALIGN is absent) */
-    CAIRN_TS_ALIGN_START,
-    CAIRN_TS_ALIGN_END,
-} cairn_ts_align_kind;
-
-typedef struct cairn_ts_query {
-    int64_t from, to;  /* inclusive; from > to gives an empty result */
-    bool reverse;      /* TS.REVRANGE */
-    /* FILTER_BY_TS: active when n_filter_ts > 0; any order, duplicates
-     * allowed (not copied beyond the call). */
-    const int64_t *filter_ts;
-    size_t n_filter_ts;
-    /* FILTER_BY_VALUE: min <= v <= max (NaN never passes). */
-    bool has_filter_value;
-    double filter_min, filter_max;
-    /* COUNT: at most count points or buckets; 0 with has_count: EINVAL. */
-    bool has_count;
-    uint64_t count;
-    /* AGGREGATION (agg != CAIRN_TS_AGG_NONE): bucket > 0. */
-    cairn_ts_aggregator agg;
-    int64_t bucket;
-    cairn_ts_align_kind align_kind;
-    int64_t align;
-    cairn_ts_bucket_ts bucket_ts;
-    bool empty; /* EMPTY: report the empty buckets between non-empty ones */
-    /* A guard: more result points than this is CAIRN_ETOOLARGE (0: none).
-     * EMPTY over a long gap with a short bucket can ask for a lot. */
-    size_t max_points;
-} cairn_ts_query;
+/* cairn_ts_aggregator, cairn_ts_bucket_ts, cairn_ts_align_kind and
+ * cairn_ts_query are in cairn.h (cairn_ts_query_range takes a query). */
 
 /* Where the points come from. The storage layer feeds one chunk at a time.
  *

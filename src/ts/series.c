@@ -24,6 +24,7 @@
  * up more; it takes them in key order, so two such writers never wait
  * for each other in a cycle.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include "cairn.h"
 #include "db/db_internal.h"
 #include "ts/chunk.h"
+#include "ts/query.h"
 #include "ts/series.h"
 #include "util/coding.h"
 
@@ -1142,6 +1144,10 @@ static int out_push(cairn_ts_point **out, size_t *n, size_t *cap,
     return 0;
 }
 
+/* The points in [from, to] of a locked series. */
+static int series_points(cairn_db *db, ts_series *se, int64_t from,
+                         int64_t to, cairn_ts_point **pts, size_t *n);
+
 int cairn_ts_range(cairn_db *db, const void *key, size_t klen, int64_t from,
                    int64_t to, cairn_ts_point **pts, size_t *n)
 {
@@ -1158,6 +1164,15 @@ int cairn_ts_range(cairn_db *db, const void *key, size_t klen, int64_t from,
         (uint64_t)se->newest - (uint64_t)from > se->opt.retention_ms &&
         from < se->newest)
         from = (int64_t)((uint64_t)se->newest - se->opt.retention_ms);
+    rc = series_points(db, se, from, to, pts, n);
+    pthread_mutex_unlock(&se->mu);
+    return rc;
+}
+
+static int series_points(cairn_db *db, ts_series *se, int64_t from,
+                         int64_t to, cairn_ts_point **pts, size_t *n)
+{
+    int rc = 0;
     cairn_ts_point *out = NULL;
     size_t cnt = 0, cap = 0;
     if (se->has_sealed && from <= to && from <= se->sealed_last) {
@@ -1204,7 +1219,6 @@ int cairn_ts_range(cairn_db *db, const void *key, size_t klen, int64_t from,
                                           se->open[i].ts <= to;
          i++)
         rc = out_push(&out, &cnt, &cap, se->open[i]);
-    pthread_mutex_unlock(&se->mu);
     if (rc) {
         free(out);
         return rc;
@@ -1212,4 +1226,149 @@ int cairn_ts_range(cairn_db *db, const void *key, size_t klen, int64_t from,
     *pts = out;
     *n = cnt;
     return 0;
+}
+
+/* ---- queries ---- */
+
+/* The series' last point with timestamp < ts (dir < 0), or first with
+ * timestamp > ts (dir > 0), among points whose value is not NaN: 1 with
+ * *out, 0 when there is none, or an error. se->mu is held. */
+static int series_neighbour(cairn_db *db, ts_series *se, int64_t ts, int dir,
+                            cairn_ts_point *out)
+{
+    if (dir < 0) {
+        for (size_t i = open_lower(se, ts); i-- > 0;)
+            if (!isnan(se->open[i].v)) {
+                *out = se->open[i];
+                return 1;
+            }
+        if (ts == INT64_MIN)
+            return 0;
+    }
+    if (se->has_sealed && (dir < 0 || ts < se->sealed_last)) {
+        uint8_t lo[17], hi[9], at[17];
+        chunk_key(lo, se->id, INT64_MIN);
+        hi[0] = KEY_CHUNK;
+        put_be64(hi + 1, se->id + 1);
+        chunk_key(at, se->id, dir < 0 ? ts - 1 : ts);
+        cairn_iter_options io = {0};
+        io.lower = lo;
+        io.lower_len = 17;
+        io.upper = hi;
+        io.upper_len = 9;
+        cairn_iter *it = NULL;
+        int rc = cairn_iter_new(db, &io, &it);
+        if (rc)
+            return rc;
+        cairn_iter_seek_for_prev(it, at, 17);
+        if (dir > 0 && !cairn_iter_valid(it))
+            cairn_iter_first(it);
+        int found = 0;
+        while (rc == 0 && !found && cairn_iter_valid(it)) {
+            size_t cl = 0;
+            const uint8_t *c = cairn_iter_value(it, &cl);
+            cairn_ts_point *p = NULL;
+            size_t n = 0;
+            rc = cairn_ts_chunk_decode(c, cl, &p, &n);
+            if (rc == 0 && dir < 0) {
+                for (size_t i = n; i-- > 0 && !found;)
+                    if (p[i].ts < ts && !isnan(p[i].v)) {
+                        *out = p[i];
+                        found = 1;
+                    }
+            } else if (rc == 0) {
+                for (size_t i = 0; i < n && !found; i++)
+                    if (p[i].ts > ts && !isnan(p[i].v)) {
+                        *out = p[i];
+                        found = 1;
+                    }
+            }
+            free(p);
+            if (dir < 0)
+                cairn_iter_prev(it);
+            else
+                cairn_iter_next(it);
+        }
+        if (rc == 0)
+            rc = cairn_iter_status(it);
+        cairn_iter_free(it);
+        if (rc || found || dir < 0)
+            return rc ? rc : found;
+    }
+    if (dir > 0) {
+        size_t i = ts == INT64_MAX ? se->nopen : open_lower(se, ts + 1);
+        for (; i < se->nopen; i++)
+            if (!isnan(se->open[i].v)) {
+                *out = se->open[i];
+                return 1;
+            }
+    }
+    return 0;
+}
+
+typedef struct series_src {
+    cairn_db *db;
+    ts_series *se;
+    const cairn_ts_point *pts;
+    size_t n;
+    bool given;
+} series_src;
+
+static int src_next(void *ctx, const cairn_ts_point **pts, size_t *n)
+{
+    series_src *s = ctx;
+    *pts = s->pts;
+    *n = s->given ? 0 : s->n;
+    s->given = true;
+    return 0;
+}
+
+static int src_before(void *ctx, int64_t ts, cairn_ts_point *p)
+{
+    series_src *s = ctx;
+    return series_neighbour(s->db, s->se, ts, -1, p);
+}
+
+static int src_after(void *ctx, int64_t ts, cairn_ts_point *p)
+{
+    series_src *s = ctx;
+    return series_neighbour(s->db, s->se, ts, 1, p);
+}
+
+int cairn_ts_query_range(cairn_db *db, const void *key, size_t klen,
+                         const cairn_ts_query *q, cairn_ts_point **pts,
+                         size_t *n)
+{
+    if (!db || (!key && klen) || !q || !pts || !n)
+        return CAIRN_EINVAL;
+    *pts = NULL;
+    *n = 0;
+    ts_series *se = NULL;
+    int rc = series_lock(db, key, klen, &se);
+    if (rc)
+        return rc;
+    cairn_ts_query qq = *q;
+    /* What the retention keeps. */
+    if (se->opt.retention_ms && se->has_points &&
+        (uint64_t)se->newest - (uint64_t)qq.from > se->opt.retention_ms &&
+        qq.from < se->newest)
+        qq.from = (int64_t)((uint64_t)se->newest - se->opt.retention_ms);
+    cairn_ts_point *raw = NULL;
+    size_t nraw = 0;
+    if (qq.from <= qq.to)
+        rc = series_points(db, se, qq.from, qq.to, &raw, &nraw);
+    if (rc == 0) {
+        series_src ss = {db, se, raw, nraw, false};
+        cairn_ts_source src = {src_next, src_before, src_after, &ss};
+        cairn_ts_point *out = NULL;
+        size_t cnt = 0;
+        rc = cairn_ts_query_run(&qq, &src, &out, &cnt);
+        if (rc == 0) {
+            *pts = out;
+            *n = cnt;
+        }
+    }
+    pthread_mutex_unlock(&se->mu);
+    free(raw);
+    return rc;
 }

@@ -22,6 +22,7 @@
 
 #include "cairn.h"
 #include "env/env.h"
+#include "ts/query.h"
 
 static uint64_t rng = 88172645463325252ULL;
 
@@ -326,6 +327,84 @@ static void test_failed_write_undone(void **state)
     cairn_env_destroy(mem);
 }
 
+/* Queries over the stored series (sealed chunks and the open part, NaN
+ * values among them) give what the same query gives over all the points
+ * in memory: every aggregator, twa's neighbours outside the range
+ * included, forward and reverse, with filters. */
+static void test_query_range(void **state)
+{
+    (void)state;
+    cairn_env *mem = cairn_env_mem_new();
+    cairn_options o;
+    db_opts(&o, mem);
+    o.sync_mode = CAIRN_SYNC_NONE;
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    cairn_ts_options to;
+    cairn_ts_options_init(&to);
+    to.chunk_size = 128;
+    assert_int_equal(cairn_ts_create(db, "q", 1, &to), 0);
+    enum { N = 3000 };
+    static cairn_ts_point all[N];
+    int64_t t = -1000000;
+    for (int i = 0; i < N; i++) {
+        t += 1 + (int64_t)(rnd() % 3000);
+        double v = rnd() % 17 == 0 ? NAN : (double)(rnd() % 1000) / 4.0;
+        all[i] = (cairn_ts_point){t, v};
+        assert_int_equal(cairn_ts_add(db, "q", 1, t, v), 0);
+    }
+    for (int k = 0; k < 400; k++) {
+        cairn_ts_query q = {0};
+        int64_t a = all[0].ts - 5000 + (int64_t)(rnd() % (uint64_t)(t - all[0].ts + 10000));
+        q.from = a;
+        q.to = a + (int64_t)(rnd() % 2000000);
+        q.reverse = rnd() % 2;
+        q.agg = (cairn_ts_aggregator)(rnd() % CAIRN_TS_AGG__COUNT);
+        if (q.agg != CAIRN_TS_AGG_NONE) {
+            q.bucket = 1 + (int64_t)(rnd() % 50000);
+            q.bucket_ts = (cairn_ts_bucket_ts)(rnd() % 3);
+            q.empty = rnd() % 3 == 0;
+            q.align = (int64_t)(rnd() % 1000);
+        }
+        if (rnd() % 4 == 0) {
+            q.has_filter_value = true;
+            q.filter_min = 50;
+            q.filter_max = 200;
+        }
+        if (rnd() % 4 == 0) {
+            q.has_count = true;
+            q.count = 1 + rnd() % 20;
+        }
+        q.max_points = 1000000;
+        cairn_ts_point *got = NULL, *want = NULL;
+        size_t ng = 0, nw = 0;
+        assert_int_equal(cairn_ts_query_range(db, "q", 1, &q, &got, &ng), 0);
+        cairn_ts_array_source as;
+        cairn_ts_source src;
+        cairn_ts_array_source_init(&as, &src, all, N, 100);
+        assert_int_equal(cairn_ts_query_run(&q, &src, &want, &nw), 0);
+        assert_int_equal(ng, nw);
+        for (size_t i = 0; i < ng; i++) {
+            assert_true(got[i].ts == want[i].ts);
+            assert_true(memcmp(&got[i].v, &want[i].v, 8) == 0 ||
+                        (isnan(got[i].v) && isnan(want[i].v)));
+        }
+        free(want);
+        cairn_free(got);
+    }
+    cairn_ts_query bad = {.from = 0, .to = 10, .agg = CAIRN_TS_AGG_AVG};
+    cairn_ts_point *p = NULL;
+    size_t n = 0;
+    assert_int_equal(cairn_ts_query_range(db, "q", 1, &bad, &p, &n),
+                     CAIRN_EINVAL); /* no bucket duration */
+    assert_int_equal(cairn_ts_aggregator_from_name("TWA", 3),
+                     CAIRN_TS_AGG_TWA);
+    assert_int_equal(cairn_ts_aggregator_from_name("median", 6),
+                     CAIRN_EINVAL);
+    assert_int_equal(cairn_close(db), 0);
+    cairn_env_destroy(mem);
+}
+
 typedef struct wargs {
     cairn_db *db;
     int id;
@@ -423,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_model_policies),
         cmocka_unit_test(test_model_retention),
         cmocka_unit_test(test_failed_write_undone),
+        cmocka_unit_test(test_query_range),
         cmocka_unit_test(test_concurrent_writers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
