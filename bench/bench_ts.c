@@ -54,8 +54,12 @@
  *   - Results go to stdout (a table, or one JSON object with --json),
  *     progress and errors to stderr. Exit 0 when it ran, whatever the
  *     verdicts; 1 on an error or a mismatch; 2 on bad usage.
- * Later parts (ingest through the engine and the server, query latency)
- * are rows of the `parts` table below, selected by --parts.
+ * The engine part (--parts engine): embedded ingest through
+ * cairn_ts_add_many in batches of 1,000 points (one series and 100, sync
+ * none; one series, sync always) into a fresh database in $TMPDIR, and the
+ * latency of a raw range and a 1-minute avg over one day of 10-second
+ * points (medians of 201 queries). The server's ingest and MRANGE join
+ * as parts once the TS.* commands exist.
  *
  * Locking: none; one thread does everything.
  */
@@ -94,8 +98,27 @@ enum { SET_MACHINE, SET_WALK, SET_COUNTERS, NSETS };
 static const char *const SET_NAMES[NSETS] = {"machine-metrics", "random-walk",
                                              "counters"};
 
+/* ---------- parts ---------- */
+
+typedef struct ts_part {
+    const char *name;
+    const char *summary;
+} ts_part;
+
+/* The parts of the benchmark. The server's ingest (TS.MADD pipelined) and
+ * MRANGE join as rows once the TS.* commands exist. */
+static const ts_part PARTS[] = {
+    {"codec", "chunk sizes (live, sealed, uncompressed) next to zstd, codec "
+              "speed"},
+    {"engine", "embedded ingest (batches of 1,000, one series and 100) and "
+               "query latency over one day of 10-second points"},
+};
+#define NPARTS (sizeof PARTS / sizeof PARTS[0])
+enum { PART_CODEC = 0, PART_ENGINE = 1 };
+
 typedef struct ts_cfg {
     bool json, quick, tsdata_given;
+    bool parts[NPARTS];
     const char *tsdata;
     size_t chunk_size;
     int runs;
@@ -795,14 +818,189 @@ static void json_chunks(FILE *f, const chunk_list *l, size_t npts)
             l->nxor, l->nint, l->nraw, l->nzstd);
 }
 
+/* ---------- the engine part ---------- */
+
+typedef struct engine_result {
+    bool measured;
+    size_t ingest_points;
+    double ingest1_none, ingest100_none; /* points/s, sync none */
+    double ingest1_always;               /* points/s, sync always */
+    size_t day_points;
+    double raw_day_ms, avg1m_day_ms;     /* medians */
+} engine_result;
+
+static int ingest(const char *dir, cairn_sync_mode sync, int nseries,
+                  size_t npoints, double *pps)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        return -1;
+    cairn_options o;
+    cairn_options_init(&o);
+    o.sync_mode = sync;
+    cairn_db *db = NULL;
+    if (cairn_open(dir, &o, &db) != 0)
+        return -1;
+    char names[100][16];
+    int rc = 0;
+    for (int i = 0; i < nseries && rc == 0; i++) {
+        snprintf(names[i], sizeof names[i], "s%03d", i);
+        rc = cairn_ts_create(db, names[i], strlen(names[i]), NULL);
+    }
+    cairn_ts_sample *b = malloc(1000 * sizeof *b);
+    int *res = malloc(1000 * sizeof *res);
+    if (!b || !res)
+        rc = -1;
+    double t0 = bench_now();
+    for (size_t done = 0; rc == 0 && done < npoints; done += 1000)
+        for (size_t i = 0; i < 1000 && rc == 0; i++) {
+            size_t k = done + i;
+            int sidx = (int)(k % (size_t)nseries);
+            b[i] = (cairn_ts_sample){names[sidx], strlen(names[sidx]),
+                                     1700000000000LL +
+                                         (int64_t)(k / (size_t)nseries) * 1000,
+                                     (double)(k % 977)};
+            if (i == 999)
+                rc = cairn_ts_add_many(db, b, 1000, res);
+        }
+    double dt = bench_now() - t0;
+    *pps = (double)npoints / dt;
+    free(b);
+    free(res);
+    if (cairn_close(db) != 0)
+        rc = -1;
+    return rc;
+}
+
+static int measure_engine(const ts_cfg *cfg, engine_result *er)
+{
+    const char *tmp = getenv("TMPDIR");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/cairn-bench-ts-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir))
+        return -1;
+    int runs = cfg->runs;
+    er->ingest_points = cfg->quick ? 100000 : 2000000;
+    double v1[16], v100[16], va[16];
+    int rc = 0;
+    for (int r = 0; r < runs && r < 16 && rc == 0; r++) {
+        rc = ingest(dir, CAIRN_SYNC_NONE, 1, er->ingest_points, &v1[r]);
+        if (rc == 0)
+            rc = ingest(dir, CAIRN_SYNC_NONE, 100, er->ingest_points,
+                        &v100[r]);
+        if (rc == 0)
+            rc = ingest(dir, CAIRN_SYNC_ALWAYS, 1, er->ingest_points / 4,
+                        &va[r]);
+    }
+    int nr = runs < 16 ? runs : 16;
+    er->ingest1_none = bench_median(v1, (size_t)nr);
+    er->ingest100_none = bench_median(v100, (size_t)nr);
+    er->ingest1_always = bench_median(va, (size_t)nr);
+    /* One day of 10-second points, then the queries. */
+    cairn_options o;
+    cairn_options_init(&o);
+    o.sync_mode = CAIRN_SYNC_NONE;
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cairn_db *db = NULL;
+    if (rc == 0 && (system(cmd) != 0 || cairn_open(dir, &o, &db) != 0))
+        rc = -1;
+    er->day_points = 8640;
+    const int64_t t0 = 1700000000000LL;
+    if (rc == 0)
+        rc = cairn_ts_create(db, "day", 3, NULL);
+    double v = 100;
+    uint64_t st = cfg->seed | 1;
+    for (size_t i = 0; rc == 0 && i < er->day_points; i++) {
+        v += (double)(int)(sm64(&st) % 21) - 10.0;
+        rc = cairn_ts_add(db, "day", 3, t0 + (int64_t)i * 10000, v);
+    }
+    enum { Q = 201 };
+    static double raw[Q], avg[Q];
+    for (int k = 0; k < Q && rc == 0; k++) {
+        cairn_ts_point *p = NULL;
+        size_t n = 0;
+        double a = bench_now();
+        rc = cairn_ts_range(db, "day", 3, t0, t0 + 86400000LL - 1, &p, &n);
+        raw[k] = (bench_now() - a) * 1e3;
+        if (rc == 0 && n != er->day_points)
+            rc = -1;
+        cairn_free(p);
+        cairn_ts_query q = {0};
+        q.from = t0;
+        q.to = t0 + 86400000LL - 1;
+        q.agg = CAIRN_TS_AGG_AVG;
+        q.bucket = 60000;
+        q.align_kind = CAIRN_TS_ALIGN_START; /* buckets from the day's start */
+        a = bench_now();
+        if (rc == 0)
+            rc = cairn_ts_query_range(db, "day", 3, &q, &p, &n);
+        avg[k] = (bench_now() - a) * 1e3;
+        if (rc == 0 && n != 1440)
+            rc = -1;
+        cairn_free(p);
+    }
+    er->raw_day_ms = bench_median(raw, Q);
+    er->avg1m_day_ms = bench_median(avg, Q);
+    if (db && cairn_close(db) != 0)
+        rc = -1;
+    if (system(cmd) != 0)
+        rc = -1;
+    er->measured = rc == 0;
+    if (rc)
+        fprintf(stderr, "cairn-bench ts: engine: %s\n",
+                rc < 0 && rc != -1 ? cairn_strerror(rc) : "setup failed");
+    return rc;
+}
+
+static void print_engine_human(FILE *f, const engine_result *er)
+{
+    char r1[16], r2[16], r3[16];
+    fprintf(f, "\nthe engine (embedded, batches of 1,000 points, %zu "
+               "points per run; medians):\n",
+            er->ingest_points);
+    fprintf(f, "  ingest, one series, sync none:   %s points/s (target: 2M)\n",
+            bench_fmt_rate(er->ingest1_none, r1, sizeof r1));
+    fprintf(f, "  ingest, 100 series, sync none:   %s points/s\n",
+            bench_fmt_rate(er->ingest100_none, r2, sizeof r2));
+    fprintf(f, "  ingest, one series, sync always: %s points/s\n",
+            bench_fmt_rate(er->ingest1_always, r3, sizeof r3));
+    fprintf(f, "  one day of 10-second points (%zu): raw range %.3f ms, "
+               "1-minute avg %.3f ms (target: < 1 ms)\n",
+            er->day_points, er->raw_day_ms, er->avg1m_day_ms);
+}
+
+static void print_engine_json(FILE *f, const engine_result *er)
+{
+    fprintf(f, ",\"engine\":{\"measured\":%s", er->measured ? "true" : "false");
+    if (er->measured)
+        fprintf(f,
+                ",\"ingest_points\":%zu"
+                ",\"ingest_one_series_sync_none_pps\":%.0f"
+                ",\"ingest_100_series_sync_none_pps\":%.0f"
+                ",\"ingest_one_series_sync_always_pps\":%.0f"
+                ",\"day_points\":%zu,\"raw_day_ms\":%.4f"
+                ",\"avg_1m_day_ms\":%.4f",
+                er->ingest_points, er->ingest1_none, er->ingest100_none,
+                er->ingest1_always, er->day_points, er->raw_day_ms,
+                er->avg1m_day_ms);
+    fputc('}', f);
+}
+
 static void print_json(FILE *f, const ts_cfg *cfg, const set_result *res,
-                       double elapsed)
+                       const engine_result *er, double elapsed)
 {
     fputs("{\"benchmark\":\"ts\",\"cairn_version\":", f);
     json_str(f, cairn_version_string());
     fprintf(f,
-            ",\"parts\":[\"codec\"],\"quick\":%s,\"runs\":%d,\"seed\":%" PRIu64
+"%s,\"quick\":%s,\"runs\":%d,\"seed\":%" PRIu64
             ",\"chunk_size\":%zu,\"seal_zstd_level\":%d,\"codec\":{\"sets\":[",
+            cfg->parts[PART_CODEC] && cfg->parts[PART_ENGINE]
+                ? ",\"parts\":[\"codec\",\"engine\"]"
+                : cfg->parts[PART_CODEC] ? ",\"parts\":[\"codec\"]"
+                                         : ",\"parts\":[\"engine\"]",
             cfg->quick ? "true" : "false", cfg->runs, cfg->seed,
             cfg->chunk_size, TS_SEAL_LEVEL);
     bool firstset = true;
@@ -881,7 +1079,10 @@ static void print_json(FILE *f, const ts_cfg *cfg, const set_result *res,
     json_num(f, v.known ? v.zstd19 : NAN);
     fputs(",\"sealed_pass\":", f);
     json_bool_or_null(f, v.known, v.sealed_pass);
-    fputs("}},\"elapsed_seconds\":", f);
+    fputs("}}", f);
+    if (cfg->parts[PART_ENGINE])
+        print_engine_json(f, er);
+    fputs(",\"elapsed_seconds\":", f);
     json_num(f, elapsed);
     fputs("}\n", f);
 }
@@ -979,22 +1180,6 @@ static void print_human(FILE *f, const ts_cfg *cfg, const set_result *res,
     fprintf(f, "elapsed %.1f s\n", elapsed);
 }
 
-/* ---------- parts ---------- */
-
-typedef struct ts_part {
-    const char *name;
-    const char *summary;
-} ts_part;
-
-/* The parts of the benchmark; only codec exists so far. Ingest (through
- * the engine and the server) and query latency join as rows once the
- * series layer exists. */
-static const ts_part PARTS[] = {
-    {"codec", "chunk sizes (live, sealed, uncompressed) next to zstd, codec "
-              "speed"},
-};
-#define NPARTS (sizeof PARTS / sizeof PARTS[0])
-
 /* ---------- the command ---------- */
 
 static void usage(FILE *f)
@@ -1072,6 +1257,8 @@ int cairn_bench_ts_main(int argc, char **argv)
                   .seed = 1};
     for (int i = 0; i < NSETS; i++)
         cfg.sets[i] = true;
+    for (size_t k = 0; k < NPARTS; k++)
+        cfg.parts[k] = true;
     int runs = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1124,10 +1311,9 @@ int cairn_bench_ts_main(int argc, char **argv)
             i++;
         } else if (strcmp(a, "--parts") == 0) {
             const char *names[NPARTS];
-            bool sel[NPARTS];
             for (size_t k = 0; k < NPARTS; k++)
                 names[k] = PARTS[k].name;
-            if (!v || !parse_names(v, names, NPARTS, sel)) {
+            if (!v || !parse_names(v, names, NPARTS, cfg.parts)) {
                 fprintf(stderr, "ts: --parts needs a comma-separated list "
                                 "of:");
                 for (size_t k = 0; k < NPARTS; k++)
@@ -1148,10 +1334,15 @@ int cairn_bench_ts_main(int argc, char **argv)
     cfg.gen_series = cfg.quick ? 20 : 100;
     cfg.gen_points = cfg.quick ? 2000 : 10000;
 
+    if (!cfg.parts[PART_CODEC])
+        for (int i = 0; i < NSETS; i++)
+            cfg.sets[i] = false;
     double t0 = bench_now();
     set_result res[NSETS];
     memset(res, 0, sizeof res);
     int status = EXIT_OK;
+    engine_result er;
+    memset(&er, 0, sizeof er);
     for (int i = 0; i < NSETS && status == EXIT_OK; i++) {
         set_result *r = &res[i];
         r->set.name = SET_NAMES[i];
@@ -1183,16 +1374,25 @@ int cairn_bench_ts_main(int argc, char **argv)
         if (rc != 0)
             status = EXIT_ERROR;
     }
+    if (status == EXIT_OK && cfg.parts[PART_ENGINE] &&
+        measure_engine(&cfg, &er) != 0) {
+        fprintf(stderr, "cairn-bench ts: the engine part failed\n");
+        status = EXIT_ERROR;
+    }
     double elapsed = bench_now() - t0;
     size_t bad = 0;
     for (int i = 0; i < NSETS; i++)
         bad += res[i].mismatches;
     if (status == EXIT_OK) {
         /* mismatches too: the figures are printed, then the failure */
-        if (cfg.json)
-            print_json(stdout, &cfg, res, elapsed);
-        else
-            print_human(stdout, &cfg, res, elapsed);
+        if (cfg.json) {
+            print_json(stdout, &cfg, res, &er, elapsed);
+        } else {
+            if (cfg.parts[PART_CODEC])
+                print_human(stdout, &cfg, res, elapsed);
+            if (er.measured)
+                print_engine_human(stdout, &er);
+        }
         if (fflush(stdout) != 0 || ferror(stdout)) {
             fprintf(stderr, "cairn-bench ts: cannot write the results: %s\n",
                     strerror(errno));
