@@ -116,6 +116,20 @@ static void log_key(uint8_t k[17], uint64_t id, uint64_t seq)
     put_be64(k + 9, seq);
 }
 
+/* An iterator over the keys of one kind (KEY_CHUNK, KEY_LOG) of series
+ * id, in key order: through txn when given (its own writes shown). */
+static int series_iter(cairn_db *db, cairn_txn *txn, uint8_t kind,
+                       uint64_t id, cairn_iter **it)
+{
+    uint8_t pre[9];
+    pre[0] = kind;
+    put_be64(pre + 1, id);
+    cairn_iter_options io = {0};
+    io.prefix = pre; /* copied */
+    io.prefix_len = 9;
+    return txn ? cairn_txn_iter(txn, &io, it) : cairn_iter_new(db, &io, it);
+}
+
 static uint8_t *data_key(const void *name, size_t nlen, size_t *klen)
 {
     uint8_t *k = malloc(nlen + 1);
@@ -368,21 +382,10 @@ static int apply_policy(cairn_ts_dup_policy p, double old, double v,
 static int chunk_at(cairn_db *db, cairn_txn *txn, uint64_t id, int64_t ts,
                     bool *found, int64_t *first, uint8_t **val, size_t *vlen)
 {
-    uint8_t lo[17], hi[17], at[17];
-    chunk_key(lo, id, INT64_MIN);
-    lo[0] = KEY_CHUNK;
-    put_be64(hi, 0);
-    hi[0] = KEY_CHUNK;
-    put_be64(hi + 1, id + 1); /* every chunk of id sorts below */
-    memset(hi + 9, 0, 8);
+    uint8_t at[17];
     chunk_key(at, id, ts);
-    cairn_iter_options io = {0};
-    io.lower = lo;
-    io.lower_len = 17;
-    io.upper = hi;
-    io.upper_len = 17;
     cairn_iter *it = NULL;
-    int rc = txn ? cairn_txn_iter(txn, &io, &it) : cairn_iter_new(db, &io, &it);
+    int rc = series_iter(db, txn, KEY_CHUNK, id, &it);
     if (rc)
         return rc;
     cairn_iter_seek_for_prev(it, at, 17);
@@ -465,18 +468,10 @@ static int series_load(cairn_db *db, const void *name, size_t nlen,
     free(c);
 
     /* The point log, in seq order. */
-    uint8_t lo[17], hi[17];
-    log_key(lo, se->id, 0);
-    log_key(hi, se->id, UINT64_MAX);
-    cairn_iter_options io = {0};
-    io.lower = lo;
-    io.lower_len = 17;
-    io.upper = hi;
-    io.upper_len = 17;
     cairn_iter *it = NULL;
     bool first_rec = true;
     if (rc == 0)
-        rc = cairn_iter_new(db, &io, &it);
+        rc = series_iter(db, NULL, KEY_LOG, se->id, &it);
     if (rc == 0) {
         for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
              cairn_iter_next(it)) {
@@ -673,14 +668,8 @@ int cairn_ts_delete(cairn_db *db, const void *key, size_t klen)
     free(dk);
     /* Every chunk and log record of the series. */
     for (int prefix = KEY_CHUNK; rc == 0 && prefix <= KEY_LOG; prefix++) {
-        uint8_t lo[9];
-        lo[0] = (uint8_t)prefix;
-        put_be64(lo + 1, se->id);
-        cairn_iter_options io = {0};
-        io.prefix = lo;
-        io.prefix_len = 9;
         cairn_iter *it = NULL;
-        rc = cairn_txn_iter(t, &io, &it);
+        rc = series_iter(db, t, (uint8_t)prefix, se->id, &it);
         for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
              cairn_iter_next(it)) {
             size_t kl = 0;
@@ -802,14 +791,8 @@ static int drop_old_chunks(cairn_txn *t, ts_series *se)
 {
     if (!se->opt.retention_ms || !se->has_points)
         return 0;
-    uint8_t pre[9];
-    pre[0] = KEY_CHUNK;
-    put_be64(pre + 1, se->id);
-    cairn_iter_options io = {0};
-    io.prefix = pre;
-    io.prefix_len = 9;
     cairn_iter *it = NULL;
-    int rc = cairn_txn_iter(t, &io, &it);
+    int rc = series_iter(NULL, t, KEY_CHUNK, se->id, &it);
     if (rc)
         return rc;
     for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
@@ -1179,20 +1162,14 @@ static int series_points(cairn_db *db, ts_series *se, int64_t from,
         bool found = false;
         int64_t first = 0;
         rc = chunk_at(db, NULL, se->id, from, &found, &first, NULL, NULL);
-        uint8_t lo[17], hi[9];
+        uint8_t lo[17];
         chunk_key(lo, se->id, found ? first : INT64_MIN);
-        hi[0] = KEY_CHUNK;
-        put_be64(hi + 1, se->id + 1);
-        cairn_iter_options io = {0};
-        io.lower = lo;
-        io.lower_len = 17;
-        io.upper = hi;
-        io.upper_len = 9;
         cairn_iter *it = NULL;
         if (rc == 0)
-            rc = cairn_iter_new(db, &io, &it);
-        for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
-             cairn_iter_next(it)) {
+            rc = series_iter(db, NULL, KEY_CHUNK, se->id, &it);
+        if (rc == 0)
+            cairn_iter_seek(it, lo, 17); /* the chunk holding from */
+        for (; rc == 0 && cairn_iter_valid(it); cairn_iter_next(it)) {
             size_t kl = 0, cl = 0;
             const uint8_t *k = cairn_iter_key(it, &kl);
             const uint8_t *c = cairn_iter_value(it, &cl);
@@ -1246,18 +1223,10 @@ static int series_neighbour(cairn_db *db, ts_series *se, int64_t ts, int dir,
             return 0;
     }
     if (se->has_sealed && (dir < 0 || ts < se->sealed_last)) {
-        uint8_t lo[17], hi[9], at[17];
-        chunk_key(lo, se->id, INT64_MIN);
-        hi[0] = KEY_CHUNK;
-        put_be64(hi + 1, se->id + 1);
+        uint8_t at[17];
         chunk_key(at, se->id, dir < 0 ? ts - 1 : ts);
-        cairn_iter_options io = {0};
-        io.lower = lo;
-        io.lower_len = 17;
-        io.upper = hi;
-        io.upper_len = 9;
         cairn_iter *it = NULL;
-        int rc = cairn_iter_new(db, &io, &it);
+        int rc = series_iter(db, NULL, KEY_CHUNK, se->id, &it);
         if (rc)
             return rc;
         cairn_iter_seek_for_prev(it, at, 17);
