@@ -419,7 +419,7 @@ typedef struct damage {
     bool truncated;
     uint64_t flips[8];  /* flipped bit offsets (byte * 8 + bit) */
     int nflips;
-    char what[96];      /* description for messages */
+    char what[192];      /* description for messages */
 } damage;
 
 static cairn_env *image_env(const damage *d)
