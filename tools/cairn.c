@@ -15,6 +15,7 @@
  *                     space amplification, WAL size (text or --json)
  *   cairn compact     open the database and merge every sorted file down
  *                     into its deepest level (cairn_compact)
+ *   cairn debug mkseries   hidden test helper: create a time series
  *   cairn debug mkfixture  hidden test helper: write a small database
  *                     directory (sorted files in L0 and L1, a manifest, a
  *                     WAL) for the integration tests
@@ -133,6 +134,7 @@ static int cmd_check(const char *path, int argc, char **argv);
 static int cmd_stats(const char *path, int argc, char **argv);
 static int cmd_compact(const char *path, int argc, char **argv);
 static int cmd_debug_mkfixture(const char *path, int argc, char **argv);
+static int cmd_debug_mkseries(const char *path, int argc, char **argv);
 
 static const command commands[] = {
     {"wal dump", "DIR [--from LSN] [--limit N] [--hex N]",
@@ -222,6 +224,12 @@ static const command commands[] = {
      "    --wrong-meta: record a wrong entry count for the first L1 file.\n"
      "    For tests.\n",
      cmd_debug_mkfixture, true, true},
+    {"debug mkseries", "DIR NAME [--points N]",
+     "create time series NAME in the database in DIR, with N points",
+     "    Opens (or creates) the database, creates the series (1-second\n"
+     "    points from 0 ms, values 0, 1, 2, ...; default 100) and closes.\n"
+     "    For tests, until the server has TS.CREATE.\n",
+     cmd_debug_mkseries, true, true},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -2549,4 +2557,35 @@ static int cmd_compact(const char *path, int argc, char **argv)
     print_levels("after", &after);
     printf("compacted %s in %.1f s\n", dir, now_seconds() - t0);
     return EXIT_SOUND;
+}
+
+static int cmd_debug_mkseries(const char *path, int argc, char **argv)
+{
+    const command *c = find_command(path);
+    uint64_t points = 100;
+    opt_def defs[] = {{"--points", OPT_U64, &points, false}};
+    const char *args[2] = {NULL, NULL};
+    int st = parse_args(c, argc, argv, defs, 1, args, 2);
+    if (st >= 0)
+        return st;
+    if (points > 10000000)
+        return usage_error(path, "--points: at most 10000000");
+    cairn_db *db = NULL;
+    int rc = cairn_open(args[0], NULL, &db);
+    if (rc == 0)
+        rc = cairn_ts_create(db, args[1], strlen(args[1]), NULL);
+    for (uint64_t i = 0; rc == 0 && i < points; i++)
+        rc = cairn_ts_add(db, args[1], strlen(args[1]), (int64_t)i * 1000,
+                          (double)i);
+    if (db) {
+        int crc = cairn_close(db);
+        if (rc == 0)
+            rc = crc;
+    }
+    if (rc != 0) {
+        errorf(path, "%s: %s", args[0], cairn_strerror(rc));
+        return EXIT_TROUBLE;
+    }
+    printf("series %s: %" PRIu64 " points\n", args[1], points);
+    return finish_stdout(path, EXIT_SOUND);
 }

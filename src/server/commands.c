@@ -1052,6 +1052,8 @@ static void c_type(cmd_ctx *x)
         cairn_resp_simple(x->out, "none");
     else if (r.type == KS_TYPE_STRING)
         cairn_resp_simple(x->out, "string");
+    else if (r.type == KS_TYPE_TS)
+        cairn_resp_simple(x->out, "TSDB-TYPE"); /* as RedisTimeSeries */
     else
         cairn_resp_simple(x->out, "unknown");
     ks_rec_free(&r);

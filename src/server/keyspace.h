@@ -22,6 +22,7 @@
 #define KS_EXPIRY 0x02
 
 #define KS_TYPE_STRING 1
+#define KS_TYPE_TS 2 /* a time series (docs/format/ts.md) */
 #define KS_FLAG_EXPIRY 0x01
 
 /* A data key (0x01 | key) built in a small inline buffer or on the heap. */

@@ -12,7 +12,7 @@ import time
 
 import redis
 
-from server_util import Server, run_tests
+from server_util import BUILD, Server, run_tests
 
 
 def client(srv, **kw):
@@ -452,6 +452,33 @@ def t_restart_and_kill9():
         s.start()
         c = client(s)
         assert all(c.get("q%d" % i) == ("w%d" % i).encode() for i in range(500))
+    finally:
+        s.stop()
+        s.cleanup()
+
+
+def t_time_series_key():
+    """A series (made through the library until TS.CREATE exists) is a key
+    of type TSDB-TYPE: EXISTS sees it, string commands get WRONGTYPE, and
+    it survives a restart."""
+    s = Server()
+    cli = os.path.join(BUILD, "cairn")
+    out = subprocess.run([cli, "debug", "mkseries",
+                          os.path.join(s.dir, "data"), "temp:1",
+                          "--points", "50"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    s.start()
+    try:
+        c = client(s)
+        assert c.type("temp:1") == b"TSDB-TYPE"
+        assert c.exists("temp:1") == 1
+        expect_error(lambda: c.get("temp:1"), "WRONGTYPE")
+        expect_error(lambda: c.append("temp:1", "x"), "WRONGTYPE")
+        assert c.set("plain", "v") and c.type("plain") == b"string"
+        s.stop()
+        s.start()
+        c = client(s)
+        assert c.type("temp:1") == b"TSDB-TYPE"
     finally:
         s.stop()
         s.cleanup()
