@@ -441,6 +441,16 @@ typedef enum {
     CAIRN_TS_DUP_SUM = 5,
 } cairn_ts_dup_policy;
 
+/* A byte string (not NUL-terminated) and a label: name=value. */
+typedef struct cairn_ts_str {
+    const char *p;
+    size_t len;
+} cairn_ts_str;
+
+typedef struct cairn_ts_label {
+    cairn_ts_str name, value;
+} cairn_ts_label;
+
 typedef struct cairn_ts_options {
     uint64_t retention_ms;  /* 0: keep every point. Otherwise points older
                                than the newest timestamp - retention are
@@ -450,6 +460,11 @@ typedef struct cairn_ts_options {
                                (64 .. 1 MiB) */
     cairn_ts_dup_policy duplicate_policy; /* CAIRN_TS_DUP_BLOCK */
     bool uncompressed;      /* false: compressed chunks */
+    /* Labels (name=value, distinct names; docs/format/ts.md says which
+     * bytes they may hold): FILTER expressions select series by them.
+     * Copied. */
+    const cairn_ts_label *labels;
+    size_t nlabels;
 } cairn_ts_options;
 
 void cairn_ts_options_init(cairn_ts_options *o);
@@ -553,6 +568,21 @@ int cairn_ts_query_range(cairn_db *db, const void *key, size_t klen,
 /* An aggregator by its RedisTimeSeries name ("avg", "std.p", "twa", ...;
  * any case): its value, or CAIRN_EINVAL. */
 int cairn_ts_aggregator_from_name(const char *name, size_t len);
+
+/* The series whose labels match every FILTER expression (RedisTimeSeries'
+ * grammar: l=v, l!=v, l=, l!=, l=(a,b), l!=(a,b); at least one of l=v or
+ * l=(...)). *keys is a malloc'ed array of *n keys in key order, each a
+ * malloc'ed copy: free with cairn_ts_keys_free. CAIRN_EINVAL with a message
+ * in err (may be NULL) for a bad filter. */
+int cairn_ts_query_index(cairn_db *db, const char *const *exprs,
+                         const size_t *lens, size_t nexprs, cairn_ts_str **keys,
+                         size_t *n, char *err, size_t errlen);
+void cairn_ts_keys_free(cairn_ts_str *keys, size_t n);
+
+/* A series' labels (*labels: malloc'ed, one block with their bytes; free
+ * with cairn_free). */
+int cairn_ts_get_labels(cairn_db *db, const void *key, size_t klen,
+                        cairn_ts_label **labels, size_t *n);
 
 /* Delete a series and all its points. */
 int cairn_ts_delete(cairn_db *db, const void *key, size_t klen);

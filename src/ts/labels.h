@@ -49,19 +49,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cairn.h"
+
 #define CAIRN_TS_LABEL_MAX_LEN 65535u /* bytes of a name or a value */
 #define CAIRN_TS_LABELS_MAX 65535u    /* labels of one series */
 #define CAIRN_TS_LABELS_VERSION 1u    /* first byte of the encoding */
 
 /* A name or value: bytes, not NUL-terminated in caller input. */
-typedef struct cairn_ts_str {
-    const char *p;
-    size_t len;
-} cairn_ts_str;
-
-typedef struct cairn_ts_label {
-    cairn_ts_str name, value;
-} cairn_ts_label;
+/* cairn_ts_str and cairn_ts_label are in cairn.h. */
 
 /* Read-only for callers: n labels in v[], sorted by name. */
 typedef struct cairn_ts_labels {

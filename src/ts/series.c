@@ -34,6 +34,7 @@
 #include "cairn.h"
 #include "db/db_internal.h"
 #include "ts/chunk.h"
+#include "ts/labels.h"
 #include "ts/query.h"
 #include "ts/series.h"
 #include "util/coding.h"
@@ -43,6 +44,7 @@
 #define KEY_CHUNK 0x03
 #define KEY_LOG 0x04
 #define KEY_NEXT_ID 0x05
+#define KEY_REGISTRY 0x06 /* 0x06|id -> name: every series, for filters */
 #define SERIES_VERSION 1
 
 typedef struct ts_series {
@@ -50,7 +52,8 @@ typedef struct ts_series {
     uint8_t *name;
     size_t nlen;
     uint64_t id;
-    cairn_ts_options opt;
+    cairn_ts_options opt;     /* opt.labels unused: see labels */
+    cairn_ts_labels *labels; /* NULL: none */
     pthread_mutex_t mu;
     atomic_bool dead;        /* deleted: callers must look it up again */
     cairn_ts_point *open;    /* the open part: sorted, unique */
@@ -64,8 +67,20 @@ typedef struct ts_series {
     bool has_points;
 } ts_series;
 
+typedef struct ix_name {
+    uint64_t id;
+    uint8_t *name;
+    size_t nlen;
+} ix_name;
+
 struct cairn_ts_store {
     pthread_mutex_t mu;
+    /* The label index over every series, loaded on the first filter
+     * query from the registry (0x06 keys), kept up to date after. */
+    cairn_ts_index *ix;
+    bool ix_loaded;
+    ix_name *names; /* by id, ascending */
+    size_t nnames, capnames;
     ts_series **slots;
     size_t nslots, count;
     ts_series *dead; /* deleted series, freed with the store: a caller may
@@ -144,15 +159,21 @@ static uint8_t *data_key(const void *name, size_t nlen, size_t *klen)
 
 /* ---- the series record ---- */
 
+/* The value record of a series: header (type, flags), then the series
+ * record with its labels (lab may be NULL: none) and no rules yet. */
 static uint8_t *encode_record(uint64_t id, const cairn_ts_options *o,
-                              size_t *len)
+                              const cairn_ts_labels *lab, size_t *len)
 {
-    /* value record header (type, flags), then the series record with no
-     * labels and no rules yet */
-    size_t n = 2 + 27 + 4;
-    uint8_t *b = calloc(1, n);
-    if (!b)
+    uint8_t *lb = NULL;
+    size_t ll = 0;
+    if (lab && lab->n && cairn_ts_labels_encode(lab, &lb, &ll) != 0)
         return NULL;
+    size_t n = 2 + 27 + ll + 4;
+    uint8_t *b = calloc(1, n);
+    if (!b) {
+        free(lb);
+        return NULL;
+    }
     b[0] = REC_TYPE_TS;
     b[1] = 0;
     uint8_t *p = b + 2;
@@ -162,17 +183,22 @@ static uint8_t *encode_record(uint64_t id, const cairn_ts_options *o,
     cairn_put_u32(p + 17, o->chunk_size);
     p[21] = (uint8_t)o->duplicate_policy;
     p[22] = o->uncompressed ? 1 : 2;
-    cairn_put_u32(p + 23, 0); /* labels */
-    cairn_put_u32(p + 27, 0); /* rules */
+    cairn_put_u32(p + 23, (uint32_t)ll);
+    if (ll)
+        memcpy(p + 27, lb, ll);
+    cairn_put_u32(p + 27 + ll, 0); /* rules */
+    free(lb);
     *len = n;
     return b;
 }
 
 /* CAIRN_ENOTSUP when the value is not a series, CAIRN_ECORRUPT when it is
- * one but damaged. */
+ * one but damaged. lab (may be NULL) receives the labels (NULL: none). */
 static int decode_record(const uint8_t *b, size_t len, uint64_t *id,
-                         cairn_ts_options *o)
+                         cairn_ts_options *o, cairn_ts_labels **lab)
 {
+    if (lab)
+        *lab = NULL;
     if (len < 2 || b[0] != REC_TYPE_TS)
         return CAIRN_ENOTSUP;
     size_t off = 2;
@@ -194,6 +220,14 @@ static int decode_record(const uint8_t *b, size_t len, uint64_t *id,
         return CAIRN_ECORRUPT;
     o->duplicate_policy = (cairn_ts_dup_policy)p[21];
     o->uncompressed = p[22] == 1;
+    uint32_t ll = cairn_get_u32(p + 23);
+    if (ll > len - off - 27 - 4)
+        return CAIRN_ECORRUPT;
+    if (ll && lab) {
+        int rc = cairn_ts_labels_decode(p + 27, ll, lab);
+        if (rc)
+            return rc;
+    }
     return 0;
 }
 
@@ -235,6 +269,7 @@ static void series_free(ts_series *se)
     if (!se)
         return;
     cairn_ts_enc_free(&se->enc);
+    cairn_ts_labels_free(se->labels);
     free(se->open);
     free(se->name);
     pthread_mutex_destroy(&se->mu);
@@ -254,6 +289,10 @@ void cairn_ts_store_free(cairn_ts_store *s)
         nx = se->next;
         series_free(se);
     }
+    cairn_ts_index_free(s->ix);
+    for (size_t i = 0; i < s->nnames; i++)
+        free(s->names[i].name);
+    free(s->names);
     free(s->slots);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -434,7 +473,7 @@ static int series_load(cairn_db *db, const void *name, size_t nlen,
         return CAIRN_ENOMEM;
     }
     pthread_mutex_init(&se->mu, NULL);
-    rc = decode_record(v, vl, &se->id, &se->opt);
+    rc = decode_record(v, vl, &se->id, &se->opt, &se->labels);
     cairn_free(v);
     se->name = malloc(nlen ? nlen : 1);
     if (rc == 0 && !se->name)
@@ -548,6 +587,13 @@ static int series_lock(cairn_db *db, const void *name, size_t nlen,
     }
 }
 
+/* ---- the label index ---- */
+
+/* Add series id to the index if it is loaded (store.mu not held). */
+static void index_add(cairn_db *db, uint64_t id, const void *name,
+                      size_t nlen, const cairn_ts_labels *lab);
+static void index_remove(cairn_db *db, uint64_t id);
+
 /* ---- create, delete ---- */
 
 /* Drop the table's entry for name, if any (it moves to the dead list). */
@@ -579,13 +625,20 @@ int cairn_ts_create(cairn_db *db, const void *key, size_t klen,
     else
         cairn_ts_options_init(&o);
     if (!db || (!key && klen) || o.chunk_size < 64 ||
-        o.chunk_size > (1u << 20) || o.duplicate_policy > CAIRN_TS_DUP_SUM)
+        o.chunk_size > (1u << 20) || o.duplicate_policy > CAIRN_TS_DUP_SUM ||
+        (!o.labels && o.nlabels))
         return CAIRN_EINVAL;
+    cairn_ts_labels *lab = NULL;
+    int rc = cairn_ts_labels_new(o.labels, o.nlabels, &lab);
+    if (rc)
+        return rc;
     size_t dkl;
     uint8_t *dk = data_key(key, klen, &dkl);
-    if (!dk)
+    if (!dk) {
+        cairn_ts_labels_free(lab);
         return CAIRN_ENOMEM;
-    int rc;
+    }
+    uint64_t id = 0;
     for (int attempt = 0;; attempt++) {
         cairn_txn *t = NULL;
         rc = cairn_txn_begin(db, NULL, &t);
@@ -607,7 +660,7 @@ int cairn_ts_create(cairn_db *db, const void *key, size_t klen,
         /* The next id: a counter every create writes (two creates
          * conflict on it, and the loser retries). */
         static const uint8_t nk[1] = {KEY_NEXT_ID};
-        uint64_t id = 1;
+        id = 1;
         rc = cairn_txn_get(t, nk, 1, &v, &vl);
         if (rc == 0) {
             if (vl == 8)
@@ -621,13 +674,18 @@ int cairn_ts_create(cairn_db *db, const void *key, size_t klen,
         uint8_t idv[8];
         cairn_put_u64(idv, id + 1);
         size_t rl = 0;
-        uint8_t *rec = rc ? NULL : encode_record(id, &o, &rl);
+        uint8_t *rec = rc ? NULL : encode_record(id, &o, lab, &rl);
         if (rc == 0 && !rec)
             rc = CAIRN_ENOMEM;
         if (rc == 0)
             rc = cairn_txn_put(t, nk, 1, idv, 8);
         if (rc == 0)
             rc = cairn_txn_put(t, dk, dkl, rec, rl);
+        uint8_t rk[9];
+        rk[0] = KEY_REGISTRY;
+        put_be64(rk + 1, id);
+        if (rc == 0)
+            rc = cairn_txn_put(t, rk, 9, key, klen);
         free(rec);
         if (rc) {
             cairn_txn_abort(t);
@@ -643,9 +701,12 @@ int cairn_ts_create(cairn_db *db, const void *key, size_t klen,
         nanosleep(&ts, NULL);
     }
     free(dk);
-    if (rc == 0)
+    if (rc == 0) {
         forget(db, key, klen); /* a stale entry of a key deleted behind
                                   this layer's back (not through it) */
+        index_add(db, id, key, klen, lab);
+    }
+    cairn_ts_labels_free(lab);
     return rc;
 }
 
@@ -666,6 +727,11 @@ int cairn_ts_delete(cairn_db *db, const void *key, size_t klen)
     if (rc == 0)
         rc = cairn_txn_delete(t, dk, dkl);
     free(dk);
+    uint8_t rk[9];
+    rk[0] = KEY_REGISTRY;
+    put_be64(rk + 1, se->id);
+    if (rc == 0)
+        rc = cairn_txn_delete(t, rk, 9);
     /* Every chunk and log record of the series. */
     for (int prefix = KEY_CHUNK; rc == 0 && prefix <= KEY_LOG; prefix++) {
         cairn_iter *it = NULL;
@@ -687,6 +753,7 @@ int cairn_ts_delete(cairn_db *db, const void *key, size_t klen)
     }
     if (rc == 0) {
         cairn_ts_store *s = db->ts;
+        index_remove(db, se->id);
         atomic_store(&se->dead, true);
         pthread_mutex_unlock(&se->mu);
         pthread_mutex_lock(&s->mu);
@@ -1340,4 +1407,291 @@ int cairn_ts_query_range(cairn_db *db, const void *key, size_t klen,
     pthread_mutex_unlock(&se->mu);
     free(raw);
     return rc;
+}
+
+/* ---- the label index ---- */
+
+static cairn_ts_labels *empty_labels(void)
+{
+    cairn_ts_labels *l = NULL;
+    return cairn_ts_labels_new(NULL, 0, &l) == 0 ? l : NULL;
+}
+
+/* Under store.mu: record (id, name, labels). 0, or CAIRN_ENOMEM. */
+static int ix_put(cairn_ts_store *s, uint64_t id, const void *name,
+                  size_t nlen, const cairn_ts_labels *lab)
+{
+    cairn_ts_labels *none = lab ? NULL : empty_labels();
+    if (!lab && !none)
+        return CAIRN_ENOMEM;
+    int rc = cairn_ts_index_add(s->ix, id, lab ? lab : none);
+    cairn_ts_labels_free(none);
+    if (rc == CAIRN_EEXIST)
+        return 0; /* already there (a loader saw it first) */
+    if (rc)
+        return rc;
+    if (s->nnames == s->capnames) {
+        size_t cap = s->capnames ? s->capnames * 2 : 64;
+        ix_name *nn = realloc(s->names, cap * sizeof *nn);
+        if (!nn) {
+            cairn_ts_index_remove(s->ix, id);
+            return CAIRN_ENOMEM;
+        }
+        s->names = nn;
+        s->capnames = cap;
+    }
+    uint8_t *cp = malloc(nlen ? nlen : 1);
+    if (!cp) {
+        cairn_ts_index_remove(s->ix, id);
+        return CAIRN_ENOMEM;
+    }
+    if (nlen)
+        memcpy(cp, name, nlen);
+    size_t i = s->nnames;
+    while (i > 0 && s->names[i - 1].id > id)
+        i--;
+    memmove(s->names + i + 1, s->names + i,
+            (s->nnames - i) * sizeof *s->names);
+    s->names[i] = (ix_name){id, cp, nlen};
+    s->nnames++;
+    return 0;
+}
+
+static ix_name *ix_find(cairn_ts_store *s, uint64_t id)
+{
+    size_t lo = 0, hi = s->nnames;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->names[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->nnames && s->names[lo].id == id ? &s->names[lo] : NULL;
+}
+
+static void ix_drop(cairn_ts_store *s, uint64_t id)
+{
+    ix_name *e = ix_find(s, id);
+    if (!e)
+        return;
+    (void)cairn_ts_index_remove(s->ix, id);
+    free(e->name);
+    size_t i = (size_t)(e - s->names);
+    memmove(s->names + i, s->names + i + 1,
+            (s->nnames - i - 1) * sizeof *s->names);
+    s->nnames--;
+}
+
+static void index_add(cairn_db *db, uint64_t id, const void *name,
+                      size_t nlen, const cairn_ts_labels *lab)
+{
+    cairn_ts_store *s = store_get(db);
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (s->ix_loaded && ix_put(s, id, name, nlen, lab) != 0)
+        s->ix_loaded = false; /* out of memory: load again when asked */
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void index_remove(cairn_db *db, uint64_t id)
+{
+    cairn_ts_store *s = store_get(db);
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (s->ix_loaded)
+        ix_drop(s, id);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Is series id still name's series? (A key deleted or replaced behind
+ * this layer's back leaves a stale registry entry.) */
+static int registry_live(cairn_db *db, uint64_t id, const void *name,
+                         size_t nlen, cairn_ts_labels **lab)
+{
+    size_t dkl;
+    uint8_t *dk = data_key(name, nlen, &dkl);
+    if (!dk)
+        return CAIRN_ENOMEM;
+    void *v = NULL;
+    size_t vl = 0;
+    int rc = cairn_get(db, dk, dkl, &v, &vl);
+    free(dk);
+    if (rc == CAIRN_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    uint64_t rid = 0;
+    cairn_ts_options o;
+    rc = decode_record(v, vl, &rid, &o, lab);
+    cairn_free(v);
+    if (rc == CAIRN_ENOTSUP)
+        return 0;
+    if (rc)
+        return rc;
+    if (rid != id) {
+        if (lab) {
+            cairn_ts_labels_free(*lab);
+            *lab = NULL;
+        }
+        return 0;
+    }
+    return 1;
+}
+
+/* Under store.mu: read the registry into the index. */
+static int ix_load(cairn_db *db, cairn_ts_store *s)
+{
+    if (s->ix_loaded)
+        return 0;
+    cairn_ts_index_free(s->ix);
+    for (size_t i = 0; i < s->nnames; i++)
+        free(s->names[i].name);
+    s->nnames = 0;
+    s->ix = NULL;
+    int rc = cairn_ts_index_new(&s->ix);
+    const uint8_t pre = KEY_REGISTRY;
+    cairn_iter_options io = {0};
+    io.prefix = &pre;
+    io.prefix_len = 1;
+    cairn_iter *it = NULL;
+    if (rc == 0)
+        rc = cairn_iter_new(db, &io, &it);
+    for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
+         cairn_iter_next(it)) {
+        size_t kl = 0, vl = 0;
+        const uint8_t *k = cairn_iter_key(it, &kl);
+        const void *v = cairn_iter_value(it, &vl);
+        if (kl != 9) {
+            rc = CAIRN_ECORRUPT;
+            break;
+        }
+        uint64_t id = get_be64(k + 1);
+        cairn_ts_labels *lab = NULL;
+        int live = registry_live(db, id, v, vl, &lab);
+        if (live < 0)
+            rc = live;
+        else if (live)
+            rc = ix_put(s, id, v, vl, lab);
+        cairn_ts_labels_free(lab);
+    }
+    if (rc == 0 && it)
+        rc = cairn_iter_status(it);
+    cairn_iter_free(it);
+    s->ix_loaded = rc == 0;
+    return rc;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    const cairn_ts_str *x = a, *y = b;
+    return key_cmp(x->p, x->len, y->p, y->len);
+}
+
+void cairn_ts_keys_free(cairn_ts_str *keys, size_t n)
+{
+    for (size_t i = 0; keys && i < n; i++)
+        free((void *)keys[i].p);
+    free(keys);
+}
+
+int cairn_ts_query_index(cairn_db *db, const char *const *exprs,
+                         const size_t *lens, size_t nexprs, cairn_ts_str **keys,
+                         size_t *n, char *err, size_t errlen)
+{
+    if (!db || !keys || !n || (!exprs && nexprs))
+        return CAIRN_EINVAL;
+    *keys = NULL;
+    *n = 0;
+    char e[256] = "";
+    cairn_ts_filter *f = NULL;
+    int rc = cairn_ts_filter_parse(exprs, lens, nexprs, &f, e, sizeof e);
+    if (rc) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", e);
+        return rc;
+    }
+    cairn_ts_store *s = store_get(db);
+    if (!s) {
+        cairn_ts_filter_free(f);
+        return CAIRN_ENOMEM;
+    }
+    pthread_mutex_lock(&s->mu);
+    rc = ix_load(db, s);
+    uint64_t *ids = NULL;
+    size_t nids = 0;
+    if (rc == 0)
+        rc = cairn_ts_index_query(s->ix, f, &ids, &nids);
+    cairn_ts_str *out = rc ? NULL : calloc(nids ? nids : 1, sizeof *out);
+    if (rc == 0 && !out)
+        rc = CAIRN_ENOMEM;
+    size_t m = 0;
+    for (size_t i = 0; rc == 0 && i < nids; i++) {
+        ix_name *e2 = ix_find(s, ids[i]);
+        if (!e2)
+            continue;
+        int live = registry_live(db, e2->id, e2->name, e2->nlen, NULL);
+        if (live < 0) {
+            rc = live;
+        } else if (!live) {
+            ix_drop(s, ids[i]); /* deleted behind this layer's back */
+        } else {
+            char *cp = malloc(e2->nlen ? e2->nlen : 1);
+            if (!cp) {
+                rc = CAIRN_ENOMEM;
+                break;
+            }
+            if (e2->nlen)
+                memcpy(cp, e2->name, e2->nlen);
+            out[m++] = (cairn_ts_str){cp, e2->nlen};
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(ids);
+    cairn_ts_filter_free(f);
+    if (rc) {
+        cairn_ts_keys_free(out, m);
+        return rc;
+    }
+    qsort(out, m, sizeof *out, str_cmp);
+    *keys = out;
+    *n = m;
+    return 0;
+}
+
+int cairn_ts_get_labels(cairn_db *db, const void *key, size_t klen,
+                        cairn_ts_label **labels, size_t *n)
+{
+    if (!db || (!key && klen) || !labels || !n)
+        return CAIRN_EINVAL;
+    *labels = NULL;
+    *n = 0;
+    ts_series *se = NULL;
+    int rc = series_lock(db, key, klen, &se);
+    if (rc)
+        return rc;
+    size_t cnt = se->labels ? se->labels->n : 0, bytes = 0;
+    for (size_t i = 0; i < cnt; i++)
+        bytes += se->labels->v[i].name.len + se->labels->v[i].value.len;
+    cairn_ts_label *out = malloc(cnt * sizeof *out + bytes + 1);
+    if (!out) {
+        pthread_mutex_unlock(&se->mu);
+        return CAIRN_ENOMEM;
+    }
+    char *p = (char *)(out + cnt);
+    for (size_t i = 0; i < cnt; i++) {
+        const cairn_ts_label *l = &se->labels->v[i];
+        memcpy(p, l->name.p, l->name.len);
+        out[i].name = (cairn_ts_str){p, l->name.len};
+        p += l->name.len;
+        memcpy(p, l->value.p, l->value.len);
+        out[i].value = (cairn_ts_str){p, l->value.len};
+        p += l->value.len;
+    }
+    pthread_mutex_unlock(&se->mu);
+    *labels = out;
+    *n = cnt;
+    return 0;
 }

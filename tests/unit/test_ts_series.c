@@ -405,6 +405,113 @@ static void test_query_range(void **state)
     cairn_env_destroy(mem);
 }
 
+#define L(n, v) {{n, sizeof n - 1}, {v, sizeof v - 1}}
+
+static size_t query(cairn_db *db, const char *f1, const char *f2,
+                    char out[][16])
+{
+    const char *ex[2] = {f1, f2};
+    size_t lens[2] = {strlen(f1), f2 ? strlen(f2) : 0};
+    cairn_ts_str *keys = NULL;
+    size_t n = 0;
+    char err[128];
+    int rc = cairn_ts_query_index(db, ex, lens, f2 ? 2 : 1, &keys, &n, err,
+                                  sizeof err);
+    assert_int_equal(rc, 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(keys[i].len < 16);
+        memcpy(out[i], keys[i].p, keys[i].len);
+        out[i][keys[i].len] = 0;
+    }
+    cairn_ts_keys_free(keys, n);
+    return n;
+}
+
+/* Labels are stored with the series; FILTER queries find the series by
+ * them, through creations and deletions, after a reopen (the index is
+ * rebuilt from the registry), and not a series whose key was deleted
+ * behind the series layer's back. */
+static void test_labels_and_filters(void **state)
+{
+    (void)state;
+    cairn_env *mem = cairn_env_mem_new();
+    cairn_options o;
+    db_opts(&o, mem);
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    static const cairn_ts_label l1[] = {L("room", "study"),
+                                        L("type", "temperature")};
+    static const cairn_ts_label l2[] = {L("room", "kitchen"),
+                                        L("type", "temperature")};
+    static const cairn_ts_label l3[] = {L("room", "study"),
+                                        L("type", "humidity")};
+    static const cairn_ts_label bad[] = {L("ro=om", "x")};
+    static const cairn_ts_label dup[] = {L("a", "1"), L("a", "2")};
+    cairn_ts_options to;
+    cairn_ts_options_init(&to);
+    to.labels = bad;
+    to.nlabels = 1;
+    assert_int_equal(cairn_ts_create(db, "x", 1, &to), CAIRN_EINVAL);
+    to.labels = dup;
+    to.nlabels = 2;
+    assert_int_equal(cairn_ts_create(db, "x", 1, &to), CAIRN_EINVAL);
+    to.labels = l1;
+    assert_int_equal(cairn_ts_create(db, "t1", 2, &to), 0);
+    /* the first query loads the index; later creations join it */
+    char got[8][16];
+    assert_int_equal(query(db, "type=temperature", NULL, got), 1);
+    to.labels = l2;
+    assert_int_equal(cairn_ts_create(db, "t2", 2, &to), 0);
+    to.labels = l3;
+    assert_int_equal(cairn_ts_create(db, "h1", 2, &to), 0);
+    to.nlabels = 0;
+    to.labels = NULL;
+    assert_int_equal(cairn_ts_create(db, "bare", 4, &to), 0);
+    assert_int_equal(query(db, "type=temperature", NULL, got), 2);
+    assert_string_equal(got[0], "t1");
+    assert_string_equal(got[1], "t2");
+    assert_int_equal(query(db, "room=study", "type!=temperature", got), 1);
+    assert_string_equal(got[0], "h1");
+    assert_int_equal(query(db, "room=(study,kitchen)", "type=", got), 0);
+    assert_int_equal(query(db, "room=(study,kitchen)", NULL, got), 3);
+    cairn_ts_label *lab = NULL;
+    size_t nl = 0;
+    assert_int_equal(cairn_ts_get_labels(db, "t2", 2, &lab, &nl), 0);
+    assert_int_equal(nl, 2);
+    assert_true(lab[0].name.len == 4 && !memcmp(lab[0].name.p, "room", 4));
+    assert_true(lab[0].value.len == 7 && !memcmp(lab[0].value.p, "kitchen", 7));
+    cairn_free(lab);
+    /* A bad filter. */
+    const char *ex[1] = {"room!=study"};
+    size_t lens[1] = {11};
+    cairn_ts_str *keys = NULL;
+    size_t n = 0;
+    char err[128] = "";
+    assert_int_equal(cairn_ts_query_index(db, ex, lens, 1, &keys, &n, err,
+                                          sizeof err),
+                     CAIRN_EINVAL);
+    assert_true(err[0] != 0);
+    /* Deleted through the layer, and behind its back. */
+    assert_int_equal(cairn_ts_delete(db, "t1", 2), 0);
+    const uint8_t hk[] = {0x01, 'h', '1'};
+    assert_int_equal(cairn_delete(db, hk, 3, NULL), 0);
+    assert_int_equal(query(db, "room=study", NULL, got), 0);
+    assert_int_equal(query(db, "type=temperature", NULL, got), 1);
+    assert_string_equal(got[0], "t2");
+    /* After a reopen, from the registry. */
+    assert_int_equal(cairn_close(db), 0);
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    assert_int_equal(query(db, "type=temperature", NULL, got), 1);
+    assert_string_equal(got[0], "t2");
+    to.labels = l1;
+    to.nlabels = 2;
+    assert_int_equal(cairn_ts_create(db, "h1", 2, &to), 0); /* reused key */
+    assert_int_equal(query(db, "type=temperature", NULL, got), 2);
+    assert_string_equal(got[0], "h1");
+    assert_int_equal(cairn_close(db), 0);
+    cairn_env_destroy(mem);
+}
+
 typedef struct wargs {
     cairn_db *db;
     int id;
@@ -503,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_model_retention),
         cmocka_unit_test(test_failed_write_undone),
         cmocka_unit_test(test_query_range),
+        cmocka_unit_test(test_labels_and_filters),
         cmocka_unit_test(test_concurrent_writers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
