@@ -784,6 +784,14 @@ static bool older_than_retention(const ts_series *se, int64_t ts)
            ts < se->newest;
 }
 
+/* The start of a read from from, after what the retention drops. */
+static int64_t retained_from(const ts_series *se, int64_t from)
+{
+    return older_than_retention(se, from)
+               ? (int64_t)((uint64_t)se->newest - se->opt.retention_ms)
+               : from;
+}
+
 static int point_cmp(const void *a, const void *b)
 {
     const cairn_ts_point *x = a, *y = b;
@@ -1209,12 +1217,7 @@ int cairn_ts_range(cairn_db *db, const void *key, size_t klen, int64_t from,
     int rc = series_lock(db, key, klen, &se);
     if (rc)
         return rc;
-    /* Trim what the retention no longer keeps. */
-    if (se->opt.retention_ms && se->has_points &&
-        (uint64_t)se->newest - (uint64_t)from > se->opt.retention_ms &&
-        from < se->newest)
-        from = (int64_t)((uint64_t)se->newest - se->opt.retention_ms);
-    rc = series_points(db, se, from, to, pts, n);
+    rc = series_points(db, se, retained_from(se, from), to, pts, n);
     pthread_mutex_unlock(&se->mu);
     return rc;
 }
@@ -1384,11 +1387,7 @@ int cairn_ts_query_range(cairn_db *db, const void *key, size_t klen,
     if (rc)
         return rc;
     cairn_ts_query qq = *q;
-    /* What the retention keeps. */
-    if (se->opt.retention_ms && se->has_points &&
-        (uint64_t)se->newest - (uint64_t)qq.from > se->opt.retention_ms &&
-        qq.from < se->newest)
-        qq.from = (int64_t)((uint64_t)se->newest - se->opt.retention_ms);
+    qq.from = retained_from(se, qq.from);
     cairn_ts_point *raw = NULL;
     size_t nraw = 0;
     if (qq.from <= qq.to)
