@@ -465,6 +465,12 @@ typedef struct cairn_ts_options {
      * Copied. */
     const cairn_ts_label *labels;
     size_t nlabels;
+    /* IGNORE (RedisTimeSeries 1.12): with the LAST policy, a point added
+     * in order (ts >= the newest) within ignore_max_time_ms of the newest
+     * and within ignore_max_val of its value is ignored (result
+     * CAIRN_TS_IGNORED). Both 0: off. */
+    uint64_t ignore_max_time_ms;
+    double ignore_max_val;
 } cairn_ts_options;
 
 void cairn_ts_options_init(cairn_ts_options *o);
@@ -556,6 +562,9 @@ typedef struct cairn_ts_query {
     /* A guard: more result points than this is CAIRN_ETOOLARGE (0: none).
      * EMPTY over a long gap with a short bucket can ask for a lot. */
     size_t max_points;
+    /* LATEST: on a series fed by a compaction rule, also report the bucket
+     * still open at the source (computed from the source's points). */
+    bool latest;
 } cairn_ts_query;
 
 /* Run q over series key: the points or buckets (a malloc'ed array: free
@@ -584,8 +593,140 @@ void cairn_ts_keys_free(cairn_ts_str *keys, size_t n);
 int cairn_ts_get_labels(cairn_db *db, const void *key, size_t klen,
                         cairn_ts_label **labels, size_t *n);
 
-/* Delete a series and all its points. */
+/* Delete a series and all its points (and the rules from and to it). */
 int cairn_ts_delete(cairn_db *db, const void *key, size_t klen);
+
+/* ---- time series: the full interface (what cairn-server's TS.* use) ----
+ *
+ * Every call below takes a transaction txn (may be NULL: the call runs and
+ * commits one of its own). With a txn, the call's writes commit or abort
+ * with it, and reads see the txn's own earlier series writes. The series
+ * a txn writes stay locked until it ends: other calls on them wait. A txn
+ * that holds series and needs one more that another caller holds gets
+ * CAIRN_ECONFLICT (abort it and retry: nothing waits in a cycle), as it
+ * does when a series changed after the txn's snapshot was taken.
+ *
+ * Calls that can fail for a reason a user must read take err/errlen (may
+ * be NULL): a message without the "TSDB: " prefix. */
+
+/* A result of cairn_ts_add_many_ex: the point was ignored (IGNORE). */
+#define CAIRN_TS_IGNORED 1
+
+typedef struct cairn_ts_write_opts {
+    cairn_txn *txn;                 /* NULL: commit on its own */
+    const cairn_ts_options *create; /* non-NULL: create a missing series
+                                       with these options (else a missing
+                                       series is CAIRN_ENOTFOUND) */
+    bool has_on_duplicate;          /* ON_DUPLICATE for this write */
+    cairn_ts_dup_policy on_duplicate;
+} cairn_ts_write_opts;
+
+/* cairn_ts_add_many with options (o may be NULL: as cairn_ts_add_many).
+ * results[i]: 0, CAIRN_TS_IGNORED, or an error as for cairn_ts_add. Each
+ * accepted point also feeds the rules of its series (and theirs), in the
+ * same commit. */
+int cairn_ts_add_many_ex(cairn_db *db, const cairn_ts_write_opts *o,
+                         const cairn_ts_sample *samples, size_t n,
+                         int *results);
+
+/* TS.INCRBY (by > 0) / TS.DECRBY (by < 0): a point at ts (has_ts) or at
+ * the wall clock, valued the newest point's value + by (by alone in an
+ * empty series). ts older than the newest: CAIRN_EINVAL with err "timestamp
+ * must be equal to or higher than the maximum existing timestamp". *out:
+ * the point written. */
+int cairn_ts_incrby(cairn_db *db, const cairn_ts_write_opts *o,
+                    const void *key, size_t klen, double by, bool has_ts,
+                    int64_t ts, cairn_ts_point *out, char *err,
+                    size_t errlen);
+
+int cairn_ts_create_ex(cairn_db *db, cairn_txn *txn, const void *key,
+                       size_t klen, const cairn_ts_options *opts);
+int cairn_ts_delete_ex(cairn_db *db, cairn_txn *txn, const void *key,
+                       size_t klen);
+
+/* TS.ALTER: change what is set; the rest stays. */
+typedef struct cairn_ts_alter_opts {
+    bool set_retention;
+    uint64_t retention_ms;
+    bool set_chunk_size;
+    uint32_t chunk_size; /* for chunks sealed from now on */
+    bool set_duplicate_policy;
+    cairn_ts_dup_policy duplicate_policy;
+    bool set_labels; /* replaces every label (nlabels 0: none left) */
+    const cairn_ts_label *labels;
+    size_t nlabels;
+    bool set_ignore;
+    uint64_t ignore_max_time_ms;
+    double ignore_max_val;
+} cairn_ts_alter_opts;
+int cairn_ts_alter(cairn_db *db, cairn_txn *txn, const void *key, size_t klen,
+                   const cairn_ts_alter_opts *a, char *err, size_t errlen);
+
+/* TS.DEL: delete the points with from <= ts <= to; *deleted: how many.
+ * The buckets of rules fed by the series are recomputed. */
+int cairn_ts_del_range(cairn_db *db, cairn_txn *txn, const void *key,
+                       size_t klen, int64_t from, int64_t to,
+                       uint64_t *deleted);
+
+/* cairn_ts_query_range inside txn (q->latest honoured). */
+int cairn_ts_query_range_ex(cairn_db *db, cairn_txn *txn, const void *key,
+                            size_t klen, const cairn_ts_query *q,
+                            cairn_ts_point **pts, size_t *n);
+
+/* TS.GET: the newest point (*found false: the series is empty). latest:
+ * as cairn_ts_query.latest. */
+int cairn_ts_get_last(cairn_db *db, cairn_txn *txn, const void *key,
+                      size_t klen, bool latest, bool *found,
+                      cairn_ts_point *p);
+
+/* Compaction rules: src feeds dst with agg over buckets of bucket_ms
+ * (> 0) aligned to align_ms. A closed bucket (one older than the bucket of
+ * src's newest point) is written to dst in the commit of the point that
+ * closed it; a point added to a closed bucket, or deleted from it,
+ * rewrites that bucket in dst. dst may feed rules of its own; a series has
+ * at most one source. Errors (err says which): CAIRN_ENOTFOUND (either key
+ * missing), CAIRN_ENOTSUP (not a series), CAIRN_EINVAL (same key; dst has
+ * a source already; the rule would close a cycle; bad agg or bucket),
+ * CAIRN_EEXIST (the rule exists). */
+int cairn_ts_create_rule(cairn_db *db, cairn_txn *txn, const void *src,
+                         size_t slen, const void *dst, size_t dlen,
+                         cairn_ts_aggregator agg, int64_t bucket_ms,
+                         int64_t align_ms, char *err, size_t errlen);
+/* CAIRN_ENOTFOUND: no such series, or no such rule (err says). */
+int cairn_ts_delete_rule(cairn_db *db, cairn_txn *txn, const void *src,
+                         size_t slen, const void *dst, size_t dlen, char *err,
+                         size_t errlen);
+
+/* Rename a series (RENAME): its points, labels and rules follow it.
+ * CAIRN_EEXIST: to exists. */
+int cairn_ts_rename(cairn_db *db, cairn_txn *txn, const void *from,
+                    size_t flen, const void *to, size_t tlen);
+
+/* Delete every series (FLUSHALL): their chunks, logs and registry. The
+ * caller deletes the series records (0x01 keys) in the same txn. */
+int cairn_ts_drop_all(cairn_db *db, cairn_txn *txn);
+
+/* TS.INFO. */
+typedef struct cairn_ts_rule {
+    cairn_ts_str key; /* the destination */
+    cairn_ts_aggregator agg;
+    int64_t bucket_ms, align_ms;
+} cairn_ts_rule;
+
+typedef struct cairn_ts_info {
+    uint64_t total_samples;
+    uint64_t memory_bytes; /* bytes stored: chunks, log records, record */
+    int64_t first_ts, last_ts; /* both 0 when empty */
+    uint64_t chunk_count;      /* sealed chunks, + 1 for the open part */
+    cairn_ts_options opts;     /* opts.labels / nlabels: its labels */
+    bool has_source;
+    cairn_ts_str source;
+    cairn_ts_rule *rules;
+    size_t nrules;
+} cairn_ts_info;
+int cairn_ts_info_get(cairn_db *db, cairn_txn *txn, const void *key,
+                      size_t klen, cairn_ts_info **out);
+void cairn_ts_info_free(cairn_ts_info *info);
 
 #ifdef __cplusplus
 }

@@ -1694,3 +1694,121 @@ int cairn_ts_get_labels(cairn_db *db, const void *key, size_t klen,
     *n = cnt;
     return 0;
 }
+
+/* ---- the full interface: being implemented (ENOTSUP until then) ---- */
+
+int cairn_ts_add_many_ex(cairn_db *db, const cairn_ts_write_opts *o,
+                         const cairn_ts_sample *samples, size_t n,
+                         int *results)
+{
+    if (!o || (!o->txn && !o->create && !o->has_on_duplicate))
+        return cairn_ts_add_many(db, samples, n, results);
+    return CAIRN_ENOTSUP;
+}
+
+int cairn_ts_incrby(cairn_db *db, const cairn_ts_write_opts *o,
+                    const void *key, size_t klen, double by, bool has_ts,
+                    int64_t ts, cairn_ts_point *out, char *err, size_t errlen)
+{
+    (void)db, (void)o, (void)key, (void)klen, (void)by, (void)has_ts,
+        (void)ts, (void)out, (void)err, (void)errlen;
+    return CAIRN_ENOTSUP;
+}
+
+int cairn_ts_create_ex(cairn_db *db, cairn_txn *txn, const void *key,
+                       size_t klen, const cairn_ts_options *opts)
+{
+    return txn ? CAIRN_ENOTSUP : cairn_ts_create(db, key, klen, opts);
+}
+
+int cairn_ts_delete_ex(cairn_db *db, cairn_txn *txn, const void *key,
+                       size_t klen)
+{
+    return txn ? CAIRN_ENOTSUP : cairn_ts_delete(db, key, klen);
+}
+
+int cairn_ts_alter(cairn_db *db, cairn_txn *txn, const void *key, size_t klen,
+                   const cairn_ts_alter_opts *a, char *err, size_t errlen)
+{
+    (void)db, (void)txn, (void)key, (void)klen, (void)a, (void)err,
+        (void)errlen;
+    return CAIRN_ENOTSUP;
+}
+
+int cairn_ts_del_range(cairn_db *db, cairn_txn *txn, const void *key,
+                       size_t klen, int64_t from, int64_t to,
+                       uint64_t *deleted)
+{
+    (void)db, (void)txn, (void)key, (void)klen, (void)from, (void)to,
+        (void)deleted;
+    return CAIRN_ENOTSUP;
+}
+
+int cairn_ts_query_range_ex(cairn_db *db, cairn_txn *txn, const void *key,
+                            size_t klen, const cairn_ts_query *q,
+                            cairn_ts_point **pts, size_t *n)
+{
+    return txn ? CAIRN_ENOTSUP : cairn_ts_query_range(db, key, klen, q, pts, n);
+}
+
+int cairn_ts_get_last(cairn_db *db, cairn_txn *txn, const void *key,
+                      size_t klen, bool latest, bool *found, cairn_ts_point *p)
+{
+    (void)latest;
+    cairn_ts_query q = {.from = INT64_MIN, .to = INT64_MAX, .reverse = true,
+                        .has_count = true, .count = 1};
+    cairn_ts_point *pts = NULL;
+    size_t n = 0;
+    int rc = cairn_ts_query_range_ex(db, txn, key, klen, &q, &pts, &n);
+    if (rc)
+        return rc;
+    *found = n > 0;
+    if (n)
+        *p = pts[0];
+    free(pts);
+    return 0;
+}
+
+int cairn_ts_create_rule(cairn_db *db, cairn_txn *txn, const void *src,
+                         size_t slen, const void *dst, size_t dlen,
+                         cairn_ts_aggregator agg, int64_t bucket_ms,
+                         int64_t align_ms, char *err, size_t errlen)
+{
+    (void)db, (void)txn, (void)src, (void)slen, (void)dst, (void)dlen,
+        (void)agg, (void)bucket_ms, (void)align_ms, (void)err, (void)errlen;
+    return CAIRN_ENOTSUP;
+}
+
+int cairn_ts_delete_rule(cairn_db *db, cairn_txn *txn, const void *src,
+                         size_t slen, const void *dst, size_t dlen, char *err,
+                         size_t errlen)
+{
+    (void)db, (void)txn, (void)src, (void)slen, (void)dst, (void)dlen,
+        (void)err, (void)errlen;
+    return CAIRN_ENOTSUP;
+}
+
+int cairn_ts_rename(cairn_db *db, cairn_txn *txn, const void *from,
+                    size_t flen, const void *to, size_t tlen)
+{
+    (void)db, (void)txn, (void)from, (void)flen, (void)to, (void)tlen;
+    return CAIRN_ENOTSUP;
+}
+
+int cairn_ts_drop_all(cairn_db *db, cairn_txn *txn)
+{
+    (void)db, (void)txn;
+    return CAIRN_ENOTSUP;
+}
+
+int cairn_ts_info_get(cairn_db *db, cairn_txn *txn, const void *key,
+                      size_t klen, cairn_ts_info **out)
+{
+    (void)db, (void)txn, (void)key, (void)klen, (void)out;
+    return CAIRN_ENOTSUP;
+}
+
+void cairn_ts_info_free(cairn_ts_info *info)
+{
+    (void)info;
+}
