@@ -269,6 +269,21 @@ typedef struct cairn_txn_iter_src {
  * NULL: to the end) and, in a serializable transaction, add that range to
  * the read set. 0 or CAIRN_ENOMEM (nothing to release then). A call on the
  * transaction (its thread). */
+/* Transaction hooks (the time-series layer keeps series locked and
+ * changed in memory until the txn that wrote them ends). fn runs once, at
+ * the end of cairn_txn_commit (rc its outcome, version the commit's) or in
+ * cairn_txn_abort (rc 1), before the txn is freed. One hook per txn. */
+typedef void (*cairn_txn_hook_fn)(void *arg, int rc, uint64_t version);
+void cairn_txn_set_hook(cairn_txn *t, cairn_txn_hook_fn fn, void *arg);
+/* The arg set with fn, or NULL (no hook, or another fn). */
+void *cairn_txn_hook_arg(const cairn_txn *t, cairn_txn_hook_fn fn);
+/* Make the commit fail with rc (a write the txn needed could not be
+ * made: committing the rest would apply part of a command). */
+void cairn_txn_poison(cairn_txn *t, int rc);
+/* Move the snapshot to now: only while the txn has read and written
+ * nothing (else CAIRN_EBUSY). */
+int cairn_txn_renew(cairn_txn *t);
+
 int cairn_txn_iter_prepare(cairn_txn *t, const void *lo, size_t lolen,
                            const void *hi, size_t hilen,
                            cairn_txn_iter_src *out);

@@ -71,6 +71,9 @@ struct cairn_txn {
     rs_range *rr;
     size_t nrr, caprr;
     int err; /* a write that failed (out of memory): commit refuses */
+    bool read_any; /* a read happened: the snapshot is in use */
+    cairn_txn_hook_fn hook; /* called once, when the txn ends */
+    void *hook_arg;
 };
 
 
@@ -463,6 +466,8 @@ void cairn_txn_abort(cairn_txn *t)
 {
     if (!t)
         return;
+    if (t->hook)
+        t->hook(t->hook_arg, 1, 0);
     txn_release(t);
     free(t);
 }
@@ -484,6 +489,7 @@ int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
     int rc = check_key(t->db, key, klen);
     if (rc)
         return rc;
+    t->read_any = true;
     uint64_t h = key_hash(key, klen);
     ws_entry *w = t->nw ? ws_find(t, key, klen, h) : NULL;
     if (w) {
@@ -956,10 +962,44 @@ int cairn_txn_commit(cairn_txn *t, uint64_t *version)
 {
     if (!t)
         return CAIRN_EINVAL;
-    int rc = txn_commit(t, version);
+    uint64_t v = 0;
+    int rc = txn_commit(t, &v);
+    if (version)
+        *version = v;
+    if (t->hook)
+        t->hook(t->hook_arg, rc, v);
     txn_release(t);
     free(t);
     return rc;
+}
+
+void cairn_txn_set_hook(cairn_txn *t, cairn_txn_hook_fn fn, void *arg)
+{
+    t->hook = fn;
+    t->hook_arg = arg;
+}
+
+void *cairn_txn_hook_arg(const cairn_txn *t, cairn_txn_hook_fn fn)
+{
+    return t->hook == fn ? t->hook_arg : NULL;
+}
+
+void cairn_txn_poison(cairn_txn *t, int rc)
+{
+    if (!t->err)
+        t->err = rc;
+}
+
+int cairn_txn_renew(cairn_txn *t)
+{
+    if (t->read_only || t->nw || t->nrk || t->nrr || t->read_any ||
+        !t->registered)
+        return CAIRN_EBUSY;
+    cairn_db_snap_unregister(t->db, &t->snap);
+    cairn_db_tables_release(t->tables);
+    t->tables = cairn_db_snap_register(t->db, &t->snap);
+    t->snapshot = t->snap.version;
+    return 0;
 }
 
 /* ---------- auto-commit writes ---------- */
@@ -1075,6 +1115,7 @@ int cairn_txn_iter_prepare(cairn_txn *t, const void *lo, size_t lolen,
                            const void *hi, size_t hilen,
                            cairn_txn_iter_src *out)
 {
+    t->read_any = true;
     memset(out, 0, sizeof *out);
     /* The writes in range, copied (the write set changes under later puts:
      * ws_set frees a replaced entry's bytes) into one allocation: the

@@ -1,32 +1,48 @@
 /*
  * series.c — time series stored through the engine (docs/format/ts.md,
- * "Series storage"): a series record at 0x01|name (value record type 2),
- * sealed chunks at 0x03|id|first-ts, and point-log records at
- * 0x04|id|seq holding the points accepted since the last seal, so that
- * every acknowledged point is in the log of the engine.
+ * "Series storage"): a series record at 0x01|name (value record type 2:
+ * options, labels, rules), sealed chunks at 0x03|id|first-ts, and
+ * point-log records at 0x04|id|seq holding the points accepted since the
+ * last seal, so that every acknowledged point is in the log of the engine.
  *
  * In memory (db->ts, made on first use): a table of the series used so
  * far, each with its open part (the points not yet sealed, sorted and
- * unique) and an encoder mirroring it while points come in order.
+ * unique), an encoder mirroring it while points come in order, its rules
+ * and its source.
+ *
+ * Every call runs in a "tx" (ts_tx) tied to an engine transaction: the
+ * caller's, or one of the call's own. A tx locks the series it touches
+ * and changes their memory as it stages writes into the transaction; when
+ * the transaction ends (a hook of the engine's), a commit keeps the
+ * memory and records the commit version on the series, a failure or an
+ * abort marks every series the tx changed dead (the next caller loads it
+ * again from what is committed), and the locks go.
  *
  * Invariants:
- *   - the open part in memory equals the point-log records applied in seq
- *     order; every point older than the open part is in a sealed chunk,
- *     and every sealed chunk's points are older than the open part's;
- *   - memory changes only after the commit that makes them durable
- *     succeeded (a failed commit leaves the series as it was).
- * Locking: ts_store.mu guards the table (lookup, insert, remove); each
- * series' mu serializes its writes and reads (held across the engine
- * calls, so a read sees sealed chunks and the open part of one moment).
- * No thread waits for a series' mu while it holds store.mu (lookups let
- * the table go first; a series stays allocated, once dead, until the
- * store is freed), so a writer may hold several series' mu while it looks
- * up more; it takes them in key order, so two such writers never wait
- * for each other in a cycle.
+ *   - a series not held by a tx has memory equal to the committed state:
+ *     the open part equals the point-log records applied in seq order;
+ *     every point older than the open part is in a sealed chunk, and every
+ *     sealed chunk's points are older than the open part's;
+ *   - a rule's destination holds, for every closed bucket of its source (a
+ *     bucket older than the bucket of the source's newest point) that was
+ *     touched since the rule exists, the aggregate of the source's points
+ *     in it (written in the commit that closed or changed the bucket);
+ *   - rules form no cycle; a series has at most one source;
+ *   - series.version: no commit after it changed the series (a tx whose
+ *     snapshot is older must not use the series' memory: ECONFLICT).
+ * Locking: ts_store.mu guards the table (lookup, insert, remove) and the
+ * label index; each series' mu is held by the one tx (or plain read)
+ * using it, from its first use to the end of the transaction. No thread
+ * waits for a series' mu while it holds store.mu (a series found there
+ * stays allocated, once dead, until the store is freed). A tx waits for a
+ * series only while it holds none, or in the key-ordered lock phase of a
+ * call that began holding none; otherwise it only tries, and a failure is
+ * CAIRN_ECONFLICT (the caller retries): no cycle of waits.
  */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -46,6 +62,14 @@
 #define KEY_NEXT_ID 0x05
 #define KEY_REGISTRY 0x06 /* 0x06|id -> name: every series, for filters */
 #define SERIES_VERSION 1
+#define MAX_RETRIES 1000
+
+typedef struct ts_rule_mem {
+    uint8_t *dst;
+    size_t dlen;
+    cairn_ts_aggregator agg;
+    int64_t bucket, align;
+} ts_rule_mem;
 
 typedef struct ts_series {
     struct ts_series *next; /* hash chain */
@@ -54,8 +78,14 @@ typedef struct ts_series {
     uint64_t id;
     cairn_ts_options opt;     /* opt.labels unused: see labels */
     cairn_ts_labels *labels; /* NULL: none */
+    ts_rule_mem *rules;      /* the series it feeds */
+    size_t nrules;
+    uint8_t *src;            /* the series feeding it (has_src) */
+    size_t slen;
+    bool has_src;
     pthread_mutex_t mu;
     atomic_bool dead;        /* deleted: callers must look it up again */
+    uint64_t version;        /* see the invariants */
     cairn_ts_point *open;    /* the open part: sorted, unique */
     size_t nopen, capopen;
     cairn_ts_enc enc;        /* encodes open[] while points come in order */
@@ -85,6 +115,9 @@ struct cairn_ts_store {
     size_t nslots, count;
     ts_series *dead; /* deleted series, freed with the store: a caller may
                         still be about to lock one to find it dead */
+    uint64_t dropped_at; /* the visible version when a series last left
+                            the table (a load at an older snapshot may
+                            miss its last commits) */
 };
 
 void cairn_ts_options_init(cairn_ts_options *o)
@@ -92,6 +125,32 @@ void cairn_ts_options_init(cairn_ts_options *o)
     memset(o, 0, sizeof *o);
     o->chunk_size = 4096;
     o->duplicate_policy = CAIRN_TS_DUP_BLOCK;
+}
+
+static void set_err(char *err, size_t errlen, const char *msg)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s", msg);
+}
+
+static int key_cmp(const void *a, size_t al, const void *b, size_t bl)
+{
+    size_t m = al < bl ? al : bl;
+    int c = m ? memcmp(a, b, m) : 0;
+    return c ? c : (al > bl) - (al < bl);
+}
+
+static bool name_eq(const void *a, size_t al, const void *b, size_t bl)
+{
+    return al == bl && (al == 0 || memcmp(a, b, al) == 0);
+}
+
+static uint8_t *dup_bytes(const void *p, size_t n)
+{
+    uint8_t *c = malloc(n ? n : 1);
+    if (c && n)
+        memcpy(c, p, n);
+    return c;
 }
 
 /* ---- keys ---- */
@@ -159,16 +218,48 @@ static uint8_t *data_key(const void *name, size_t nlen, size_t *klen)
 
 /* ---- the series record ---- */
 
+/* A series record, decoded (decode_record allocates lab, rules and src:
+ * meta_free), or a view of a series' memory to encode (nothing owned). */
+typedef struct ts_meta {
+    uint64_t id;
+    cairn_ts_options opt;
+    cairn_ts_labels *lab;
+    ts_rule_mem *rules;
+    size_t nrules;
+    uint8_t *src;
+    size_t slen;
+    bool has_src;
+} ts_meta;
+
+static void meta_free(ts_meta *m)
+{
+    cairn_ts_labels_free(m->lab);
+    for (size_t i = 0; i < m->nrules; i++)
+        free(m->rules[i].dst);
+    free(m->rules);
+    free(m->src);
+    memset(m, 0, sizeof *m);
+}
+
+static ts_meta meta_of(const ts_series *se)
+{
+    ts_meta m = {se->id, se->opt, se->labels, se->rules, se->nrules,
+                 se->src, se->slen, se->has_src};
+    return m;
+}
+
 /* The value record of a series: header (type, flags), then the series
- * record with its labels (lab may be NULL: none) and no rules yet. */
-static uint8_t *encode_record(uint64_t id, const cairn_ts_options *o,
-                              const cairn_ts_labels *lab, size_t *len)
+ * record (docs/format/ts.md). NULL: out of memory. */
+static uint8_t *encode_record(const ts_meta *m, size_t *len)
 {
     uint8_t *lb = NULL;
     size_t ll = 0;
-    if (lab && lab->n && cairn_ts_labels_encode(lab, &lb, &ll) != 0)
+    if (m->lab && m->lab->n && cairn_ts_labels_encode(m->lab, &lb, &ll) != 0)
         return NULL;
     size_t n = 2 + 27 + ll + 4;
+    for (size_t i = 0; i < m->nrules; i++)
+        n += 4 + m->rules[i].dlen + 17;
+    n += 1 + 4 + (m->has_src ? m->slen : 0) + 16;
     uint8_t *b = calloc(1, n);
     if (!b) {
         free(lb);
@@ -178,27 +269,51 @@ static uint8_t *encode_record(uint64_t id, const cairn_ts_options *o,
     b[1] = 0;
     uint8_t *p = b + 2;
     p[0] = SERIES_VERSION;
-    cairn_put_u64(p + 1, id);
-    cairn_put_u64(p + 9, o->retention_ms);
-    cairn_put_u32(p + 17, o->chunk_size);
-    p[21] = (uint8_t)o->duplicate_policy;
-    p[22] = o->uncompressed ? 1 : 2;
+    cairn_put_u64(p + 1, m->id);
+    cairn_put_u64(p + 9, m->opt.retention_ms);
+    cairn_put_u32(p + 17, m->opt.chunk_size);
+    p[21] = (uint8_t)m->opt.duplicate_policy;
+    p[22] = m->opt.uncompressed ? 1 : 2;
     cairn_put_u32(p + 23, (uint32_t)ll);
     if (ll)
         memcpy(p + 27, lb, ll);
-    cairn_put_u32(p + 27 + ll, 0); /* rules */
     free(lb);
+    p += 27 + ll;
+    cairn_put_u32(p, (uint32_t)m->nrules);
+    p += 4;
+    for (size_t i = 0; i < m->nrules; i++) {
+        const ts_rule_mem *r = &m->rules[i];
+        cairn_put_u32(p, (uint32_t)r->dlen);
+        if (r->dlen)
+            memcpy(p + 4, r->dst, r->dlen);
+        p += 4 + r->dlen;
+        p[0] = (uint8_t)r->agg;
+        cairn_put_u64(p + 1, (uint64_t)r->bucket);
+        cairn_put_u64(p + 9, (uint64_t)r->align);
+        p += 17;
+    }
+    p[0] = m->has_src ? 1 : 0;
+    cairn_put_u32(p + 1, m->has_src ? (uint32_t)m->slen : 0);
+    p += 5;
+    if (m->has_src && m->slen) {
+        memcpy(p, m->src, m->slen);
+        p += m->slen;
+    }
+    cairn_put_u64(p, m->opt.ignore_max_time_ms);
+    uint64_t bits;
+    memcpy(&bits, &m->opt.ignore_max_val, 8);
+    cairn_put_u64(p + 8, bits);
     *len = n;
     return b;
 }
 
 /* CAIRN_ENOTSUP when the value is not a series, CAIRN_ECORRUPT when it is
- * one but damaged. lab (may be NULL) receives the labels (NULL: none). */
-static int decode_record(const uint8_t *b, size_t len, uint64_t *id,
-                         cairn_ts_options *o, cairn_ts_labels **lab)
+ * one but damaged. The labels, rules and source are decoded when want_all
+ * (else m->lab, rules, src stay empty). */
+static int decode_record(const uint8_t *b, size_t len, ts_meta *m,
+                         bool want_all)
 {
-    if (lab)
-        *lab = NULL;
+    memset(m, 0, sizeof *m);
     if (len < 2 || b[0] != REC_TYPE_TS)
         return CAIRN_ENOTSUP;
     size_t off = 2;
@@ -211,8 +326,9 @@ static int decode_record(const uint8_t *b, size_t len, uint64_t *id,
     const uint8_t *p = b + off;
     if (p[0] != SERIES_VERSION)
         return CAIRN_EVERSION;
+    cairn_ts_options *o = &m->opt;
     cairn_ts_options_init(o);
-    *id = cairn_get_u64(p + 1);
+    m->id = cairn_get_u64(p + 1);
     o->retention_ms = cairn_get_u64(p + 9);
     o->chunk_size = cairn_get_u32(p + 17);
     if (p[21] > CAIRN_TS_DUP_SUM || (p[22] != 1 && p[22] != 2) ||
@@ -223,12 +339,77 @@ static int decode_record(const uint8_t *b, size_t len, uint64_t *id,
     uint32_t ll = cairn_get_u32(p + 23);
     if (ll > len - off - 27 - 4)
         return CAIRN_ECORRUPT;
-    if (ll && lab) {
-        int rc = cairn_ts_labels_decode(p + 27, ll, lab);
-        if (rc)
-            return rc;
+    int rc = 0;
+    if (ll && want_all)
+        rc = cairn_ts_labels_decode(p + 27, ll, &m->lab);
+    if (rc)
+        return rc;
+    size_t q = off + 27 + ll; /* the rules */
+    uint32_t nr = cairn_get_u32(b + q);
+    q += 4;
+    if (nr > (len - q) / 21) {
+        meta_free(m);
+        return CAIRN_ECORRUPT;
     }
+    if (nr && want_all) {
+        m->rules = calloc(nr, sizeof *m->rules);
+        if (!m->rules) {
+            meta_free(m);
+            return CAIRN_ENOMEM;
+        }
+    }
+    for (uint32_t i = 0; i < nr; i++) {
+        if (len - q < 4)
+            goto corrupt;
+        uint32_t dl = cairn_get_u32(b + q);
+        if (dl > len - q - 4 || len - q - 4 - dl < 17)
+            goto corrupt;
+        const uint8_t *r = b + q + 4 + dl;
+        int64_t bucket = (int64_t)cairn_get_u64(r + 1);
+        if (r[0] == CAIRN_TS_AGG_NONE || r[0] >= CAIRN_TS_AGG__COUNT ||
+            bucket <= 0)
+            goto corrupt;
+        if (want_all) {
+            ts_rule_mem *rm = &m->rules[m->nrules];
+            rm->dst = dup_bytes(b + q + 4, dl);
+            if (!rm->dst) {
+                meta_free(m);
+                return CAIRN_ENOMEM;
+            }
+            m->nrules++;
+            rm->dlen = dl;
+            rm->agg = (cairn_ts_aggregator)r[0];
+            rm->bucket = bucket;
+            rm->align = (int64_t)cairn_get_u64(r + 9);
+        }
+        q += 4 + dl + 17;
+    }
+    if (q == len)
+        return 0; /* written before sources and IGNORE existed */
+    if (len - q < 5)
+        goto corrupt;
+    bool hs = b[q] == 1;
+    uint32_t sl = cairn_get_u32(b + q + 1);
+    if (b[q] > 1 || (!hs && sl) || sl > len - q - 5 ||
+        len - q - 5 - sl != 16)
+        goto corrupt;
+    if (hs && want_all) {
+        m->src = dup_bytes(b + q + 5, sl);
+        if (!m->src) {
+            meta_free(m);
+            return CAIRN_ENOMEM;
+        }
+        m->slen = sl;
+    }
+    m->has_src = hs;
+    q += 5 + sl;
+    o->ignore_max_time_ms = cairn_get_u64(b + q);
+    uint64_t bits = cairn_get_u64(b + q + 8);
+    memcpy(&o->ignore_max_val, &bits, 8);
     return 0;
+corrupt:
+    meta_free(m);
+    return CAIRN_ECORRUPT;
 }
 
 /* ---- the table ---- */
@@ -270,6 +451,10 @@ static void series_free(ts_series *se)
         return;
     cairn_ts_enc_free(&se->enc);
     cairn_ts_labels_free(se->labels);
+    for (size_t i = 0; i < se->nrules; i++)
+        free(se->rules[i].dst);
+    free(se->rules);
+    free(se->src);
     free(se->open);
     free(se->name);
     pthread_mutex_destroy(&se->mu);
@@ -323,6 +508,34 @@ static void grow(cairn_ts_store *s)
     free(s->slots);
     s->slots = slots;
     s->nslots = n;
+}
+
+
+/* Under store.mu: take se out of the table (if it is there) onto the dead
+ * list, marked dead. */
+static void table_drop(cairn_db *db, cairn_ts_store *s, ts_series *se)
+{
+    if (atomic_load(&se->dead))
+        return; /* on the dead list already */
+    atomic_store(&se->dead, true);
+    ts_series **pp = slot_of(s, se->name, se->nlen);
+    if (*pp == se) {
+        *pp = se->next;
+        s->count--;
+    }
+    se->next = s->dead;
+    s->dead = se;
+    s->dropped_at = cairn_current_version(db);
+}
+
+/* A dead series' holder lets go of what it no longer needs (se->mu held;
+ * nobody reads a dead series' points). */
+static void series_shed(ts_series *se)
+{
+    free(se->open);
+    se->open = NULL;
+    se->nopen = se->capopen = 0;
+    cairn_ts_enc_reset(&se->enc);
 }
 
 /* ---- the open part ---- */
@@ -454,8 +667,10 @@ static int chunk_at(cairn_db *db, cairn_txn *txn, uint64_t id, int64_t ts,
     return rc;
 }
 
-static int series_load(cairn_db *db, const void *name, size_t nlen,
-                       ts_series **out)
+/* Load series name from the engine (through txn when given: its own
+ * writes shown). */
+static int series_load(cairn_db *db, cairn_txn *txn, const void *name,
+                       size_t nlen, ts_series **out)
 {
     size_t klen;
     uint8_t *k = data_key(name, nlen, &klen);
@@ -463,7 +678,8 @@ static int series_load(cairn_db *db, const void *name, size_t nlen,
         return CAIRN_ENOMEM;
     void *v = NULL;
     size_t vl = 0;
-    int rc = cairn_get(db, k, klen, &v, &vl);
+    int rc = txn ? cairn_txn_get(txn, k, klen, &v, &vl)
+                 : cairn_get(db, k, klen, &v, &vl);
     free(k);
     if (rc)
         return rc;
@@ -473,17 +689,26 @@ static int series_load(cairn_db *db, const void *name, size_t nlen,
         return CAIRN_ENOMEM;
     }
     pthread_mutex_init(&se->mu, NULL);
-    rc = decode_record(v, vl, &se->id, &se->opt, &se->labels);
+    ts_meta m;
+    rc = decode_record(v, vl, &m, true);
     cairn_free(v);
-    se->name = malloc(nlen ? nlen : 1);
+    if (rc == 0) {
+        se->id = m.id;
+        se->opt = m.opt;
+        se->labels = m.lab;
+        se->rules = m.rules;
+        se->nrules = m.nrules;
+        se->src = m.src;
+        se->slen = m.slen;
+        se->has_src = m.has_src;
+    }
+    se->name = dup_bytes(name, nlen);
     if (rc == 0 && !se->name)
         rc = CAIRN_ENOMEM;
     if (rc) {
         series_free(se);
         return rc;
     }
-    if (nlen)
-        memcpy(se->name, name, nlen);
     se->nlen = nlen;
     cairn_ts_enc_init(&se->enc, !se->opt.uncompressed);
     se->enc_valid = true;
@@ -493,7 +718,7 @@ static int series_load(cairn_db *db, const void *name, size_t nlen,
     int64_t first = 0;
     uint8_t *c = NULL;
     size_t cl = 0;
-    rc = chunk_at(db, NULL, se->id, INT64_MAX, &found, &first, &c, &cl);
+    rc = chunk_at(db, txn, se->id, INT64_MAX, &found, &first, &c, &cl);
     if (rc == 0 && found) {
         int64_t last;
         rc = cairn_ts_chunk_info(c, cl, NULL, NULL, NULL, &last);
@@ -510,7 +735,7 @@ static int series_load(cairn_db *db, const void *name, size_t nlen,
     cairn_iter *it = NULL;
     bool first_rec = true;
     if (rc == 0)
-        rc = series_iter(db, NULL, KEY_LOG, se->id, &it);
+        rc = series_iter(db, txn, KEY_LOG, se->id, &it);
     if (rc == 0) {
         for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
              cairn_iter_next(it)) {
@@ -551,7 +776,8 @@ static int series_load(cairn_db *db, const void *name, size_t nlen,
     return 0;
 }
 
-/* The series named name, loaded on first use, with its mu held. */
+/* A plain read's lock: the series named name, loaded on first use, with
+ * its mu held (the caller holds no other series). */
 static int series_lock(cairn_db *db, const void *name, size_t nlen,
                        ts_series **out)
 {
@@ -564,11 +790,12 @@ static int series_lock(cairn_db *db, const void *name, size_t nlen,
         ts_series *se = *pp;
         if (!se) {
             /* Load under the table lock: one loader per name. */
-            int rc = series_load(db, name, nlen, &se);
+            int rc = series_load(db, NULL, name, nlen, &se);
             if (rc) {
                 pthread_mutex_unlock(&s->mu);
                 return rc;
             }
+            se->version = cairn_current_version(db);
             se->next = NULL;
             *pp = se;
             if (++s->count > s->nslots * 2)
@@ -583,195 +810,338 @@ static int series_lock(cairn_db *db, const void *name, size_t nlen,
             *out = se;
             return 0;
         }
+        series_shed(se);
         pthread_mutex_unlock(&se->mu); /* deleted meanwhile: again */
     }
 }
 
-/* ---- the label index ---- */
+/* ---- the label index (below) ---- */
 
-/* Add series id to the index if it is loaded (store.mu not held). */
 static void index_add(cairn_db *db, uint64_t id, const void *name,
                       size_t nlen, const cairn_ts_labels *lab);
 static void index_remove(cairn_db *db, uint64_t id);
 
-/* ---- create, delete ---- */
+/* ---- transactions ---- */
 
-/* Drop the table's entry for name, if any (it moves to the dead list). */
-static void forget(cairn_db *db, const void *name, size_t nlen)
+typedef struct tx_item {
+    ts_series *se;
+    bool dirty; /* its memory changed */
+    bool fresh; /* loaded by this tx (perhaps from its own writes) */
+} tx_item;
+
+enum { ACT_IX_ADD, ACT_IX_REMOVE, ACT_DROP_ALL };
+
+typedef struct tx_act {
+    int kind;
+    uint64_t id;
+    uint8_t *name;
+    size_t nlen;
+    cairn_ts_labels *lab;
+} tx_act;
+
+typedef struct ts_tx {
+    cairn_db *db;
+    cairn_txn *t; /* NULL until an own tx begins its transaction */
+    bool own;     /* the transaction is the call's */
+    tx_item *items;
+    size_t n, cap;
+    tx_act *acts; /* done after a commit */
+    size_t nacts, capacts;
+    bool waitable; /* the lock phase of a call that began holding none */
+} ts_tx;
+
+static void tx_free(ts_tx *tx)
 {
-    cairn_ts_store *s = store_get(db);
-    if (!s)
-        return;
-    pthread_mutex_lock(&s->mu);
-    ts_series **pp = slot_of(s, name, nlen);
-    ts_series *se = *pp;
-    if (se) {
-        atomic_store(&se->dead, true);
-        *pp = se->next;
-        s->count--;
-        se->next = s->dead;
-        s->dead = se;
+    for (size_t i = 0; i < tx->nacts; i++) {
+        free(tx->acts[i].name);
+        cairn_ts_labels_free(tx->acts[i].lab);
     }
-    pthread_mutex_unlock(&s->mu);
+    free(tx->acts);
+    free(tx->items);
+    free(tx);
 }
 
-
-int cairn_ts_create(cairn_db *db, const void *key, size_t klen,
-                    const cairn_ts_options *opts)
+/* The end of the transaction (the engine's hook; rc 0: committed). */
+static void tx_end(void *arg, int rc, uint64_t version)
 {
-    cairn_ts_options o;
-    if (opts)
-        o = *opts;
-    else
-        cairn_ts_options_init(&o);
-    if (!db || (!key && klen) || o.chunk_size < 64 ||
-        o.chunk_size > (1u << 20) || o.duplicate_policy > CAIRN_TS_DUP_SUM ||
-        (!o.labels && o.nlabels))
-        return CAIRN_EINVAL;
-    cairn_ts_labels *lab = NULL;
-    int rc = cairn_ts_labels_new(o.labels, o.nlabels, &lab);
-    if (rc)
-        return rc;
-    size_t dkl;
-    uint8_t *dk = data_key(key, klen, &dkl);
-    if (!dk) {
-        cairn_ts_labels_free(lab);
+    ts_tx *tx = arg;
+    cairn_ts_store *s = tx->db->ts;
+    for (size_t i = tx->n; i-- > 0;) {
+        tx_item *it = &tx->items[i];
+        ts_series *se = it->se;
+        if (rc == 0 && it->dirty)
+            se->version = version;
+        if (rc != 0 && (it->dirty || it->fresh) && !atomic_load(&se->dead)) {
+            pthread_mutex_lock(&s->mu);
+            table_drop(tx->db, s, se);
+            pthread_mutex_unlock(&s->mu);
+        }
+        if (atomic_load(&se->dead))
+            series_shed(se);
+        pthread_mutex_unlock(&se->mu);
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < tx->nacts; i++) {
+            tx_act *a = &tx->acts[i];
+            if (a->kind == ACT_IX_ADD) {
+                index_add(tx->db, a->id, a->name, a->nlen, a->lab);
+            } else if (a->kind == ACT_IX_REMOVE) {
+                index_remove(tx->db, a->id);
+            } else {
+                /* FLUSHALL: every series in memory goes, the index too. */
+                pthread_mutex_lock(&s->mu);
+                for (size_t j = 0; j < s->nslots; j++)
+                    while (s->slots[j])
+                        table_drop(tx->db, s, s->slots[j]);
+                s->ix_loaded = false;
+                pthread_mutex_unlock(&s->mu);
+            }
+        }
+    }
+    tx_free(tx);
+}
+
+static int tx_act_push(ts_tx *tx, int kind, uint64_t id, const void *name,
+                       size_t nlen, const cairn_ts_labels *lab)
+{
+    if (tx->nacts == tx->capacts) {
+        size_t cap = tx->capacts ? tx->capacts * 2 : 4;
+        tx_act *a = realloc(tx->acts, cap * sizeof *a);
+        if (!a)
+            return CAIRN_ENOMEM;
+        tx->acts = a;
+        tx->capacts = cap;
+    }
+    tx_act a = {kind, id, NULL, nlen, NULL};
+    if (name) {
+        a.name = dup_bytes(name, nlen);
+        if (!a.name)
+            return CAIRN_ENOMEM;
+    }
+    if (lab && cairn_ts_labels_new(lab->v, lab->n, &a.lab) != 0) {
+        free(a.name);
         return CAIRN_ENOMEM;
     }
-    uint64_t id = 0;
-    for (int attempt = 0;; attempt++) {
-        cairn_txn *t = NULL;
-        rc = cairn_txn_begin(db, NULL, &t);
-        if (rc)
-            break;
-        void *v = NULL;
-        size_t vl = 0;
-        rc = cairn_txn_get(t, dk, dkl, &v, &vl);
-        if (rc == 0) {
-            cairn_free(v);
-            cairn_txn_abort(t);
-            rc = CAIRN_EEXIST;
-            break;
-        }
-        if (rc != CAIRN_ENOTFOUND) {
-            cairn_txn_abort(t);
-            break;
-        }
-        /* The next id: a counter every create writes (two creates
-         * conflict on it, and the loser retries). */
-        static const uint8_t nk[1] = {KEY_NEXT_ID};
-        id = 1;
-        rc = cairn_txn_get(t, nk, 1, &v, &vl);
-        if (rc == 0) {
-            if (vl == 8)
-                id = cairn_get_u64(v);
-            else
-                rc = CAIRN_ECORRUPT;
-            cairn_free(v);
-        } else if (rc == CAIRN_ENOTFOUND) {
-            rc = 0;
-        }
-        uint8_t idv[8];
-        cairn_put_u64(idv, id + 1);
-        size_t rl = 0;
-        uint8_t *rec = rc ? NULL : encode_record(id, &o, lab, &rl);
-        if (rc == 0 && !rec)
-            rc = CAIRN_ENOMEM;
-        if (rc == 0)
-            rc = cairn_txn_put(t, nk, 1, idv, 8);
-        if (rc == 0)
-            rc = cairn_txn_put(t, dk, dkl, rec, rl);
-        uint8_t rk[9];
-        rk[0] = KEY_REGISTRY;
-        put_be64(rk + 1, id);
-        if (rc == 0)
-            rc = cairn_txn_put(t, rk, 9, key, klen);
-        free(rec);
-        if (rc) {
-            cairn_txn_abort(t);
-            break;
-        }
-        rc = cairn_txn_commit(t, NULL);
-        if (rc != CAIRN_ECONFLICT || attempt >= 1000)
-            break;
-        /* Another create took the counter: its commit may still be on its
-         * way to the disk, so back off before reading it again. */
-        struct timespec ts = {0, (long)(20000 + (attempt < 8 ? attempt : 8) *
-                                                    50000L)};
-        nanosleep(&ts, NULL);
+    tx->acts[tx->nacts++] = a;
+    return 0;
+}
+
+/* The tx of transaction txn (made and hooked on first use), or a new own
+ * tx (txn NULL: its transaction begins at tx_txn). */
+static int tx_get(cairn_db *db, cairn_txn *txn, ts_tx **out)
+{
+    if (!store_get(db))
+        return CAIRN_ENOMEM;
+    ts_tx *tx = txn ? cairn_txn_hook_arg(txn, tx_end) : NULL;
+    if (!tx) {
+        tx = calloc(1, sizeof *tx);
+        if (!tx)
+            return CAIRN_ENOMEM;
+        tx->db = db;
+        tx->t = txn;
+        tx->own = txn == NULL;
+        if (txn)
+            cairn_txn_set_hook(txn, tx_end, tx);
     }
-    free(dk);
-    if (rc == 0) {
-        forget(db, key, klen); /* a stale entry of a key deleted behind
-                                  this layer's back (not through it) */
-        index_add(db, id, key, klen, lab);
-    }
-    cairn_ts_labels_free(lab);
+    *out = tx;
+    return 0;
+}
+
+/* The transaction of an own tx begins (once its lock phase is over, so
+ * that its snapshot sees every commit of the series it holds). */
+static int tx_txn(ts_tx *tx)
+{
+    if (tx->t)
+        return 0;
+    int rc = cairn_txn_begin(tx->db, NULL, &tx->t);
+    if (rc == 0)
+        cairn_txn_set_hook(tx->t, tx_end, tx);
     return rc;
 }
 
-int cairn_ts_delete(cairn_db *db, const void *key, size_t klen)
+/* Errors that leave a command half-written into a txn of the caller's. */
+static bool machinery_error(int rc)
 {
-    if (!db || (!key && klen))
-        return CAIRN_EINVAL;
-    ts_series *se = NULL;
-    int rc = series_lock(db, key, klen, &se);
-    if (rc)
+    return rc == CAIRN_ECONFLICT || rc == CAIRN_EIO || rc == CAIRN_ENOMEM ||
+           rc == CAIRN_ECORRUPT || rc == CAIRN_ENOSPC || rc == CAIRN_EBUSY ||
+           rc == CAIRN_EREADONLY || rc == CAIRN_ECLOSED ||
+           rc == CAIRN_EVERSION;
+}
+
+/* The end of a call: an own tx commits (rc 0, wrote) or aborts; a
+ * caller's txn is poisoned when the call failed half-way. */
+static int tx_finish(ts_tx *tx, int rc)
+{
+    if (!tx->own) {
+        if (rc == CAIRN_EBUSY)
+            rc = CAIRN_ECONFLICT;
+        if (machinery_error(rc))
+            cairn_txn_poison(tx->t, rc);
         return rc;
-    cairn_txn *t = NULL;
-    rc = cairn_txn_begin(db, NULL, &t);
-    size_t dkl;
-    uint8_t *dk = rc ? NULL : data_key(key, klen, &dkl);
-    if (rc == 0 && !dk)
-        rc = CAIRN_ENOMEM;
-    if (rc == 0)
-        rc = cairn_txn_delete(t, dk, dkl);
-    free(dk);
-    uint8_t rk[9];
-    rk[0] = KEY_REGISTRY;
-    put_be64(rk + 1, se->id);
-    if (rc == 0)
-        rc = cairn_txn_delete(t, rk, 9);
-    /* Every chunk and log record of the series. */
-    for (int prefix = KEY_CHUNK; rc == 0 && prefix <= KEY_LOG; prefix++) {
-        cairn_iter *it = NULL;
-        rc = series_iter(db, t, (uint8_t)prefix, se->id, &it);
-        for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
-             cairn_iter_next(it)) {
-            size_t kl = 0;
-            const void *k = cairn_iter_key(it, &kl);
-            rc = cairn_txn_delete(t, k, kl);
-        }
-        if (rc == 0)
-            rc = cairn_iter_status(it);
-        cairn_iter_free(it);
     }
-    if (rc == 0) {
-        rc = cairn_txn_commit(t, NULL);
-    } else if (t) {
-        cairn_txn_abort(t);
+    if (!tx->t) {
+        tx_end(tx, rc ? rc : 1, 0);
+        return rc;
     }
-    if (rc == 0) {
-        cairn_ts_store *s = db->ts;
-        index_remove(db, se->id);
-        atomic_store(&se->dead, true);
-        pthread_mutex_unlock(&se->mu);
-        pthread_mutex_lock(&s->mu);
-        ts_series **pp = slot_of(s, key, klen);
-        if (*pp == se) {
-            *pp = se->next;
-            s->count--;
-        }
-        se->next = s->dead;
-        s->dead = se;
-        pthread_mutex_unlock(&s->mu);
+    if (rc == 0)
+        return cairn_txn_commit(tx->t, NULL); /* the hook ends tx */
+    cairn_txn_abort(tx->t);
+    return rc;
+}
+
+static void backoff(int attempt)
+{
+    struct timespec ts = {0, (long)(20000 + (attempt < 8 ? attempt : 8) *
+                                                50000L)};
+    nanosleep(&ts, NULL);
+}
+
+/* Run body in txn, or in own txs retried on conflict. */
+typedef int (*tx_body)(ts_tx *tx, void *arg);
+
+static int tx_run(cairn_db *db, cairn_txn *txn, tx_body body, void *arg)
+{
+    for (int attempt = 0;; attempt++) {
+        ts_tx *tx = NULL;
+        int rc = tx_get(db, txn, &tx);
+        if (rc)
+            return rc;
+        tx->waitable = tx->n == 0;
+        rc = body(tx, arg);
+        rc = tx_finish(tx, rc);
+        if (rc != CAIRN_ECONFLICT || txn || attempt >= MAX_RETRIES)
+            return rc;
+        backoff(attempt);
+    }
+}
+
+static tx_item *tx_find(ts_tx *tx, const void *name, size_t nlen)
+{
+    for (size_t i = 0; i < tx->n; i++)
+        if (!atomic_load(&tx->items[i].se->dead) &&
+            name_eq(tx->items[i].se->name, tx->items[i].se->nlen, name,
+                    nlen))
+            return &tx->items[i];
+    return NULL;
+}
+
+static tx_item *tx_item_of(ts_tx *tx, ts_series *se)
+{
+    for (size_t i = 0; i < tx->n; i++)
+        if (tx->items[i].se == se)
+            return &tx->items[i];
+    return NULL;
+}
+
+static void tx_dirty(ts_tx *tx, ts_series *se)
+{
+    tx_item *it = tx_item_of(tx, se);
+    if (it)
+        it->dirty = true;
+}
+
+/* Take series name for tx: held already, or locked now (waiting only
+ * while tx->waitable; else CAIRN_EBUSY when another holds it). Errors:
+ * CAIRN_ENOTFOUND, CAIRN_ENOTSUP (not a series), CAIRN_ECONFLICT (the
+ * series changed after the txn's snapshot). */
+static int tx_lock(ts_tx *tx, const void *name, size_t nlen, ts_series **out)
+{
+    tx_item *held = tx_find(tx, name, nlen);
+    if (held) {
+        *out = held->se;
         return 0;
     }
-    pthread_mutex_unlock(&se->mu);
-    return rc;
+    if (tx->n == tx->cap) {
+        size_t cap = tx->cap ? tx->cap * 2 : 8;
+        tx_item *ni = realloc(tx->items, cap * sizeof *ni);
+        if (!ni)
+            return CAIRN_ENOMEM;
+        tx->items = ni;
+        tx->cap = cap;
+    }
+    if (tx->t && tx->n == 0)
+        (void)cairn_txn_renew(tx->t); /* a later snapshot, if still free */
+    cairn_ts_store *s = tx->db->ts;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        ts_series **pp = slot_of(s, name, nlen);
+        ts_series *se = *pp;
+        bool fresh = false;
+        if (!se) {
+            int rc = series_load(tx->db, tx->t, name, nlen, &se);
+            if (rc) {
+                pthread_mutex_unlock(&s->mu);
+                return rc;
+            }
+            uint64_t snap = tx->t ? cairn_txn_snapshot(tx->t) : 0;
+            if (tx->t && s->dropped_at > snap) {
+                pthread_mutex_unlock(&s->mu);
+                series_free(se);
+                return CAIRN_ECONFLICT;
+            }
+            se->version = tx->t ? snap : cairn_current_version(tx->db);
+            se->next = NULL;
+            *pp = se;
+            if (++s->count > s->nslots * 2)
+                grow(s);
+            pthread_mutex_lock(&se->mu); /* new: nobody else has it */
+            fresh = true;
+            pthread_mutex_unlock(&s->mu);
+        } else {
+            pthread_mutex_unlock(&s->mu);
+            if (tx->waitable || tx->n == 0)
+                pthread_mutex_lock(&se->mu);
+            else if (pthread_mutex_trylock(&se->mu) != 0)
+                return CAIRN_EBUSY;
+            if (atomic_load(&se->dead)) {
+                series_shed(se);
+                pthread_mutex_unlock(&se->mu);
+                continue;
+            }
+            if (tx->t && se->version > cairn_txn_snapshot(tx->t) &&
+                (tx->n > 0 || cairn_txn_renew(tx->t) != 0 ||
+                 se->version > cairn_txn_snapshot(tx->t))) {
+                pthread_mutex_unlock(&se->mu);
+                return CAIRN_ECONFLICT;
+            }
+        }
+        tx->items[tx->n++] = (tx_item){se, false, fresh};
+        *out = se;
+        return 0;
+    }
 }
 
-/* ---- writes ---- */
+/* Let go of the series taken since mark (nothing written to them). */
+static void tx_unlock_from(ts_tx *tx, size_t mark)
+{
+    while (tx->n > mark) {
+        tx_item *it = &tx->items[--tx->n];
+        if (it->fresh) {
+            pthread_mutex_lock(&tx->db->ts->mu);
+            table_drop(tx->db, tx->db->ts, it->se);
+            pthread_mutex_unlock(&tx->db->ts->mu);
+        }
+        if (atomic_load(&it->se->dead))
+            series_shed(it->se);
+        pthread_mutex_unlock(&it->se->mu);
+    }
+}
+
+/* Write series se's record (its memory as it is now) into the txn. */
+static int write_record(ts_tx *tx, ts_series *se)
+{
+    ts_meta m = meta_of(se);
+    size_t rl = 0;
+    uint8_t *rec = encode_record(&m, &rl);
+    size_t dkl;
+    uint8_t *dk = data_key(se->name, se->nlen, &dkl);
+    int rc = rec && dk ? cairn_txn_put(tx->t, dk, dkl, rec, rl) : CAIRN_ENOMEM;
+    free(rec);
+    free(dk);
+    if (rc == 0)
+        tx_dirty(tx, se);
+    return rc;
+}
 
 #define SEAL_ZSTD_LEVEL 9
 
@@ -800,7 +1170,7 @@ static int point_cmp(const void *a, const void *b)
 
 /* Put the point into the sealed chunk that covers it (within txn). */
 static int sealed_upsert(cairn_db *db, cairn_txn *t, ts_series *se,
-                         int64_t ts, double v)
+                         int64_t ts, double v, cairn_ts_dup_policy policy)
 {
     bool found = false;
     int64_t first = 0;
@@ -822,7 +1192,7 @@ static int sealed_upsert(cairn_db *db, cairn_txn *t, ts_series *se,
     while (i < n && pts[i].ts < ts)
         i++;
     if (i < n && pts[i].ts == ts) {
-        rc = apply_policy(se->opt.duplicate_policy, pts[i].v, v, &pts[i].v);
+        rc = apply_policy(policy, pts[i].v, v, &pts[i].v);
         if (rc) {
             free(pts);
             return rc;
@@ -910,28 +1280,107 @@ typedef struct ts_stage {
  * transaction t and the series' memory. results[idx[i]] gets each one's
  * outcome. Returns 0, or an error that must fail the commit; either way
  * series_settle must follow. */
-static int series_stage(cairn_db *db, cairn_txn *t, ts_series *se,
-                        const cairn_ts_sample *smp, const size_t *idx,
-                        size_t n, int *results, ts_stage *st)
+/* A point to stage: policy < 0 is the series' own. */
+typedef struct stage_in {
+    int64_t ts;
+    double v;
+    int policy;
+} stage_in;
+
+/* The value of the newest point (se->has_points), through view. */
+static int newest_value(cairn_db *db, cairn_txn *view, ts_series *se,
+                        double *v)
 {
-    memset(st, 0, sizeof *st);
-    st->saved_newest = se->newest;
-    st->saved_has = se->has_points;
-    st->seq = se->next_seq;
-    st->undo = malloc((n ? n : 1) * sizeof *st->undo);
-    if (!st->undo)
+    if (se->nopen) {
+        *v = se->open[se->nopen - 1].v;
+        return 0;
+    }
+    bool found = false;
+    int64_t first = 0;
+    uint8_t *c = NULL;
+    size_t cl = 0;
+    int rc = chunk_at(db, view, se->id, INT64_MAX, &found, &first, &c, &cl);
+    if (rc == 0 && !found)
+        rc = CAIRN_ECORRUPT;
+    cairn_ts_point *p = NULL;
+    size_t n = 0;
+    if (rc == 0)
+        rc = cairn_ts_chunk_decode(c, cl, &p, &n);
+    if (rc == 0 && n == 0)
+        rc = CAIRN_ECORRUPT;
+    if (rc == 0)
+        *v = p[n - 1].v;
+    free(p);
+    free(c);
+    return rc;
+}
+
+/* Write the open part's log afresh: one record at next_seq (none when the
+ * open part is empty), the older records deleted. */
+static int relog_open(ts_tx *tx, ts_series *se)
+{
+    uint8_t k[17];
+    int rc = 0;
+    for (uint64_t q = se->first_seq; rc == 0 && q < se->next_seq; q++) {
+        log_key(k, se->id, q);
+        rc = cairn_txn_delete(tx->t, k, 17);
+    }
+    se->first_seq = se->next_seq;
+    if (rc || !se->nopen)
+        return rc;
+    uint8_t *v = malloc(4 + 16 * se->nopen);
+    if (!v)
         return CAIRN_ENOMEM;
-    st->touched = true;
+    cairn_put_u32(v, (uint32_t)se->nopen);
+    for (size_t q = 0; q < se->nopen; q++) {
+        uint64_t bits;
+        memcpy(&bits, &se->open[q].v, 8);
+        cairn_put_u64(v + 4 + 16 * q, (uint64_t)se->open[q].ts);
+        cairn_put_u64(v + 12 + 16 * q, bits);
+    }
+    log_key(k, se->id, se->next_seq);
+    rc = cairn_txn_put(tx->t, k, 17, v, 4 + 16 * se->nopen);
+    free(v);
+    if (rc == 0)
+        se->next_seq++;
+    return rc;
+}
+
+/* Stage the points in[0..n) into tx's transaction and the memory of se
+ * (held by tx, marked dirty: a failure of the transaction drops it).
+ * res[i]: 0, CAIRN_TS_IGNORED, or the point's own refusal (CAIRN_EEXIST,
+ * CAIRN_EHISTORY). Returns 0, or an error that fails the call. */
+static int series_stage(ts_tx *tx, ts_series *se, const stage_in *in,
+                        size_t n, int *res)
+{
+    cairn_db *db = tx->db;
+    cairn_txn *t = tx->t;
+    tx_dirty(tx, se);
     cairn_ts_point *logp = malloc((n ? n : 1) * sizeof *logp);
-    int rc = logp ? 0 : CAIRN_ENOMEM;
+    if (!logp)
+        return CAIRN_ENOMEM;
+    int rc = 0;
     size_t nlog = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        const cairn_ts_sample *p = &smp[idx[i]];
+        const stage_in *p = &in[i];
+        cairn_ts_dup_policy pol = p->policy < 0
+                                      ? se->opt.duplicate_policy
+                                      : (cairn_ts_dup_policy)p->policy;
         int r = 0;
+        if (se->opt.duplicate_policy == CAIRN_TS_DUP_LAST && !se->has_src &&
+            (se->opt.ignore_max_time_ms || se->opt.ignore_max_val > 0) &&
+            se->nopen && p->ts >= se->newest &&
+            (uint64_t)p->ts - (uint64_t)se->newest <=
+                se->opt.ignore_max_time_ms &&
+            fabs(p->v - se->open[se->nopen - 1].v) <=
+                se->opt.ignore_max_val) {
+            res[i] = CAIRN_TS_IGNORED;
+            continue;
+        }
         if (older_than_retention(se, p->ts)) {
             r = CAIRN_EHISTORY;
         } else if (se->has_sealed && p->ts <= se->sealed_last) {
-            r = sealed_upsert(db, t, se, p->ts, p->v);
+            r = sealed_upsert(db, t, se, p->ts, p->v, pol);
             if (r != 0 && r != CAIRN_EEXIST) {
                 rc = r;
                 break;
@@ -940,13 +1389,10 @@ static int series_stage(cairn_db *db, cairn_txn *t, ts_series *se,
             size_t j = open_lower(se, p->ts);
             double v = p->v;
             bool exists = j < se->nopen && se->open[j].ts == p->ts;
-            double old = exists ? se->open[j].v : 0;
             if (exists)
-                r = apply_policy(se->opt.duplicate_policy, old, p->v, &v);
+                r = apply_policy(pol, se->open[j].v, p->v, &v);
             if (r == 0)
                 r = open_set(se, p->ts, v);
-            if (r == 0)
-                st->undo[st->nundo++] = (ts_undo){p->ts, old, exists};
             if (r == CAIRN_ENOMEM) {
                 rc = r;
                 break;
@@ -959,8 +1405,7 @@ static int series_stage(cairn_db *db, cairn_txn *t, ts_series *se,
                 se->newest = p->ts;
             se->has_points = true;
         }
-        if (results)
-            results[idx[i]] = r;
+        res[i] = r;
     }
     /* The log record: each changed timestamp once, with its value as the
      * open part has it now (after every point of this write). */
@@ -996,8 +1441,14 @@ static int series_stage(cairn_db *db, cairn_txn *t, ts_series *se,
         }
         if (rc == 0)
             rc = drop_old_chunks(t, se);
-        st->seal_last = se->open[se->nopen - 1].ts;
-        st->sealed = true;
+        if (rc == 0) {
+            se->has_sealed = true;
+            se->sealed_last = se->open[se->nopen - 1].ts;
+            se->nopen = 0;
+            cairn_ts_enc_reset(&se->enc);
+            se->enc_valid = true;
+            se->first_seq = se->next_seq;
+        }
     } else if (rc == 0 && nlog) {
         uint8_t *v = malloc(4 + 16 * nlog);
         if (!v)
@@ -1011,178 +1462,178 @@ static int series_stage(cairn_db *db, cairn_txn *t, ts_series *se,
         uint8_t k[17];
         if (rc == 0) {
             cairn_put_u32(v, (uint32_t)nlog);
-            log_key(k, se->id, st->seq);
+            log_key(k, se->id, se->next_seq);
             rc = cairn_txn_put(t, k, 17, v, 4 + 16 * nlog);
         }
         free(v);
+        if (rc == 0)
+            se->next_seq++; /* first_seq stays (or was next_seq) */
     }
-    st->nlog = nlog;
     free(logp);
     return rc;
 }
 
-/* After the commit (rc its outcome, or the staging error): keep what was
- * staged, or put the series back as it was. */
-static void series_settle(ts_series *se, ts_stage *st, int rc,
-                          const size_t *idx, size_t n, int *results)
-{
-    if (rc == 0) {
-        if (st->sealed) {
-            se->has_sealed = true;
-            se->sealed_last = st->seal_last; /* the open part was newest */
-            se->nopen = 0;
-            cairn_ts_enc_reset(&se->enc);
-            se->enc_valid = true;
-            se->first_seq = se->next_seq;
-        } else if (st->nlog) {
-            if (se->first_seq == se->next_seq)
-                se->first_seq = st->seq;
-            se->next_seq = st->seq + 1;
-        }
-    } else if (st->touched) {
-        /* Undo, newest change first. */
-        for (size_t u = st->nundo; u-- > 0;) {
-            size_t j = open_lower(se, st->undo[u].ts);
-            if (st->undo[u].replaced) {
-                se->open[j].v = st->undo[u].old;
-            } else {
-                memmove(se->open + j, se->open + j + 1,
-                        (se->nopen - j - 1) * sizeof *se->open);
-                se->nopen--;
-            }
-        }
-        se->enc_valid = false;
-        se->newest = st->saved_newest;
-        se->has_points = st->saved_has;
-    }
-    if (rc != 0) {
-        if (results)
-            for (size_t i = 0; i < n; i++)
-                if (results[idx[i]] == 0)
-                    results[idx[i]] = rc;
-    }
-    free(st->undo);
-    st->undo = NULL;
-}
+/* ---- point deletion ---- */
 
-typedef struct ts_group {
-    const void *key;
-    size_t klen;
-    size_t first, n;     /* its samples: order[first .. first + n) */
-    ts_series *se;       /* locked, or NULL (lookup failed: err) */
-    int err;
-    ts_stage st;
-} ts_group;
-
-static int key_cmp(const void *a, size_t al, const void *b, size_t bl)
+/* Delete se's points with from <= ts <= to (se held by tx). *gone: the
+ * deleted timestamps (malloc'ed, may be NULL when *ngone is 0). */
+static int series_del_points(ts_tx *tx, ts_series *se, int64_t from,
+                             int64_t to, int64_t **gone, size_t *ngone)
 {
-    size_t m = al < bl ? al : bl;
-    int c = m ? memcmp(a, b, m) : 0;
-    return c ? c : (al > bl) - (al < bl);
-}
-
-static int group_cmp(const void *a, const void *b)
-{
-    const ts_group *x = a, *y = b;
-    return key_cmp(x->key, x->klen, y->key, y->klen);
-}
-
-int cairn_ts_add_many(cairn_db *db, const cairn_ts_sample *samples, size_t n,
-                      int *results)
-{
-    if (!db || (!samples && n))
-        return CAIRN_EINVAL;
-    if (n == 0)
+    *gone = NULL;
+    *ngone = 0;
+    if (from > to || !se->has_points)
         return 0;
-    /* Group the samples by series (each group keeps the samples' order). */
-    bool *done = calloc(n, sizeof *done);
-    size_t *order = malloc(n * sizeof *order);
-    ts_group *g = calloc(n, sizeof *g);
-    if (!done || !order || !g) {
-        free(done);
-        free(order);
-        free(g);
-        return CAIRN_ENOMEM;
-    }
-    size_t ng = 0, m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (done[i])
-            continue;
-        ts_group *gr = &g[ng++];
-        gr->key = samples[i].key;
-        gr->klen = samples[i].klen;
-        gr->first = m;
-        for (size_t j = i; j < n; j++)
-            if (!done[j] && key_cmp(samples[j].key, samples[j].klen,
-                                    gr->key, gr->klen) == 0) {
-                order[m++] = j;
-                done[j] = true;
+    tx_dirty(tx, se);
+    int64_t *g = NULL;
+    size_t ng = 0, capg = 0;
+    int rc = 0;
+#define GONE_PUSH(x)                                                      \
+    do {                                                                  \
+        if (ng == capg) {                                                 \
+            size_t c_ = capg ? capg * 2 : 64;                             \
+            int64_t *n_ = realloc(g, c_ * sizeof *n_);                    \
+            if (!n_) {                                                    \
+                rc = CAIRN_ENOMEM;                                        \
+                break;                                                    \
+            }                                                             \
+            g = n_;                                                       \
+            capg = c_;                                                    \
+        }                                                                 \
+        g[ng++] = (x);                                                    \
+    } while (0)
+    if (se->has_sealed && from <= se->sealed_last) {
+        /* The chunks that may hold points in [from, to], copied first. */
+        bool found = false;
+        int64_t first = 0;
+        rc = chunk_at(tx->db, tx->t, se->id, from, &found, &first, NULL, NULL);
+        uint8_t lo[17];
+        chunk_key(lo, se->id, found ? first : INT64_MIN);
+        cairn_iter *it = NULL;
+        if (rc == 0)
+            rc = series_iter(tx->db, tx->t, KEY_CHUNK, se->id, &it);
+        typedef struct {
+            int64_t first;
+            uint8_t *c;
+            size_t cl;
+        } cc;
+        cc *cs = NULL;
+        size_t ncs = 0, capcs = 0;
+        if (rc == 0)
+            cairn_iter_seek(it, lo, 17);
+        for (; rc == 0 && cairn_iter_valid(it); cairn_iter_next(it)) {
+            size_t kl = 0, cl = 0;
+            const uint8_t *k = cairn_iter_key(it, &kl);
+            const uint8_t *c = cairn_iter_value(it, &cl);
+            if (kl != 17) {
+                rc = CAIRN_ECORRUPT;
+                break;
             }
-        gr->n = m - gr->first;
-    }
-    /* Lock the series in key order (two writers of overlapping sets never
-     * wait for each other in a cycle), stage them all into one
-     * transaction, commit once. */
-    qsort(g, ng, sizeof *g, group_cmp);
-    for (size_t k = 0; k < ng; k++) {
-        g[k].err = series_lock(db, g[k].key, g[k].klen, &g[k].se);
-        if (g[k].err) {
-            g[k].se = NULL;
-            if (results)
-                for (size_t q = 0; q < g[k].n; q++)
-                    results[order[g[k].first + q]] = g[k].err;
+            int64_t cf = (int64_t)(get_be64(k + 9) ^ 0x8000000000000000ULL);
+            if (cf > to)
+                break;
+            if (ncs == capcs) {
+                size_t cap = capcs ? capcs * 2 : 8;
+                cc *n2 = realloc(cs, cap * sizeof *n2);
+                if (!n2) {
+                    rc = CAIRN_ENOMEM;
+                    break;
+                }
+                cs = n2;
+                capcs = cap;
+            }
+            cs[ncs].c = dup_bytes(c, cl);
+            if (!cs[ncs].c) {
+                rc = CAIRN_ENOMEM;
+                break;
+            }
+            cs[ncs].first = cf;
+            cs[ncs++].cl = cl;
         }
+        if (rc == 0 && it)
+            rc = cairn_iter_status(it);
+        cairn_iter_free(it);
+        for (size_t i = 0; rc == 0 && i < ncs; i++) {
+            cairn_ts_point *p = NULL;
+            size_t n = 0, m = 0, before = 0;
+            rc = cairn_ts_chunk_decode(cs[i].c, cs[i].cl, &p, &n);
+            for (size_t j = 0; rc == 0 && j < n; j++) {
+                if (p[j].ts >= from && p[j].ts <= to)
+                    GONE_PUSH(p[j].ts);
+                else
+                    p[m++] = p[j];
+            }
+            before = n;
+            if (rc == 0 && m != before) {
+                uint8_t k[17];
+                chunk_key(k, se->id, cs[i].first);
+                rc = cairn_txn_delete(tx->t, k, 17);
+                if (rc == 0 && m) {
+                    cairn_ts_enc e;
+                    cairn_ts_enc_init(&e, !se->opt.uncompressed);
+                    for (size_t j = 0; j < m && rc == 0; j++)
+                        rc = cairn_ts_enc_add(&e, p[j].ts, p[j].v);
+                    uint8_t *b = NULL;
+                    size_t bl = 0;
+                    if (rc == 0)
+                        rc = cairn_ts_enc_bytes(&e, true, SEAL_ZSTD_LEVEL, &b,
+                                                &bl);
+                    cairn_ts_enc_free(&e);
+                    chunk_key(k, se->id, p[0].ts);
+                    if (rc == 0)
+                        rc = cairn_txn_put(tx->t, k, 17, b, bl);
+                    free(b);
+                }
+            }
+            free(p);
+        }
+        for (size_t i = 0; i < ncs; i++)
+            free(cs[i].c);
+        free(cs);
     }
-    cairn_txn *t = NULL;
-    int rc = cairn_txn_begin(db, NULL, &t);
-    size_t staged = 0;
-    for (size_t k = 0; k < ng; k++) {
-        if (!g[k].se)
-            continue;
-        int src = rc ? rc
-                     : series_stage(db, t, g[k].se, samples, order + g[k].first,
-                                    g[k].n, results, &g[k].st);
-        staged = k + 1;
-        if (src && !rc)
-            rc = src;
-        if (rc)
-            break;
+    /* The open part. */
+    size_t m = 0, before = se->nopen;
+    for (size_t j = 0; rc == 0 && j < se->nopen; j++) {
+        if (se->open[j].ts >= from && se->open[j].ts <= to)
+            GONE_PUSH(se->open[j].ts);
+        else
+            se->open[m++] = se->open[j];
     }
-    if (rc == 0 && t)
-        rc = cairn_txn_commit(t, NULL); /* frees t */
-    else if (t)
-        cairn_txn_abort(t);
-    for (size_t k = 0; k < ng; k++) {
-        if (!g[k].se)
-            continue;
-        if (k < staged)
-            series_settle(g[k].se, &g[k].st, rc, order + g[k].first, g[k].n,
-                          results);
-        else if (rc && results)
-            for (size_t q = 0; q < g[k].n; q++)
-                results[order[g[k].first + q]] = rc;
-        pthread_mutex_unlock(&g[k].se->mu);
+#undef GONE_PUSH
+    if (rc == 0 && m != before) {
+        se->nopen = m;
+        se->enc_valid = false;
+        rc = relog_open(tx, se);
     }
-    int first_err = rc;
-    for (size_t k = 0; k < ng && !first_err; k++)
-        if (g[k].err && g[k].err != CAIRN_ENOTFOUND &&
-            g[k].err != CAIRN_ENOTSUP)
-            first_err = g[k].err;
-    free(done);
-    free(order);
-    free(g);
-    return first_err;
-}
-
-int cairn_ts_add(cairn_db *db, const void *key, size_t klen, int64_t ts,
-                 double v)
-{
-    if (!db || (!key && klen))
-        return CAIRN_EINVAL;
-    cairn_ts_sample s = {key, klen, ts, v};
-    int r = 0;
-    int rc = cairn_ts_add_many(db, &s, 1, &r);
-    return rc ? rc : r;
+    /* What is newest now. */
+    if (rc == 0 && ng) {
+        bool found = false;
+        int64_t first = 0;
+        uint8_t *c = NULL;
+        size_t cl = 0;
+        rc = chunk_at(tx->db, tx->t, se->id, INT64_MAX, &found, &first, &c,
+                      &cl);
+        se->has_sealed = false;
+        if (rc == 0 && found) {
+            int64_t last;
+            rc = cairn_ts_chunk_info(c, cl, NULL, NULL, NULL, &last);
+            if (rc == 0) {
+                se->has_sealed = true;
+                se->sealed_last = last;
+            }
+        }
+        free(c);
+        se->has_points = se->nopen || se->has_sealed;
+        se->newest = se->nopen ? se->open[se->nopen - 1].ts
+                               : se->has_sealed ? se->sealed_last : 0;
+    }
+    if (rc) {
+        free(g);
+        return rc;
+    }
+    *gone = g;
+    *ngone = ng;
+    return 0;
 }
 
 /* ---- reads ---- */
@@ -1202,28 +1653,10 @@ static int out_push(cairn_ts_point **out, size_t *n, size_t *cap,
     return 0;
 }
 
-/* The points in [from, to] of a locked series. */
-static int series_points(cairn_db *db, ts_series *se, int64_t from,
-                         int64_t to, cairn_ts_point **pts, size_t *n);
-
-int cairn_ts_range(cairn_db *db, const void *key, size_t klen, int64_t from,
-                   int64_t to, cairn_ts_point **pts, size_t *n)
-{
-    if (!db || (!key && klen) || !pts || !n)
-        return CAIRN_EINVAL;
-    *pts = NULL;
-    *n = 0;
-    ts_series *se = NULL;
-    int rc = series_lock(db, key, klen, &se);
-    if (rc)
-        return rc;
-    rc = series_points(db, se, retained_from(se, from), to, pts, n);
-    pthread_mutex_unlock(&se->mu);
-    return rc;
-}
-
-static int series_points(cairn_db *db, ts_series *se, int64_t from,
-                         int64_t to, cairn_ts_point **pts, size_t *n)
+/* The points in [from, to] of a held series, through view (may be NULL). */
+static int series_points(cairn_db *db, cairn_txn *view, ts_series *se,
+                         int64_t from, int64_t to, cairn_ts_point **pts,
+                         size_t *n)
 {
     int rc = 0;
     cairn_ts_point *out = NULL;
@@ -1231,12 +1664,12 @@ static int series_points(cairn_db *db, ts_series *se, int64_t from,
     if (se->has_sealed && from <= to && from <= se->sealed_last) {
         bool found = false;
         int64_t first = 0;
-        rc = chunk_at(db, NULL, se->id, from, &found, &first, NULL, NULL);
+        rc = chunk_at(db, view, se->id, from, &found, &first, NULL, NULL);
         uint8_t lo[17];
         chunk_key(lo, se->id, found ? first : INT64_MIN);
         cairn_iter *it = NULL;
         if (rc == 0)
-            rc = series_iter(db, NULL, KEY_CHUNK, se->id, &it);
+            rc = series_iter(db, view, KEY_CHUNK, se->id, &it);
         if (rc == 0)
             cairn_iter_seek(it, lo, 17); /* the chunk holding from */
         for (; rc == 0 && cairn_iter_valid(it); cairn_iter_next(it)) {
@@ -1280,8 +1713,8 @@ static int series_points(cairn_db *db, ts_series *se, int64_t from,
 /* The series' last point with timestamp < ts (dir < 0), or first with
  * timestamp > ts (dir > 0), among points whose value is not NaN: 1 with
  * *out, 0 when there is none, or an error. se->mu is held. */
-static int series_neighbour(cairn_db *db, ts_series *se, int64_t ts, int dir,
-                            cairn_ts_point *out)
+static int series_neighbour(cairn_db *db, cairn_txn *view, ts_series *se,
+                            int64_t ts, int dir, cairn_ts_point *out)
 {
     if (dir < 0) {
         for (size_t i = open_lower(se, ts); i-- > 0;)
@@ -1296,7 +1729,7 @@ static int series_neighbour(cairn_db *db, ts_series *se, int64_t ts, int dir,
         uint8_t at[17];
         chunk_key(at, se->id, dir < 0 ? ts - 1 : ts);
         cairn_iter *it = NULL;
-        int rc = series_iter(db, NULL, KEY_CHUNK, se->id, &it);
+        int rc = series_iter(db, view, KEY_CHUNK, se->id, &it);
         if (rc)
             return rc;
         cairn_iter_seek_for_prev(it, at, 17);
@@ -1347,6 +1780,7 @@ static int series_neighbour(cairn_db *db, ts_series *se, int64_t ts, int dir,
 
 typedef struct series_src {
     cairn_db *db;
+    cairn_txn *view;
     ts_series *se;
     const cairn_ts_point *pts;
     size_t n;
@@ -1365,49 +1799,1641 @@ static int src_next(void *ctx, const cairn_ts_point **pts, size_t *n)
 static int src_before(void *ctx, int64_t ts, cairn_ts_point *p)
 {
     series_src *s = ctx;
-    return series_neighbour(s->db, s->se, ts, -1, p);
+    return series_neighbour(s->db, s->view, s->se, ts, -1, p);
 }
 
 static int src_after(void *ctx, int64_t ts, cairn_ts_point *p)
 {
     series_src *s = ctx;
-    return series_neighbour(s->db, s->se, ts, 1, p);
+    return series_neighbour(s->db, s->view, s->se, ts, 1, p);
+}
+
+/* Run q over a held series (through view), with extra (may be NULL: the
+ * LATEST bucket of a rule's destination) as one more point after the
+ * series' own. */
+static int series_query(cairn_db *db, cairn_txn *view, ts_series *se,
+                        const cairn_ts_query *q, const cairn_ts_point *extra,
+                        cairn_ts_point **pts, size_t *n)
+{
+    *pts = NULL;
+    *n = 0;
+    cairn_ts_query qq = *q;
+    qq.from = retained_from(se, qq.from);
+    cairn_ts_point *raw = NULL;
+    size_t nraw = 0;
+    int rc = 0;
+    if (qq.from <= qq.to)
+        rc = series_points(db, view, se, qq.from, qq.to, &raw, &nraw);
+    if (rc == 0 && extra && extra->ts >= qq.from && extra->ts <= qq.to &&
+        (!nraw || raw[nraw - 1].ts < extra->ts)) {
+        size_t cap = nraw;
+        rc = out_push(&raw, &nraw, &cap, *extra);
+    }
+    if (rc == 0) {
+        series_src ss = {db, view, se, raw, nraw, false};
+        cairn_ts_source src = {src_next, src_before, src_after, &ss};
+        rc = cairn_ts_query_run(&qq, &src, pts, n);
+    }
+    free(raw);
+    return rc;
+}
+
+/* ---- rules ---- */
+
+typedef __int128 i128;
+
+/* The start of the bucket holding t (saturated to int64). */
+static int64_t bucket_start(int64_t t, int64_t bucket, int64_t align)
+{
+    i128 m = ((i128)t - align) % bucket;
+    if (m < 0)
+        m += bucket;
+    i128 s = (i128)t - m;
+    return s < (i128)INT64_MIN ? INT64_MIN : (int64_t)s;
+}
+
+static int i64_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int rules_update(ts_tx *tx, ts_series *se, bool old_has,
+                        int64_t old_newest, const int64_t *ts, size_t nts,
+                        int depth);
+
+/* The aggregate of rule r over se's bucket [b, b + bucket): *found false
+ * when the bucket holds no point. */
+static int rule_bucket(ts_tx *tx, ts_series *se, const ts_rule_mem *r,
+                       int64_t b, bool *found, double *v)
+{
+    cairn_ts_query q = {0};
+    q.from = b;
+    q.to = b > INT64_MAX - (r->bucket - 1) ? INT64_MAX : b + (r->bucket - 1);
+    q.agg = r->agg;
+    q.bucket = r->bucket;
+    q.align_kind = CAIRN_TS_ALIGN_VALUE;
+    q.align = r->align;
+    cairn_ts_point *p = NULL;
+    size_t n = 0;
+    int rc = series_query(tx->db, tx->t, se, &q, NULL, &p, &n);
+    *found = rc == 0 && n > 0;
+    if (*found)
+        *v = p[0].v;
+    free(p);
+    return rc;
+}
+
+/* se (held by tx) changed: its points at ts[0..nts) were written or
+ * deleted, and its newest point was old_newest (old_has) before. Bring
+ * every rule's destination up to date (see the invariants), and theirs. */
+static int rules_update(ts_tx *tx, ts_series *se, bool old_has,
+                        int64_t old_newest, const int64_t *ts, size_t nts,
+                        int depth)
+{
+    if (!se->nrules || (!nts && !old_has))
+        return 0;
+    if (depth > 64)
+        return CAIRN_ECORRUPT; /* rules never chain this deep */
+    int rc = 0;
+    for (size_t ri = 0; rc == 0 && ri < se->nrules; ri++) {
+        ts_rule_mem r = se->rules[ri];
+        ts_series *d = NULL;
+        rc = tx_lock(tx, r.dst, r.dlen, &d);
+        if (rc == CAIRN_ENOTFOUND || rc == CAIRN_ENOTSUP) {
+            rc = 0; /* a destination deleted behind this layer's back */
+            continue;
+        }
+        if (rc)
+            break;
+        bool open_has = se->has_points;
+        int64_t open_b = open_has ? bucket_start(se->newest, r.bucket, r.align)
+                                  : INT64_MIN;
+        int64_t *bs = malloc((nts + 1) * sizeof *bs);
+        if (!bs) {
+            rc = CAIRN_ENOMEM;
+            break;
+        }
+        size_t nb = 0;
+        for (size_t i = 0; i < nts; i++)
+            bs[nb++] = bucket_start(ts[i], r.bucket, r.align);
+        if (old_has) {
+            int64_t ob = bucket_start(old_newest, r.bucket, r.align);
+            if (!open_has || ob < open_b)
+                bs[nb++] = ob; /* the bucket that was open closed */
+        }
+        qsort(bs, nb, sizeof *bs, i64_cmp);
+        size_t u = 0;
+        for (size_t i = 0; i < nb; i++)
+            if (!u || bs[i] != bs[u - 1])
+                bs[u++] = bs[i];
+        nb = u;
+        /* Closed buckets: their aggregate now; the open one (and any
+         * newer, emptied by a deletion) have no point in the destination. */
+        stage_in *up = malloc((nb ? nb : 1) * sizeof *up);
+        int *ures = malloc((nb ? nb : 1) * sizeof *ures);
+        int64_t *upts = malloc((nb ? nb : 1) * sizeof *upts);
+        size_t nup = 0;
+        if (!up || !ures || !upts)
+            rc = CAIRN_ENOMEM;
+        for (size_t i = 0; rc == 0 && i < nb; i++) {
+            bool found = false;
+            double v = 0;
+            if (open_has && bs[i] < open_b)
+                rc = rule_bucket(tx, se, &r, bs[i], &found, &v);
+            if (rc)
+                break;
+            if (found) {
+                up[nup] = (stage_in){bs[i], v, CAIRN_TS_DUP_LAST};
+                upts[nup++] = bs[i];
+            } else if (d->has_points && bs[i] <= d->newest) {
+                bool dh = d->has_points;
+                int64_t dn = d->newest;
+                int64_t *g = NULL;
+                size_t ng = 0;
+                rc = series_del_points(tx, d, bs[i], bs[i], &g, &ng);
+                if (rc == 0 && ng)
+                    rc = rules_update(tx, d, dh, dn, g, ng, depth + 1);
+                free(g);
+            }
+        }
+        if (rc == 0 && nup) {
+            bool dh = d->has_points;
+            int64_t dn = d->newest;
+            rc = series_stage(tx, d, up, nup, ures);
+            size_t m = 0;
+            for (size_t i = 0; rc == 0 && i < nup; i++)
+                if (ures[i] == 0)
+                    upts[m++] = upts[i];
+            if (rc == 0)
+                rc = rules_update(tx, d, dh, dn, upts, m, depth + 1);
+        }
+        free(up);
+        free(ures);
+        free(upts);
+        free(bs);
+    }
+    return rc;
+}
+
+/* Take every series that se's rules feed, and theirs (tx->waitable off:
+ * only tries). CAIRN_EBUSY: one is held by another caller. */
+static int lock_closure(ts_tx *tx, size_t from, const uint8_t **busy,
+                        size_t *busylen)
+{
+    for (size_t i = from; i < tx->n; i++) {
+        ts_series *se = tx->items[i].se;
+        for (size_t r = 0; r < se->nrules; r++) {
+            ts_series *d = NULL;
+            int rc = tx_lock(tx, se->rules[r].dst, se->rules[r].dlen, &d);
+            if (rc == CAIRN_ENOTFOUND || rc == CAIRN_ENOTSUP)
+                continue;
+            if (rc == CAIRN_EBUSY) {
+                *busy = se->rules[r].dst;
+                *busylen = se->rules[r].dlen;
+            }
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- locking several series ---- */
+
+typedef struct name_ref {
+    const uint8_t *p;
+    size_t len;
+} name_ref;
+
+static int name_ref_cmp(const void *a, const void *b)
+{
+    const name_ref *x = a, *y = b;
+    return key_cmp(x->p, x->len, y->p, y->len);
+}
+
+/* Take the named series in key order (waiting while tx->waitable).
+ * errs[i] (may be NULL) receives each name's CAIRN_ENOTFOUND /
+ * CAIRN_ENOTSUP, which stop nothing; other errors are returned. names is
+ * sorted in place and may hold duplicates. */
+static int lock_set(ts_tx *tx, name_ref *names, size_t n, int *errs)
+{
+    qsort(names, n, sizeof *names, name_ref_cmp);
+    for (size_t i = 0; i < n; i++) {
+        ts_series *se = NULL;
+        int rc = tx_lock(tx, names[i].p, names[i].len, &se);
+        if (errs)
+            errs[i] = rc;
+        if (rc && rc != CAIRN_ENOTFOUND && rc != CAIRN_ENOTSUP)
+            return rc;
+    }
+    return 0;
+}
+
+/* The series related to se by rules (its source, its destinations), as
+ * copies in one array (free each p, then the array). */
+static int related_names(const ts_series *se, name_ref **out, size_t *n)
+{
+    size_t m = se->nrules + (se->has_src ? 1 : 0);
+    name_ref *r = calloc(m + 1, sizeof *r);
+    if (!r)
+        return CAIRN_ENOMEM;
+    size_t k = 0;
+    int rc = 0;
+    if (se->has_src) {
+        r[k].p = dup_bytes(se->src, se->slen);
+        r[k].len = se->slen;
+        rc = r[k++].p ? 0 : CAIRN_ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < se->nrules; i++) {
+        r[k].p = dup_bytes(se->rules[i].dst, se->rules[i].dlen);
+        r[k].len = se->rules[i].dlen;
+        rc = r[k++].p ? 0 : CAIRN_ENOMEM;
+    }
+    if (rc) {
+        for (size_t i = 0; i < k; i++)
+            free((void *)r[i].p);
+        free(r);
+        return rc;
+    }
+    *out = r;
+    *n = k;
+    return 0;
+}
+
+static void names_free(name_ref *r, size_t n)
+{
+    for (size_t i = 0; r && i < n; i++)
+        free((void *)r[i].p);
+    free(r);
+}
+
+/* Take series key and every series related to it by rules (keys[0..nk)
+ * more too, e.g. a rule's other end): in key order when tx may wait, else
+ * by trying. *se: key's series. */
+static int lock_with_related(ts_tx *tx, const void *key, size_t klen,
+                             const name_ref *more, size_t nmore,
+                             ts_series **se_out)
+{
+    for (int round = 0;; round++) {
+        size_t mark = tx->n;
+        ts_series *se = NULL;
+        int rc = tx_lock(tx, key, klen, &se);
+        if (rc)
+            return rc;
+        name_ref *rel = NULL;
+        size_t nrel = 0;
+        rc = related_names(se, &rel, &nrel);
+        if (rc)
+            return rc;
+        name_ref *all = calloc(nrel + nmore + 1, sizeof *all);
+        if (!all) {
+            names_free(rel, nrel);
+            return CAIRN_ENOMEM;
+        }
+        memcpy(all, rel, nrel * sizeof *all);
+        if (nmore)
+            memcpy(all + nrel, more, nmore * sizeof *all);
+        all[nrel + nmore] = (name_ref){key, klen};
+        size_t nall = nrel + nmore + 1;
+        bool again = false;
+        if (nall > 1 && tx->waitable && round < 8) {
+            /* Let go, then take them all in key order. */
+            tx_unlock_from(tx, mark);
+            rc = lock_set(tx, all, nall, NULL);
+            if (rc == 0) {
+                tx_item *it = tx_find(tx, key, klen);
+                name_ref *rel2 = NULL;
+                size_t nrel2 = 0;
+                if (!it) {
+                    rc = CAIRN_ENOTFOUND;
+                } else {
+                    se = it->se;
+                    rc = related_names(se, &rel2, &nrel2);
+                }
+                if (rc == 0) {
+                    again = nrel2 != nrel;
+                    for (size_t i = 0; !again && i < nrel; i++)
+                        again = !name_eq(rel[i].p, rel[i].len, rel2[i].p,
+                                         rel2[i].len);
+                }
+                names_free(rel2, nrel2);
+                if (again)
+                    tx_unlock_from(tx, mark);
+            }
+        } else {
+            for (size_t i = 0; rc == 0 && i < nall; i++) {
+                ts_series *x = NULL;
+                rc = tx_lock(tx, all[i].p, all[i].len, &x);
+                if (rc == CAIRN_ENOTFOUND || rc == CAIRN_ENOTSUP)
+                    rc = 0;
+            }
+            if (rc == 0) {
+                tx_item *it = tx_find(tx, key, klen);
+                rc = it ? 0 : CAIRN_ENOTFOUND;
+                if (it)
+                    se = it->se;
+            }
+        }
+        names_free(rel, nrel);
+        free(all);
+        if (rc)
+            return rc;
+        if (!again) {
+            tx->waitable = false;
+            *se_out = se;
+            return 0;
+        }
+    }
+}
+
+/* ---- create, delete ---- */
+
+static int check_opts(const cairn_ts_options *o)
+{
+    if (o->chunk_size < 64 || o->chunk_size > (1u << 20) ||
+        o->duplicate_policy > CAIRN_TS_DUP_SUM || (!o->labels && o->nlabels) ||
+        isnan(o->ignore_max_val) || o->ignore_max_val < 0)
+        return CAIRN_EINVAL;
+    return 0;
+}
+
+/* Create series key in tx's transaction. */
+static int create_in(ts_tx *tx, const void *key, size_t klen,
+                     const cairn_ts_options *opts)
+{
+    cairn_ts_options o;
+    if (opts)
+        o = *opts;
+    else
+        cairn_ts_options_init(&o);
+    int rc = check_opts(&o);
+    if (rc)
+        return rc;
+    cairn_ts_labels *lab = NULL;
+    rc = cairn_ts_labels_new(o.labels, o.nlabels, &lab);
+    if (rc)
+        return rc;
+    rc = tx_txn(tx);
+    size_t dkl = 0;
+    uint8_t *dk = rc ? NULL : data_key(key, klen, &dkl);
+    if (rc == 0 && !dk)
+        rc = CAIRN_ENOMEM;
+    void *v = NULL;
+    size_t vl = 0;
+    if (rc == 0) {
+        rc = cairn_txn_get(tx->t, dk, dkl, &v, &vl);
+        if (rc == 0) {
+            cairn_free(v);
+            rc = CAIRN_EEXIST;
+        } else if (rc == CAIRN_ENOTFOUND) {
+            rc = 0;
+        }
+    }
+    /* The next id: a counter every create writes (two creates conflict
+     * on it, and the loser retries). */
+    static const uint8_t nk[1] = {KEY_NEXT_ID};
+    uint64_t id = 1;
+    if (rc == 0) {
+        rc = cairn_txn_get(tx->t, nk, 1, &v, &vl);
+        if (rc == 0) {
+            if (vl == 8)
+                id = cairn_get_u64(v);
+            else
+                rc = CAIRN_ECORRUPT;
+            cairn_free(v);
+        } else if (rc == CAIRN_ENOTFOUND) {
+            rc = 0;
+        }
+    }
+    uint8_t idv[8];
+    cairn_put_u64(idv, id + 1);
+    ts_meta m = {id, o, lab, NULL, 0, NULL, 0, false};
+    size_t rl = 0;
+    uint8_t *rec = rc ? NULL : encode_record(&m, &rl);
+    if (rc == 0 && !rec)
+        rc = CAIRN_ENOMEM;
+    if (rc == 0)
+        rc = cairn_txn_put(tx->t, nk, 1, idv, 8);
+    if (rc == 0)
+        rc = cairn_txn_put(tx->t, dk, dkl, rec, rl);
+    uint8_t rk[9];
+    rk[0] = KEY_REGISTRY;
+    put_be64(rk + 1, id);
+    if (rc == 0)
+        rc = cairn_txn_put(tx->t, rk, 9, key, klen);
+    free(rec);
+    free(dk);
+    if (rc == 0) {
+        /* A table entry for the name is stale (a key deleted behind this
+         * layer's back) or another caller's that this commit will
+         * conflict with: either way, it goes. */
+        cairn_ts_store *s = tx->db->ts;
+        pthread_mutex_lock(&s->mu);
+        ts_series *old = *slot_of(s, key, klen);
+        if (old)
+            table_drop(tx->db, s, old);
+        pthread_mutex_unlock(&s->mu);
+        rc = tx_act_push(tx, ACT_IX_ADD, id, key, klen, lab);
+    }
+    cairn_ts_labels_free(lab);
+    return rc;
+}
+
+typedef struct key_args {
+    const void *key;
+    size_t klen;
+    const void *key2;
+    size_t klen2;
+    const cairn_ts_options *opts;
+    const cairn_ts_alter_opts *alter;
+    char *err;
+    size_t errlen;
+} key_args;
+
+static int create_body(ts_tx *tx, void *arg)
+{
+    key_args *a = arg;
+    return create_in(tx, a->key, a->klen, a->opts);
+}
+
+int cairn_ts_create_ex(cairn_db *db, cairn_txn *txn, const void *key,
+                       size_t klen, const cairn_ts_options *opts)
+{
+    if (!db || (!key && klen))
+        return CAIRN_EINVAL;
+    key_args a = {.key = key, .klen = klen, .opts = opts};
+    return tx_run(db, txn, create_body, &a);
+}
+
+int cairn_ts_create(cairn_db *db, const void *key, size_t klen,
+                    const cairn_ts_options *opts)
+{
+    return cairn_ts_create_ex(db, NULL, key, klen, opts);
+}
+
+/* Delete every key of one kind of series id (within tx). */
+static int delete_kind(ts_tx *tx, uint8_t kind, uint64_t id)
+{
+    cairn_iter *it = NULL;
+    int rc = series_iter(tx->db, tx->t, kind, id, &it);
+    for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
+         cairn_iter_next(it)) {
+        size_t kl = 0;
+        const void *k = cairn_iter_key(it, &kl);
+        rc = cairn_txn_delete(tx->t, k, kl);
+    }
+    if (rc == 0)
+        rc = cairn_iter_status(it);
+    cairn_iter_free(it);
+    return rc;
+}
+
+/* Remove the rule src -> dst from src's memory (and say if it was there). */
+static bool rule_remove(ts_series *src, const void *dst, size_t dlen)
+{
+    for (size_t i = 0; i < src->nrules; i++)
+        if (name_eq(src->rules[i].dst, src->rules[i].dlen, dst, dlen)) {
+            free(src->rules[i].dst);
+            memmove(src->rules + i, src->rules + i + 1,
+                    (src->nrules - i - 1) * sizeof *src->rules);
+            src->nrules--;
+            return true;
+        }
+    return false;
+}
+
+static void src_clear(ts_series *d)
+{
+    free(d->src);
+    d->src = NULL;
+    d->slen = 0;
+    d->has_src = false;
+}
+
+/* Delete series se (held, with its related series) in tx. */
+static int delete_in(ts_tx *tx, ts_series *se)
+{
+    int rc = tx_txn(tx);
+    if (rc)
+        return rc;
+    if (se->has_src) {
+        tx_item *s = tx_find(tx, se->src, se->slen);
+        if (s && rule_remove(s->se, se->name, se->nlen))
+            rc = write_record(tx, s->se);
+    }
+    for (size_t i = 0; rc == 0 && i < se->nrules; i++) {
+        tx_item *d = tx_find(tx, se->rules[i].dst, se->rules[i].dlen);
+        if (d && d->se->has_src &&
+            name_eq(d->se->src, d->se->slen, se->name, se->nlen)) {
+            src_clear(d->se);
+            rc = write_record(tx, d->se);
+        }
+    }
+    size_t dkl;
+    uint8_t *dk = rc ? NULL : data_key(se->name, se->nlen, &dkl);
+    if (rc == 0 && !dk)
+        rc = CAIRN_ENOMEM;
+    if (rc == 0)
+        rc = cairn_txn_delete(tx->t, dk, dkl);
+    free(dk);
+    uint8_t rk[9];
+    rk[0] = KEY_REGISTRY;
+    put_be64(rk + 1, se->id);
+    if (rc == 0)
+        rc = cairn_txn_delete(tx->t, rk, 9);
+    if (rc == 0)
+        rc = delete_kind(tx, KEY_CHUNK, se->id);
+    if (rc == 0)
+        rc = delete_kind(tx, KEY_LOG, se->id);
+    if (rc == 0)
+        rc = tx_act_push(tx, ACT_IX_REMOVE, se->id, NULL, 0, NULL);
+    if (rc == 0) {
+        tx_dirty(tx, se);
+        pthread_mutex_lock(&tx->db->ts->mu);
+        table_drop(tx->db, tx->db->ts, se);
+        pthread_mutex_unlock(&tx->db->ts->mu);
+    }
+    return rc;
+}
+
+static int delete_body(ts_tx *tx, void *arg)
+{
+    key_args *a = arg;
+    ts_series *se = NULL;
+    int rc = lock_with_related(tx, a->key, a->klen, NULL, 0, &se);
+    return rc ? rc : delete_in(tx, se);
+}
+
+int cairn_ts_delete_ex(cairn_db *db, cairn_txn *txn, const void *key,
+                       size_t klen)
+{
+    if (!db || (!key && klen))
+        return CAIRN_EINVAL;
+    key_args a = {.key = key, .klen = klen};
+    return tx_run(db, txn, delete_body, &a);
+}
+
+int cairn_ts_delete(cairn_db *db, const void *key, size_t klen)
+{
+    return cairn_ts_delete_ex(db, NULL, key, klen);
+}
+
+/* ---- adding points ---- */
+
+typedef struct add_args {
+    const cairn_ts_write_opts *o;
+    const cairn_ts_sample *smp;
+    size_t n;
+    int *res;
+} add_args;
+
+typedef struct add_group {
+    const void *key;
+    size_t klen;
+    size_t first, n; /* its samples: order[first .. first + n) */
+} add_group;
+
+static int group_cmp(const void *a, const void *b)
+{
+    const add_group *x = a, *y = b;
+    return key_cmp(x->key, x->klen, y->key, y->klen);
+}
+
+/* Stage a group's samples into its series and feed the series' rules. */
+static int add_group_stage(ts_tx *tx, ts_series *se, const add_args *a,
+                           const size_t *idx, size_t n)
+{
+    stage_in *in = malloc((n ? n : 1) * sizeof *in);
+    int *r = malloc((n ? n : 1) * sizeof *r);
+    int64_t *acc = malloc((n ? n : 1) * sizeof *acc);
+    int rc = in && r && acc ? 0 : CAIRN_ENOMEM;
+    int pol = a->o && a->o->has_on_duplicate ? (int)a->o->on_duplicate : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        in[i] = (stage_in){a->smp[idx[i]].ts, a->smp[idx[i]].v, pol};
+    bool old_has = se->has_points;
+    int64_t old_newest = se->newest;
+    if (rc == 0)
+        rc = series_stage(tx, se, in, n, r);
+    size_t nacc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        a->res[idx[i]] = r[i];
+        if (r[i] == 0)
+            acc[nacc++] = in[i].ts;
+    }
+    if (rc == 0)
+        rc = rules_update(tx, se, old_has, old_newest, acc, nacc, 0);
+    free(in);
+    free(r);
+    free(acc);
+    return rc;
+}
+
+static int add_body(ts_tx *tx, void *arg)
+{
+    add_args *a = arg;
+    size_t n = a->n;
+    for (size_t i = 0; i < n; i++)
+        a->res[i] = 0;
+    /* Group the samples by series (each group keeps the samples' order). */
+    bool *done = calloc(n, sizeof *done);
+    size_t *order = malloc(n * sizeof *order);
+    add_group *g = calloc(n, sizeof *g);
+    name_ref *names = calloc(n, sizeof *names);
+    int *errs = calloc(n, sizeof *errs);
+    int rc = done && order && g && names && errs ? 0 : CAIRN_ENOMEM;
+    size_t ng = 0, m = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (done[i])
+            continue;
+        add_group *gr = &g[ng++];
+        gr->key = a->smp[i].key;
+        gr->klen = a->smp[i].klen;
+        gr->first = m;
+        for (size_t j = i; j < n; j++)
+            if (!done[j] && key_cmp(a->smp[j].key, a->smp[j].klen, gr->key,
+                                    gr->klen) == 0) {
+                order[m++] = j;
+                done[j] = true;
+            }
+        gr->n = m - gr->first;
+    }
+    if (rc == 0)
+        qsort(g, ng, sizeof *g, group_cmp);
+    /* Take the series in key order (and what their rules feed: when one
+     * of those is busy, let go and take everything in key order). */
+    name_ref *extra = NULL;
+    size_t nextra = 0;
+    size_t mark = tx->n;
+    for (int round = 0; rc == 0; round++) {
+        name_ref *all = realloc(names, (ng + nextra) * sizeof *all + 1);
+        if (!all) {
+            rc = CAIRN_ENOMEM;
+            break;
+        }
+        names = all;
+        for (size_t k = 0; k < ng; k++)
+            names[k] = (name_ref){g[k].key, g[k].klen};
+        for (size_t k = 0; k < nextra; k++)
+            names[ng + k] = extra[k];
+        rc = lock_set(tx, names, ng + nextra, NULL);
+        if (rc)
+            break;
+        bool waitable = tx->waitable;
+        tx->waitable = false;
+        const uint8_t *busy = NULL;
+        size_t busylen = 0;
+        rc = lock_closure(tx, mark, &busy, &busylen);
+        if (rc == CAIRN_EBUSY && waitable && round < 16) {
+            name_ref *ne = realloc(extra, (nextra + 1) * sizeof *ne);
+            uint8_t *cp = dup_bytes(busy, busylen);
+            if (!ne || !cp) {
+                free(cp);
+                if (ne)
+                    extra = ne;
+                rc = CAIRN_ENOMEM;
+                break;
+            }
+            extra = ne;
+            extra[nextra++] = (name_ref){cp, busylen};
+            tx_unlock_from(tx, mark);
+            tx->waitable = true;
+            rc = 0;
+            continue;
+        }
+        break;
+    }
+    tx->waitable = false;
+    if (rc == 0)
+        rc = tx_txn(tx);
+    for (size_t k = 0; rc == 0 && k < ng; k++) {
+        ts_series *se = NULL;
+        tx_item *it = tx_find(tx, g[k].key, g[k].klen);
+        int r = 0;
+        if (it) {
+            se = it->se;
+        } else {
+            r = tx_lock(tx, g[k].key, g[k].klen, &se);
+            if (r == CAIRN_ENOTFOUND && a->o && a->o->create) {
+                r = create_in(tx, g[k].key, g[k].klen, a->o->create);
+                if (r == 0)
+                    r = tx_lock(tx, g[k].key, g[k].klen, &se);
+            }
+        }
+        if (r == CAIRN_ENOTFOUND || r == CAIRN_ENOTSUP || r == CAIRN_EINVAL) {
+            for (size_t q = 0; q < g[k].n; q++)
+                a->res[order[g[k].first + q]] = r;
+            continue;
+        }
+        if (r) {
+            rc = r;
+            break;
+        }
+        rc = add_group_stage(tx, se, a, order + g[k].first, g[k].n);
+    }
+    if (rc && !tx->own) {
+        for (size_t i = 0; i < n; i++)
+            if (a->res[i] == 0 || a->res[i] == CAIRN_TS_IGNORED)
+                a->res[i] = rc;
+    }
+    for (size_t k = 0; k < nextra; k++)
+        free((void *)extra[k].p);
+    free(extra);
+    free(done);
+    free(order);
+    free(g);
+    free(names);
+    free(errs);
+    return rc;
+}
+
+int cairn_ts_add_many_ex(cairn_db *db, const cairn_ts_write_opts *o,
+                         const cairn_ts_sample *samples, size_t n,
+                         int *results)
+{
+    if (!db || (!samples && n))
+        return CAIRN_EINVAL;
+    if (n == 0)
+        return 0;
+    int *res = results ? results : malloc(n * sizeof *res);
+    if (!res)
+        return CAIRN_ENOMEM;
+    add_args a = {o, samples, n, res};
+    int rc = tx_run(db, o ? o->txn : NULL, add_body, &a);
+    if (rc) {
+        for (size_t i = 0; i < n; i++)
+            if (res[i] == 0 || res[i] == CAIRN_TS_IGNORED)
+                res[i] = rc;
+    }
+    if (rc == 0) {
+        /* The first error that is not a point's own refusal. */
+        for (size_t i = 0; i < n && !rc; i++)
+            if (res[i] < 0 && res[i] != CAIRN_ENOTFOUND &&
+                res[i] != CAIRN_ENOTSUP && res[i] != CAIRN_EEXIST &&
+                res[i] != CAIRN_EHISTORY && res[i] != CAIRN_EINVAL)
+                rc = res[i];
+    }
+    if (!results)
+        free(res);
+    return rc;
+}
+
+int cairn_ts_add_many(cairn_db *db, const cairn_ts_sample *samples, size_t n,
+                      int *results)
+{
+    return cairn_ts_add_many_ex(db, NULL, samples, n, results);
+}
+
+int cairn_ts_add(cairn_db *db, const void *key, size_t klen, int64_t ts,
+                 double v)
+{
+    if (!db || (!key && klen))
+        return CAIRN_EINVAL;
+    cairn_ts_sample s = {key, klen, ts, v};
+    int r = 0;
+    int rc = cairn_ts_add_many(db, &s, 1, &r);
+    return rc ? rc : r;
+}
+
+/* ---- TS.INCRBY ---- */
+
+typedef struct incr_args {
+    const cairn_ts_write_opts *o;
+    const void *key;
+    size_t klen;
+    double by;
+    bool has_ts;
+    int64_t ts;
+    cairn_ts_point *out;
+    char *err;
+    size_t errlen;
+} incr_args;
+
+static int incr_body(ts_tx *tx, void *arg)
+{
+    incr_args *a = arg;
+    ts_series *se = NULL;
+    int rc = lock_with_related(tx, a->key, a->klen, NULL, 0, &se);
+    if (rc == CAIRN_ENOTFOUND && a->o && a->o->create) {
+        rc = create_in(tx, a->key, a->klen, a->o->create);
+        if (rc == 0)
+            rc = tx_lock(tx, a->key, a->klen, &se);
+    }
+    if (rc)
+        return rc;
+    tx->waitable = false;
+    rc = tx_txn(tx);
+    if (rc)
+        return rc;
+    int64_t ts = a->ts;
+    if (!a->has_ts) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        ts = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    }
+    double v = a->by;
+    if (se->has_points) {
+        if (ts < se->newest) {
+            set_err(a->err, a->errlen,
+                    "timestamp must be equal to or higher than the maximum "
+                    "existing timestamp");
+            return CAIRN_EINVAL;
+        }
+        double last = 0;
+        rc = newest_value(tx->db, tx->t, se, &last);
+        if (rc)
+            return rc;
+        v = last + a->by;
+    }
+    stage_in in = {ts, v, CAIRN_TS_DUP_LAST};
+    int r = 0;
+    bool old_has = se->has_points;
+    int64_t old_newest = se->newest;
+    rc = series_stage(tx, se, &in, 1, &r);
+    if (rc == 0 && r == 0)
+        rc = rules_update(tx, se, old_has, old_newest, &ts, 1, 0);
+    if (rc == 0 && r < 0)
+        rc = r;
+    if (rc == 0 && a->out)
+        *a->out = (cairn_ts_point){ts, v};
+    return rc;
+}
+
+int cairn_ts_incrby(cairn_db *db, const cairn_ts_write_opts *o,
+                    const void *key, size_t klen, double by, bool has_ts,
+                    int64_t ts, cairn_ts_point *out, char *err, size_t errlen)
+{
+    if (!db || (!key && klen) || !isfinite(by))
+        return CAIRN_EINVAL;
+    incr_args a = {o, key, klen, by, has_ts, ts, out, err, errlen};
+    return tx_run(db, o ? o->txn : NULL, incr_body, &a);
+}
+
+/* ---- TS.ALTER ---- */
+
+static int alter_body(ts_tx *tx, void *arg)
+{
+    key_args *a = arg;
+    const cairn_ts_alter_opts *o = a->alter;
+    ts_series *se = NULL;
+    int rc = tx_lock(tx, a->key, a->klen, &se);
+    if (rc)
+        return rc;
+    tx->waitable = false;
+    cairn_ts_options no = se->opt;
+    if (o->set_retention)
+        no.retention_ms = o->retention_ms;
+    if (o->set_chunk_size)
+        no.chunk_size = o->chunk_size;
+    if (o->set_duplicate_policy)
+        no.duplicate_policy = o->duplicate_policy;
+    if (o->set_ignore) {
+        no.ignore_max_time_ms = o->ignore_max_time_ms;
+        no.ignore_max_val = o->ignore_max_val;
+    }
+    no.labels = o->labels;
+    no.nlabels = o->nlabels;
+    if (check_opts(&no) != 0 || (o->set_labels && !o->labels && o->nlabels)) {
+        set_err(a->err, a->errlen, "invalid series options");
+        return CAIRN_EINVAL;
+    }
+    cairn_ts_labels *lab = NULL;
+    if (o->set_labels) {
+        rc = cairn_ts_labels_new(o->labels, o->nlabels, &lab);
+        if (rc) {
+            set_err(a->err, a->errlen, "invalid labels");
+            return rc;
+        }
+    }
+    rc = tx_txn(tx);
+    if (rc) {
+        cairn_ts_labels_free(lab);
+        return rc;
+    }
+    tx_dirty(tx, se);
+    no.labels = NULL;
+    no.nlabels = 0;
+    se->opt = no;
+    if (o->set_labels) {
+        cairn_ts_labels_free(se->labels);
+        se->labels = lab;
+    }
+    if (se->opt.uncompressed != !se->enc.compressed) {
+        /* unchanged: ALTER does not change the encoding */
+    }
+    rc = write_record(tx, se);
+    if (rc == 0 && o->set_labels) {
+        rc = tx_act_push(tx, ACT_IX_REMOVE, se->id, NULL, 0, NULL);
+        if (rc == 0)
+            rc = tx_act_push(tx, ACT_IX_ADD, se->id, se->name, se->nlen,
+                             se->labels);
+    }
+    return rc;
+}
+
+int cairn_ts_alter(cairn_db *db, cairn_txn *txn, const void *key, size_t klen,
+                   const cairn_ts_alter_opts *o, char *err, size_t errlen)
+{
+    if (!db || (!key && klen) || !o)
+        return CAIRN_EINVAL;
+    key_args a = {.key = key, .klen = klen, .alter = o, .err = err,
+                  .errlen = errlen};
+    return tx_run(db, txn, alter_body, &a);
+}
+
+/* ---- TS.DEL ---- */
+
+typedef struct del_args {
+    const void *key;
+    size_t klen;
+    int64_t from, to;
+    uint64_t *deleted;
+} del_args;
+
+static int del_body(ts_tx *tx, void *arg)
+{
+    del_args *a = arg;
+    ts_series *se = NULL;
+    int rc = lock_with_related(tx, a->key, a->klen, NULL, 0, &se);
+    if (rc == 0)
+        rc = tx_txn(tx);
+    if (rc)
+        return rc;
+    bool old_has = se->has_points;
+    int64_t old_newest = se->newest;
+    int64_t *g = NULL;
+    size_t ng = 0;
+    rc = series_del_points(tx, se, a->from, a->to, &g, &ng);
+    if (rc == 0 && ng)
+        rc = rules_update(tx, se, old_has, old_newest, g, ng, 0);
+    free(g);
+    if (rc == 0 && a->deleted)
+        *a->deleted = ng;
+    return rc;
+}
+
+int cairn_ts_del_range(cairn_db *db, cairn_txn *txn, const void *key,
+                       size_t klen, int64_t from, int64_t to,
+                       uint64_t *deleted)
+{
+    if (!db || (!key && klen))
+        return CAIRN_EINVAL;
+    if (deleted)
+        *deleted = 0;
+    del_args a = {key, klen, from, to, deleted};
+    return tx_run(db, txn, del_body, &a);
+}
+
+/* ---- reads ---- */
+
+/* LATEST: the bucket still open at dst's source, as a point (*found). */
+static int latest_point(cairn_db *db, ts_tx *tx, const uint8_t *src,
+                        size_t slen, const uint8_t *dst, size_t dlen,
+                        bool *found, cairn_ts_point *p)
+{
+    *found = false;
+    ts_series *s = NULL;
+    int rc = tx ? tx_lock(tx, src, slen, &s) : series_lock(db, src, slen, &s);
+    if (rc == CAIRN_ENOTFOUND || rc == CAIRN_ENOTSUP)
+        return 0;
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < s->nrules && s->has_points; i++) {
+        ts_rule_mem *r = &s->rules[i];
+        if (!name_eq(r->dst, r->dlen, dst, dlen))
+            continue;
+        int64_t b = bucket_start(s->newest, r->bucket, r->align);
+        cairn_ts_query q = {0};
+        q.from = b;
+        q.to = s->newest;
+        q.agg = r->agg;
+        q.bucket = r->bucket;
+        q.align = r->align;
+        cairn_ts_point *pts = NULL;
+        size_t n = 0;
+        rc = series_query(db, tx ? tx->t : NULL, s, &q, NULL, &pts, &n);
+        if (rc == 0 && n) {
+            *found = true;
+            *p = (cairn_ts_point){b, pts[0].v};
+        }
+        free(pts);
+        break;
+    }
+    if (!tx)
+        pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+typedef struct read_args {
+    const void *key;
+    size_t klen;
+    const cairn_ts_query *q;
+    cairn_ts_point **pts;
+    size_t *n;
+} read_args;
+
+static int read_in(cairn_db *db, ts_tx *tx, read_args *a)
+{
+    ts_series *se = NULL;
+    int rc = tx ? tx_lock(tx, a->key, a->klen, &se)
+                : series_lock(db, a->key, a->klen, &se);
+    if (rc)
+        return rc;
+    if (tx)
+        tx->waitable = false;
+    bool has_extra = false;
+    cairn_ts_point extra = {0, 0};
+    if (a->q->latest && se->has_src) {
+        uint8_t *src = dup_bytes(se->src, se->slen);
+        size_t slen = se->slen;
+        if (!src) {
+            rc = CAIRN_ENOMEM;
+        } else if (tx) {
+            rc = latest_point(db, tx, src, slen, a->key, a->klen, &has_extra,
+                              &extra);
+        } else {
+            /* One series at a time: let dst go while src is read. */
+            pthread_mutex_unlock(&se->mu);
+            rc = latest_point(db, NULL, src, slen, a->key, a->klen,
+                              &has_extra, &extra);
+            int r2 = series_lock(db, a->key, a->klen, &se);
+            if (r2) {
+                free(src);
+                return r2;
+            }
+        }
+        free(src);
+    }
+    if (rc == 0)
+        rc = series_query(db, tx ? tx->t : NULL, se, a->q,
+                          has_extra ? &extra : NULL, a->pts, a->n);
+    if (!tx)
+        pthread_mutex_unlock(&se->mu);
+    return rc;
+}
+
+static int read_body(ts_tx *tx, void *arg)
+{
+    return read_in(tx->db, tx, arg);
+}
+
+int cairn_ts_query_range_ex(cairn_db *db, cairn_txn *txn, const void *key,
+                            size_t klen, const cairn_ts_query *q,
+                            cairn_ts_point **pts, size_t *n)
+{
+    if (!db || (!key && klen) || !q || !pts || !n)
+        return CAIRN_EINVAL;
+    *pts = NULL;
+    *n = 0;
+    read_args a = {key, klen, q, pts, n};
+    if (!txn)
+        return read_in(db, NULL, &a);
+    return tx_run(db, txn, read_body, &a);
 }
 
 int cairn_ts_query_range(cairn_db *db, const void *key, size_t klen,
                          const cairn_ts_query *q, cairn_ts_point **pts,
                          size_t *n)
 {
-    if (!db || (!key && klen) || !q || !pts || !n)
-        return CAIRN_EINVAL;
-    *pts = NULL;
-    *n = 0;
+    return cairn_ts_query_range_ex(db, NULL, key, klen, q, pts, n);
+}
+
+int cairn_ts_range(cairn_db *db, const void *key, size_t klen, int64_t from,
+                   int64_t to, cairn_ts_point **pts, size_t *n)
+{
+    cairn_ts_query q = {0};
+    q.from = from;
+    q.to = to;
+    return cairn_ts_query_range_ex(db, NULL, key, klen, &q, pts, n);
+}
+
+typedef struct last_args {
+    const void *key;
+    size_t klen;
+    bool *found;
+    cairn_ts_point *p;
+    bool need_query; /* out: LATEST on a destination: ask a query */
+} last_args;
+
+static int last_in(cairn_db *db, ts_tx *tx, last_args *a, bool latest)
+{
     ts_series *se = NULL;
-    int rc = series_lock(db, key, klen, &se);
+    int rc = tx ? tx_lock(tx, a->key, a->klen, &se)
+                : series_lock(db, a->key, a->klen, &se);
     if (rc)
         return rc;
-    cairn_ts_query qq = *q;
-    qq.from = retained_from(se, qq.from);
-    cairn_ts_point *raw = NULL;
-    size_t nraw = 0;
-    if (qq.from <= qq.to)
-        rc = series_points(db, se, qq.from, qq.to, &raw, &nraw);
-    if (rc == 0) {
-        series_src ss = {db, se, raw, nraw, false};
-        cairn_ts_source src = {src_next, src_before, src_after, &ss};
-        cairn_ts_point *out = NULL;
-        size_t cnt = 0;
-        rc = cairn_ts_query_run(&qq, &src, &out, &cnt);
+    if (tx)
+        tx->waitable = false;
+    *a->found = false;
+    if (latest && se->has_src) {
+        a->need_query = true;
+    } else if (se->has_points) {
+        double v = 0;
+        rc = newest_value(db, tx ? tx->t : NULL, se, &v);
         if (rc == 0) {
-            *pts = out;
-            *n = cnt;
+            *a->found = true;
+            *a->p = (cairn_ts_point){se->newest, v};
         }
     }
-    pthread_mutex_unlock(&se->mu);
-    free(raw);
+    if (!tx)
+        pthread_mutex_unlock(&se->mu);
     return rc;
 }
 
+static int last_body(ts_tx *tx, void *arg)
+{
+    return last_in(tx->db, tx, arg, false);
+}
+
+int cairn_ts_get_last(cairn_db *db, cairn_txn *txn, const void *key,
+                      size_t klen, bool latest, bool *found, cairn_ts_point *p)
+{
+    if (!db || (!key && klen) || !found || !p)
+        return CAIRN_EINVAL;
+    last_args la = {key, klen, found, p, false};
+    int rc = txn ? tx_run(db, txn, last_body, &la)
+                 : last_in(db, NULL, &la, latest);
+    if (rc || !(latest && (la.need_query || txn)))
+        return rc;
+    cairn_ts_query q = {0};
+    q.from = INT64_MIN;
+    q.to = INT64_MAX;
+    q.reverse = true;
+    q.has_count = true;
+    q.count = 1;
+    q.latest = true;
+    cairn_ts_point *pts = NULL;
+    size_t n = 0;
+    rc = cairn_ts_query_range_ex(db, txn, key, klen, &q, &pts, &n);
+    if (rc)
+        return rc;
+    *found = n > 0;
+    if (n)
+        *p = pts[0];
+    free(pts);
+    return 0;
+}
+
+/* ---- rules ---- */
+
+typedef struct rule_args {
+    const void *src, *dst;
+    size_t slen, dlen;
+    cairn_ts_aggregator agg;
+    int64_t bucket, align;
+    char *err;
+    size_t errlen;
+} rule_args;
+
+/* Does following sources up from series name (through the txn's view)
+ * reach target? */
+static int reaches(ts_tx *tx, const void *name, size_t nlen,
+                   const void *target, size_t tlen, bool *yes)
+{
+    *yes = false;
+    uint8_t *cur = dup_bytes(name, nlen);
+    size_t cl = nlen;
+    int rc = cur ? 0 : CAIRN_ENOMEM;
+    for (int steps = 0; rc == 0 && steps < 100000; steps++) {
+        if (name_eq(cur, cl, target, tlen)) {
+            *yes = true;
+            break;
+        }
+        size_t dkl;
+        uint8_t *dk = data_key(cur, cl, &dkl);
+        void *v = NULL;
+        size_t vl = 0;
+        rc = dk ? cairn_txn_get(tx->t, dk, dkl, &v, &vl) : CAIRN_ENOMEM;
+        free(dk);
+        if (rc == CAIRN_ENOTFOUND) {
+            rc = 0;
+            break;
+        }
+        ts_meta m;
+        if (rc == 0)
+            rc = decode_record(v, vl, &m, true);
+        cairn_free(v);
+        if (rc == CAIRN_ENOTSUP) {
+            rc = 0;
+            break;
+        }
+        if (rc)
+            break;
+        bool more = m.has_src;
+        free(cur);
+        cur = m.src;
+        cl = m.slen;
+        m.src = NULL;
+        meta_free(&m);
+        if (!more)
+            break;
+    }
+    free(cur);
+    return rc;
+}
+
+static int lock_pair(ts_tx *tx, rule_args *a, ts_series **s, ts_series **d)
+{
+    name_ref pair[2] = {{a->src, a->slen}, {a->dst, a->dlen}};
+    int errs[2] = {0, 0};
+    int rc = lock_set(tx, pair, 2, errs);
+    tx->waitable = false;
+    if (rc == 0)
+        rc = errs[0] ? errs[0] : errs[1];
+    if (rc == CAIRN_ENOTFOUND)
+        set_err(a->err, a->errlen, "the key does not exist");
+    if (rc)
+        return rc;
+    tx_item *si = tx_find(tx, a->src, a->slen);
+    tx_item *di = tx_find(tx, a->dst, a->dlen);
+    if (!si || !di)
+        return CAIRN_ENOTFOUND;
+    *s = si->se;
+    *d = di->se;
+    return tx_txn(tx);
+}
+
+static int create_rule_body(ts_tx *tx, void *arg)
+{
+    rule_args *a = arg;
+    ts_series *s = NULL, *d = NULL;
+    int rc = lock_pair(tx, a, &s, &d);
+    if (rc)
+        return rc;
+    if (d->has_src) {
+        set_err(a->err, a->errlen,
+                name_eq(d->src, d->slen, a->src, a->slen)
+                    ? "the destination key already has a src rule"
+                    : "the destination key already has a src rule");
+        return CAIRN_EINVAL;
+    }
+    bool cycle = false;
+    rc = reaches(tx, a->src, a->slen, a->dst, a->dlen, &cycle);
+    if (rc)
+        return rc;
+    if (cycle) {
+        set_err(a->err, a->errlen,
+                "the rule would close a cycle of compaction rules");
+        return CAIRN_EINVAL;
+    }
+    ts_rule_mem *nr = realloc(s->rules, (s->nrules + 1) * sizeof *nr);
+    if (!nr)
+        return CAIRN_ENOMEM;
+    s->rules = nr;
+    uint8_t *dn = dup_bytes(a->dst, a->dlen);
+    uint8_t *sn = dup_bytes(a->src, a->slen);
+    if (!dn || !sn) {
+        free(dn);
+        free(sn);
+        return CAIRN_ENOMEM;
+    }
+    tx_dirty(tx, s);
+    tx_dirty(tx, d);
+    s->rules[s->nrules++] = (ts_rule_mem){dn, a->dlen, a->agg, a->bucket,
+                                          a->align};
+    src_clear(d);
+    d->src = sn;
+    d->slen = a->slen;
+    d->has_src = true;
+    rc = write_record(tx, s);
+    if (rc == 0)
+        rc = write_record(tx, d);
+    return rc;
+}
+
+static int check_rule(rule_args *a)
+{
+    if (a->agg <= CAIRN_TS_AGG_NONE || a->agg >= CAIRN_TS_AGG__COUNT) {
+        set_err(a->err, a->errlen, "Unknown aggregation type");
+        return CAIRN_EINVAL;
+    }
+    if (a->bucket <= 0) {
+        set_err(a->err, a->errlen, "bucketDuration must be greater than zero");
+        return CAIRN_EINVAL;
+    }
+    if (name_eq(a->src, a->slen, a->dst, a->dlen)) {
+        set_err(a->err, a->errlen,
+                "the source key and destination key should be different");
+        return CAIRN_EINVAL;
+    }
+    return 0;
+}
+
+int cairn_ts_create_rule(cairn_db *db, cairn_txn *txn, const void *src,
+                         size_t slen, const void *dst, size_t dlen,
+                         cairn_ts_aggregator agg, int64_t bucket_ms,
+                         int64_t align_ms, char *err, size_t errlen)
+{
+    if (!db || (!src && slen) || (!dst && dlen))
+        return CAIRN_EINVAL;
+    rule_args a = {src, dst, slen, dlen, agg, bucket_ms, align_ms, err,
+                   errlen};
+    int rc = check_rule(&a);
+    return rc ? rc : tx_run(db, txn, create_rule_body, &a);
+}
+
+static int delete_rule_body(ts_tx *tx, void *arg)
+{
+    rule_args *a = arg;
+    ts_series *s = NULL, *d = NULL;
+    int rc = lock_pair(tx, a, &s, &d);
+    if (rc)
+        return rc;
+    if (!rule_remove(s, a->dst, a->dlen)) {
+        set_err(a->err, a->errlen, "compaction rule does not exist");
+        return CAIRN_ENOTFOUND;
+    }
+    tx_dirty(tx, s);
+    tx_dirty(tx, d);
+    if (d->has_src && name_eq(d->src, d->slen, a->src, a->slen))
+        src_clear(d);
+    rc = write_record(tx, s);
+    if (rc == 0)
+        rc = write_record(tx, d);
+    return rc;
+}
+
+int cairn_ts_delete_rule(cairn_db *db, cairn_txn *txn, const void *src,
+                         size_t slen, const void *dst, size_t dlen, char *err,
+                         size_t errlen)
+{
+    if (!db || (!src && slen) || (!dst && dlen))
+        return CAIRN_EINVAL;
+    rule_args a = {src, dst, slen, dlen, CAIRN_TS_AGG_NONE, 0, 0, err,
+                   errlen};
+    return tx_run(db, txn, delete_rule_body, &a);
+}
+
+/* ---- RENAME ---- */
+
+static int rename_body(ts_tx *tx, void *arg)
+{
+    key_args *a = arg;
+    if (name_eq(a->key, a->klen, a->key2, a->klen2))
+        return CAIRN_EINVAL;
+    ts_series *se = NULL;
+    name_ref to = {a->key2, a->klen2};
+    int rc = lock_with_related(tx, a->key, a->klen, &to, 1, &se);
+    if (rc == 0)
+        rc = tx_txn(tx);
+    if (rc)
+        return rc;
+    size_t nkl = 0, okl = 0;
+    uint8_t *nk = data_key(a->key2, a->klen2, &nkl);
+    uint8_t *ok = data_key(a->key, a->klen, &okl);
+    uint8_t *newname = dup_bytes(a->key2, a->klen2);
+    void *v = NULL;
+    size_t vl = 0;
+    rc = nk && ok && newname ? cairn_txn_get(tx->t, nk, nkl, &v, &vl)
+                             : CAIRN_ENOMEM;
+    if (rc == 0) {
+        cairn_free(v);
+        rc = CAIRN_EEXIST;
+    } else if (rc == CAIRN_ENOTFOUND) {
+        rc = 0;
+    }
+    /* The related series now name the new key. */
+    if (rc == 0 && se->has_src) {
+        tx_item *s = tx_find(tx, se->src, se->slen);
+        for (size_t i = 0; s && i < s->se->nrules; i++)
+            if (name_eq(s->se->rules[i].dst, s->se->rules[i].dlen, a->key,
+                        a->klen)) {
+                uint8_t *cp = dup_bytes(a->key2, a->klen2);
+                if (!cp) {
+                    rc = CAIRN_ENOMEM;
+                    break;
+                }
+                tx_dirty(tx, s->se);
+                free(s->se->rules[i].dst);
+                s->se->rules[i].dst = cp;
+                s->se->rules[i].dlen = a->klen2;
+                rc = write_record(tx, s->se);
+            }
+    }
+    for (size_t i = 0; rc == 0 && i < se->nrules; i++) {
+        tx_item *d = tx_find(tx, se->rules[i].dst, se->rules[i].dlen);
+        if (d && d->se->has_src &&
+            name_eq(d->se->src, d->se->slen, a->key, a->klen)) {
+            uint8_t *cp = dup_bytes(a->key2, a->klen2);
+            if (!cp) {
+                rc = CAIRN_ENOMEM;
+                break;
+            }
+            tx_dirty(tx, d->se);
+            src_clear(d->se);
+            d->se->src = cp;
+            d->se->slen = a->klen2;
+            d->se->has_src = true;
+            rc = write_record(tx, d->se);
+        }
+    }
+    if (rc == 0) {
+        /* The series itself: its record under the new name, the registry,
+         * and its memory leaves the table (loaded again by the new name). */
+        tx_dirty(tx, se);
+        pthread_mutex_lock(&tx->db->ts->mu);
+        table_drop(tx->db, tx->db->ts, se);
+        pthread_mutex_unlock(&tx->db->ts->mu);
+        free(se->name);
+        se->name = newname;
+        se->nlen = a->klen2;
+        newname = NULL;
+        ts_meta m = meta_of(se);
+        size_t rl = 0;
+        uint8_t *rec = encode_record(&m, &rl);
+        rc = rec ? cairn_txn_put(tx->t, nk, nkl, rec, rl) : CAIRN_ENOMEM;
+        free(rec);
+        if (rc == 0)
+            rc = cairn_txn_delete(tx->t, ok, okl);
+        uint8_t rk[9];
+        rk[0] = KEY_REGISTRY;
+        put_be64(rk + 1, se->id);
+        if (rc == 0)
+            rc = cairn_txn_put(tx->t, rk, 9, a->key2, a->klen2);
+        if (rc == 0)
+            rc = tx_act_push(tx, ACT_IX_REMOVE, se->id, NULL, 0, NULL);
+        if (rc == 0)
+            rc = tx_act_push(tx, ACT_IX_ADD, se->id, a->key2, a->klen2,
+                             se->labels);
+    }
+    free(newname);
+    free(nk);
+    free(ok);
+    return rc;
+}
+
+int cairn_ts_rename(cairn_db *db, cairn_txn *txn, const void *from,
+                    size_t flen, const void *to, size_t tlen)
+{
+    if (!db || (!from && flen) || (!to && tlen))
+        return CAIRN_EINVAL;
+    key_args a = {.key = from, .klen = flen, .key2 = to, .klen2 = tlen};
+    return tx_run(db, txn, rename_body, &a);
+}
+
+/* ---- FLUSHALL ---- */
+
+static int drop_all_body(ts_tx *tx, void *arg)
+{
+    (void)arg;
+    int rc = tx_txn(tx);
+    static const uint8_t kinds[] = {KEY_CHUNK, KEY_LOG, KEY_REGISTRY};
+    for (size_t i = 0; rc == 0 && i < sizeof kinds; i++) {
+        cairn_iter_options io = {0};
+        io.prefix = &kinds[i];
+        io.prefix_len = 1;
+        cairn_iter *it = NULL;
+        rc = cairn_txn_iter(tx->t, &io, &it);
+        for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
+             cairn_iter_next(it)) {
+            size_t kl = 0;
+            const void *k = cairn_iter_key(it, &kl);
+            rc = cairn_txn_delete(tx->t, k, kl);
+        }
+        if (rc == 0)
+            rc = cairn_iter_status(it);
+        cairn_iter_free(it);
+    }
+    if (rc == 0)
+        rc = tx_act_push(tx, ACT_DROP_ALL, 0, NULL, 0, NULL);
+    return rc;
+}
+
+int cairn_ts_drop_all(cairn_db *db, cairn_txn *txn)
+{
+    if (!db)
+        return CAIRN_EINVAL;
+    return tx_run(db, txn, drop_all_body, NULL);
+}
+
+/* ---- TS.INFO ---- */
+
+typedef struct info_args {
+    const void *key;
+    size_t klen;
+    cairn_ts_info **out;
+} info_args;
+
+static int info_in(cairn_db *db, ts_tx *tx, info_args *a)
+{
+    ts_series *se = NULL;
+    int rc = tx ? tx_lock(tx, a->key, a->klen, &se)
+                : series_lock(db, a->key, a->klen, &se);
+    if (rc)
+        return rc;
+    if (tx)
+        tx->waitable = false;
+    cairn_txn *view = tx ? tx->t : NULL;
+    /* One block: the struct, the labels, the rules, then their bytes. */
+    size_t nl = se->labels ? se->labels->n : 0, bytes = se->slen;
+    for (size_t i = 0; i < nl; i++)
+        bytes += se->labels->v[i].name.len + se->labels->v[i].value.len;
+    for (size_t i = 0; i < se->nrules; i++)
+        bytes += se->rules[i].dlen;
+    cairn_ts_info *in = calloc(1, sizeof *in + nl * sizeof(cairn_ts_label) +
+                                      se->nrules * sizeof(cairn_ts_rule) +
+                                      bytes + 1);
+    if (!in) {
+        if (!tx)
+            pthread_mutex_unlock(&se->mu);
+        return CAIRN_ENOMEM;
+    }
+    cairn_ts_label *labs = (cairn_ts_label *)(in + 1);
+    cairn_ts_rule *rules = (cairn_ts_rule *)(labs + nl);
+    char *p = (char *)(rules + se->nrules);
+    in->opts = se->opt;
+    for (size_t i = 0; i < nl; i++) {
+        const cairn_ts_label *l = &se->labels->v[i];
+        memcpy(p, l->name.p, l->name.len);
+        labs[i].name = (cairn_ts_str){p, l->name.len};
+        p += l->name.len;
+        memcpy(p, l->value.p, l->value.len);
+        labs[i].value = (cairn_ts_str){p, l->value.len};
+        p += l->value.len;
+    }
+    in->opts.labels = nl ? labs : NULL;
+    in->opts.nlabels = nl;
+    for (size_t i = 0; i < se->nrules; i++) {
+        const ts_rule_mem *r = &se->rules[i];
+        if (r->dlen)
+            memcpy(p, r->dst, r->dlen);
+        rules[i] = (cairn_ts_rule){{p, r->dlen}, r->agg, r->bucket, r->align};
+        p += r->dlen;
+    }
+    in->rules = se->nrules ? rules : NULL;
+    in->nrules = se->nrules;
+    if (se->has_src) {
+        if (se->slen)
+            memcpy(p, se->src, se->slen);
+        in->has_source = true;
+        in->source = (cairn_ts_str){p, se->slen};
+    }
+    /* The points: the sealed chunks, then the open part. */
+    cairn_iter *it = NULL;
+    rc = series_iter(db, view, KEY_CHUNK, se->id, &it);
+    bool have_first = false;
+    for (cairn_iter_first(it); rc == 0 && cairn_iter_valid(it);
+         cairn_iter_next(it)) {
+        size_t cl = 0;
+        const uint8_t *c = cairn_iter_value(it, &cl);
+        uint32_t cnt = 0;
+        int64_t f = 0;
+        rc = cairn_ts_chunk_info(c, cl, NULL, &cnt, &f, NULL);
+        if (rc)
+            break;
+        if (!have_first)
+            in->first_ts = f;
+        have_first = true;
+        in->total_samples += cnt;
+        in->memory_bytes += cl + 17;
+        in->chunk_count++;
+    }
+    if (rc == 0 && it)
+        rc = cairn_iter_status(it);
+    cairn_iter_free(it);
+    if (rc == 0) {
+        if (se->nopen) {
+            if (!have_first)
+                in->first_ts = se->open[0].ts;
+            in->total_samples += se->nopen;
+            in->memory_bytes += 16 * se->nopen + 21 * (se->next_seq -
+                                                      se->first_seq);
+        }
+        in->chunk_count++; /* the open part */
+        in->memory_bytes += 64 + se->nlen;
+        in->last_ts = se->has_points ? se->newest : 0;
+        if (!se->has_points)
+            in->first_ts = 0;
+    }
+    if (!tx)
+        pthread_mutex_unlock(&se->mu);
+    if (rc) {
+        free(in);
+        return rc;
+    }
+    *a->out = in;
+    return 0;
+}
+
+static int info_body(ts_tx *tx, void *arg)
+{
+    return info_in(tx->db, tx, arg);
+}
+
+int cairn_ts_info_get(cairn_db *db, cairn_txn *txn, const void *key,
+                      size_t klen, cairn_ts_info **out)
+{
+    if (!db || (!key && klen) || !out)
+        return CAIRN_EINVAL;
+    *out = NULL;
+    info_args a = {key, klen, out};
+    return txn ? tx_run(db, txn, info_body, &a) : info_in(db, NULL, &a);
+}
+
+void cairn_ts_info_free(cairn_ts_info *info)
+{
+    free(info);
+}
 /* ---- the label index ---- */
 
 static cairn_ts_labels *empty_labels(void)
@@ -1522,14 +3548,19 @@ static int registry_live(cairn_db *db, uint64_t id, const void *name,
         return 0;
     if (rc)
         return rc;
-    uint64_t rid = 0;
-    cairn_ts_options o;
-    rc = decode_record(v, vl, &rid, &o, lab);
+    ts_meta m;
+    rc = decode_record(v, vl, &m, lab != NULL);
     cairn_free(v);
     if (rc == CAIRN_ENOTSUP)
         return 0;
     if (rc)
         return rc;
+    if (lab) {
+        *lab = m.lab;
+        m.lab = NULL;
+    }
+    uint64_t rid = m.id;
+    meta_free(&m);
     if (rid != id) {
         if (lab) {
             cairn_ts_labels_free(*lab);
@@ -1695,120 +3726,3 @@ int cairn_ts_get_labels(cairn_db *db, const void *key, size_t klen,
     return 0;
 }
 
-/* ---- the full interface: being implemented (ENOTSUP until then) ---- */
-
-int cairn_ts_add_many_ex(cairn_db *db, const cairn_ts_write_opts *o,
-                         const cairn_ts_sample *samples, size_t n,
-                         int *results)
-{
-    if (!o || (!o->txn && !o->create && !o->has_on_duplicate))
-        return cairn_ts_add_many(db, samples, n, results);
-    return CAIRN_ENOTSUP;
-}
-
-int cairn_ts_incrby(cairn_db *db, const cairn_ts_write_opts *o,
-                    const void *key, size_t klen, double by, bool has_ts,
-                    int64_t ts, cairn_ts_point *out, char *err, size_t errlen)
-{
-    (void)db, (void)o, (void)key, (void)klen, (void)by, (void)has_ts,
-        (void)ts, (void)out, (void)err, (void)errlen;
-    return CAIRN_ENOTSUP;
-}
-
-int cairn_ts_create_ex(cairn_db *db, cairn_txn *txn, const void *key,
-                       size_t klen, const cairn_ts_options *opts)
-{
-    return txn ? CAIRN_ENOTSUP : cairn_ts_create(db, key, klen, opts);
-}
-
-int cairn_ts_delete_ex(cairn_db *db, cairn_txn *txn, const void *key,
-                       size_t klen)
-{
-    return txn ? CAIRN_ENOTSUP : cairn_ts_delete(db, key, klen);
-}
-
-int cairn_ts_alter(cairn_db *db, cairn_txn *txn, const void *key, size_t klen,
-                   const cairn_ts_alter_opts *a, char *err, size_t errlen)
-{
-    (void)db, (void)txn, (void)key, (void)klen, (void)a, (void)err,
-        (void)errlen;
-    return CAIRN_ENOTSUP;
-}
-
-int cairn_ts_del_range(cairn_db *db, cairn_txn *txn, const void *key,
-                       size_t klen, int64_t from, int64_t to,
-                       uint64_t *deleted)
-{
-    (void)db, (void)txn, (void)key, (void)klen, (void)from, (void)to,
-        (void)deleted;
-    return CAIRN_ENOTSUP;
-}
-
-int cairn_ts_query_range_ex(cairn_db *db, cairn_txn *txn, const void *key,
-                            size_t klen, const cairn_ts_query *q,
-                            cairn_ts_point **pts, size_t *n)
-{
-    return txn ? CAIRN_ENOTSUP : cairn_ts_query_range(db, key, klen, q, pts, n);
-}
-
-int cairn_ts_get_last(cairn_db *db, cairn_txn *txn, const void *key,
-                      size_t klen, bool latest, bool *found, cairn_ts_point *p)
-{
-    (void)latest;
-    cairn_ts_query q = {.from = INT64_MIN, .to = INT64_MAX, .reverse = true,
-                        .has_count = true, .count = 1};
-    cairn_ts_point *pts = NULL;
-    size_t n = 0;
-    int rc = cairn_ts_query_range_ex(db, txn, key, klen, &q, &pts, &n);
-    if (rc)
-        return rc;
-    *found = n > 0;
-    if (n)
-        *p = pts[0];
-    free(pts);
-    return 0;
-}
-
-int cairn_ts_create_rule(cairn_db *db, cairn_txn *txn, const void *src,
-                         size_t slen, const void *dst, size_t dlen,
-                         cairn_ts_aggregator agg, int64_t bucket_ms,
-                         int64_t align_ms, char *err, size_t errlen)
-{
-    (void)db, (void)txn, (void)src, (void)slen, (void)dst, (void)dlen,
-        (void)agg, (void)bucket_ms, (void)align_ms, (void)err, (void)errlen;
-    return CAIRN_ENOTSUP;
-}
-
-int cairn_ts_delete_rule(cairn_db *db, cairn_txn *txn, const void *src,
-                         size_t slen, const void *dst, size_t dlen, char *err,
-                         size_t errlen)
-{
-    (void)db, (void)txn, (void)src, (void)slen, (void)dst, (void)dlen,
-        (void)err, (void)errlen;
-    return CAIRN_ENOTSUP;
-}
-
-int cairn_ts_rename(cairn_db *db, cairn_txn *txn, const void *from,
-                    size_t flen, const void *to, size_t tlen)
-{
-    (void)db, (void)txn, (void)from, (void)flen, (void)to, (void)tlen;
-    return CAIRN_ENOTSUP;
-}
-
-int cairn_ts_drop_all(cairn_db *db, cairn_txn *txn)
-{
-    (void)db, (void)txn;
-    return CAIRN_ENOTSUP;
-}
-
-int cairn_ts_info_get(cairn_db *db, cairn_txn *txn, const void *key,
-                      size_t klen, cairn_ts_info **out)
-{
-    (void)db, (void)txn, (void)key, (void)klen, (void)out;
-    return CAIRN_ENOTSUP;
-}
-
-void cairn_ts_info_free(cairn_ts_info *info)
-{
-    (void)info;
-}
