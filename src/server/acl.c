@@ -40,7 +40,7 @@ static const char *const CAT_NAMES[SRV_ACL_CAT_COUNT] = {
     "list",     "hash",        "string",    "bitmap",     "hyperloglog",
     "geo",      "stream",      "pubsub",    "admin",      "fast",
     "slow",     "blocking",    "dangerous", "connection", "transaction",
-    "scripting",
+    "scripting", "timeseries",
 };
 
 static int lower(int c)

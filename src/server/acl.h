@@ -63,7 +63,8 @@
 
 #include "server/resp.h"
 
-/* Command categories, as in Redis 7 (ACL CAT lists them in this order). */
+/* Command categories, as in Redis 7 (ACL CAT lists them in this order),
+ * then the one the RedisTimeSeries module adds. */
 #define SRV_ACL_CAT_KEYSPACE (1u << 0)
 #define SRV_ACL_CAT_READ (1u << 1)
 #define SRV_ACL_CAT_WRITE (1u << 2)
@@ -85,7 +86,8 @@
 #define SRV_ACL_CAT_CONNECTION (1u << 18)
 #define SRV_ACL_CAT_TRANSACTION (1u << 19)
 #define SRV_ACL_CAT_SCRIPTING (1u << 20)
-#define SRV_ACL_CAT_COUNT 21
+#define SRV_ACL_CAT_TIMESERIES (1u << 21) /* as RedisTimeSeries adds it */
+#define SRV_ACL_CAT_COUNT 22
 
 /* The name of category bit i ("keyspace", "read", ...); NULL when
  * i >= SRV_ACL_CAT_COUNT. "all" is not a category of its own: "+@all" and

@@ -26,6 +26,7 @@
 #include "server/acl.h"
 #include "server/keyspace.h"
 #include "server/server.h"
+#include "server/ts_commands.h"
 
 #define MAX_RETRIES 100000
 
@@ -142,8 +143,10 @@ static int get_rec(cmd_ctx *x, cairn_txn *t, const uint8_t *k, size_t kl,
 /* Run op in a transaction: x->txn inside EXEC, else one of its own,
  * committed, retried on a conflict (the reply rewritten each time). op
  * writes its reply (errors included) and returns 0, or returns an engine
- * error and writes nothing. arg: the command's parsed options. */
-typedef int (*write_op)(cmd_ctx *x, cairn_txn *t, void *arg);
+ * error and writes nothing. arg: the command's parsed options. A conflict
+ * inside x->txn (a time series another transaction holds) marks
+ * x->txn_conflict: the caller aborts and runs the transaction again. */
+typedef cmd_write_op write_op;
 
 static void run_write(cmd_ctx *x, write_op op, void *arg)
 {
@@ -152,6 +155,8 @@ static void run_write(cmd_ctx *x, write_op op, void *arg)
         int rc = op(x, x->txn, arg);
         if (rc) {
             x->out->len = mark;
+            if (rc == CAIRN_ECONFLICT)
+                x->txn_conflict = true;
             cmd_reply_engine_error(x->out, rc);
         }
         return;
@@ -188,6 +193,11 @@ static void run_write(cmd_ctx *x, write_op op, void *arg)
         break;
     }
     srv_unlock_key(x->srv, lk, ll);
+}
+
+void cmd_run_write(cmd_ctx *x, cmd_write_op op, void *arg)
+{
+    run_write(x, op, arg);
 }
 
 /* The reply to an unknown subcommand of cmd (Redis's wording). */
@@ -993,6 +1003,17 @@ static void c_incrbyfloat(cmd_ctx *x)
 
 /* ---------- keys ---------- */
 
+/* Delete key (found, of type `type`) in t: a time series goes through
+ * the series layer (its chunks, log, registry entry and rules go with
+ * it), anything else is one record. */
+static int del_key(cmd_ctx *x, cairn_txn *t, const uint8_t *k, size_t kl,
+                   int type)
+{
+    if (type == KS_TYPE_TS)
+        return cairn_ts_delete_ex(x->db, t, k, kl);
+    return ks_del(t, k, kl);
+}
+
 static int del_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
     long long n = 0;
@@ -1002,10 +1023,14 @@ static int del_op(cmd_ctx *x, cairn_txn *t, void *arg)
         if (rc)
             return rc;
         bool found = r.found;
+        int type = r.type;
         ks_rec_free(&r);
         if (!found)
             continue;
-        rc = ks_del(t, x->argv[i], x->argl[i]);
+        /* DEL a a: the second finds it gone in t (a series included). */
+        rc = del_key(x, t, x->argv[i], x->argl[i], type);
+        if (rc == CAIRN_ENOTFOUND)
+            continue;
         if (rc)
             return rc;
         n++;
@@ -1114,6 +1139,12 @@ static int expire_op(cmd_ctx *x, cairn_txn *t, void *arg)
         return rc;
     if (!r.found) {
         cairn_resp_integer(x->out, 0);
+        return 0;
+    }
+    if (r.type == KS_TYPE_TS) {
+        ks_rec_free(&r);
+        cairn_resp_error(x->out, "ERR time series keys do not expire (use "
+                                 "RETENTION)");
         return 0;
     }
     /* No expiry counts as an infinite one for GT / LT. */
@@ -1242,27 +1273,41 @@ static int rename_op(cmd_ctx *x, cairn_txn *t, void *arg)
             cairn_resp_error(x->out, "ERR no such key");
         return 0;
     }
+    if (rn->copy && r.type == KS_TYPE_TS) {
+        ks_rec_free(&r);
+        cairn_resp_error(x->out, "ERR COPY is not supported for time series "
+                                 "keys");
+        return 0;
+    }
     bool same = x->argl[1] == x->argl[2] &&
                 memcmp(x->argv[1], x->argv[2], x->argl[1]) == 0;
-    if (rn->nx || rn->copy) {
-        ks_rec d;
-        rc = get_rec(x, t, x->argv[2], x->argl[2], &d);
-        bool exists = d.found;
-        ks_rec_free(&d);
-        if (rc) {
-            ks_rec_free(&r);
-            return rc;
-        }
-        if (exists && (rn->nx || !rn->replace)) {
-            ks_rec_free(&r);
-            cairn_resp_integer(x->out, 0);
-            return 0;
-        }
+    ks_rec d;
+    rc = get_rec(x, t, x->argv[2], x->argl[2], &d);
+    bool exists = d.found;
+    int dtype = d.type;
+    ks_rec_free(&d);
+    if (rc) {
+        ks_rec_free(&r);
+        return rc;
+    }
+    if ((rn->nx || rn->copy) && exists && (rn->nx || !rn->replace)) {
+        ks_rec_free(&r);
+        cairn_resp_integer(x->out, 0);
+        return 0;
     }
     if (!same) {
-        rc = ks_put(t, x->argv[2], x->argl[2], r.type, r.expiry_ms, r.payload,
-                    r.plen);
-        if (rc == 0 && !rn->copy)
+        /* The destination goes first when it is a series (its chunks must
+         * go with it) or when a series moves there (the series layer
+         * renames into a free name only). */
+        if (exists && (dtype == KS_TYPE_TS || r.type == KS_TYPE_TS))
+            rc = del_key(x, t, x->argv[2], x->argl[2], dtype);
+        if (rc == 0 && r.type == KS_TYPE_TS)
+            rc = cairn_ts_rename(x->db, t, x->argv[1], x->argl[1],
+                                 x->argv[2], x->argl[2]);
+        else if (rc == 0)
+            rc = ks_put(t, x->argv[2], x->argl[2], r.type, r.expiry_ms,
+                        r.payload, r.plen);
+        if (rc == 0 && !rn->copy && r.type != KS_TYPE_TS)
             rc = ks_del(t, x->argv[1], x->argl[1]);
     }
     ks_rec_free(&r);
@@ -1458,7 +1503,8 @@ static void c_scan(cmd_ctx *x)
     const uint8_t *pat = NULL;
     size_t pl = 0;
     long long count = 10;
-    bool type_filter = false, type_string = false;
+    bool type_filter = false;
+    int type_want = -1; /* the KS_TYPE_* TYPE names; -1: none matches */
     for (size_t i = 2; i < x->argc; i++) {
         if (arg_is(x, i, "MATCH") && i + 1 < x->argc) {
             pat = x->argv[i + 1];
@@ -1476,9 +1522,15 @@ static void c_scan(cmd_ctx *x)
             i++;
         } else if (arg_is(x, i, "TYPE") && i + 1 < x->argc) {
             type_filter = true;
-            type_string = x->argl[i + 1] == 6 &&
-                          strncasecmp((const char *)x->argv[i + 1], "string",
-                                      6) == 0;
+            if (x->argl[i + 1] == 6 &&
+                strncasecmp((const char *)x->argv[i + 1], "string", 6) == 0)
+                type_want = KS_TYPE_STRING;
+            else if (x->argl[i + 1] == 9 &&
+                     strncasecmp((const char *)x->argv[i + 1], "tsdb-type",
+                                 9) == 0)
+                type_want = KS_TYPE_TS;
+            else
+                type_want = -1;
             i++;
         } else {
             reply_syntax(x);
@@ -1520,7 +1572,7 @@ static void c_scan(cmd_ctx *x)
             continue;
         if (r.expiry_ms && r.expiry_ms <= x->now_ms)
             continue;
-        if (type_filter && (!type_string || r.type != KS_TYPE_STRING))
+        if (type_filter && r.type != type_want)
             continue;
         if (pat && !srv_acl_glob_match(pat, pl, k + 1, kl - 1))
             continue;
@@ -1584,7 +1636,13 @@ static void c_randomkey(cmd_ctx *x)
 
 static int flush_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
-    /* Every data key and expiry hint, in one transaction. */
+    /* Every series' chunks, logs and registry entries, then every data key
+     * (the series records among them) and expiry hint, in one
+     * transaction. */
+    int drc = cairn_ts_drop_all(x->db, t);
+    if (drc && drc != CAIRN_ENOTSUP)
+        return drc;
+    /* ENOTSUP: an engine without that call yet; the records still go. */
     for (uint8_t p = KS_DATA; p <= KS_EXPIRY; p++) {
         cairn_iter_options o = {.prefix = &p, .prefix_len = 1};
         cairn_iter *it = NULL;
@@ -2048,7 +2106,10 @@ static void run_into(cmd_ctx *x, const cmd_queued *cmds, size_t n,
         q.argv = cmds[i].argv;
         q.argl = cmds[i].argl;
         q.txn = t;
+        q.txn_conflict = false;
         cmds[i].def->fn(&q);
+        if (q.txn_conflict)
+            x->txn_conflict = true;
     }
 }
 
@@ -2088,13 +2149,19 @@ static void run_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
         if (rc == 0) {
             if (exec)
                 cairn_resp_array(x->out, n);
+            x->txn_conflict = false;
             run_into(x, cmds, n, t);
-            uint64_t v = 0;
-            rc = cairn_txn_commit(t, &v);
-            t = NULL;
-            if (rc == 0) {
-                x->version = v;
-                return;
+            if (x->txn_conflict) { /* a command met a conflict: again */
+                x->txn_conflict = false;
+                rc = CAIRN_ECONFLICT;
+            } else {
+                uint64_t v = 0;
+                rc = cairn_txn_commit(t, &v);
+                t = NULL;
+                if (rc == 0) {
+                    x->version = v;
+                    return;
+                }
             }
         }
         if (t)
@@ -2127,7 +2194,15 @@ int cmd_batch_prepare(cmd_ctx *x, const cmd_queued *cmds, size_t n,
     int rc = cairn_txn_begin(x->db, NULL, &t);
     if (rc)
         return rc;
+    size_t mark = x->out->len;
+    x->txn_conflict = false;
     run_into(x, cmds, n, t);
+    if (x->txn_conflict) { /* the committer runs it again, retrying */
+        x->txn_conflict = false;
+        cairn_txn_abort(t);
+        x->out->len = mark;
+        return CAIRN_ECONFLICT;
+    }
     *txn = t;
     return 0;
 }
@@ -2346,6 +2421,58 @@ static const cmd_def TABLE[] = {
      SRV_ACL_CAT_FAST, "The server time."},
     {"touch", -2, 0, c_touch, 1, -1, 1,
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "Counts the keys that exist."},
+    {"ts.add", -4, CMD_WRITE | CMD_BLOCKING, cmd_ts_add, 1, 1, 1,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW,
+     "Appends a sample to a time series (creating it if needed)."},
+    {"ts.alter", -2, CMD_WRITE | CMD_BLOCKING, cmd_ts_alter, 1, 1, 1,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW,
+     "Changes a time series' retention, chunk size, duplicate policy, "
+     "IGNORE or labels."},
+    {"ts.create", -2, CMD_WRITE | CMD_BLOCKING, cmd_ts_create, 1, 1, 1,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_FAST,
+     "Creates a time series."},
+    {"ts.createrule", -6, CMD_WRITE | CMD_BLOCKING, cmd_ts_createrule, 1, 2, 1,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW,
+     "Creates a compaction rule from one time series into another."},
+    {"ts.decrby", -3, CMD_WRITE | CMD_BLOCKING, cmd_ts_decrby, 1, 1, 1,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW,
+     "Adds a sample of the newest value minus a decrement."},
+    {"ts.del", 4, CMD_WRITE | CMD_BLOCKING, cmd_ts_del, 1, 1, 1,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW,
+     "Deletes the samples of a time series in a time range."},
+    {"ts.deleterule", 3, CMD_WRITE | CMD_BLOCKING, cmd_ts_deleterule, 1, 2, 1,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_FAST,
+     "Deletes a compaction rule."},
+    {"ts.get", -2, CMD_OFFLOOP, cmd_ts_get, 1, 1, 1,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST,
+     "The newest sample of a time series."},
+    {"ts.incrby", -3, CMD_WRITE | CMD_BLOCKING, cmd_ts_incrby, 1, 1, 1,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW,
+     "Adds a sample of the newest value plus an increment."},
+    {"ts.info", -2, CMD_OFFLOOP, cmd_ts_info, 1, 1, 1,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST,
+     "Information and statistics of a time series."},
+    {"ts.madd", -4, CMD_WRITE | CMD_BLOCKING, cmd_ts_madd, 1, -1, 3,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_SLOW,
+     "Appends samples to time series."},
+    {"ts.mget", -3, CMD_OFFLOOP, cmd_ts_mget, 0, 0, 0,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW,
+     "The newest sample of each time series a filter selects."},
+    {"ts.mrange", -4, CMD_OFFLOOP, cmd_ts_mrange, 0, 0, 0,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW,
+     "Samples of the time series a filter selects, oldest first."},
+    {"ts.mrevrange", -4, CMD_OFFLOOP, cmd_ts_mrevrange, 0, 0, 0,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW,
+     "Samples of the time series a filter selects, newest first."},
+    {"ts.queryindex", -2, CMD_OFFLOOP, cmd_ts_queryindex, 0, 0, 0,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW,
+     "The keys of the time series a filter selects."},
+    {"ts.range", -4, CMD_OFFLOOP, cmd_ts_range, 1, 1, 1,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW,
+     "Samples of a time series in a range, oldest first."},
+    {"ts.revrange", -4, CMD_OFFLOOP, cmd_ts_revrange, 1, 1, 1,
+     SRV_ACL_CAT_TIMESERIES|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW,
+     "Samples of a time series in a range, newest first."},
     {"ttl", 2, 0, c_ttl, 1, 1, 1,
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "A key's time to live (s)."},
     {"type", 2, 0, c_type, 1, 1, 1,
@@ -2435,8 +2562,9 @@ static void command_doc(cmd_ctx *x, const cmd_def *d)
     cairn_resp_bulk_cstr(x->out, "since");
     cairn_resp_bulk_cstr(x->out, "0.1.0");
     cairn_resp_bulk_cstr(x->out, "group");
-    cairn_resp_bulk_cstr(x->out, strncmp(d->name, "cairn.", 6) == 0
-                                     ? "cairn"
+    cairn_resp_bulk_cstr(x->out, strncmp(d->name, "cairn.", 6) == 0 ? "cairn"
+                                 : strncmp(d->name, "ts.", 3) == 0
+                                     ? "timeseries"
                                      : "generic");
 }
 

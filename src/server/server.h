@@ -95,6 +95,10 @@ typedef struct cmd_ctx {
     cairn_txn *txn; /* inside EXEC: the transaction every command uses */
     uint64_t version; /* a write's commit version (0: none) */
     uint64_t now_ms;
+    /* Set by a command run in x->txn that met CAIRN_ECONFLICT (a series
+     * another transaction holds): the whole transaction must be aborted
+     * and run again, not committed with that command's error reply. */
+    bool txn_conflict;
 } cmd_ctx;
 
 #define CMD_WRITE 0x01  /* commits: runs on a committer thread */
@@ -235,6 +239,15 @@ void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max);
 int cmd_count_keys(cairn_db *db, uint64_t now_ms, uint64_t *keys,
                    uint64_t *expires);
 void cmd_reply_engine_error(cairn_resp_buf *out, int rc);
+/* A write command's work in transaction t: writes its reply (errors
+ * included) and returns 0, or returns an engine error having written
+ * nothing (the reply is then that error, or the work runs again on a
+ * conflict). arg: the command's parsed arguments. */
+typedef int (*cmd_write_op)(cmd_ctx *x, cairn_txn *t, void *arg);
+/* Run op in x->txn (inside EXEC or a batch: a conflict marks
+ * x->txn_conflict), else in a transaction of its own, committed, retried
+ * on a conflict with its reply rewritten. */
+void cmd_run_write(cmd_ctx *x, cmd_write_op op, void *arg);
 void cmd_reply_bad_sub(cairn_resp_buf *out, const char *cmd,
                        const uint8_t *sub, size_t sl);
 void cmd_reply_help(cairn_resp_buf *out, const char *const *lines, size_t n);

@@ -267,7 +267,8 @@ def t_acl_users_and_permissions():
         eq(cats, [c.encode() for c in (
             "keyspace read write set sortedset list hash string bitmap "
             "hyperloglog geo stream pubsub admin fast slow blocking "
-            "dangerous connection transaction scripting").split()], "acl cat")
+            "dangerous connection transaction scripting timeseries").split()],
+           "acl cat")
         read_cmds = d.cmd("ACL", "CAT", "read")
         assert b"get" in read_cmds and b"mget" in read_cmds and \
             b"set" not in read_cmds and b"del" not in read_cmds, read_cmds

@@ -955,7 +955,7 @@ static void test_cat_help_errors(void **state)
         "list",     "hash",        "string",    "bitmap",     "hyperloglog",
         "geo",      "stream",      "pubsub",    "admin",      "fast",
         "slow",     "blocking",    "dangerous", "connection", "transaction",
-        "scripting"};
+        "scripting", "timeseries"};
     for (size_t i = 0; i < n; i++) {
         assert_string_equal(v[i], want[i]);
         assert_string_equal(srv_acl_category_name(i), want[i]);
