@@ -706,6 +706,12 @@ int cairn_ts_rename(cairn_db *db, cairn_txn *txn, const void *from,
  * caller deletes the series records (0x01 keys) in the same txn. */
 int cairn_ts_drop_all(cairn_db *db, cairn_txn *txn);
 
+/* Whether the database holds (or may hold) a series: false only when it
+ * never held one since it was opened and holds none (cheap after the
+ * first call). A writer that overwrites keys without reading them first
+ * must delete a series there through cairn_ts_delete_ex. */
+bool cairn_ts_any(cairn_db *db);
+
 /* TS.INFO. */
 typedef struct cairn_ts_rule {
     cairn_ts_str key; /* the destination */

@@ -272,7 +272,9 @@ typedef struct cairn_txn_iter_src {
 /* Transaction hooks (the time-series layer keeps series locked and
  * changed in memory until the txn that wrote them ends). fn runs once, at
  * the end of cairn_txn_commit (rc its outcome, version the commit's) or in
- * cairn_txn_abort (rc 1), before the txn is freed. One hook per txn. */
+ * cairn_txn_abort (rc 1), before the txn is freed, on the calling thread.
+ * One hook per txn. cairn_txn_commit_async refuses a hooked txn: it
+ * aborts it and returns CAIRN_EBUSY (commit it synchronously). */
 typedef void (*cairn_txn_hook_fn)(void *arg, int rc, uint64_t version);
 void cairn_txn_set_hook(cairn_txn *t, cairn_txn_hook_fn fn, void *arg);
 /* The arg set with fn, or NULL (no hook, or another fn). */

@@ -943,6 +943,12 @@ int cairn_txn_commit_async(cairn_txn *t, cairn_commit_fn fn, void *arg,
             cairn_txn_abort(t);
         return CAIRN_EINVAL;
     }
+    if (t->hook) {
+        /* Its hook must run on the thread that ran the txn (it lets go of
+         * locks taken there): commit synchronously instead. */
+        cairn_txn_abort(t);
+        return CAIRN_EBUSY;
+    }
     async_commit *a = calloc(1, sizeof *a);
     if (!a) {
         cairn_txn_abort(t);

@@ -502,6 +502,22 @@ typedef struct set_args {
     size_t vlen;
 } set_args;
 
+/* A write that replaces key whatever it holds: a series there goes first,
+ * through the series layer (its chunks and log with it). */
+static int replace_series(cmd_ctx *x, cairn_txn *t, const uint8_t *k,
+                          size_t kl)
+{
+    if (!cairn_ts_any(x->db))
+        return 0;
+    ks_rec r;
+    int rc = get_rec(x, t, k, kl, &r);
+    bool ts = rc == 0 && r.found && r.type == KS_TYPE_TS;
+    ks_rec_free(&r);
+    if (rc == 0 && ts)
+        rc = cairn_ts_delete_ex(x->db, t, k, kl);
+    return rc;
+}
+
 static int set_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
     const set_args *a = arg;
@@ -517,6 +533,12 @@ static int set_op(cmd_ctx *x, cairn_txn *t, void *arg)
         return 0;
     }
     bool cond_ok = !((a->nx && r.found) || (a->xx && !r.found));
+    if (cond_ok)
+        rc = replace_series(x, t, x->argv[1], x->argl[1]);
+    if (rc) {
+        ks_rec_free(&r);
+        return rc;
+    }
     if (cond_ok) {
         uint64_t exp = a->expiry_ms;
         if (a->keepttl && r.found)
@@ -546,7 +568,8 @@ static int set_op(cmd_ctx *x, cairn_txn *t, void *arg)
 
 static void run_set(cmd_ctx *x, const set_args *a)
 {
-    if (!x->txn && !a->nx && !a->xx && !a->get && !a->keepttl) {
+    if (!x->txn && !a->nx && !a->xx && !a->get && !a->keepttl &&
+        !cairn_ts_any(x->db)) {
         /* Nothing to read first: one blind write (record + expiry hint),
          * which never conflicts. */
         int rc = ks_put_blind(x->db, x->argv[1], x->argl[1], KS_TYPE_STRING,
@@ -664,7 +687,9 @@ static void c_getset(cmd_ctx *x)
 static int mset_op(cmd_ctx *x, cairn_txn *t, void *arg)
 {
     for (size_t i = 1; i + 1 < x->argc; i += 2) {
-        int rc = ks_put(t, x->argv[i], x->argl[i], KS_TYPE_STRING, 0,
+        int rc = replace_series(x, t, x->argv[i], x->argl[i]);
+        if (rc == 0)
+            rc = ks_put(t, x->argv[i], x->argl[i], KS_TYPE_STRING, 0,
                         x->argv[i + 1], x->argl[i + 1]);
         if (rc)
             return rc;
@@ -699,7 +724,9 @@ static int msetnx_op(cmd_ctx *x, cairn_txn *t, void *arg)
         }
     }
     for (size_t i = 1; i + 1 < x->argc; i += 2) {
-        int rc = ks_put(t, x->argv[i], x->argl[i], KS_TYPE_STRING, 0,
+        int rc = replace_series(x, t, x->argv[i], x->argl[i]);
+        if (rc == 0)
+            rc = ks_put(t, x->argv[i], x->argl[i], KS_TYPE_STRING, 0,
                         x->argv[i + 1], x->argl[i + 1]);
         if (rc)
             return rc;

@@ -115,6 +115,7 @@ struct cairn_ts_store {
     size_t nslots, count;
     ts_series *dead; /* deleted series, freed with the store: a caller may
                         still be about to lock one to find it dead */
+    atomic_int any;      /* cairn_ts_any: -1 unknown, 0 none, 1 some */
     uint64_t dropped_at; /* the visible version when a series last left
                             the table (a load at an older snapshot may
                             miss its last commits) */
@@ -436,6 +437,7 @@ static cairn_ts_store *store_get(cairn_db *db)
                 s = NULL;
             } else {
                 pthread_mutex_init(&s->mu, NULL);
+                atomic_init(&s->any, -1);
             }
         }
         db->ts = s;
@@ -2208,6 +2210,7 @@ static int create_in(ts_tx *tx, const void *key, size_t klen,
     }
     uint8_t idv[8];
     cairn_put_u64(idv, id + 1);
+    atomic_store(&tx->db->ts->any, 1);
     ts_meta m = {id, o, lab, NULL, 0, NULL, 0, false};
     size_t rl = 0;
     uint8_t *rec = rc ? NULL : encode_record(&m, &rl);
@@ -3726,3 +3729,27 @@ int cairn_ts_get_labels(cairn_db *db, const void *key, size_t klen,
     return 0;
 }
 
+
+bool cairn_ts_any(cairn_db *db)
+{
+    cairn_ts_store *s = store_get(db);
+    if (!s)
+        return true;
+    int a = atomic_load(&s->any);
+    if (a >= 0)
+        return a == 1;
+    /* Any series ever made wrote the id counter. */
+    static const uint8_t nk[1] = {KEY_NEXT_ID};
+    void *v = NULL;
+    size_t vl = 0;
+    int rc = cairn_get(db, nk, 1, &v, &vl);
+    cairn_free(v);
+    if (rc == CAIRN_ENOTFOUND) {
+        int expect = -1;
+        atomic_compare_exchange_strong(&s->any, &expect, 0);
+        return atomic_load(&s->any) == 1;
+    }
+    if (rc == 0)
+        atomic_store(&s->any, 1);
+    return true;
+}

@@ -1131,6 +1131,34 @@ def t_restart_and_kill9():
         s.cleanup()
 
 
+def t_set_over_series():
+    """SET and MSET replace a series as Redis replaces any value: its
+    points go with it, and a series made again under the name is empty."""
+    c = r()
+    ts = c.ts()
+    for k in ("so:a", "so:b"):
+        ts.create(k, labels={"so": "1"})
+        ts.madd([(k, t, t) for t in range(1, 50)])
+    assert c.set("so:a", "plain") is True
+    assert c.type("so:a") == b"string" and c.get("so:a") == b"plain"
+    assert c.mset({"so:b": "x", "so:c": "y"}) is True
+    assert c.type("so:b") == b"string"
+    assert ts.queryindex(["so=1"]) == []
+    expect_error(lambda: ts.add("so:a", 1, 1),
+                 "WRONGTYPE Operation against a key holding the wrong kind "
+                 "of value")
+    c.delete("so:a")
+    ts.add("so:a", 100, 1)
+    assert ts.range("so:a", "-", "+") == [(100, 1.0)]
+    # pipelined (a batch): the same
+    p = c.pipeline(transaction=False)
+    p.set("so:a", "again")
+    p.type("so:a")
+    assert p.execute() == [True, b"string"]
+    # no orphaned chunk or log keys were left: DBSIZE counts what is there
+    assert c.exists("so:a", "so:b", "so:c") == 3
+
+
 def main():
     global SRV
     SRV = Server().start()
