@@ -1086,7 +1086,15 @@ static int tx_lock(ts_tx *tx, const void *name, size_t nlen, ts_series **out)
             *pp = se;
             if (++s->count > s->nslots * 2)
                 grow(s);
-            pthread_mutex_lock(&se->mu); /* new: nobody else has it */
+            /* New: nobody else has it, so the try takes it (a try, never
+             * a wait, under the table lock). */
+            if (pthread_mutex_trylock(&se->mu) != 0) {
+                *pp = se->next;
+                s->count--;
+                pthread_mutex_unlock(&s->mu);
+                series_free(se);
+                return CAIRN_EBUSY;
+            }
             fresh = true;
             pthread_mutex_unlock(&s->mu);
         } else {
