@@ -35,6 +35,10 @@
  * each) and reads ranges back; its expected state is the count of points
  * acknowledged plus the batch in flight (ks[keys + t]). After a reopen the
  * series must hold the acknowledged points, or those and the whole batch.
+ * Each series feeds a rule (created with it, in one transaction): "ts<t>.sum"
+ * holds the sum of every closed 10-second bucket, with a retention of 600
+ * s; after a reopen it must equal the rollup of the points the series
+ * holds, exactly (written in the same commits as they were).
  *
  * Modes:
  *   - default: run for --seconds / --ops, close, reopen, verify every key.
@@ -913,6 +917,98 @@ static void ts_name(int t, char out[16])
     snprintf(out, 16, "ts%d", t);
 }
 
+#define TS_ROLL_BUCKET 10000
+#define TS_ROLL_RETENTION 600000
+
+static void ts_roll_name(int t, char out[24])
+{
+    snprintf(out, 24, "ts%d.sum", t);
+}
+
+/* The rollup of points 1..n of thread t's series against what the
+ * destination holds: 0 or a description in why. */
+static int ts_check_rollup(cairn_db *db, int t, uint32_t n, char *why,
+                           size_t wl)
+{
+    char name[24];
+    ts_roll_name(t, name);
+    cairn_ts_point *p = NULL;
+    size_t got = 0;
+    int rc = cairn_ts_range(db, name, strlen(name), INT64_MIN, INT64_MAX, &p,
+                            &got);
+    if (rc < 0) {
+        snprintf(why, wl, "rollup %s: %s", name, cairn_strerror(rc));
+        return 1;
+    }
+    /* Buckets of 10 points: bucket k holds points 10k..10k+9 (point i at
+     * i s); the bucket of point n is open. */
+    uint32_t open_k = n / 10, first_k = 0;
+    if (open_k > 0) {
+        int64_t newest = (int64_t)(open_k - 1) * TS_ROLL_BUCKET;
+        int64_t keep = newest - TS_ROLL_RETENTION;
+        first_k = keep > 0 ? (uint32_t)(keep / TS_ROLL_BUCKET) : 0;
+    }
+    size_t want = open_k > first_k ? open_k - first_k : 0;
+    int bad = 0;
+    if (got != want) {
+        snprintf(why, wl, "rollup %s: %zu buckets, not %zu (%" PRIu32
+                          " points)", name, got, want, n);
+        bad = 1;
+    }
+    for (size_t j = 0; !bad && j < got; j++) {
+        uint32_t k = first_k + (uint32_t)j;
+        double sum = 0;
+        for (uint32_t i = k == 0 ? 1 : k * 10; i < k * 10 + 10 && i <= n; i++)
+            sum += ts_value(t, i);
+        if (p[j].ts != (int64_t)k * TS_ROLL_BUCKET || p[j].v != sum) {
+            snprintf(why, wl, "rollup %s: bucket %zu is (%" PRId64 ", %g), "
+                              "not (%" PRId64 ", %g)", name, j, p[j].ts,
+                     p[j].v, (int64_t)k * TS_ROLL_BUCKET, sum);
+            bad = 1;
+        }
+    }
+    cairn_free(p);
+    return bad;
+}
+
+/* Thread t's series, its rollup and the rule, in one transaction (or
+ * nothing, when the series exists). */
+static int ts_setup(cairn_db *db, int t)
+{
+    char name[16], roll[24];
+    ts_name(t, name);
+    ts_roll_name(t, roll);
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        cairn_txn *txn = NULL;
+        int rc = cairn_txn_begin(db, NULL, &txn);
+        if (rc)
+            return rc;
+        cairn_ts_options tso;
+        cairn_ts_options_init(&tso);
+        tso.chunk_size = 256; /* small: a short run seals many chunks */
+        rc = cairn_ts_create_ex(db, txn, name, strlen(name), &tso);
+        if (rc == 0) {
+            tso.retention_ms = TS_ROLL_RETENTION;
+            rc = cairn_ts_create_ex(db, txn, roll, strlen(roll), &tso);
+        }
+        if (rc == 0)
+            rc = cairn_ts_create_rule(db, txn, name, strlen(name), roll,
+                                      strlen(roll), CAIRN_TS_AGG_SUM,
+                                      TS_ROLL_BUCKET, 0, NULL, 0);
+        if (rc == 0) {
+            rc = cairn_txn_commit(txn, NULL);
+        } else {
+            cairn_txn_abort(txn);
+        }
+        if (rc != CAIRN_ECONFLICT)
+            return rc == CAIRN_EEXIST ? 0 : rc;
+        /* Another thread's creation took the id counter: back off. */
+        struct timespec d = {0, 50000L * (1 + (attempt % 16) + t % 4)};
+        nanosleep(&d, NULL);
+    }
+    return CAIRN_ECONFLICT;
+}
+
 /* Check points (n of them, from index first) against the series' model;
  * 0 or a description in why. */
 static int ts_check(int t, const cairn_ts_point *p, size_t n, uint32_t first,
@@ -1016,8 +1112,8 @@ static int verify_ts(const stress_cfg *cfg, cairn_db *db, kstate *ts,
         } else if (n != cur && n != (size_t)cur + pend) {
             snprintf(why, sizeof why, "%zu points, not %" PRIu32 "%s", n, cur,
                      pend ? " or with the write in flight" : "");
-        } else {
-            ts_check(t, p, n, 1, why, sizeof why);
+        } else if (!ts_check(t, p, n, 1, why, sizeof why)) {
+            ts_check_rollup(db, t, (uint32_t)n, why, sizeof why);
         }
         cairn_free(p);
         if (why[0]) {
@@ -1060,13 +1156,8 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     run *r = w->r;
-    char name[16];
-    ts_name(w->idx, name);
-    cairn_ts_options tso;
-    cairn_ts_options_init(&tso);
-    tso.chunk_size = 256; /* small: a short run seals many chunks */
-    int crc = cairn_ts_create(r->db, name, strlen(name), &tso);
-    if (crc < 0 && crc != CAIRN_EEXIST) {
+    int crc = ts_setup(r->db, w->idx);
+    if (crc < 0) {
         (void)op_error(r, "ts-create", 0, crc);
         return NULL;
     }
