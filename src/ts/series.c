@@ -868,6 +868,24 @@ static void tx_end(void *arg, int rc, uint64_t version)
 {
     ts_tx *tx = arg;
     cairn_ts_store *s = tx->db->ts;
+    /* What the commit changed beyond the series (the index, FLUSHALL),
+     * before any series is let go. */
+    for (size_t i = 0; rc == 0 && i < tx->nacts; i++) {
+        tx_act *a = &tx->acts[i];
+        if (a->kind == ACT_IX_ADD) {
+            index_add(tx->db, a->id, a->name, a->nlen, a->lab);
+        } else if (a->kind == ACT_IX_REMOVE) {
+            index_remove(tx->db, a->id);
+        } else {
+            /* FLUSHALL: every series in memory goes, the index too. */
+            pthread_mutex_lock(&s->mu);
+            for (size_t j = 0; j < s->nslots; j++)
+                while (s->slots[j])
+                    table_drop(tx->db, s, s->slots[j]);
+            s->ix_loaded = false;
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
     for (size_t i = tx->n; i-- > 0;) {
         tx_item *it = &tx->items[i];
         ts_series *se = it->se;
@@ -881,24 +899,6 @@ static void tx_end(void *arg, int rc, uint64_t version)
         if (atomic_load(&se->dead))
             series_shed(se);
         pthread_mutex_unlock(&se->mu);
-    }
-    if (rc == 0) {
-        for (size_t i = 0; i < tx->nacts; i++) {
-            tx_act *a = &tx->acts[i];
-            if (a->kind == ACT_IX_ADD) {
-                index_add(tx->db, a->id, a->name, a->nlen, a->lab);
-            } else if (a->kind == ACT_IX_REMOVE) {
-                index_remove(tx->db, a->id);
-            } else {
-                /* FLUSHALL: every series in memory goes, the index too. */
-                pthread_mutex_lock(&s->mu);
-                for (size_t j = 0; j < s->nslots; j++)
-                    while (s->slots[j])
-                        table_drop(tx->db, s, s->slots[j]);
-                s->ix_loaded = false;
-                pthread_mutex_unlock(&s->mu);
-            }
-        }
     }
     tx_free(tx);
 }
@@ -974,9 +974,9 @@ static bool machinery_error(int rc)
  * caller's txn is poisoned when the call failed half-way. */
 static int tx_finish(ts_tx *tx, int rc)
 {
+    if (rc == CAIRN_EBUSY)
+        rc = CAIRN_ECONFLICT; /* a series another caller holds: retry */
     if (!tx->own) {
-        if (rc == CAIRN_EBUSY)
-            rc = CAIRN_ECONFLICT;
         if (machinery_error(rc))
             cairn_txn_poison(tx->t, rc);
         return rc;
@@ -2728,9 +2728,6 @@ static int alter_body(ts_tx *tx, void *arg)
     if (o->set_labels) {
         cairn_ts_labels_free(se->labels);
         se->labels = lab;
-    }
-    if (se->opt.uncompressed != !se->enc.compressed) {
-        /* unchanged: ALTER does not change the encoding */
     }
     rc = write_record(tx, se);
     if (rc == 0 && o->set_labels) {
