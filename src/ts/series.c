@@ -426,6 +426,10 @@ static uint64_t name_hash(const void *name, size_t nlen)
 
 static cairn_ts_store *store_get(cairn_db *db)
 {
+    /* Made once, then only read: the common case takes no lock. */
+    cairn_ts_store *made = __atomic_load_n(&db->ts, __ATOMIC_ACQUIRE);
+    if (made)
+        return made;
     pthread_mutex_lock(&db->ts_mu);
     if (!db->ts) {
         cairn_ts_store *s = calloc(1, sizeof *s);
@@ -440,7 +444,7 @@ static cairn_ts_store *store_get(cairn_db *db)
                 atomic_init(&s->any, -1);
             }
         }
-        db->ts = s;
+        __atomic_store_n(&db->ts, s, __ATOMIC_RELEASE);
     }
     cairn_ts_store *s = db->ts;
     pthread_mutex_unlock(&db->ts_mu);
