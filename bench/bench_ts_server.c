@@ -5,15 +5,18 @@
  *
  * The benchmark starts cairn-server itself (next to cairn-bench, or
  * --server-bin PATH) on a free 127.0.0.1 port with a fresh data directory
- * under $TMPDIR, twice: with --sync always (the default) and with --sync
- * none. Against the first it loads the query data set and measures the
- * queries, then both measure ingest:
+ * under $TMPDIR: once with --sync always (the default) for the queries,
+ * then once per ingest case and run, with --sync always or --sync none
+ * (a fresh server each time, as the engine part opens a fresh database
+ * for each of its runs):
  *   ingest   TS.MADD of 1,000 points per command (one series x 1,000
  *            points, or 100 series x 10), points 10 s apart per series in
  *            time order, TS_SRV_PIPELINE commands in flight per connection,
  *            over 1 and 4 connections (each connection writes its own
  *            series, created before the clock starts); points/s, median of
- *            the runs.
+ *            the runs. As in the engine part, 2,000,000 points a run with
+ *            sync none, 500,000 with sync always (--quick: 100,000 and
+ *            25,000).
  *   queries  100 series (LABELS bench ts) of one day of 10-second points
  *            (8,640 each), then median and p99 latency over
  *            TS_SRV_QUERIES queries of each: TS.RANGE raw over one
@@ -34,8 +37,8 @@
  *     its exit) or, on any failure, killed (SIGKILL); its directory (the
  *     data and server.log) is removed either way. On Linux the server also
  *     gets SIGKILL should the benchmark die first (PR_SET_PDEATHSIG).
- *   - Keys never repeat within one server: every ingest case and run
- *     writes fresh series, so each point appends in time order.
+ *   - Every ingest run writes fresh series on an empty server, so each
+ *     point appends in time order.
  *
  * Locking: the main thread owns the result and the server process. Ingest
  * runs one thread per connection, each owning its connection, its series
@@ -999,41 +1002,45 @@ int ts_server_measure(const ts_server_cfg *cfg, ts_server_result *r)
                 ig->conns = conns;
                 ig->points = sy == 0 ? always_points : none_points;
             }
-    int rc = 0;
-    for (int sy = 0; sy < 2 && rc == 0; sy++) {
-        srv_proc p;
-        progress("starting %s --sync %s", r->server_bin, SYNCS[sy]);
-        if (srv_start(r->server_bin, SYNCS[sy], &p) != 0)
-            return -1;
-        progress("cairn-server (pid %d) ready on %s:%d, data in %s",
-                 (int)p.pid, TS_SRV_HOST, p.port, p.data);
-        if (sy == 0)
-            rc = measure_queries(cfg, p.port, r);
-        for (int run = 0; run < r->runs && rc == 0; run++)
-            for (int i = 0; i < TS_SRV_NINGEST && rc == 0; i++) {
-                ts_server_ingest *ig = &r->ingest[i];
-                if (ig->sync != SYNCS[sy])
-                    continue;
-                char prefix[40];
-                snprintf(prefix, sizeof prefix, "in:%s:r%d:%dx%d", ig->sync,
-                         run, ig->series, ig->conns);
-                if (run == 0)
-                    progress("ingest, sync %s, %d series per command, %d "
-                             "connection%s, %zu points x %d run%s",
-                             ig->sync, ig->series, ig->conns,
-                             ig->conns == 1 ? "" : "s", ig->points, r->runs,
-                             r->runs == 1 ? "" : "s");
-                rc = ingest_run(p.port, prefix, (size_t)ig->series, ig->conns,
-                                ig->points, &ig->run_pps[run]);
-            }
-        if (rc != 0) {
-            print_log_tail(&p);
-            srv_abort(&p);
-            return -1;
-        }
-        if (srv_stop(&p) != 0)
-            return -1;
+    /* The queries, on a server of their own (sync always). */
+    srv_proc p;
+    progress("starting %s --sync always for the queries", r->server_bin);
+    if (srv_start(r->server_bin, "always", &p) != 0)
+        return -1;
+    progress("cairn-server (pid %d) ready on %s:%d, data in %s", (int)p.pid,
+             TS_SRV_HOST, p.port, p.data);
+    if (measure_queries(cfg, p.port, r) != 0) {
+        print_log_tail(&p);
+        srv_abort(&p);
+        return -1;
     }
+    if (srv_stop(&p) != 0)
+        return -1;
+    /* Ingest: each case and run on a fresh server in a fresh directory,
+     * as the engine part opens a fresh database for each. */
+    for (int run = 0; run < r->runs; run++)
+        for (int i = 0; i < TS_SRV_NINGEST; i++) {
+            ts_server_ingest *ig = &r->ingest[i];
+            if (run == 0)
+                progress("ingest, sync %s, %d series per command, %d "
+                         "connection%s, %zu points x %d run%s",
+                         ig->sync, ig->series, ig->conns,
+                         ig->conns == 1 ? "" : "s", ig->points, r->runs,
+                         r->runs == 1 ? "" : "s");
+            if (srv_start(r->server_bin, ig->sync, &p) != 0)
+                return -1;
+            char prefix[40];
+            snprintf(prefix, sizeof prefix, "in:%dx%d", ig->series,
+                     ig->conns);
+            if (ingest_run(p.port, prefix, (size_t)ig->series, ig->conns,
+                           ig->points, &ig->run_pps[run]) != 0) {
+                print_log_tail(&p);
+                srv_abort(&p);
+                return -1;
+            }
+            if (srv_stop(&p) != 0)
+                return -1;
+        }
     for (int i = 0; i < TS_SRV_NINGEST; i++)
         r->ingest[i].pps =
             bench_median(r->ingest[i].run_pps, (size_t)r->runs);
