@@ -24,8 +24,10 @@
  * and SQLite (bench/bench_engine.c). */
 int cairn_bench_engine_main(int argc, char **argv);
 
-/* `cairn-bench ts`: the time-series benchmark; so far its codec part,
- * chunk sizes next to zstd and codec speed (bench/bench_ts.c). */
+/* `cairn-bench ts`: the time-series benchmark (bench/bench_ts.c): the
+ * codec part, chunk sizes next to zstd and codec speed; the engine part,
+ * embedded ingest and range latency; the server part, the same through a
+ * cairn-server it starts (bench/bench_ts_server.c). */
 int cairn_bench_ts_main(int argc, char **argv);
 
 /* Seconds on the monotonic clock (arbitrary origin). */

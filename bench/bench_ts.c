@@ -1,11 +1,13 @@
 /*
- * bench_ts.c — `cairn-bench ts`: the time-series benchmark. Today its one
- * part is `codec`: the chunk codec (src/ts/chunk.c, docs/format/ts.md) on
- * real and generated points, next to zstd over the same points as a plain
- * file, measured in the same run.
+ * bench_ts.c — `cairn-bench ts`: the time-series benchmark, in three parts
+ * (--parts, all by default): `codec`, the chunk codec (src/ts/chunk.c,
+ * docs/format/ts.md) on real and generated points, next to zstd over the
+ * same points as a plain file, measured in the same run; `engine`, the
+ * embedded series layer; `server`, cairn-server (below).
  *
  *   cairn-bench ts [--json] [--quick] [--tsdata PATH] [--chunk-size BYTES]
  *                  [--runs N] [--seed N] [--sets LIST] [--parts LIST]
+ *                  [--server-bin PATH]
  *
  * The sets:
  *   machine-metrics  the real data set (--tsdata; 135 series, 121,500
@@ -53,15 +55,22 @@
  *   - A point set is read-only once built; every measurement reads it.
  *   - Results go to stdout (a table, or one JSON object with --json),
  *     progress and errors to stderr. Exit 0 when it ran, whatever the
- *     verdicts; 1 on an error or a mismatch; 2 on bad usage.
+ *     verdicts; 1 on an error, a mismatch or a wrong server reply; 2 on
+ *     bad usage.
  * The engine part (--parts engine): embedded ingest through
  * cairn_ts_add_many in batches of 1,000 points (one series and 100, sync
  * none; one series, sync always) into a fresh database in $TMPDIR, and the
  * latency of a raw range and a 1-minute avg over one day of 10-second
- * points (medians of 201 queries). The server's ingest and MRANGE join
- * as parts once the TS.* commands exist.
+ * points (medians of 201 queries).
+ * The server part (--parts server, bench_ts_server.c): cairn-server
+ * started by the benchmark (--server-bin PATH, by default the one next to
+ * cairn-bench), sync always and sync none; TS.MADD ingest pipelined over 1
+ * and 4 connections, and TS.RANGE / TS.MRANGE latency (median, p99) over
+ * 100 series of one day, beside the engine part's figures where they
+ * correspond.
  *
- * Locking: none; one thread does everything.
+ * Locking: none here; one thread does everything but the server part's
+ * ingest, whose client threads live inside ts_server_measure.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -75,6 +84,7 @@
 #include <zstd.h>
 
 #include "bench.h"
+#include "bench_ts_server.h"
 #include "cairn.h"
 #include "env/env.h"
 #include "ts/chunk.h"
@@ -105,21 +115,24 @@ typedef struct ts_part {
     const char *summary;
 } ts_part;
 
-/* The parts of the benchmark. The server's ingest (TS.MADD pipelined) and
- * MRANGE join as rows once the TS.* commands exist. */
+/* The parts of the benchmark, in the order they run. */
 static const ts_part PARTS[] = {
     {"codec", "chunk sizes (live, sealed, uncompressed) next to zstd, codec "
               "speed"},
     {"engine", "embedded ingest (batches of 1,000, one series and 100) and "
                "query latency over one day of 10-second points"},
+    {"server", "cairn-server: TS.MADD ingest (pipelined, 1 and 4 "
+               "connections, sync always and none) and TS.RANGE / "
+               "TS.MRANGE latency"},
 };
 #define NPARTS (sizeof PARTS / sizeof PARTS[0])
-enum { PART_CODEC = 0, PART_ENGINE = 1 };
+enum { PART_CODEC = 0, PART_ENGINE = 1, PART_SERVER = 2 };
 
 typedef struct ts_cfg {
     bool json, quick, tsdata_given;
     bool parts[NPARTS];
     const char *tsdata;
+    const char *server_bin; /* NULL: next to cairn-bench */
     size_t chunk_size;
     int runs;
     uint64_t seed;
@@ -989,18 +1002,32 @@ static void print_engine_json(FILE *f, const engine_result *er)
     fputc('}', f);
 }
 
+/* The engine part's figures, for the server part's ratios. */
+static ts_server_embedded embedded_of(const engine_result *er)
+{
+    ts_server_embedded e = {0};
+    e.known = er->measured;
+    e.ingest1_none = er->ingest1_none;
+    e.ingest100_none = er->ingest100_none;
+    e.ingest1_always = er->ingest1_always;
+    e.raw_day_ms = er->raw_day_ms;
+    e.avg1m_day_ms = er->avg1m_day_ms;
+    return e;
+}
+
 static void print_json(FILE *f, const ts_cfg *cfg, const set_result *res,
-                       const engine_result *er, double elapsed)
+                       const engine_result *er, const ts_server_result *sr,
+                       double elapsed)
 {
     fputs("{\"benchmark\":\"ts\",\"cairn_version\":", f);
     json_str(f, cairn_version_string());
+    fputs(",\"parts\":[", f);
+    for (size_t k = 0, n = 0; k < NPARTS; k++)
+        if (cfg->parts[k])
+            fprintf(f, "%s\"%s\"", n++ ? "," : "", PARTS[k].name);
     fprintf(f,
-"%s,\"quick\":%s,\"runs\":%d,\"seed\":%" PRIu64
+            "],\"quick\":%s,\"runs\":%d,\"seed\":%" PRIu64
             ",\"chunk_size\":%zu,\"seal_zstd_level\":%d,\"codec\":{\"sets\":[",
-            cfg->parts[PART_CODEC] && cfg->parts[PART_ENGINE]
-                ? ",\"parts\":[\"codec\",\"engine\"]"
-                : cfg->parts[PART_CODEC] ? ",\"parts\":[\"codec\"]"
-                                         : ",\"parts\":[\"engine\"]",
             cfg->quick ? "true" : "false", cfg->runs, cfg->seed,
             cfg->chunk_size, TS_SEAL_LEVEL);
     bool firstset = true;
@@ -1082,6 +1109,10 @@ static void print_json(FILE *f, const ts_cfg *cfg, const set_result *res,
     fputs("}}", f);
     if (cfg->parts[PART_ENGINE])
         print_engine_json(f, er);
+    if (cfg->parts[PART_SERVER]) {
+        ts_server_embedded e = embedded_of(er);
+        ts_server_print_json(f, sr, &e);
+    }
     fputs(",\"elapsed_seconds\":", f);
     json_num(f, elapsed);
     fputs("}\n", f);
@@ -1189,6 +1220,7 @@ static void usage(FILE *f)
             "[--chunk-size BYTES]\n"
             "                      [--runs N] [--seed N] [--sets LIST] "
             "[--parts LIST]\n"
+            "                      [--server-bin PATH]\n"
             "\n"
             "The time-series benchmark. Part codec: bytes per point of the "
             "chunk codec\n"
@@ -1198,7 +1230,17 @@ static void usage(FILE *f)
             "under zstd -19\n"
             "and -3, same run; every chunk is decoded and checked; encode "
             "and decode\n"
-            "speed on one core.\n"
+            "speed on one core. Part engine: embedded ingest in batches of "
+            "1,000 points\n"
+            "and range latency over one day of 10-second points. Part "
+            "server: cairn-server\n"
+            "started on a free 127.0.0.1 port (sync always, then none): "
+            "TS.MADD ingest,\n"
+            "1,000 points a command, 16 in flight, 1 and 4 connections; "
+            "TS.RANGE and\n"
+            "TS.MRANGE median and p99 latency over 100 series of one day; "
+            "every reply\n"
+            "is checked; beside the engine part's figures.\n"
             "\n"
             "  --tsdata PATH     the machine-metrics .csv.zst (default %s;\n"
             "                    skipped with a note when that is missing)\n"
@@ -1209,11 +1251,20 @@ static void usage(FILE *f)
             "  --seed N          seed of the generated sets (default 1)\n"
             "  --sets LIST       comma-separated subset of machine-metrics,"
             "random-walk,counters\n"
-            "  --parts LIST      parts to run (today: codec)\n"
-            "  --quick           generated sets of 20 x 2,000 points, 1 run\n"
+            "  --parts LIST      comma-separated subset of codec,engine,"
+            "server (default: all)\n"
+            "  --server-bin PATH the cairn-server to start (default: the "
+            "one next to\n"
+            "                    cairn-bench; skipped with a note when that "
+            "is missing)\n"
+            "  --quick           generated sets of 20 x 2,000 points, 1 run; "
+            "smaller\n"
+            "                    engine and server runs (10 queried series, "
+            "21 queries)\n"
             "  --json            one JSON object instead of the tables\n"
-            "Exit status: 0 ran (whatever the verdicts), 1 error or a chunk "
-            "that did not\ndecode to its points, 2 bad usage.\n",
+            "Exit status: 0 ran (whatever the verdicts), 1 error, a chunk "
+            "that did not\ndecode to its points or a wrong server reply, 2 "
+            "bad usage.\n",
             CAIRN_BENCH_TSDATA, TS_DEFAULT_CHUNK);
 }
 
@@ -1279,6 +1330,13 @@ int cairn_bench_ts_main(int argc, char **argv)
             cfg.tsdata = v;
             cfg.tsdata_given = true;
             i++;
+        } else if (strcmp(a, "--server-bin") == 0) {
+            if (!v || !*v) {
+                fprintf(stderr, "ts: --server-bin needs a path\n");
+                return EXIT_USAGE;
+            }
+            cfg.server_bin = v;
+            i++;
         } else if (strcmp(a, "--chunk-size") == 0) {
             if (!v || !parse_u64(v, &u) || u < TS_MIN_CHUNK ||
                 u > TS_MAX_CHUNK) {
@@ -1343,6 +1401,8 @@ int cairn_bench_ts_main(int argc, char **argv)
     int status = EXIT_OK;
     engine_result er;
     memset(&er, 0, sizeof er);
+    ts_server_result sr;
+    memset(&sr, 0, sizeof sr);
     for (int i = 0; i < NSETS && status == EXIT_OK; i++) {
         set_result *r = &res[i];
         r->set.name = SET_NAMES[i];
@@ -1379,6 +1439,16 @@ int cairn_bench_ts_main(int argc, char **argv)
         fprintf(stderr, "cairn-bench ts: the engine part failed\n");
         status = EXIT_ERROR;
     }
+    if (status == EXIT_OK && cfg.parts[PART_SERVER]) {
+        ts_server_cfg sc = {.quick = cfg.quick,
+                            .runs = cfg.runs,
+                            .seed = cfg.seed,
+                            .server_bin = cfg.server_bin};
+        if (ts_server_measure(&sc, &sr) != 0) {
+            fprintf(stderr, "cairn-bench ts: the server part failed\n");
+            status = EXIT_ERROR;
+        }
+    }
     double elapsed = bench_now() - t0;
     size_t bad = 0;
     for (int i = 0; i < NSETS; i++)
@@ -1386,12 +1456,16 @@ int cairn_bench_ts_main(int argc, char **argv)
     if (status == EXIT_OK) {
         /* mismatches too: the figures are printed, then the failure */
         if (cfg.json) {
-            print_json(stdout, &cfg, res, &er, elapsed);
+            print_json(stdout, &cfg, res, &er, &sr, elapsed);
         } else {
             if (cfg.parts[PART_CODEC])
                 print_human(stdout, &cfg, res, elapsed);
             if (er.measured)
                 print_engine_human(stdout, &er);
+            if (cfg.parts[PART_SERVER]) {
+                ts_server_embedded e = embedded_of(&er);
+                ts_server_print_human(stdout, &sr, &e);
+            }
         }
         if (fflush(stdout) != 0 || ferror(stdout)) {
             fprintf(stderr, "cairn-bench ts: cannot write the results: %s\n",

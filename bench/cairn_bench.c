@@ -7,7 +7,8 @@
  * (kv, ts, server) is a function plus a row. Today: `cairn-bench wal`,
  * durable appends (group commit) and 1 MiB records vs. raw pwrite+fdatasync;
  * `engine` (bench_engine.c), the engine next to its peers; `ts`
- * (bench_ts.c), the time-series chunk codec next to zstd.
+ * (bench_ts.c), the time-series chunk codec next to zstd, embedded ingest
+ * and queries, and the same through cairn-server.
  *
  * Invariants:
  *   - Each case runs in its own fresh subdirectory of DIR (raw-small,
@@ -1334,10 +1335,13 @@ static const command commands[] = {
      "amplification; a chart",
      cairn_bench_engine_main, NULL},
     {"ts", "[--json] [--quick] [--tsdata PATH] [--chunk-size BYTES] "
-           "[--runs N] [--seed N] [--sets LIST] [--parts LIST]",
+           "[--runs N] [--seed N] [--sets LIST] [--parts LIST] "
+           "[--server-bin PATH]",
      "time series: the chunk codec's bytes per point (appendable, sealed) "
      "on real machine metrics, a random walk and counters, next to zstd -19 "
-     "and -3 of the plain points; encode and decode speed",
+     "and -3 of the plain points; encode and decode speed; embedded ingest "
+     "and range latency; TS.MADD ingest and TS.RANGE / TS.MRANGE latency "
+     "through a cairn-server it starts, beside the embedded figures",
      cairn_bench_ts_main, NULL},
     {"help", "[COMMAND]", "print this help, or a command's", cmd_help, NULL},
 };
