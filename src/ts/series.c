@@ -831,6 +831,7 @@ static void index_remove(cairn_db *db, uint64_t id);
 
 typedef struct tx_item {
     ts_series *se;
+    uint64_t h;  /* name_hash of its name when taken */
     bool dirty; /* its memory changed */
     bool fresh; /* loaded by this tx (perhaps from its own writes) */
 } tx_item;
@@ -851,6 +852,8 @@ typedef struct ts_tx {
     bool own;     /* the transaction is the call's */
     tx_item *items;
     size_t n, cap;
+    uint32_t *hix; /* open addressing over items by name: index + 1 */
+    size_t hcap;   /* a power of two > 2 n, or 0 */
     tx_act *acts; /* done after a commit */
     size_t nacts, capacts;
     bool waitable; /* the lock phase of a call that began holding none */
@@ -864,6 +867,7 @@ static void tx_free(ts_tx *tx)
     }
     free(tx->acts);
     free(tx->items);
+    free(tx->hix);
     free(tx);
 }
 
@@ -1023,12 +1027,53 @@ static int tx_run(cairn_db *db, cairn_txn *txn, tx_body body, void *arg)
 
 static tx_item *tx_find(ts_tx *tx, const void *name, size_t nlen)
 {
-    for (size_t i = 0; i < tx->n; i++)
-        if (!atomic_load(&tx->items[i].se->dead) &&
-            name_eq(tx->items[i].se->name, tx->items[i].se->nlen, name,
-                    nlen))
-            return &tx->items[i];
+    if (!tx->hcap) {
+        for (size_t i = 0; i < tx->n; i++)
+            if (!atomic_load(&tx->items[i].se->dead) &&
+                name_eq(tx->items[i].se->name, tx->items[i].se->nlen, name,
+                        nlen))
+                return &tx->items[i];
+        return NULL;
+    }
+    uint64_t h = name_hash(name, nlen);
+    for (size_t p = h & (tx->hcap - 1); tx->hix[p];
+         p = (p + 1) & (tx->hcap - 1)) {
+        tx_item *it = &tx->items[tx->hix[p] - 1];
+        if (it->h == h && !atomic_load(&it->se->dead) &&
+            name_eq(it->se->name, it->se->nlen, name, nlen))
+            return it;
+    }
     return NULL;
+}
+
+/* Index the last item (items past 16 are found by hash). */
+static void tx_index_last(ts_tx *tx)
+{
+    if (tx->n <= 16 && !tx->hcap)
+        return;
+    if (tx->n * 2 >= tx->hcap) {
+        size_t cap = tx->hcap ? tx->hcap * 2 : 64;
+        uint32_t *h = calloc(cap, sizeof *h);
+        if (!h) {
+            free(tx->hix); /* linear scans instead */
+            tx->hix = NULL;
+            tx->hcap = 0;
+            return;
+        }
+        free(tx->hix);
+        tx->hix = h;
+        tx->hcap = cap;
+        for (size_t i = 0; i + 1 < tx->n; i++) {
+            size_t p = tx->items[i].h & (cap - 1);
+            while (h[p])
+                p = (p + 1) & (cap - 1);
+            h[p] = (uint32_t)(i + 1);
+        }
+    }
+    size_t p = tx->items[tx->n - 1].h & (tx->hcap - 1);
+    while (tx->hix[p])
+        p = (p + 1) & (tx->hcap - 1);
+    tx->hix[p] = (uint32_t)tx->n;
 }
 
 static tx_item *tx_item_of(ts_tx *tx, ts_series *se)
@@ -1119,7 +1164,9 @@ static int tx_lock(ts_tx *tx, const void *name, size_t nlen, ts_series **out)
                 return CAIRN_ECONFLICT;
             }
         }
-        tx->items[tx->n++] = (tx_item){se, false, fresh};
+        tx->items[tx->n++] = (tx_item){se, name_hash(se->name, se->nlen),
+                                       false, fresh};
+        tx_index_last(tx);
         *out = se;
         return 0;
     }
@@ -1128,6 +1175,16 @@ static int tx_lock(ts_tx *tx, const void *name, size_t nlen, ts_series **out)
 /* Let go of the series taken since mark (nothing written to them). */
 static void tx_unlock_from(ts_tx *tx, size_t mark)
 {
+    if (tx->hcap && tx->n > mark) {
+        /* The index forgets every item; items up to mark go back in. */
+        free(tx->hix);
+        tx->hix = NULL;
+        tx->hcap = 0;
+        size_t n = tx->n;
+        for (tx->n = 1; tx->n <= mark; tx->n++)
+            tx_index_last(tx);
+        tx->n = n;
+    }
     while (tx->n > mark) {
         tx_item *it = &tx->items[--tx->n];
         if (it->fresh) {
@@ -2409,10 +2466,16 @@ typedef struct add_group {
     size_t first, n; /* its samples: order[first .. first + n) */
 } add_group;
 
-static int group_cmp(const void *a, const void *b)
+/* qsort has no context argument: the samples being sorted (one sort at a
+ * time per thread). */
+static _Thread_local const cairn_ts_sample *sort_smp;
+
+static int smp_idx_cmp(const void *a, const void *b)
 {
-    const add_group *x = a, *y = b;
-    return key_cmp(x->key, x->klen, y->key, y->klen);
+    size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    const cairn_ts_sample *x = &sort_smp[i], *y = &sort_smp[j];
+    int c = key_cmp(x->key, x->klen, y->key, y->klen);
+    return c ? c : (i > j) - (i < j);
 }
 
 /* Stage a group's samples into its series and feed the series' rules. */
@@ -2450,31 +2513,27 @@ static int add_body(ts_tx *tx, void *arg)
     size_t n = a->n;
     for (size_t i = 0; i < n; i++)
         a->res[i] = 0;
-    /* Group the samples by series (each group keeps the samples' order). */
-    bool *done = calloc(n, sizeof *done);
+    /* Group the samples by series: their indexes sorted by key, then by
+     * position (so each group keeps the samples' order). */
     size_t *order = malloc(n * sizeof *order);
     add_group *g = calloc(n, sizeof *g);
     name_ref *names = calloc(n, sizeof *names);
-    int *errs = calloc(n, sizeof *errs);
-    int rc = done && order && g && names && errs ? 0 : CAIRN_ENOMEM;
-    size_t ng = 0, m = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (done[i])
-            continue;
-        add_group *gr = &g[ng++];
-        gr->key = a->smp[i].key;
-        gr->klen = a->smp[i].klen;
-        gr->first = m;
-        for (size_t j = i; j < n; j++)
-            if (!done[j] && key_cmp(a->smp[j].key, a->smp[j].klen, gr->key,
-                                    gr->klen) == 0) {
-                order[m++] = j;
-                done[j] = true;
-            }
-        gr->n = m - gr->first;
+    int rc = order && g && names ? 0 : CAIRN_ENOMEM;
+    size_t ng = 0;
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            order[i] = i;
+        sort_smp = a->smp;
+        qsort(order, n, sizeof *order, smp_idx_cmp);
+        sort_smp = NULL;
+        for (size_t i = 0; i < n; i++) {
+            const cairn_ts_sample *x = &a->smp[order[i]];
+            if (ng == 0 || key_cmp(x->key, x->klen, g[ng - 1].key,
+                                   g[ng - 1].klen) != 0)
+                g[ng++] = (add_group){x->key, x->klen, i, 0};
+            g[ng - 1].n++;
+        }
     }
-    if (rc == 0)
-        qsort(g, ng, sizeof *g, group_cmp);
     /* Take the series in key order (and what their rules feed: when one
      * of those is busy, let go and take everything in key order). */
     name_ref *extra = NULL;
@@ -2554,11 +2613,9 @@ static int add_body(ts_tx *tx, void *arg)
     for (size_t k = 0; k < nextra; k++)
         free((void *)extra[k].p);
     free(extra);
-    free(done);
     free(order);
     free(g);
     free(names);
-    free(errs);
     return rc;
 }
 
