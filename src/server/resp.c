@@ -734,6 +734,52 @@ void cairn_resp_push(cairn_resp_buf *b, size_t n)
     put_hdr(b, b->proto == 3 ? '>' : '*', false, n);
 }
 
+/* What printf's %.<p>g prints for the significant digits r[0..p) and
+ * decimal exponent x (value = r[0].r[1..] * 10^x), sign neg: trailing
+ * zeros dropped; scientific ("1.5e+20", "1e-07") when x < -4 or x >= p,
+ * else fixed. out holds CAIRN_RESP_DBL_CHARS bytes. */
+static size_t dbl_g(bool neg, const char *r, int p, int x, char *out)
+{
+    int k = p;
+    while (k > 1 && r[k - 1] == '0')
+        k--;
+    size_t o = 0;
+    if (neg)
+        out[o++] = '-';
+    if (x < -4 || x >= p) {
+        out[o++] = r[0];
+        if (k > 1) {
+            out[o++] = '.';
+            memcpy(out + o, r + 1, (size_t)(k - 1));
+            o += (size_t)(k - 1);
+        }
+        int ax = x < 0 ? -x : x;
+        out[o++] = 'e';
+        out[o++] = x < 0 ? '-' : '+';
+        if (ax >= 100)
+            out[o++] = (char)('0' + ax / 100);
+        out[o++] = (char)('0' + ax / 10 % 10);
+        out[o++] = (char)('0' + ax % 10);
+    } else if (x >= 0) {
+        for (int i = 0; i <= x; i++)
+            out[o++] = i < k ? r[i] : '0';
+        if (k > x + 1) {
+            out[o++] = '.';
+            memcpy(out + o, r + x + 1, (size_t)(k - x - 1));
+            o += (size_t)(k - x - 1);
+        }
+    } else {
+        out[o++] = '0';
+        out[o++] = '.';
+        for (int i = 0; i < -x - 1; i++)
+            out[o++] = '0';
+        memcpy(out + o, r, (size_t)k);
+        o += (size_t)k;
+    }
+    out[o] = '\0';
+    return o;
+}
+
 size_t cairn_resp_format_double(double d, char *out)
 {
     if (isnan(d)) {
@@ -761,13 +807,48 @@ size_t cairn_resp_format_double(double d, char *out)
         d == (double)(long long)d)
         return (size_t)snprintf(out, CAIRN_RESP_DBL_CHARS, "%lld",
                                 (long long)d);
-    int n = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(out, CAIRN_RESP_DBL_CHARS, "%.*g", prec, d);
-        if (prec == 17 || strtod(out, NULL) == d)
-            break;
+    /* The 17 significant digits once (%.16e), then 15 and 16 digits by
+     * rounding that digit string, each checked by reading it back: one
+     * formatting call instead of three. */
+    char e[40];
+    int en = snprintf(e, sizeof e, "%.16e", fabs(d));
+    if (en < 21 || e[1] != '.' || e[18] != 'e') {
+        int n = snprintf(out, CAIRN_RESP_DBL_CHARS, "%.17g", d);
+        return (size_t)n;
     }
-    return (size_t)n;
+    char dig[17];
+    dig[0] = e[0];
+    memcpy(dig + 1, e + 2, 16);
+    int x = atoi(e + 19);
+    for (int p = 15; p <= 17; p++) {
+        /* A 17-digit tail of exactly 5, 50: the value may lie just below
+         * the midpoint, where rounding the rounded digits would go up
+         * wrongly; let printf round from the value itself. */
+        if (p < 17 && dig[p] == '5' && (p == 16 || dig[16] == '0')) {
+            int n = snprintf(out, CAIRN_RESP_DBL_CHARS, "%.*g", p, d);
+            if (strtod(out, NULL) == d)
+                return (size_t)n;
+            continue;
+        }
+        char r[17];
+        int rx = x;
+        memcpy(r, dig, (size_t)p);
+        if (p < 17 && dig[p] >= '5') {
+            int i = p - 1;
+            while (i >= 0 && r[i] == '9')
+                r[i--] = '0';
+            if (i >= 0) {
+                r[i]++;
+            } else { /* 99..9 -> 100..0 */
+                r[0] = '1';
+                rx++;
+            }
+        }
+        size_t n = dbl_g(d < 0, r, p, rx, out);
+        if (p == 17 || strtod(out, NULL) == d)
+            return n;
+    }
+    return 0; /* not reached */
 }
 
 void cairn_resp_dbl(cairn_resp_buf *b, double d)

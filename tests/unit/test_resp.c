@@ -1035,6 +1035,37 @@ static void test_double_format(void **state)
         double back = strtod(out, NULL);
         assert_memory_equal(&back, &d, sizeof(d)); /* keeps -0 too */
     }
+    /* Against the plain way (the shortest of %.15g, %.16g, %.17g that
+     * reads back): values like averages and measurements, at every
+     * magnitude: the same text every time. */
+    size_t same = 0, total = 0;
+    for (int i = 0; i < 200000; i++) {
+        uint64_t a = tu_splitmix(&seed), b = tu_splitmix(&seed);
+        int mag = (int)(b % 61) - 30;
+        double d = (double)(a % 1000000007u) / (double)(1 + b % 997) *
+                   pow(10.0, mag);
+        if (i % 3 == 0)
+            d = round(d * 1000) / 1000; /* a few decimals */
+        if (b & 1)
+            d = -d;
+        char out[CAIRN_RESP_DBL_CHARS], ref[CAIRN_RESP_DBL_CHARS];
+        size_t n = cairn_resp_format_double(d, out);
+        assert_int_equal(strlen(out), n);
+        assert_true(strtod(out, NULL) == d);
+        if (d == (double)(long long)d && fabs(d) < 4503599627370496.0)
+            continue;
+        for (int prec = 15; prec <= 17; prec++) {
+            snprintf(ref, sizeof ref, "%.*g", prec, d);
+            if (prec == 17 || strtod(ref, NULL) == d)
+                break;
+        }
+        total++;
+        if (strcmp(out, ref) == 0)
+            same++;
+        else
+            fail_msg("%.17g: \"%s\", the plain way \"%s\"", d, out, ref);
+    }
+    assert_true(total > 150000 && same == total);
 }
 
 static void test_reply_oom(void **state)
