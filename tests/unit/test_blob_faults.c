@@ -17,7 +17,9 @@
  * GC: a rewrite with call k failing or power cut at call k either reports
  * every live record at a new location that reads back (after the cut too:
  * locations are reported only once synced) or reports nothing; the source
- * file always stays whole. Finally a sync failure's stickiness, by hand.
+ * file always stays whole. Finally a sync failure's stickiness and a
+ * failed write's clean restart, by hand, and read errors passed through
+ * by the reader, the scanner and recovery.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -527,6 +529,60 @@ static void test_sync_failure_sticks(void **state)
     free_envs(mem, fe);
 }
 
+/* Read errors reach the caller as they are, never as corruption. */
+static void test_read_errors(void **state)
+{
+    (void)state;
+    cairn_env *mem, *fe;
+    new_envs(&mem, &fe);
+    cairn_blob_appender_options o;
+    cairn_blob_appender_options_init(&o);
+    o.env = mem;
+    o.dir = DIR;
+    cairn_blob_appender *a;
+    assert_int_equal(cairn_blob_appender_open(&o, &a), 0);
+    bt_rec r = {.seed = 1, .len = 5000, .kind = 1};
+    assert_int_equal(append_rec(a, &r), 0);
+    assert_int_equal(cairn_blob_appender_close(a), 0);
+    static const int errs[2] = {CAIRN_EIO, CAIRN_ENOSPC};
+    for (int e = 0; e < 2; e++) {
+        for (uint64_t k = 1; k <= 3; k++) {
+            cairn_fault_rule rule = {.op_mask = CAIRN_OPMASK(CAIRN_OP_READ) |
+                                                CAIRN_OPMASK(CAIRN_OP_OPEN) |
+                                                CAIRN_OPMASK(CAIRN_OP_SIZE),
+                                     .fail_at = k,
+                                     .error = errs[e]};
+            cairn_env_fault_set(fe, &rule);
+            void *out = NULL;
+            size_t n;
+            int rc = cairn_blob_read(fe, DIR, &r.loc, r.hash, &out, &n);
+            if (cairn_env_fault_injected(fe))
+                assert_int_equal(rc, errs[e]);
+            else
+                assert_int_equal(rc, 0);
+            free(out);
+            cairn_env_fault_set(fe, &rule);
+            cairn_blob_scan_info info;
+            rc = cairn_blob_scan(fe, DIR "/000001.blob", 1, NULL, NULL, NULL,
+                                 &info);
+            if (cairn_env_fault_injected(fe))
+                assert_int_equal(rc, errs[e]);
+            else
+                assert_int_equal(rc, 0);
+            cairn_env_fault_set(fe, &rule);
+            rc = cairn_blob_file_recover(fe, DIR "/000001.blob", 1, false,
+                                         &info);
+            if (cairn_env_fault_injected(fe))
+                assert_int_equal(rc, errs[e]);
+            else
+                assert_int_equal(rc, 0);
+        }
+    }
+    cairn_env_fault_reset(fe);
+    check_read(fe, &r);
+    free_envs(mem, fe);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -534,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_power_cuts),
         cmocka_unit_test(test_gc_faults),
         cmocka_unit_test(test_sync_failure_sticks),
+        cmocka_unit_test(test_read_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
