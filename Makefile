@@ -74,7 +74,7 @@ bench: build
 fuzz: setup
 	@CAIRN_SETUP_QUIET=1 scripts/setup.sh --fuzz
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=address -DCAIRN_FUZZ=ON -DCAIRN_WERROR=$(WERROR) $(CMAKE_FLAGS) >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_resp fuzz_sst fuzz_sst_roundtrip fuzz_sst_resum fuzz_wal fuzz_wal_roundtrip fuzz_db_replay fuzz_manifest fuzz_manifest_resum fuzz_config fuzz_dispatch fuzz_ts_chunk fuzz_ts_filter
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_resp fuzz_sst fuzz_sst_roundtrip fuzz_sst_resum fuzz_wal fuzz_wal_roundtrip fuzz_db_replay fuzz_manifest fuzz_manifest_resum fuzz_config fuzz_dispatch fuzz_ts_chunk fuzz_ts_filter fuzz_blob
 	scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:

@@ -13,7 +13,7 @@ BUILD=${1:?usage: fuzz.sh BUILD SECONDS}
 SECONDS_EACH=${2:-60}
 cd "$(dirname "$0")/.."
 status=0
-for t in resp sst sst_roundtrip sst_resum wal wal_roundtrip db_replay manifest manifest_resum config dispatch ts_chunk ts_filter; do
+for t in resp sst sst_roundtrip sst_resum wal wal_roundtrip db_replay manifest manifest_resum config dispatch ts_chunk ts_filter blob; do
   bin="$BUILD/fuzz_$t"
   [ -x "$bin" ] || { echo "fuzz: $bin missing (make fuzz builds it)" >&2; exit 2; }
   mkdir -p "$BUILD/corpus/$t"
