@@ -13,8 +13,10 @@
  * Invariants (per shard, under its mutex):
  *   - An entry is in the hash table iff it is on the LRU list; at most one
  *     entry per key.
- *   - usage = sum of the charges of the entries in the table; after every
- *     operation usage <= capacity (the shard's share).
+ *   - usage = sum of the charges of the entries in the table, and never
+ *     more than capacity (the shard's share): an insert evicts to make
+ *     room before it adds; set_capacity evicts under the same lock that
+ *     lowers the share.
  *   - refs counts the table's reference (1 while the entry is in it) plus
  *     lookups copying its value out; the entry is freed by whoever drops
  *     the last reference (after the shard lock is released). Key, value,
@@ -196,9 +198,13 @@ static void remove_entry(rc_shard *s, rc_entry *e, rc_entry **fl)
     *fl = e;
 }
 
-static void shard_evict(rc_shard *s, rc_entry **fl)
+/* Evicts least recently used entries until room bytes more fit in the
+ * shard's capacity (or nothing is left). Room is made before an entry is
+ * added, so usage never passes capacity, even as get_stats sees it. */
+static void shard_evict(rc_shard *s, size_t room, rc_entry **fl)
 {
-    while (ld(&s->usage) > s->capacity && s->lru_head.next != &s->lru_head) {
+    while (ld(&s->usage) + room > s->capacity &&
+           s->lru_head.next != &s->lru_head) {
         remove_entry(s, s->lru_head.next, fl);
         add(&s->evictions, 1);
     }
@@ -228,9 +234,15 @@ static size_t shard_capacity(size_t capacity, unsigned n, unsigned i)
 
 /* ---------- public API ---------- */
 
+/* What malloc adds to each entry, and the entry's share of the bucket
+ * arrays (about one pointer per entry): charged so that the budget bounds
+ * the memory really taken, not just the bytes stored. */
+#define RC_ALLOC_OVERHEAD 16u
+#define RC_BUCKET_SHARE sizeof(rc_entry *)
+
 size_t cairn_row_cache_charge(size_t klen, size_t vlen)
 {
-    return sizeof(rc_entry) + klen + vlen;
+    return sizeof(rc_entry) + RC_ALLOC_OVERHEAD + RC_BUCKET_SHARE + klen + vlen;
 }
 
 uint64_t cairn_row_cache_hash(const void *key, size_t klen)
@@ -451,6 +463,7 @@ int cairn_row_cache_insert(cairn_row_cache *c, uint64_t hash, const void *key,
         remove_entry(s, old, &fl);
     if (!e || charge > s->capacity)
         goto out;
+    shard_evict(s, charge, &fl);
     if (ld(&s->entries) >= s->nbuckets)
         table_grow(s);
     rc_entry **b = bucket_of(s, hash);
@@ -460,7 +473,6 @@ int cairn_row_cache_insert(cairn_row_cache *c, uint64_t hash, const void *key,
     add(&s->entries, 1);
     add(&s->usage, charge);
     add(&s->inserts, 1);
-    shard_evict(s, &fl);
     e = NULL; /* the table's now */
     rc = 1;
 out:
@@ -500,7 +512,7 @@ void cairn_row_cache_set_capacity(cairn_row_cache *c, size_t capacity)
         rc_entry *fl = NULL;
         pthread_mutex_lock(&s->mu);
         s->capacity = shard_capacity(capacity, c->nshards, i);
-        shard_evict(s, &fl);
+        shard_evict(s, 0, &fl);
         pthread_mutex_unlock(&s->mu);
         release_list(fl);
     }

@@ -17,7 +17,9 @@
  *     refused, so a value read before a commit never lands after that
  *     commit's erase.
  *
- * Budget: an entry is charged sizeof(entry header) + key + value bytes.
+ * Budget: an entry is charged key + value bytes + a fixed overhead
+ * (its header, malloc's own overhead, its share of the hash table:
+ * cairn_row_cache_charge).
  * After every operation each shard's charged bytes are <= its share of the
  * capacity (entries are never pinned against eviction: a lookup copies the
  * value out under a reference count, so an evicted entry's memory lives on
