@@ -18,8 +18,12 @@
  *     room before it adds; set_capacity evicts under the same lock that
  *     lowers the share.
  *   - refs counts the table's reference (1 while the entry is in it) plus
- *     lookups copying its value out; the entry is freed by whoever drops
- *     the last reference (after the shard lock is released). Key, value,
+ *     lookups copying a value larger than RC_SMALL_COPY out (smaller ones
+ *     are copied to the stack under the lock); the entry is freed by
+ *     whoever drops the last reference (after the shard lock is
+ *     released).
+ *   - LRU order is exact but for entries within the most recent quarter
+ *     of their shard, which a hit does not move (lru_touch). Key, value,
  *     version, ts, expiry and charge never change once the entry is
  *     published, so a lookup holding a reference reads them without the
  *     lock.
@@ -32,7 +36,8 @@
  * them one at a time, serialized by cap_mu (taken first). No allocation,
  * free or value copy happens under a shard mutex: inserts build the entry
  * before locking; removed entries are gathered on a local list (through
- * hnext) and released after unlocking; lookups copy after unlocking.
+ * hnext) and released after unlocking; lookups allocate the caller's copy
+ * after unlocking.
  */
 #include "cache/row_cache.h"
 
@@ -50,6 +55,7 @@
 #define RC_SHARD_BYTES (512u << 10) /* default shard count: one per 512 KiB */
 #define RC_INITIAL_BUCKETS 16u
 #define RC_SLOTS 64u /* epoch slots per shard */
+#define RC_SMALL_COPY 256u /* values up to this are copied under the lock */
 
 typedef struct rc_entry {
     struct rc_entry *prev, *next; /* LRU */
@@ -58,6 +64,7 @@ typedef struct rc_entry {
     uint64_t version;
     uint64_t ts_us;
     uint64_t expire_ms; /* 0: never */
+    uint64_t touched;   /* the shard's tick when last made most recent */
     size_t charge;
     size_t klen, vlen;
     atomic_uint refs;
@@ -71,6 +78,7 @@ typedef struct rc_shard {
     rc_entry **buckets;
     size_t nbuckets;
     size_t capacity;
+    uint64_t tick; /* counts moves to the most recently used end */
     _Atomic uint64_t epoch[RC_SLOTS];
     /* Written under mu only; read lock-free by get_stats. */
     _Atomic uint64_t usage, entries, hits, misses, inserts, evictions,
@@ -181,6 +189,20 @@ static inline void lru_push_mru(rc_shard *s, rc_entry *e)
     e->prev = s->lru_head.prev;
     s->lru_head.prev->next = e;
     s->lru_head.prev = e;
+    e->touched = ++s->tick;
+}
+
+/* A hit: make e most recently used, unless fewer than a quarter of the
+ * shard's entries were moved ahead of it since it last was (it is then
+ * within the most recent quarter already). Hot entries are then hit
+ * without writing to the list (and to their neighbours' cache lines);
+ * eviction order stays LRU but for the order inside that quarter. */
+static inline void lru_touch(rc_shard *s, rc_entry *e)
+{
+    if (s->tick - e->touched > ld(&s->entries) / 4) {
+        lru_unlink(e);
+        lru_push_mru(s, e);
+    }
 }
 
 /* Takes e out of the table, the list and the accounting, onto *fl. */
@@ -368,10 +390,23 @@ int cairn_row_cache_lookup(cairn_row_cache *c, uint64_t hash, const void *key,
     }
     if (e && (e->version > max_version || e->ts_us > max_ts))
         e = NULL;
+    /* A small value is copied out to the stack under the lock (cheaper
+     * than pinning the entry); a larger one is pinned and copied after. */
+    uint8_t small[RC_SMALL_COPY];
+    bool pinned = false;
     if (e) {
-        lru_unlink(e);
-        lru_push_mru(s, e);
-        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        lru_touch(s, e);
+        out->deleted = e->deleted;
+        out->version = e->version;
+        out->ts_us = e->ts_us;
+        out->vlen = e->deleted ? 0 : e->vlen;
+        if (out->vlen <= sizeof small) {
+            if (out->vlen)
+                memcpy(small, e->data + e->klen, out->vlen);
+        } else {
+            atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+            pinned = true;
+        }
     }
     add(e ? &s->hits : &s->misses, 1);
     pthread_mutex_unlock(&s->mu);
@@ -379,20 +414,15 @@ int cairn_row_cache_lookup(cairn_row_cache *c, uint64_t hash, const void *key,
     if (!e)
         return 0;
     int rc = 1;
-    out->deleted = e->deleted;
-    out->version = e->version;
-    out->ts_us = e->ts_us;
-    if (!e->deleted) {
-        out->val = malloc(e->vlen ? e->vlen : 1);
-        if (out->val) {
-            if (e->vlen)
-                memcpy(out->val, e->data + e->klen, e->vlen);
-            out->vlen = e->vlen;
-        } else {
+    if (!out->deleted) {
+        out->val = malloc(out->vlen ? out->vlen : 1);
+        if (out->val && out->vlen)
+            memcpy(out->val, pinned ? e->data + e->klen : small, out->vlen);
+        else if (!out->val)
             rc = CAIRN_ENOMEM;
-        }
     }
-    entry_unref(e);
+    if (pinned)
+        entry_unref(e);
     if (rc != 1)
         memset(out, 0, sizeof *out);
     return rc;
