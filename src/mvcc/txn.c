@@ -16,15 +16,20 @@
  *      waiting);
  *   4. the thread that completes the round runs the callbacks, in version
  *      order, before waking anyone: apply the writes to the active
- *      memtable, drop the keys from the in-flight map, publish (visible
+ *      memtable, erase the keys from the row cache (bumping their
+ *      epochs), drop them from the in-flight map, publish (visible
  *      advances over every settled version) and mark the commit done;
  *   5. the committer wakes (once) and returns: acknowledged.
  * Blind writes (cairn_put, cairn_delete, cairn_write_batch) have nothing to
  * validate but the in-flight map: if a key is in flight they wait for it to
  * publish and go again, so they never fail with a conflict.
  *
+ * Point reads (cairn_get, cairn_txn_get) ask the row cache first and may
+ * fill it (the rule is in db/db_internal.h).
+ *
  * Invariants and lock order: see db/db_internal.h. A transaction is used by
- * one thread at a time and takes no lock while it reads.
+ * one thread at a time and takes no lock while it reads (but a row cache
+ * shard's, briefly).
  */
 #include <stdlib.h>
 #include <string.h>
