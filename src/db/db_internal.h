@@ -50,6 +50,8 @@
  *   tables_mu  the current table set pointer and its writer counts
  *   pub_mu     publishing (visible) and the settled-but-not-visible waiters
  *   gc_mu      the garbage collector's wake-ups
+ * The row cache's shard mutexes are leaves: taken with none of the above
+ * held, and nothing is taken under them.
  */
 #ifndef CAIRN_DB_INTERNAL_H
 #define CAIRN_DB_INTERNAL_H

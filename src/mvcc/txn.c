@@ -28,8 +28,8 @@
  * fill it (the rule is in db/db_internal.h).
  *
  * Invariants and lock order: see db/db_internal.h. A transaction is used by
- * one thread at a time and takes no lock while it reads (but a row cache
- * shard's, briefly).
+ * one thread at a time and takes no lock while it reads, but briefly a
+ * row cache shard's (and, to fill the cache, tables_mu).
  */
 #include <stdlib.h>
 #include <string.h>
