@@ -673,6 +673,45 @@ static int chunk_at(cairn_db *db, cairn_txn *txn, uint64_t id, int64_t ts,
     return rc;
 }
 
+/* Call fn on each sealed chunk of series id that may hold points in
+ * [from, to] (the one holding from, then each later one that starts at or
+ * before to), in time order, through view (may be NULL). fn's non-zero
+ * return stops the walk and is returned. */
+typedef int (*chunk_fn)(void *arg, int64_t first, const uint8_t *c,
+                        size_t cl);
+
+static int for_chunks(cairn_db *db, cairn_txn *view, uint64_t id,
+                      int64_t from, int64_t to, chunk_fn fn, void *arg)
+{
+    bool found = false;
+    int64_t first = 0;
+    int rc = chunk_at(db, view, id, from, &found, &first, NULL, NULL);
+    uint8_t lo[17];
+    chunk_key(lo, id, found ? first : INT64_MIN);
+    cairn_iter *it = NULL;
+    if (rc == 0)
+        rc = series_iter(db, view, KEY_CHUNK, id, &it);
+    if (rc == 0)
+        cairn_iter_seek(it, lo, 17);
+    for (; rc == 0 && cairn_iter_valid(it); cairn_iter_next(it)) {
+        size_t kl = 0, cl = 0;
+        const uint8_t *k = cairn_iter_key(it, &kl);
+        const uint8_t *c = cairn_iter_value(it, &cl);
+        if (kl != 17) {
+            rc = CAIRN_ECORRUPT;
+            break;
+        }
+        int64_t cf = (int64_t)(get_be64(k + 9) ^ 0x8000000000000000ULL);
+        if (cf > to)
+            break;
+        rc = fn(arg, cf, c, cl);
+    }
+    if (rc == 0 && it)
+        rc = cairn_iter_status(it);
+    cairn_iter_free(it);
+    return rc;
+}
+
 /* Load series name from the engine (through txn when given: its own
  * writes shown). */
 static int series_load(cairn_db *db, cairn_txn *txn, const void *name,
@@ -1546,6 +1585,35 @@ static int series_stage(ts_tx *tx, ts_series *se, const stage_in *in,
 
 /* ---- point deletion ---- */
 
+typedef struct chunk_copy {
+    int64_t first;
+    uint8_t *c;
+    size_t cl;
+} chunk_copy;
+
+typedef struct chunk_copies {
+    chunk_copy *v;
+    size_t n, cap;
+} chunk_copies;
+
+static int copy_chunk(void *arg, int64_t first, const uint8_t *c, size_t cl)
+{
+    chunk_copies *cp = arg;
+    if (cp->n == cp->cap) {
+        size_t cap = cp->cap ? cp->cap * 2 : 8;
+        chunk_copy *v = realloc(cp->v, cap * sizeof *v);
+        if (!v)
+            return CAIRN_ENOMEM;
+        cp->v = v;
+        cp->cap = cap;
+    }
+    uint8_t *b = dup_bytes(c, cl);
+    if (!b)
+        return CAIRN_ENOMEM;
+    cp->v[cp->n++] = (chunk_copy){first, b, cl};
+    return 0;
+}
+
 /* Delete se's points with from <= ts <= to (se held by tx). *gone: the
  * deleted timestamps (malloc'ed, may be NULL when *ngone is 0). */
 static int series_del_points(ts_tx *tx, ts_series *se, int64_t from,
@@ -1574,56 +1642,12 @@ static int series_del_points(ts_tx *tx, ts_series *se, int64_t from,
         g[ng++] = (x);                                                    \
     } while (0)
     if (se->has_sealed && from <= se->sealed_last) {
-        /* The chunks that may hold points in [from, to], copied first. */
-        bool found = false;
-        int64_t first = 0;
-        rc = chunk_at(tx->db, tx->t, se->id, from, &found, &first, NULL, NULL);
-        uint8_t lo[17];
-        chunk_key(lo, se->id, found ? first : INT64_MIN);
-        cairn_iter *it = NULL;
-        if (rc == 0)
-            rc = series_iter(tx->db, tx->t, KEY_CHUNK, se->id, &it);
-        typedef struct {
-            int64_t first;
-            uint8_t *c;
-            size_t cl;
-        } cc;
-        cc *cs = NULL;
-        size_t ncs = 0, capcs = 0;
-        if (rc == 0)
-            cairn_iter_seek(it, lo, 17);
-        for (; rc == 0 && cairn_iter_valid(it); cairn_iter_next(it)) {
-            size_t kl = 0, cl = 0;
-            const uint8_t *k = cairn_iter_key(it, &kl);
-            const uint8_t *c = cairn_iter_value(it, &cl);
-            if (kl != 17) {
-                rc = CAIRN_ECORRUPT;
-                break;
-            }
-            int64_t cf = (int64_t)(get_be64(k + 9) ^ 0x8000000000000000ULL);
-            if (cf > to)
-                break;
-            if (ncs == capcs) {
-                size_t cap = capcs ? capcs * 2 : 8;
-                cc *n2 = realloc(cs, cap * sizeof *n2);
-                if (!n2) {
-                    rc = CAIRN_ENOMEM;
-                    break;
-                }
-                cs = n2;
-                capcs = cap;
-            }
-            cs[ncs].c = dup_bytes(c, cl);
-            if (!cs[ncs].c) {
-                rc = CAIRN_ENOMEM;
-                break;
-            }
-            cs[ncs].first = cf;
-            cs[ncs++].cl = cl;
-        }
-        if (rc == 0 && it)
-            rc = cairn_iter_status(it);
-        cairn_iter_free(it);
+        /* The chunks that may hold points in [from, to], copied first
+         * (they change under the walk). */
+        chunk_copies cp = {0};
+        rc = for_chunks(tx->db, tx->t, se->id, from, to, copy_chunk, &cp);
+        chunk_copy *cs = cp.v;
+        size_t ncs = cp.n;
         for (size_t i = 0; rc == 0 && i < ncs; i++) {
             cairn_ts_point *p = NULL;
             size_t n = 0, m = 0, before = 0;
@@ -1658,7 +1682,7 @@ static int series_del_points(ts_tx *tx, ts_series *se, int64_t from,
             }
             free(p);
         }
-        for (size_t i = 0; i < ncs; i++)
+        for (size_t i = 0; i < cp.n; i++)
             free(cs[i].c);
         free(cs);
     }
@@ -1724,6 +1748,27 @@ static int out_push(cairn_ts_point **out, size_t *n, size_t *cap,
     return 0;
 }
 
+typedef struct points_acc {
+    int64_t from, to;
+    cairn_ts_point *out;
+    size_t n, cap;
+} points_acc;
+
+/* A chunk's points within [from, to], appended to acc. */
+static int push_chunk(void *arg, int64_t first, const uint8_t *c, size_t cl)
+{
+    (void)first;
+    points_acc *acc = arg;
+    cairn_ts_point *cp = NULL;
+    size_t cn = 0;
+    int rc = cairn_ts_chunk_decode(c, cl, &cp, &cn);
+    for (size_t i = 0; rc == 0 && i < cn; i++)
+        if (cp[i].ts >= acc->from && cp[i].ts <= acc->to)
+            rc = out_push(&acc->out, &acc->n, &acc->cap, cp[i]);
+    free(cp);
+    return rc;
+}
+
 /* The points in [from, to] of a held series, through view (may be NULL). */
 static int series_points(cairn_db *db, cairn_txn *view, ts_series *se,
                          int64_t from, int64_t to, cairn_ts_point **pts,
@@ -1733,38 +1778,11 @@ static int series_points(cairn_db *db, cairn_txn *view, ts_series *se,
     cairn_ts_point *out = NULL;
     size_t cnt = 0, cap = 0;
     if (se->has_sealed && from <= to && from <= se->sealed_last) {
-        bool found = false;
-        int64_t first = 0;
-        rc = chunk_at(db, view, se->id, from, &found, &first, NULL, NULL);
-        uint8_t lo[17];
-        chunk_key(lo, se->id, found ? first : INT64_MIN);
-        cairn_iter *it = NULL;
-        if (rc == 0)
-            rc = series_iter(db, view, KEY_CHUNK, se->id, &it);
-        if (rc == 0)
-            cairn_iter_seek(it, lo, 17); /* the chunk holding from */
-        for (; rc == 0 && cairn_iter_valid(it); cairn_iter_next(it)) {
-            size_t kl = 0, cl = 0;
-            const uint8_t *k = cairn_iter_key(it, &kl);
-            const uint8_t *c = cairn_iter_value(it, &cl);
-            if (kl != 17) {
-                rc = CAIRN_ECORRUPT;
-                break;
-            }
-            int64_t cfirst = (int64_t)(get_be64(k + 9) ^ 0x8000000000000000ULL);
-            if (cfirst > to)
-                break;
-            cairn_ts_point *cp = NULL;
-            size_t cn = 0;
-            rc = cairn_ts_chunk_decode(c, cl, &cp, &cn);
-            for (size_t i = 0; rc == 0 && i < cn; i++)
-                if (cp[i].ts >= from && cp[i].ts <= to)
-                    rc = out_push(&out, &cnt, &cap, cp[i]);
-            free(cp);
-        }
-        if (rc == 0 && it)
-            rc = cairn_iter_status(it);
-        cairn_iter_free(it);
+        points_acc acc = {from, to, NULL, 0, 0};
+        rc = for_chunks(db, view, se->id, from, to, push_chunk, &acc);
+        out = acc.out;
+        cnt = acc.n;
+        cap = acc.cap;
     }
     for (size_t i = open_lower(se, from); rc == 0 && i < se->nopen &&
                                           se->open[i].ts <= to;
