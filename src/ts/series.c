@@ -2873,6 +2873,40 @@ int cairn_ts_del_range(cairn_db *db, cairn_txn *txn, const void *key,
 
 /* ---- reads ---- */
 
+/* Copy labels (may be NULL) into dst, their bytes from p on; returns
+ * the end of the bytes written. */
+static char *labels_copy(const cairn_ts_labels *l, cairn_ts_label *dst,
+                         char *p)
+{
+    for (size_t i = 0; l && i < l->n; i++) {
+        const cairn_ts_label *x = &l->v[i];
+        memcpy(p, x->name.p, x->name.len);
+        dst[i].name = (cairn_ts_str){p, x->name.len};
+        p += x->name.len;
+        memcpy(p, x->value.p, x->value.len);
+        dst[i].value = (cairn_ts_str){p, x->value.len};
+        p += x->value.len;
+    }
+    return p;
+}
+
+/* A read's hold on series name: through tx (held to its end), or a plain
+ * lock (held until read_release). */
+static int read_take(cairn_db *db, ts_tx *tx, const void *name, size_t nlen,
+                     ts_series **se)
+{
+    int rc = tx ? tx_lock(tx, name, nlen, se) : series_lock(db, name, nlen, se);
+    if (rc == 0 && tx)
+        tx->waitable = false;
+    return rc;
+}
+
+static void read_release(ts_tx *tx, ts_series *se)
+{
+    if (!tx)
+        pthread_mutex_unlock(&se->mu);
+}
+
 /* LATEST: the bucket still open at dst's source, as a point (*found). */
 static int latest_point(cairn_db *db, ts_tx *tx, const uint8_t *src,
                         size_t slen, const uint8_t *dst, size_t dlen,
@@ -2880,7 +2914,7 @@ static int latest_point(cairn_db *db, ts_tx *tx, const uint8_t *src,
 {
     *found = false;
     ts_series *s = NULL;
-    int rc = tx ? tx_lock(tx, src, slen, &s) : series_lock(db, src, slen, &s);
+    int rc = read_take(db, tx, src, slen, &s);
     if (rc == CAIRN_ENOTFOUND || rc == CAIRN_ENOTSUP)
         return 0;
     if (rc)
@@ -2906,8 +2940,7 @@ static int latest_point(cairn_db *db, ts_tx *tx, const uint8_t *src,
         free(pts);
         break;
     }
-    if (!tx)
-        pthread_mutex_unlock(&s->mu);
+    read_release(tx, s);
     return rc;
 }
 
@@ -2922,12 +2955,9 @@ typedef struct read_args {
 static int read_in(cairn_db *db, ts_tx *tx, read_args *a)
 {
     ts_series *se = NULL;
-    int rc = tx ? tx_lock(tx, a->key, a->klen, &se)
-                : series_lock(db, a->key, a->klen, &se);
+    int rc = read_take(db, tx, a->key, a->klen, &se);
     if (rc)
         return rc;
-    if (tx)
-        tx->waitable = false;
     bool has_extra = false;
     cairn_ts_point extra = {0, 0};
     if (a->q->latest && se->has_src) {
@@ -2954,8 +2984,7 @@ static int read_in(cairn_db *db, ts_tx *tx, read_args *a)
     if (rc == 0)
         rc = series_query(db, tx ? tx->t : NULL, se, a->q,
                           has_extra ? &extra : NULL, a->pts, a->n);
-    if (!tx)
-        pthread_mutex_unlock(&se->mu);
+    read_release(tx, se);
     return rc;
 }
 
@@ -3005,12 +3034,9 @@ typedef struct last_args {
 static int last_in(cairn_db *db, ts_tx *tx, last_args *a, bool latest)
 {
     ts_series *se = NULL;
-    int rc = tx ? tx_lock(tx, a->key, a->klen, &se)
-                : series_lock(db, a->key, a->klen, &se);
+    int rc = read_take(db, tx, a->key, a->klen, &se);
     if (rc)
         return rc;
-    if (tx)
-        tx->waitable = false;
     *a->found = false;
     if (latest && se->has_src) {
         a->need_query = true;
@@ -3022,8 +3048,7 @@ static int last_in(cairn_db *db, ts_tx *tx, last_args *a, bool latest)
             *a->p = (cairn_ts_point){se->newest, v};
         }
     }
-    if (!tx)
-        pthread_mutex_unlock(&se->mu);
+    read_release(tx, se);
     return rc;
 }
 
@@ -3404,12 +3429,9 @@ typedef struct info_args {
 static int info_in(cairn_db *db, ts_tx *tx, info_args *a)
 {
     ts_series *se = NULL;
-    int rc = tx ? tx_lock(tx, a->key, a->klen, &se)
-                : series_lock(db, a->key, a->klen, &se);
+    int rc = read_take(db, tx, a->key, a->klen, &se);
     if (rc)
         return rc;
-    if (tx)
-        tx->waitable = false;
     cairn_txn *view = tx ? tx->t : NULL;
     /* One block: the struct, the labels, the rules, then their bytes. */
     size_t nl = se->labels ? se->labels->n : 0, bytes = se->slen;
@@ -3421,23 +3443,14 @@ static int info_in(cairn_db *db, ts_tx *tx, info_args *a)
                                       se->nrules * sizeof(cairn_ts_rule) +
                                       bytes + 1);
     if (!in) {
-        if (!tx)
-            pthread_mutex_unlock(&se->mu);
+        read_release(tx, se);
         return CAIRN_ENOMEM;
     }
     cairn_ts_label *labs = (cairn_ts_label *)(in + 1);
     cairn_ts_rule *rules = (cairn_ts_rule *)(labs + nl);
     char *p = (char *)(rules + se->nrules);
     in->opts = se->opt;
-    for (size_t i = 0; i < nl; i++) {
-        const cairn_ts_label *l = &se->labels->v[i];
-        memcpy(p, l->name.p, l->name.len);
-        labs[i].name = (cairn_ts_str){p, l->name.len};
-        p += l->name.len;
-        memcpy(p, l->value.p, l->value.len);
-        labs[i].value = (cairn_ts_str){p, l->value.len};
-        p += l->value.len;
-    }
+    p = labels_copy(se->labels, labs, p);
     in->opts.labels = nl ? labs : NULL;
     in->opts.nlabels = nl;
     for (size_t i = 0; i < se->nrules; i++) {
@@ -3492,8 +3505,7 @@ static int info_in(cairn_db *db, ts_tx *tx, info_args *a)
         if (!se->has_points)
             in->first_ts = 0;
     }
-    if (!tx)
-        pthread_mutex_unlock(&se->mu);
+    read_release(tx, se);
     if (rc) {
         free(in);
         return rc;
@@ -3797,16 +3809,7 @@ int cairn_ts_get_labels(cairn_db *db, const void *key, size_t klen,
         pthread_mutex_unlock(&se->mu);
         return CAIRN_ENOMEM;
     }
-    char *p = (char *)(out + cnt);
-    for (size_t i = 0; i < cnt; i++) {
-        const cairn_ts_label *l = &se->labels->v[i];
-        memcpy(p, l->name.p, l->name.len);
-        out[i].name = (cairn_ts_str){p, l->name.len};
-        p += l->name.len;
-        memcpy(p, l->value.p, l->value.len);
-        out[i].value = (cairn_ts_str){p, l->value.len};
-        p += l->value.len;
-    }
+    labels_copy(se->labels, out, (char *)(out + cnt));
     pthread_mutex_unlock(&se->mu);
     *labels = out;
     *n = cnt;
