@@ -22,6 +22,13 @@
  *                    through write calls (wchar)
  *   readrandom       in that open database (caches warm): max(N, 100000)
  *                    gets of uniformly random keys, 1 and 2 threads
+ *   readhot          then max(N, 100000) gets, 1 and 2 threads, 90% of
+ *                    them to a hot set of 1% of the keys (every 100th
+ *                    key), the rest uniform; Cairn runs it twice on the
+ *                    same open database, with its row cache (the table's
+ *                    figure) and with it turned off (cairn_set_cache_sizes,
+ *                    row cache 0; the notes and the JSON give that figure
+ *                    and the on/off ratio), in alternating order per run
  *   readseq          a full scan in key order (repeated until 1M entries);
  *                    entries/s
  *   seekrandom       max(N/10, 25000) times: seek to a uniformly random key,
@@ -50,8 +57,8 @@
  *                    directory, one thread, run before and after the durable
  *                    measurements of each run (the median is the base)
  *
- * Databases: fillseq+overwrite share one; fillrandom, readrandom, readseq,
- * seekrandom and readrandom-cold share one (a workload that is not selected
+ * Databases: fillseq+overwrite share one; fillrandom, readrandom, readhot,
+ * readseq, seekrandom and readrandom-cold share one (a workload that is not selected
  * still loads what the selected ones need, unmeasured); ycsb-a, -b, -c, -f
  * share a bulk-loaded one, in that order (blind updates before the counters
  * move); rmw gets its own bulk-loaded one, as do fillsync and each durable
@@ -1711,6 +1718,7 @@ enum {
     W_FILLRANDOM,
     W_OVERWRITE,
     W_READRANDOM,
+    W_READHOT,
     W_READCOLD,
     W_READSEQ,
     W_SEEKRANDOM,
@@ -1724,9 +1732,9 @@ enum {
     NWL
 };
 static const char *const WL_NAMES[NWL] = {
-    "fillseq",    "fillrandom", "overwrite", "readrandom", "readrandom-cold",
-    "readseq",    "seekrandom", "fillsync",  "ycsb-a",     "ycsb-b",
-    "ycsb-c",     "ycsb-f",     "rmw",       "durable"};
+    "fillseq",    "fillrandom", "overwrite", "readrandom", "readhot",
+    "readrandom-cold", "readseq", "seekrandom", "fillsync", "ycsb-a",
+    "ycsb-b",     "ycsb-c",     "ycsb-f",     "rmw",       "durable"};
 
 #define YCSB_THREADS 2
 
@@ -1739,7 +1747,8 @@ typedef struct row_def {
 static const row_def ROWS[] = {
     {W_FILLSEQ, 1},           {W_FILLRANDOM, 1},
     {W_OVERWRITE, 1},         {W_READRANDOM, 1},
-    {W_READRANDOM, 2},        {W_READCOLD, 1},
+    {W_READRANDOM, 2},        {W_READHOT, 1},
+    {W_READHOT, 2},           {W_READCOLD, 1},
     {W_READSEQ, 1},           {W_SEEKRANDOM, 1},
     {W_FILLSYNC, 1},          {W_YCSB_A, YCSB_THREADS},
     {W_YCSB_B, YCSB_THREADS}, {W_YCSB_C, YCSB_THREADS},
@@ -1763,7 +1772,8 @@ enum { ST_OFF, ST_NOTBUILT, ST_OK, ST_ERROR };
 /* What each measurement records, one sample per run (raw fsync: two). */
 enum {
     S_OPS,       /* operations per second */
-    S_AUX,       /* durable (Cairn): commits per log fsync; cold: open s */
+    S_AUX,       /* durable (Cairn): commits per log fsync; cold: open s;
+                    readhot (Cairn): ops/s with the row cache off */
     S_DB_ALLOC,  /* fillrandom: du of the db dir after close (bytes) */
     S_DB_SIZE,   /* fillrandom: the files' apparent size (bytes) */
     S_WRITTEN,   /* fillrandom: /proc/self/io write_bytes, open to close */
@@ -2163,7 +2173,17 @@ static uint64_t absdiff(uint64_t a, uint64_t b)
  * Worker threads
  * ------------------------------------------------------------------------ */
 
-enum { K_READ, K_SEEK, K_YCSB, K_RMW, K_DURABLE };
+enum { K_READ, K_READHOT, K_SEEK, K_YCSB, K_RMW, K_DURABLE };
+
+/* readhot: 90% of reads go to every 100th key (1% of them). */
+static uint64_t hot_key(uint64_t *s, uint64_t n)
+{
+    uint64_t r = rng_next(s);
+    uint64_t hot = n / 100 ? n / 100 : 1;
+    if (r % 10 != 0)
+        return (rng_next(s) % hot) * 100 % n;
+    return rng_next(s) % n;
+}
 
 /* One multi-threaded measurement. */
 typedef struct job {
@@ -2242,6 +2262,10 @@ static void *worker_main(void *arg)
     case K_READ:
         for (uint64_t i = 0; i < w->nops && !w->err; i++, w->done++)
             worker_read(w, ts, rng_next(&s) % n);
+        break;
+    case K_READHOT:
+        for (uint64_t i = 0; i < w->nops && !w->err; i++, w->done++)
+            worker_read(w, ts, hot_key(&s, n));
         break;
     case K_SEEK:
         for (uint64_t i = 0; i < w->nops; i++, w->done++) {
@@ -2692,6 +2716,53 @@ static void fmt_bytes(double b, char *buf, size_t n)
         snprintf(buf, n, "%.0f B", b);
 }
 
+/* readhot at one thread count. Cairn: with its row cache and without
+ * (the same open database, its row cache turned off and back on between
+ * the two), the order alternating from run to run. */
+static void readhot(int ei, void *db, int run, int threads)
+{
+    const engine_ops *e = &ENGINES[ei];
+    job j = {.kind = K_READHOT, .threads = threads, .ops = read_ops(),
+             .seed = 0x4075 + (uint64_t)run * 7 + (uint64_t)threads,
+             .expect = EXPECT_PRISTINE};
+    run_out o;
+    if (ei != ENG_CAIRN) {
+        run_threads(e, db, &j, &o);
+        record_threads(ei, run, W_READHOT, threads, &o);
+        return;
+    }
+    cairn_stats st;
+    cairn_get_stats(db, &st);
+    size_t budget = (size_t)st.row_cache_capacity;
+    double off = -1;
+    for (int pass = 0; pass < 2; pass++) {
+        bool cache_on = (pass == 0) == (run % 2 == 0);
+        cairn_set_cache_sizes(db, cache_on ? budget : 0,
+                              CAIRN_CACHE_SIZE_KEEP);
+        run_threads(e, db, &j, &o);
+        if (cache_on) {
+            if (!record_threads(ei, run, W_READHOT, threads, &o))
+                break;
+            continue;
+        }
+        result *r = res_at(W_READHOT, threads, ei);
+        if (o.err) {
+            res_fail(r);
+            break;
+        }
+        res_mismatch(r, o.mismatches);
+        off = (double)o.done / o.secs;
+        res_add(r, S_AUX, off);
+        char b[32];
+        fprintf(stderr, "[%d/%d] %-15s %2d thr  %-9s %9s ops/s  (row cache "
+                        "off)%s\n",
+                run + 1, g_cfg.runs, WL_NAMES[W_READHOT], threads,
+                engine_name(ei), bench_fmt_rate(off, b, sizeof b),
+                o.mismatches ? "  WRONG READS" : "");
+    }
+    cairn_set_cache_sizes(db, budget, CAIRN_CACHE_SIZE_KEEP);
+}
+
 /* fillrandom; in the same open database readrandom (warm), readseq,
  * seekrandom; flush, close, measure size and writes; then readrandom-cold
  * after the page cache drop and a reopen. */
@@ -2699,7 +2770,8 @@ static void phase_random(int ei, int run)
 {
     static const row_def rows[] = {
         {W_FILLRANDOM, 1}, {W_READRANDOM, 1}, {W_READRANDOM, 2},
-        {W_READSEQ, 1},    {W_SEEKRANDOM, 1}, {W_READCOLD, 1}};
+        {W_READHOT, 1},    {W_READHOT, 2},    {W_READSEQ, 1},
+        {W_SEEKRANDOM, 1}, {W_READCOLD, 1}};
     const size_t nrows = sizeof rows / sizeof rows[0];
     const engine_ops *e = &ENGINES[ei];
     result *blame = first_usable(ei, rows, nrows);
@@ -2741,6 +2813,9 @@ static void phase_random(int ei, int run)
         run_threads(e, db, &j, &o);
         record_threads(ei, run, W_READRANDOM, thr[k], &o);
     }
+    for (size_t k = 0; k < 2; k++)
+        if (usable(ei, W_READHOT, thr[k]))
+            readhot(ei, db, run, thr[k]);
     if (usable(ei, W_READSEQ, 1)) {
         result *r = res_at(W_READSEQ, 1, ei);
         uint64_t entries = 0, bad = 0;
@@ -3144,6 +3219,10 @@ static void print_json_row(size_t row, int ei)
             printf(",\"over_raw_fsync\":%.3f", m / raw);
         if (wl == W_DURABLE && ei == ENG_CAIRN && r->n[S_AUX] > 0)
             printf(",\"commits_per_fsync\":%.2f", res_med(r, S_AUX));
+        if (wl == W_READHOT && ei == ENG_CAIRN && r->n[S_AUX] > 0)
+            printf(",\"row_cache_off_ops_per_sec\":%.1f,"
+                   "\"row_cache_on_over_off\":%.3f",
+                   res_med(r, S_AUX), m / res_med(r, S_AUX));
         if (wl == W_READCOLD && r->n[S_AUX] > 0)
             printf(",\"open_secs\":%.3f,\"cached_after_drop_bytes\":%.0f",
                    res_med(r, S_AUX), res_med(r, S_RESIDENT));
@@ -3288,6 +3367,14 @@ static void row_notes(size_t row, char *notes, size_t n)
                 first = false;
             }
     }
+    if (wl == W_READHOT) {
+        const result *rc = &g_res[row][ENG_CAIRN];
+        double c = median_of(wl, thr, ENG_CAIRN);
+        if (rc->n[S_AUX] > 0 && c > 0)
+            cat_f(notes, n, "cairn without row cache %s/s (on/off %.2fx)",
+                  bench_fmt_rate(res_med(rc, S_AUX), b, sizeof b),
+                  c / res_med(rc, S_AUX));
+    }
     if (wl == W_FILLSYNC) {
         bool first = true;
         for (int ei = 0; ei < NENGINES; ei++)
@@ -3374,6 +3461,12 @@ static void print_human(double elapsed)
                "scrambled Zipfian (theta 0.99); F = 50%% read, 50%% "
                "read-modify-write\n",
                YCSB_THREADS, (unsigned long long)ycsb_ops());
+    if (g_cfg.wl[W_READHOT])
+        printf("  readhot: %llu gets, 90%% of them to 1%% of the keys; "
+               "cairn's column with its row cache\n"
+               "    (the default budget), the notes without it (same "
+               "database)\n",
+               (unsigned long long)read_ops());
     if (g_cfg.wl[W_FILLSYNC])
         printf("  fillsync: up to %llu puts or %.1f s, sync per put\n",
                (unsigned long long)fillsync_ops(), fillsync_secs());
@@ -3713,8 +3806,8 @@ static void usage(FILE *f)
             "cairn,rocksdb,leveldb,lmdb,sqlite\n"
             "  --workloads LIST comma-separated subset of fillseq,fillrandom,"
             "overwrite,\n"
-            "                   readrandom,readrandom-cold,readseq,seekrandom,"
-            "fillsync,\n"
+            "                   readrandom,readhot,readrandom-cold,readseq,"
+            "seekrandom,fillsync,\n"
             "                   ycsb-a,ycsb-b,ycsb-c,ycsb-f,rmw,durable "
             "(also: ycsb = the four, all)\n"
             "  --duration S     seconds per durable measurement, fillsync at "

@@ -118,6 +118,15 @@ typedef struct cairn_options {
     size_t max_value_size;       /* 64 MiB */
     uint64_t wal_segment_size;   /* 64 MiB */
     struct cairn_env *env;       /* NULL: the operating system's files */
+    /* The row cache: recently read values (and "no such key" answers) by
+     * user key, in front of the sorted files and the block cache. Every
+     * answer it gives is exact (a commit erases the key's entry before it
+     * becomes visible). Point reads use it: cairn_get, cairn_txn_get,
+     * cairn_get_at_version/_at_time (reads of the past never fill it);
+     * scans do not. Bytes (each entry costs its key, its value and 120
+     * bytes); 64 MiB from cairn_options_init, 0 turns it off
+     * (cairn_set_cache_sizes can turn it on later). */
+    size_t row_cache_size;
     /* Sorted files on disk (0 = the default): */
     size_t block_cache_size;     /* 256 MiB of decoded blocks in memory (at
                                     most: filled as blocks are read) */
@@ -410,6 +419,17 @@ typedef struct cairn_stats {
     uint64_t sst_file_bytes;    /* the sorted files' sizes */
     uint64_t block_cache_hits, block_cache_misses;
     uint64_t block_cache_bytes; /* in use */
+    uint64_t block_cache_capacity;
+    uint64_t block_cache_evictions;
+    /* The row cache (cairn_options.row_cache_size): */
+    uint64_t row_cache_hits;    /* reads answered from it */
+    uint64_t row_cache_misses;  /* reads that went to the tables */
+    uint64_t row_cache_inserts;
+    uint64_t row_cache_evictions; /* dropped for room (LRU) */
+    uint64_t row_cache_invalidations; /* erased by commits of their key */
+    uint64_t row_cache_bytes;   /* in use (keys + values + overhead) */
+    uint64_t row_cache_capacity;
+    uint64_t row_cache_entries;
     int write_pressure;        /* 0 none, 1 slowed down, 2 stopped */
     const char *write_pressure_reason; /* static text, "" when none */
     int background_error;      /* last flush/compaction error, 0 if none */
@@ -417,6 +437,16 @@ typedef struct cairn_stats {
     uint64_t write_stalls;     /* waits for a flush or compaction to make room */
 } cairn_stats;
 void cairn_get_stats(cairn_db *db, cairn_stats *out);
+
+/* Change the memory budgets of the two caches while the database runs:
+ * row_cache_bytes for the row cache (0 turns it off and frees its
+ * entries), block_cache_bytes for the block cache (0 keeps no block once
+ * its readers are done with it). CAIRN_CACHE_SIZE_KEEP leaves a budget as
+ * it is. Shrinking evicts least recently used entries at once. Safe to
+ * call from any thread at any time. CAIRN_EINVAL for a NULL db. */
+#define CAIRN_CACHE_SIZE_KEEP SIZE_MAX
+int cairn_set_cache_sizes(cairn_db *db, size_t row_cache_bytes,
+                          size_t block_cache_bytes);
 
 /* ---- time series ---- */
 

@@ -28,6 +28,7 @@ static void usage(FILE *f)
             "  --client-output-buffer-limit SIZE (1gb)\n"
             "  --commit-threads N    concurrent commits (64)\n"
             "  --memtable-size SIZE (64mb)  --block-cache-size SIZE (1gb)\n"
+            "  --row-cache-size SIZE (64mb; 0: off) recently read values\n"
             "  --tls-port N          also serve TLS on port N, with\n"
             "    --tls-cert-file PEM --tls-key-file PEM [--tls-ca-cert-file PEM\n"
             "    --tls-auth-clients yes|no]\n"

@@ -1422,6 +1422,9 @@ static void db_options(const stress_cfg *cfg, cairn_options *o,
     o->l0_compaction_trigger = 3;
     o->wal_segment_size = 1 << 20;
     o->block_cache_size = 4 << 20;
+    /* A row cache far smaller than the keys' values: entries come and go
+     * (evicted, invalidated by writes) all the time. */
+    o->row_cache_size = 256 << 10;
     o->env = env;
 }
 
@@ -1464,8 +1467,11 @@ static void print_engine(cairn_db *db)
     cairn_get_stats(db, &s);
     printf("cairn-stress: engine: %" PRIu64 " commits, %" PRIu64
            " flushes, %" PRIu64 " compactions, %" PRIu64 " log syncs;"
+           " row cache %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
+           " evictions, %" PRIu64 " invalidations;"
            " files per level", s.commits, s.flushes, s.compactions,
-           s.wal_syncs);
+           s.wal_syncs, s.row_cache_hits, s.row_cache_misses,
+           s.row_cache_evictions, s.row_cache_invalidations);
     for (int l = 0; l < 8; l++)
         if (s.level_files[l])
             printf(" L%d:%" PRIu64, l, s.level_files[l]);

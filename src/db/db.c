@@ -38,6 +38,7 @@ void cairn_options_init(cairn_options *o)
     o->max_key_size = 65536;
     o->max_value_size = 64u << 20;
     o->wal_segment_size = 64u << 20;
+    o->row_cache_size = 64u << 20;
 }
 
 void cairn_free(void *p)
@@ -200,6 +201,67 @@ int cairn_db_copy_value(const cairn_mt_entry *e, void **val, size_t *vlen)
 }
 
 /* ---------- version -> timestamp index ---------- */
+
+/* ---------- the row cache ---------- */
+
+bool cairn_db_rc_lookup(cairn_db *db, uint64_t h, const void *key, size_t klen,
+                        uint64_t S, uint64_t max_ts, void **val, size_t *vlen,
+                        int *res)
+{
+    cairn_row_cache_value v;
+    int r = cairn_row_cache_lookup(db->rcache, h, key, klen, S, max_ts, &v);
+    if (r == 0)
+        return false;
+    if (r < 0) {
+        *res = r;
+    } else if (v.deleted) {
+        *res = CAIRN_ENOTFOUND;
+    } else {
+        *val = v.val;
+        if (vlen)
+            *vlen = v.vlen;
+        *res = 0;
+    }
+    return true;
+}
+
+bool cairn_db_rc_fill(cairn_db *db, db_tables *t, uint64_t h, const void *key,
+                      size_t klen, uint64_t S, uint64_t oldest, uint64_t epoch,
+                      void **val, size_t *vlen, int *res)
+{
+    cairn_mt_entry e;
+    cairn_sst_pin pin;
+    /* The newest version stored, published or not: applied commits newer
+     * than S were (or are being) invalidated, maybe before epoch was read,
+     * so the epoch alone would not catch them. */
+    int r = cairn_db_read(t, key, klen, UINT64_MAX, UINT64_MAX, &e, &pin);
+    if (r < 0) {
+        cairn_sst_pin_release(&pin);
+        *res = r;
+        return true;
+    }
+    if (r == 1 && e.version > S) {
+        cairn_sst_pin_release(&pin);
+        return false;
+    }
+    bool absent = r == 0 || e.kind == CAIRN_MT_DELETE;
+    *res = absent ? CAIRN_ENOTFOUND : cairn_db_copy_value(&e, val, vlen);
+    if (db->rc_fill_hook)
+        db->rc_fill_hook(db->rc_hook_arg);
+    /* Filed at its commit version and time; a state whose version the
+     * tables no longer know (none left, or zeroed by a bottom-level
+     * compaction) holds from the fill's horizon on, for readers by version
+     * only (db_internal.h). */
+    uint64_t ver = r == 1 ? e.version : 0, ts = r == 1 ? e.ts_us : 0;
+    if (ver == 0) {
+        ver = oldest;
+        ts = UINT64_MAX;
+    }
+    cairn_row_cache_insert(db->rcache, h, key, klen, absent ? NULL : e.value,
+                           absent ? 0 : e.vlen, absent, ver, ts, 0, &epoch);
+    cairn_sst_pin_release(&pin);
+    return true;
+}
 
 int cairn_db_vt_append(cairn_db *db, uint64_t version, uint64_t ts)
 {
@@ -822,6 +884,7 @@ static void db_free(cairn_db *db)
     cairn_env_unlock(db->lock);
     free(db->inflight);
     free(db->vt_ts);
+    cairn_row_cache_free(db->rcache);
     cairn_ts_store_free(db->ts);
     pthread_mutex_destroy(&db->ts_mu);
     pthread_mutex_destroy(&db->commit_mu);
@@ -985,6 +1048,13 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     if (rc == 0 && db->tree)
         cairn_tree_compact_kick(db->tree); /* level 0 may need it already */
     if (rc == 0) {
+        /* Made after replay, so it starts empty: every commit from here on
+         * invalidates its keys. */
+        db->rcache = cairn_row_cache_new(o->row_cache_size, 0);
+        if (!db->rcache)
+            rc = CAIRN_ENOMEM;
+    }
+    if (rc == 0) {
         atomic_store(&db->visible, db->last_assigned);
         if (pthread_create(&db->gc_thread, NULL, gc_main, db) == 0)
             db->gc_started = true;
@@ -1117,6 +1187,14 @@ static int get_at(cairn_db *db, const void *key, size_t klen, bool by_time,
         rc = CAIRN_EINVAL;
     else if (ver < oldest)
         rc = CAIRN_EHISTORY;
+    /* The row cache answers reads of the past too (an entry's version is
+     * the newest of its key); they never fill it. */
+    if (rc == 0 && cairn_row_cache_enabled(db->rcache) &&
+        cairn_db_rc_lookup(db, cairn_row_cache_hash(key, klen), key, klen, ver,
+                           max_ts, val, vlen, &rc)) {
+        cairn_db_tables_release(t);
+        return rc;
+    }
     if (rc == 0) {
         cairn_mt_entry e;
         cairn_sst_pin pin;
@@ -1282,6 +1360,16 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
     out->gc_runs = atomic_load(&db->st_gc_runs);
     out->gc_dropped = atomic_load(&db->st_gc_dropped);
     out->recovered_commits = atomic_load(&db->st_recovered);
+    cairn_row_cache_stats rs;
+    cairn_row_cache_get_stats(db->rcache, &rs);
+    out->row_cache_hits = rs.hits;
+    out->row_cache_misses = rs.misses;
+    out->row_cache_inserts = rs.inserts;
+    out->row_cache_evictions = rs.evictions;
+    out->row_cache_invalidations = rs.invalidations;
+    out->row_cache_bytes = rs.usage;
+    out->row_cache_capacity = rs.capacity;
+    out->row_cache_entries = rs.entries;
     db_tables *t = cairn_db_tables_acquire(db, NULL, NULL);
     out->memtable_bytes = cairn_memtable_memory(t->active);
     out->memtable_entries = cairn_memtable_count(t->active);
@@ -1314,6 +1402,8 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
         out->block_cache_hits = ts.cache.hits;
         out->block_cache_misses = ts.cache.misses;
         out->block_cache_bytes = ts.cache.usage;
+        out->block_cache_capacity = ts.cache.capacity;
+        out->block_cache_evictions = ts.cache.evictions;
         out->write_pressure = ts.pressure;
         out->write_pressure_reason = ts.pressure_reason;
         out->background_error = ts.bg_error ? ts.bg_error
@@ -1321,4 +1411,17 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
         out->write_slowdowns = atomic_load(&db->st_slowdowns);
         out->write_stalls = atomic_load(&db->st_stalls);
     }
+}
+
+int cairn_set_cache_sizes(cairn_db *db, size_t row_cache_bytes,
+                          size_t block_cache_bytes)
+{
+    if (!db)
+        return CAIRN_EINVAL;
+    if (row_cache_bytes != CAIRN_CACHE_SIZE_KEEP)
+        cairn_row_cache_set_capacity(db->rcache, row_cache_bytes);
+    if (block_cache_bytes != CAIRN_CACHE_SIZE_KEEP && db->tree)
+        cairn_block_cache_set_capacity(cairn_tree_cache(db->tree),
+                                       block_cache_bytes);
+    return 0;
 }

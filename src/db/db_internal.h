@@ -24,6 +24,21 @@
  *     must see have left the in-flight map (so after they were applied).
  *   - oldest_version <= min(registered snapshots of read-write
  *     transactions) and <= visible; it never decreases.
+ *   - The row cache (rcache) holds, per key, at most one state (value or
+ *     absent) at a version V, and only while no commit newer than V that
+ *     writes the key has become visible: a commit erases the key's entry
+ *     (cairn_row_cache_invalidate, which also bumps the key's epoch) after
+ *     it is applied to the memtable and before it is published. A read may
+ *     fill the cache only with the newest version the tables hold, found
+ *     in a table set taken after the key's epoch was read and at most the
+ *     visible version read with that set; the insert is refused if the
+ *     epoch moved. So an entry with version V <= S is the newest version
+ *     <= S for any reader at snapshot S. An entry is filed at its commit
+ *     version, except where the tables no longer know it (no version at
+ *     all, or a version zeroed by a bottom-level compaction): then at the
+ *     oldest readable version of the fill's table set, with time
+ *     UINT64_MAX, so that readers below that horizon (pinned read-only
+ *     transactions holding older views) and readers by time never use it.
  *
  * Locking (acquire in this order; none is held while waiting for the WAL):
  *   commit_mu  validation, version/timestamp assignment, WAL append order,
@@ -35,6 +50,8 @@
  *   tables_mu  the current table set pointer and its writer counts
  *   pub_mu     publishing (visible) and the settled-but-not-visible waiters
  *   gc_mu      the garbage collector's wake-ups
+ * The row cache's shard mutexes are leaves: taken with none of the above
+ * held, and nothing is taken under them.
  */
 #ifndef CAIRN_DB_INTERNAL_H
 #define CAIRN_DB_INTERNAL_H
@@ -46,6 +63,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cache/row_cache.h"
 #include "cairn.h"
 #include "env/env.h"
 #include "lsm/tree.h"
@@ -153,6 +171,16 @@ struct cairn_db {
     atomic_int flush_error; /* the collector's last result (0: fine) */
     atomic_uint_fast64_t st_commits, st_conflicts, st_gc_runs, st_gc_dropped,
         st_recovered;
+
+    cairn_row_cache *rcache; /* made once replay is over (so it starts
+                                empty); NULL until then */
+    /* Test hooks (NULL in normal use; set before the calls they watch):
+     * rc_fill_hook runs in a read that fills the row cache, after the
+     * tables were read and before the insert; rc_commit_hook runs in a
+     * commit after its keys were invalidated, before it is published. */
+    void (*rc_fill_hook)(void *arg);
+    void (*rc_commit_hook)(void *arg);
+    void *rc_hook_arg;
 };
 
 /* db.c */
@@ -240,6 +268,23 @@ int cairn_db_version_at_time(cairn_db *db, uint64_t t, uint64_t visible,
                              uint64_t *max_ts);
 /* Copy a value out for the caller (non-NULL even when empty). */
 int cairn_db_copy_value(const cairn_mt_entry *e, void **val, size_t *vlen);
+
+/* The row cache, for a read of key (hash h = cairn_row_cache_hash) at
+ * snapshot S with time bound max_ts: true when the cache answers it, with
+ * *res 0 (*val, *vlen filled as cairn_db_copy_value does), CAIRN_ENOTFOUND
+ * or CAIRN_ENOMEM; false for a miss (or no cache). */
+bool cairn_db_rc_lookup(cairn_db *db, uint64_t h, const void *key, size_t klen,
+                        uint64_t S, uint64_t max_ts, void **val, size_t *vlen,
+                        int *res);
+/* A read that may fill the row cache: t, S (= the visible version) and
+ * oldest were taken together (cairn_db_tables_acquire) after epoch was
+ * read (cairn_row_cache_epoch). Reads the newest version of key in t; if
+ * it is at most S, answers with it (true, *res as above, or a read error)
+ * and offers it to the cache. false (nothing inserted) when t holds a
+ * version newer than S: the caller reads at S as usual. */
+bool cairn_db_rc_fill(cairn_db *db, db_tables *t, uint64_t h, const void *key,
+                      size_t klen, uint64_t S, uint64_t oldest, uint64_t epoch,
+                      void **val, size_t *vlen, int *res);
 
 /* txn.c */
 int cairn_db_apply_replay(cairn_db *db, const cairn_wal_record *rec);

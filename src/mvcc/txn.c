@@ -16,20 +16,24 @@
  *      waiting);
  *   4. the thread that completes the round runs the callbacks, in version
  *      order, before waking anyone: apply the writes to the active
- *      memtable, drop the keys from the in-flight map, publish (visible
+ *      memtable, erase the keys from the row cache (bumping their
+ *      epochs), drop them from the in-flight map, publish (visible
  *      advances over every settled version) and mark the commit done;
  *   5. the committer wakes (once) and returns: acknowledged.
  * Blind writes (cairn_put, cairn_delete, cairn_write_batch) have nothing to
  * validate but the in-flight map: if a key is in flight they wait for it to
  * publish and go again, so they never fail with a conflict.
  *
+ * Point reads (cairn_get, cairn_txn_get) ask the row cache first and may
+ * fill it (the rule is in db/db_internal.h).
+ *
  * Invariants and lock order: see db/db_internal.h. A transaction is used by
- * one thread at a time and takes no lock while it reads.
+ * one thread at a time and takes no lock while it reads, but briefly a
+ * row cache shard's (and, to fill the cache, tables_mu).
  */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <xxhash.h>
 
 #include "db/db_internal.h"
 #include "lsm/iter.h"
@@ -61,6 +65,8 @@ struct cairn_txn {
     uint64_t snapshot;
     uint64_t max_ts; /* reads see commits at or before it (time travel) */
     bool read_only, serializable, blind, registered;
+    bool pinned; /* read-only at a chosen version or time: never fills the
+                    row cache */
     snap_node snap;
     ws_entry *w;
     size_t nw, capw;
@@ -77,9 +83,11 @@ struct cairn_txn {
 };
 
 
+/* One hash per key for the write set, the in-flight map and the row cache
+ * (whose invalidations reuse it). */
 static uint64_t key_hash(const void *k, size_t n)
 {
-    return XXH3_64bits(k, n);
+    return cairn_row_cache_hash(k, n);
 }
 
 /* ---------- the write set ---------- */
@@ -422,6 +430,7 @@ int cairn_txn_begin(cairn_db *db, const cairn_txn_options *opts,
         return CAIRN_ENOMEM;
     txn_init(t, db);
     t->read_only = o.read_only;
+    t->pinned = o.at_version || o.at_time_us;
     cairn_isolation iso =
         o.isolation == CAIRN_ISOLATION_DEFAULT ? db->opts.isolation : o.isolation;
     t->serializable = iso == CAIRN_ISOLATION_SERIALIZABLE && !o.read_only;
@@ -500,6 +509,27 @@ int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
     }
     if (t->serializable && (rc = rs_add_key(t, key, klen, h)) != 0)
         return rc;
+    cairn_db *db = t->db;
+    if (cairn_row_cache_enabled(db->rcache)) {
+        /* An entry at or below the snapshot (and time bound) is the answer
+         * (db_internal.h). */
+        if (cairn_db_rc_lookup(db, h, key, klen, t->snapshot, t->max_ts, val,
+                               vlen, &rc))
+            return rc;
+        /* Filling needs a table set taken after the key's epoch: a fresh
+         * one, which reads as ours does while nothing was published since
+         * our snapshot. */
+        if (!t->pinned && atomic_load(&db->visible) == t->snapshot) {
+            uint64_t ep = cairn_row_cache_epoch(db->rcache, h), vis, oldest;
+            db_tables *fresh = cairn_db_tables_acquire(db, &vis, &oldest);
+            bool done = vis == t->snapshot &&
+                        cairn_db_rc_fill(db, fresh, h, key, klen, vis, oldest,
+                                         ep, val, vlen, &rc);
+            cairn_db_tables_release(fresh);
+            if (done)
+                return rc;
+        }
+    }
     cairn_mt_entry e;
     cairn_sst_pin pin;
     int r = cairn_db_read(t->tables, key, klen, t->snapshot, t->max_ts, &e,
@@ -522,8 +552,23 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
     int rc = check_key(db, key, klen);
     if (rc)
         return rc;
-    uint64_t S;
-    db_tables *tabs = cairn_db_tables_acquire(db, &S, NULL);
+    uint64_t S, h = 0, ep = 0, oldest;
+    bool cache = cairn_row_cache_enabled(db->rcache);
+    if (cache) {
+        /* A hit needs no table set: the snapshot is simply what is
+         * visible now. */
+        h = key_hash(key, klen);
+        if (cairn_db_rc_lookup(db, h, key, klen, atomic_load(&db->visible),
+                               UINT64_MAX, val, vlen, &rc))
+            return rc;
+        ep = cairn_row_cache_epoch(db->rcache, h); /* before the set */
+    }
+    db_tables *tabs = cairn_db_tables_acquire(db, &S, &oldest);
+    if (cache &&
+        cairn_db_rc_fill(db, tabs, h, key, klen, S, oldest, ep, val, vlen, &rc)) {
+        cairn_db_tables_release(tabs);
+        return rc;
+    }
     cairn_mt_entry e;
     cairn_sst_pin pin;
     int r = cairn_db_read(tabs, key, klen, S, UINT64_MAX, &e, &pin);
@@ -775,6 +820,17 @@ static void commit_durable(void *arg, uint64_t lsn, int status)
     int rc = status;
     if (rc == 0)
         rc = apply_writes(db, c->t, c->pub.v, c->ts, lsn);
+    /* After the apply (a read that fills the row cache from a table set
+     * taken after this sees the new version) and before the publish: no
+     * reader can see this version and an older cached state of its keys. */
+    if (db->rcache) {
+        for (size_t i = 0; i < c->t->nw; i++) {
+            ws_entry *w = &c->t->w[i];
+            cairn_row_cache_invalidate(db->rcache, w->hash, w->key, w->klen);
+        }
+        if (db->rc_commit_hook)
+            db->rc_commit_hook(db->rc_hook_arg);
+    }
     inflight_drop(db, c->t);
     /* A failed sync makes the log (and so the database) read-only; a failed
      * write (e.g. no space) fails just this commit. A durable commit that

@@ -38,6 +38,7 @@ void srv_config_init(srv_config *c)
     c->commit_threads = 64;
     c->memtable_size = (size_t)64 << 20;
     c->block_cache_size = (size_t)1 << 30;
+    c->row_cache_size = (size_t)64 << 20;
     c->slowlog_slower_than = 10000;
     c->slowlog_max_len = 128;
 }
@@ -208,6 +209,10 @@ int srv_config_set(srv_config *c, const char *name, const char *value,
         if (!parse_size(value, &n) || n < (1u << 20) || n > ((size_t)1 << 44))
             return bad(err, errlen, name, value, "1mb..16tb");
         c->block_cache_size = (size_t)n;
+    } else if (!strcasecmp(name, "row-cache-size")) {
+        if (!parse_size(value, &n) || n > ((size_t)1 << 44))
+            return bad(err, errlen, name, value, "0 (off)..16tb");
+        c->row_cache_size = (size_t)n;
     } else if (!strcasecmp(name, "metrics-port")) {
         if (!parse_size(value, &n) || n > 65535)
             return bad(err, errlen, name, value, "a port number (0: off)");
@@ -352,7 +357,8 @@ static const struct {
     {"timeout", CF_RUNTIME | CF_REWRITE},
     {"commit-threads", CF_REWRITE},
     {"memtable-size", CF_REWRITE},
-    {"block-cache-size", CF_REWRITE},
+    {"block-cache-size", CF_RUNTIME | CF_REWRITE},
+    {"row-cache-size", CF_RUNTIME | CF_REWRITE},
     {"metrics-port", CF_REWRITE},
     {"tls-port", CF_REWRITE},
     {"tls-cert-file", CF_REWRITE},
@@ -429,6 +435,8 @@ int srv_config_get(const srv_config *c, const char *name, char *buf,
         OUT("%zu", c->memtable_size);
     else if (!strcasecmp(name, "block-cache-size"))
         OUT("%zu", c->block_cache_size);
+    else if (!strcasecmp(name, "row-cache-size"))
+        OUT("%zu", c->row_cache_size);
     else if (!strcasecmp(name, "metrics-port"))
         OUT("%d", c->metrics_port);
     else if (!strcasecmp(name, "tls-port"))

@@ -614,6 +614,11 @@ int srv_config_apply(server *s, const char *name, const char *value,
         s->limits.max_bulk = s->cfg.max_bulk;
     } else if (!strcasecmp(name, "max-args")) {
         s->limits.max_args = s->cfg.max_args;
+    } else if (!strcasecmp(name, "row-cache-size") ||
+               !strcasecmp(name, "block-cache-size")) {
+        /* The engine resizes (and, shrinking, evicts) at once. */
+        cairn_set_cache_sizes(s->db, s->cfg.row_cache_size,
+                              s->cfg.block_cache_size);
     } else if (!strcasecmp(name, "slowlog-max-len")) {
         /* Keep the newest entries that still fit. */
         while (s->slow_n > s->cfg.slowlog_max_len) {
@@ -1816,8 +1821,12 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
     if (want(sec, "memory", true))
         fprintf(f, "# Memory\r\nused_memory_rss:%" PRIu64 "\r\n"
                    "memtable_bytes:%" PRIu64 "\r\nblock_cache_bytes:%" PRIu64
-                   "\r\n\r\n",
-                rss_bytes(), st.memtable_bytes, st.block_cache_bytes);
+                   "\r\nblock_cache_capacity:%" PRIu64
+                   "\r\nrow_cache_bytes:%" PRIu64
+                   "\r\nrow_cache_capacity:%" PRIu64 "\r\n\r\n",
+                rss_bytes(), st.memtable_bytes, st.block_cache_bytes,
+                st.block_cache_capacity, st.row_cache_bytes,
+                st.row_cache_capacity);
     if (want(sec, "persistence", true))
         fprintf(f, "# Persistence\r\nloading:0\r\naof_enabled:1\r\n"
                    "sync_mode:%s\r\nwal_syncs:%" PRIu64 "\r\n"
@@ -1846,6 +1855,13 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
                    "compression_ratio:%.2f\r\n"
                    "block_cache_hits:%" PRIu64 "\r\n"
                    "block_cache_misses:%" PRIu64 "\r\n"
+                   "block_cache_evictions:%" PRIu64 "\r\n"
+                   "row_cache_hits:%" PRIu64 "\r\n"
+                   "row_cache_misses:%" PRIu64 "\r\n"
+                   "row_cache_inserts:%" PRIu64 "\r\n"
+                   "row_cache_evictions:%" PRIu64 "\r\n"
+                   "row_cache_invalidations:%" PRIu64 "\r\n"
+                   "row_cache_entries:%" PRIu64 "\r\n"
                    "write_pressure:%d\r\nwrite_pressure_reason:%s\r\n"
                    "write_slowdowns:%" PRIu64 "\r\nwrite_stalls:%" PRIu64
                    "\r\nbackground_error:%d\r\n"
@@ -1856,7 +1872,11 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
                 st.sst_file_bytes
                     ? (double)st.sst_logical_bytes / (double)st.sst_file_bytes
                     : 0.0,
-                st.block_cache_hits, st.block_cache_misses, st.write_pressure,
+                st.block_cache_hits, st.block_cache_misses,
+                st.block_cache_evictions, st.row_cache_hits,
+                st.row_cache_misses, st.row_cache_inserts,
+                st.row_cache_evictions, st.row_cache_invalidations,
+                st.row_cache_entries, st.write_pressure,
                 st.write_pressure_reason ? st.write_pressure_reason : "",
                 st.write_slowdowns, st.write_stalls, st.background_error,
                 s->ks_valid ? (int64_t)(mono_ms() - s->ks_counted_ms) : -1);
@@ -1975,6 +1995,14 @@ static void metrics_render(void *arg, FILE *f)
       st.memtable_bytes);
     G("cairn_block_cache_bytes", "Bytes in the block cache.", "%" PRIu64,
       st.block_cache_bytes);
+    G("cairn_block_cache_capacity_bytes", "The block cache's budget.",
+      "%" PRIu64, st.block_cache_capacity);
+    G("cairn_row_cache_bytes", "Bytes in the row cache.", "%" PRIu64,
+      st.row_cache_bytes);
+    G("cairn_row_cache_capacity_bytes", "The row cache's budget.",
+      "%" PRIu64, st.row_cache_capacity);
+    G("cairn_row_cache_entries", "Entries in the row cache.", "%" PRIu64,
+      st.row_cache_entries);
     G("cairn_current_version", "Newest commit version.", "%" PRIu64,
       st.current_version);
     G("cairn_write_pressure", "0 none, 1 slowing writes, 2 stalling them.",
@@ -2013,6 +2041,17 @@ static void metrics_render(void *arg, FILE *f)
       st.block_cache_hits);
     C("cairn_block_cache_misses_total", "Block cache misses.",
       st.block_cache_misses);
+    C("cairn_block_cache_evictions_total", "Blocks evicted for room.",
+      st.block_cache_evictions);
+    C("cairn_row_cache_hits_total", "Reads answered by the row cache.",
+      st.row_cache_hits);
+    C("cairn_row_cache_misses_total", "Reads the row cache did not answer.",
+      st.row_cache_misses);
+    C("cairn_row_cache_evictions_total", "Row cache entries evicted for room.",
+      st.row_cache_evictions);
+    C("cairn_row_cache_invalidations_total",
+      "Row cache entries erased by writes of their key.",
+      st.row_cache_invalidations);
     C("cairn_write_slowdowns_total", "Writes slowed for compaction.",
       st.write_slowdowns);
     C("cairn_write_stalls_total", "Writes stalled for compaction.",
@@ -2041,6 +2080,7 @@ void srv_db_options(const srv_config *cfg, cairn_options *o)
     o->max_value_size = cfg->max_bulk + 16;
     o->memtable_size = cfg->memtable_size;
     o->block_cache_size = cfg->block_cache_size;
+    o->row_cache_size = cfg->row_cache_size;
 }
 
 /* What a server needs before it serves (srv_run and sessions): its copy of

@@ -40,6 +40,7 @@ typedef struct srv_config {
     int commit_threads;         /* 64 */
     size_t memtable_size;       /* 64 MiB (memtable-size) */
     size_t block_cache_size;    /* 1 GiB (block-cache-size), filled by reads */
+    size_t row_cache_size;      /* 64 MiB (row-cache-size); 0: off */
     int metrics_port;           /* 0: no Prometheus endpoint */
     int tls_port;               /* 0: no TLS listener */
     char *tls_cert_file;        /* PEM certificate chain (tls-port) */

@@ -851,7 +851,9 @@ def t_metrics():
         m = scrape(mport)
         eq(m.get("cairn_up"), 1.0, "cairn_up")
         for k in ("cairn_commands_processed_total", "cairn_commits_total",
-                  "cairn_connected_clients", 'cairn_level_files{level="0"}'):
+                  "cairn_connected_clients", 'cairn_level_files{level="0"}',
+                  "cairn_row_cache_hits_total", "cairn_row_cache_bytes",
+                  "cairn_block_cache_capacity_bytes"):
             assert k in m, "no %s in %s" % (k, sorted(m))
         c = Raw(s.port)
         for i in range(20):
@@ -1009,7 +1011,8 @@ def t_config_get_set():
         for name in ("requirepass", "proto-max-bulk-len", "max-args",
                      "maxclients", "client-query-buffer-limit",
                      "client-output-buffer-limit", "timeout",
-                     "slowlog-log-slower-than", "slowlog-max-len"):
+                     "slowlog-log-slower-than", "slowlog-max-len",
+                     "row-cache-size", "block-cache-size"):
             eq(c.cmd("CONFIG", "SET", name, allc[name]), "OK",
                "CONFIG SET %s %r" % (name, allc[name]))
         eq(config_get(c, "*"), allc, "CONFIG GET * after setting it back")
@@ -1023,6 +1026,62 @@ def t_config_get_set():
             time.sleep(0.1)
         assert idle.closed_within(2.5), "idle client kept with timeout 1"
         eq(c.cmd("CONFIG", "SET", "timeout", "0"), "OK", "timeout 0")
+
+
+def info_fields(c, section):
+    out = {}
+    for line in c.cmd("INFO", section).decode().split("\r\n"):
+        if ":" in line and not line.startswith("#"):
+            k, v = line.split(":", 1)
+            out[k] = v
+    return out
+
+
+def t_config_cache_sizes():
+    # Both cache budgets change at run time; INFO shows them and the row
+    # cache's counters.
+    with serve() as s:
+        c = Raw(s.port)
+        eq(config_get(c, "*-cache-size"),
+           {"block-cache-size": str(1 << 30), "row-cache-size": str(64 << 20)},
+           "defaults")
+        eq(c.cmd("SET", "rc", "v1"), "OK", "set")
+        for _ in range(3):
+            eq(c.cmd("GET", "rc"), b"v1", "get")
+        cairn = info_fields(c, "cairn")
+        assert int(cairn["row_cache_hits"]) >= 2, cairn
+        mem = info_fields(c, "memory")
+        eq(mem["row_cache_capacity"], str(64 << 20), "INFO row_cache_capacity")
+        assert int(mem["row_cache_bytes"]) > 0, mem
+        # A write is seen at once, cache or not.
+        eq(c.cmd("SET", "rc", "v2"), "OK", "overwrite")
+        eq(c.cmd("GET", "rc"), b"v2", "get after overwrite")
+        assert int(info_fields(c, "cairn")["row_cache_invalidations"]) >= 1
+        # Off, then on with a smaller budget; the block cache shrinks.
+        eq(c.cmd("CONFIG", "SET", "row-cache-size", "0", "block-cache-size",
+                 "2mb"), "OK", "set both")
+        mem = info_fields(c, "memory")
+        eq((mem["row_cache_capacity"], mem["row_cache_bytes"],
+            mem["block_cache_capacity"]), ("0", "0", str(2 << 20)), "off")
+        hits = int(info_fields(c, "cairn")["row_cache_hits"])
+        eq(c.cmd("GET", "rc"), b"v2", "get, cache off")
+        eq(c.cmd("GET", "rc"), b"v2", "get, cache off")
+        eq(int(info_fields(c, "cairn")["row_cache_hits"]), hits, "no hits off")
+        eq(c.cmd("CONFIG", "SET", "row-cache-size", "1mb"), "OK", "on again")
+        eq(config_get(c, "row-cache-size"), {"row-cache-size": str(1 << 20)},
+           "CONFIG GET after set")
+        eq(c.cmd("GET", "rc"), b"v2", "get, cache on")
+        eq(c.cmd("GET", "rc"), b"v2", "get, cache on")
+        eq(int(info_fields(c, "cairn")["row_cache_hits"]), hits + 1, "hit")
+        rep = c.cmd("CONFIG", "SET", "row-cache-size", "lots")
+        assert isinstance(rep, Err) and rep.startswith(
+            config_set_failed("row-cache-size", "")), rep
+        rep = c.cmd("CONFIG", "SET", "block-cache-size", "1kb")
+        assert isinstance(rep, Err) and rep.startswith(
+            config_set_failed("block-cache-size", "")), rep
+        eq(config_get(c, "*-cache-size"),
+           {"block-cache-size": str(2 << 20), "row-cache-size": str(1 << 20)},
+           "unchanged by bad values")
 
 
 def t_config_maxclients():

@@ -1,0 +1,639 @@
+/*
+ * test_row_cache.c — the row cache (src/cache/row_cache.c) on its own: a
+ * sharded byte-bounded LRU of key -> value or absence at a version, with
+ * per-entry expiry and invalidation epochs.
+ *
+ *  - Single-threaded cases: round trip (values, empty values and keys,
+ *    absent entries, copies owned by the caller); the version and time
+ *    bounds of a lookup; exact counters and charges; LRU order in one
+ *    shard; the byte budget (usage <= capacity after every insert, entries
+ *    larger than a shard's share not stored and dropping the key's older
+ *    entry); replacement keeps the newer version; invalidation and
+ *    conditional inserts (a moved epoch refuses, another slot's does not);
+ *    set_capacity shrink / zero / grow; TTL expiry under an injected clock;
+ *    what the cache's charges leave out of real memory (malloc's own count,
+ *    plain builds only).
+ *  - Threads: 6 threads over 64 keys. Two writers per key space follow the
+ *    engine's protocol with a model "tree" (newest[k] applied, pub[k]
+ *    published): apply, invalidate, publish. Readers look up at pub[k] and
+ *    must never get a version older than the pub[k] they read before the
+ *    lookup; on a miss they fill as the engine does (epoch, then the
+ *    published and newest versions, insert only if newest <= published,
+ *    conditional on the epoch). Every value's bytes derive from (key,
+ *    version) and are checked. One thread shrinks and grows the capacity
+ *    meanwhile. CAIRN_RC_STRESS_OPS sets operations per thread (default
+ *    200000, 50000 under TSan).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "cache/row_cache.h"
+#include "cairn.h"
+#include "test_util.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define STRESS_OPS_DEFAULT 50000
+#else
+#define STRESS_OPS_DEFAULT 200000
+#endif
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+#endif
+
+static uint64_t H(const char *k)
+{
+    return cairn_row_cache_hash(k, strlen(k));
+}
+
+static int put(cairn_row_cache *c, const char *k, const char *v, uint64_t ver)
+{
+    return cairn_row_cache_insert(c, H(k), k, strlen(k), v, v ? strlen(v) : 0,
+                                  v == NULL, ver, ver * 10, 0, NULL);
+}
+
+/* 1 and the value's bytes in buf (or "<absent>"), 0 on a miss. */
+static int get(cairn_row_cache *c, const char *k, uint64_t maxv, char *buf,
+               size_t cap)
+{
+    cairn_row_cache_value v;
+    int r = cairn_row_cache_lookup(c, H(k), k, strlen(k), maxv, UINT64_MAX, &v);
+    if (r != 1)
+        return r;
+    if (v.deleted) {
+        assert_null(v.val);
+        snprintf(buf, cap, "<absent>");
+    } else {
+        assert_non_null(v.val);
+        assert_true(v.vlen < cap);
+        memcpy(buf, v.val, v.vlen);
+        buf[v.vlen] = '\0';
+        free(v.val);
+    }
+    return 1;
+}
+
+static bool has(cairn_row_cache *c, const char *k)
+{
+    char b[256];
+    return get(c, k, UINT64_MAX, b, sizeof b) == 1;
+}
+
+static cairn_row_cache_stats stats(cairn_row_cache *c)
+{
+    cairn_row_cache_stats s;
+    cairn_row_cache_get_stats(c, &s);
+    return s;
+}
+
+static size_t charge_of(const char *k, const char *v)
+{
+    return cairn_row_cache_charge(strlen(k), v ? strlen(v) : 0);
+}
+
+/* ---------- single-threaded ---------- */
+
+static void test_roundtrip(void **state)
+{
+    (void)state;
+    cairn_row_cache *c = cairn_row_cache_new(1 << 20, 4);
+    assert_non_null(c);
+    assert_true(cairn_row_cache_enabled(c));
+    char b[256];
+    assert_int_equal(get(c, "a", UINT64_MAX, b, sizeof b), 0);
+    assert_int_equal(put(c, "a", "alpha", 5), 1);
+    assert_int_equal(put(c, "b", "", 6), 1);
+    assert_int_equal(put(c, "gone", NULL, 7), 1);
+    assert_int_equal(get(c, "a", UINT64_MAX, b, sizeof b), 1);
+    assert_string_equal(b, "alpha");
+    assert_int_equal(get(c, "b", UINT64_MAX, b, sizeof b), 1);
+    assert_string_equal(b, "");
+    assert_int_equal(get(c, "gone", UINT64_MAX, b, sizeof b), 1);
+    assert_string_equal(b, "<absent>");
+
+    /* Version, time and the empty key. */
+    cairn_row_cache_value v;
+    assert_int_equal(cairn_row_cache_insert(c, cairn_row_cache_hash(NULL, 0),
+                                            NULL, 0, "e", 1, false, 9, 90, 0,
+                                            NULL),
+                     1);
+    assert_int_equal(cairn_row_cache_lookup(c, cairn_row_cache_hash(NULL, 0),
+                                            NULL, 0, 9, 90, &v),
+                     1);
+    assert_int_equal(v.version, 9);
+    assert_int_equal(v.ts_us, 90);
+    assert_int_equal(v.vlen, 1);
+    assert_memory_equal(v.val, "e", 1);
+    free(v.val);
+
+    /* Bad arguments are refused, not crashed on. */
+    assert_int_equal(cairn_row_cache_insert(c, 1, NULL, 3, "x", 1, false, 1, 1,
+                                            0, NULL),
+                     CAIRN_EINVAL);
+    assert_int_equal(cairn_row_cache_insert(c, 1, "k", 1, NULL, 3, false, 1, 1,
+                                            0, NULL),
+                     CAIRN_EINVAL);
+    assert_int_equal(cairn_row_cache_insert(NULL, 1, "k", 1, "v", 1, false, 1,
+                                            1, 0, NULL),
+                     CAIRN_EINVAL);
+    assert_int_equal(cairn_row_cache_lookup(NULL, 1, "k", 1, 1, 1, &v), 0);
+    assert_int_equal(cairn_row_cache_lookup(c, 1, NULL, 3, 1, 1, &v), 0);
+    cairn_row_cache_invalidate(NULL, 1, "k", 1);
+    cairn_row_cache_set_capacity(NULL, 5);
+    assert_false(cairn_row_cache_enabled(NULL));
+    cairn_row_cache_free(NULL);
+    cairn_row_cache_free(c);
+}
+
+static void test_bounds(void **state)
+{
+    (void)state;
+    cairn_row_cache *c = cairn_row_cache_new(1 << 20, 1);
+    char b[64];
+    assert_int_equal(put(c, "k", "v10", 10), 1); /* ts 100 */
+    assert_int_equal(get(c, "k", 9, b, sizeof b), 0);
+    assert_int_equal(get(c, "k", 10, b, sizeof b), 1);
+    assert_int_equal(get(c, "k", 11, b, sizeof b), 1);
+    cairn_row_cache_value v;
+    assert_int_equal(cairn_row_cache_lookup(c, H("k"), "k", 1, 50, 99, &v), 0);
+    assert_int_equal(cairn_row_cache_lookup(c, H("k"), "k", 1, 50, 100, &v), 1);
+    free(v.val);
+    /* A too-new entry is a miss but stays. */
+    cairn_row_cache_stats s = stats(c);
+    assert_int_equal(s.hits, 3);
+    assert_int_equal(s.misses, 2);
+    assert_int_equal(s.entries, 1);
+    cairn_row_cache_free(c);
+}
+
+static void test_counters(void **state)
+{
+    (void)state;
+    cairn_row_cache *c = cairn_row_cache_new(1 << 20, 8);
+    size_t want = 0;
+    char k[32], val[128];
+    for (int i = 0; i < 100; i++) {
+        snprintf(k, sizeof k, "key%d", i);
+        snprintf(val, sizeof val, "%0*d", i % 50, i);
+        assert_int_equal(put(c, k, val, 1), 1);
+        want += charge_of(k, val);
+    }
+    cairn_row_cache_stats s = stats(c);
+    assert_int_equal(s.entries, 100);
+    assert_int_equal(s.inserts, 100);
+    assert_int_equal(s.usage, want);
+    assert_int_equal(s.capacity, 1 << 20);
+    assert_int_equal(s.evictions, 0);
+    for (int i = 0; i < 150; i++) {
+        snprintf(k, sizeof k, "key%d", i);
+        assert_int_equal(has(c, k), i < 100);
+    }
+    s = stats(c);
+    assert_int_equal(s.hits, 100);
+    assert_int_equal(s.misses, 50);
+    /* The charge covers the key, the value and a header. */
+    assert_true(cairn_row_cache_charge(10, 20) >= 30 + 32);
+    assert_int_equal(cairn_row_cache_charge(10, 20) - cairn_row_cache_charge(0, 0),
+                     30);
+    cairn_row_cache_free(c);
+}
+
+static void test_lru_order(void **state)
+{
+    (void)state;
+    size_t ch = cairn_row_cache_charge(1, 4);
+    cairn_row_cache *c = cairn_row_cache_new(3 * ch, 1);
+    assert_int_equal(put(c, "a", "aaaa", 1), 1);
+    assert_int_equal(put(c, "b", "bbbb", 1), 1);
+    assert_int_equal(put(c, "c", "cccc", 1), 1);
+    assert_true(has(c, "a")); /* a is now the most recently used */
+    assert_int_equal(put(c, "d", "dddd", 1), 1);
+    assert_false(has(c, "b")); /* the least recently used went */
+    assert_true(has(c, "a"));
+    assert_true(has(c, "c"));
+    assert_true(has(c, "d"));
+    /* The lookups left the order (least first) a c d. */
+    assert_int_equal(put(c, "e", "eeee", 1), 1);
+    assert_false(has(c, "a"));
+    assert_true(has(c, "c") && has(c, "d") && has(c, "e"));
+    cairn_row_cache_stats s = stats(c);
+    assert_int_equal(s.evictions, 2);
+    assert_int_equal(s.usage, 3 * ch);
+    cairn_row_cache_free(c);
+}
+
+static void test_budget(void **state)
+{
+    (void)state;
+    const size_t cap = 64 << 10;
+    cairn_row_cache *c = cairn_row_cache_new(cap, 8); /* 8 KiB a shard */
+    uint64_t seed = 42;
+    uint8_t *val = malloc(20000);
+    assert_non_null(val);
+    size_t stored = 0, refused = 0;
+    for (int i = 0; i < 20000; i++) {
+        char k[32];
+        int kl = snprintf(k, sizeof k, "k%llu",
+                          (unsigned long long)tu_rand(&seed, 3000));
+        size_t vl = tu_rand(&seed, 100) == 0 ? 8000 + tu_rand(&seed, 12000)
+                                             : tu_rand(&seed, 600);
+        tu_fill(val, vl, (uint64_t)i);
+        int r = cairn_row_cache_insert(c, cairn_row_cache_hash(k, (size_t)kl),
+                                       k, (size_t)kl, val, vl, false,
+                                       (uint64_t)i, 0, 0, NULL);
+        assert_true(r == 0 || r == 1);
+        if (r == 1)
+            stored++;
+        else
+            refused++;
+        /* Larger than a shard's share: never stored. */
+        if (cairn_row_cache_charge((size_t)kl, vl) > cap / 8)
+            assert_int_equal(r, 0);
+        cairn_row_cache_stats s = stats(c);
+        assert_true(s.usage <= s.capacity);
+        if (r == 0) /* and no older entry of the key is left */
+            assert_false(has(c, k));
+    }
+    assert_true(stored > 1000 && refused > 10);
+    assert_true(stats(c).evictions > 0);
+    free(val);
+    cairn_row_cache_free(c);
+}
+
+static void test_replace(void **state)
+{
+    (void)state;
+    cairn_row_cache *c = cairn_row_cache_new(1 << 20, 2);
+    char b[64];
+    assert_int_equal(put(c, "k", "v5", 5), 1);
+    assert_int_equal(put(c, "k", "v7", 7), 1);
+    assert_int_equal(get(c, "k", UINT64_MAX, b, sizeof b), 1);
+    assert_string_equal(b, "v7");
+    /* An older state never replaces a newer one. */
+    assert_int_equal(put(c, "k", "v6", 6), 0);
+    assert_int_equal(get(c, "k", UINT64_MAX, b, sizeof b), 1);
+    assert_string_equal(b, "v7");
+    assert_int_equal(put(c, "k", NULL, 8), 1);
+    assert_int_equal(get(c, "k", UINT64_MAX, b, sizeof b), 1);
+    assert_string_equal(b, "<absent>");
+    cairn_row_cache_stats s = stats(c);
+    assert_int_equal(s.entries, 1);
+    assert_int_equal(s.usage, charge_of("k", NULL));
+    cairn_row_cache_free(c);
+}
+
+static void test_invalidate(void **state)
+{
+    (void)state;
+    cairn_row_cache *c = cairn_row_cache_new(1 << 20, 4);
+    uint64_t h = H("k");
+    uint64_t e0 = cairn_row_cache_epoch(c, h);
+    assert_int_equal(put(c, "k", "v1", 1), 1);
+    cairn_row_cache_invalidate(c, h, "k", 1);
+    assert_false(has(c, "k"));
+    uint64_t e1 = cairn_row_cache_epoch(c, h);
+    assert_true(e1 != e0);
+    /* A fill that read before the invalidation is refused... */
+    assert_int_equal(cairn_row_cache_insert(c, h, "k", 1, "v1", 2, false, 1, 0,
+                                            0, &e0),
+                     0);
+    assert_false(has(c, "k"));
+    /* ...one that read after it is not. */
+    assert_int_equal(cairn_row_cache_insert(c, h, "k", 1, "v2", 2, false, 2, 0,
+                                            0, &e1),
+                     1);
+    assert_true(has(c, "k"));
+    /* Invalidating a missing key still moves its epoch. */
+    uint64_t hm = H("missing");
+    uint64_t em = cairn_row_cache_epoch(c, hm);
+    cairn_row_cache_invalidate(c, hm, "missing", 7);
+    assert_true(cairn_row_cache_epoch(c, hm) != em);
+    /* A key in another slot or shard keeps its epoch. */
+    char k[32];
+    int found = 0;
+    for (int i = 0; i < 1000 && !found; i++) {
+        snprintf(k, sizeof k, "other%d", i);
+        uint64_t ho = H(k);
+        if (((ho >> 48) & 3) != ((h >> 48) & 3) ||
+            ((ho >> 24) & 63) != ((h >> 24) & 63)) {
+            uint64_t eo = cairn_row_cache_epoch(c, ho);
+            cairn_row_cache_invalidate(c, h, "k", 1);
+            assert_int_equal(cairn_row_cache_epoch(c, ho), eo);
+            assert_int_equal(cairn_row_cache_insert(c, ho, k, strlen(k), "x", 1,
+                                                    false, 1, 0, 0, &eo),
+                             1);
+            found = 1;
+        }
+    }
+    assert_true(found);
+    cairn_row_cache_stats s = stats(c);
+    assert_int_equal(s.invalidations, 2);
+    assert_int_equal(s.fills_refused, 1);
+    cairn_row_cache_free(c);
+}
+
+static void test_set_capacity(void **state)
+{
+    (void)state;
+    cairn_row_cache *c = cairn_row_cache_new(256 << 10, 4);
+    char k[32], v[200];
+    memset(v, 'v', sizeof v - 1);
+    v[sizeof v - 1] = '\0';
+    for (int i = 0; i < 500; i++) {
+        snprintf(k, sizeof k, "key%04d", i);
+        assert_int_equal(put(c, k, v, 1), 1);
+    }
+    cairn_row_cache_stats s = stats(c);
+    assert_int_equal(s.entries, 500);
+    cairn_row_cache_set_capacity(c, 32 << 10);
+    s = stats(c);
+    assert_int_equal(s.capacity, 32 << 10);
+    assert_true(s.usage <= s.capacity);
+    assert_true(s.entries < 500 && s.entries > 0);
+    assert_int_equal(s.evictions, 500 - s.entries);
+    /* The most recently inserted survive. */
+    assert_true(has(c, "key0499"));
+    assert_false(has(c, "key0000"));
+    cairn_row_cache_set_capacity(c, 0);
+    s = stats(c);
+    assert_int_equal(s.usage, 0);
+    assert_int_equal(s.entries, 0);
+    assert_false(cairn_row_cache_enabled(c));
+    assert_int_equal(put(c, "x", "y", 1), 0);
+    cairn_row_cache_set_capacity(c, 1 << 20);
+    assert_true(cairn_row_cache_enabled(c));
+    assert_int_equal(put(c, "x", "y", 1), 1);
+    assert_true(has(c, "x"));
+    cairn_row_cache_free(c);
+
+    /* Made with capacity 0, enabled later. */
+    c = cairn_row_cache_new(0, 0);
+    assert_non_null(c);
+    assert_int_equal(put(c, "x", "y", 1), 0);
+    cairn_row_cache_set_capacity(c, 1 << 20);
+    assert_int_equal(put(c, "x", "y", 1), 1);
+    cairn_row_cache_free(c);
+}
+
+static _Atomic uint64_t g_now = 1000;
+
+static uint64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return atomic_load(&g_now);
+}
+
+static void test_ttl(void **state)
+{
+    (void)state;
+    cairn_row_cache *c = cairn_row_cache_new(1 << 20, 2);
+    cairn_row_cache_set_clock(c, fake_clock, NULL);
+    uint64_t h = H("t");
+    assert_int_equal(cairn_row_cache_insert(c, h, "t", 1, "tv", 2, false, 1, 0,
+                                            100, NULL),
+                     1);
+    assert_int_equal(cairn_row_cache_insert(c, H("forever"), "forever", 7, "f",
+                                            1, false, 1, 0, 0, NULL),
+                     1);
+    assert_int_equal(cairn_row_cache_insert(c, H("huge"), "huge", 4, "h", 1,
+                                            false, 1, 0, UINT64_MAX, NULL),
+                     1);
+    atomic_store(&g_now, 1099);
+    assert_true(has(c, "t"));
+    atomic_store(&g_now, 1100);
+    assert_false(has(c, "t"));
+    cairn_row_cache_stats s = stats(c);
+    assert_int_equal(s.expirations, 1);
+    assert_int_equal(s.entries, 2); /* freed by the lookup that found it */
+    atomic_store(&g_now, UINT64_MAX / 2);
+    assert_true(has(c, "forever"));
+    assert_true(has(c, "huge"));
+    /* Re-inserted, it lives again for its own TTL. */
+    assert_int_equal(cairn_row_cache_insert(c, h, "t", 1, "tv", 2, false, 2, 0,
+                                            5, NULL),
+                     1);
+    assert_true(has(c, "t"));
+    atomic_store(&g_now, UINT64_MAX / 2 + 5);
+    assert_false(has(c, "t"));
+    assert_int_equal(stats(c).expirations, 2);
+    cairn_row_cache_free(c);
+}
+
+/* The charges against what malloc really hands out: filling the cache to
+ * its budget may not take much more memory than the budget. */
+static void test_memory(void **state)
+{
+    (void)state;
+    if (SANITIZED) {
+        fprintf(stderr, "test_memory: skipped under a sanitizer (its "
+                        "allocator keeps its own counts)\n");
+        return;
+    }
+    const size_t cap = 8 << 20;
+    cairn_row_cache *c = cairn_row_cache_new(cap, 0);
+    struct mallinfo2 m0 = mallinfo2();
+    uint64_t seed = 7;
+    uint8_t val[300];
+    for (int i = 0; i < 200000; i++) {
+        char k[32];
+        int kl = snprintf(k, sizeof k, "user:%08d", i);
+        size_t vl = 20 + tu_rand(&seed, 280);
+        tu_fill(val, vl, (uint64_t)i);
+        cairn_row_cache_insert(c, cairn_row_cache_hash(k, (size_t)kl), k,
+                               (size_t)kl, val, vl, false, 1, 0, 0, NULL);
+    }
+    struct mallinfo2 m1 = mallinfo2();
+    cairn_row_cache_stats s = stats(c);
+    assert_true(s.usage <= cap);
+    assert_true(s.usage > cap - cap / 10); /* it did fill */
+    size_t grown = m1.uordblks - m0.uordblks;
+    /* Entries (malloc rounds each up a little) and the bucket arrays. */
+    fprintf(stderr, "row cache: %zu bytes charged, %zu allocated, %" PRIu64
+                    " entries\n",
+            (size_t)s.usage, grown, s.entries);
+    assert_true(grown <= cap + cap / 16);
+    cairn_row_cache_free(c);
+}
+
+/* ---------- threads ---------- */
+
+#define ST_KEYS 64
+#define ST_WRITERS 2
+#define ST_READERS 3
+
+typedef struct st_shared {
+    cairn_row_cache *c;
+    _Atomic uint64_t newest[ST_KEYS]; /* applied */
+    _Atomic uint64_t pub[ST_KEYS];    /* published */
+    pthread_mutex_t key_mu[ST_KEYS];  /* one writer per key at a time */
+    uint64_t ops;
+    _Atomic int failures;
+    _Atomic uint64_t hits;
+    _Atomic bool stop;
+} st_shared;
+
+typedef struct st_arg {
+    st_shared *sh;
+    int id;
+} st_arg;
+
+static size_t st_vlen(int k, uint64_t ver)
+{
+    return (size_t)((k * 131 + ver * 17) % 700);
+}
+
+static void st_key(int k, char *buf)
+{
+    snprintf(buf, 16, "key%02d", k);
+}
+
+static void *st_writer(void *p)
+{
+    st_arg *a = p;
+    st_shared *sh = a->sh;
+    uint64_t seed = 1000 + (uint64_t)a->id;
+    for (uint64_t i = 0; i < sh->ops / 4; i++) {
+        int k = (int)tu_rand(&seed, ST_KEYS);
+        char key[16];
+        st_key(k, key);
+        pthread_mutex_lock(&sh->key_mu[k]);
+        uint64_t v = atomic_load(&sh->newest[k]) + 1;
+        atomic_store(&sh->newest[k], v); /* apply */
+        cairn_row_cache_invalidate(sh->c, cairn_row_cache_hash(key, strlen(key)),
+                                   key, strlen(key));
+        atomic_store(&sh->pub[k], v); /* publish */
+        pthread_mutex_unlock(&sh->key_mu[k]);
+    }
+    return NULL;
+}
+
+static void *st_reader(void *p)
+{
+    st_arg *a = p;
+    st_shared *sh = a->sh;
+    uint64_t seed = 2000 + (uint64_t)a->id;
+    uint8_t *buf = malloc(1024);
+    for (uint64_t i = 0; i < sh->ops; i++) {
+        int k = (int)tu_rand(&seed, ST_KEYS);
+        char key[16];
+        st_key(k, key);
+        size_t kl = strlen(key);
+        uint64_t h = cairn_row_cache_hash(key, kl);
+        uint64_t S = atomic_load(&sh->pub[k]);
+        cairn_row_cache_value v;
+        int r = cairn_row_cache_lookup(sh->c, h, key, kl, S, UINT64_MAX, &v);
+        if (r == 1) {
+            atomic_fetch_add(&sh->hits, 1);
+            /* Never older than what was published before the lookup. */
+            if (v.version != S || v.deleted != (v.version % 5 == 0) ||
+                (!v.deleted && (v.vlen != st_vlen(k, v.version) ||
+                                !tu_check(v.val, v.vlen,
+                                          (uint64_t)k << 32 | v.version))))
+                atomic_fetch_add(&sh->failures, 1);
+            free(v.val);
+            continue;
+        }
+        if (r != 0) {
+            atomic_fetch_add(&sh->failures, 1);
+            continue;
+        }
+        /* Fill as the engine does: epoch, then what is published and what
+         * is applied; only the newest, only if the epoch held. */
+        uint64_t ep = cairn_row_cache_epoch(sh->c, h);
+        uint64_t vis = atomic_load(&sh->pub[k]);
+        uint64_t x = atomic_load(&sh->newest[k]);
+        if (x > vis)
+            continue;
+        size_t vl = st_vlen(k, x);
+        bool del = x % 5 == 0;
+        tu_fill(buf, vl, (uint64_t)k << 32 | x);
+        if (cairn_row_cache_insert(sh->c, h, key, kl, del ? NULL : buf,
+                                   del ? 0 : vl, del, x, 0, 0, &ep) < 0)
+            atomic_fetch_add(&sh->failures, 1);
+    }
+    free(buf);
+    return NULL;
+}
+
+static void *st_resizer(void *p)
+{
+    st_shared *sh = p;
+    uint64_t seed = 3;
+    while (!atomic_load(&sh->stop)) {
+        cairn_row_cache_set_capacity(sh->c, 2048 + tu_rand(&seed, 40000));
+        struct timespec d = {0, 200000};
+        nanosleep(&d, NULL);
+    }
+    cairn_row_cache_set_capacity(sh->c, 24 << 10);
+    return NULL;
+}
+
+static void test_stress(void **state)
+{
+    (void)state;
+    st_shared *sh = calloc(1, sizeof *sh);
+    assert_non_null(sh);
+    sh->c = cairn_row_cache_new(24 << 10, 4);
+    sh->ops = tu_env_u64("CAIRN_RC_STRESS_OPS", STRESS_OPS_DEFAULT);
+    for (int k = 0; k < ST_KEYS; k++) {
+        pthread_mutex_init(&sh->key_mu[k], NULL);
+        atomic_init(&sh->newest[k], 1);
+        atomic_init(&sh->pub[k], 1);
+    }
+    pthread_t th[ST_WRITERS + ST_READERS], rz;
+    st_arg args[ST_WRITERS + ST_READERS];
+    pthread_create(&rz, NULL, st_resizer, sh);
+    for (int i = 0; i < ST_WRITERS + ST_READERS; i++) {
+        args[i] = (st_arg){sh, i};
+        pthread_create(&th[i], NULL, i < ST_WRITERS ? st_writer : st_reader,
+                       &args[i]);
+    }
+    for (int i = 0; i < ST_WRITERS + ST_READERS; i++)
+        pthread_join(th[i], NULL);
+    atomic_store(&sh->stop, true);
+    pthread_join(rz, NULL);
+    assert_int_equal(atomic_load(&sh->failures), 0);
+    cairn_row_cache_stats s = stats(sh->c);
+    fprintf(stderr, "row cache stress: %" PRIu64 " hits, %" PRIu64
+                    " misses, %" PRIu64 " inserts, %" PRIu64
+                    " evictions, %" PRIu64 " invalidations, %" PRIu64
+                    " refused\n",
+            s.hits, s.misses, s.inserts, s.evictions, s.invalidations,
+            s.fills_refused);
+    assert_true(s.hits > 0 && s.inserts > 0 && s.invalidations > 0);
+    assert_true(s.usage <= s.capacity);
+    for (int k = 0; k < ST_KEYS; k++)
+        pthread_mutex_destroy(&sh->key_mu[k]);
+    cairn_row_cache_free(sh->c);
+    free(sh);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_counters),
+        cmocka_unit_test(test_lru_order),
+        cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_replace),
+        cmocka_unit_test(test_invalidate),
+        cmocka_unit_test(test_set_capacity),
+        cmocka_unit_test(test_ttl),
+        cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_stress),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
