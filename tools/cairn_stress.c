@@ -19,7 +19,9 @@
  * A writer sets pending (and owner) before it calls the engine, and after
  * the engine acknowledges it stores cur = pending, then clears pending.
  * So at any moment, and after a crash at any moment, the key's stored
- * state is cur or pending; never anything else.
+ * state is cur or pending; never anything else. A write that fails (power
+ * and fault modes) leaves pending set, since it may still come back after
+ * the reopen; no other write takes that key until the reopen settles it.
  *
  * Locking: one mutex per key. Every operation on a key holds its mutex
  * (operations on several keys take them in ascending key order), so inside
@@ -458,6 +460,23 @@ static uint32_t next_state(run *r, uint32_t key, bool del)
     return g << 1 | (del ? 1u : 0u);
 }
 
+/* A key whose last write failed (power or fault mode) has an unknown
+ * outcome: the write may come back after the reopen. Its pending state
+ * must stay until then, so no later write may take the key this cycle.
+ * Called under the key's lock. */
+static bool key_unsettled(const run *r, uint32_t key)
+{
+    return atomic_load(&r->ks[key].pending) != 0;
+}
+
+static bool any_unsettled(const run *r, const uint32_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (key_unsettled(r, ids[i]))
+            return true;
+    return false;
+}
+
 static void remember(worker *w, uint32_t key, uint32_t st, uint64_t version)
 {
     w->ring[w->ring_pos] = (tt_entry){key, st, version};
@@ -494,6 +513,10 @@ static int op_write_one(worker *w, bool del)
     char k[KEY_LEN + 1];
     key_of(key, k);
     pthread_mutex_lock(&r->locks[key]);
+    if (key_unsettled(r, key)) {
+        pthread_mutex_unlock(&r->locks[key]);
+        return 0;
+    }
     uint32_t st = next_state(r, key, del);
     atomic_store(&r->ks[key].owner, 0);
     atomic_store(&r->ks[key].pending, st);
@@ -536,6 +559,10 @@ static int op_batch(worker *w)
     cairn_write wr[MAX_GROUP];
     int rc = 0;
     lock_keys(r, ids, n);
+    if (any_unsettled(r, ids, n)) {
+        unlock_keys(r, ids, n);
+        return 0;
+    }
     for (size_t i = 0; i < n; i++) {
         bool del = rnd_below(&w->rng, 5) == 0;
         st[i] = next_state(r, ids[i], del);
@@ -587,6 +614,10 @@ static int op_txn(worker *w, bool abort_it)
     size_t n = pick_keys(w, ids, 1 + rnd_below(&w->rng, 5));
     int rc = 0, found = 0;
     lock_keys(r, ids, n);
+    if (any_unsettled(r, ids, n)) {
+        unlock_keys(r, ids, n);
+        return 0;
+    }
     cairn_txn_options to = {0};
     to.isolation = rnd_below(&w->rng, 2) ? CAIRN_ISOLATION_SERIALIZABLE
                                          : CAIRN_ISOLATION_SNAPSHOT;
