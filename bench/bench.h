@@ -14,7 +14,9 @@
 #ifndef CAIRN_BENCH_H
 #define CAIRN_BENCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,29 @@ int cairn_bench_engine_main(int argc, char **argv);
  * embedded ingest and range latency; the server part, the same through a
  * cairn-server it starts (bench/bench_ts_server.c). */
 int cairn_bench_ts_main(int argc, char **argv);
+
+/* `cairn-bench tiers`: the tiered-storage benchmark (bench/bench_tiers.c):
+ * deduplicated large values (stored against logical bytes, beside RocksDB
+ * with blob files and zstd of the distinct content) and read latency per
+ * tier (row cache, block cache, local file, archive, blob file). */
+int cairn_bench_tiers_main(int argc, char **argv);
+
+/* Files (bench/bench_fs.c; main thread only: the walks keep their sums in
+ * globals). */
+void bench_rm_rf(const char *path);       /* rm -rf, errors printed */
+int bench_mkdir_p(const char *path);      /* mkdir -p: 0 or -1 */
+/* Allocated and apparent bytes of the regular files under dir. */
+void bench_du(const char *dir, uint64_t *alloc, uint64_t *size);
+/* Drops dir's files from the OS page cache (fsync, POSIX_FADV_DONTNEED);
+ * returns the bytes still resident after, -1 on an error. */
+int64_t bench_drop_cache(const char *dir);
+/* This process's I/O (/proc/self/io, all threads): bytes handed to write
+ * calls, page-cache pages dirtied for files (what goes to storage), and
+ * those cancelled by truncation or deletion before writeback. */
+typedef struct bench_io_counts {
+    uint64_t wchar, write_bytes, cancelled;
+} bench_io_counts;
+bool bench_proc_io(bench_io_counts *c);
 
 /* Seconds on the monotonic clock (arbitrary origin). */
 static inline double bench_now(void)

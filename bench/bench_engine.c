@@ -1900,43 +1900,6 @@ static uint64_t readseq_passes(void)
  * Files (the main thread's: the nftw callbacks use the globals below)
  * ------------------------------------------------------------------------ */
 
-static int rm_cb(const char *p, const struct stat *sb, int flag,
-                 struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    if (remove(p) != 0 && errno != ENOENT)
-        fprintf(stderr, "remove %s: %s\n", p, strerror(errno));
-    return 0;
-}
-
-static void rm_rf(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) == 0)
-        nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS);
-}
-
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf)
-        return -1;
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == '\0') {
-            char c = buf[i];
-            buf[i] = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return -1;
-            buf[i] = c;
-        }
-    }
-    return 0;
-}
-
 /* DIR/<what>-<engine>-r<run>. */
 static void wl_dir(char *buf, size_t n, const char *what, int ei, int run)
 {
@@ -1947,126 +1910,7 @@ static void wl_dir(char *buf, size_t n, const char *what, int ei, int run)
 static void wl_done(const char *dir)
 {
     if (!g_cfg.keep)
-        rm_rf(dir);
-}
-
-/* du: allocated and apparent bytes of the regular files under a dir. */
-static uint64_t g_du_alloc, g_du_size;
-
-static int du_cb(const char *p, const struct stat *sb, int flag,
-                 struct FTW *ftw)
-{
-    (void)p;
-    (void)ftw;
-    if (flag == FTW_F && S_ISREG(sb->st_mode)) {
-        g_du_alloc += (uint64_t)sb->st_blocks * 512;
-        g_du_size += (uint64_t)sb->st_size;
-    }
-    return 0;
-}
-
-static void du(const char *dir, uint64_t *alloc, uint64_t *size)
-{
-    g_du_alloc = g_du_size = 0;
-    nftw(dir, du_cb, 32, FTW_PHYS);
-    *alloc = g_du_alloc;
-    *size = g_du_size;
-}
-
-/* Bytes of fd's first len bytes in the page cache (mincore), 0 if unknown. */
-static uint64_t resident_bytes(int fd, off_t len)
-{
-    if (len <= 0)
-        return 0;
-    long pg = sysconf(_SC_PAGESIZE);
-    void *m = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED)
-        return 0;
-    size_t pages = ((size_t)len + (size_t)pg - 1) / (size_t)pg;
-    unsigned char *vec = malloc(pages);
-    uint64_t r = 0;
-    if (vec != NULL && mincore(m, (size_t)len, vec) == 0)
-        for (size_t i = 0; i < pages; i++)
-            r += (vec[i] & 1) ? (uint64_t)pg : 0;
-    free(vec);
-    munmap(m, (size_t)len);
-    return r;
-}
-
-/* Drop the OS page cache for every file under a dir: fsync (only clean
- * pages can be dropped), POSIX_FADV_DONTNEED, then count what stayed. */
-static uint64_t g_drop_resident;
-static int g_drop_errors;
-
-static int drop_cb(const char *p, const struct stat *sb, int flag,
-                   struct FTW *ftw)
-{
-    (void)ftw;
-    if (flag != FTW_F || !S_ISREG(sb->st_mode))
-        return 0;
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "drop cache: open %s: %s\n", p, strerror(errno));
-        g_drop_errors++;
-        return 0;
-    }
-    int rc;
-    if (fsync(fd) != 0) {
-        fprintf(stderr, "drop cache: fsync %s: %s\n", p, strerror(errno));
-        g_drop_errors++;
-    }
-    if ((rc = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)) != 0) {
-        fprintf(stderr, "drop cache: fadvise %s: %s\n", p, strerror(rc));
-        g_drop_errors++;
-    }
-    g_drop_resident += resident_bytes(fd, sb->st_size);
-    close(fd);
-    return 0;
-}
-
-/* Returns the bytes still resident after the drop, -1 on an error. */
-static int64_t drop_cache(const char *dir)
-{
-    g_drop_resident = 0;
-    g_drop_errors = 0;
-    if (nftw(dir, drop_cb, 32, FTW_PHYS) != 0 || g_drop_errors)
-        return -1;
-    return (int64_t)g_drop_resident;
-}
-
-/* This process's I/O: /proc/self/io covers all its threads (the engines'
- * background threads too). write_bytes counts the page-cache pages dirtied
- * for files, i.e. what goes to storage (a page rewritten while still dirty
- * counts once, as it reaches the disk once); cancelled_write_bytes the
- * dirty pages of files truncated or deleted before writeback; wchar every
- * byte handed to write calls (the progress lines too: a few KiB). */
-typedef struct io_counts {
-    uint64_t wchar, write_bytes, cancelled;
-} io_counts;
-
-static bool proc_io(io_counts *c)
-{
-    FILE *f = fopen("/proc/self/io", "r");
-    if (f == NULL)
-        return false;
-    char line[128];
-    int got = 0;
-    unsigned long long v;
-    memset(c, 0, sizeof *c);
-    while (fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, "wchar: %llu", &v) == 1) {
-            c->wchar = v;
-            got++;
-        } else if (sscanf(line, "write_bytes: %llu", &v) == 1) {
-            c->write_bytes = v;
-            got++;
-        } else if (sscanf(line, "cancelled_write_bytes: %llu", &v) == 1) {
-            c->cancelled = v;
-            got++;
-        }
-    }
-    fclose(f);
-    return got == 3;
+        bench_rm_rf(dir);
 }
 
 /* ------------------------------------------------------------------------
@@ -2597,7 +2441,7 @@ static double readseq(const engine_ops *e, void *db, uint64_t passes,
 
 static void *open_fresh(const engine_ops *e, const char *dir, open_mode m)
 {
-    rm_rf(dir);
+    bench_rm_rf(dir);
     return e->open(dir, m);
 }
 
@@ -2779,9 +2623,9 @@ static void phase_random(int ei, int run)
         return;
     char dir[4200];
     wl_dir(dir, sizeof dir, "random", ei, run);
-    rm_rf(dir);
-    io_counts io0, io1;
-    bool have_io = proc_io(&io0);
+    bench_rm_rf(dir);
+    bench_io_counts io0, io1;
+    bool have_io = bench_proc_io(&io0);
     void *db = e->open(dir, MODE_NOSYNC);
     if (db == NULL) {
         fail_all(ei, rows, nrows);
@@ -2841,9 +2685,9 @@ static void phase_random(int ei, int run)
         res_fail(blame);
     close_db(e, db, blame);
     if (have_io)
-        have_io = proc_io(&io1);
+        have_io = bench_proc_io(&io1);
     uint64_t alloc = 0, size = 0;
-    du(dir, &alloc, &size);
+    bench_du(dir, &alloc, &size);
     if (usable(ei, W_FILLRANDOM, 1)) {
         result *r = res_at(W_FILLRANDOM, 1, ei);
         double user = (double)n * ENTRY_BYTES;
@@ -2870,7 +2714,7 @@ static void phase_random(int ei, int run)
     }
     if (usable(ei, W_READCOLD, 1)) {
         result *r = res_at(W_READCOLD, 1, ei);
-        int64_t resident = drop_cache(dir);
+        int64_t resident = bench_drop_cache(dir);
         double t0 = bench_now();
         db = resident < 0 ? NULL : e->open(dir, MODE_NOSYNC);
         double open_s = bench_now() - t0;
@@ -2910,7 +2754,7 @@ static void phase_random(int ei, int run)
             res_fail(r);
         } else {
             uint64_t full = 0, full_size = 0;
-            du(dir, &full, &full_size);
+            bench_du(dir, &full, &full_size);
             res_add(r, S_DB_FULL, (double)full);
             char a[32];
             fmt_bytes((double)full, a, sizeof a);
@@ -3975,7 +3819,7 @@ int cairn_bench_engine_main(int argc, char **argv)
     }
 #endif
 
-    if (mkdir_p(dir) != 0) {
+    if (bench_mkdir_p(dir) != 0) {
         fprintf(stderr, "engine: cannot create %s: %s\n", dir,
                 strerror(errno));
         return 1;
