@@ -69,6 +69,10 @@ enum {
     CAIRN_ECLOSED = -13,  /* handle is shutting down or closed */
     CAIRN_EHISTORY = -14, /* requested version is older than the history window */
     CAIRN_EVERSION = -15, /* file written by an unknown (newer) format version */
+    CAIRN_EUNAVAILABLE = -16, /* the archive tier cannot be reached (its
+                                 directory is missing, its mount gone, or
+                                 it fails I/O): data kept there cannot be
+                                 read until it is back */
 };
 
 /* A short, static, human-readable description of an error code. Unknown
@@ -135,6 +139,20 @@ typedef struct cairn_options {
                                     below is 10x the one above */
     uint32_t l0_compaction_trigger; /* 4 level-0 files start a compaction */
     size_t sst_block_size;       /* 4096: uncompressed data block size */
+    /* The archive tier: a directory (a slower volume, a network mount) that
+     * sorted files move to, recompressed, and are read from in place
+     * (NULL or "": none). It belongs to this database alone: files there
+     * that the database does not know are removed. If it cannot be reached
+     * the database still opens and works, except that reads of data kept
+     * there fail with CAIRN_EUNAVAILABLE (cairn_stats says so). */
+    const char *archive_dir;
+    /* The archive policy, applied in the background (about once a second):
+     * a local file is archived when it is at archive_min_level or deeper
+     * and at least archive_min_age_s seconds old; a rule left at 0 is not
+     * applied, and with both at 0 nothing is archived automatically. */
+    int archive_min_level;
+    uint64_t archive_min_age_s;
+    int archive_zstd_level;      /* 19: zstd level of archived blocks */
 } cairn_options;
 
 /* Fill *opts with the defaults above. */
@@ -171,6 +189,39 @@ int cairn_compact(cairn_db *db, cairn_compact_progress_fn fn, void *arg);
  * not write), sync and close. Returns the first error met; the handle is
  * freed anyway. */
 int cairn_close(cairn_db *db);
+
+/* ---- the archive tier (cairn_options.archive_dir) ----
+ * Sorted files are named by number (NNNNNN.sst; cairn_file_info lists
+ * them). Archiving copies a file into the archive with every block
+ * recompressed (zstd at archive_zstd_level), records the move durably, then
+ * deletes the local copy; recalling is the reverse (blocks compressed as
+ * the file's level is locally). Reads of archived files go to the archive
+ * transparently; their blocks enter the block cache like any other.
+ * Errors: CAIRN_ENOTSUP (no archive_dir), CAIRN_ENOTFOUND (no such file;
+ * also when a compaction replaced it meanwhile), CAIRN_EUNAVAILABLE,
+ * CAIRN_EREADONLY, CAIRN_EIO / CAIRN_ENOSPC (nothing was changed). A file
+ * already where it is asked to go: 0. */
+int cairn_archive_file(cairn_db *db, uint64_t number);
+int cairn_recall_file(cairn_db *db, uint64_t number);
+
+/* Archive every local file the policy selects now (with no rule set in the
+ * options: every local file). fn (may be NULL) is called after each file
+ * with its number, level, size before and after (bytes) and outcome.
+ * Returns the first error. */
+typedef void (*cairn_archive_progress_fn)(void *arg, uint64_t number,
+                                          int level, uint64_t bytes_before,
+                                          uint64_t bytes_after, int status);
+int cairn_archive_run(cairn_db *db, cairn_archive_progress_fn fn, void *arg);
+
+/* The sorted files of the database: number, level, tier (0 local, 1
+ * archive), size. *out is malloc'ed (cairn_free). */
+typedef struct cairn_file_info {
+    uint64_t number;
+    int level;
+    int tier;
+    uint64_t bytes;
+} cairn_file_info;
+int cairn_list_files(cairn_db *db, cairn_file_info **out, size_t *n);
 
 /* Free memory returned by the library. */
 void cairn_free(void *p);
@@ -435,6 +486,24 @@ typedef struct cairn_stats {
     int background_error;      /* last flush/compaction error, 0 if none */
     uint64_t write_slowdowns;  /* commits delayed 1 ms (level 0 filling up) */
     uint64_t write_stalls;     /* waits for a flush or compaction to make room */
+    /* The tiers: [0] local disk, [1] the archive (cairn_options.archive_dir). */
+    uint64_t tier_files[2];
+    uint64_t tier_bytes[2];          /* stored */
+    uint64_t tier_logical_bytes[2];  /* keys + values; / tier_bytes: the
+                                        compression ratio */
+    uint64_t tier_block_hits[2];     /* data block reads the block cache
+                                        answered, for files of the tier */
+    uint64_t tier_block_misses[2];   /* read from the files */
+    uint64_t tier_read_p50_ns[2];    /* latency of those file reads (read,
+                                        check, decompress), within ~19% */
+    uint64_t tier_read_p99_ns[2];
+    uint64_t archive_moves;          /* files archived since open */
+    uint64_t archive_recalls;        /* files recalled since open */
+    uint64_t archive_bytes_in, archive_bytes_out; /* their sizes before and
+                                                     after */
+    bool archive_configured;
+    bool archive_available;          /* false: its last I/O failed */
+    int archive_error;               /* the last failed move's error */
 } cairn_stats;
 void cairn_get_stats(cairn_db *db, cairn_stats *out);
 

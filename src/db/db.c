@@ -159,7 +159,7 @@ cairn_iiter *cairn_db_merge_all(db_tables *t)
     for (size_t i = 0; i < t->nimm; i++)
         src[n++] = cairn_iiter_from_memtable(t->imm[i]);
     for (size_t i = 0; i < nfiles; i++)
-        src[n++] = cairn_iiter_from_sst(cairn_tree_view_reader(t->view, i));
+        src[n++] = cairn_tree_view_iter(t->view, i, true);
     /* The merge owns the children (and destroys them if one is NULL). */
     cairn_iiter *merged = cairn_iiter_merge(src, n);
     free(src);
@@ -818,6 +818,26 @@ static int replay_cb(void *arg, const cairn_wal_record *rec)
     return rc;
 }
 
+/* A move between tiers changed the tree's view: a new table set with the
+ * same memtables and that view, so readers go to the new copy and the old
+ * one can go. (A flush racing with this may install its own, older view:
+ * still a whole, valid state; the next flush or move moves on.) */
+static void tree_view_changed(void *arg)
+{
+    cairn_db *db = arg;
+    cairn_tree_view *view = cairn_tree_view_get(db->tree);
+    pthread_mutex_lock(&db->tables_mu);
+    db_tables *cur = db->tables;
+    db_tables *next = tables_new(cur->active, cur->imm, cur->imm_lsn,
+                                 cur->nimm, view);
+    if (next)
+        db->tables = next;
+    pthread_mutex_unlock(&db->tables_mu);
+    cairn_tree_view_unref(view);
+    if (next)
+        cairn_db_tables_release(cur);
+}
+
 /* Open the sorted files (creating the tree of a new or older database)
  * and take what they cover as the starting point of replay. */
 static int open_tree(cairn_db *db)
@@ -844,6 +864,13 @@ static int open_tree(cairn_db *db)
     to.create_if_missing = !o->read_only;
     to.horizon = tree_horizon;
     to.horizon_arg = db;
+    to.archive_dir = o->archive_dir;
+    to.archive_policy.min_level = o->archive_min_level;
+    to.archive_policy.min_age_s = o->archive_min_age_s;
+    if (o->archive_zstd_level > 0)
+        to.archive_zstd_level = o->archive_zstd_level;
+    to.view_changed = tree_view_changed;
+    to.view_changed_arg = db;
     char msg[512];
     int rc = cairn_tree_open(db->env, db->path, &to, &db->tree, msg,
                              sizeof msg);
@@ -863,10 +890,13 @@ static int open_tree(cairn_db *db)
     atomic_store(&db->oldest_ts, hts);
     db->unknown_hi = db->flushed_version;
     for (size_t i = 0; i < cairn_tree_view_nfiles(view); i++) {
-        const cairn_sst_props *p =
-            cairn_sst_props_get(cairn_tree_view_reader(view, i));
-        if (p->max_ts > db->unknown_ts)
-            db->unknown_ts = p->max_ts;
+        const cairn_sst_reader *r = cairn_tree_view_reader(view, i);
+        /* An archived file out of reach: its creation time bounds its
+         * commit times from above (the safe side). */
+        uint64_t mts = r ? cairn_sst_props_get(r)->max_ts
+                         : cairn_tree_view_meta(view, i)->created_us;
+        if (mts > db->unknown_ts)
+            db->unknown_ts = mts;
     }
     if (db->unknown_ts > db->last_ts)
         db->last_ts = db->unknown_ts;
@@ -1067,6 +1097,8 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
         db_free(db);
         return rc;
     }
+    if (db->tree)
+        cairn_tree_archive_kick(db->tree); /* table sets are ready */
     *out = db;
     return 0;
 }
@@ -1410,7 +1442,99 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
                                             : atomic_load(&db->flush_error);
         out->write_slowdowns = atomic_load(&db->st_slowdowns);
         out->write_stalls = atomic_load(&db->st_stalls);
+        cairn_tree_tier_stats tt;
+        cairn_tree_get_tier_stats(db->tree, &tt);
+        for (int k = 0; k < 2; k++) {
+            out->tier_files[k] = tt.files[k];
+            out->tier_bytes[k] = tt.bytes[k];
+            out->tier_logical_bytes[k] = tt.logical_bytes[k];
+            out->tier_block_hits[k] = tt.hits[k];
+            out->tier_block_misses[k] = tt.misses[k];
+            out->tier_read_p50_ns[k] = tt.read_p50_ns[k];
+            out->tier_read_p99_ns[k] = tt.read_p99_ns[k];
+        }
+        out->archive_moves = tt.archived;
+        out->archive_recalls = tt.recalled;
+        out->archive_bytes_in = tt.archive_in_bytes;
+        out->archive_bytes_out = tt.archive_out_bytes;
+        out->archive_configured = tt.configured;
+        out->archive_available = tt.available;
+        out->archive_error = tt.last_move_error;
     }
+}
+
+/* ---------- the archive tier ---------- */
+
+int cairn_archive_file(cairn_db *db, uint64_t number)
+{
+    if (!db)
+        return CAIRN_EINVAL;
+    if (db->read_only || !db->tree)
+        return CAIRN_EREADONLY;
+    return cairn_tree_archive_file(db->tree, number, NULL);
+}
+
+int cairn_recall_file(cairn_db *db, uint64_t number)
+{
+    if (!db)
+        return CAIRN_EINVAL;
+    if (db->read_only || !db->tree)
+        return CAIRN_EREADONLY;
+    return cairn_tree_recall_file(db->tree, number, NULL);
+}
+
+typedef struct archive_cb {
+    cairn_archive_progress_fn fn;
+    void *arg;
+} archive_cb;
+
+static void archive_progress(void *arg, const cairn_tree_move_info *i, int rc)
+{
+    archive_cb *c = arg;
+    if (c->fn)
+        c->fn(c->arg, i->number, i->level, i->bytes_before, i->bytes_after,
+              rc);
+}
+
+int cairn_archive_run(cairn_db *db, cairn_archive_progress_fn fn, void *arg)
+{
+    if (!db)
+        return CAIRN_EINVAL;
+    if (db->read_only || !db->tree)
+        return CAIRN_EREADONLY;
+    cairn_tier_policy p = {.min_level = db->opts.archive_min_level,
+                           .min_age_s = db->opts.archive_min_age_s};
+    archive_cb c = {fn, arg};
+    return cairn_tree_archive_run(db->tree, &p, archive_progress, &c);
+}
+
+int cairn_list_files(cairn_db *db, cairn_file_info **out, size_t *n)
+{
+    if (!db || !out || !n)
+        return CAIRN_EINVAL;
+    *out = NULL;
+    *n = 0;
+    if (!db->tree)
+        return 0;
+    cairn_tree_view *w = cairn_tree_view_get(db->tree);
+    size_t nf = cairn_tree_view_nfiles(w);
+    cairn_file_info *fi = nf ? calloc(nf, sizeof *fi) : NULL;
+    if (nf && !fi) {
+        cairn_tree_view_unref(w);
+        return CAIRN_ENOMEM;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        const cairn_file_meta *m = cairn_tree_view_meta(w, i);
+        const cairn_sst_reader *r = cairn_tree_view_reader(w, i);
+        fi[i].number = m->number;
+        fi[i].level = cairn_tree_view_file_level(w, i);
+        fi[i].tier = m->tier;
+        fi[i].bytes = r ? cairn_sst_props_get(r)->file_size : m->file_size;
+    }
+    cairn_tree_view_unref(w);
+    *out = fi;
+    *n = nf;
+    return 0;
 }
 
 int cairn_set_cache_sizes(cairn_db *db, size_t row_cache_bytes,

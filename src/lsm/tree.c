@@ -37,10 +37,22 @@
 #include "cairn.h"
 #include "lsm/iter.h"
 #include "lsm/manifest.h"
+#include "tier/tier.h"
 
+/* One copy of a file: (number, tier) names it, the tier says where it is
+ * (tier 0: the database directory; 1: the archive directory). Both copies
+ * of a number exist for a while during a move: views made before the move
+ * hold the old one. */
 typedef struct tfile {
     uint64_t number;
-    cairn_sst_reader *r;
+    uint8_t tier;
+    bool dying;   /* unreferenced, being closed and unlinked (files_mu):
+                     still in the map so that no new copy is made at its
+                     path before the unlink is done */
+    /* The reader; NULL only for an archived file whose archive could not
+     * be reached when it was opened: opened on first use (open_mu). */
+    _Atomic(cairn_sst_reader *) r;
+    pthread_mutex_t open_mu;
     atomic_int refs;
     struct tfile *next; /* files map chain (files_mu) */
 } tfile;
@@ -83,6 +95,19 @@ struct cairn_tree {
     atomic_int bg_error;
     atomic_uint_fast64_t l0_files; /* of the current view: read by every
                                       commit (backpressure) without a lock */
+
+    /* The archive tier (see tier/tier.h; aenv NULL: none configured). */
+    cairn_env *aenv;   /* the archive env over env */
+    char *adir;
+    cairn_sst_read_stats rstats[CAIRN_TIER_COUNT]; /* block reads per tier */
+    pthread_mutex_t tier_mu; /* one move (archive or recall) at a time;
+                                taken before compact_mu is never held */
+    pthread_mutex_t arch_mu; /* the archive thread's wake-ups */
+    pthread_cond_t arch_cv;
+    bool arch_stop, arch_started, arch_kick;
+    pthread_t arch;
+    atomic_uint_fast64_t st_archived, st_recalled, st_arch_in, st_arch_out;
+    atomic_int arch_error; /* last failed move's error (0: none) */
 };
 
 void cairn_tree_options_init(cairn_tree_options *o)
@@ -99,6 +124,8 @@ void cairn_tree_options_init(cairn_tree_options *o)
     o->zstd_level = 3;
     o->block_cache_bytes = 256u << 20;
     o->bottom_codec = -1; /* zstd unless codec_set (see tree.h) */
+    o->archive_zstd_level = CAIRN_TIER_DEFAULT_ZSTD_LEVEL;
+    o->archive_check_ms = 1000;
 }
 
 static uint64_t now_us(void)
@@ -124,24 +151,54 @@ static void sst_opts_for(cairn_tree *t, int level, cairn_sst_options *so)
 
 /* ---------- files map ---------- */
 
-static tfile *files_find(cairn_tree *t, uint64_t number)
+/* files_mu held. Dying copies are found too (callers check). */
+static tfile *files_find(cairn_tree *t, uint64_t number, uint8_t tier)
 {
     for (tfile *f = t->files[number % FILES_BUCKETS]; f; f = f->next)
-        if (f->number == number)
+        if (f->number == number && f->tier == tier)
             return f;
     return NULL;
 }
 
-/* Open number's reader and add it to the map with no reference yet. */
-static int files_open(cairn_tree *t, uint64_t number, char *err, size_t errlen)
+/* Where the copy of number in tier lives, and the env to reach it. */
+static cairn_env *tier_path(cairn_tree *t, uint64_t number, uint8_t tier,
+                            char *path, size_t n)
+{
+    if (tier == CAIRN_TIER_LOCAL) {
+        cairn_lsm_sst_path(path, n, t->dir, number);
+        return t->env;
+    }
+    cairn_lsm_sst_path(path, n, t->adir ? t->adir : "(no archive)", number);
+    return tier == CAIRN_TIER_ARCHIVE ? t->aenv : NULL; /* 2..255: unused */
+}
+
+/* The block cache key of a copy: the number, with the top bit for the
+ * archive (the copies' blocks differ). */
+static uint64_t tier_file_id(uint64_t number, uint8_t tier)
+{
+    return tier ? number | (1ull << 63) : number;
+}
+
+/* Open the reader of a copy. An archived file's failures to reach the
+ * archive are CAIRN_EUNAVAILABLE (err says why). */
+static int open_reader(cairn_tree *t, uint64_t number, uint8_t tier,
+                       cairn_sst_reader **out, char *err, size_t errlen)
 {
     char path[4096];
-    cairn_lsm_sst_path(path, sizeof path, t->dir, number);
-    tfile *f = calloc(1, sizeof *f);
-    if (!f)
-        return CAIRN_ENOMEM;
+    cairn_env *env = tier_path(t, number, tier, path, sizeof path);
+    *out = NULL;
+    if (!env) {
+        if (err && errlen)
+            snprintf(err, errlen, "%06llu.sst is in archive tier %u and %s",
+                     (unsigned long long)number, (unsigned)tier,
+                     tier == CAIRN_TIER_ARCHIVE
+                         ? "no archive directory is configured"
+                         : "no such tier is known");
+        return CAIRN_EUNAVAILABLE;
+    }
     char msg[CAIRN_SST_ERRMSG_LEN] = "";
-    int rc = cairn_sst_open(t->env, path, number, t->cache, &f->r, msg);
+    int rc = cairn_sst_open(env, path, tier_file_id(number, tier), t->cache,
+                            out, msg);
     if (rc == CAIRN_ENOTFOUND) {
         /* The manifest names it, so the database is damaged: not "no
          * database here" (which a read-only open takes for "never
@@ -149,14 +206,68 @@ static int files_open(cairn_tree *t, uint64_t number, char *err, size_t errlen)
         snprintf(msg, sizeof msg, "%.200s: missing (the manifest references it)",
                  path);
         rc = CAIRN_ECORRUPT;
+    } else if (rc == CAIRN_EUNAVAILABLE) {
+        char why[320];
+        cairn_tier_env_last_error(env, why, sizeof why);
+        snprintf(msg, sizeof msg, "archive tier unavailable: %.200s", why);
     }
     if (rc != 0) {
         if (err && errlen)
             snprintf(err, errlen, "%s", msg[0] ? msg : cairn_strerror(rc));
+        return rc;
+    }
+    cairn_sst_set_read_stats(*out, &t->rstats[tier ? 1 : 0]);
+    return 0;
+}
+
+/* The reader of f, opened now if it could not be before. */
+static int tfile_reader(cairn_tree *t, tfile *f, const cairn_sst_reader **out,
+                        char *err, size_t errlen)
+{
+    cairn_sst_reader *r = atomic_load(&f->r);
+    int rc = 0;
+    if (!r) {
+        pthread_mutex_lock(&f->open_mu);
+        r = atomic_load(&f->r);
+        if (!r) {
+            rc = open_reader(t, f->number, f->tier, &r, err, errlen);
+            if (rc == 0)
+                atomic_store(&f->r, r);
+        }
+        pthread_mutex_unlock(&f->open_mu);
+    }
+    *out = r;
+    return rc;
+}
+
+static void tfile_free(tfile *f)
+{
+    cairn_sst_close(atomic_load(&f->r));
+    pthread_mutex_destroy(&f->open_mu);
+    free(f);
+}
+
+/* Open number's reader (the copy in tier) and add it to the map with no
+ * reference yet. lenient: an archived file whose archive cannot be reached
+ * is added without a reader (opened on first use). */
+static int files_open(cairn_tree *t, uint64_t number, uint8_t tier,
+                      bool lenient, char *err, size_t errlen)
+{
+    tfile *f = calloc(1, sizeof *f);
+    if (!f)
+        return CAIRN_ENOMEM;
+    cairn_sst_reader *r = NULL;
+    int rc = open_reader(t, number, tier, &r, err, errlen);
+    if (rc == CAIRN_EUNAVAILABLE && lenient && tier != CAIRN_TIER_LOCAL)
+        rc = 0;
+    if (rc != 0) {
         free(f);
         return rc;
     }
+    atomic_init(&f->r, r);
+    pthread_mutex_init(&f->open_mu, NULL);
     f->number = number;
+    f->tier = tier;
     atomic_init(&f->refs, 0);
     pthread_mutex_lock(&t->files_mu);
     f->next = t->files[number % FILES_BUCKETS];
@@ -171,20 +282,25 @@ static void tfile_unref(cairn_tree *t, tfile *f)
     if (atomic_fetch_sub(&f->refs, 1) != 1)
         return;
     pthread_mutex_lock(&t->files_mu);
+    f->dying = true;
+    pthread_mutex_unlock(&t->files_mu);
+    cairn_sst_close(atomic_load(&f->r));
+    atomic_store(&f->r, NULL);
+    cairn_block_cache_erase_file(t->cache, tier_file_id(f->number, f->tier));
+    if (!atomic_load(&t->closing)) {
+        char path[4096];
+        cairn_env *env = tier_path(t, f->number, f->tier, path, sizeof path);
+        if (env) /* best effort: open removes leftovers */
+            cairn_env_unlink(env, path);
+    }
+    pthread_mutex_lock(&t->files_mu);
     tfile **pp = &t->files[f->number % FILES_BUCKETS];
     while (*pp && *pp != f)
         pp = &(*pp)->next;
     if (*pp)
         *pp = f->next;
     pthread_mutex_unlock(&t->files_mu);
-    cairn_sst_close(f->r);
-    cairn_block_cache_erase_file(t->cache, f->number);
-    if (!atomic_load(&t->closing)) {
-        char path[4096];
-        cairn_lsm_sst_path(path, sizeof path, t->dir, f->number);
-        cairn_env_unlink(t->env, path); /* best effort: open removes leftovers */
-    }
-    free(f);
+    tfile_free(f);
 }
 
 /* ---------- views ---------- */
@@ -208,8 +324,8 @@ static cairn_tree_view *view_build(cairn_tree *t, cairn_version *v)
         size_t nf = cairn_version_num_files(v, l);
         for (size_t i = 0; i < nf; i++) {
             const cairn_file_meta *m = cairn_version_file(v, l, i);
-            tfile *f = files_find(t, m->number);
-            if (!f) { /* callers open every file before building */
+            tfile *f = files_find(t, m->number, m->tier);
+            if (!f || f->dying) { /* callers open every file before building */
                 pthread_mutex_unlock(&t->files_mu);
                 for (size_t j = 0; j < n; j++)
                     tfile_unref(t, w->f[j]);
@@ -286,7 +402,86 @@ size_t cairn_tree_view_nfiles(const cairn_tree_view *v)
 const cairn_sst_reader *cairn_tree_view_reader(const cairn_tree_view *v,
                                                size_t i)
 {
-    return i < v->n ? v->f[i]->r : NULL;
+    const cairn_sst_reader *r = NULL;
+    if (i < v->n)
+        tfile_reader(v->t, v->f[i], &r, NULL, 0);
+    return r;
+}
+
+int cairn_tree_view_reader_ex(const cairn_tree_view *v, size_t i,
+                              const cairn_sst_reader **out, char *errmsg,
+                              size_t errlen)
+{
+    *out = NULL;
+    if (i >= v->n)
+        return CAIRN_EINVAL;
+    return tfile_reader(v->t, v->f[i], out, errmsg, errlen);
+}
+
+const cairn_file_meta *cairn_tree_view_meta(const cairn_tree_view *v,
+                                            size_t i)
+{
+    if (i >= v->n)
+        return NULL;
+    int l = cairn_tree_view_file_level(v, i);
+    return cairn_version_file(v->v, l, i - v->lstart[l]);
+}
+
+/* An iterator that is invalid with an error: a file that cannot be read. */
+typedef struct err_iiter {
+    cairn_iiter base;
+    int rc;
+    char msg[CAIRN_SST_ERRMSG_LEN];
+} err_iiter;
+static void ei_nop(cairn_iiter *it) { (void)it; }
+static void ei_seek(cairn_iiter *it, const void *k, size_t kl, uint64_t v)
+{
+    (void)it, (void)k, (void)kl, (void)v;
+}
+static bool ei_valid(const cairn_iiter *it) { (void)it; return false; }
+static void ei_entry(const cairn_iiter *it, cairn_ientry *out)
+{
+    (void)it;
+    memset(out, 0, sizeof *out);
+}
+static int ei_status(const cairn_iiter *it)
+{
+    return ((const err_iiter *)it)->rc;
+}
+static const char *ei_errmsg(const cairn_iiter *it)
+{
+    return ((const err_iiter *)it)->msg;
+}
+static void ei_destroy(cairn_iiter *it) { free(it); }
+static const cairn_iiter_ops err_iiter_ops = {
+    .seek_first = ei_nop,
+    .seek_last = ei_nop,
+    .seek = ei_seek,
+    .seek_for_prev = ei_seek,
+    .next = ei_nop,
+    .prev = ei_nop,
+    .valid = ei_valid,
+    .entry = ei_entry,
+    .status = ei_status,
+    .errmsg = ei_errmsg,
+    .destroy = ei_destroy,
+};
+
+cairn_iiter *cairn_tree_view_iter(const cairn_tree_view *v, size_t i,
+                                  bool fill_cache)
+{
+    const cairn_sst_reader *r = NULL;
+    char msg[CAIRN_SST_ERRMSG_LEN] = "";
+    int rc = cairn_tree_view_reader_ex(v, i, &r, msg, sizeof msg);
+    if (rc == 0)
+        return cairn_iiter_from_sst_ex(r, fill_cache);
+    err_iiter *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->base.ops = &err_iiter_ops;
+    e->rc = rc;
+    snprintf(e->msg, sizeof e->msg, "%s", msg[0] ? msg : cairn_strerror(rc));
+    return &e->base;
 }
 
 int cairn_tree_view_file_level(const cairn_tree_view *v, size_t i)
@@ -302,14 +497,14 @@ const cairn_version *cairn_tree_view_version(const cairn_tree_view *v)
     return v->v;
 }
 
-static bool in_range(const cairn_sst_reader *r, const void *key, size_t klen)
+/* By the manifest's key range (the file's own, which a reader may not be
+ * open to tell: an archived file while the archive is away). */
+static bool in_range(const cairn_file_meta *m, const void *key, size_t klen)
 {
-    const cairn_sst_props *p = cairn_sst_props_get(r);
-    if (p->entries == 0)
+    if (m->entries == 0)
         return false;
-    return cairn_key_cmp(key, klen, p->smallest_key, p->smallest_klen) >=
-               0 &&
-           cairn_key_cmp(key, klen, p->largest_key, p->largest_klen) <= 0;
+    return cairn_key_cmp(key, klen, m->smallest.ukey, m->smallest.ulen) >= 0 &&
+           cairn_key_cmp(key, klen, m->largest.ukey, m->largest.ulen) <= 0;
 }
 
 /* The files that may hold key, in search order: every L0 file whose range
@@ -319,14 +514,14 @@ static size_t candidates(const cairn_tree_view *v, const void *key,
 {
     size_t n = 0;
     for (size_t i = v->lstart[0]; i < v->lstart[1]; i++)
-        if (in_range(v->f[i]->r, key, klen))
+        if (in_range(cairn_version_file(v->v, 0, i - v->lstart[0]), key, klen))
             out[n++] = v->f[i];
     for (int l = 1; l < CAIRN_LSM_MAX_LEVELS; l++) {
         size_t nf = v->lstart[l + 1] - v->lstart[l];
         if (!nf)
             continue;
         size_t idx = cairn_version_find_index(v->v, l, key, klen);
-        if (idx < nf && in_range(v->f[v->lstart[l] + idx]->r, key, klen))
+        if (idx < nf && in_range(cairn_version_file(v->v, l, idx), key, klen))
             out[n++] = v->f[v->lstart[l] + idx];
     }
     return n;
@@ -345,9 +540,13 @@ int cairn_tree_view_read(const cairn_tree_view *v, const void *key,
         return CAIRN_ENOMEM;
     size_t n = candidates(v, key, klen, cand);
     int rc = CAIRN_ENOTFOUND;
-    for (size_t i = 0; i < n && rc == CAIRN_ENOTFOUND; i++)
-        rc = cairn_sst_get(cand[i]->r, key, klen, S, max_ts, out, pin,
-                           errmsg);
+    for (size_t i = 0; i < n && rc == CAIRN_ENOTFOUND; i++) {
+        const cairn_sst_reader *r;
+        rc = tfile_reader(v->t, cand[i], &r, errmsg,
+                          errmsg ? CAIRN_SST_ERRMSG_LEN : 0);
+        if (rc == 0)
+            rc = cairn_sst_get(r, key, klen, S, max_ts, out, pin, errmsg);
+    }
     if (cand != stack)
         free(cand);
     return rc;
@@ -367,10 +566,14 @@ int cairn_tree_view_versions(const cairn_tree_view *v, const void *key,
     int rc = 0;
     bool stop = false;
     for (size_t i = 0; i < n && rc == 0 && !stop; i++) {
-        if (!cairn_sst_may_contain(cand[i]->r, key, klen))
+        const cairn_sst_reader *r;
+        rc = tfile_reader(v->t, cand[i], &r, NULL, 0);
+        if (rc != 0)
+            break;
+        if (!cairn_sst_may_contain(r, key, klen))
             continue;
         cairn_sst_iter *it;
-        rc = cairn_sst_iter_new(cand[i]->r, &it);
+        rc = cairn_sst_iter_new(r, &it);
         if (rc != 0)
             break;
         for (cairn_sst_iter_seek(it, key, klen, S);
@@ -482,22 +685,21 @@ static void remove_file(cairn_tree *t, uint64_t number)
  * open decides whether the edit is there). */
 /* Take an unreferenced file out of the map and close its reader (its file
  * stays). */
-static void files_forget(cairn_tree *t, uint64_t number)
+static void files_forget(cairn_tree *t, uint64_t number, uint8_t tier)
 {
     pthread_mutex_lock(&t->files_mu);
     tfile **pp = &t->files[number % FILES_BUCKETS];
-    while (*pp && (*pp)->number != number)
+    while (*pp && ((*pp)->number != number || (*pp)->tier != tier))
         pp = &(*pp)->next;
     tfile *f = *pp;
-    if (f && atomic_load(&f->refs) == 0)
+    if (f && atomic_load(&f->refs) == 0 && !f->dying)
         *pp = f->next;
     else
         f = NULL;
     pthread_mutex_unlock(&t->files_mu);
     if (f) {
-        cairn_sst_close(f->r);
-        cairn_block_cache_erase_file(t->cache, number);
-        free(f);
+        cairn_block_cache_erase_file(t->cache, tier_file_id(number, tier));
+        tfile_free(f);
     }
 }
 
@@ -514,7 +716,8 @@ static int install_edit(cairn_tree *t, cairn_version_edit *e,
     }
     size_t opened = 0;
     for (; opened < e->nadded && rc == 0; opened++)
-        rc = files_open(t, e->added[opened]->number, NULL, 0);
+        rc = files_open(t, e->added[opened]->number, e->added[opened]->tier,
+                        false, NULL, 0);
     if (rc == 0) {
         cairn_version_edit_set_next_file(e,
                                          cairn_manifest_next_file_number(t->m));
@@ -535,7 +738,7 @@ static int install_edit(cairn_tree *t, cairn_version_edit *e,
     }
     if (rc != 0)
         for (size_t i = 0; i < opened; i++)
-            files_forget(t, e->added[i]->number);
+            files_forget(t, e->added[i]->number, e->added[i]->tier);
     return rc;
 }
 
@@ -680,18 +883,21 @@ static void files_range(const cairn_file_meta *const *f, size_t n,
 
 static int job_fill(const cairn_version *v, cjob *j);
 
-/* Choose the next compaction of v, if any level needs one. */
-static int pick(cairn_tree *t, const cairn_version *v, cjob *j)
+/* Choose the next compaction of v, if any level needs one; levels whose
+ * bit is set in skip are passed over. */
+static int pick(cairn_tree *t, const cairn_version *v, cjob *j, unsigned skip)
 {
     memset(j, 0, sizeof *j);
     int nl = t->o.num_levels;
     int level = -1;
     size_t n0 = cairn_version_num_files(v, 0);
-    if (n0 >= t->o.l0_compaction_trigger) {
+    if (n0 >= t->o.l0_compaction_trigger && !(skip & 1u)) {
         level = 0;
     } else {
         double best = 1.0;
         for (int l = 1; l < nl - 1; l++) {
+            if (skip & (1u << l))
+                continue;
             double score = (double)cairn_version_level_bytes(v, l) /
                            (double)level_target(t, l);
             if (score >= best) {
@@ -850,13 +1056,16 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
             const cairn_file_meta *m = j->in[s][i];
             read_bytes += m->file_size;
             const cairn_sst_reader *r = NULL;
-            for (size_t x = 0; x < w->n; x++)
-                if (w->f[x]->number == m->number)
-                    r = w->f[x]->r;
-            if (!r) {
+            for (size_t x = 0; x < w->n && !r; x++)
+                if (w->f[x]->number == m->number) {
+                    rc = tfile_reader(t, w->f[x], &r, NULL, 0);
+                    if (rc != 0)
+                        break;
+                }
+            if (rc == 0 && !r)
                 rc = CAIRN_ECORRUPT;
+            if (rc != 0)
                 break;
-            }
             /* One pass: keep the inputs' blocks out of the cache. */
             src[k] = cairn_iiter_from_sst_ex(r, false);
             if (!src[k++])
@@ -1025,17 +1234,44 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
  * `target`, where files are rewritten, not moved: with the bottom-most
  * codec and the versions below the horizon zeroed). 0 done;
  * CAIRN_ENOTFOUND: nothing to do. */
+/* Whether a job must read an archived input while the archive cannot be
+ * reached (a move reads nothing). */
+static bool job_needs_absent_archive(cairn_tree *t, const cjob *j)
+{
+    if (j->move || (t->aenv && cairn_tier_env_available(t->aenv)))
+        return false;
+    for (int s = 0; s < 2; s++)
+        for (size_t i = 0; i < j->nin[s]; i++)
+            if (j->in[s][i]->tier != CAIRN_TIER_LOCAL)
+                return true;
+    return false;
+}
+
 static int compact_job(cairn_tree *t, int level, int target)
 {
     pthread_mutex_lock(&t->compact_mu);
     cairn_tree_view *w = cairn_tree_view_get(t);
     cjob j;
-    int rc = level < 0 ? pick(t, w->v, &j) : pick_first(w->v, level, &j);
-    if (rc == 0) {
+    int rc;
+    unsigned skip = 0;
+    for (;;) {
+        rc = level < 0 ? pick(t, w->v, &j, skip) : pick_first(w->v, level, &j);
+        if (rc != 0)
+            break;
         if (level >= 0 && level + 1 == target)
             j.move = false;
-        rc = run_job(t, w, &j);
+        /* A job that needs the archive while it is away waits for it (the
+         * archive thread kicks compaction once it is back); the other
+         * levels go on. Never an error of the database. */
+        int jl = j.level;
+        if (job_needs_absent_archive(t, &j))
+            rc = CAIRN_EUNAVAILABLE;
+        else
+            rc = run_job(t, w, &j);
         cjob_free(&j);
+        if (rc != CAIRN_EUNAVAILABLE || level >= 0)
+            break;
+        skip |= 1u << jl;
     }
     cairn_tree_view_unref(w);
     pthread_mutex_unlock(&t->compact_mu);
@@ -1207,6 +1443,10 @@ cairn_block_cache *cairn_tree_cache(cairn_tree *t)
     return t->cache;
 }
 
+static void cleanup_local(cairn_tree *t, char **names, size_t count);
+static void cleanup_archive(cairn_tree *t);
+static void *arch_main(void *arg);
+
 static void tree_free(cairn_tree *t)
 {
     if (t->cur) {
@@ -1217,8 +1457,7 @@ static void tree_free(cairn_tree *t)
         while (t->files[b]) {
             tfile *f = t->files[b];
             t->files[b] = f->next;
-            cairn_sst_close(f->r);
-            free(f);
+            tfile_free(f);
         }
     if (t->m)
         cairn_manifest_close(t->m);
@@ -1230,6 +1469,11 @@ static void tree_free(cairn_tree *t)
     pthread_mutex_destroy(&t->bg_mu);
     pthread_cond_destroy(&t->bg_cv);
     pthread_cond_destroy(&t->installed_cv);
+    pthread_mutex_destroy(&t->tier_mu);
+    pthread_mutex_destroy(&t->arch_mu);
+    pthread_cond_destroy(&t->arch_cv);
+    cairn_env_destroy(t->aenv);
+    free(t->adir);
     free(t->dir);
     free(t);
 }
@@ -1274,6 +1518,22 @@ int cairn_tree_open(cairn_env *env, const char *dir,
     pthread_mutex_init(&t->bg_mu, NULL);
     pthread_cond_init(&t->bg_cv, NULL);
     pthread_cond_init(&t->installed_cv, NULL);
+    pthread_mutex_init(&t->tier_mu, NULL);
+    pthread_mutex_init(&t->arch_mu, NULL);
+    pthread_cond_init(&t->arch_cv, NULL);
+    if (to->archive_dir && to->archive_dir[0]) {
+        t->adir = strdup(to->archive_dir);
+        t->aenv = t->adir ? cairn_tier_env_new(env, t->adir) : NULL;
+        if (!t->aenv) {
+            tree_free(t);
+            return CAIRN_ENOMEM;
+        }
+    }
+    to->archive_dir = NULL; /* the caller's string: t->adir is ours */
+    if (to->archive_zstd_level <= 0)
+        to->archive_zstd_level = CAIRN_TIER_DEFAULT_ZSTD_LEVEL;
+    if (!to->archive_check_ms)
+        to->archive_check_ms = 1000;
     atomic_init(&t->closing, false);
     atomic_init(&t->bg_error, 0);
     atomic_init(&t->l0_files, 0);
@@ -1299,10 +1559,25 @@ int cairn_tree_open(cairn_env *env, const char *dir,
         tree_free(t);
         return rc;
     }
+    /* A missing archive directory is made only while nothing is archived:
+     * otherwise it is an archive out of reach (a mount gone), not a new
+     * one. */
+    if (t->aenv && !to->read_only) {
+        bool any = false;
+        for (int l = 0; l < CAIRN_LSM_MAX_LEVELS && !any; l++)
+            for (size_t i = 0; i < cairn_version_num_files(v, l) && !any; i++)
+                any = cairn_version_file(v, l, i)->tier != CAIRN_TIER_LOCAL;
+        if (!any)
+            cairn_env_mkdir_p(env, t->adir);
+    }
+    /* Archived files whose archive cannot be reached are opened on first
+     * use: the database opens without them (reads of them fail with
+     * CAIRN_EUNAVAILABLE until the archive is back). */
     for (int l = 0; l < CAIRN_LSM_MAX_LEVELS && rc == 0; l++)
-        for (size_t i = 0; i < cairn_version_num_files(v, l) && rc == 0; i++)
-            rc = files_open(t, cairn_version_file(v, l, i)->number, errmsg,
-                            errlen);
+        for (size_t i = 0; i < cairn_version_num_files(v, l) && rc == 0; i++) {
+            const cairn_file_meta *m = cairn_version_file(v, l, i);
+            rc = files_open(t, m->number, m->tier, true, errmsg, errlen);
+        }
     if (rc == 0) {
         t->cur = view_build(t, v);
         if (!t->cur)
@@ -1325,12 +1600,23 @@ int cairn_tree_open(cairn_env *env, const char *dir,
                     remove_file(t, dead[i]);
                 free(dead);
             }
+            cleanup_local(t, names, count);
             cairn_env_free_list(names, count);
+        }
+        if (t->aenv) {
+            pthread_mutex_lock(&t->tier_mu);
+            cleanup_archive(t);
+            pthread_mutex_unlock(&t->tier_mu);
         }
         if (pthread_create(&t->bg, NULL, bg_main, t) == 0)
             t->bg_started = true;
         else
             rc = CAIRN_ENOMEM;
+        /* Without its thread the policy does not run; explicit moves
+         * still work. */
+        if (rc == 0 && t->aenv &&
+            pthread_create(&t->arch, NULL, arch_main, t) == 0)
+            t->arch_started = true;
     }
     if (rc != 0) {
         tree_free(t);
@@ -1345,6 +1631,13 @@ void cairn_tree_close(cairn_tree *t)
     if (!t)
         return;
     atomic_store(&t->closing, true);
+    if (t->arch_started) {
+        pthread_mutex_lock(&t->arch_mu);
+        t->arch_stop = true;
+        pthread_cond_broadcast(&t->arch_cv);
+        pthread_mutex_unlock(&t->arch_mu);
+        pthread_join(t->arch, NULL);
+    }
     if (t->bg_started) {
         pthread_mutex_lock(&t->bg_mu);
         t->bg_stop = true;
@@ -1366,8 +1659,12 @@ void cairn_tree_get_stats(cairn_tree *t, cairn_tree_stats *out)
         out->level_bytes[l] = cairn_version_level_bytes(w->v, l);
     }
     for (size_t i = 0; i < cairn_tree_view_nfiles(w); i++) {
-        const cairn_sst_props *p =
-            cairn_sst_props_get(cairn_tree_view_reader(w, i));
+        cairn_sst_reader *r = atomic_load(&w->f[i]->r);
+        if (!r) { /* archived, out of reach: what the manifest knows */
+            out->file_bytes += cairn_tree_view_meta(w, i)->file_size;
+            continue;
+        }
+        const cairn_sst_props *p = cairn_sst_props_get(r);
         out->logical_bytes += p->raw_key_bytes + p->raw_value_bytes;
         out->file_bytes += p->file_size;
     }
@@ -1383,4 +1680,489 @@ void cairn_tree_get_stats(cairn_tree *t, cairn_tree_stats *out)
     out->pressure = pressure_of(t, &out->pressure_reason);
     out->bg_error = atomic_load(&t->bg_error);
     cairn_block_cache_get_stats(t->cache, &out->cache);
+}
+
+/* ---------- the archive tier ----------
+ *
+ * A move (archive: tier 0 -> 1; recall: 1 -> 0), one at a time (tier_mu):
+ *   1. copy the file's entries into "NNNNNN.sst.tmp" in the destination
+ *      directory, blocks compressed for the destination (zstd at
+ *      archive_zstd_level in the archive; the level's codec locally), and
+ *      fdatasync it;
+ *   2. rename it to "NNNNNN.sst" and sync the directory;
+ *   3. under install_mu, check that the file is still where it was (a
+ *      compaction may have replaced it meanwhile: then the copy goes),
+ *      open the copy, log the "set tier" edit (synced) and install the
+ *      new view;
+ *   4. the old copy is unlinked when the last view holding it goes.
+ * A crash between any two steps loses nothing: before 3 the manifest names
+ * the old copy (the new one is a leftover), after 3 the new one (the old
+ * one is). Open removes both kinds of leftover (cleanup_local,
+ * cleanup_archive), and temporaries.
+ *
+ * While a copy (N, tier) is dying its file is still being unlinked: no new
+ * copy may be made at that path until it is gone (copy_wait_or_pin). A
+ * live copy of the destination (a view made before the previous move still
+ * holds it) is reused as it is.
+ */
+
+static uint64_t tier_now_us(cairn_tree *t)
+{
+    return t->o.clock_us ? t->o.clock_us(t->o.clock_arg) : now_us();
+}
+
+/* Wait while a copy (number, tier) is dying; return it referenced if it is
+ * alive (the caller unrefs it), NULL if there is none. */
+static tfile *copy_wait_or_pin(cairn_tree *t, uint64_t number, uint8_t tier)
+{
+    for (;;) {
+        pthread_mutex_lock(&t->files_mu);
+        tfile *f = files_find(t, number, tier);
+        if (f && !f->dying) {
+            int r = atomic_load(&f->refs);
+            while (r > 0 &&
+                   !atomic_compare_exchange_weak(&f->refs, &r, r + 1))
+                ;
+            if (r > 0) {
+                pthread_mutex_unlock(&t->files_mu);
+                return f;
+            }
+        }
+        pthread_mutex_unlock(&t->files_mu);
+        if (!f)
+            return NULL;
+        struct timespec d = {0, 1000000}; /* its unlink is under way */
+        nanosleep(&d, NULL);
+    }
+}
+
+static int copy_progress(void *arg, uint64_t done, uint64_t total)
+{
+    (void)done, (void)total;
+    return atomic_load(&((cairn_tree *)arg)->closing) ? 1 : 0;
+}
+
+/* The view changed without a flush: tell the owner of table sets. */
+static void view_changed(cairn_tree *t)
+{
+    if (t->o.view_changed)
+        t->o.view_changed(t->o.view_changed_arg);
+}
+
+/* Move number into tier `to` (tier_mu held). */
+static int tier_move(cairn_tree *t, uint64_t number, uint8_t to,
+                     cairn_tree_move_info *info)
+{
+    if (info)
+        memset(info, 0, sizeof *info);
+    if (t->o.read_only)
+        return CAIRN_EREADONLY;
+    if (!t->aenv)
+        return CAIRN_ENOTSUP;
+    if (cairn_manifest_error(t->m))
+        return CAIRN_EREADONLY;
+    uint8_t from = to == CAIRN_TIER_LOCAL ? CAIRN_TIER_ARCHIVE
+                                          : CAIRN_TIER_LOCAL;
+    cairn_tree_view *w = cairn_tree_view_get(t);
+    size_t idx = w->n;
+    for (size_t i = 0; i < w->n; i++)
+        if (w->f[i]->number == number)
+            idx = i;
+    if (idx == w->n) {
+        cairn_tree_view_unref(w);
+        return CAIRN_ENOTFOUND;
+    }
+    const cairn_file_meta *m = cairn_tree_view_meta(w, idx);
+    int level = cairn_tree_view_file_level(w, idx);
+    if (info) {
+        info->number = number;
+        info->level = level;
+    }
+    if (m->tier == to) {
+        cairn_tree_view_unref(w);
+        return 0;
+    }
+    if (m->tier != from) {
+        cairn_tree_view_unref(w);
+        return CAIRN_EINVAL;
+    }
+    const cairn_sst_reader *src = NULL;
+    char msg[CAIRN_SST_ERRMSG_LEN] = "";
+    int rc = tfile_reader(t, w->f[idx], &src, msg, sizeof msg);
+    if (rc != 0) {
+        cairn_tree_view_unref(w);
+        return rc;
+    }
+    if (info)
+        info->bytes_before = cairn_sst_props_get(src)->file_size;
+    tfile *pin = copy_wait_or_pin(t, number, to);
+    char path[4096], tmp[4096];
+    cairn_env *denv = tier_path(t, number, to, path, sizeof path);
+    const char *ddir = to == CAIRN_TIER_LOCAL ? t->dir : t->adir;
+    bool made = false;
+    if (!pin) {
+        cairn_sst_codec codec = CAIRN_SST_CODEC_ZSTD;
+        int zl = t->o.archive_zstd_level;
+        if (to == CAIRN_TIER_LOCAL) {
+            cairn_sst_options so;
+            sst_opts_for(t, level < t->o.num_levels ? level : 0, &so);
+            codec = so.codec;
+            zl = so.zstd_level;
+        }
+        rc = cairn_tier_tmp_path(tmp, sizeof tmp, ddir, number);
+        cairn_sst_props np;
+        memset(&np, 0, sizeof np);
+        if (rc == 0)
+            rc = cairn_tier_copy_sst(src, denv, tmp, codec, zl, copy_progress,
+                                     t, &np);
+        if (info)
+            info->bytes_after = np.file_size;
+        cairn_sst_props_clear(&np);
+        if (rc == 0) {
+            rc = cairn_env_rename(denv, tmp, path);
+            if (rc != 0)
+                cairn_env_unlink(denv, tmp);
+        }
+        if (rc == 0) {
+            made = true;
+            rc = cairn_env_sync_dir(denv, ddir);
+        }
+    } else if (info) {
+        const cairn_sst_reader *pr = NULL;
+        if (tfile_reader(t, pin, &pr, NULL, 0) == 0)
+            info->bytes_after = cairn_sst_props_get(pr)->file_size;
+    }
+    bool opened = false, logged = false;
+    if (rc == 0) {
+        pthread_mutex_lock(&t->install_mu);
+        cairn_version *cur = cairn_manifest_current(t->m);
+        int cl = -1;
+        const cairn_file_meta *cm = cairn_version_lookup(cur, number, &cl);
+        if (!cm || cm->tier != from)
+            rc = CAIRN_ENOTFOUND; /* compacted away meanwhile */
+        if (rc == 0 && !pin) {
+            rc = files_open(t, number, to, false, msg, sizeof msg);
+            opened = rc == 0;
+        }
+        cairn_version_edit e;
+        cairn_version_edit_init(&e);
+        if (rc == 0)
+            rc = cairn_version_edit_set_tier(&e, cl, number, to);
+        if (rc == 0) {
+            cairn_version_edit_set_next_file(
+                &e, cairn_manifest_next_file_number(t->m));
+            cairn_version *nv = NULL;
+            rc = cairn_manifest_log_and_apply(t->m, &e, &nv);
+            if (rc == 0) {
+                logged = true;
+                for (int tries = 0; tries < 10000; tries++) {
+                    if (view_install(t, nv) == 0)
+                        break;
+                    struct timespec d = {0, 1000000};
+                    nanosleep(&d, NULL);
+                }
+                cairn_version_unref(nv);
+            }
+        }
+        cairn_version_edit_clear(&e);
+        cairn_version_unref(cur);
+        if (rc != 0 && opened)
+            files_forget(t, number, to);
+        pthread_mutex_unlock(&t->install_mu);
+    }
+    /* A copy no manifest record names is nobody's (after a failed edit the
+     * next open decides: the record may be there). */
+    if (rc != 0 && made && !logged && cairn_manifest_error(t->m) == 0)
+        cairn_env_unlink(denv, path);
+    if (pin)
+        tfile_unref(t, pin);
+    cairn_tree_view_unref(w);
+    if (logged) {
+        view_changed(t);
+        if (to == CAIRN_TIER_ARCHIVE) {
+            atomic_fetch_add(&t->st_archived, 1);
+            if (info) {
+                atomic_fetch_add(&t->st_arch_in, info->bytes_before);
+                atomic_fetch_add(&t->st_arch_out, info->bytes_after);
+            }
+        } else {
+            atomic_fetch_add(&t->st_recalled, 1);
+        }
+    } else if (cairn_manifest_error(t->m)) {
+        rc = CAIRN_EREADONLY;
+    }
+    return rc;
+}
+
+int cairn_tree_archive_file(cairn_tree *t, uint64_t number,
+                            cairn_tree_move_info *info)
+{
+    pthread_mutex_lock(&t->tier_mu);
+    int rc = tier_move(t, number, CAIRN_TIER_ARCHIVE, info);
+    pthread_mutex_unlock(&t->tier_mu);
+    if (rc != 0 && rc != CAIRN_ENOTFOUND)
+        atomic_store(&t->arch_error, rc);
+    return rc;
+}
+
+int cairn_tree_recall_file(cairn_tree *t, uint64_t number,
+                           cairn_tree_move_info *info)
+{
+    pthread_mutex_lock(&t->tier_mu);
+    int rc = tier_move(t, number, CAIRN_TIER_LOCAL, info);
+    pthread_mutex_unlock(&t->tier_mu);
+    return rc;
+}
+
+/* The first local file the policy wants archived now (0: none). */
+static uint64_t policy_next(cairn_tree *t, const cairn_tier_policy *p,
+                            uint64_t skip_below)
+{
+    cairn_tree_view *w = cairn_tree_view_get(t);
+    uint64_t now = tier_now_us(t), best = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        const cairn_file_meta *m = cairn_tree_view_meta(w, i);
+        if (m->number < skip_below)
+            continue;
+        if (cairn_tier_policy_wants(p, m, cairn_tree_view_file_level(w, i),
+                                    now) &&
+            (best == 0 || m->number < best))
+            best = m->number;
+    }
+    cairn_tree_view_unref(w);
+    return best;
+}
+
+int cairn_tree_archive_run(cairn_tree *t, const cairn_tier_policy *p,
+                           cairn_tree_move_fn fn, void *arg)
+{
+    if (!t->aenv)
+        return CAIRN_ENOTSUP;
+    cairn_tier_policy all = {.min_level = 0, .min_age_s = 0};
+    bool every = p->min_level <= 0 && p->min_age_s == 0;
+    int first_rc = 0;
+    uint64_t next = 0;
+    for (;;) {
+        if (atomic_load(&t->closing))
+            return CAIRN_ECLOSED;
+        uint64_t n;
+        if (every) {
+            /* No rule: every local file. */
+            cairn_tree_view *w = cairn_tree_view_get(t);
+            n = 0;
+            for (size_t i = 0; i < w->n; i++) {
+                const cairn_file_meta *m = cairn_tree_view_meta(w, i);
+                if (m->tier == CAIRN_TIER_LOCAL && m->number >= next &&
+                    (n == 0 || m->number < n))
+                    n = m->number;
+            }
+            cairn_tree_view_unref(w);
+        } else {
+            n = policy_next(t, p, next);
+        }
+        (void)all;
+        if (n == 0)
+            return first_rc;
+        cairn_tree_move_info info;
+        int rc = cairn_tree_archive_file(t, n, &info);
+        info.number = n;
+        if (fn)
+            fn(arg, &info, rc);
+        if (rc == CAIRN_ENOTFOUND)
+            rc = 0; /* compacted away meanwhile */
+        if (rc != 0 && first_rc == 0)
+            first_rc = rc;
+        if (rc == CAIRN_EUNAVAILABLE || rc == CAIRN_EREADONLY ||
+            rc == CAIRN_ECLOSED)
+            return rc;
+        next = n + 1;
+    }
+}
+
+/* Local copies of archived files (a crash after the edit, before the
+ * unlink) and temporaries of recalls. Only at open: nothing else runs. */
+static void cleanup_local(cairn_tree *t, char **names, size_t count)
+{
+    cairn_version *v = cairn_manifest_current(t->m);
+    for (size_t i = 0; i < count; i++) {
+        uint64_t num;
+        char path[4096];
+        if (cairn_lsm_parse_sst_name(names[i], &num)) {
+            const cairn_file_meta *m = cairn_version_lookup(v, num, NULL);
+            if (m && m->tier != CAIRN_TIER_LOCAL) {
+                cairn_lsm_sst_path(path, sizeof path, t->dir, num);
+                cairn_env_unlink(t->env, path);
+            }
+        } else if (cairn_tier_parse_tmp_name(names[i], &num)) {
+            cairn_tier_tmp_path(path, sizeof path, t->dir, num);
+            cairn_env_unlink(t->env, path);
+        }
+    }
+    cairn_version_unref(v);
+}
+
+/* Archive copies the manifest does not place there (a crash before an
+ * archive's edit, or after a recall's) and temporaries; copies a view
+ * still holds are left alone. tier_mu held (no move under way). Marks the
+ * archive unavailable if it cannot be listed. */
+static void cleanup_archive(cairn_tree *t)
+{
+    char **names = NULL;
+    size_t count = 0;
+    if (cairn_env_list_dir(t->aenv, t->adir, &names, &count) != 0)
+        return;
+    cairn_version *v = cairn_manifest_current(t->m);
+    for (size_t i = 0; i < count; i++) {
+        uint64_t num;
+        char path[4096];
+        if (cairn_lsm_parse_sst_name(names[i], &num)) {
+            const cairn_file_meta *m = cairn_version_lookup(v, num, NULL);
+            if (m && m->tier == CAIRN_TIER_ARCHIVE)
+                continue;
+            pthread_mutex_lock(&t->files_mu);
+            bool held = files_find(t, num, CAIRN_TIER_ARCHIVE) != NULL;
+            pthread_mutex_unlock(&t->files_mu);
+            if (held)
+                continue;
+            cairn_lsm_sst_path(path, sizeof path, t->adir, num);
+            cairn_env_unlink(t->aenv, path);
+        } else if (cairn_tier_parse_tmp_name(names[i], &num)) {
+            cairn_tier_tmp_path(path, sizeof path, t->adir, num);
+            cairn_env_unlink(t->aenv, path);
+        }
+    }
+    cairn_version_unref(v);
+    cairn_env_free_list(names, count);
+    cairn_env_sync_dir(t->aenv, t->adir);
+}
+
+/* One archived file of the current version (0: none), to probe with. */
+static uint64_t some_archived(cairn_tree *t)
+{
+    cairn_tree_view *w = cairn_tree_view_get(t);
+    uint64_t n = 0;
+    for (size_t i = 0; i < w->n && !n; i++)
+        if (cairn_tree_view_meta(w, i)->tier == CAIRN_TIER_ARCHIVE)
+            n = w->f[i]->number;
+    cairn_tree_view_unref(w);
+    return n;
+}
+
+int cairn_tree_archive_probe(cairn_tree *t)
+{
+    if (!t->aenv)
+        return CAIRN_ENOTSUP;
+    char path[4096];
+    uint64_t n = some_archived(t);
+    if (n)
+        cairn_lsm_sst_path(path, sizeof path, t->adir, n);
+    bool was = cairn_tier_env_available(t->aenv);
+    int rc = cairn_tier_env_probe(t->aenv, n ? path : NULL);
+    if (rc == 0 && !was) {
+        /* Back: leftovers that could not go, and the compactions that
+         * waited for it. */
+        if (!t->o.read_only) {
+            pthread_mutex_lock(&t->tier_mu);
+            cleanup_archive(t);
+            pthread_mutex_unlock(&t->tier_mu);
+        }
+        cairn_tree_compact_kick(t);
+    }
+    return rc;
+}
+
+void cairn_tree_archive_kick(cairn_tree *t)
+{
+    pthread_mutex_lock(&t->arch_mu);
+    t->arch_kick = true;
+    pthread_cond_signal(&t->arch_cv);
+    pthread_mutex_unlock(&t->arch_mu);
+}
+
+/* The archive thread: once kicked (the owner's setup is done), every
+ * archive_check_ms it probes an unavailable archive and applies the
+ * policy, one file at a time. */
+static void *arch_main(void *arg)
+{
+    pthread_setname_np(pthread_self(), "cairn-archive");
+    cairn_tree *t = arg;
+    bool started = false;
+    pthread_mutex_lock(&t->arch_mu);
+    while (!t->arch_stop) {
+        if (t->arch_kick)
+            started = true;
+        t->arch_kick = false;
+        if (started) {
+            pthread_mutex_unlock(&t->arch_mu);
+            if (!cairn_tier_env_available(t->aenv))
+                cairn_tree_archive_probe(t);
+            cairn_tier_policy p = t->o.archive_policy;
+            bool on = p.min_level > 0 || p.min_age_s > 0;
+            if (on && cairn_tier_env_available(t->aenv) &&
+                cairn_manifest_error(t->m) == 0) {
+                int rc = 0;
+                uint64_t next = 0, n;
+                while (rc == 0 && !atomic_load(&t->closing) &&
+                       (n = policy_next(t, &p, next)) != 0) {
+                    rc = cairn_tree_archive_file(t, n, NULL);
+                    if (rc == CAIRN_ENOTFOUND)
+                        rc = 0;
+                    next = n + 1;
+                }
+            }
+            pthread_mutex_lock(&t->arch_mu);
+            if (t->arch_stop || t->arch_kick)
+                continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += t->o.archive_check_ms / 1000;
+        ts.tv_nsec += (long)(t->o.archive_check_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (started)
+            pthread_cond_timedwait(&t->arch_cv, &t->arch_mu, &ts);
+        else
+            pthread_cond_wait(&t->arch_cv, &t->arch_mu);
+    }
+    pthread_mutex_unlock(&t->arch_mu);
+    return NULL;
+}
+
+void cairn_tree_get_tier_stats(cairn_tree *t, cairn_tree_tier_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->configured = t->aenv != NULL;
+    out->available = t->aenv ? cairn_tier_env_available(t->aenv) : true;
+    if (t->aenv)
+        cairn_tier_env_last_error(t->aenv, out->last_error,
+                                  sizeof out->last_error);
+    cairn_tree_view *w = cairn_tree_view_get(t);
+    for (size_t i = 0; i < w->n; i++) {
+        const cairn_file_meta *m = cairn_tree_view_meta(w, i);
+        int k = m->tier == CAIRN_TIER_LOCAL ? 0 : 1;
+        out->files[k]++;
+        cairn_sst_reader *r = atomic_load(&w->f[i]->r);
+        if (r) {
+            const cairn_sst_props *p = cairn_sst_props_get(r);
+            out->bytes[k] += p->file_size;
+            out->logical_bytes[k] += p->raw_key_bytes + p->raw_value_bytes;
+        } else {
+            out->bytes[k] += m->file_size; /* not open: the local size */
+        }
+    }
+    cairn_tree_view_unref(w);
+    for (int k = 0; k < CAIRN_TIER_COUNT; k++) {
+        out->hits[k] = atomic_load(&t->rstats[k].hits);
+        out->misses[k] = atomic_load(&t->rstats[k].misses);
+        out->read_p50_ns[k] = cairn_hist_quantile(&t->rstats[k].miss_ns, 0.5);
+        out->read_p99_ns[k] = cairn_hist_quantile(&t->rstats[k].miss_ns, 0.99);
+    }
+    out->archived = atomic_load(&t->st_archived);
+    out->recalled = atomic_load(&t->st_recalled);
+    out->archive_in_bytes = atomic_load(&t->st_arch_in);
+    out->archive_out_bytes = atomic_load(&t->st_arch_out);
+    out->last_move_error = atomic_load(&t->arch_error);
 }

@@ -38,6 +38,7 @@
 #include "lsm/version.h"
 #include "mvcc/memtable.h"
 #include "sst/sst.h"
+#include "tier/tier.h"
 
 typedef struct cairn_tree cairn_tree;
 typedef struct cairn_tree_view cairn_tree_view;
@@ -71,6 +72,22 @@ typedef struct cairn_tree_options {
      * every version). */
     uint64_t (*horizon)(void *arg, uint64_t *ts);
     void *horizon_arg;
+    /* The archive tier (tier/tier.h): the archive directory (NULL or "":
+     * none; copied at open), the policy its thread applies (nothing by
+     * default), the zstd level of archived blocks (19) and how often the
+     * thread looks (1000 ms). */
+    const char *archive_dir;
+    cairn_tier_policy archive_policy;
+    int archive_zstd_level;
+    unsigned archive_check_ms;
+    /* The time the age rule uses (tests); NULL: the wall clock. */
+    uint64_t (*clock_us)(void *arg);
+    void *clock_arg;
+    /* Called after a move between tiers changed the current view (not for
+     * flushes and compactions), with no tree lock held: the owner of
+     * table sets takes the new view so the old copy can go. May be NULL. */
+    void (*view_changed)(void *arg);
+    void *view_changed_arg;
 } cairn_tree_options;
 
 void cairn_tree_options_init(cairn_tree_options *o);
@@ -133,10 +150,24 @@ int cairn_tree_view_versions(const cairn_tree_view *v, const void *key,
 
 /* The files of the view in search order (L0 newest first, then level 1,
  * 2, ... each in key order), for building iterators. Valid while the view
- * is held. */
+ * is held. A reader is NULL for an archived file whose archive cannot be
+ * reached (cairn_tree_view_reader_ex says why: CAIRN_EUNAVAILABLE with a
+ * message); each call tries to open it again. */
 size_t cairn_tree_view_nfiles(const cairn_tree_view *v);
 const cairn_sst_reader *cairn_tree_view_reader(const cairn_tree_view *v,
                                                size_t i);
+int cairn_tree_view_reader_ex(const cairn_tree_view *v, size_t i,
+                              const cairn_sst_reader **out, char *errmsg,
+                              size_t errlen);
+/* The manifest's metadata of file i (its tier, key range, creation
+ * time). */
+const cairn_file_meta *cairn_tree_view_meta(const cairn_tree_view *v,
+                                            size_t i);
+/* An iterator over file i (cairn_iiter_from_sst_ex), or, when the file
+ * cannot be read, one that is invalid with that error. NULL: no memory. */
+struct cairn_iiter;
+struct cairn_iiter *cairn_tree_view_iter(const cairn_tree_view *v, size_t i,
+                                         bool fill_cache);
 int cairn_tree_view_file_level(const cairn_tree_view *v, size_t i);
 const cairn_version *cairn_tree_view_version(const cairn_tree_view *v);
 
@@ -185,5 +216,53 @@ typedef struct cairn_tree_stats {
 void cairn_tree_get_stats(cairn_tree *t, cairn_tree_stats *out);
 
 cairn_block_cache *cairn_tree_cache(cairn_tree *t);
+
+/* ---- the archive tier ----
+ * Moves keep the file's number and entries; see tree.c ("the archive
+ * tier") for the crash-safe order. One move at a time (others wait). */
+typedef struct cairn_tree_move_info {
+    uint64_t number;
+    int level;
+    uint64_t bytes_before, bytes_after; /* the file's size in each place */
+} cairn_tree_move_info;
+
+/* Archive / recall one file. 0 (also when it already is there);
+ * CAIRN_ENOTFOUND (no such file in the current version, or compacted away
+ * during the copy), CAIRN_ENOTSUP (no archive directory),
+ * CAIRN_EUNAVAILABLE (the archive cannot be reached), CAIRN_EREADONLY,
+ * I/O errors of the copy (nothing changed). info may be NULL. */
+int cairn_tree_archive_file(cairn_tree *t, uint64_t number,
+                            cairn_tree_move_info *info);
+int cairn_tree_recall_file(cairn_tree *t, uint64_t number,
+                           cairn_tree_move_info *info);
+/* Archive every local file p selects now (p with no rule set: every local
+ * file), calling fn (may be NULL) after each with its outcome. Returns the
+ * first error (files compacted away meanwhile are not errors). */
+typedef void (*cairn_tree_move_fn)(void *arg, const cairn_tree_move_info *i,
+                                   int rc);
+int cairn_tree_archive_run(cairn_tree *t, const cairn_tier_policy *p,
+                           cairn_tree_move_fn fn, void *arg);
+/* Check an archive marked unavailable: 0 when it answers (then leftovers
+ * there are removed and compaction is woken), CAIRN_EUNAVAILABLE,
+ * CAIRN_ENOTSUP (none configured). */
+int cairn_tree_archive_probe(cairn_tree *t);
+/* Start (and wake) the archive thread: its first run waits for this, so
+ * the owner can finish its setup first. */
+void cairn_tree_archive_kick(cairn_tree *t);
+
+typedef struct cairn_tree_tier_stats {
+    bool configured, available;
+    char last_error[320];           /* the archive's last failure */
+    uint64_t files[CAIRN_TIER_COUNT];
+    uint64_t bytes[CAIRN_TIER_COUNT];         /* stored */
+    uint64_t logical_bytes[CAIRN_TIER_COUNT]; /* keys + values */
+    uint64_t hits[CAIRN_TIER_COUNT];    /* data blocks found in the cache */
+    uint64_t misses[CAIRN_TIER_COUNT];  /* data blocks read from files */
+    uint64_t read_p50_ns[CAIRN_TIER_COUNT], read_p99_ns[CAIRN_TIER_COUNT];
+    uint64_t archived, recalled;        /* moves since open */
+    uint64_t archive_in_bytes, archive_out_bytes; /* sizes before/after */
+    int last_move_error;
+} cairn_tree_tier_stats;
+void cairn_tree_get_tier_stats(cairn_tree *t, cairn_tree_tier_stats *out);
 
 #endif /* CAIRN_LSM_TREE_H */

@@ -354,7 +354,12 @@ static int range_changed(cairn_db *db, db_tables *tabs, const rs_range *r,
     if (!v || cairn_tree_view_max_version(v) <= S)
         return 0;
     for (size_t i = 0; i < cairn_tree_view_nfiles(v); i++) {
-        const cairn_sst_reader *rd = cairn_tree_view_reader(v, i);
+        if (cairn_tree_view_meta(v, i)->max_version <= S)
+            continue;
+        const cairn_sst_reader *rd = NULL;
+        int orc = cairn_tree_view_reader_ex(v, i, &rd, NULL, 0);
+        if (orc != 0)
+            return orc; /* an archived file out of reach */
         const cairn_sst_props *p = cairn_sst_props_get(rd);
         if (p->entries == 0 || p->max_version <= S)
             continue;

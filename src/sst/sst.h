@@ -44,6 +44,7 @@
 
 #include "cache/block_cache.h"
 #include "env/env.h"
+#include "util/hist.h"
 
 #define CAIRN_SST_FORMAT_VERSION 1
 #define CAIRN_SST_ERRMSG_LEN 256
@@ -190,6 +191,19 @@ int cairn_sst_open(cairn_env *env, const char *path, uint64_t file_id,
 /* Free the reader (does not touch the cache: cairn_block_cache_erase_file
  * is the caller's, when the file is deleted). NULL is a no-op. */
 void cairn_sst_close(cairn_sst_reader *r);
+
+/* Counters of data block reads, shared by the readers that point to them
+ * (the tree keeps one per storage tier): block cache hits, misses (blocks
+ * read from the file) and the time of each miss (read, checksum,
+ * decompression) in nanoseconds. Atomics: any thread may add. */
+typedef struct cairn_sst_read_stats {
+    atomic_uint_fast64_t hits, misses;
+    cairn_hist miss_ns;
+} cairn_sst_read_stats;
+
+/* Count this reader's data block reads in *s (NULL: stop counting). Call it
+ * before the reader is shared; s must outlive the reader. */
+void cairn_sst_set_read_stats(cairn_sst_reader *r, cairn_sst_read_stats *s);
 
 /* The file's properties, valid until close. */
 const cairn_sst_props *cairn_sst_props_get(const cairn_sst_reader *r);

@@ -37,6 +37,7 @@
 
 #include "cairn.h"
 #include "util/keycmp.h"
+#include <time.h>
 #include "sst/bloom.h"
 #include "util/coding.h"
 
@@ -78,6 +79,8 @@ struct cairn_sst_reader {
     size_t fsize;
     void *fmem; /* fdata's allocation */
     sst_block *propblk; /* properties block (props' keys point into it) */
+    cairn_sst_read_stats *stats; /* data block reads are counted here (NULL:
+                                    not counted) */
     cairn_sst_props props;
 };
 
@@ -408,6 +411,9 @@ static int it_load(cairn_sst_iter *it, size_t i)
         cairn_cache_handle *h =
             cairn_block_cache_lookup(r->cache, r->file_id, e->off);
         if (h) {
+            if (r->stats)
+                atomic_fetch_add_explicit(&r->stats->hits, 1,
+                                          memory_order_relaxed);
             it->h = h;
             it->blk = cairn_cache_handle_data(h);
             it->bi = i;
@@ -415,9 +421,19 @@ static int it_load(cairn_sst_iter *it, size_t i)
         }
     }
     sst_block *b;
+    struct timespec t0, t1;
+    if (r->stats)
+        clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = read_block(r->f, r->path, e->off, e->size,
                         it->use_dctx ? &it->dctx : NULL, true, &b,
                         it->errmsg);
+    if (r->stats) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 +
+                     (t1.tv_nsec - t0.tv_nsec);
+        atomic_fetch_add_explicit(&r->stats->misses, 1, memory_order_relaxed);
+        cairn_hist_add(&r->stats->miss_ns, ns > 0 ? (uint64_t)ns : 0);
+    }
     if (rc) {
         it_fail(it, rc);
         return rc;
@@ -1170,6 +1186,11 @@ void cairn_sst_close(cairn_sst_reader *r)
 const cairn_sst_props *cairn_sst_props_get(const cairn_sst_reader *r)
 {
     return &r->props;
+}
+
+void cairn_sst_set_read_stats(cairn_sst_reader *r, cairn_sst_read_stats *s)
+{
+    r->stats = s;
 }
 
 const char *cairn_sst_path(const cairn_sst_reader *r)

@@ -25,6 +25,7 @@ const char *cairn_strerror(int err)
     case CAIRN_ECLOSED: return "handle is closed or shutting down";
     case CAIRN_EHISTORY: return "version is older than the history window";
     case CAIRN_EVERSION: return "unsupported format version";
+    case CAIRN_EUNAVAILABLE: return "archive tier unavailable";
     default: return "unknown error";
     }
 }
