@@ -204,14 +204,17 @@ int cairn_close(cairn_db *db);
 int cairn_archive_file(cairn_db *db, uint64_t number);
 int cairn_recall_file(cairn_db *db, uint64_t number);
 
-/* Archive every local file the policy selects now (with no rule set in the
- * options: every local file). fn (may be NULL) is called after each file
- * with its number, level, size before and after (bytes) and outcome.
- * Returns the first error. */
+/* Archive now every local file at min_level or deeper and at least
+ * min_age_s seconds old (the rules of the background policy; a rule at 0
+ * is not applied; both at 0: every local file). fn (may be NULL) is
+ * called after each file with its number, level, size before and after
+ * (bytes) and outcome. Returns the first error (CAIRN_EINVAL: min_level
+ * outside 0..7). */
 typedef void (*cairn_archive_progress_fn)(void *arg, uint64_t number,
                                           int level, uint64_t bytes_before,
                                           uint64_t bytes_after, int status);
-int cairn_archive_run(cairn_db *db, cairn_archive_progress_fn fn, void *arg);
+int cairn_archive_run(cairn_db *db, int min_level, uint64_t min_age_s,
+                      cairn_archive_progress_fn fn, void *arg);
 
 /* The sorted files of the database: number, level, tier (0 local, 1
  * archive), size. *out is malloc'ed (cairn_free). */

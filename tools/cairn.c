@@ -133,6 +133,8 @@ static int cmd_sst_dump(const char *path, int argc, char **argv);
 static int cmd_check(const char *path, int argc, char **argv);
 static int cmd_stats(const char *path, int argc, char **argv);
 static int cmd_compact(const char *path, int argc, char **argv);
+static int cmd_archive(const char *path, int argc, char **argv);
+static int cmd_recall(const char *path, int argc, char **argv);
 static int cmd_debug_mkfixture(const char *path, int argc, char **argv);
 static int cmd_debug_mkseries(const char *path, int argc, char **argv);
 
@@ -188,7 +190,7 @@ static const command commands[] = {
      "    Exit 0: sound; 1: damage found; 2: usage or I/O errors, newer\n"
      "    format, not a database directory.\n",
      cmd_check, false, false},
-    {"stats", "DIR [--json]",
+    {"stats", "DIR [--json] [--archive-dir ADIR]",
      "space and entry statistics of the database in DIR (read-only)",
      "    From the manifest and each sorted file's properties: per level and\n"
      "    in total the files, bytes, entries, tombstones, raw key+value bytes\n"
@@ -196,9 +198,32 @@ static const command commands[] = {
      "    space amplification estimate, defined here as file bytes / raw\n"
      "    key+value bytes of ALL entries (every version and tombstone counted:\n"
      "    the size of the newest version of each key is not known offline);\n"
-     "    WAL segment count and bytes. --json: one JSON object instead.\n"
+     "    WAL segment count and bytes; per tier (local disk, archive) the\n"
+     "    files, bytes, raw key+value bytes and their ratio. Archived files\n"
+     "    are read from ADIR (--archive-dir); without it they are counted\n"
+     "    from the manifest. --json: one JSON object instead.\n"
      "    Exit 1 if the manifest or a file could not be read as damaged.\n",
      cmd_stats, false, false},
+    {"archive", "DIR --archive-dir ADIR [--min-level N] [--min-age S] "
+                "[--file N] [--zstd-level L]",
+     "move sorted files of DIR to the archive directory ADIR, recompressed",
+     "    Opens the database (stop the server first), then archives the\n"
+     "    local files at level N or deeper and at least S seconds old (with\n"
+     "    neither: every local file), or just file N (--file), one at a time:\n"
+     "    each is copied into ADIR with its blocks recompressed (zstd at\n"
+     "    level L, default 19), the move recorded, then the local copy\n"
+     "    deleted. One line per file: its number, level, size before and\n"
+     "    after. Then the files and bytes per tier.\n"
+     "    Exit 0: done; 2: not a database, busy, archive unreachable, I/O\n"
+     "    error (files not moved stay where they were; nothing is lost).\n",
+     cmd_archive, false, false},
+    {"recall", "DIR FILE --archive-dir ADIR",
+     "bring archived sorted file FILE (a number or NNNNNN.sst) back to DIR",
+     "    Opens the database (stop the server first) and moves the file back\n"
+     "    to local disk, its blocks compressed as its level's are.\n"
+     "    Exit 0: done (also when the file is local already); 2: no such\n"
+     "    file, archive unreachable, I/O error (nothing is lost).\n",
+     cmd_recall, false, false},
     {"compact", "DIR [--progress]",
      "merge every sorted file of DIR down into its deepest level",
      "    Opens the database (it must not be open elsewhere: stop the server\n"
@@ -337,12 +362,13 @@ static const char *base_name(const char *path)
 
 /* ---------- option parsing ---------- */
 
-typedef enum { OPT_FLAG, OPT_U64, OPT_SIZE } opt_kind;
+typedef enum { OPT_FLAG, OPT_U64, OPT_SIZE, OPT_STR } opt_kind;
 
 typedef struct opt_def {
     const char *name; /* "--limit" */
     opt_kind kind;
-    void *dst;        /* bool * for OPT_FLAG, uint64_t * otherwise */
+    void *dst;        /* bool * for OPT_FLAG, const char ** for OPT_STR,
+                         uint64_t * otherwise */
     bool seen;
 } opt_def;
 
@@ -427,6 +453,10 @@ static int parse_args(const command *c, int argc, char **argv, opt_def *defs,
                     return usage_error(c->path, "option %s needs a value",
                                        d->name);
                 val = argv[++i];
+            }
+            if (d->kind == OPT_STR) {
+                *(const char **)d->dst = val;
+                continue;
             }
             if (!parse_u64(val, d->kind == OPT_SIZE, (uint64_t *)d->dst))
                 return usage_error(c->path,
@@ -1939,9 +1969,11 @@ static int cmd_stats(const char *path, int argc, char **argv)
 {
     const command *c = find_command(path);
     bool json = false;
-    opt_def defs[] = {{"--json", OPT_FLAG, &json, false}};
+    const char *adir = NULL;
+    opt_def defs[] = {{"--json", OPT_FLAG, &json, false},
+                      {"--archive-dir", OPT_STR, &adir, false}};
     const char *dir = NULL;
-    int st = parse_args(c, argc, argv, defs, 1, &dir, 1);
+    int st = parse_args(c, argc, argv, defs, 2, &dir, 1);
     if (st >= 0)
         return st;
     st = check_db_dir(path, dir);
@@ -2010,10 +2042,12 @@ static int cmd_stats(const char *path, int argc, char **argv)
     dir_list_free(&ls);
 
     /* Each file's properties. */
-    level_stats lv[CAIRN_LSM_MAX_LEVELS], total;
+    level_stats lv[CAIRN_LSM_MAX_LEVELS], total, tiers[2];
     memset(lv, 0, sizeof lv);
     memset(&total, 0, sizeof total);
+    memset(tiers, 0, sizeof tiers);
     int deepest = 0;
+    uint64_t archived_unread = 0;
     char p[PATH_CAP];
     for (int l = 0; v && l < CAIRN_LSM_MAX_LEVELS; l++) {
         for (size_t i = 0; i < cairn_version_num_files(v, l); i++) {
@@ -2021,16 +2055,32 @@ static int cmd_stats(const char *path, int argc, char **argv)
             level_stats *s = &lv[l];
             deepest = l;
             s->files++;
-            cairn_lsm_sst_path(p, sizeof p, dir, m->number);
+            level_stats *ts = &tiers[m->tier ? 1 : 0];
+            ts->files++;
+            if (m->tier && !adir) {
+                /* Archived, and no archive to read: the manifest's word. */
+                archived_unread++;
+                s->bytes += m->file_size;
+                s->entries += m->entries;
+                s->tombstones += m->tombstones;
+                ts->bytes += m->file_size;
+                ts->entries += m->entries;
+                ts->tombstones += m->tombstones;
+                continue;
+            }
+            cairn_lsm_sst_path(p, sizeof p, m->tier ? adir : dir, m->number);
             char errmsg[CAIRN_SST_ERRMSG_LEN] = "";
             cairn_sst_reader *r = NULL;
             rc = cairn_sst_open(env, p, m->number, NULL, &r, errmsg);
             if (rc != 0) {
                 /* Counted from the manifest's metadata instead. */
-                s->unreadable++;
-                s->bytes += m->file_size;
-                s->entries += m->entries;
-                s->tombstones += m->tombstones;
+                for (int k = 0; k < 2; k++) {
+                    level_stats *x = k ? ts : s;
+                    x->unreadable++;
+                    x->bytes += m->file_size;
+                    x->entries += m->entries;
+                    x->tombstones += m->tombstones;
+                }
                 if (rc == CAIRN_ENOTFOUND)
                     errorf(path, "L%d %06" PRIu64 ".sst: missing", l,
                            m->number);
@@ -2043,14 +2093,17 @@ static int cmd_stats(const char *path, int argc, char **argv)
                 continue;
             }
             const cairn_sst_props *pr = cairn_sst_props_get(r);
-            s->bytes += pr->file_size;
-            s->readable_bytes += pr->file_size;
-            s->entries += pr->entries;
-            s->tombstones += pr->deletes;
-            s->raw_key += pr->raw_key_bytes;
-            s->raw_value += pr->raw_value_bytes;
-            s->raw_data += pr->raw_data_size;
-            s->stored_data += pr->stored_data_size;
+            for (int k = 0; k < 2; k++) {
+                level_stats *x = k ? ts : s;
+                x->bytes += pr->file_size;
+                x->readable_bytes += pr->file_size;
+                x->entries += pr->entries;
+                x->tombstones += pr->deletes;
+                x->raw_key += pr->raw_key_bytes;
+                x->raw_value += pr->raw_value_bytes;
+                x->raw_data += pr->raw_data_size;
+                x->stored_data += pr->stored_data_size;
+            }
             cairn_sst_close(r);
         }
     }
@@ -2097,7 +2150,15 @@ static int cmd_stats(const char *path, int argc, char **argv)
             json_level_fields(stdout, &lv[l]);
             printf("}");
         }
-        printf("], \"total\": {");
+        printf("], \"tiers\": [");
+        for (int k = 0; k < 2; k++) {
+            printf("%s{\"tier\": \"%s\", ", k ? ", " : "",
+                   k ? "archive" : "local");
+            json_level_fields(stdout, &tiers[k]);
+            printf("}");
+        }
+        printf("], \"archived_files_not_read\": %" PRIu64, archived_unread);
+        printf(", \"total\": {");
         json_level_fields(stdout, &total);
         printf("}, \"space_amplification\": ");
         json_ratio(stdout, total.readable_bytes, raw);
@@ -2131,8 +2192,15 @@ static int cmd_stats(const char *path, int argc, char **argv)
             text_level(stdout, label, &lv[l]);
         }
         text_level(stdout, "total", &total);
+        text_level(stdout, "local", &tiers[0]);
+        text_level(stdout, "archive", &tiers[1]);
         printf("ratio: compression, raw data block bytes / stored data block "
                "bytes\n");
+        if (archived_unread)
+            printf("note: %" PRIu64 " archived files were not read (no "
+                   "--archive-dir): their bytes, entries and tombstones are "
+                   "the manifest's\n",
+                   archived_unread);
         printf("sorted files: %" PRIu64 ", %s\n", total.files,
                human_bytes(h, sizeof h, total.bytes));
         printf("space amplification: ");
@@ -2588,4 +2656,168 @@ static int cmd_debug_mkseries(const char *path, int argc, char **argv)
     }
     printf("series %s: %" PRIu64 " points\n", args[1], points);
     return finish_stdout(path, EXIT_SOUND);
+}
+
+/* ---------- archive / recall ---------- */
+
+static void archive_line(void *arg, uint64_t number, int level,
+                         uint64_t before, uint64_t after, int status)
+{
+    (void)arg;
+    char a[64], b[64];
+    if (status == 0)
+        printf("archived %06" PRIu64 ".sst (L%d): %s -> %s (%.1f%%)\n", number,
+               level, human_bytes(a, sizeof a, before),
+               human_bytes(b, sizeof b, after),
+               before ? 100.0 * (double)after / (double)before : 0.0);
+    else if (status == CAIRN_ENOTFOUND)
+        printf("skipped %06" PRIu64 ".sst: compacted away meanwhile\n", number);
+    else
+        printf("failed %06" PRIu64 ".sst (L%d): %s\n", number, level,
+               cairn_strerror(status));
+    fflush(stdout);
+}
+
+static void print_tiers(const cairn_stats *st)
+{
+    char a[64];
+    for (int k = 0; k < 2; k++) {
+        double ratio = st->tier_bytes[k]
+                           ? (double)st->tier_logical_bytes[k] /
+                                 (double)st->tier_bytes[k]
+                           : 0.0;
+        printf("%-8s files %" PRIu64 ", %s, raw key+value / stored %.2f\n",
+               k ? "archive" : "local", st->tier_files[k],
+               human_bytes(a, sizeof a, st->tier_bytes[k]), ratio);
+    }
+    if (st->archive_configured && !st->archive_available)
+        printf("archive: unavailable (its last I/O failed)\n");
+}
+
+static int open_with_archive(const char *path, const char *dir,
+                             const char *adir, int min_level,
+                             uint64_t min_age, int zl, cairn_db **db)
+{
+    cairn_options o;
+    cairn_options_init(&o);
+    o.create_if_missing = false;
+    o.archive_dir = adir;
+    o.archive_min_level = min_level;
+    o.archive_min_age_s = min_age;
+    o.archive_zstd_level = zl;
+    int rc = cairn_open(dir, &o, db);
+    if (rc != 0)
+        errorf(path, "%s: cannot open the database: %s%s", dir,
+               cairn_strerror(rc),
+               rc == CAIRN_EBUSY ? " (is a server using it? stop it first)"
+                                 : "");
+    return rc;
+}
+
+static int cmd_archive(const char *path, int argc, char **argv)
+{
+    const command *c = find_command(path);
+    const char *adir = NULL;
+    uint64_t min_level = 0, min_age = 0, file = 0, zl = 0;
+    opt_def defs[] = {{"--archive-dir", OPT_STR, &adir, false},
+                      {"--min-level", OPT_U64, &min_level, false},
+                      {"--min-age", OPT_U64, &min_age, false},
+                      {"--file", OPT_U64, &file, false},
+                      {"--zstd-level", OPT_U64, &zl, false}};
+    const char *dir = NULL;
+    int st = parse_args(c, argc, argv, defs, 5, &dir, 1);
+    if (st >= 0)
+        return st;
+    if (!adir || !adir[0])
+        return usage_error(path, "--archive-dir ADIR is required");
+    if (min_level > 7)
+        return usage_error(path, "--min-level: 0 .. 7");
+    if (zl > 22)
+        return usage_error(path, "--zstd-level: 1 .. 22");
+    st = check_db_dir(path, dir);
+    if (st)
+        return st;
+    cairn_db *db = NULL;
+    if (open_with_archive(path, dir, adir, 0, 0, (int)zl, &db) != 0)
+        return EXIT_TROUBLE;
+    int rc;
+    if (file) {
+        cairn_file_info *fi = NULL;
+        size_t n = 0;
+        rc = cairn_list_files(db, &fi, &n);
+        int level = -1;
+        uint64_t before = 0;
+        for (size_t i = 0; i < n; i++)
+            if (fi[i].number == file) {
+                level = fi[i].level;
+                before = fi[i].bytes;
+            }
+        cairn_free(fi);
+        if (rc == 0)
+            rc = cairn_archive_file(db, file);
+        if (rc == 0) {
+            uint64_t after = 0;
+            if (cairn_list_files(db, &fi, &n) == 0) {
+                for (size_t i = 0; i < n; i++)
+                    if (fi[i].number == file)
+                        after = fi[i].bytes;
+                cairn_free(fi);
+            }
+            archive_line(NULL, file, level, before, after, 0);
+        } else {
+            errorf(path, "%06" PRIu64 ".sst: %s", file, cairn_strerror(rc));
+        }
+    } else {
+        rc = cairn_archive_run(db, (int)min_level, min_age, archive_line,
+                               NULL);
+        if (rc != 0)
+            errorf(path, "%s", cairn_strerror(rc));
+    }
+    cairn_stats stt;
+    cairn_get_stats(db, &stt);
+    print_tiers(&stt);
+    int crc = cairn_close(db);
+    if (rc == 0 && crc != 0) {
+        errorf(path, "close: %s", cairn_strerror(crc));
+        rc = crc;
+    }
+    return finish_stdout(path, rc ? EXIT_TROUBLE : EXIT_SOUND);
+}
+
+static int cmd_recall(const char *path, int argc, char **argv)
+{
+    const command *c = find_command(path);
+    const char *adir = NULL;
+    opt_def defs[] = {{"--archive-dir", OPT_STR, &adir, false}};
+    const char *pos[2] = {NULL, NULL};
+    int st = parse_args(c, argc, argv, defs, 1, pos, 2);
+    if (st >= 0)
+        return st;
+    if (!adir || !adir[0])
+        return usage_error(path, "--archive-dir ADIR is required");
+    uint64_t number = 0;
+    if (!cairn_lsm_parse_sst_name(pos[1], &number) &&
+        !parse_u64(pos[1], false, &number))
+        return usage_error(path, "'%s' is not a file number or NNNNNN.sst",
+                           pos[1]);
+    st = check_db_dir(path, pos[0]);
+    if (st)
+        return st;
+    cairn_db *db = NULL;
+    if (open_with_archive(path, pos[0], adir, 0, 0, 0, &db) != 0)
+        return EXIT_TROUBLE;
+    int rc = cairn_recall_file(db, number);
+    if (rc == 0)
+        printf("recalled %06" PRIu64 ".sst\n", number);
+    else
+        errorf(path, "%06" PRIu64 ".sst: %s", number, cairn_strerror(rc));
+    cairn_stats stt;
+    cairn_get_stats(db, &stt);
+    print_tiers(&stt);
+    int crc = cairn_close(db);
+    if (rc == 0 && crc != 0) {
+        errorf(path, "close: %s", cairn_strerror(crc));
+        rc = crc;
+    }
+    return finish_stdout(path, rc ? EXIT_TROUBLE : EXIT_SOUND);
 }

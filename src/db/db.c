@@ -1496,14 +1496,14 @@ static void archive_progress(void *arg, const cairn_tree_move_info *i, int rc)
               rc);
 }
 
-int cairn_archive_run(cairn_db *db, cairn_archive_progress_fn fn, void *arg)
+int cairn_archive_run(cairn_db *db, int min_level, uint64_t min_age_s,
+                      cairn_archive_progress_fn fn, void *arg)
 {
-    if (!db)
+    if (!db || min_level < 0 || min_level > 7)
         return CAIRN_EINVAL;
     if (db->read_only || !db->tree)
         return CAIRN_EREADONLY;
-    cairn_tier_policy p = {.min_level = db->opts.archive_min_level,
-                           .min_age_s = db->opts.archive_min_age_s};
+    cairn_tier_policy p = {.min_level = min_level, .min_age_s = min_age_s};
     archive_cb c = {fn, arg};
     return cairn_tree_archive_run(db->tree, &p, archive_progress, &c);
 }

@@ -1796,6 +1796,7 @@ static int tier_move(cairn_tree *t, uint64_t number, uint8_t to,
     if (info)
         info->bytes_before = cairn_sst_props_get(src)->file_size;
     tfile *pin = copy_wait_or_pin(t, number, to);
+    uint64_t new_size = 0;
     char path[4096], tmp[4096];
     cairn_env *denv = tier_path(t, number, to, path, sizeof path);
     const char *ddir = to == CAIRN_TIER_LOCAL ? t->dir : t->adir;
@@ -1815,8 +1816,7 @@ static int tier_move(cairn_tree *t, uint64_t number, uint8_t to,
         if (rc == 0)
             rc = cairn_tier_copy_sst(src, denv, tmp, codec, zl, copy_progress,
                                      t, &np);
-        if (info)
-            info->bytes_after = np.file_size;
+        new_size = np.file_size;
         cairn_sst_props_clear(&np);
         if (rc == 0) {
             rc = cairn_env_rename(denv, tmp, path);
@@ -1827,11 +1827,14 @@ static int tier_move(cairn_tree *t, uint64_t number, uint8_t to,
             made = true;
             rc = cairn_env_sync_dir(denv, ddir);
         }
-    } else if (info) {
+    } else {
         const cairn_sst_reader *pr = NULL;
-        if (tfile_reader(t, pin, &pr, NULL, 0) == 0)
-            info->bytes_after = cairn_sst_props_get(pr)->file_size;
+        rc = tfile_reader(t, pin, &pr, msg, sizeof msg);
+        if (rc == 0)
+            new_size = cairn_sst_props_get(pr)->file_size;
     }
+    if (info)
+        info->bytes_after = new_size;
     bool opened = false, logged = false;
     if (rc == 0) {
         pthread_mutex_lock(&t->install_mu);
@@ -1844,10 +1847,18 @@ static int tier_move(cairn_tree *t, uint64_t number, uint8_t to,
             rc = files_open(t, number, to, false, msg, sizeof msg);
             opened = rc == 0;
         }
+        /* The file leaves its level and comes back with the same metadata
+         * but its new tier and size: one edit (docs/format/manifest.md). */
         cairn_version_edit e;
         cairn_version_edit_init(&e);
         if (rc == 0)
-            rc = cairn_version_edit_set_tier(&e, cl, number, to);
+            rc = cairn_version_edit_delete_file(&e, cl, number);
+        if (rc == 0) {
+            cairn_file_meta nm = *cm;
+            nm.tier = to;
+            nm.file_size = new_size;
+            rc = cairn_version_edit_add_file(&e, cl, &nm);
+        }
         if (rc == 0) {
             cairn_version_edit_set_next_file(
                 &e, cairn_manifest_next_file_number(t->m));
@@ -1938,7 +1949,6 @@ int cairn_tree_archive_run(cairn_tree *t, const cairn_tier_policy *p,
 {
     if (!t->aenv)
         return CAIRN_ENOTSUP;
-    cairn_tier_policy all = {.min_level = 0, .min_age_s = 0};
     bool every = p->min_level <= 0 && p->min_age_s == 0;
     int first_rc = 0;
     uint64_t next = 0;
@@ -1960,7 +1970,6 @@ int cairn_tree_archive_run(cairn_tree *t, const cairn_tier_policy *p,
         } else {
             n = policy_next(t, p, next);
         }
-        (void)all;
         if (n == 0)
             return first_rc;
         cairn_tree_move_info info;
@@ -2150,7 +2159,7 @@ void cairn_tree_get_tier_stats(cairn_tree *t, cairn_tree_tier_stats *out)
             out->bytes[k] += p->file_size;
             out->logical_bytes[k] += p->raw_key_bytes + p->raw_value_bytes;
         } else {
-            out->bytes[k] += m->file_size; /* not open: the local size */
+            out->bytes[k] += m->file_size; /* not open: the manifest's */
         }
     }
     cairn_tree_view_unref(w);

@@ -388,7 +388,7 @@ static void test_policy_background(void **state)
     size_t nl, na;
     count_tiers(db, &nl, &na);
     assert_int_equal(na, 0);
-    assert_int_equal(cairn_archive_run(db, NULL, NULL), 0);
+    assert_int_equal(cairn_archive_run(db, 0, 0, NULL, NULL), 0);
     size_t nl2, na2;
     count_tiers(db, &nl2, &na2);
     assert_int_equal(nl2, 0);
@@ -481,7 +481,7 @@ static void test_power_cuts(void **state)
         /* Count the calls of one move. */
         assert_int_equal(cairn_open("/db", &o, &db), 0);
         if (dir == 1) /* something to recall, and something to archive */
-            assert_int_equal(cairn_archive_run(db, NULL, NULL), 0);
+            assert_int_equal(cairn_archive_run(db, 0, 0, NULL, NULL), 0);
         uint64_t num = pick_file(db, dir);
         assert_true(num > 0);
         cairn_fault_rule count = {0};
@@ -562,7 +562,7 @@ static void test_unavailable(void **state)
     cairn_db *db = NULL;
     assert_int_equal(cairn_open("/db", &o, &db), 0);
     uint64_t v1 = fill(db);
-    assert_int_equal(cairn_archive_run(db, NULL, NULL), 0);
+    assert_int_equal(cairn_archive_run(db, 0, 0, NULL, NULL), 0);
     /* Local data: new keys, flushed. */
     char k[32], v[64];
     for (int i = 0; i < 50; i++) {
@@ -650,7 +650,7 @@ static void test_unavailable_renamed(void **state)
     cairn_db *db = NULL;
     assert_int_equal(cairn_open(db_dir, &o, &db), 0);
     uint64_t v1 = fill(db);
-    assert_int_equal(cairn_archive_run(db, NULL, NULL), 0);
+    assert_int_equal(cairn_archive_run(db, 0, 0, NULL, NULL), 0);
     assert_int_equal(cairn_put(db, "local", 5, "here", 4, NULL), 0);
     assert_int_equal(cairn_close(db), 0);
     assert_int_equal(rename(arch, moved), 0);
