@@ -38,6 +38,7 @@ void srv_config_init(srv_config *c)
     c->commit_threads = 64;
     c->memtable_size = (size_t)64 << 20;
     c->block_cache_size = (size_t)1 << 30;
+    c->archive_zstd_level = 19;
     c->row_cache_size = (size_t)64 << 20;
     c->slowlog_slower_than = 10000;
     c->slowlog_max_len = 128;
@@ -51,6 +52,7 @@ void srv_config_free(srv_config *c)
     free(c->tls_cert_file);
     free(c->tls_key_file);
     free(c->tls_ca_cert_file);
+    free(c->archive_dir);
     for (size_t i = 0; i < c->nusers; i++)
         free(c->users[i]);
     free(c->users);
@@ -77,6 +79,7 @@ int srv_config_copy(srv_config *dst, const srv_config *src)
              dup_str(&dst->tls_cert_file, src->tls_cert_file) |
              dup_str(&dst->tls_key_file, src->tls_key_file) |
              dup_str(&dst->tls_ca_cert_file, src->tls_ca_cert_file) |
+             dup_str(&dst->archive_dir, src->archive_dir) |
              dup_str(&dst->config_file, src->config_file);
     if (src->nusers) {
         dst->users = calloc(src->nusers, sizeof *dst->users);
@@ -213,6 +216,25 @@ int srv_config_set(srv_config *c, const char *name, const char *value,
         if (!parse_size(value, &n) || n > ((size_t)1 << 44))
             return bad(err, errlen, name, value, "0 (off)..16tb");
         c->row_cache_size = (size_t)n;
+    } else if (!strcasecmp(name, "archive-dir")) {
+        free(c->archive_dir);
+        c->archive_dir = NULL;
+        if (*value && !(c->archive_dir = strdup(value))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    } else if (!strcasecmp(name, "archive-min-level")) {
+        if (!parse_size(value, &n) || n > 7)
+            return bad(err, errlen, name, value, "0 (off)..7");
+        c->archive_min_level = (int)n;
+    } else if (!strcasecmp(name, "archive-min-age")) {
+        if (!parse_size(value, &n))
+            return bad(err, errlen, name, value, "seconds (0: off)");
+        c->archive_min_age_s = (uint64_t)n;
+    } else if (!strcasecmp(name, "archive-zstd-level")) {
+        if (!parse_size(value, &n) || n < 1 || n > 22)
+            return bad(err, errlen, name, value, "1..22");
+        c->archive_zstd_level = (int)n;
     } else if (!strcasecmp(name, "metrics-port")) {
         if (!parse_size(value, &n) || n > 65535)
             return bad(err, errlen, name, value, "a port number (0: off)");
@@ -359,6 +381,10 @@ static const struct {
     {"memtable-size", CF_REWRITE},
     {"block-cache-size", CF_RUNTIME | CF_REWRITE},
     {"row-cache-size", CF_RUNTIME | CF_REWRITE},
+    {"archive-dir", CF_REWRITE},
+    {"archive-min-level", CF_REWRITE},
+    {"archive-min-age", CF_REWRITE},
+    {"archive-zstd-level", CF_REWRITE},
     {"metrics-port", CF_REWRITE},
     {"tls-port", CF_REWRITE},
     {"tls-cert-file", CF_REWRITE},
@@ -437,6 +463,14 @@ int srv_config_get(const srv_config *c, const char *name, char *buf,
         OUT("%zu", c->block_cache_size);
     else if (!strcasecmp(name, "row-cache-size"))
         OUT("%zu", c->row_cache_size);
+    else if (!strcasecmp(name, "archive-dir"))
+        OUT("%s", c->archive_dir ? c->archive_dir : "");
+    else if (!strcasecmp(name, "archive-min-level"))
+        OUT("%d", c->archive_min_level);
+    else if (!strcasecmp(name, "archive-min-age"))
+        OUT("%llu", (unsigned long long)c->archive_min_age_s);
+    else if (!strcasecmp(name, "archive-zstd-level"))
+        OUT("%d", c->archive_zstd_level);
     else if (!strcasecmp(name, "metrics-port"))
         OUT("%d", c->metrics_port);
     else if (!strcasecmp(name, "tls-port"))

@@ -1886,6 +1886,31 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
                         l, st.level_files[l], st.level_bytes[l]);
         fprintf(f, "\r\n");
     }
+    if (want(sec, "tiers", true)) {
+        fprintf(f, "# Tiers\r\narchive_dir:%s\r\narchive_available:%d\r\n"
+                   "archive_moves:%" PRIu64 "\r\narchive_recalls:%" PRIu64
+                   "\r\narchive_bytes_in:%" PRIu64
+                   "\r\narchive_bytes_out:%" PRIu64
+                   "\r\narchive_error:%d\r\n",
+                s->cfg.archive_dir ? s->cfg.archive_dir : "",
+                st.archive_configured && st.archive_available ? 1 : 0,
+                st.archive_moves, st.archive_recalls, st.archive_bytes_in,
+                st.archive_bytes_out, st.archive_error);
+        for (int k = 0; k < 2; k++)
+            fprintf(f, "tier_%s:files=%" PRIu64 ",bytes=%" PRIu64
+                       ",logical_bytes=%" PRIu64 ",compression_ratio=%.2f"
+                       ",block_hits=%" PRIu64 ",block_misses=%" PRIu64
+                       ",read_p50_us=%.1f,read_p99_us=%.1f\r\n",
+                    k ? "archive" : "local", st.tier_files[k],
+                    st.tier_bytes[k], st.tier_logical_bytes[k],
+                    st.tier_bytes[k] ? (double)st.tier_logical_bytes[k] /
+                                           (double)st.tier_bytes[k]
+                                     : 0.0,
+                    st.tier_block_hits[k], st.tier_block_misses[k],
+                    (double)st.tier_read_p50_ns[k] / 1000.0,
+                    (double)st.tier_read_p99_ns[k] / 1000.0);
+        fprintf(f, "\r\n");
+    }
     if (want(sec, "keyspace", true)) {
         /* Counting walks every key: a committer does it in the background
          * (again once the count is 5 s old), INFO shows the last count. */
@@ -2081,6 +2106,10 @@ void srv_db_options(const srv_config *cfg, cairn_options *o)
     o->memtable_size = cfg->memtable_size;
     o->block_cache_size = cfg->block_cache_size;
     o->row_cache_size = cfg->row_cache_size;
+    o->archive_dir = cfg->archive_dir;
+    o->archive_min_level = cfg->archive_min_level;
+    o->archive_min_age_s = cfg->archive_min_age_s;
+    o->archive_zstd_level = cfg->archive_zstd_level;
 }
 
 /* What a server needs before it serves (srv_run and sessions): its copy of

@@ -41,6 +41,10 @@ typedef struct srv_config {
     size_t memtable_size;       /* 64 MiB (memtable-size) */
     size_t block_cache_size;    /* 1 GiB (block-cache-size), filled by reads */
     size_t row_cache_size;      /* 64 MiB (row-cache-size); 0: off */
+    char *archive_dir;          /* archive-dir: the archive tier (NULL: none) */
+    int archive_min_level;      /* archive-min-level (0: no level rule) */
+    uint64_t archive_min_age_s; /* archive-min-age, seconds (0: no age rule) */
+    int archive_zstd_level;     /* archive-zstd-level (19) */
     int metrics_port;           /* 0: no Prometheus endpoint */
     int tls_port;               /* 0: no TLS listener */
     char *tls_cert_file;        /* PEM certificate chain (tls-port) */
