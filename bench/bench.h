@@ -55,6 +55,10 @@ typedef struct bench_io_counts {
 } bench_io_counts;
 bool bench_proc_io(bench_io_counts *c);
 
+/* `cairn-bench tier`: read latency from the block cache, local files and
+ * archived files, and the files' size in each place (bench/bench_tier.c). */
+int cairn_bench_tier_main(int argc, char **argv);
+
 /* Seconds on the monotonic clock (arbitrary origin). */
 static inline double bench_now(void)
 {

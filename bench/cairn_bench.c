@@ -1343,6 +1343,12 @@ static const command commands[] = {
      "and range latency; TS.MADD ingest and TS.RANGE / TS.MRANGE latency "
      "through a cairn-server it starts, beside the embedded figures",
      cairn_bench_ts_main, NULL},
+    {"tier", "[--dir DIR] [--archive-dir DIR] [--keys N] [--reads N] "
+             "[--json] [--keep]",
+     "the archive tier: point-read latency of 4 KiB values from the block "
+     "cache, local files and archived files (cold block and page caches), "
+     "and the files' size local (zstd 3) and archived (zstd 19)",
+     cairn_bench_tier_main, NULL},
     {"help", "[COMMAND]", "print this help, or a command's", cmd_help, NULL},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
