@@ -907,6 +907,8 @@ static void db_free(cairn_db *db)
 {
     if (!db)
         return;
+    /* No move may take a new view into the table sets from here on. */
+    cairn_tree_archive_stop(db->tree);
     if (db->tables)
         cairn_db_tables_release(db->tables);
     db->tables = NULL;

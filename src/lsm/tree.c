@@ -1,11 +1,14 @@
 /*
  * tree.c — the LSM tree: views over the manifest's versions, flush of
  * frozen memtables to level 0, leveled compaction on a background thread,
- * point reads through the levels, write backpressure. See tree.h.
+ * point reads through the levels, write backpressure, moves of files
+ * between the local disk and the archive tier (tier/) and the archive
+ * thread. See tree.h.
  *
  * Invariants:
- *   - Every file of the current version has an open reader (a tfile in the
- *     files map) and the current view holds a reference on it.
+ *   - Every file of the current version has a tfile in the files map (with
+ *     an open reader, except an archived copy out of reach) and the
+ *     current view holds a reference on it.
  *   - A tfile's references count the views holding it; at zero it is no
  *     longer in the current version (the current view holds every live
  *     file), so its reader closes, its blocks leave the cache and, unless
@@ -15,12 +18,20 @@
  *     L0 file there is when it starts), then L1, L2, ...
  *   - Levels >= 1 are disjoint by user key: outputs are cut only between
  *     user keys.
+ *   - Files are copies keyed by (number, tier): a view holds the copy its
+ *     version's tier names. At most one live copy per (number, tier); a
+ *     dying copy (unreferenced, being unlinked) stays in the map until its
+ *     file is gone, and no new copy is written at its path before that.
+ *   - A tfile's reader is NULL only for an archived copy whose archive was
+ *     out of reach; it is opened on first use (open_mu).
  *
- * Locking (in this order): compact_mu (one compaction job at a time: the
- * background thread, cairn_tree_compact_all, or a job of
+ * Locking (in this order): tier_mu (one move between tiers at a time;
+ * never held together with compact_mu), compact_mu (one compaction job at
+ * a time: the background thread, cairn_tree_compact_all, or a job of
  * cairn_tree_compact_full, which takes it per job), install_mu (one manifest
- * edit + view swap at a time: flush or compaction), view_mu (the current
- * view pointer), files_mu (the files map), bg_mu (wake-ups, pressure).
+ * edit + view swap at a time: flush, compaction or move), view_mu (the
+ * current view pointer), files_mu (the files map), open_mu (one file's lazy
+ * open), bg_mu and arch_mu (wake-ups, pressure).
  * No lock is held while a view is read.
  */
 #include "lsm/tree.h"
@@ -1631,13 +1642,7 @@ void cairn_tree_close(cairn_tree *t)
     if (!t)
         return;
     atomic_store(&t->closing, true);
-    if (t->arch_started) {
-        pthread_mutex_lock(&t->arch_mu);
-        t->arch_stop = true;
-        pthread_cond_broadcast(&t->arch_cv);
-        pthread_mutex_unlock(&t->arch_mu);
-        pthread_join(t->arch, NULL);
-    }
+    cairn_tree_archive_stop(t);
     if (t->bg_started) {
         pthread_mutex_lock(&t->bg_mu);
         t->bg_stop = true;
@@ -2078,6 +2083,21 @@ int cairn_tree_archive_probe(cairn_tree *t)
         cairn_tree_compact_kick(t);
     }
     return rc;
+}
+
+void cairn_tree_archive_stop(cairn_tree *t)
+{
+    if (!t)
+        return;
+    atomic_store(&t->closing, true); /* a copy under way stops */
+    if (!t->arch_started)
+        return;
+    pthread_mutex_lock(&t->arch_mu);
+    t->arch_stop = true;
+    pthread_cond_broadcast(&t->arch_cv);
+    pthread_mutex_unlock(&t->arch_mu);
+    pthread_join(t->arch, NULL);
+    t->arch_started = false;
 }
 
 void cairn_tree_archive_kick(cairn_tree *t)

@@ -21,6 +21,11 @@
  * or below it; older ones go. A deletion at or below the horizon is dropped
  * only by a compaction into the bottom-most level holding the key.
  *
+ * Archive tier: with options.archive_dir, files can move to the archive
+ * directory and back (cairn_tree_archive_file / _recall_file, the policy
+ * on the archive thread); reads go to wherever a view's copy is. See
+ * tree.c ("the archive tier") and tier/tier.h.
+ *
  * Threading: views are immutable and may be used by any number of threads.
  * cairn_tree_flush is called by one thread at a time (the db's collector);
  * the compaction thread runs beside it; installs are serialized by
@@ -249,6 +254,11 @@ int cairn_tree_archive_probe(cairn_tree *t);
 /* Start (and wake) the archive thread: its first run waits for this, so
  * the owner can finish its setup first. */
 void cairn_tree_archive_kick(cairn_tree *t);
+/* The tree is closing: stop the archive thread (a move under way is
+ * abandoned: its copy is a leftover for the next open). The owner calls it
+ * before it tears down what view_changed touches, then cairn_tree_close
+ * (which calls it too). One thread. */
+void cairn_tree_archive_stop(cairn_tree *t);
 
 typedef struct cairn_tree_tier_stats {
     bool configured, available;
