@@ -326,7 +326,7 @@ static int parse(bresp_conn *c, size_t *pos, int depth)
     if (depth > BRESP_MAX_DEPTH)
         return fail(c, "protocol error: replies nested deeper than %d",
                     BRESP_MAX_DEPTH);
-    size_t idx, p = *pos;
+    size_t idx = 0, p = *pos;
     int64_t v = 0;
     uint8_t t = p < c->in_len ? c->in[p] : 0;
     if ((t == ':' || t == '$' || t == '*') && quick_number(c, &p, &v)) {

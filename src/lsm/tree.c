@@ -41,6 +41,7 @@
 typedef struct tfile {
     uint64_t number;
     cairn_sst_reader *r;
+    void *hstate; /* what file_open_hook returned */
     atomic_int refs;
     struct tfile *next; /* files map chain (files_mu) */
 } tfile;
@@ -158,6 +159,17 @@ static int files_open(cairn_tree *t, uint64_t number, char *err, size_t errlen)
     }
     f->number = number;
     atomic_init(&f->refs, 0);
+    if (t->o.file_open_hook) {
+        msg[0] = '\0';
+        rc = t->o.file_open_hook(t->o.file_hook_arg, f->r, &f->hstate, msg);
+        if (rc != 0) {
+            if (err && errlen)
+                snprintf(err, errlen, "%s", msg[0] ? msg : cairn_strerror(rc));
+            cairn_sst_close(f->r);
+            free(f);
+            return rc;
+        }
+    }
     pthread_mutex_lock(&t->files_mu);
     f->next = t->files[number % FILES_BUCKETS];
     t->files[number % FILES_BUCKETS] = f;
@@ -180,10 +192,15 @@ static void tfile_unref(cairn_tree *t, tfile *f)
     cairn_sst_close(f->r);
     cairn_block_cache_erase_file(t->cache, f->number);
     if (!atomic_load(&t->closing)) {
+        /* Out of every view and of the version: what it names may go
+         * (after the unlink below: a crash before it keeps the file, whose
+         * blobs are then still there at the next open). */
         char path[4096];
         cairn_lsm_sst_path(path, sizeof path, t->dir, f->number);
         cairn_env_unlink(t->env, path); /* best effort: open removes leftovers */
     }
+    if (t->o.file_close_hook)
+        t->o.file_close_hook(t->o.file_hook_arg, f->hstate);
     free(f);
 }
 
@@ -497,6 +514,8 @@ static void files_forget(cairn_tree *t, uint64_t number)
     if (f) {
         cairn_sst_close(f->r);
         cairn_block_cache_erase_file(t->cache, number);
+        if (t->o.file_close_hook)
+            t->o.file_close_hook(t->o.file_hook_arg, f->hstate);
         free(f);
     }
 }
@@ -1183,6 +1202,29 @@ void cairn_tree_wait_pressure(cairn_tree *t, int level, unsigned timeout_ms)
 
 /* ---------- open / close / stats ---------- */
 
+int cairn_tree_for_each_file(cairn_tree *t,
+                             int (*fn)(void *arg, const cairn_sst_reader *r),
+                             void *arg)
+{
+    int rc = 0;
+    pthread_mutex_lock(&t->files_mu);
+    for (size_t b = 0; b < FILES_BUCKETS && rc == 0; b++)
+        for (tfile *f = t->files[b]; f && rc == 0; f = f->next)
+            rc = fn(arg, f->r);
+    pthread_mutex_unlock(&t->files_mu);
+    return rc;
+}
+
+uint64_t cairn_tree_new_file_number(cairn_tree *t)
+{
+    return cairn_manifest_new_file_number(t->m);
+}
+
+void cairn_tree_bump_file_number(cairn_tree *t, uint64_t next)
+{
+    cairn_manifest_bump_file_number(t->m, next);
+}
+
 uint64_t cairn_tree_log_lsn(cairn_tree *t)
 {
     return cairn_manifest_log_lsn(t->m);
@@ -1218,6 +1260,8 @@ static void tree_free(cairn_tree *t)
             tfile *f = t->files[b];
             t->files[b] = f->next;
             cairn_sst_close(f->r);
+            if (t->o.file_close_hook)
+                t->o.file_close_hook(t->o.file_hook_arg, f->hstate);
             free(f);
         }
     if (t->m)

@@ -714,7 +714,7 @@ static void txn_random_write(cairn_txn *t, model *eff, uint64_t *rng,
                             : (int)(tu_rand(rng, 12) * 17 % NKEYS);
     wrote[i] = true;
     if (tu_rand(rng, 100) < 60) {
-        uint8_t v[MAXV];
+        uint8_t v[MAXV] = {0};
         size_t vl = tu_rand(rng, 4) ? (size_t)tu_rand(rng, MAXV) : 0;
         tu_fill(v, vl, tu_splitmix(rng));
         assert_int_equal(cairn_txn_put(t, g_keys[i].k, g_keys[i].l, v, vl),
