@@ -29,6 +29,7 @@ int cairn_bench_engine_main(int argc, char **argv);
  * embedded ingest and range latency; the server part, the same through a
  * cairn-server it starts (bench/bench_ts_server.c). */
 int cairn_bench_ts_main(int argc, char **argv);
+int cairn_bench_blob_main(int argc, char **argv);
 
 /* Seconds on the monotonic clock (arbitrary origin). */
 static inline double bench_now(void)

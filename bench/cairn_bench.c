@@ -1343,6 +1343,11 @@ static const command commands[] = {
      "and range latency; TS.MADD ingest and TS.RANGE / TS.MRANGE latency "
      "through a cairn-server it starts, beside the embedded figures",
      cairn_bench_ts_main, NULL},
+    {"blob", "[--mib N] [--value-kib N] [--dir DIR] [--json]",
+     "large values through the blob store: 256 MiB of 16 KiB values, half "
+     "repeats, compressible 2:1: logical vs stored bytes vs the distinct "
+     "content under zstd -3, write MB/s, get p50/p99",
+     cairn_bench_blob_main, NULL},
     {"help", "[COMMAND]", "print this help, or a command's", cmd_help, NULL},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
