@@ -175,6 +175,16 @@ static bs_file *file_get(cairn_blob_store *s, uint64_t number)
     return f;
 }
 
+/* A record was appended at loc: the (unsealed) file is at least that
+ * long. */
+static void file_grew(bs_file *f, const cairn_blob_loc *loc)
+{
+    uint64_t end = loc->offset + CAIRN_BLOB_RECORD_HEADER_SIZE +
+                   loc->stored_len;
+    if (!f->sealed && end > f->size)
+        f->size = end;
+}
+
 static bool ent_live(const bs_ent *e)
 {
     return e->refs + e->pins > 0;
@@ -451,6 +461,7 @@ static int put_one(cairn_blob_store *s, const uint8_t *data, size_t len,
         return CAIRN_ENOMEM; /* the record is dead space */
     }
     f->stored_bytes += loc.stored_len;
+    file_grew(f, &loc);
     e = ent_find(s, chunk->hash);
     uint64_t myseq = ++s->append_seq;
     if (e && !e->missing) {
@@ -836,8 +847,10 @@ static int gc_moved(void *arg, const uint8_t *hash, const cairn_blob_loc *from,
     cairn_blob_store *s = g->s;
     pthread_mutex_lock(&s->mu);
     bs_file *nf = file_get(s, to->file);
-    if (nf)
+    if (nf) {
         nf->stored_bytes += to->stored_len;
+        file_grew(nf, to);
+    }
     bs_ent *e = ent_find(s, hash);
     if (e && !e->missing && e->loc.file == from->file &&
         e->loc.offset == from->offset) {
@@ -933,7 +946,7 @@ int cairn_blob_store_gc(cairn_blob_store *s, double dead_fraction)
         bs_file *f = *pp;
         if (f) {
             *pp = f->next;
-            freed = f->size ? f->size : f->stored_bytes;
+            freed = f->size;
             f->doomed = true;
             f->readers++;
             file_release_locked(s, f); /* unlinks now if nobody reads */
@@ -986,7 +999,7 @@ void cairn_blob_store_get_stats(cairn_blob_store *s,
         out->files++;
         out->stored_bytes += f->stored_bytes;
         out->dead_bytes += f->stored_bytes - f->live_bytes;
-        out->file_bytes += f->size ? f->size : f->stored_bytes;
+        out->file_bytes += f->size;
     }
     pthread_mutex_unlock(&s->mu);
     out->dedup_hits = atomic_load(&s->st_dedup);
