@@ -424,6 +424,67 @@ static void test_snapshot_keeps_blob(void **state)
     cairn_env_destroy(env);
 }
 
+/* Reads of the past (inside the history window) keep their blobs; blob
+ * files and sorted files never share a number, also across reopens. */
+static void test_history_and_numbers(void **state)
+{
+    (void)state;
+    cairn_env *env = cairn_env_mem_new();
+    cairn_options o;
+    opts_for(&o, env);
+    o.history_ms = 600000;
+    o.blob_file_size = 32u << 10;
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    uint8_t a[VLEN], b[VLEN];
+    pool_value(a, VLEN, 31);
+    pool_value(b, VLEN, 32);
+    uint64_t va = 0;
+    assert_int_equal(cairn_put(db, "h", 1, a, VLEN, &va), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cairn_put(db, "h", 1, b, VLEN, NULL), 0);
+        assert_int_equal(cairn_delete(db, "h", 1, NULL), 0);
+        assert_int_equal(cairn_flush(db), 0);
+        assert_int_equal(cairn_close(db), 0);
+        assert_int_equal(cairn_open("/db", &o, &db), 0);
+    }
+    assert_int_equal(cairn_compact(db, NULL, NULL), 0);
+    assert_int_equal(cairn_blob_gc(db, 0), 0);
+    void *v = NULL;
+    size_t vl = 0;
+    assert_int_equal(cairn_get_at_version(db, "h", 1, va, &v, &vl), 0);
+    assert_int_equal(vl, VLEN);
+    assert_memory_equal(v, a, VLEN);
+    cairn_free(v);
+    assert_int_equal(cairn_get(db, "h", 1, &v, &vl), CAIRN_ENOTFOUND);
+    expect_check_ok(db);
+    assert_int_equal(cairn_close(db), 0);
+    /* Every number is used once: NNNNNN.sst and NNNNNN.blob. */
+    char **l1 = NULL, **l2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    assert_int_equal(cairn_env_list_dir(env, "/db", &l1, &n1), 0);
+    assert_int_equal(cairn_env_list_dir(env, "/db/blob", &l2, &n2), 0);
+    unsigned long nums[256];
+    size_t nn = 0, nblob = 0;
+    for (size_t i = 0; i < n1 + n2; i++) {
+        const char *nm = i < n1 ? l1[i] : l2[i - n1];
+        unsigned long x;
+        char ext[8];
+        if (sscanf(nm, "%lu.%7s", &x, ext) == 2 &&
+            (strcmp(ext, "sst") == 0 || strcmp(ext, "blob") == 0)) {
+            for (size_t j = 0; j < nn; j++)
+                assert_true(nums[j] != x);
+            if (nn < 256)
+                nums[nn++] = x;
+            nblob += strcmp(ext, "blob") == 0;
+        }
+    }
+    assert_true(nblob >= 1);
+    cairn_env_free_list(l1, n1);
+    cairn_env_free_list(l2, n2);
+    cairn_env_destroy(env);
+}
+
 static void test_chunking(void **state)
 {
     (void)state;
@@ -850,6 +911,7 @@ int main(void)
         cmocka_unit_test(test_counts_exact),
         cmocka_unit_test(test_gc_reclaims),
         cmocka_unit_test(test_snapshot_keeps_blob),
+        cmocka_unit_test(test_history_and_numbers),
         cmocka_unit_test(test_chunking),
         cmocka_unit_test(test_damage),
         cmocka_unit_test(test_bad_references),
