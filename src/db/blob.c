@@ -172,8 +172,8 @@ void cairn_db_blob_file_close(void *arg, void *state)
 static void memtable_released(void *arg, cairn_memtable *mt)
 {
     cairn_db *db = arg;
-    if (!db->blobs)
-        return;
+    if (!db->blobs || cairn_memtable_blob_count(mt) == 0)
+        return; /* the common case: nothing to walk */
     cairn_mt_iter it;
     cairn_mt_iter_init(&it, mt);
     for (cairn_mt_iter_seek_first(&it); cairn_mt_iter_valid(&it);

@@ -183,6 +183,7 @@ struct cairn_memtable {
         64) _Atomic(mt_block *) cur; /* block small allocations come from */
     _Atomic(mt_block *) blocks;      /* every published block */
     _Atomic size_t memory;
+    _Atomic uint64_t blob_count; /* CAIRN_MT_BLOB entries */
     void (*release_fn)(void *arg, cairn_memtable *mt); /* at the last unref */
     void *release_arg;
 };
@@ -371,6 +372,7 @@ static cairn_memtable *memtable_create(size_t nbuckets)
     atomic_init(&mt->refs, 1);
     atomic_init(&mt->max_height, 1);
     atomic_init(&mt->count, 0);
+    atomic_init(&mt->blob_count, 0);
     atomic_init(&mt->max_version, 0);
     atomic_init(&mt->memory, 0);
     atomic_init(&mt->cur, NULL);
@@ -401,6 +403,11 @@ void cairn_memtable_set_release_hook(cairn_memtable *mt,
 {
     mt->release_fn = fn;
     mt->release_arg = arg;
+}
+
+uint64_t cairn_memtable_blob_count(const cairn_memtable *mt)
+{
+    return atomic_load_explicit(&mt->blob_count, memory_order_relaxed);
 }
 
 void cairn_memtable_unref(cairn_memtable *mt)
@@ -660,6 +667,9 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
         }
         if (i == 0) {
             atomic_fetch_add_explicit(&mt->count, 1, memory_order_relaxed);
+            if (kind == CAIRN_MT_BLOB)
+                atomic_fetch_add_explicit(&mt->blob_count, 1,
+                                          memory_order_relaxed);
             update_max_version(mt, version);
             hash_publish(bucket, bhead, he, ne, h, n);
         }

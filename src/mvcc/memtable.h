@@ -114,6 +114,8 @@ uint64_t cairn_memtable_latest_version(cairn_memtable *mt, const void *key,
 size_t cairn_memtable_memory(const cairn_memtable *mt);
 /* Number of entries. */
 uint64_t cairn_memtable_count(const cairn_memtable *mt);
+/* Entries of kind CAIRN_MT_BLOB. */
+uint64_t cairn_memtable_blob_count(const cairn_memtable *mt);
 /* Highest version inserted, 0 if empty. */
 uint64_t cairn_memtable_max_version(const cairn_memtable *mt);
 
