@@ -363,7 +363,7 @@ static void check_each(void *arg, const uint8_t *hash, int64_t refs,
     check_ctx *c = arg;
     rc_ent key;
     memcpy(key.hash, hash, CAIRN_BLOB_HASH_SIZE);
-    if (bsearch(&key, c->v, c->n, sizeof key, rc_cmp))
+    if (c->n && bsearch(&key, c->v, c->n, sizeof key, rc_cmp))
         return; /* compared from the recount's side */
     if (refs != 0) {
         c->out->mismatched++;
@@ -412,7 +412,8 @@ int cairn_blob_check(cairn_db *db, bool deep, cairn_blob_check_report *out)
         free(c.v);
         return c.rc;
     }
-    qsort(c.v, c.n, sizeof *c.v, rc_cmp);
+    if (c.n) /* (c.v is NULL without references) */
+        qsort(c.v, c.n, sizeof *c.v, rc_cmp);
     size_t n = 0;
     for (size_t i = 0; i < c.n; i++) {
         out->references++;
