@@ -31,6 +31,7 @@ int cairn_bench_engine_main(int argc, char **argv);
  * embedded ingest and range latency; the server part, the same through a
  * cairn-server it starts (bench/bench_ts_server.c). */
 int cairn_bench_ts_main(int argc, char **argv);
+int cairn_bench_blob_main(int argc, char **argv);
 
 /* `cairn-bench tiers`: the tiered-storage benchmark (bench/bench_tiers.c):
  * deduplicated large values (stored against logical bytes, beside RocksDB

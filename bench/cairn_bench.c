@@ -1349,6 +1349,11 @@ static const command commands[] = {
      "cache, local files and archived files (cold block and page caches), "
      "and the files' size local (zstd 3) and archived (zstd 19)",
      cairn_bench_tier_main, NULL},
+    {"blob", "[--mib N] [--value-kib N] [--dir DIR] [--json]",
+     "large values through the blob store: 256 MiB of 16 KiB values, half "
+     "repeats, compressible 2:1: logical vs stored bytes vs the distinct "
+     "content under zstd -3, write MB/s, get p50/p99",
+     cairn_bench_blob_main, NULL},
     {"help", "[COMMAND]", "print this help, or a command's", cmd_help, NULL},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

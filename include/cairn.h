@@ -153,6 +153,20 @@ typedef struct cairn_options {
     int archive_min_level;
     uint64_t archive_min_age_s;
     int archive_zstd_level;      /* 19: zstd level of archived blocks */
+    /* Large values (docs/architecture.md, "blob/"): values of at least
+     * blob_threshold bytes are stored once, by content (SHA-256), in blob
+     * files under <path>/blob, each compressed on its own; the log and the
+     * sorted files hold a small reference. Every read returns the value as
+     * it was put. 4096 from cairn_options_init; 0: never. */
+    size_t blob_threshold;
+    /* Values of at least this many bytes are cut into content-defined
+     * chunks (about 64 KiB), each stored once: two large values that differ
+     * in a few bytes share most chunks. 0: 256 KiB; SIZE_MAX: never. */
+    size_t blob_chunk_threshold;
+    /* Garbage collection rewrites a blob file once this fraction of its
+     * bytes is no longer referenced (0: 0.5). */
+    double blob_gc_dead_fraction;
+    uint64_t blob_file_size;     /* 0: 256 MiB per blob file */
 } cairn_options;
 
 /* Fill *opts with the defaults above. */
@@ -438,8 +452,11 @@ void cairn_iter_next(cairn_iter *it);
 void cairn_iter_prev(cairn_iter *it);
 bool cairn_iter_valid(const cairn_iter *it);
 /* The current key / value (NULL with length 0 when not valid; the value is
- * never NULL while valid, even when empty). The pointers stay valid until
- * the iterator's next move or cairn_iter_free. */
+ * never NULL while valid, even when empty). A value stored out of line
+ * (blob_threshold) is read when the iterator lands on its key: if it cannot
+ * be read the iterator stops there (not valid) and cairn_iter_status says
+ * why (CAIRN_ECORRUPT for a missing or damaged blob). The pointers stay
+ * valid until the iterator's next move or cairn_iter_free. */
 const void *cairn_iter_key(const cairn_iter *it, size_t *klen);
 const void *cairn_iter_value(const cairn_iter *it, size_t *vlen);
 /* The commit version of the current value: 0 for a transaction's own
@@ -507,8 +524,56 @@ typedef struct cairn_stats {
     bool archive_configured;
     bool archive_available;          /* false: its last I/O failed */
     int archive_error;               /* the last failed move's error */
+    /* Large values stored out of line (blob files): */
+    uint64_t blob_logical_bytes; /* value bytes of the references held (each
+                                    reference counted: a value kept by 3
+                                    versions counts 3 times) */
+    uint64_t blob_stored_bytes;  /* record bytes in the blob files (after
+                                    compression; dead ones included) */
+    uint64_t blob_file_bytes;    /* the blob files' sizes */
+    uint64_t blob_distinct;      /* distinct blobs (chunks) stored */
+    uint64_t blob_dedup_hits;    /* writes that found their blob stored */
+    uint64_t blob_files;
+    uint64_t blob_dead_bytes;    /* stored bytes no reference needs */
+    uint64_t blob_gc_runs;
+    uint64_t blob_gc_bytes_reclaimed;
+    uint64_t blob_missing;       /* referenced blobs not in any file (0) */
 } cairn_stats;
 void cairn_get_stats(cairn_db *db, cairn_stats *out);
+
+/* Run the blob store's garbage collection now: every blob file whose
+ * unreferenced fraction is at least dead_fraction (a negative value: the
+ * database's blob_gc_dead_fraction) is rewritten without its dead blobs
+ * and deleted. Reads and writes go on meanwhile. 0 (also when there is no
+ * blob store), CAIRN_EREADONLY, CAIRN_EUNAVAILABLE (a sorted file in the
+ * archive could not be opened since the database opened: the blobs it
+ * refers to are not counted, so none is collected until it has been; the
+ * background collection waits likewise), or an I/O error. */
+int cairn_blob_gc(cairn_db *db, double dead_fraction);
+
+/* Recount the references to blobs from what the database holds (every
+ * sorted file and memtable of the current state) and compare with the
+ * counts the engine keeps. Meant for a quiet database (a reader holding an
+ * old state keeps counts above the recount). */
+typedef struct cairn_blob_check_report {
+    uint64_t referenced;   /* distinct blobs referenced */
+    uint64_t references;   /* references (one per chunk per version) */
+    uint64_t mismatched;   /* blobs whose kept count differs (error) */
+    uint64_t missing;      /* referenced but not stored or unreadable
+                              (error) */
+    uint64_t unreferenced; /* stored, referenced by nothing (garbage, not an
+                              error: GC reclaims it) */
+    uint64_t unreferenced_bytes;
+    char first_error[256]; /* "" when none */
+} cairn_blob_check_report;
+/* deep: also read and verify every referenced blob. 0 when the counts
+ * agree and nothing is missing, CAIRN_ECORRUPT otherwise (report says
+ * what), or an error that kept the check from running. */
+int cairn_blob_check(cairn_db *db, bool deep, cairn_blob_check_report *out);
+
+/* The message of the last blob read that failed with CAIRN_ECORRUPT
+ * ("" if none): which blob, which file, what was wrong. */
+void cairn_blob_last_error(cairn_db *db, char *buf, size_t cap);
 
 /* Change the memory budgets of the two caches while the database runs:
  * row_cache_bytes for the row cache (0 turns it off and frees its

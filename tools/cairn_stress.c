@@ -177,9 +177,24 @@ static uint32_t mix32(uint32_t x)
 }
 
 /* Value length of (key, gen): mostly 8..130 bytes, one in 64 a few KiB. */
+/* Value sizes: mostly small; 1 in 64 of 2..8 KB (those from 4096 bytes
+ * on are stored out of line, in the blob store); 1 in 128 large, cut into
+ * chunks (the runs set blob_chunk_threshold to 32 KiB): one of 4 contents
+ * (length and bytes past the 8-byte header), so large values of different
+ * keys and generations share every chunk but their first (deduplication:
+ * the same cut points follow from the same bytes). */
+#define VAL_MAX (8 + 60000 + 3 * 15000)
+
+static bool val_big(uint32_t key, uint32_t gen)
+{
+    return (mix32(key * 0x9E3779B1u ^ gen) & 127u) == 1;
+}
+
 static size_t val_len(uint32_t key, uint32_t gen)
 {
     uint32_t h = mix32(key * 0x9E3779B1u ^ gen);
+    if ((h & 127u) == 1)
+        return 8 + 60000 + ((h >> 20) & 3u) * 15000;
     if ((h & 63u) == 0)
         return 8 + 2000 + (h >> 8) % 6000;
     return 8 + (h >> 8) % 123;
@@ -187,6 +202,11 @@ static size_t val_len(uint32_t key, uint32_t gen)
 
 static uint8_t val_byte(uint32_t key, uint32_t gen, size_t i)
 {
+    if (val_big(key, gen)) {
+        uint32_t c = (mix32(key * 0x9E3779B1u ^ gen) >> 20) & 3u;
+        return (uint8_t)(mix32(c * 0x01000193u + (uint32_t)(i >> 2)) >>
+                         (8 * (i & 3)));
+    }
     return (uint8_t)(key * 7u + gen * 13u + (uint32_t)i * 31u);
 }
 
@@ -1269,7 +1289,7 @@ static int run_workers(run *r, uint64_t seed)
         ws[i].r = r;
         ws[i].idx = i;
         ws[i].rng = seed * 0x9E3779B97F4A7C15ULL + (uint64_t)i * 7919 + 1;
-        ws[i].vbuf = malloc(8 + 2000 + 6000);
+        ws[i].vbuf = malloc(VAL_MAX);
         if (!ws[i].vbuf || pthread_create(&ws[i].tid, NULL, worker_main,
                                           &ws[i]) != 0) {
             atomic_store(&r->stop, true);
@@ -1456,6 +1476,12 @@ static void db_options(const stress_cfg *cfg, cairn_options *o,
     /* A row cache far smaller than the keys' values: entries come and go
      * (evicted, invalidated by writes) all the time. */
     o->row_cache_size = 256 << 10;
+    /* Values from 4 KiB on go to the blob store, in small files (rotation,
+     * sealing and GC all happen in a short run); from 32 KiB on in chunks. */
+    o->blob_threshold = 4096;
+    o->blob_chunk_threshold = 32u << 10;
+    o->blob_file_size = 1u << 20;
+    o->blob_gc_dead_fraction = 0.3;
     o->env = env;
 }
 
@@ -1507,6 +1533,12 @@ static void print_engine(cairn_db *db)
         if (s.level_files[l])
             printf(" L%d:%" PRIu64, l, s.level_files[l]);
     printf("\n");
+    printf("cairn-stress: blobs: %" PRIu64 " distinct in %" PRIu64
+           " files (%" PRIu64 " bytes stored, %" PRIu64 " dead), %" PRIu64
+           " dedup hits, %" PRIu64 " GC runs reclaimed %" PRIu64 " bytes\n",
+           s.blob_distinct, s.blob_files, s.blob_stored_bytes,
+           s.blob_dead_bytes, s.blob_dedup_hits, s.blob_gc_runs,
+           s.blob_gc_bytes_reclaimed);
 }
 
 static int mode_run(const stress_cfg *cfg)

@@ -39,6 +39,9 @@ void cairn_options_init(cairn_options *o)
     o->max_value_size = 64u << 20;
     o->wal_segment_size = 64u << 20;
     o->row_cache_size = 64u << 20;
+    o->blob_threshold = 4096;
+    o->blob_chunk_threshold = 256u << 10;
+    o->blob_gc_dead_fraction = 0.5;
 }
 
 void cairn_free(void *p)
@@ -142,7 +145,7 @@ int cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
     out->klen = e.klen;
     out->version = e.version;
     out->ts_us = e.ts_us;
-    out->kind = e.kind == CAIRN_SST_DELETE ? CAIRN_MT_DELETE : CAIRN_MT_PUT;
+    out->kind = (cairn_mt_kind)e.kind; /* same values */
     out->value = e.value;
     out->vlen = e.vlen;
     return 1;
@@ -185,10 +188,18 @@ int cairn_db_latest_above(db_tables *t, const void *key, size_t klen,
     return rc == CAIRN_ENOTFOUND ? 0 : rc;
 }
 
-int cairn_db_copy_value(const cairn_mt_entry *e, void **val, size_t *vlen)
+int cairn_db_copy_value(cairn_db *db, const cairn_mt_entry *e, void **val,
+                        size_t *vlen)
 {
     if (!val)
         return 0;
+    if (e->kind == CAIRN_MT_BLOB) {
+        size_t n = 0;
+        int rc = cairn_db_blob_resolve(db, e->value, e->vlen, val, &n);
+        if (rc == 0 && vlen)
+            *vlen = n;
+        return rc;
+    }
     void *p = malloc(e->vlen ? e->vlen : 1);
     if (!p)
         return CAIRN_ENOMEM;
@@ -245,7 +256,14 @@ bool cairn_db_rc_fill(cairn_db *db, db_tables *t, uint64_t h, const void *key,
         return false;
     }
     bool absent = r == 0 || e.kind == CAIRN_MT_DELETE;
-    *res = absent ? CAIRN_ENOTFOUND : cairn_db_copy_value(&e, val, vlen);
+    size_t got = 0;
+    *res = absent ? CAIRN_ENOTFOUND : cairn_db_copy_value(db, &e, val, &got);
+    if (vlen && !absent)
+        *vlen = got;
+    if (*res != 0 && *res != CAIRN_ENOTFOUND) {
+        cairn_sst_pin_release(&pin);
+        return true; /* a value that cannot be read is not cached */
+    }
     if (db->rc_fill_hook)
         db->rc_fill_hook(db->rc_hook_arg);
     /* Filed at its commit version and time; a state whose version the
@@ -257,8 +275,12 @@ bool cairn_db_rc_fill(cairn_db *db, db_tables *t, uint64_t h, const void *key,
         ver = oldest;
         ts = UINT64_MAX;
     }
-    cairn_row_cache_insert(db->rcache, h, key, klen, absent ? NULL : e.value,
-                           absent ? 0 : e.vlen, absent, ver, ts, 0, &epoch);
+    /* A value stored out of line is cached as the value itself. */
+    const void *cv = absent ? NULL
+                     : e.kind == CAIRN_MT_BLOB ? (const void *)*val
+                                               : (const void *)e.value;
+    cairn_row_cache_insert(db->rcache, h, key, klen, cv, absent ? 0 : got,
+                           absent, ver, ts, 0, &epoch);
     cairn_sst_pin_release(&pin);
     return true;
 }
@@ -561,7 +583,7 @@ static int gc_run_locked(cairn_db *db)
                   cairn_memtable_count(old->active) > 0;
     pthread_mutex_unlock(&db->tables_mu);
     if (freeze) {
-        cairn_memtable *fresh = cairn_memtable_new_sized(db->opts.memtable_size);
+        cairn_memtable *fresh = cairn_db_memtable_new(db);
         if (!fresh)
             return CAIRN_ENOMEM;
         pthread_mutex_lock(&db->tables_mu);
@@ -614,14 +636,28 @@ static void *gc_main(void *arg)
     cairn_db *db = arg;
     pthread_mutex_lock(&db->gc_mu);
     for (;;) {
-        while (!db->gc_request && !db->gc_stop)
-            pthread_cond_wait(&db->gc_cv, &db->gc_mu);
+        bool timed_out = false;
+        while (!db->gc_request && !db->gc_stop && !timed_out) {
+            if (!db->blobs || db->read_only) {
+                pthread_cond_wait(&db->gc_cv, &db->gc_mu);
+                continue;
+            }
+            /* The blob store's garbage is looked at every second. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            timed_out = pthread_cond_timedwait(&db->gc_cv, &db->gc_mu,
+                                               &ts) != 0;
+        }
         if (db->gc_stop)
             break;
+        bool flush = db->gc_request;
         db->gc_request = false;
         pthread_mutex_unlock(&db->gc_mu);
-        int rc = gc_run(db);
-        atomic_store(&db->flush_error, rc);
+        int rc = flush ? gc_run(db) : 0;
+        if (flush)
+            atomic_store(&db->flush_error, rc);
+        cairn_db_blob_background(db);
         pthread_mutex_lock(&db->gc_mu);
         if (rc != 0) {
             /* Out of memory: try again a little later, not in a spin. */
@@ -871,6 +907,9 @@ static int open_tree(cairn_db *db)
         to.archive_zstd_level = o->archive_zstd_level;
     to.view_changed = tree_view_changed;
     to.view_changed_arg = db;
+    to.file_open_hook = cairn_db_blob_file_open;
+    to.file_close_hook = cairn_db_blob_file_close;
+    to.file_hook_arg = db;
     char msg[512];
     int rc = cairn_tree_open(db->env, db->path, &to, &db->tree, msg,
                              sizeof msg);
@@ -913,6 +952,8 @@ static void db_free(cairn_db *db)
         cairn_db_tables_release(db->tables);
     db->tables = NULL;
     cairn_tree_close(db->tree);
+    cairn_db_blob_close(db); /* after everything that counts references */
+    pthread_mutex_destroy(&db->blob_err_mu);
     cairn_env_unlock(db->lock);
     free(db->inflight);
     free(db->vt_ts);
@@ -982,6 +1023,7 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     pthread_cond_init(&db->pub_cv, NULL);
     pthread_mutex_init(&db->gc_mu, NULL);
     pthread_mutex_init(&db->flush_mu, NULL);
+    pthread_mutex_init(&db->blob_err_mu, NULL);
     pthread_cond_init(&db->gc_cv, NULL);
     db->snaps.next = db->snaps.prev = &db->snaps;
     atomic_init(&db->visible, 0);
@@ -1027,9 +1069,11 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     if (rc == 0)
         rc = check_format(db, fresh);
 
+    if (rc == 0)
+        rc = cairn_db_blob_open(db); /* before the tree: it counts refs */
     cairn_memtable *mt = NULL;
     if (rc == 0) {
-        mt = cairn_memtable_new_sized(o->memtable_size);
+        mt = cairn_db_memtable_new(db);
         db->tables = mt ? tables_new(mt, NULL, NULL, 0, NULL) : NULL;
         cairn_memtable_unref(mt);
         if (!db->tables)
@@ -1037,6 +1081,8 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     }
     if (rc == 0)
         rc = open_tree(db);
+    if (rc == 0)
+        cairn_db_blob_after_tree(db);
     if (rc == 0) {
         cairn_wal_options wo;
         cairn_wal_options_init(&wo);
@@ -1238,7 +1284,7 @@ static int get_at(cairn_db *db, const void *key, size_t klen, bool by_time,
         else if (r == 0 || e.kind == CAIRN_MT_DELETE)
             rc = CAIRN_ENOTFOUND;
         else
-            rc = cairn_db_copy_value(&e, val, vlen);
+            rc = cairn_db_copy_value(db, &e, val, vlen);
         cairn_sst_pin_release(&pin);
     }
     cairn_db_tables_release(t);
@@ -1259,6 +1305,7 @@ int cairn_get_at_time(cairn_db *db, const void *key, size_t klen,
 
 /* Collects the versions of a key found in the sorted files. */
 typedef struct kv_acc {
+    cairn_db *db;
     cairn_key_version **v;
     size_t *cnt, *cap;
     size_t max;
@@ -1290,8 +1337,10 @@ static int kv_add(void *arg, const cairn_sst_entry *e)
     kv->time_us = e->ts_us;
     kv->deleted = e->kind == CAIRN_SST_DELETE;
     if (!kv->deleted) {
-        cairn_mt_entry me = {.value = e->value, .vlen = e->vlen};
-        a->rc = cairn_db_copy_value(&me, &kv->value, &kv->vlen);
+        cairn_mt_entry me = {.value = e->value,
+                             .vlen = e->vlen,
+                             .kind = (cairn_mt_kind)e->kind};
+        a->rc = cairn_db_copy_value(a->db, &me, &kv->value, &kv->vlen);
         if (a->rc)
             return 1;
     }
@@ -1350,7 +1399,7 @@ int cairn_key_versions(cairn_db *db, const void *key, size_t klen, size_t max,
             kv->time_us = e.ts_us;
             kv->deleted = e.kind == CAIRN_MT_DELETE;
             if (!kv->deleted) {
-                rc = cairn_db_copy_value(&e, &kv->value, &kv->vlen);
+                rc = cairn_db_copy_value(db, &e, &kv->value, &kv->vlen);
                 if (rc)
                     break;
             }
@@ -1358,7 +1407,7 @@ int cairn_key_versions(cairn_db *db, const void *key, size_t klen, size_t max,
         }
     }
     if (rc == 0 && !below && t->view) {
-        kv_acc acc = {&v, &cnt, &cap, max, oldest, false, 0};
+        kv_acc acc = {db, &v, &cnt, &cap, max, oldest, false, 0};
         rc = cairn_tree_view_versions(t->view, key, klen, vis, kv_add, &acc);
         if (rc == 0)
             rc = acc.rc;
@@ -1416,6 +1465,20 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
         cairn_wal_stats ws;
         cairn_wal_get_stats(db->wal, &ws);
         out->wal_syncs = ws.syncs;
+    }
+    if (db->blobs) {
+        cairn_blob_store_stats bs;
+        cairn_blob_store_get_stats(db->blobs, &bs);
+        out->blob_logical_bytes = bs.logical_bytes;
+        out->blob_stored_bytes = bs.stored_bytes;
+        out->blob_file_bytes = bs.file_bytes;
+        out->blob_distinct = bs.distinct;
+        out->blob_dedup_hits = bs.dedup_hits;
+        out->blob_files = bs.files;
+        out->blob_dead_bytes = bs.dead_bytes;
+        out->blob_gc_runs = bs.gc_runs;
+        out->blob_gc_bytes_reclaimed = bs.gc_bytes_reclaimed;
+        out->blob_missing = bs.missing;
     }
     out->write_pressure_reason = "";
     if (db->tree) {

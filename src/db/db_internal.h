@@ -63,6 +63,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "blob/blob_store.h"
 #include "cache/row_cache.h"
 #include "cairn.h"
 #include "env/env.h"
@@ -172,6 +173,13 @@ struct cairn_db {
     atomic_uint_fast64_t st_commits, st_conflicts, st_gc_runs, st_gc_dropped,
         st_recovered;
 
+    /* Values stored out of line (db/blob.c): NULL when blob_threshold is
+     * 0 and the directory holds no blob file. */
+    cairn_blob_store *blobs;
+    pthread_mutex_t blob_err_mu;
+    char blob_err[256]; /* the last blob read error's message */
+    atomic_uint_fast64_t blob_gc_due_checks;
+
     cairn_row_cache *rcache; /* made once replay is over (so it starts
                                 empty); NULL until then */
     /* Test hooks (NULL in normal use; set before the calls they watch):
@@ -266,8 +274,33 @@ void cairn_db_vt_unappend(cairn_db *db, uint64_t v);
 int cairn_db_version_at_time(cairn_db *db, uint64_t t, uint64_t visible,
                              uint64_t oldest, uint64_t *ver,
                              uint64_t *max_ts);
-/* Copy a value out for the caller (non-NULL even when empty). */
-int cairn_db_copy_value(const cairn_mt_entry *e, void **val, size_t *vlen);
+/* Copy a value out for the caller (non-NULL even when empty); a blob
+ * reference (CAIRN_MT_BLOB) is resolved into its value. */
+int cairn_db_copy_value(cairn_db *db, const cairn_mt_entry *e, void **val,
+                        size_t *vlen);
+
+/* db/blob.c: the engine's side of the blob store. */
+/* Open the store (before the tree: its hooks count references). */
+int cairn_db_blob_open(cairn_db *db);
+/* After the tree is open: file numbers past the blob files'. */
+void cairn_db_blob_after_tree(cairn_db *db);
+void cairn_db_blob_close(cairn_db *db);
+/* Hooks for the tree (reference counts of sorted files). */
+int cairn_db_blob_file_open(void *arg, const cairn_sst_reader *r,
+                            void **state, char *errmsg);
+void cairn_db_blob_file_close(void *arg, void *state);
+/* A new memtable counts the references it holds until it is freed. */
+cairn_memtable *cairn_db_memtable_new(cairn_db *db);
+/* A reference record was inserted into a memtable: count it. */
+void cairn_db_blob_inserted(cairn_db *db, const uint8_t *ref, size_t len);
+/* Resolve a reference record into the value (malloc'ed). */
+int cairn_db_blob_resolve(cairn_db *db, const uint8_t *ref, size_t len,
+                          void **val, size_t *vlen);
+/* Should this value go out of line? */
+bool cairn_db_blob_wanted(const cairn_db *db, size_t vlen);
+/* Background GC step (collector thread): rewrite files past the dead
+ * fraction. */
+void cairn_db_blob_background(cairn_db *db);
 
 /* The row cache, for a read of key (hash h = cairn_row_cache_hash) at
  * snapshot S with time bound max_ts: true when the cache answers it, with
@@ -301,6 +334,7 @@ typedef struct cairn_own_write {
 
 /* What an iterator over a transaction needs (db/iterator.c). */
 typedef struct cairn_txn_iter_src {
+    cairn_db *db;
     db_tables *tables;    /* the snapshot's table set, referenced: release
                              with cairn_db_tables_release */
     uint64_t snapshot;

@@ -42,6 +42,12 @@ struct cairn_iter {
     bool cur_u; /* the current key is u's */
     bool cur_m; /* the current key is an own write's (it wins over u's) */
     int status;
+    cairn_db *db;
+    /* The current value when it is stored out of line: read when the
+     * iterator lands on its key (freed when it moves). */
+    void *bval;
+    size_t blen;
+    bool bset;
 };
 
 /* The range an iterator covers. */
@@ -90,7 +96,8 @@ static int range_from_opts(const cairn_iter_options *o, iter_range *r)
 /* The iterator over tabs at snapshot S (and commit times <= max_ts) with
  * the own writes given. Takes ownership of tabs' reference and of own, in
  * every case. */
-static int iter_make(db_tables *tabs, uint64_t S, uint64_t max_ts,
+static int iter_make(cairn_db *db, db_tables *tabs, uint64_t S,
+                     uint64_t max_ts,
                      const iter_range *r, cairn_own_write *own, size_t nown,
                      cairn_iter **out)
 {
@@ -108,6 +115,7 @@ static int iter_make(db_tables *tabs, uint64_t S, uint64_t max_ts,
         return CAIRN_ENOMEM;
     }
     it->tables = tabs;
+    it->db = db;
     it->own = own;
     it->nown = nown;
     it->dir = 1;
@@ -145,7 +153,7 @@ int cairn_iter_new(cairn_db *db, const cairn_iter_options *opts,
                                       &S, &max_ts);
     }
     if (rc == 0)
-        rc = iter_make(tabs, S, max_ts, &r, NULL, 0, out);
+        rc = iter_make(db, tabs, S, max_ts, &r, NULL, 0, out);
     else
         cairn_db_tables_release(tabs);
     free(r.succ);
@@ -167,8 +175,8 @@ int cairn_txn_iter(cairn_txn *txn, const cairn_iter_options *opts,
     cairn_txn_iter_src s;
     rc = cairn_txn_iter_prepare(txn, r.lo, r.lolen, r.hi, r.hilen, &s);
     if (rc == 0)
-        rc = iter_make(s.tables, s.snapshot, s.max_ts, &r, s.own, s.nown,
-                       out);
+        rc = iter_make(s.db, s.tables, s.snapshot, s.max_ts, &r, s.own,
+                       s.nown, out);
     free(r.succ);
     return rc;
 }
@@ -178,6 +186,7 @@ void cairn_iter_free(cairn_iter *it)
     if (!it)
         return;
     cairn_uiter_free(it->u);
+    free(it->bval);
     free(it->own);
     cairn_db_tables_release(it->tables);
     free(it);
@@ -217,7 +226,52 @@ static bool u_ok(cairn_iter *it)
 
 /* From the forward invariant's positions, settle on the smallest key shown
  * (own deletes hide their key, own puts shadow u's). */
+static void drop_bval(cairn_iter *it)
+{
+    free(it->bval);
+    it->bval = NULL;
+    it->blen = 0;
+    it->bset = false;
+}
+
+static void resolve_fwd_keys(cairn_iter *it);
+static void resolve_bwd_keys(cairn_iter *it);
+
+/* The iterator landed on a key: a value stored out of line is read now,
+ * so that a missing or damaged blob (CAIRN_ECORRUPT) or an I/O error
+ * ends the iteration with that status, like a damaged block does. */
+static void settle_blob(cairn_iter *it)
+{
+    if (!it->valid || it->cur_m || !cairn_uiter_is_blob(it->u))
+        return;
+    size_t l = 0;
+    const uint8_t *v = cairn_uiter_value(it->u, &l);
+    int rc = cairn_db_blob_resolve(it->db, v, l, &it->bval, &it->blen);
+    if (rc != 0) {
+        it->bval = NULL;
+        it->blen = 0;
+        it->valid = it->cur_u = it->cur_m = false;
+        it->status = rc;
+        return;
+    }
+    it->bset = true;
+}
+
 static void resolve_fwd(cairn_iter *it)
+{
+    drop_bval(it);
+    resolve_fwd_keys(it);
+    settle_blob(it);
+}
+
+static void resolve_bwd(cairn_iter *it)
+{
+    drop_bval(it);
+    resolve_bwd_keys(it);
+    settle_blob(it);
+}
+
+static void resolve_fwd_keys(cairn_iter *it)
 {
     it->dir = 1;
     it->valid = it->cur_u = it->cur_m = false;
@@ -253,7 +307,7 @@ static void resolve_fwd(cairn_iter *it)
 }
 
 /* The same backward: the largest key shown. */
-static void resolve_bwd(cairn_iter *it)
+static void resolve_bwd_keys(cairn_iter *it)
 {
     it->dir = -1;
     it->valid = it->cur_u = it->cur_m = false;
@@ -416,6 +470,10 @@ const void *cairn_iter_value(const cairn_iter *it, size_t *vlen)
             l = w->vlen;
         } else {
             v = cairn_uiter_value(it->u, &l);
+            if (it->bset) { /* stored out of line: read when positioned */
+                v = it->bval;
+                l = it->blen;
+            }
         }
     }
     if (vlen)

@@ -42,10 +42,12 @@
 #include "cairn.h"
 
 _Static_assert((int)CAIRN_IKIND_PUT == (int)CAIRN_MT_PUT &&
-                   (int)CAIRN_IKIND_DELETE == (int)CAIRN_MT_DELETE,
+                   (int)CAIRN_IKIND_DELETE == (int)CAIRN_MT_DELETE &&
+                   (int)CAIRN_IKIND_BLOB == (int)CAIRN_MT_BLOB,
                "memtable kinds");
 _Static_assert((int)CAIRN_IKIND_PUT == (int)CAIRN_SST_PUT &&
-                   (int)CAIRN_IKIND_DELETE == (int)CAIRN_SST_DELETE,
+                   (int)CAIRN_IKIND_DELETE == (int)CAIRN_SST_DELETE &&
+                   (int)CAIRN_IKIND_BLOB == (int)CAIRN_SST_BLOB,
                "sst kinds");
 
 /* ---------- comparisons ---------- */
@@ -218,7 +220,7 @@ static void ssti_entry(const cairn_iiter *it, cairn_ientry *out)
     out->version = e.version;
     out->ts_us = e.ts_us;
     out->kind = (cairn_ikind)e.kind;
-    if (e.kind == CAIRN_SST_PUT) {
+    if (e.kind != CAIRN_SST_DELETE) {
         out->value = e.value ? e.value : empty_byte;
         out->vlen = e.vlen;
     } else {
@@ -660,6 +662,7 @@ struct cairn_uiter {
     ubuf sk;          /* saved key: skip runs forward, the key shown back */
     ubuf rv;          /* backward: the value shown */
     uint64_t rver, rts;
+    cairn_ikind rkind; /* kind of the entry in rv */
     ubuf tk; /* seek targets, copied from the caller */
 };
 
@@ -792,9 +795,10 @@ static int u_rev_by_seek(cairn_uiter *u)
         if (!same_ukey(e.key, e.klen, u->sk.p, u->sk.len))
             break;
         if (u_visible(u, &e)) {
-            if (e.kind == CAIRN_IKIND_PUT) {
+            if (e.kind != CAIRN_IKIND_DELETE) {
                 if (!u_save(u, &u->rv, e.value, e.vlen))
                     return -1;
+                u->rkind = e.kind;
                 u->rver = e.version;
                 u->rts = e.ts_us;
                 found = 1;
@@ -866,9 +870,10 @@ static void u_find_prev(cairn_uiter *u)
             continue;
         }
         if (u_visible(u, &e)) {
-            if (e.kind == CAIRN_IKIND_PUT) {
+            if (e.kind != CAIRN_IKIND_DELETE) {
                 if (!u_save(u, &u->rv, e.value, e.vlen))
                     return;
+                u->rkind = e.kind;
                 u->rver = e.version;
                 u->rts = e.ts_us;
                 cand = true;
@@ -1112,6 +1117,11 @@ const uint8_t *cairn_uiter_value(const cairn_uiter *u, size_t *vlen)
     }
     *vlen = u->rv.len;
     return u->rv.p;
+}
+
+bool cairn_uiter_is_blob(const cairn_uiter *u)
+{
+    return (u->dir == DIR_FWD ? u->cur.kind : u->rkind) == CAIRN_IKIND_BLOB;
 }
 
 uint64_t cairn_uiter_version(const cairn_uiter *u)

@@ -49,7 +49,11 @@
 
 /* Entry kinds: the same values as CAIRN_MT_PUT/DELETE and
  * CAIRN_SST_PUT/DELETE. */
-typedef enum { CAIRN_IKIND_PUT = 1, CAIRN_IKIND_DELETE = 2 } cairn_ikind;
+typedef enum {
+    CAIRN_IKIND_PUT = 1,
+    CAIRN_IKIND_DELETE = 2,
+    CAIRN_IKIND_BLOB = 3 /* a put; value = the blob reference record */
+} cairn_ikind;
 
 /* One entry. key is never NULL (even for klen 0). value is NULL (vlen 0) for
  * deletes and non-NULL for puts (even an empty value). */
@@ -262,6 +266,9 @@ bool cairn_uiter_valid(const cairn_uiter *u);
 const uint8_t *cairn_uiter_key(const cairn_uiter *u, size_t *klen);
 /* Never NULL (an empty value is a non-NULL pointer with length 0). */
 const uint8_t *cairn_uiter_value(const cairn_uiter *u, size_t *vlen);
+/* The current value is a blob reference record (CAIRN_IKIND_BLOB): the
+ * caller resolves it into the value. */
+bool cairn_uiter_is_blob(const cairn_uiter *u);
 uint64_t cairn_uiter_version(const cairn_uiter *u);
 uint64_t cairn_uiter_ts(const cairn_uiter *u);
 int cairn_uiter_status(const cairn_uiter *u);

@@ -1261,6 +1261,11 @@ uint64_t cairn_manifest_new_file_number(cairn_manifest *m)
     return atomic_fetch_add(&m->next_file, 1);
 }
 
+void cairn_manifest_bump_file_number(cairn_manifest *m, uint64_t next)
+{
+    bump_next(m, next);
+}
+
 uint64_t cairn_manifest_next_file_number(cairn_manifest *m)
 {
     return atomic_load(&m->next_file);

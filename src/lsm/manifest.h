@@ -124,6 +124,9 @@ cairn_version *cairn_manifest_current(cairn_manifest *m);
 uint64_t cairn_manifest_new_file_number(cairn_manifest *m);
 /* The next number cairn_manifest_new_file_number() would hand out. */
 uint64_t cairn_manifest_next_file_number(cairn_manifest *m);
+/* Raise the counter to at least next (numbers of other files found on
+ * disk, e.g. blob files); recorded with the next edit. */
+void cairn_manifest_bump_file_number(cairn_manifest *m, uint64_t next);
 /* Counters of the current version. */
 uint64_t cairn_manifest_log_lsn(cairn_manifest *m);
 uint64_t cairn_manifest_last_version(cairn_manifest *m);

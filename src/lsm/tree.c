@@ -64,6 +64,11 @@ typedef struct tfile {
      * be reached when it was opened: opened on first use (open_mu). */
     _Atomic(cairn_sst_reader *) r;
     pthread_mutex_t open_mu;
+    /* file_open_hook has seen the reader (hstate is what it returned).
+     * Until then (a file opened without its reader) the tree counts the
+     * file in unhooked_files. Set before the reader is published. */
+    bool hooked;
+    void *hstate;
     atomic_int refs;
     struct tfile *next; /* files map chain (files_mu) */
 } tfile;
@@ -94,6 +99,10 @@ struct cairn_tree {
     pthread_mutex_t files_mu;
     tfile *files[FILES_BUCKETS];
     atomic_bool closing;
+    /* Files in the map whose reader could not be opened yet (an archive
+     * out of reach): file_open_hook has not seen them, so what they refer
+     * to (blobs) is not counted while this is above 0. */
+    atomic_uint_fast64_t unhooked_files;
 
     pthread_mutex_t bg_mu;
     pthread_cond_t bg_cv;       /* work for the compaction thread */
@@ -231,6 +240,26 @@ static int open_reader(cairn_tree *t, uint64_t number, uint8_t tier,
     return 0;
 }
 
+/* Tell file_open_hook about f's reader r (r not yet published in f). */
+static int tfile_hook(cairn_tree *t, tfile *f, const cairn_sst_reader *r,
+                      char *err, size_t errlen)
+{
+    if (!t->o.file_open_hook) {
+        f->hooked = true;
+        return 0;
+    }
+    char msg[CAIRN_SST_ERRMSG_LEN];
+    msg[0] = '\0';
+    int rc = t->o.file_open_hook(t->o.file_hook_arg, r, &f->hstate, msg);
+    if (rc != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", msg[0] ? msg : cairn_strerror(rc));
+        return rc;
+    }
+    f->hooked = true;
+    return 0;
+}
+
 /* The reader of f, opened now if it could not be before. */
 static int tfile_reader(cairn_tree *t, tfile *f, const cairn_sst_reader **out,
                         char *err, size_t errlen)
@@ -242,8 +271,14 @@ static int tfile_reader(cairn_tree *t, tfile *f, const cairn_sst_reader **out,
         r = atomic_load(&f->r);
         if (!r) {
             rc = open_reader(t, f->number, f->tier, &r, err, errlen);
-            if (rc == 0)
+            if (rc == 0 && (rc = tfile_hook(t, f, r, err, errlen)) != 0) {
+                cairn_sst_close(r);
+                r = NULL;
+            }
+            if (rc == 0) {
+                atomic_fetch_sub(&t->unhooked_files, 1);
                 atomic_store(&f->r, r);
+            }
         }
         pthread_mutex_unlock(&f->open_mu);
     }
@@ -251,9 +286,17 @@ static int tfile_reader(cairn_tree *t, tfile *f, const cairn_sst_reader **out,
     return rc;
 }
 
-static void tfile_free(tfile *f)
+/* Close f's reader, tell file_close_hook (or, for a file whose reader was
+ * never opened, take it out of unhooked_files), free f. */
+static void tfile_free(cairn_tree *t, tfile *f)
 {
     cairn_sst_close(atomic_load(&f->r));
+    if (f->hooked) {
+        if (t->o.file_close_hook)
+            t->o.file_close_hook(t->o.file_hook_arg, f->hstate);
+    } else {
+        atomic_fetch_sub(&t->unhooked_files, 1);
+    }
     pthread_mutex_destroy(&f->open_mu);
     free(f);
 }
@@ -275,6 +318,13 @@ static int files_open(cairn_tree *t, uint64_t number, uint8_t tier,
         free(f);
         return rc;
     }
+    if (r && (rc = tfile_hook(t, f, r, err, errlen)) != 0) {
+        cairn_sst_close(r);
+        free(f);
+        return rc;
+    }
+    if (!r)
+        atomic_fetch_add(&t->unhooked_files, 1);
     atomic_init(&f->r, r);
     pthread_mutex_init(&f->open_mu, NULL);
     f->number = number;
@@ -285,6 +335,11 @@ static int files_open(cairn_tree *t, uint64_t number, uint8_t tier,
     t->files[number % FILES_BUCKETS] = f;
     pthread_mutex_unlock(&t->files_mu);
     return 0;
+}
+
+bool cairn_tree_refs_known(cairn_tree *t)
+{
+    return atomic_load(&t->unhooked_files) == 0;
 }
 
 /* Drop a reference; at zero the file is gone from every view. */
@@ -311,7 +366,9 @@ static void tfile_unref(cairn_tree *t, tfile *f)
     if (*pp)
         *pp = f->next;
     pthread_mutex_unlock(&t->files_mu);
-    tfile_free(f);
+    tfile_free(t, f); /* after the unlink: a crash before it keeps the
+                         file, whose blobs are then still there at the
+                         next open */
 }
 
 /* ---------- views ---------- */
@@ -710,7 +767,7 @@ static void files_forget(cairn_tree *t, uint64_t number, uint8_t tier)
     pthread_mutex_unlock(&t->files_mu);
     if (f) {
         cairn_block_cache_erase_file(t->cache, tier_file_id(number, tier));
-        tfile_free(f);
+        tfile_free(t, f);
     }
 }
 
@@ -1430,6 +1487,29 @@ void cairn_tree_wait_pressure(cairn_tree *t, int level, unsigned timeout_ms)
 
 /* ---------- open / close / stats ---------- */
 
+int cairn_tree_for_each_file(cairn_tree *t,
+                             int (*fn)(void *arg, const cairn_sst_reader *r),
+                             void *arg)
+{
+    int rc = 0;
+    pthread_mutex_lock(&t->files_mu);
+    for (size_t b = 0; b < FILES_BUCKETS && rc == 0; b++)
+        for (tfile *f = t->files[b]; f && rc == 0; f = f->next)
+            rc = fn(arg, f->r);
+    pthread_mutex_unlock(&t->files_mu);
+    return rc;
+}
+
+uint64_t cairn_tree_new_file_number(cairn_tree *t)
+{
+    return cairn_manifest_new_file_number(t->m);
+}
+
+void cairn_tree_bump_file_number(cairn_tree *t, uint64_t next)
+{
+    cairn_manifest_bump_file_number(t->m, next);
+}
+
 uint64_t cairn_tree_log_lsn(cairn_tree *t)
 {
     return cairn_manifest_log_lsn(t->m);
@@ -1468,7 +1548,7 @@ static void tree_free(cairn_tree *t)
         while (t->files[b]) {
             tfile *f = t->files[b];
             t->files[b] = f->next;
-            tfile_free(f);
+            tfile_free(t, f);
         }
     if (t->m)
         cairn_manifest_close(t->m);

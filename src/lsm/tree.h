@@ -93,6 +93,16 @@ typedef struct cairn_tree_options {
      * table sets takes the new view so the old copy can go. May be NULL. */
     void (*view_changed)(void *arg);
     void *view_changed_arg;
+    /* Told when a file's reader is opened for a version (at open, flush,
+     * compaction: before its edit is logged) and when the file is gone
+     * from every view and version (deleted; or its edit failed; or the
+     * tree closes). The open hook may refuse the file (an error, with a
+     * message in errmsg, CAIRN_SST_ERRMSG_LEN bytes); *state is handed to
+     * the close hook. The blob store counts references with them. */
+    int (*file_open_hook)(void *arg, const cairn_sst_reader *r, void **state,
+                          char *errmsg);
+    void (*file_close_hook)(void *arg, void *state);
+    void *file_hook_arg;
 } cairn_tree_options;
 
 void cairn_tree_options_init(cairn_tree_options *o);
@@ -115,6 +125,10 @@ void cairn_tree_close(cairn_tree *t);
  * manifest): records up to log_lsn / versions up to last_version need no
  * replay. */
 uint64_t cairn_tree_log_lsn(cairn_tree *t);
+/* A new file number from the manifest's counter (blob files share it). */
+uint64_t cairn_tree_new_file_number(cairn_tree *t);
+/* Make the counter hand out nothing below next (numbers found on disk). */
+void cairn_tree_bump_file_number(cairn_tree *t, uint64_t next);
 uint64_t cairn_tree_last_version(cairn_tree *t);
 /* Versions older than this may have lost history to flush or compaction
  * (from the manifest): reads as of them must be refused. */
@@ -175,6 +189,14 @@ struct cairn_iiter *cairn_tree_view_iter(const cairn_tree_view *v, size_t i,
                                          bool fill_cache);
 int cairn_tree_view_file_level(const cairn_tree_view *v, size_t i);
 const cairn_version *cairn_tree_view_version(const cairn_tree_view *v);
+
+/* Every file whose reader is open (in the current version, or still held
+ * by a view: the files counted by the open/close hooks), passed to fn
+ * under the files map's lock (flushes and compactions wait meanwhile: for
+ * checks and tools). Stops at fn's first non-zero result (returned). */
+int cairn_tree_for_each_file(cairn_tree *t,
+                             int (*fn)(void *arg, const cairn_sst_reader *r),
+                             void *arg);
 
 /* Write backpressure: 0 none, 1 slow down, 2 stop (wait for compaction). */
 int cairn_tree_pressure(cairn_tree *t);
@@ -274,5 +296,11 @@ typedef struct cairn_tree_tier_stats {
     int last_move_error;
 } cairn_tree_tier_stats;
 void cairn_tree_get_tier_stats(cairn_tree *t, cairn_tree_tier_stats *out);
+
+/* Has file_open_hook seen every file the tree holds? false while a file
+ * of the archive could not be opened (the archive out of reach): what that
+ * file refers to is not counted then, so nothing it may refer to may be
+ * dropped (the blob store's GC waits). */
+bool cairn_tree_refs_known(cairn_tree *t);
 
 #endif /* CAIRN_LSM_TREE_H */

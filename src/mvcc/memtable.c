@@ -183,6 +183,9 @@ struct cairn_memtable {
         64) _Atomic(mt_block *) cur; /* block small allocations come from */
     _Atomic(mt_block *) blocks;      /* every published block */
     _Atomic size_t memory;
+    _Atomic uint64_t blob_count; /* CAIRN_MT_BLOB entries */
+    void (*release_fn)(void *arg, cairn_memtable *mt); /* at the last unref */
+    void *release_arg;
 };
 
 /* The link of n at `level` (0 <= level < n->height). */
@@ -350,6 +353,8 @@ static cairn_memtable *memtable_create(size_t nbuckets)
     cairn_memtable *mt = aligned_alloc(64, sz);
     if (!mt)
         return NULL;
+    mt->release_fn = NULL;
+    mt->release_arg = NULL;
     mt->head_mem = malloc(MT_MAX_HEIGHT * sizeof(mt_link) + MT_HDR_SIZE);
     if (!mt->head_mem) {
         free(mt);
@@ -367,6 +372,7 @@ static cairn_memtable *memtable_create(size_t nbuckets)
     atomic_init(&mt->refs, 1);
     atomic_init(&mt->max_height, 1);
     atomic_init(&mt->count, 0);
+    atomic_init(&mt->blob_count, 0);
     atomic_init(&mt->max_version, 0);
     atomic_init(&mt->memory, 0);
     atomic_init(&mt->cur, NULL);
@@ -391,12 +397,27 @@ void cairn_memtable_ref(cairn_memtable *mt)
     atomic_fetch_add_explicit(&mt->refs, 1, memory_order_relaxed);
 }
 
+void cairn_memtable_set_release_hook(cairn_memtable *mt,
+                                     void (*fn)(void *arg, cairn_memtable *mt),
+                                     void *arg)
+{
+    mt->release_fn = fn;
+    mt->release_arg = arg;
+}
+
+uint64_t cairn_memtable_blob_count(const cairn_memtable *mt)
+{
+    return atomic_load_explicit(&mt->blob_count, memory_order_relaxed);
+}
+
 void cairn_memtable_unref(cairn_memtable *mt)
 {
     if (!mt)
         return;
     if (atomic_fetch_sub_explicit(&mt->refs, 1, memory_order_acq_rel) != 1)
         return;
+    if (mt->release_fn)
+        mt->release_fn(mt->release_arg, mt);
     mt_block *b = atomic_load_explicit(&mt->blocks, memory_order_acquire);
     while (b) {
         mt_block *next = b->next;
@@ -564,7 +585,8 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
 {
     const uint8_t *key = key_;
     if (version == 0 || (!key && klen) || (!value && vlen) ||
-        (kind != CAIRN_MT_PUT && kind != CAIRN_MT_DELETE) ||
+        (kind != CAIRN_MT_PUT && kind != CAIRN_MT_DELETE &&
+         kind != CAIRN_MT_BLOB) ||
         (kind == CAIRN_MT_DELETE && vlen))
         return CAIRN_EINVAL;
 
@@ -645,6 +667,9 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
         }
         if (i == 0) {
             atomic_fetch_add_explicit(&mt->count, 1, memory_order_relaxed);
+            if (kind == CAIRN_MT_BLOB)
+                atomic_fetch_add_explicit(&mt->blob_count, 1,
+                                          memory_order_relaxed);
             update_max_version(mt, version);
             hash_publish(bucket, bhead, he, ne, h, n);
         }

@@ -40,7 +40,13 @@
 
 typedef struct cairn_memtable cairn_memtable;
 
-typedef enum { CAIRN_MT_PUT = 1, CAIRN_MT_DELETE = 2 } cairn_mt_kind;
+/* CAIRN_MT_BLOB: a put whose value is stored out of line; the entry's
+ * value is the blob reference record (blob/blob_ref.h), not the value. */
+typedef enum {
+    CAIRN_MT_PUT = 1,
+    CAIRN_MT_DELETE = 2,
+    CAIRN_MT_BLOB = 3
+} cairn_mt_kind;
 
 /* One entry. Pointers are valid while the memtable lives. key is never NULL
  * (even for klen 0). value is NULL (vlen 0) for deletes, non-NULL for puts
@@ -74,6 +80,13 @@ void cairn_memtable_ref(cairn_memtable *mt);
  * NULL is ignored. */
 void cairn_memtable_unref(cairn_memtable *mt);
 
+/* fn(arg, mt) runs once, when the last reference is dropped, before
+ * anything is freed (the entries may still be read from it, e.g. with an
+ * iterator). Set it before the memtable is shared. */
+void cairn_memtable_set_release_hook(cairn_memtable *mt,
+                                     void (*fn)(void *arg, cairn_memtable *mt),
+                                     void *arg);
+
 /* Insert (key, version). Thread-safe and lock-free with respect to other
  * inserts and readers. The key and value bytes are copied.
  * Returns 0; CAIRN_ENOMEM; CAIRN_EEXIST if (key, version) is already there
@@ -101,6 +114,8 @@ uint64_t cairn_memtable_latest_version(cairn_memtable *mt, const void *key,
 size_t cairn_memtable_memory(const cairn_memtable *mt);
 /* Number of entries. */
 uint64_t cairn_memtable_count(const cairn_memtable *mt);
+/* Entries of kind CAIRN_MT_BLOB. */
+uint64_t cairn_memtable_blob_count(const cairn_memtable *mt);
 /* Highest version inserted, 0 if empty. */
 uint64_t cairn_memtable_max_version(const cairn_memtable *mt);
 

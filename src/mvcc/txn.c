@@ -46,6 +46,10 @@ typedef struct ws_entry {
     size_t vlen;
     uint64_t hash;
     bool del;
+    /* Set at commit for a value stored out of line: its reference record
+     * (malloc'ed), whose blobs stay pinned until the txn is released. */
+    uint8_t *ref;
+    size_t reflen;
 } ws_entry;
 
 typedef struct rs_key {
@@ -178,6 +182,8 @@ static int ws_set(cairn_txn *t, const void *key, size_t klen, const void *val,
     e->vlen = del ? 0 : vlen;
     e->hash = h;
     e->del = del;
+    e->ref = NULL;
+    e->reflen = 0;
     return 0;
 }
 
@@ -403,8 +409,16 @@ static void txn_release(cairn_txn *t)
     t->registered = false;
     cairn_db_tables_release(t->tables);
     t->tables = NULL;
-    for (size_t i = 0; i < t->nw; i++)
+    for (size_t i = 0; i < t->nw; i++) {
         free(t->w[i].key);
+        if (t->w[i].ref) {
+            /* Applied (and counted by its memtable) or failed: either way
+             * the commit no longer needs its blobs pinned. */
+            cairn_blob_store_ref_record(t->db->blobs, t->w[i].ref,
+                                        t->w[i].reflen, -1, true);
+            free(t->w[i].ref);
+        }
+    }
     free(t->w);
     free(t->widx);
     for (size_t i = 0; i < t->nrk; i++)
@@ -510,7 +524,7 @@ int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
         if (w->del)
             return CAIRN_ENOTFOUND;
         cairn_mt_entry e = {.value = w->val, .vlen = w->vlen};
-        return cairn_db_copy_value(&e, val, vlen);
+        return cairn_db_copy_value(t->db, &e, val, vlen);
     }
     if (t->serializable && (rc = rs_add_key(t, key, klen, h)) != 0)
         return rc;
@@ -544,7 +558,7 @@ int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
     else if (r == 0 || e.kind == CAIRN_MT_DELETE)
         rc = CAIRN_ENOTFOUND;
     else
-        rc = cairn_db_copy_value(&e, val, vlen);
+        rc = cairn_db_copy_value(t->db, &e, val, vlen);
     cairn_sst_pin_release(&pin);
     return rc;
 }
@@ -582,7 +596,7 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
     else if (r == 0 || e.kind == CAIRN_MT_DELETE)
         rc = CAIRN_ENOTFOUND;
     else
-        rc = cairn_db_copy_value(&e, val, vlen);
+        rc = cairn_db_copy_value(db, &e, val, vlen);
     cairn_sst_pin_release(&pin);
     cairn_db_tables_release(tabs);
     return rc;
@@ -658,13 +672,23 @@ int cairn_txn_scan(cairn_txn *t, const void *start, size_t slen,
             break;
         size_t vl;
         const uint8_t *vv = cairn_uiter_value(u, &vl);
+        void *resolved = NULL;
+        if (cairn_uiter_is_blob(u)) {
+            rc = cairn_db_blob_resolve(t->db, vv, vl, &resolved, &vl);
+            if (rc != 0)
+                break;
+            vv = resolved;
+        }
         emitted++;
-        if (fn(arg, kk, kl, vv, vl) != 0)
+        int frc = fn(arg, kk, kl, vv, vl);
+        free(resolved);
+        if (frc != 0)
             stop = true;
         else
             cairn_uiter_next(u);
     }
-    rc = cairn_uiter_status(u);
+    if (rc == 0)
+        rc = cairn_uiter_status(u);
     cairn_uiter_free(u);
     free(mine);
     return rc;
@@ -710,7 +734,8 @@ static uint8_t *encode_commit(cairn_txn *t, size_t *len)
 {
     size_t n = REC_HDR;
     for (size_t i = 0; i < t->nw; i++)
-        n += W_HDR + t->w[i].klen + t->w[i].vlen;
+        n += W_HDR + t->w[i].klen +
+             (t->w[i].ref ? t->w[i].reflen : t->w[i].vlen);
     uint8_t *b = malloc(n);
     if (!b)
         return NULL;
@@ -718,16 +743,18 @@ static uint8_t *encode_commit(cairn_txn *t, size_t *len)
     uint8_t *p = b + REC_HDR;
     for (size_t i = 0; i < t->nw; i++) {
         ws_entry *w = &t->w[i];
-        p[0] = w->del ? CAIRN_MT_DELETE : CAIRN_MT_PUT;
+        const uint8_t *v = w->ref ? w->ref : w->val;
+        size_t vl = w->ref ? w->reflen : w->vlen;
+        p[0] = w->del ? CAIRN_MT_DELETE : w->ref ? CAIRN_MT_BLOB : CAIRN_MT_PUT;
         cairn_put_u32(p + 1, (uint32_t)w->klen);
-        cairn_put_u32(p + 5, (uint32_t)w->vlen);
+        cairn_put_u32(p + 5, (uint32_t)vl);
         p += W_HDR;
         if (w->klen)
             memcpy(p, w->key, w->klen);
         p += w->klen;
-        if (w->vlen)
-            memcpy(p, w->val, w->vlen);
-        p += w->vlen;
+        if (vl)
+            memcpy(p, v, vl);
+        p += vl;
     }
     *len = n;
     return b;
@@ -746,18 +773,24 @@ static int apply_writes(cairn_db *db, cairn_txn *t, uint64_t v, uint64_t ts,
     uint64_t bytes = 0;
     for (size_t i = 0; i < t->nw && rc == 0; i++) {
         ws_entry *w = &t->w[i];
-        bytes += w->klen + w->vlen + 64; /* + node overhead */
+        const uint8_t *val = w->ref ? w->ref : w->val;
+        size_t vl = w->ref ? w->reflen : w->vlen;
+        bytes += w->klen + vl + 64; /* + node overhead */
         /* Out of memory here would leave a durable commit half applied:
          * wait a while for memory before giving up. */
         for (int tries = 0; tries < 1000; tries++) {
             rc = cairn_memtable_insert(tabs->active, w->key, w->klen, v, ts,
-                                       w->del ? CAIRN_MT_DELETE : CAIRN_MT_PUT,
-                                       w->val, w->vlen);
+                                       w->del   ? CAIRN_MT_DELETE
+                                       : w->ref ? CAIRN_MT_BLOB
+                                                : CAIRN_MT_PUT,
+                                       val, vl);
             if (rc != CAIRN_ENOMEM)
                 break;
             struct timespec d = {0, 1000000};
             nanosleep(&d, NULL);
         }
+        if (rc == 0 && w->ref)
+            cairn_db_blob_inserted(db, w->ref, w->reflen);
     }
     bool full = atomic_fetch_add(&db->active_bytes, bytes) + bytes >=
                 db->opts.memtable_size;
@@ -846,6 +879,34 @@ static void commit_durable(void *arg, uint64_t lsn, int status)
     cairn_db_settle(db, &c->pub); /* c may be gone after this */
 }
 
+/* Store the large values out of line (blob store): each gets its
+ * reference record, its blobs pinned, and the blobs are made durable
+ * before the record can be (sync modes always and interval). On failure
+ * nothing is logged; what was stored stays pinned until txn_release. */
+static int store_blobs(cairn_db *db, cairn_txn *t)
+{
+    uint64_t need = 0;
+    for (size_t i = 0; i < t->nw; i++) {
+        ws_entry *w = &t->w[i];
+        if (w->del || w->ref || !cairn_db_blob_wanted(db, w->vlen))
+            continue;
+        uint64_t seq = 0;
+        int rc = cairn_blob_store_put(db->blobs, w->val, w->vlen, &w->ref,
+                                      &w->reflen, &seq);
+        if (rc != 0)
+            return rc;
+        if (seq > need)
+            need = seq;
+    }
+    if (need && db->opts.sync_mode != CAIRN_SYNC_NONE) {
+        int rc = cairn_blob_store_sync(db->blobs, need);
+        if (rc == CAIRN_EREADONLY)
+            atomic_store(&db->fatal, CAIRN_EREADONLY);
+        return rc;
+    }
+    return 0;
+}
+
 /* Validate, assign the version and append the commit record (with
  * commit_durable as its callback, on c). The caller then waits for the
  * ticket (tk) or, asynchronously (tk NULL), lets the log's background
@@ -873,6 +934,9 @@ static int txn_submit(cairn_txn *t, commit_ctx *c, cairn_wal_ticket *tk,
     qsort(t->w, t->nw, sizeof *t->w, ws_cmp);
     free(t->widx); /* positions changed; no lookups after this */
     t->widx = NULL;
+    int brc = store_blobs(db, t);
+    if (brc != 0)
+        return brc;
     size_t len = 0;
     uint8_t *rec = encode_commit(t, &len);
     if (!rec)
@@ -1134,10 +1198,18 @@ int cairn_db_apply_replay(cairn_db *db, const cairn_wal_record *rec)
             return CAIRN_ECORRUPT;
         uint8_t kind = p[off];
         uint64_t kl = cairn_get_u32(p + off + 1), vl = cairn_get_u32(p + off + 5);
-        if ((kind != CAIRN_MT_PUT && kind != CAIRN_MT_DELETE) ||
+        if ((kind != CAIRN_MT_PUT && kind != CAIRN_MT_DELETE &&
+             kind != CAIRN_MT_BLOB) ||
             (kind == CAIRN_MT_DELETE && vl) ||
             rec->len - off - W_HDR < kl + vl)
             return CAIRN_ECORRUPT;
+        if (kind == CAIRN_MT_BLOB) {
+            cairn_blob_ref r;
+            int drc = cairn_blob_ref_decode(p + off + W_HDR + kl, vl, &r);
+            cairn_blob_ref_clear(&r);
+            if (drc)
+                return drc == CAIRN_ENOMEM ? drc : CAIRN_ECORRUPT;
+        }
         off += W_HDR + kl + vl;
     }
     if (off != rec->len)
@@ -1149,11 +1221,14 @@ int cairn_db_apply_replay(cairn_db *db, const cairn_wal_record *rec)
         size_t kl = cairn_get_u32(p + off + 1), vl = cairn_get_u32(p + off + 5);
         const uint8_t *k = p + off + W_HDR;
         int rc = cairn_memtable_insert(mt, k, kl, v, ts, (cairn_mt_kind)kind,
-                                       kind == CAIRN_MT_PUT ? k + kl : NULL, vl);
+                                       kind != CAIRN_MT_DELETE ? k + kl : NULL,
+                                       vl);
         if (rc == CAIRN_EEXIST)
             return CAIRN_ECORRUPT; /* the same key twice in one commit */
         if (rc)
             return rc;
+        if (kind == CAIRN_MT_BLOB)
+            cairn_db_blob_inserted(db, k + kl, vl);
         off += W_HDR + kl + vl;
     }
     db->last_assigned = v;
@@ -1228,6 +1303,7 @@ int cairn_txn_iter_prepare(cairn_txn *t, const void *lo, size_t lolen,
         }
     }
     atomic_fetch_add(&t->tables->refs, 1);
+    out->db = t->db;
     out->tables = t->tables;
     out->snapshot = t->snapshot;
     out->max_ts = t->max_ts;

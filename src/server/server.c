@@ -1880,6 +1880,20 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
                 st.write_pressure_reason ? st.write_pressure_reason : "",
                 st.write_slowdowns, st.write_stalls, st.background_error,
                 s->ks_valid ? (int64_t)(mono_ms() - s->ks_counted_ms) : -1);
+        fprintf(f, "blob_logical_bytes:%" PRIu64 "\r\n"
+                   "blob_stored_bytes:%" PRIu64 "\r\n"
+                   "blob_file_bytes:%" PRIu64 "\r\n"
+                   "blob_distinct:%" PRIu64 "\r\n"
+                   "blob_dedup_hits:%" PRIu64 "\r\n"
+                   "blob_files:%" PRIu64 "\r\n"
+                   "blob_dead_bytes:%" PRIu64 "\r\n"
+                   "blob_gc_runs:%" PRIu64 "\r\n"
+                   "blob_gc_bytes_reclaimed:%" PRIu64 "\r\n"
+                   "blob_missing:%" PRIu64 "\r\n",
+                st.blob_logical_bytes, st.blob_stored_bytes,
+                st.blob_file_bytes, st.blob_distinct, st.blob_dedup_hits,
+                st.blob_files, st.blob_dead_bytes, st.blob_gc_runs,
+                st.blob_gc_bytes_reclaimed, st.blob_missing);
         for (int l = 0; l < 8; l++)
             if (st.level_files[l])
                 fprintf(f, "level%d:files=%" PRIu64 ",bytes=%" PRIu64 "\r\n",
@@ -2062,6 +2076,22 @@ static void metrics_render(void *arg, FILE *f)
       "%" PRIu64, st.sst_logical_bytes);
     G("cairn_sst_file_bytes", "Sizes of the sorted files.", "%" PRIu64,
       st.sst_file_bytes);
+    G("cairn_blob_logical_bytes",
+      "Value bytes of references to blobs (per reference).", "%" PRIu64,
+      st.blob_logical_bytes);
+    G("cairn_blob_stored_bytes", "Record bytes in the blob files.",
+      "%" PRIu64, st.blob_stored_bytes);
+    G("cairn_blob_distinct", "Distinct blobs stored.", "%" PRIu64,
+      st.blob_distinct);
+    C("cairn_blob_dedup_hits_total", "Writes that found their blob stored.",
+      st.blob_dedup_hits);
+    G("cairn_blob_files", "Blob files.", "%" PRIu64, st.blob_files);
+    G("cairn_blob_dead_bytes", "Blob bytes no reference needs.", "%" PRIu64,
+      st.blob_dead_bytes);
+    C("cairn_blob_gc_runs_total", "Blob garbage collections.",
+      st.blob_gc_runs);
+    C("cairn_blob_gc_reclaimed_bytes_total", "Bytes blob GC reclaimed.",
+      st.blob_gc_bytes_reclaimed);
     C("cairn_block_cache_hits_total", "Block cache hits.",
       st.block_cache_hits);
     C("cairn_block_cache_misses_total", "Block cache misses.",

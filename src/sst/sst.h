@@ -56,7 +56,13 @@ typedef struct cairn_sst_reader cairn_sst_reader;
 typedef struct cairn_sst_iter cairn_sst_iter;
 
 /* Entry kinds: the same values as the memtable's CAIRN_MT_PUT/DELETE. */
-typedef enum { CAIRN_SST_PUT = 1, CAIRN_SST_DELETE = 2 } cairn_sst_kind;
+/* CAIRN_SST_BLOB (3): a put whose value is stored out of line; the entry's
+ * value is the blob reference record (docs/format/blob.md). */
+typedef enum {
+    CAIRN_SST_PUT = 1,
+    CAIRN_SST_DELETE = 2,
+    CAIRN_SST_BLOB = 3
+} cairn_sst_kind;
 
 /* Block codecs; values are the on-disk block types. */
 typedef enum {
@@ -279,6 +285,26 @@ void cairn_sst_iter_entry(const cairn_sst_iter *it, cairn_sst_entry *out);
 int cairn_sst_iter_status(const cairn_sst_iter *it);
 /* The message of that error ("" when status is 0). */
 const char *cairn_sst_iter_errmsg(const cairn_sst_iter *it);
+
+/* ------------------------------------------------------------------------
+ * Blob references (the optional meta block CAIRN_SST_BLOB_REFS_NAME)
+ * ------------------------------------------------------------------------
+ * A file holding CAIRN_SST_BLOB entries carries the sorted list of the
+ * blobs they name (each chunk of a chunked value is a blob): SHA-256, the
+ * number of entries of the file naming it, and the location the first of
+ * them records. Files without the block name no blob. */
+
+#define CAIRN_SST_BLOB_REFS_NAME "cairn.blobrefs"
+
+typedef int (*cairn_sst_blob_ref_fn)(void *arg, const uint8_t hash[32],
+                                     uint64_t count, uint64_t file,
+                                     uint64_t offset, uint32_t stored_len);
+
+/* Read the block and call fn for each blob, in hash order, until fn
+ * returns non-zero (returned). 0 when the file has no block. Damage:
+ * CAIRN_ECORRUPT with errmsg. */
+int cairn_sst_blob_refs(const cairn_sst_reader *r, cairn_sst_blob_ref_fn fn,
+                        void *arg, char *errmsg);
 
 /* ------------------------------------------------------------------------
  * Checking and dumping (cairn check, cairn sst dump)

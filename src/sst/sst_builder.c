@@ -32,6 +32,7 @@
 #include <zstd.h>
 
 #include "cairn.h"
+#include "blob/blob_ref.h"
 #include "sst/bloom.h"
 #include "util/coding.h"
 
@@ -156,6 +157,20 @@ static void blockb_free(blockb *bb)
 
 /* ---------- the builder ---------- */
 
+/* A blob a CAIRN_SST_BLOB entry refers to (one per chunk), for the blob
+ * references block. */
+typedef struct bref {
+    uint8_t hash[CAIRN_BLOB_HASH_SIZE];
+    uint64_t count;
+    cairn_blob_loc loc;
+} bref;
+
+static int bref_cmp(const void *a, const void *b)
+{
+    return memcmp(((const bref *)a)->hash, ((const bref *)b)->hash,
+                  CAIRN_BLOB_HASH_SIZE);
+}
+
 struct cairn_sst_builder {
     cairn_env *env;
     char *path;
@@ -182,6 +197,9 @@ struct cairn_sst_builder {
     cairn_sst_props p; /* accumulated properties (keys unset) */
     uint8_t *smallest; /* first internal key */
     size_t smallest_len;
+
+    bref *brefs; /* one per chunk of every blob reference added */
+    size_t nbref, bref_cap;
 };
 
 void cairn_sst_options_init(cairn_sst_options *opt)
@@ -386,7 +404,8 @@ int cairn_sst_builder_add(cairn_sst_builder *b, const void *key, size_t klen,
 {
     if (!b || (!key && klen) || (!value && vlen))
         return CAIRN_EINVAL;
-    if (kind != CAIRN_SST_PUT && kind != CAIRN_SST_DELETE)
+    if (kind != CAIRN_SST_PUT && kind != CAIRN_SST_DELETE &&
+        kind != CAIRN_SST_BLOB)
         return CAIRN_EINVAL;
     if (kind == CAIRN_SST_DELETE && vlen)
         return CAIRN_EINVAL;
@@ -394,6 +413,36 @@ int cairn_sst_builder_add(cairn_sst_builder *b, const void *key, size_t klen,
         return CAIRN_ETOOLARGE;
     if (b->status)
         return b->status;
+    if (kind == CAIRN_SST_BLOB) {
+        /* Its blobs go into the blob references block. */
+        cairn_blob_ref ref;
+        int drc = cairn_blob_ref_decode(value, vlen, &ref);
+        if (drc == 0 && b->nbref + ref.nchunks > b->bref_cap) {
+            size_t nc = b->bref_cap ? b->bref_cap * 2 : 64;
+            while (nc < b->nbref + ref.nchunks)
+                nc *= 2;
+            bref *p = realloc(b->brefs, nc * sizeof *p);
+            if (!p)
+                drc = CAIRN_ENOMEM;
+            else {
+                b->brefs = p;
+                b->bref_cap = nc;
+            }
+        }
+        if (drc == 0) {
+            for (size_t i = 0; i < ref.nchunks; i++) {
+                bref *r = &b->brefs[b->nbref++];
+                memcpy(r->hash, ref.chunks[i].hash, CAIRN_BLOB_HASH_SIZE);
+                r->count = 1;
+                r->loc = ref.chunks[i].loc;
+            }
+        }
+        cairn_blob_ref_clear(&ref);
+        if (drc == CAIRN_ENOMEM)
+            return b->status = drc;
+        if (drc)
+            return CAIRN_EINVAL; /* not a reference record */
+    }
     if (grow(&b->ikey, &b->ikcap, klen + 8))
         return b->status = CAIRN_ENOMEM;
     if (klen)
@@ -487,6 +536,7 @@ static void builder_free(cairn_sst_builder *b, bool unlink_file)
     ZSTD_freeCCtx(b->cctx);
     free(b->hashes);
     free(b->smallest);
+    free(b->brefs);
     free(b->path);
     free(b);
 }
@@ -555,6 +605,59 @@ static int props_encode(const cairn_sst_builder *b, uint8_t **out, size_t *len)
     return 0;
 }
 
+/* The blob references block (sorted by hash, one entry per distinct blob
+ * with the number of entries of this file naming it), then the metaindex
+ * naming it; *moff and *msize get the metaindex's handle. */
+static int emit_blob_refs(cairn_sst_builder *b, uint64_t *moff,
+                          uint64_t *msize)
+{
+    qsort(b->brefs, b->nbref, sizeof *b->brefs, bref_cmp);
+    size_t n = 0;
+    for (size_t i = 0; i < b->nbref; i++) {
+        if (n > 0 && memcmp(b->brefs[n - 1].hash, b->brefs[i].hash,
+                            CAIRN_BLOB_HASH_SIZE) == 0)
+            b->brefs[n - 1].count += b->brefs[i].count;
+        else
+            b->brefs[n++] = b->brefs[i];
+    }
+    size_t cap = CAIRN_VARINT64_MAX +
+                 n * (CAIRN_BLOB_HASH_SIZE + 4 * CAIRN_VARINT64_MAX) +
+                 CAIRN_SST_TRAILER_SIZE;
+    uint8_t *buf = malloc(cap);
+    if (!buf)
+        return CAIRN_ENOMEM;
+    size_t len = cairn_put_varint64(buf, n);
+    for (size_t i = 0; i < n; i++) {
+        const bref *r = &b->brefs[i];
+        memcpy(buf + len, r->hash, CAIRN_BLOB_HASH_SIZE);
+        len += CAIRN_BLOB_HASH_SIZE;
+        len += cairn_put_varint64(buf + len, r->count);
+        len += cairn_put_varint64(buf + len, r->loc.file);
+        len += cairn_put_varint64(buf + len, r->loc.offset);
+        len += cairn_put_varint64(buf + len, r->loc.stored_len);
+    }
+    uint64_t off, size;
+    int rc = emit_block(b, buf, len, CAIRN_SST_CODEC_NONE, &off, &size);
+    free(buf);
+    if (rc)
+        return rc;
+    blockb mb;
+    memset(&mb, 0, sizeof mb);
+    mb.interval = 16;
+    uint8_t hdl[2 * CAIRN_VARINT64_MAX];
+    size_t hl = cairn_put_varint64(hdl, off);
+    hl += cairn_put_varint64(hdl + hl, size);
+    rc = blockb_add(&mb, (const uint8_t *)CAIRN_SST_BLOB_REFS_NAME,
+                    strlen(CAIRN_SST_BLOB_REFS_NAME), hdl, hl, NULL, 0);
+    size_t raw = 0;
+    if (!rc)
+        rc = blockb_finish(&mb, &raw);
+    if (!rc)
+        rc = emit_block(b, mb.buf, raw, CAIRN_SST_CODEC_NONE, moff, msize);
+    blockb_free(&mb);
+    return rc;
+}
+
 static int finish_file(cairn_sst_builder *b, cairn_sst_props *props_out)
 {
     int rc = flush_data_block(b);
@@ -595,8 +698,12 @@ static int finish_file(cairn_sst_builder *b, cairn_sst_props *props_out)
     if (rc)
         return rc;
 
-    uint8_t meta[4 + CAIRN_SST_TRAILER_SIZE] = {0}; /* empty metaindex */
-    rc = emit_block(b, meta, 4, CAIRN_SST_CODEC_NONE, &h[0][0], &h[0][1]);
+    if (b->nbref == 0) {
+        uint8_t meta[4 + CAIRN_SST_TRAILER_SIZE] = {0}; /* empty metaindex */
+        rc = emit_block(b, meta, 4, CAIRN_SST_CODEC_NONE, &h[0][0], &h[0][1]);
+    } else {
+        rc = emit_blob_refs(b, &h[0][0], &h[0][1]);
+    }
     if (rc)
         return rc;
 

@@ -69,6 +69,7 @@ struct cairn_sst_reader {
     cairn_block_cache *cache;
     uint64_t file_size, footer_off, data_end;
     uint64_t meta[4][2]; /* footer handles: metaindex, filter, index, props */
+    uint64_t brefs[2];   /* blob references block (size 0: none) */
     idx_ent *idx;
     size_t nidx;
     uint8_t *keys; /* index keys */
@@ -480,7 +481,8 @@ static int it_parse(cairn_sst_iter *it, uint32_t p)
     const uint8_t *end = val + vlen, *q;
     uint64_t ts;
     if (it->key.len < 8 || vlen < 2 || (val[0] != CAIRN_SST_PUT &&
-                                        val[0] != CAIRN_SST_DELETE) ||
+                                        val[0] != CAIRN_SST_DELETE &&
+                                        val[0] != CAIRN_SST_BLOB) ||
         !(q = cairn_get_varint64(val + 1, end, &ts)) ||
         (val[0] == CAIRN_SST_DELETE && q != end)) {
         it_corrupt(it, "malformed entry in data block");
@@ -734,8 +736,8 @@ void cairn_sst_iter_entry(const cairn_sst_iter *it, cairn_sst_entry *out)
     out->version = it->version;
     out->ts_us = it->ts;
     out->kind = it->kind;
-    out->value = it->kind == CAIRN_SST_PUT ? it->val : NULL;
-    out->vlen = it->kind == CAIRN_SST_PUT ? it->vlen : 0;
+    out->value = it->kind != CAIRN_SST_DELETE ? it->val : NULL;
+    out->vlen = it->kind != CAIRN_SST_DELETE ? it->vlen : 0;
 }
 
 int cairn_sst_iter_status(const cairn_sst_iter *it)
@@ -903,7 +905,17 @@ static int parse_metaindex(cairn_sst_reader *r, const sst_block *b,
             rc = CAIRN_ECORRUPT;
             break;
         }
-        /* Version 1 knows no optional meta block: names are skipped. */
+        /* Names this reader does not know are skipped. */
+        static const char bn[] = CAIRN_SST_BLOB_REFS_NAME;
+        if (w.klen == sizeof bn - 1 && memcmp(w.key, bn, w.klen) == 0) {
+            if (size == 0 || off + size + CAIRN_SST_TRAILER_SIZE !=
+                                 r->meta[0][0]) {
+                rc = CAIRN_ECORRUPT;
+                break;
+            }
+            r->brefs[0] = off;
+            r->brefs[1] = size;
+        }
     }
     walk_fini(&w);
     if (rc == CAIRN_ENOMEM)
@@ -1170,6 +1182,56 @@ int cairn_sst_open(cairn_env *env, const char *path, uint64_t file_id,
     return 0;
 }
 
+int cairn_sst_blob_refs(const cairn_sst_reader *r, cairn_sst_blob_ref_fn fn,
+                        void *arg, char *errmsg)
+{
+    if (r->brefs[1] == 0)
+        return 0;
+    sst_block *b = NULL;
+    int rc = read_block(r->f, r->path, r->brefs[0], r->brefs[1], NULL, false,
+                        &b, errmsg);
+    if (rc)
+        return rc;
+    const uint8_t *p = b->data, *end = b->data + b->size;
+    uint64_t n = 0;
+    const uint8_t *prev = NULL;
+    p = cairn_get_varint64(p, end, &n);
+    if (!p || n == 0 || n > b->size / 32)
+        rc = CAIRN_ECORRUPT;
+    for (uint64_t i = 0; rc == 0 && i < n; i++) {
+        uint64_t count, file, off, slen;
+        if ((size_t)(end - p) < 32) {
+            rc = CAIRN_ECORRUPT;
+            break;
+        }
+        const uint8_t *h = p;
+        p += 32;
+        if (!(p = cairn_get_varint64(p, end, &count)) ||
+            !(p = cairn_get_varint64(p, end, &file)) ||
+            !(p = cairn_get_varint64(p, end, &off)) ||
+            !(p = cairn_get_varint64(p, end, &slen)) || count == 0 ||
+            slen > UINT32_MAX || (prev && memcmp(prev, h, 32) >= 0)) {
+            rc = CAIRN_ECORRUPT;
+            break;
+        }
+        prev = h;
+        if (fn) {
+            rc = fn(arg, h, count, file, off, (uint32_t)slen);
+            if (rc) {
+                free(b);
+                return rc;
+            }
+        }
+    }
+    if (rc == 0 && p != end)
+        rc = CAIRN_ECORRUPT;
+    free(b);
+    if (rc == CAIRN_ECORRUPT)
+        return CORRUPT(errmsg, r->path, r->brefs[0],
+                       "malformed blob references block");
+    return rc;
+}
+
 void cairn_sst_close(cairn_sst_reader *r)
 {
     if (!r)
@@ -1237,7 +1299,8 @@ static int verify_block(const cairn_sst_reader *r, size_t i,
         const uint8_t *end = w.val + w.vlen, *q = NULL;
         uint64_t ts = 0;
         if (w.vlen >= 2 && (w.val[0] == CAIRN_SST_PUT ||
-                            w.val[0] == CAIRN_SST_DELETE))
+                            w.val[0] == CAIRN_SST_DELETE ||
+                            w.val[0] == CAIRN_SST_BLOB))
             q = cairn_get_varint64(w.val + 1, end, &ts);
         if (!q || (w.val[0] == CAIRN_SST_DELETE && q != end)) {
             why = "malformed entry in data block";
@@ -1335,10 +1398,10 @@ static int verify_file(const cairn_sst_reader *r, cairn_sst_progress_fn progress
                        "data blocks end before the meta blocks (%" PRIu64 ")",
                        r->data_end);
     /* Meta blocks in writer order, each right after the previous one. */
-    static const int order[4] = {1, 2, 3, 0};
-    for (int j = 0; j < 4; j++) {
-        const uint64_t *h = r->meta[order[j]];
-        if (order[j] == 1 && h[1] == 0)
+    static const int order[5] = {1, 2, 3, 4, 0};
+    for (int j = 0; j < 5; j++) {
+        const uint64_t *h = order[j] == 4 ? r->brefs : r->meta[order[j]];
+        if ((order[j] == 1 || order[j] == 4) && h[1] == 0)
             continue;
         if (h[0] != expect)
             return CORRUPT(errmsg, path, h[0],
@@ -1472,7 +1535,8 @@ int cairn_sst_dump(const cairn_sst_reader *r, FILE *out, uint64_t limit,
         if (e.kind == CAIRN_SST_DELETE) {
             fputs(" DEL\n", out);
         } else {
-            fprintf(out, " PUT %zu bytes ", e.vlen);
+            fprintf(out, " %s %zu bytes ",
+                    e.kind == CAIRN_SST_BLOB ? "BLOBREF" : "PUT", e.vlen);
             put_escaped(out, e.value, e.vlen, 32);
             fputc('\n', out);
         }

@@ -434,7 +434,7 @@ static void test_latest_and_duplicates(void **state)
         cairn_memtable_insert(mt, K("new"), 1, 1, CAIRN_MT_DELETE, "x", 1),
         CAIRN_EINVAL);
     assert_int_equal(
-        cairn_memtable_insert(mt, K("new"), 1, 1, (cairn_mt_kind)3, "x", 1),
+        cairn_memtable_insert(mt, K("new"), 1, 1, (cairn_mt_kind)4, "x", 1),
         CAIRN_EINVAL);
     assert_int_equal(cairn_memtable_count(mt), 11);
     assert_int_equal(cairn_memtable_max_version(mt), 40);

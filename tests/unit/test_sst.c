@@ -1031,7 +1031,7 @@ static void test_refusals(void **state)
     assert_int_equal(cairn_sst_builder_add(b, "z", 1, 1, 1, CAIRN_SST_DELETE,
                                            "v", 1),
                      CAIRN_EINVAL);
-    assert_int_equal(cairn_sst_builder_add(b, "z", 1, 1, 1, (cairn_sst_kind)3,
+    assert_int_equal(cairn_sst_builder_add(b, "z", 1, 1, 1, (cairn_sst_kind)4,
                                            "v", 1),
                      CAIRN_EINVAL);
     assert_int_equal(cairn_sst_builder_add(b, NULL, 1, 1, 1, CAIRN_SST_PUT,
