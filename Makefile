@@ -68,7 +68,7 @@ bench: build
 	@CAIRN_SETUP_QUIET=1 scripts/setup.sh --bench
 	./build/cairn-bench wal
 	./build/cairn-bench ts $(if $(TSDATA),--tsdata $(TSDATA))
-	./build/cairn-bench blob
+	./build/cairn-bench tiers
 	./build/cairn-bench engine
 	bench/server.sh
 

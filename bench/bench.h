@@ -31,7 +31,6 @@ int cairn_bench_engine_main(int argc, char **argv);
  * embedded ingest and range latency; the server part, the same through a
  * cairn-server it starts (bench/bench_ts_server.c). */
 int cairn_bench_ts_main(int argc, char **argv);
-int cairn_bench_blob_main(int argc, char **argv);
 
 /* `cairn-bench tiers`: the tiered-storage benchmark (bench/bench_tiers.c):
  * deduplicated large values (stored against logical bytes, beside RocksDB
@@ -55,10 +54,6 @@ typedef struct bench_io_counts {
     uint64_t wchar, write_bytes, cancelled;
 } bench_io_counts;
 bool bench_proc_io(bench_io_counts *c);
-
-/* `cairn-bench tier`: read latency from the block cache, local files and
- * archived files, and the files' size in each place (bench/bench_tier.c). */
-int cairn_bench_tier_main(int argc, char **argv);
 
 /* Seconds on the monotonic clock (arbitrary origin). */
 static inline double bench_now(void)

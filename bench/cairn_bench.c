@@ -1343,17 +1343,14 @@ static const command commands[] = {
      "and range latency; TS.MADD ingest and TS.RANGE / TS.MRANGE latency "
      "through a cairn-server it starts, beside the embedded figures",
      cairn_bench_ts_main, NULL},
-    {"tier", "[--dir DIR] [--archive-dir DIR] [--keys N] [--reads N] "
-             "[--json] [--keep]",
-     "the archive tier: point-read latency of 4 KiB values from the block "
-     "cache, local files and archived files (cold block and page caches), "
-     "and the files' size local (zstd 3) and archived (zstd 19)",
-     cairn_bench_tier_main, NULL},
-    {"blob", "[--mib N] [--value-kib N] [--dir DIR] [--json]",
-     "large values through the blob store: 256 MiB of 16 KiB values, half "
-     "repeats, compressible 2:1: logical vs stored bytes vs the distinct "
-     "content under zstd -3, write MB/s, get p50/p99",
-     cairn_bench_blob_main, NULL},
+    {"tiers", "[--dir DIR] [--json] [--quick] [--mb N] [--parts LIST] "
+              "[--engines LIST] [--reads N] [--keep]",
+     "tiered storage: 16 KiB values of which half repeat, stored bytes "
+     "against logical and against zstd of the distinct content, beside "
+     "RocksDB with blob files; read latency p50/p99 of 4 KiB values per "
+     "tier (row cache, block cache, local file, archive, blob file) and "
+     "the files' size local and archived",
+     cairn_bench_tiers_main, NULL},
     {"help", "[COMMAND]", "print this help, or a command's", cmd_help, NULL},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
