@@ -174,7 +174,7 @@ static const command commands[] = {
      "    --props-only: the properties only.\n"
      "    Exit 1 if the file is damaged (the message names file and offset).\n",
      cmd_sst_dump, false, false},
-    {"check", "DIR [--progress]",
+    {"check", "DIR [--progress] [--archive-dir ADIR]",
      "check everything in the database directory DIR (read-only)",
      "    Checks: the FORMAT file; the manifest (CURRENT and the live\n"
      "    MANIFEST: a torn tail is only noted); every sorted file of the\n"
@@ -188,6 +188,8 @@ static const command commands[] = {
      "    with the engine's counts, every referenced blob read and verified\n"
      "    (missing or damaged: DAMAGED; stored but unreferenced: garbage,\n"
      "    not an error).\n"
+     "    Files in the archive tier are checked in ADIR (--archive-dir);\n"
+     "    without it they are only noted.\n"
      "    One report line per item on stdout (ok / note / leftover / DAMAGED /\n"
      "    ERROR), then a verdict. Every problem is listed, not only the first.\n"
      "    --progress: show bytes checked / total on stderr (default: only\n"
@@ -1634,12 +1636,16 @@ typedef struct check_item {
 /* The arguments "DIR [--progress]" of check and compact, and the progress
  * bar they select (on with --progress or on a terminal). -1 to go on, else
  * the exit status. */
+/* adir NULL: the command takes no --archive-dir. */
 static int parse_dir_progress(const char *path, int argc, char **argv,
-                              const char **dir, progress_bar *pb)
+                              const char **dir, progress_bar *pb,
+                              const char **adir)
 {
     bool progress = false;
-    opt_def defs[] = {{"--progress", OPT_FLAG, &progress, false}};
-    int st = parse_args(find_command(path), argc, argv, defs, 1, dir, 1);
+    opt_def defs[] = {{"--progress", OPT_FLAG, &progress, false},
+                      {"--archive-dir", OPT_STR, adir, false}};
+    int st = parse_args(find_command(path), argc, argv, defs, adir ? 2 : 1,
+                        dir, 1);
     if (st >= 0)
         return st;
     st = check_db_dir(path, *dir);
@@ -1653,9 +1659,9 @@ static int parse_dir_progress(const char *path, int argc, char **argv,
 
 static int cmd_check(const char *path, int argc, char **argv)
 {
-    const char *dir = NULL;
+    const char *dir = NULL, *adir = NULL;
     progress_bar pb;
-    int st = parse_dir_progress(path, argc, argv, &dir, &pb);
+    int st = parse_dir_progress(path, argc, argv, &dir, &pb, &adir);
     if (st >= 0)
         return st;
 
@@ -1730,7 +1736,8 @@ static int cmd_check(const char *path, int argc, char **argv)
     uint64_t total = wal_rc == 0 ? wal_bytes : 0;
     for (size_t i = 0; i < nitems; i++) {
         check_item *it = &items[i];
-        cairn_lsm_sst_path(p, sizeof p, dir, it->number);
+        bool archived = it->meta && it->meta->tier > 0 && adir;
+        cairn_lsm_sst_path(p, sizeof p, archived ? adir : dir, it->number);
         it->size_rc = env_file_size(s.env, p, &it->size);
         if (it->size_rc == 0)
             total += it->size;
@@ -1741,15 +1748,17 @@ static int cmd_check(const char *path, int argc, char **argv)
     /* The sorted files. */
     for (size_t i = 0; i < nitems; i++) {
         check_item *it = &items[i];
-        cairn_lsm_sst_path(p, sizeof p, dir, it->number);
+        bool archived = it->meta && it->meta->tier > 0 && adir;
+        cairn_lsm_sst_path(p, sizeof p, archived ? adir : dir, it->number);
         if (it->level >= 0)
             snprintf(what, sizeof what, "L%d %06" PRIu64 ".sst", it->level,
                      it->number);
         else
             snprintf(what, sizeof what, "%06" PRIu64 ".sst", it->number);
-        if (it->size_rc == CAIRN_ENOTFOUND && it->meta && it->meta->tier > 0)
+        if (it->size_rc == CAIRN_ENOTFOUND && it->meta && it->meta->tier > 0 &&
+            !adir)
             ck_line(&s, "note", "%s: in archive tier %u, not on local disk: "
-                                "not checked",
+                                "not checked (give --archive-dir)",
                     what, (unsigned)it->meta->tier);
         else if (it->size_rc == CAIRN_ENOTFOUND)
             ck_problem(&s, "%s: missing (the manifest references it)", what);
@@ -1858,6 +1867,7 @@ static int cmd_check(const char *path, int argc, char **argv)
         cairn_options_init(&bo);
         bo.read_only = true;
         bo.row_cache_size = 0;
+        bo.archive_dir = adir;
         cairn_db *bdb = NULL;
         rc = cairn_open(dir, &bo, &bdb);
         if (rc != 0) {
@@ -1884,6 +1894,10 @@ static int cmd_check(const char *path, int argc, char **argv)
                                    "differ from the tree (%s)",
                                br.mismatched, br.mismatched == 1 ? "" : "s",
                                br.first_error);
+            } else if (rc == CAIRN_EUNAVAILABLE && !adir) {
+                ck_line(&s, "note", "blob/: references not recounted: some "
+                                    "sorted files are in the archive tier "
+                                    "(give --archive-dir)");
             } else {
                 ck_failed(&s, "blob/", rc, br.first_error);
             }
@@ -2645,7 +2659,7 @@ static int cmd_compact(const char *path, int argc, char **argv)
 {
     const char *dir = NULL;
     progress_bar pb;
-    int st = parse_dir_progress(path, argc, argv, &dir, &pb);
+    int st = parse_dir_progress(path, argc, argv, &dir, &pb, NULL);
     if (st >= 0)
         return st;
     cairn_options o;

@@ -199,6 +199,21 @@ static uint64_t tier_file_id(uint64_t number, uint8_t tier)
     return tier ? number | (1ull << 63) : number;
 }
 
+/* Whether the archive directory holds any NNNNNN.sst (false also when it
+ * cannot be listed). */
+static bool archive_has_files(cairn_tree *t)
+{
+    char **names = NULL;
+    size_t n = 0;
+    if (cairn_env_list_dir(t->aenv, t->adir, &names, &n) != 0)
+        return false;
+    bool any = false;
+    for (size_t i = 0; i < n && !any; i++)
+        any = cairn_lsm_parse_sst_name(names[i], NULL);
+    cairn_env_free_list(names, n);
+    return any;
+}
+
 /* Open the reader of a copy. An archived file's failures to reach the
  * archive are CAIRN_EUNAVAILABLE (err says why). */
 static int open_reader(cairn_tree *t, uint64_t number, uint8_t tier,
@@ -219,7 +234,17 @@ static int open_reader(cairn_tree *t, uint64_t number, uint8_t tier,
     char msg[CAIRN_SST_ERRMSG_LEN] = "";
     int rc = cairn_sst_open(env, path, tier_file_id(number, tier), t->cache,
                             out, msg);
-    if (rc == CAIRN_ENOTFOUND) {
+    if (rc == CAIRN_ENOTFOUND && tier == CAIRN_TIER_ARCHIVE &&
+        !archive_has_files(t)) {
+        /* An archive directory with no sorted file at all while the
+         * manifest places files there: a mount point whose volume is gone,
+         * not a lost file. */
+        snprintf(msg, sizeof msg, "archive tier unavailable: %.150s holds "
+                                  "no sorted file (is its volume mounted?)",
+                 t->adir);
+        cairn_tier_env_mark_unavailable(t->aenv, msg + 26);
+        rc = CAIRN_EUNAVAILABLE;
+    } else if (rc == CAIRN_ENOTFOUND) {
         /* The manifest names it, so the database is damaged: not "no
          * database here" (which a read-only open takes for "never
          * flushed", and would then show the log alone). */

@@ -2121,6 +2121,34 @@ static void metrics_render(void *arg, FILE *f)
     for (int l = 0; l < 8; l++)
         fprintf(f, "cairn_level_bytes{level=\"%d\"} %" PRIu64 "\n", l,
                 st.level_bytes[l]);
+    static const char *const tier_name[2] = {"local", "archive"};
+    fprintf(f, "# HELP cairn_tier_files Sorted files per storage tier.\n"
+               "# TYPE cairn_tier_files gauge\n");
+    for (int k = 0; k < 2; k++)
+        fprintf(f, "cairn_tier_files{tier=\"%s\"} %" PRIu64 "\n",
+                tier_name[k], st.tier_files[k]);
+    fprintf(f, "# HELP cairn_tier_bytes Bytes of sorted files per storage "
+               "tier.\n# TYPE cairn_tier_bytes gauge\n");
+    for (int k = 0; k < 2; k++)
+        fprintf(f, "cairn_tier_bytes{tier=\"%s\"} %" PRIu64 "\n",
+                tier_name[k], st.tier_bytes[k]);
+    fprintf(f, "# HELP cairn_tier_block_reads_total Data block reads per "
+               "storage tier, from the block cache or the files.\n"
+               "# TYPE cairn_tier_block_reads_total counter\n");
+    for (int k = 0; k < 2; k++)
+        fprintf(f, "cairn_tier_block_reads_total{tier=\"%s\",from=\"cache\"} "
+                   "%" PRIu64 "\ncairn_tier_block_reads_total{tier=\"%s\","
+                   "from=\"file\"} %" PRIu64 "\n",
+                tier_name[k], st.tier_block_hits[k], tier_name[k],
+                st.tier_block_misses[k]);
+    G("cairn_archive_available",
+      "1 while the archive tier answers (or none is configured), 0 after "
+      "its I/O failed.",
+      "%d", !st.archive_configured || st.archive_available ? 1 : 0);
+    C("cairn_archive_moves_total", "Sorted files archived since start.",
+      st.archive_moves);
+    C("cairn_archive_recalls_total", "Sorted files recalled since start.",
+      st.archive_recalls);
 #undef G
 #undef C
 }

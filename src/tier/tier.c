@@ -273,6 +273,16 @@ int cairn_tier_env_probe(cairn_env *env, const char *probe_file)
     return 0;
 }
 
+void cairn_tier_env_mark_unavailable(cairn_env *env, const char *why)
+{
+    tier_env *te = TE(env);
+    atomic_store(&te->available, false);
+    atomic_fetch_add(&te->failures, 1);
+    pthread_mutex_lock(&te->err_mu);
+    snprintf(te->err, sizeof te->err, "%s", why);
+    pthread_mutex_unlock(&te->err_mu);
+}
+
 void cairn_tier_env_last_error(cairn_env *env, char *buf, size_t n)
 {
     tier_env *te = TE(env);

@@ -49,6 +49,9 @@ bool cairn_tier_env_available(cairn_env *env);
  * probe_file when given, a file that should be there): 0 and available
  * again, or CAIRN_EUNAVAILABLE. */
 int cairn_tier_env_probe(cairn_env *env, const char *probe_file);
+/* Mark the archive unavailable for a reason found above the env (e.g. its
+ * directory is there but empty: a volume not mounted). */
+void cairn_tier_env_mark_unavailable(cairn_env *env, const char *why);
 /* The last failure's text ("" if none): e.g. "open /mnt/a/000012.sst: I/O
  * error". */
 void cairn_tier_env_last_error(cairn_env *env, char *buf, size_t n);

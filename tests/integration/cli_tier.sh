@@ -6,7 +6,9 @@
 # Usage: cli_tier.sh PATH-TO-cairn
 #
 # Archives the level-1 files (one line each, sizes before and after), checks
-# where the files are, that `cairn check` stays sound and `cairn stats` shows
+# where the files are, that `cairn check` stays sound (and, with
+# --archive-dir, verifies the archived files and finds one damaged), that
+# `cairn stats` shows
 # both tiers (reading the archive with --archive-dir), recalls one file,
 # archives one by number, and checks the errors: no --archive-dir, an
 # unknown file, an archive that cannot be reached. Prints "ok - NAME" or
@@ -71,6 +73,16 @@ check "archived files gone from the database directory" [ ! -e db/000002.sst -a 
 run "$CAIRN" check db
 check "check: sound with archived files" [ "$RC" -eq 0 ]
 check "check: archived files noted" [ "$(grep -c 'in archive tier 1' "$TMP/out")" -eq 2 ]
+
+run "$CAIRN" check db --archive-dir arch
+check "check --archive-dir: sound" [ "$RC" -eq 0 ]
+check "check --archive-dir: archived files verified" [ "$(grep -c '^ok .*L1 00000[23]\.sst' "$TMP/out")" -eq 2 ]
+cp arch/000002.sst saved.sst
+printf 'X' | dd of=arch/000002.sst bs=1 seek=100 conv=notrunc 2>/dev/null
+run "$CAIRN" check db --archive-dir arch
+check "check --archive-dir: a damaged archived file: exit 1" [ "$RC" -eq 1 ]
+check "check --archive-dir: names it" grep -q '000002.sst' "$TMP/out"
+cp saved.sst arch/000002.sst
 
 run "$CAIRN" stats db --archive-dir arch
 check "stats --archive-dir: exit 0" [ "$RC" -eq 0 ]
