@@ -55,6 +55,24 @@ typedef struct bench_io_counts {
 } bench_io_counts;
 bool bench_proc_io(bench_io_counts *c);
 
+/* splitmix64's finalizer, and the generator built on it (a tiny one per
+ * thread: *s is its state). */
+static inline uint64_t bench_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+static inline uint64_t bench_rng_next(uint64_t *s)
+{
+    *s += 0x9e3779b97f4a7c15ULL;
+    return bench_mix64(*s);
+}
+
 /* Seconds on the monotonic clock (arbitrary origin). */
 static inline double bench_now(void)
 {

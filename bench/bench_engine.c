@@ -181,27 +181,10 @@ extern char **environ;
 
 static uint8_t g_pool[POOL_SIZE + VAL_LEN];
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
-/* splitmix64: a tiny per-thread generator. */
-static uint64_t rng_next(uint64_t *s)
-{
-    *s += 0x9e3779b97f4a7c15ULL;
-    return mix64(*s);
-}
-
 /* Uniform in [0, 1). */
 static double rng_unit(uint64_t *s)
 {
-    return (double)(rng_next(s) >> 11) * 0x1.0p-53;
+    return (double)(bench_rng_next(s) >> 11) * 0x1.0p-53;
 }
 
 static void put_le64(uint8_t *p, uint64_t v)
@@ -222,7 +205,7 @@ static void pool_init(void)
 {
     uint64_t s = 0xca17b0a7ULL;
     for (size_t i = 0; i < sizeof g_pool; i += 8) {
-        uint64_t r = rng_next(&s);
+        uint64_t r = bench_rng_next(&s);
         size_t n = sizeof g_pool - i < 8 ? sizeof g_pool - i : 8;
         memcpy(g_pool + i, &r, n);
     }
@@ -250,7 +233,7 @@ static void key_inc(uint8_t k[KEY_LEN])
 
 static const uint8_t *val_tail(uint64_t idx)
 {
-    return g_pool + mix64(idx ^ 0x5bd1e995ULL) % POOL_SIZE;
+    return g_pool + bench_mix64(idx ^ 0x5bd1e995ULL) % POOL_SIZE;
 }
 
 static void val_make(uint8_t v[VAL_LEN], uint64_t idx, uint64_t word)
@@ -2022,11 +2005,11 @@ enum { K_READ, K_READHOT, K_SEEK, K_YCSB, K_RMW, K_DURABLE };
 /* readhot: 90% of reads go to every 100th key (1% of them). */
 static uint64_t hot_key(uint64_t *s, uint64_t n)
 {
-    uint64_t r = rng_next(s);
+    uint64_t r = bench_rng_next(s);
     uint64_t hot = n / 100 ? n / 100 : 1;
     if (r % 10 != 0)
-        return (rng_next(s) % hot) * 100 % n;
-    return rng_next(s) % n;
+        return (bench_rng_next(s) % hot) * 100 % n;
+    return bench_rng_next(s) % n;
 }
 
 /* One multi-threaded measurement. */
@@ -2105,7 +2088,7 @@ static void *worker_main(void *arg)
     switch (w->j->kind) {
     case K_READ:
         for (uint64_t i = 0; i < w->nops && !w->err; i++, w->done++)
-            worker_read(w, ts, rng_next(&s) % n);
+            worker_read(w, ts, bench_rng_next(&s) % n);
         break;
     case K_READHOT:
         for (uint64_t i = 0; i < w->nops && !w->err; i++, w->done++)
@@ -2113,7 +2096,7 @@ static void *worker_main(void *arg)
         break;
     case K_SEEK:
         for (uint64_t i = 0; i < w->nops; i++, w->done++) {
-            uint64_t idx = rng_next(&s) % n;
+            uint64_t idx = bench_rng_next(&s) % n;
             scan_check c;
             scan_check_init(&c, idx, w->j->expect, e->name);
             key_make(key, idx);
@@ -2145,12 +2128,12 @@ static void *worker_main(void *arg)
         break;
     case K_RMW:
         for (uint64_t i = 0; i < w->nops && !w->err; i++)
-            worker_rmw(w, ts, rng_next(&s) % n);
+            worker_rmw(w, ts, bench_rng_next(&s) % n);
         w->done = w->rmw_done; /* committed */
         break;
     case K_DURABLE:
         while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
-            uint64_t idx = rng_next(&s) % n;
+            uint64_t idx = bench_rng_next(&s) % n;
             key_make(key, idx);
             val_make(val, idx, 0);
             if (e->put(w->db, ts, key, val) != RES_OK) {
@@ -2195,7 +2178,7 @@ static void run_threads(const engine_ops *e, void *db, const job *j,
                         .j = j,
                         .nops = j->ops / (uint64_t)nthreads +
                                 ((uint64_t)i < j->ops % (uint64_t)nthreads),
-                        .seed = mix64(j->seed * 1000003u + (uint64_t)i + 1),
+                        .seed = bench_mix64(j->seed * 1000003u + (uint64_t)i + 1),
                         .start = &start};
         if (pthread_create(&tid[i], NULL, worker_main, &w[i]) != 0)
             break;
@@ -2251,7 +2234,7 @@ static int64_t verify_sample(const engine_ops *e, void *db, uint64_t samples,
     size_t vlen = 0;
     int64_t ret = 0;
     for (uint64_t i = 0; i < samples; i++) {
-        uint64_t idx = rng_next(&s) % g_cfg.keys;
+        uint64_t idx = bench_rng_next(&s) % g_cfg.keys;
         key_make(key, idx);
         int rc = e->get(db, ts, key, out, &vlen);
         if (rc == RES_ERR) {
@@ -2372,7 +2355,7 @@ static double overwrite(const engine_ops *e, void *db, uint64_t nops,
     uint64_t s = seed;
     double t0 = bench_now();
     for (uint64_t i = 0; i < nops; i++) {
-        uint64_t idx = rng_next(&s) % g_cfg.keys;
+        uint64_t idx = bench_rng_next(&s) % g_cfg.keys;
         key_make(key, idx);
         val_make(val, idx, stamp_word(i));
         if (e->put(db, ts, key, val) != RES_OK) {
@@ -3840,7 +3823,7 @@ int cairn_bench_engine_main(int argc, char **argv)
         g_perm[i] = (uint32_t)i;
     uint64_t s = 0x5eed;
     for (uint64_t i = g_cfg.keys - 1; i > 0; i--) {
-        uint64_t j = rng_next(&s) % (i + 1);
+        uint64_t j = bench_rng_next(&s) % (i + 1);
         uint32_t tmp = g_perm[i];
         g_perm[i] = g_perm[j];
         g_perm[j] = tmp;

@@ -62,30 +62,14 @@ static tiers_cfg g;
 
 /* ---- values ---- */
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    *s += 0x9E3779B97F4A7C15ULL;
-    return mix64(*s);
-}
-
 /* The value of content id: runs of 16..47 bytes, half random, half copied
  * from up to 256 bytes back, so zstd -3 halves it about. */
 static void gen_value(uint8_t *v, size_t len, uint64_t id)
 {
-    uint64_t s = mix64(id * 0x2545F4914F6CDD1DULL + 1);
+    uint64_t s = bench_mix64(id * 0x2545F4914F6CDD1DULL + 1);
     size_t i = 0;
     while (i < len) {
-        uint64_t r = rng_next(&s);
+        uint64_t r = bench_rng_next(&s);
         size_t run = 16 + (size_t)(r & 31);
         if (run > len - i)
             run = len - i;
@@ -95,7 +79,7 @@ static void gen_value(uint8_t *v, size_t len, uint64_t id)
                 v[i + k] = v[i + k - back];
         } else {
             for (size_t k = 0; k < run; k += 8) {
-                uint64_t w = rng_next(&s);
+                uint64_t w = bench_rng_next(&s);
                 size_t n = run - k < 8 ? run - k : 8;
                 memcpy(v + i + k, &w, n);
             }
@@ -166,7 +150,7 @@ static int plan_make(dedup_plan *p)
     }
     uint64_t s = 42;
     for (uint64_t j = 0; j < p->nwrites; j++) {
-        uint64_t r = rng_next(&s);
+        uint64_t r = bench_rng_next(&s);
         uint64_t id;
         if (j > 0 && (r & 1))
             id = (r >> 1) % p->ndistinct;
@@ -248,7 +232,7 @@ static int cairn_dedup(const dedup_plan *p, const char *dir, dedup_result *r)
     uint64_t s = 7;
     uint8_t *exp = vals;
     for (unsigned i = 0; i < CHECK_SAMPLE && rc >= 0; i++) {
-        uint64_t j = rng_next(&s) % p->nwrites;
+        uint64_t j = bench_rng_next(&s) % p->nwrites;
         char k[24];
         key_of(k, sizeof k, 'd', j);
         void *v = NULL;
@@ -341,7 +325,7 @@ static int rocks_dedup(const dedup_plan *p, const char *dir, dedup_result *r)
     r->write_s = bench_now() - t0;
     uint64_t s = 7;
     for (unsigned i = 0; i < CHECK_SAMPLE && rc == 0; i++) {
-        uint64_t j = rng_next(&s) % p->nwrites;
+        uint64_t j = bench_rng_next(&s) % p->nwrites;
         char k[24];
         key_of(k, sizeof k, 'd', j);
         size_t vl = 0;
@@ -485,7 +469,7 @@ static int lat_reads(cairn_db *db, char tag, uint64_t nkeys, uint64_t hot,
     uint64_t s = seed;
     int rc = 0;
     for (uint64_t i = 0; i < n && rc == 0; i++) {
-        uint64_t k = rng_next(&s) % (hot ? hot : nkeys);
+        uint64_t k = bench_rng_next(&s) % (hot ? hot : nkeys);
         char key[24];
         key_of(key, sizeof key, tag, k);
         void *v = NULL;
