@@ -2781,6 +2781,21 @@ static int open_with_archive(const char *path, const char *dir,
     return rc;
 }
 
+/* After an archive or recall: the tiers, then close db; rc is the move's
+ * outcome. The exit status. */
+static int tiers_close(const char *path, cairn_db *db, int rc)
+{
+    cairn_stats stt;
+    cairn_get_stats(db, &stt);
+    print_tiers(&stt);
+    int crc = cairn_close(db);
+    if (rc == 0 && crc != 0) {
+        errorf(path, "close: %s", cairn_strerror(crc));
+        rc = crc;
+    }
+    return finish_stdout(path, rc ? EXIT_TROUBLE : EXIT_SOUND);
+}
+
 static int cmd_archive(const char *path, int argc, char **argv)
 {
     const command *c = find_command(path);
@@ -2840,15 +2855,7 @@ static int cmd_archive(const char *path, int argc, char **argv)
         if (rc != 0)
             errorf(path, "%s", cairn_strerror(rc));
     }
-    cairn_stats stt;
-    cairn_get_stats(db, &stt);
-    print_tiers(&stt);
-    int crc = cairn_close(db);
-    if (rc == 0 && crc != 0) {
-        errorf(path, "close: %s", cairn_strerror(crc));
-        rc = crc;
-    }
-    return finish_stdout(path, rc ? EXIT_TROUBLE : EXIT_SOUND);
+    return tiers_close(path, db, rc);
 }
 
 static int cmd_recall(const char *path, int argc, char **argv)
@@ -2878,13 +2885,5 @@ static int cmd_recall(const char *path, int argc, char **argv)
         printf("recalled %06" PRIu64 ".sst\n", number);
     else
         errorf(path, "%06" PRIu64 ".sst: %s", number, cairn_strerror(rc));
-    cairn_stats stt;
-    cairn_get_stats(db, &stt);
-    print_tiers(&stt);
-    int crc = cairn_close(db);
-    if (rc == 0 && crc != 0) {
-        errorf(path, "close: %s", cairn_strerror(crc));
-        rc = crc;
-    }
-    return finish_stdout(path, rc ? EXIT_TROUBLE : EXIT_SOUND);
+    return tiers_close(path, db, rc);
 }
