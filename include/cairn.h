@@ -501,6 +501,10 @@ typedef struct cairn_stats {
     uint64_t row_cache_bytes;   /* in use (keys + values + overhead) */
     uint64_t row_cache_capacity;
     uint64_t row_cache_entries;
+    /* Latency of the caches' hits (one lookup in 64 per thread is timed;
+     * 0 before the first): */
+    uint64_t row_cache_hit_p50_ns, row_cache_hit_p99_ns;
+    uint64_t block_cache_hit_p50_ns, block_cache_hit_p99_ns;
     int write_pressure;        /* 0 none, 1 slowed down, 2 stopped */
     const char *write_pressure_reason; /* static text, "" when none */
     int background_error;      /* last flush/compaction error, 0 if none */
@@ -517,6 +521,8 @@ typedef struct cairn_stats {
     uint64_t tier_read_p50_ns[2];    /* latency of those file reads (read,
                                         check, decompress), within ~19% */
     uint64_t tier_read_p99_ns[2];
+    uint64_t tier_hit_p50_ns[2];     /* block cache hits for the tier's */
+    uint64_t tier_hit_p99_ns[2];     /* files (sampled, as above) */
     uint64_t archive_moves;          /* files archived since open */
     uint64_t archive_recalls;        /* files recalled since open */
     uint64_t archive_bytes_in, archive_bytes_out; /* their sizes before and
@@ -538,6 +544,9 @@ typedef struct cairn_stats {
     uint64_t blob_gc_runs;
     uint64_t blob_gc_bytes_reclaimed;
     uint64_t blob_missing;       /* referenced blobs not in any file (0) */
+    uint64_t blob_reads;         /* values read from blob files */
+    uint64_t blob_read_p50_ns;   /* their latency (read, verify, */
+    uint64_t blob_read_p99_ns;   /* decompress) */
 } cairn_stats;
 void cairn_get_stats(cairn_db *db, cairn_stats *out);
 

@@ -208,7 +208,10 @@ static const command commands[] = {
      "    WAL segment count and bytes; per tier (local disk, archive) the\n"
      "    files, bytes, raw key+value bytes and their ratio. Archived files\n"
      "    are read from ADIR (--archive-dir); without it they are counted\n"
-     "    from the manifest. --json: one JSON object instead.\n"
+     "    from the manifest. The blob store (DIR/blob), through a read-only\n"
+     "    open: files, stored bytes, bytes of the values referenced, their\n"
+     "    ratio (dedup and compression), distinct blobs, dead bytes.\n"
+     "    --json: one JSON object instead.\n"
      "    Exit 1 if the manifest or a file could not be read as damaged.\n",
      cmd_stats, false, false},
     {"archive", "DIR --archive-dir ADIR [--min-level N] [--min-age S] "
@@ -2032,6 +2035,36 @@ static void text_level(FILE *out, const char *label, const level_stats *l)
     "tombstone counted (the size of the newest version of each key is not "  \
     "known offline)"
 
+/* The blob store's figures, through a read-only open (it replays the log
+ * and counts references): false when there is no blob store or the open
+ * fails (*why says why). */
+static bool stats_blobs(const char *dir, const char *adir, cairn_stats *st,
+                        const char **why)
+{
+    char p[4096];
+    struct stat sb;
+    *why = NULL;
+    if (snprintf(p, sizeof p, "%s/blob", dir) >= (int)sizeof p ||
+        stat(p, &sb) != 0)
+        return false;
+    cairn_options o;
+    cairn_options_init(&o);
+    o.read_only = true;
+    o.row_cache_size = 0;
+    o.archive_dir = adir;
+    cairn_db *db = NULL;
+    int rc = cairn_open(dir, &o, &db);
+    if (rc != 0) {
+        *why = rc == CAIRN_EBUSY ? "the database is open elsewhere: see INFO "
+                                   "tiers"
+                                 : cairn_strerror(rc);
+        return false;
+    }
+    cairn_get_stats(db, st);
+    cairn_close(db);
+    return true;
+}
+
 static int cmd_stats(const char *path, int argc, char **argv)
 {
     const command *c = find_command(path);
@@ -2196,6 +2229,9 @@ static int cmd_stats(const char *path, int argc, char **argv)
     uint64_t io_user = 0, io_written = 0;
     if (v)
         cairn_version_io(v, &io_user, &io_written);
+    cairn_stats bst;
+    const char *blob_why = NULL;
+    bool have_blobs = !damaged && stats_blobs(dir, adir, &bst, &blob_why);
     if (json) {
         printf("{\"dir\": ");
         json_string(stdout, dir);
@@ -2237,8 +2273,20 @@ static int cmd_stats(const char *path, int argc, char **argv)
                io_user, io_written);
         json_ratio(stdout, io_written, io_user);
         printf(", \"wal\": {\"segments\": %" PRIu64 ", \"bytes\": %" PRIu64
-               "}, \"damaged\": %s, \"complete\": %s}\n",
-               wal_segments, wal_bytes, damaged ? "true" : "false",
+               "}", wal_segments, wal_bytes);
+        if (have_blobs)
+            printf(", \"blob\": {\"files\": %" PRIu64 ", \"bytes\": %" PRIu64
+                   ", \"logical_bytes\": %" PRIu64 ", \"distinct\": %" PRIu64
+                   ", \"dead_bytes\": %" PRIu64 ", \"dedup_ratio\": ",
+                   bst.blob_files, bst.blob_stored_bytes,
+                   bst.blob_logical_bytes, bst.blob_distinct,
+                   bst.blob_dead_bytes);
+        if (have_blobs) {
+            json_ratio(stdout, bst.blob_logical_bytes, bst.blob_stored_bytes);
+            printf("}");
+        }
+        printf(", \"damaged\": %s, \"complete\": %s}\n",
+               damaged ? "true" : "false",
                damaged || trouble ? "false" : "true");
     } else {
         char h[64];
@@ -2293,6 +2341,23 @@ static int cmd_stats(const char *path, int argc, char **argv)
                    total.unreadable);
         printf("wal: segments %" PRIu64 ", %s\n", wal_segments,
                human_bytes(h, sizeof h, wal_bytes));
+        if (have_blobs) {
+            char h2[64], h3[64];
+            printf("blob: files %" PRIu64 ", %s stored for %s of values "
+                   "referenced (dedup + compression %.2fx), %" PRIu64
+                   " distinct, %s dead (GC reclaims it)\n",
+                   bst.blob_files,
+                   human_bytes(h, sizeof h, bst.blob_stored_bytes),
+                   human_bytes(h2, sizeof h2, bst.blob_logical_bytes),
+                   bst.blob_stored_bytes
+                       ? (double)bst.blob_logical_bytes /
+                             (double)bst.blob_stored_bytes
+                       : 0.0,
+                   bst.blob_distinct,
+                   human_bytes(h3, sizeof h3, bst.blob_dead_bytes));
+        } else if (blob_why) {
+            printf("blob: not counted (%s)\n", blob_why);
+        }
     }
     cairn_version_unref(v);
     return finish_stdout(path, damaged  ? EXIT_CORRUPT

@@ -21,9 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "blob/cdc.h"
 #include "cairn.h"
+#include "util/hist.h"
 
 typedef struct bs_ent {
     uint8_t hash[CAIRN_BLOB_HASH_SIZE];
@@ -72,6 +74,7 @@ struct cairn_blob_store {
     void (*gc_hook)(void *arg, int step);
     void *gc_hook_arg;
 
+    cairn_hist read_ns; /* cairn_blob_store_get calls that succeeded */
     atomic_uint_fast64_t st_dedup, st_appended, st_gc_runs, st_gc_files,
         st_gc_bytes;
 };
@@ -769,9 +772,8 @@ int cairn_blob_store_verify(cairn_blob_store *s, const uint8_t *hash,
     return rc;
 }
 
-int cairn_blob_store_get(cairn_blob_store *s, const uint8_t *ref, size_t len,
-                         void **out, size_t *out_len, char *errmsg,
-                         size_t errlen)
+static int store_get(cairn_blob_store *s, const uint8_t *ref, size_t len,
+                     void **out, size_t *out_len, char *errmsg, size_t errlen)
 {
     *out = NULL;
     *out_len = 0;
@@ -816,6 +818,22 @@ int cairn_blob_store_get(cairn_blob_store *s, const uint8_t *ref, size_t len,
     *out = buf;
     *out_len = off;
     return 0;
+}
+
+int cairn_blob_store_get(cairn_blob_store *s, const uint8_t *ref, size_t len,
+                         void **out, size_t *out_len, char *errmsg,
+                         size_t errlen)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = store_get(s, ref, len, out, out_len, errmsg, errlen);
+    if (rc == 0) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 +
+                     (t1.tv_nsec - t0.tv_nsec);
+        cairn_hist_add(&s->read_ns, ns > 0 ? (uint64_t)ns : 0);
+    }
+    return rc;
 }
 
 /* ---------- garbage collection ---------- */
@@ -995,6 +1013,9 @@ void cairn_blob_store_get_stats(cairn_blob_store *s,
         if (e->refs > 0)
             out->logical_bytes += (uint64_t)e->refs * e->raw_len;
     }
+    out->reads = cairn_hist_count(&s->read_ns);
+    out->read_p50_ns = cairn_hist_quantile(&s->read_ns, 0.5);
+    out->read_p99_ns = cairn_hist_quantile(&s->read_ns, 0.99);
     for (bs_file *f = s->files; f; f = f->next) {
         out->files++;
         out->stored_bytes += f->stored_bytes;

@@ -141,6 +141,9 @@ typedef struct cairn_blob_store_stats {
     uint64_t dead_bytes;     /* stored bytes no reference needs */
     uint64_t gc_runs, gc_files, gc_bytes_reclaimed;
     uint64_t missing;        /* referenced but not in any file */
+    uint64_t reads;          /* values read (cairn_blob_store_get) */
+    uint64_t read_p50_ns, read_p99_ns; /* their latency (read, verify,
+                                          decompress, chunks joined) */
 } cairn_blob_store_stats;
 void cairn_blob_store_get_stats(cairn_blob_store *s,
                                 cairn_blob_store_stats *out);

@@ -220,9 +220,20 @@ bool cairn_db_rc_lookup(cairn_db *db, uint64_t h, const void *key, size_t klen,
                         int *res)
 {
     cairn_row_cache_value v;
+    static _Thread_local uint32_t sample;
+    bool timed = db->rcache && ++sample % CAIRN_SST_HIT_SAMPLE == 0;
+    struct timespec t0, t1;
+    if (timed)
+        clock_gettime(CLOCK_MONOTONIC, &t0);
     int r = cairn_row_cache_lookup(db->rcache, h, key, klen, S, max_ts, &v);
     if (r == 0)
         return false;
+    if (timed && r > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 +
+                     (t1.tv_nsec - t0.tv_nsec);
+        cairn_hist_add(&db->rc_hit_ns, ns > 0 ? (uint64_t)ns : 0);
+    }
     if (r < 0) {
         *res = r;
     } else if (v.deleted) {
@@ -1453,6 +1464,8 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
     out->row_cache_bytes = rs.usage;
     out->row_cache_capacity = rs.capacity;
     out->row_cache_entries = rs.entries;
+    out->row_cache_hit_p50_ns = cairn_hist_quantile(&db->rc_hit_ns, 0.5);
+    out->row_cache_hit_p99_ns = cairn_hist_quantile(&db->rc_hit_ns, 0.99);
     db_tables *t = cairn_db_tables_acquire(db, NULL, NULL);
     out->memtable_bytes = cairn_memtable_memory(t->active);
     out->memtable_entries = cairn_memtable_count(t->active);
@@ -1478,6 +1491,9 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
         out->blob_dead_bytes = bs.dead_bytes;
         out->blob_gc_runs = bs.gc_runs;
         out->blob_gc_bytes_reclaimed = bs.gc_bytes_reclaimed;
+        out->blob_reads = bs.reads;
+        out->blob_read_p50_ns = bs.read_p50_ns;
+        out->blob_read_p99_ns = bs.read_p99_ns;
         out->blob_missing = bs.missing;
     }
     out->write_pressure_reason = "";
@@ -1517,7 +1533,11 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
             out->tier_block_misses[k] = tt.misses[k];
             out->tier_read_p50_ns[k] = tt.read_p50_ns[k];
             out->tier_read_p99_ns[k] = tt.read_p99_ns[k];
+            out->tier_hit_p50_ns[k] = tt.hit_p50_ns[k];
+            out->tier_hit_p99_ns[k] = tt.hit_p99_ns[k];
         }
+        out->block_cache_hit_p50_ns = tt.cache_hit_p50_ns;
+        out->block_cache_hit_p99_ns = tt.cache_hit_p99_ns;
         out->archive_moves = tt.archived;
         out->archive_recalls = tt.recalled;
         out->archive_bytes_in = tt.archive_in_bytes;

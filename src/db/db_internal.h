@@ -65,6 +65,7 @@
 
 #include "blob/blob_store.h"
 #include "cache/row_cache.h"
+#include "sst/sst.h" /* cairn_hist, CAIRN_SST_HIT_SAMPLE */
 #include "cairn.h"
 #include "env/env.h"
 #include "lsm/tree.h"
@@ -180,6 +181,8 @@ struct cairn_db {
     char blob_err[256]; /* the last blob read error's message */
     atomic_uint_fast64_t blob_gc_due_checks;
 
+    cairn_hist rc_hit_ns;   /* row cache hits, one lookup in
+                               CAIRN_SST_HIT_SAMPLE timed per thread */
     cairn_row_cache *rcache; /* made once replay is over (so it starts
                                 empty); NULL until then */
     /* Test hooks (NULL in normal use; set before the calls they watch):

@@ -2293,7 +2293,14 @@ void cairn_tree_get_tier_stats(cairn_tree *t, cairn_tree_tier_stats *out)
         out->misses[k] = atomic_load(&t->rstats[k].misses);
         out->read_p50_ns[k] = cairn_hist_quantile(&t->rstats[k].miss_ns, 0.5);
         out->read_p99_ns[k] = cairn_hist_quantile(&t->rstats[k].miss_ns, 0.99);
+        out->hit_p50_ns[k] = cairn_hist_quantile(&t->rstats[k].hit_ns, 0.5);
+        out->hit_p99_ns[k] = cairn_hist_quantile(&t->rstats[k].hit_ns, 0.99);
     }
+    _Static_assert(CAIRN_TIER_COUNT == 2, "sum every tier's hits below");
+    cairn_hist all;
+    cairn_hist_sum(&all, &t->rstats[0].hit_ns, &t->rstats[1].hit_ns);
+    out->cache_hit_p50_ns = cairn_hist_quantile(&all, 0.5);
+    out->cache_hit_p99_ns = cairn_hist_quantile(&all, 0.99);
     out->archived = atomic_load(&t->st_archived);
     out->recalled = atomic_load(&t->st_recalled);
     out->archive_in_bytes = atomic_load(&t->st_arch_in);

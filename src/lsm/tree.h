@@ -291,6 +291,9 @@ typedef struct cairn_tree_tier_stats {
     uint64_t hits[CAIRN_TIER_COUNT];    /* data blocks found in the cache */
     uint64_t misses[CAIRN_TIER_COUNT];  /* data blocks read from files */
     uint64_t read_p50_ns[CAIRN_TIER_COUNT], read_p99_ns[CAIRN_TIER_COUNT];
+    /* block cache hits (sampled), per tier and over both */
+    uint64_t hit_p50_ns[CAIRN_TIER_COUNT], hit_p99_ns[CAIRN_TIER_COUNT];
+    uint64_t cache_hit_p50_ns, cache_hit_p99_ns;
     uint64_t archived, recalled;        /* moves since open */
     uint64_t archive_in_bytes, archive_out_bytes; /* sizes before/after */
     int last_move_error;

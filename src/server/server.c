@@ -1923,6 +1923,38 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
                     st.tier_block_hits[k], st.tier_block_misses[k],
                     (double)st.tier_read_p50_ns[k] / 1000.0,
                     (double)st.tier_read_p99_ns[k] / 1000.0);
+        /* The memory tiers and the blob store: what they hold, hits and
+         * misses, latency of what they serve. */
+        fprintf(f, "tier_row_cache:bytes=%" PRIu64 ",capacity=%" PRIu64
+                   ",entries=%" PRIu64 ",hits=%" PRIu64 ",misses=%" PRIu64
+                   ",evictions=%" PRIu64
+                   ",hit_p50_us=%.2f,hit_p99_us=%.2f\r\n",
+                st.row_cache_bytes, st.row_cache_capacity,
+                st.row_cache_entries, st.row_cache_hits, st.row_cache_misses,
+                st.row_cache_evictions,
+                (double)st.row_cache_hit_p50_ns / 1000.0,
+                (double)st.row_cache_hit_p99_ns / 1000.0);
+        fprintf(f, "tier_block_cache:bytes=%" PRIu64 ",capacity=%" PRIu64
+                   ",hits=%" PRIu64 ",misses=%" PRIu64 ",evictions=%" PRIu64
+                   ",hit_p50_us=%.2f,hit_p99_us=%.2f\r\n",
+                st.block_cache_bytes, st.block_cache_capacity,
+                st.block_cache_hits, st.block_cache_misses,
+                st.block_cache_evictions,
+                (double)st.block_cache_hit_p50_ns / 1000.0,
+                (double)st.block_cache_hit_p99_ns / 1000.0);
+        fprintf(f, "tier_blob:files=%" PRIu64 ",bytes=%" PRIu64
+                   ",logical_bytes=%" PRIu64 ",distinct=%" PRIu64
+                   ",dedup_hits=%" PRIu64 ",dedup_ratio=%.2f,dead_bytes=%"
+                   PRIu64 ",reads=%" PRIu64
+                   ",read_p50_us=%.1f,read_p99_us=%.1f\r\n",
+                st.blob_files, st.blob_stored_bytes, st.blob_logical_bytes,
+                st.blob_distinct, st.blob_dedup_hits,
+                st.blob_stored_bytes ? (double)st.blob_logical_bytes /
+                                           (double)st.blob_stored_bytes
+                                     : 0.0,
+                st.blob_dead_bytes, st.blob_reads,
+                (double)st.blob_read_p50_ns / 1000.0,
+                (double)st.blob_read_p99_ns / 1000.0);
         fprintf(f, "\r\n");
     }
     if (want(sec, "keyspace", true)) {

@@ -205,7 +205,10 @@ void cairn_sst_close(cairn_sst_reader *r);
 typedef struct cairn_sst_read_stats {
     atomic_uint_fast64_t hits, misses;
     cairn_hist miss_ns;
+    cairn_hist hit_ns; /* block cache hits, one in CAIRN_SST_HIT_SAMPLE
+                          timed (per thread) */
 } cairn_sst_read_stats;
+#define CAIRN_SST_HIT_SAMPLE 64u
 
 /* Count this reader's data block reads in *s (NULL: stop counting). Call it
  * before the reader is shared; s must outlive the reader. */

@@ -409,12 +409,24 @@ static int it_load(cairn_sst_iter *it, size_t i)
     it_release(it);
     const idx_ent *e = &r->idx[i];
     if (r->cache) {
+        /* One lookup in CAIRN_SST_HIT_SAMPLE per thread is timed. */
+        static _Thread_local uint32_t sample;
+        bool timed = r->stats && ++sample % CAIRN_SST_HIT_SAMPLE == 0;
+        struct timespec h0, h1;
+        if (timed)
+            clock_gettime(CLOCK_MONOTONIC, &h0);
         cairn_cache_handle *h =
             cairn_block_cache_lookup(r->cache, r->file_id, e->off);
         if (h) {
             if (r->stats)
                 atomic_fetch_add_explicit(&r->stats->hits, 1,
                                           memory_order_relaxed);
+            if (timed) {
+                clock_gettime(CLOCK_MONOTONIC, &h1);
+                int64_t ns = (int64_t)(h1.tv_sec - h0.tv_sec) * 1000000000 +
+                             (h1.tv_nsec - h0.tv_nsec);
+                cairn_hist_add(&r->stats->hit_ns, ns > 0 ? (uint64_t)ns : 0);
+            }
             it->h = h;
             it->blk = cairn_cache_handle_data(h);
             it->bi = i;

@@ -74,4 +74,14 @@ static inline uint64_t cairn_hist_quantile(const cairn_hist *h, double q)
     return cairn_hist_bucket_max(CAIRN_HIST_BUCKETS - 1);
 }
 
+/* *out = a + b (a snapshot of each; out is not shared). */
+static inline void cairn_hist_sum(cairn_hist *out, const cairn_hist *a,
+                                  const cairn_hist *b)
+{
+    for (unsigned i = 0; i < CAIRN_HIST_BUCKETS; i++)
+        atomic_init(&out->b[i],
+                    atomic_load_explicit(&a->b[i], memory_order_relaxed) +
+                        atomic_load_explicit(&b->b[i], memory_order_relaxed));
+}
+
 #endif /* CAIRN_UTIL_HIST_H */

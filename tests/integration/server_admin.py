@@ -1037,6 +1037,44 @@ def info_fields(c, section):
     return out
 
 
+def kv_fields(v):
+    return dict(p.split("=", 1) for p in v.split(","))
+
+
+def t_info_tiers():
+    # INFO tiers: every tier's line, with what it holds, hits, misses and
+    # latency; the blob store counts a repeated large value once.
+    with serve() as s:
+        c = Raw(s.port)
+        big = b"x" * 5000 + b"tail"
+        for k in ("b1", "b2", "b3"):
+            eq(c.cmd("SET", k, big), "OK", "set a large value")
+        eq(c.cmd("SET", "small", "v"), "OK", "set")
+        for _ in range(200):
+            eq(c.cmd("GET", "small"), b"v", "get")
+        for k in ("b1", "b2", "b3"):
+            eq(c.cmd("GET", k), big, "get a large value")
+        t = info_fields(c, "tiers")
+        for k in ("tier_local", "tier_archive", "tier_row_cache",
+                  "tier_block_cache", "tier_blob"):
+            assert k in t, (k, t)
+        rc = kv_fields(t["tier_row_cache"])
+        assert int(rc["hits"]) >= 150, rc
+        assert float(rc["hit_p50_us"]) > 0, rc
+        assert float(rc["hit_p99_us"]) >= float(rc["hit_p50_us"]), rc
+        blob = kv_fields(t["tier_blob"])
+        eq(blob["distinct"], "1", "one blob for three keys")
+        assert int(blob["dedup_hits"]) >= 2, blob
+        # Three references to one stored value (the keyspace's few bytes
+        # of type header included).
+        logical = int(blob["logical_bytes"])
+        assert logical % 3 == 0 and 3 * len(big) <= logical < 3 * (len(big) + 64), blob
+        assert float(blob["dedup_ratio"]) > 2.5, blob
+        assert int(blob["reads"]) >= 1, blob
+        assert float(blob["read_p50_us"]) > 0, blob
+        eq(t["archive_available"], "0", "no archive configured")
+
+
 def t_config_cache_sizes():
     # Both cache budgets change at run time; INFO shows them and the row
     # cache's counters.
