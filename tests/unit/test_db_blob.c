@@ -55,6 +55,21 @@ static void pool_value(uint8_t *buf, size_t len, uint64_t i)
     memset(buf + len / 2, (int)(i & 0xFF), len - len / 2);
 }
 
+/* The number in a key "keyNNN" (kl bytes, not NUL-terminated); -1 if it
+ * is not one. */
+static int key_num(const char *k, size_t kl)
+{
+    if (kl <= 3 || kl > 12 || memcmp(k, "key", 3) != 0)
+        return -1;
+    int n = 0;
+    for (size_t i = 3; i < kl; i++) {
+        if (k[i] < '0' || k[i] > '9')
+            return -1;
+        n = n * 10 + (k[i] - '0');
+    }
+    return n;
+}
+
 static void opts_for(cairn_options *o, cairn_env *env)
 {
     cairn_options_init(o);
@@ -134,7 +149,7 @@ static void verify_model(cairn_db *db, const model *m)
         const char *kk = cairn_iter_key(it, &kl);
         const void *vv = cairn_iter_value(it, &vl);
         assert_non_null(vv);
-        int k = atoi(kk + 3);
+        int k = key_num(kk, kl);
         assert_true(k >= 0 && k < NKEYS && m->v[k] >= 0);
         pool_value(want, m->len[k], (uint64_t)m->v[k]);
         assert_int_equal(vl, m->len[k]);
@@ -147,7 +162,8 @@ static void verify_model(cairn_db *db, const model *m)
         size_t kl, vl;
         const char *kk = cairn_iter_key(it, &kl);
         const void *vv = cairn_iter_value(it, &vl);
-        int k = atoi(kk + 3);
+        int k = key_num(kk, kl);
+        assert_true(k >= 0 && k < NKEYS && m->v[k] >= 0);
         pool_value(want, m->len[k], (uint64_t)m->v[k]);
         assert_int_equal(vl, m->len[k]);
         assert_memory_equal(vv, want, vl);
