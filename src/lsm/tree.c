@@ -11,8 +11,10 @@
  *     current view holds a reference on it.
  *   - A tfile's references count the views holding it; at zero it is no
  *     longer in the current version (the current view holds every live
- *     file), so its reader closes, its blocks leave the cache and, unless
- *     the tree is closing, its file is unlinked.
+ *     file), so its reader closes, its blocks leave the cache and its file
+ *     is unlinked; also while the tree closes (views the db let go then
+ *     hold obsolete files), but not once tree_free lets the current view
+ *     go (tearing_down: those files are the live ones).
  *   - Per user key, newer sources hold newer versions: L0 files newest
  *     first (flushes run oldest memtable first; an L0 compaction takes every
  *     L0 file there is when it starts), then L1, L2, ...
@@ -99,6 +101,10 @@ struct cairn_tree {
     pthread_mutex_t files_mu;
     tfile *files[FILES_BUCKETS];
     atomic_bool closing;
+    /* Set by tree_free just before it lets the current view go: from then
+     * on a file whose last reference goes is a live one (kept on disk);
+     * before, even while closing, it is obsolete and unlinked. */
+    atomic_bool tearing_down;
     /* Files in the map whose reader could not be opened yet (an archive
      * out of reach): file_open_hook has not seen them, so what they refer
      * to (blobs) is not counted while this is above 0. */
@@ -378,7 +384,7 @@ static void tfile_unref(cairn_tree *t, tfile *f)
     cairn_sst_close(atomic_load(&f->r));
     atomic_store(&f->r, NULL);
     cairn_block_cache_erase_file(t->cache, tier_file_id(f->number, f->tier));
-    if (!atomic_load(&t->closing)) {
+    if (!atomic_load(&t->tearing_down)) {
         char path[4096];
         cairn_env *env = tier_path(t, f->number, f->tier, path, sizeof path);
         if (env) /* best effort: open removes leftovers */
@@ -1567,6 +1573,7 @@ static void tree_free(cairn_tree *t)
 {
     if (t->cur) {
         atomic_store(&t->closing, true);
+        atomic_store(&t->tearing_down, true);
         cairn_tree_view_unref(t->cur);
     }
     for (size_t b = 0; b < FILES_BUCKETS; b++) /* never in a view */
@@ -1651,6 +1658,7 @@ int cairn_tree_open(cairn_env *env, const char *dir,
     if (!to->archive_check_ms)
         to->archive_check_ms = 1000;
     atomic_init(&t->closing, false);
+    atomic_init(&t->tearing_down, false);
     atomic_init(&t->bg_error, 0);
     atomic_init(&t->l0_files, 0);
     t->cache = cairn_block_cache_new(to->block_cache_bytes ? to->block_cache_bytes
