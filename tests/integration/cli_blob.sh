@@ -25,30 +25,8 @@ for b in "$CAIRN" "$BENCH"; do
     fi
 done
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cli_blob.XXXXXX") || exit 2
-trap 'rm -rf "$TMP"' EXIT
-
-PASSED=0
-FAILED=0
-RC=0
-run() {
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    RC=$?
-}
-check() {
-    local name=$1
-    shift
-    if "$@"; then
-        echo "ok - $name"
-        PASSED=$((PASSED + 1))
-    else
-        echo "FAIL - $name"
-        echo "#   last exit status: $RC"
-        sed -n '1,8s/^/#   stdout: /p' "$TMP/out" 2>/dev/null
-        sed -n '1,8s/^/#   stderr: /p' "$TMP/err" 2>/dev/null
-        FAILED=$((FAILED + 1))
-    fi
-}
+NAME=cli_blob
+. "$(dirname "$0")/cli_lib.sh"
 
 run "$BENCH" tiers --parts dedup --engines cairn --mb 4 --keep --dir "$TMP/b"
 check "4 MiB of 16 KiB values written" [ "$RC" -eq 0 ]
@@ -82,6 +60,4 @@ run "$CAIRN" check "$DB"
 check "check: a damaged blob file is found" [ "$RC" -eq 1 ]
 check "check: says DAMAGED" grep -q 'DAMAGED' "$TMP/out"
 
-echo "cli_blob: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ] || exit 1
-exit 0
+finish

@@ -33,35 +33,8 @@ case $CAIRN in
 *) CAIRN=$PWD/$CAIRN ;;
 esac
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cli_sst.XXXXXX") || exit 2
-trap 'rm -rf "$TMP"' EXIT
-cd "$TMP" || exit 2 # nothing below may touch the caller's directory
-
-PASSED=0
-FAILED=0
-RC=0 # exit status of the last `run`
-
-# run CMD...: run it with stdout/stderr captured in $TMP/out, $TMP/err.
-run() {
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    RC=$?
-}
-
-# check NAME TEST...: TEST is a command (usually `[ ... ]` or grep).
-check() {
-    local name=$1
-    shift
-    if "$@"; then
-        echo "ok - $name"
-        PASSED=$((PASSED + 1))
-    else
-        echo "FAIL - $name"
-        echo "#   last exit status: $RC"
-        sed -n '1,8s/^/#   stdout: /p' "$TMP/out" 2>/dev/null
-        sed -n '1,5s/^/#   stderr: /p' "$TMP/err" 2>/dev/null
-        FAILED=$((FAILED + 1))
-    fi
-}
+NAME=cli_sst
+. "$(dirname "$0")/cli_lib.sh"
 
 rc_is() { [ "$RC" -eq "$1" ]; }
 out_has() { grep -Eq -- "$1" "$TMP/out"; }
@@ -364,5 +337,4 @@ check "a second compact exits 0 and changes nothing" out_has '^before: L2 1 file
 run "$CAIRN" compact "$TMP/no-such-dir"
 check "compact of a nonexistent directory exits 2" rc_is 2
 
-echo "cli_sst: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+finish

@@ -30,31 +30,8 @@ if [ ! -x "$CAIRN" ]; then
     exit 2
 fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cli_tier.XXXXXX") || exit 2
-trap 'rm -rf "$TMP"' EXIT
-cd "$TMP" || exit 2
-
-PASSED=0
-FAILED=0
-RC=0
-run() {
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    RC=$?
-}
-check() {
-    local name=$1
-    shift
-    if "$@"; then
-        echo "ok - $name"
-        PASSED=$((PASSED + 1))
-    else
-        echo "FAIL - $name"
-        echo "#   last exit status: $RC"
-        sed -n '1,8s/^/#   stdout: /p' "$TMP/out" 2>/dev/null
-        sed -n '1,8s/^/#   stderr: /p' "$TMP/err" 2>/dev/null
-        FAILED=$((FAILED + 1))
-    fi
-}
+NAME=cli_tier
+. "$(dirname "$0")/cli_lib.sh"
 
 run "$CAIRN" debug mkfixture db
 check "fixture written" [ "$RC" -eq 0 ]
@@ -116,5 +93,4 @@ mv arch-away arch
 run "$CAIRN" recall db 000003.sst --archive-dir arch
 check "recall once it is back: exit 0" [ "$RC" -eq 0 ]
 
-echo "cli_tier: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+finish

@@ -27,35 +27,8 @@ case $CAIRN in
 *) CAIRN=$PWD/$CAIRN ;;
 esac
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cli_wal.XXXXXX") || exit 2
-trap 'rm -rf "$TMP"' EXIT
-cd "$TMP" || exit 2 # nothing below may touch the caller's directory
-
-PASSED=0
-FAILED=0
-RC=0 # exit status of the last `run`
-
-# run CMD...: run it with stdout/stderr captured in $TMP/out, $TMP/err.
-run() {
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    RC=$?
-}
-
-# check NAME TEST...: TEST is a command (usually `[ ... ]` or grep).
-check() {
-    local name=$1
-    shift
-    if "$@"; then
-        echo "ok - $name"
-        PASSED=$((PASSED + 1))
-    else
-        echo "FAIL - $name"
-        echo "#   last exit status: $RC"
-        sed -n '1,5s/^/#   stdout: /p' "$TMP/out" 2>/dev/null
-        sed -n '1,5s/^/#   stderr: /p' "$TMP/err" 2>/dev/null
-        FAILED=$((FAILED + 1))
-    fi
-}
+NAME=cli_wal
+. "$(dirname "$0")/cli_lib.sh"
 
 # Checksums of every file in a directory (names and contents).
 dir_sums() {
@@ -223,5 +196,4 @@ check "the torn segment was not modified (read-only)" \
     [ "$(stat -c %s "$TORN_SEG")" -eq $((SIZE - 500)) ]
 check "no file of the torn log changed" unchanged "$TORN" "$TORN_SUMS"
 
-echo "cli_wal: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+finish
