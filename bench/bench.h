@@ -55,6 +55,11 @@ typedef struct bench_io_counts {
 } bench_io_counts;
 bool bench_proc_io(bench_io_counts *c);
 
+/* JSON output: a number (null when not finite), a string (quoted and
+ * escaped). */
+void bench_json_num(FILE *f, double v);
+void bench_json_str(FILE *f, const char *s);
+
 /* splitmix64's finalizer, and the generator built on it (a tiny one per
  * thread: *s is its state). */
 static inline uint64_t bench_mix64(uint64_t x)

@@ -1,7 +1,8 @@
 /*
  * bench_fs.c — file helpers shared by the cairn-bench subcommands: remove
  * a tree, make a path, du, drop a tree's pages from the OS page cache, and
- * this process's I/O counters (/proc/self/io).
+ * this process's I/O counters (/proc/self/io); and the two JSON writers
+ * the subcommands' --json output shares.
  *
  * Locking: none. The nftw callbacks keep their sums in file-level globals,
  * so these are for the main thread only (one walk at a time).
@@ -10,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <ftw.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -173,3 +175,27 @@ bool bench_proc_io(bench_io_counts *c)
     return got == 3;
 }
 
+/* ---- JSON ---- */
+
+void bench_json_num(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.6g", v);
+    else
+        fputs("null", f);
+}
+
+void bench_json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}

@@ -770,28 +770,6 @@ static int measure_set(const ts_cfg *cfg, set_result *r)
 
 /* ---------- output ---------- */
 
-static void json_num(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.6g", v);
-    else
-        fputs("null", f);
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
 
 static void json_bool_or_null(FILE *f, bool known, bool v)
 {
@@ -824,7 +802,7 @@ static void json_chunks(FILE *f, const chunk_list *l, size_t npts)
     fprintf(f,
             "{\"chunks\":%zu,\"bytes\":%" PRIu64 ",\"bytes_per_point\":",
             l->n, l->bytes);
-    json_num(f, bpp(l->bytes, npts));
+    bench_json_num(f, bpp(l->bytes, npts));
     fprintf(f,
             ",\"encodings\":{\"xor\":%zu,\"int\":%zu,\"uncompressed\":%zu},"
             "\"zstd_bodies\":%zu}",
@@ -1020,7 +998,7 @@ static void print_json(FILE *f, const ts_cfg *cfg, const set_result *res,
                        double elapsed)
 {
     fputs("{\"benchmark\":\"ts\",\"cairn_version\":", f);
-    json_str(f, cairn_version_string());
+    bench_json_str(f, cairn_version_string());
     fputs(",\"parts\":[", f);
     for (size_t k = 0, n = 0; k < NPARTS; k++)
         if (cfg->parts[k])
@@ -1039,12 +1017,12 @@ static void print_json(FILE *f, const ts_cfg *cfg, const set_result *res,
             fputc(',', f);
         firstset = false;
         fputs("{\"name\":", f);
-        json_str(f, SET_NAMES[i]);
+        bench_json_str(f, SET_NAMES[i]);
         fputs(",\"source\":", f);
-        json_str(f, r->set.source);
+        bench_json_str(f, r->set.source);
         if (!r->measured) {
             fputs(",\"skipped\":", f);
-            json_str(f, r->set.skipped ? r->set.skipped : "not measured");
+            bench_json_str(f, r->set.skipped ? r->set.skipped : "not measured");
             fputc('}', f);
             continue;
         }
@@ -1059,51 +1037,51 @@ static void print_json(FILE *f, const ts_cfg *cfg, const set_result *res,
         fprintf(f, ",\"plain_bytes\":%zu,\"zstd19\":{\"bytes\":%" PRIu64
                    ",\"bytes_per_point\":",
                 np * 16, r->zstd19);
-        json_num(f, bpp(r->zstd19, np));
+        bench_json_num(f, bpp(r->zstd19, np));
         fputs(",\"compress_seconds\":", f);
-        json_num(f, r->zstd19_s);
+        bench_json_num(f, r->zstd19_s);
         fprintf(f, "},\"zstd3\":{\"bytes\":%" PRIu64 ",\"bytes_per_point\":",
                 r->zstd3);
-        json_num(f, bpp(r->zstd3, np));
+        bench_json_num(f, bpp(r->zstd3, np));
         fputs(",\"compress_seconds\":", f);
-        json_num(f, r->zstd3_s);
+        bench_json_num(f, r->zstd3_s);
         fputs("},\"ratios\":{\"sealed_to_zstd19\":", f);
-        json_num(f, ratio((double)r->sealed.bytes, (double)r->zstd19));
+        bench_json_num(f, ratio((double)r->sealed.bytes, (double)r->zstd19));
         fputs(",\"live_to_zstd19\":", f);
-        json_num(f, ratio((double)r->live.bytes, (double)r->zstd19));
+        bench_json_num(f, ratio((double)r->live.bytes, (double)r->zstd19));
         fputs(",\"sealed_to_zstd3\":", f);
-        json_num(f, ratio((double)r->sealed.bytes, (double)r->zstd3));
+        bench_json_num(f, ratio((double)r->sealed.bytes, (double)r->zstd3));
         fputs(",\"live_to_target\":", f);
-        json_num(f, bpp(r->live.bytes, np) / TS_LIVE_TARGET);
+        bench_json_num(f, bpp(r->live.bytes, np) / TS_LIVE_TARGET);
         fputs("},\"speed\":{\"encode_ns_per_point\":", f);
-        json_num(f, r->enc_ns);
+        bench_json_num(f, r->enc_ns);
         fputs(",\"encode_points_per_s\":", f);
-        json_num(f, 1e9 / r->enc_ns);
+        bench_json_num(f, 1e9 / r->enc_ns);
         fputs(",\"decode_live_ns_per_point\":", f);
-        json_num(f, r->dec_live_ns);
+        bench_json_num(f, r->dec_live_ns);
         fputs(",\"decode_live_points_per_s\":", f);
-        json_num(f, 1e9 / r->dec_live_ns);
+        bench_json_num(f, 1e9 / r->dec_live_ns);
         fputs(",\"decode_sealed_ns_per_point\":", f);
-        json_num(f, r->dec_sealed_ns);
+        bench_json_num(f, r->dec_sealed_ns);
         fputs(",\"decode_sealed_points_per_s\":", f);
-        json_num(f, 1e9 / r->dec_sealed_ns);
+        bench_json_num(f, 1e9 / r->dec_sealed_ns);
         fputs(",\"seal_ns_per_point_one_run\":", f);
-        json_num(f, r->seal_s * 1e9 / (double)np);
+        bench_json_num(f, r->seal_s * 1e9 / (double)np);
         fprintf(f, "},\"mismatches\":%zu}", r->mismatches);
     }
     verdicts v = get_verdicts(res);
     fputs("],\"targets\":{\"set\":\"machine-metrics\",\"live_max_bytes_per_"
           "point\":",
           f);
-    json_num(f, TS_LIVE_TARGET);
+    bench_json_num(f, TS_LIVE_TARGET);
     fputs(",\"live\":", f);
-    json_num(f, v.known ? v.live : NAN);
+    bench_json_num(f, v.known ? v.live : NAN);
     fputs(",\"live_pass\":", f);
     json_bool_or_null(f, v.known, v.live_pass);
     fputs(",\"sealed\":", f);
-    json_num(f, v.known ? v.sealed : NAN);
+    bench_json_num(f, v.known ? v.sealed : NAN);
     fputs(",\"zstd19\":", f);
-    json_num(f, v.known ? v.zstd19 : NAN);
+    bench_json_num(f, v.known ? v.zstd19 : NAN);
     fputs(",\"sealed_pass\":", f);
     json_bool_or_null(f, v.known, v.sealed_pass);
     fputs("}}", f);
@@ -1114,7 +1092,7 @@ static void print_json(FILE *f, const ts_cfg *cfg, const set_result *res,
         ts_server_print_json(f, sr, &e);
     }
     fputs(",\"elapsed_seconds\":", f);
-    json_num(f, elapsed);
+    bench_json_num(f, elapsed);
     fputs("}\n", f);
 }
 

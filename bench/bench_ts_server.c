@@ -1073,28 +1073,6 @@ static double embedded_query(int kind, const ts_server_embedded *e)
                                  : NAN;
 }
 
-static void json_num(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.6g", v);
-    else
-        fputs("null", f);
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
 
 void ts_server_print_json(FILE *f, const ts_server_result *r,
                           const ts_server_embedded *e)
@@ -1102,14 +1080,14 @@ void ts_server_print_json(FILE *f, const ts_server_result *r,
     fprintf(f, ",\"server\":{\"measured\":%s", r->measured ? "true" : "false");
     if (r->skipped) {
         fputs(",\"skipped\":", f);
-        json_str(f, r->skipped);
+        bench_json_str(f, r->skipped);
     }
     if (!r->measured) {
         fputc('}', f);
         return;
     }
     fputs(",\"server_bin\":", f);
-    json_str(f, r->server_bin);
+    bench_json_str(f, r->server_bin);
     fprintf(f,
             ",\"host\":\"%s\",\"runs\":%d,\"pipeline\":%d,"
             "\"points_per_command\":%d,\"ingest\":[",
@@ -1121,17 +1099,17 @@ void ts_server_print_json(FILE *f, const ts_server_result *r,
                 "%s{\"sync\":\"%s\",\"series\":%d,\"connections\":%d,"
                 "\"points\":%zu,\"points_per_s\":",
                 i ? "," : "", ig->sync, ig->series, ig->conns, ig->points);
-        json_num(f, ig->pps);
+        bench_json_num(f, ig->pps);
         fputs(",\"runs_points_per_s\":[", f);
         for (int k = 0; k < r->runs; k++) {
             if (k)
                 fputc(',', f);
-            json_num(f, ig->run_pps[k]);
+            bench_json_num(f, ig->run_pps[k]);
         }
         fputs("],\"embedded_points_per_s\":", f);
-        json_num(f, emb);
+        bench_json_num(f, emb);
         fputs(",\"server_to_embedded\":", f);
-        json_num(f, ig->pps / emb);
+        bench_json_num(f, ig->pps / emb);
         fputc('}', f);
     }
     fprintf(f, "],\"queries\":{\"series\":%zu,\"points_per_series\":%zu,"
@@ -1143,17 +1121,17 @@ void ts_server_print_json(FILE *f, const ts_server_result *r,
         fprintf(f, ",\"%s\":{\"reply_series\":%zu,\"reply_points_per_series\":"
                    "%zu,\"median_ms\":",
                 q->name, q->series, q->points);
-        json_num(f, q->median_ms);
+        bench_json_num(f, q->median_ms);
         fputs(",\"p99_ms\":", f);
-        json_num(f, q->p99_ms);
+        bench_json_num(f, q->p99_ms);
         fputs(",\"embedded_median_ms\":", f);
-        json_num(f, emb);
+        bench_json_num(f, emb);
         fputs(",\"server_to_embedded\":", f);
-        json_num(f, q->median_ms / emb);
+        bench_json_num(f, q->median_ms / emb);
         fputc('}', f);
     }
     fputs("},\"elapsed_seconds\":", f);
-    json_num(f, r->elapsed);
+    bench_json_num(f, r->elapsed);
     fputc('}', f);
 }
 

@@ -784,28 +784,6 @@ static void series_medians(series *s, int runs)
 
 /* ---------- output ---------- */
 
-static void json_num(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.6g", v);
-    else
-        fputs("null", f);
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
 
 static double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
 
@@ -817,29 +795,29 @@ static void json_sample(FILE *f, const series *s, const sample *x,
     fputc('{', f);
     if (s->large) {
         fputs("\"mb_per_s\":", f);
-        json_num(f, x->rate);
+        bench_json_num(f, x->rate);
     } else {
         fputs(s->wal ? "\"appends_per_s\":" : "\"ops_per_s\":", f);
-        json_num(f, x->rate);
+        bench_json_num(f, x->rate);
     }
     fprintf(f, ",\"ops\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"seconds\":",
             x->ops, x->bytes);
-    json_num(f, x->seconds);
+    bench_json_num(f, x->seconds);
     if (s->wal) {
         fprintf(f, ",\"syncs\":%" PRIu64 ",\"group_commits\":%" PRIu64
                    ",\"records_per_sync\":",
                 x->syncs, x->group_commits);
-        json_num(f, x->per_sync);
+        bench_json_num(f, x->per_sync);
         fputs(s->large ? ",\"percent_of_raw_same_run\":"
                        : ",\"ratio_to_raw_same_run\":",
               f);
-        json_num(f, s->large ? 100.0 * ratio(x->rate, raw_rate)
+        bench_json_num(f, s->large ? 100.0 * ratio(x->rate, raw_rate)
                              : ratio(x->rate, raw_rate));
     }
     fputs(",\"p50_us\":", f);
-    json_num(f, x->p50_us);
+    bench_json_num(f, x->p50_us);
     fputs(",\"p99_us\":", f);
-    json_num(f, x->p99_us);
+    bench_json_num(f, x->p99_us);
     fputc('}', f);
 }
 
@@ -853,28 +831,28 @@ static void json_series(FILE *f, const series *s, int runs,
     fputs(s->large ? "\"mb_per_s\":"
                    : (s->wal ? "\"appends_per_s\":" : "\"ops_per_s\":"),
           f);
-    json_num(f, s->rate);
+    bench_json_num(f, s->rate);
     if (s->wal) {
         fputs(",\"syncs\":", f);
-        json_num(f, s->syncs);
+        bench_json_num(f, s->syncs);
         fputs(",\"records_per_sync\":", f);
-        json_num(f, s->per_sync);
+        bench_json_num(f, s->per_sync);
         if (s->large) {
             fputs(",\"percent_of_raw\":", f);
-            json_num(f, 100.0 * ratio(s->rate, raw->rate));
+            bench_json_num(f, 100.0 * ratio(s->rate, raw->rate));
         } else {
             fputs(",\"ratio_to_raw\":", f);
-            json_num(f, ratio(s->rate, raw->rate));
+            bench_json_num(f, ratio(s->rate, raw->rate));
             if (raw_pre) {
                 fputs(",\"ratio_to_raw_prealloc\":", f);
-                json_num(f, ratio(s->rate, raw_pre->rate));
+                bench_json_num(f, ratio(s->rate, raw_pre->rate));
             }
         }
     }
     fputs(",\"p50_us\":", f);
-    json_num(f, s->p50_us);
+    bench_json_num(f, s->p50_us);
     fputs(",\"p99_us\":", f);
-    json_num(f, s->p99_us);
+    bench_json_num(f, s->p99_us);
     fputs("},\"runs\":[", f);
     for (int i = 0; i < runs; i++) {
         if (i)
@@ -915,15 +893,15 @@ static void print_json(FILE *out, const wal_results *r)
 {
     const wal_cfg *cfg = r->cfg;
     fputs("{\"benchmark\":\"wal\",\"cairn_version\":", out);
-    json_str(out, cairn_version_string());
+    bench_json_str(out, cairn_version_string());
     fputs(",\"dir\":", out);
-    json_str(out, cfg->dir);
+    bench_json_str(out, cfg->dir);
     fputs(",\"filesystem\":{\"name\":", out);
-    json_str(out, r->fsname);
+    bench_json_str(out, r->fsname);
     fputs(",\"f_type\":", out);
-    json_str(out, r->ftype_hex);
+    bench_json_str(out, r->ftype_hex);
     fputs("},\"seconds_per_case\":", out);
-    json_num(out, cfg->seconds);
+    bench_json_num(out, cfg->seconds);
     fprintf(out,
             ",\"runs\":%d,\"quick\":%s,\"small_record_bytes\":%u,"
             "\"large_record_bytes\":%u,\"sync_mode\":\"always\","
@@ -952,17 +930,17 @@ static void print_json(FILE *out, const wal_results *r)
     fprintf(out, "],\"verdicts\":{\"group_commit\":{\"writers\":%d,"
                  "\"ratio\":",
             GROUP_COMMIT_WRITERS);
-    json_num(out, r->gc_ratio);
+    bench_json_num(out, r->gc_ratio);
     fputs(",\"ratio_to_raw_prealloc\":", out);
-    json_num(out, r->gc_ratio_pre);
+    bench_json_num(out, r->gc_ratio_pre);
     fputs(",\"target\":", out);
-    json_num(out, GROUP_COMMIT_TARGET);
+    bench_json_num(out, GROUP_COMMIT_TARGET);
     fprintf(out, ",\"pass\":%s},",
             r->gc ? (r->gc_pass ? "true" : "false") : "null");
     fputs("\"large_records\":{\"writers\":1,\"percent\":", out);
-    json_num(out, r->large_pct);
+    bench_json_num(out, r->large_pct);
     fputs(",\"target\":", out);
-    json_num(out, LARGE_TARGET);
+    bench_json_num(out, LARGE_TARGET);
     fprintf(out, ",\"pass\":%s}}}\n", r->large_pass ? "true" : "false");
 }
 
