@@ -131,6 +131,12 @@ typedef struct cairn_options {
      * bytes); 64 MiB from cairn_options_init, 0 turns it off
      * (cairn_set_cache_sizes can turn it on later). */
     size_t row_cache_size;
+    /* false (cairn_options_init): a key enters the row cache on its second
+     * read that misses it within a window of about 500,000 such reads (a
+     * 256 KiB filter of key hashes), so reads spread once over many keys
+     * do not push out what is read again; true: on every read that misses
+     * it. */
+    bool row_cache_admit_all;
     /* Sorted files on disk (0 = the default): */
     size_t block_cache_size;     /* 256 MiB of decoded blocks in memory (at
                                     most: filled as blocks are read) */
@@ -501,6 +507,8 @@ typedef struct cairn_stats {
     uint64_t row_cache_bytes;   /* in use (keys + values + overhead) */
     uint64_t row_cache_capacity;
     uint64_t row_cache_entries;
+    uint64_t row_cache_not_admitted; /* misses not filled: the key's first
+                                        in the admission window */
     /* Latency of the caches' hits (one lookup in 64 per thread is timed;
      * 0 before the first): */
     uint64_t row_cache_hit_p50_ns, row_cache_hit_p99_ns;

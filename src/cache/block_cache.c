@@ -1,23 +1,30 @@
 /*
- * block_cache.c — the block cache: a sharded LRU of decoded blocks keyed by
- * (file_id, offset), with refcounted handles (see block_cache.h).
+ * block_cache.c — the block cache: a sharded CLOCK cache of decoded blocks
+ * keyed by (file_id, offset), with refcounted handles (see block_cache.h).
  *
  * Layout: 2^k shards; the key's 64-bit hash (XXH3 of the two words) picks the
  * shard from its top 16 bits and the bucket from its low bits. Each shard has
  * a mutex, an intrusive chained hash table (power-of-two buckets, doubled
  * when the entry count passes the bucket count, never shrunk) and a circular
- * doubly linked LRU list (sentinel; next = least recently used end).
+ * doubly linked list in CLOCK order (sentinel; next = the end eviction
+ * looks at first).
+ *
+ * Replacement is CLOCK ("second chance"): a hit only sets the entry's
+ * referenced flag, touching no other entry (an LRU move would write both
+ * neighbours and the list head, cache misses on every hit). Eviction takes
+ * entries from the front: a referenced or pinned one is moved to the back
+ * with its flag cleared, an unreferenced unpinned one is evicted.
  *
  * Invariants (per shard, under its mutex):
  *   - An entry is "in the cache" (in_cache) iff it is in the hash table; at
  *     most one in-cache entry per key.
- *   - An entry is on the LRU list iff in_cache && refs == 0. Pinned entries
- *     (refs > 0) are never on the list, so never evicted.
+ *   - An entry is on the list iff in_cache. Pinned entries (refs > 0) are
+ *     never evicted: eviction moves them to the back.
  *   - usage = sum of the charges of the entries in the cache plus those of
  *     the entries taken out of it (replaced or erased; eviction only takes
  *     unpinned ones) that are still pinned. entries = number in the cache.
- *   - After every operation: usage <= capacity, or the LRU list is empty
- *     (everything left is pinned).
+ *   - After every operation: usage <= capacity, or every entry on the list
+ *     is pinned.
  *   - An entry leaves memory (free_fn + free) exactly once: when it is out of
  *     the cache and refs == 0. Entries to free are gathered on a local list
  *     (through hnext, no longer needed then) and freed after the unlock, so
@@ -60,7 +67,7 @@ typedef struct bc_link {
 
 /* A handle is a pointer to the pinned entry itself. */
 struct cairn_cache_handle {
-    bc_link lru; /* on the shard's LRU list iff in_cache && refs == 0 */
+    bc_link lru; /* on the shard's list iff in_cache */
     struct cairn_cache_handle *hnext; /* hash chain; then the to-free list */
     uint64_t file_id;
     uint64_t off;
@@ -68,8 +75,9 @@ struct cairn_cache_handle {
     void *data;
     size_t charge;
     void (*free_fn)(void *data);
-    size_t refs;   /* outstanding handles; under the shard mutex */
-    bool in_cache; /* in the hash table; under the shard mutex */
+    size_t refs;     /* outstanding handles; under the shard mutex */
+    bool in_cache;   /* in the hash table; under the shard mutex */
+    bool referenced; /* hit since eviction last passed it; under the mutex */
 };
 typedef struct cairn_cache_handle bc_entry;
 
@@ -203,25 +211,35 @@ static void table_remove(bc_shard *s, bc_entry *e)
     sub(&s->entries, 1);
 }
 
-/* Takes an in-cache entry out of the LRU/accounting once it is out of the
- * table: unpinned ones go on *fl, pinned ones wait for their last release. */
+/* Takes an in-cache entry off the list and out of the accounting once it is
+ * out of the table: unpinned ones go on *fl, pinned ones wait for their last
+ * release. */
 static void retire(bc_shard *s, bc_entry *e, bc_entry **fl)
 {
     e->in_cache = false;
+    lru_unlink(e);
     if (e->refs == 0) {
-        lru_unlink(e);
         sub(&s->usage, e->charge);
         e->hnext = *fl;
         *fl = e;
     }
 }
 
-/* Evicts least recently used unpinned entries until the shard is within its
- * capacity or nothing unpinned is left. */
+/* Evicts by CLOCK until the shard is within its capacity or every entry left
+ * is pinned: two passes over the list at most (the first clears every
+ * referenced flag). */
 static void shard_evict(bc_shard *s, bc_entry **fl)
 {
-    while (ld(&s->usage) > s->capacity && s->lru.next != &s->lru) {
+    uint64_t steps = 2 * ld(&s->entries) + 1;
+    while (ld(&s->usage) > s->capacity && s->lru.next != &s->lru &&
+           steps-- > 0) {
         bc_entry *e = entry_of_link(s->lru.next);
+        if (e->refs > 0 || e->referenced) {
+            e->referenced = false;
+            lru_unlink(e);
+            lru_push_mru(s, e);
+            continue;
+        }
         table_remove(s, e);
         retire(s, e, fl);
         add(&s->evictions, 1);
@@ -328,8 +346,8 @@ cairn_cache_handle *cairn_block_cache_lookup(cairn_block_cache *c,
     pthread_mutex_lock(&s->mu);
     bc_entry *e = table_find(s, h, file_id, off);
     if (e) {
-        if (e->refs++ == 0)
-            lru_unlink(e);
+        e->refs++;
+        e->referenced = true;
         add(&s->hits, 1);
     } else {
         add(&s->misses, 1);
@@ -366,6 +384,7 @@ int cairn_block_cache_insert(cairn_block_cache *c, uint64_t file_id,
     e->free_fn = free_fn;
     e->refs = out ? 1 : 0;
     e->in_cache = true;
+    e->referenced = false;
 
     bc_shard *s = shard_of(c, e->hash);
     bc_entry *fl = NULL;
@@ -386,9 +405,13 @@ int cairn_block_cache_insert(cairn_block_cache *c, uint64_t file_id,
     table_insert(s, e);
     add(&s->usage, charge);
     add(&s->inserts, 1);
-    if (!out)
-        lru_push_mru(s, e);
+    /* Room is made among the others first: the new entry joins the list
+     * behind the ones that got a second chance making it (and goes itself
+     * if only pinned ones are left). */
     shard_evict(s, &fl);
+    lru_push_mru(s, e);
+    if (ld(&s->usage) > s->capacity)
+        shard_evict(s, &fl);
     pthread_mutex_unlock(&s->mu);
     free_list(fl);
     if (out)
@@ -415,8 +438,9 @@ void cairn_block_cache_release(cairn_block_cache *c, cairn_cache_handle *h)
     pthread_mutex_lock(&s->mu);
     if (--h->refs == 0) {
         if (h->in_cache) {
-            lru_push_mru(s, h);
-            shard_evict(s, &fl);
+            /* Over budget only while pinned entries held it there. */
+            if (ld(&s->usage) > s->capacity)
+                shard_evict(s, &fl);
         } else {
             sub(&s->usage, h->charge);
             h->hnext = NULL;

@@ -1,5 +1,5 @@
 /*
- * block_cache.h — the block cache: a sharded LRU of decoded sorted-file
+ * block_cache.h — the block cache: a sharded cache of decoded sorted-file
  * blocks with one byte budget shared by every file (the L1 memory tier for
  * blocks).
  *
@@ -10,8 +10,10 @@
  * Entries are reference counted. lookup and insert hand back a handle that
  * pins the entry: its data stays valid and is not freed until the handle is
  * released, even if the entry is evicted or erased meanwhile (it is then
- * freed by the last release). Unpinned entries are evicted, least recently
- * used first, whenever a shard's usage passes its share of the capacity.
+ * freed by the last release). Unpinned entries are evicted by CLOCK (an
+ * approximation of least recently used first: an entry hit since eviction
+ * last passed it gets a second chance) whenever a shard's usage passes its
+ * share of the capacity.
  * Pinned entries count against the budget but are never evicted, so usage
  * may exceed capacity while many handles are held.
  *

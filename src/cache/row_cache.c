@@ -56,6 +56,10 @@
 #define RC_INITIAL_BUCKETS 16u
 #define RC_SLOTS 64u /* epoch slots per shard */
 #define RC_SMALL_COPY 256u /* values up to this are copied under the lock */
+/* The admission filter: 2^21 bits in all (256 KiB), split evenly between
+ * the shards; a shard's bits are cleared once a quarter of them were set
+ * (a window of about 500,000 distinct keys read and not cached, in all). */
+#define RC_DOOR_BITS ((size_t)1 << 21)
 
 typedef struct rc_entry {
     struct rc_entry *prev, *next; /* LRU */
@@ -82,7 +86,9 @@ typedef struct rc_shard {
     _Atomic uint64_t epoch[RC_SLOTS];
     /* Written under mu only; read lock-free by get_stats. */
     _Atomic uint64_t usage, entries, hits, misses, inserts, evictions,
-        invalidations, expirations, refused;
+        invalidations, expirations, refused, not_admitted;
+    uint64_t *door;     /* admission filter bits; under mu */
+    size_t door_sets;   /* bits set since the last clear; under mu */
 } rc_shard;
 
 struct cairn_row_cache {
@@ -90,6 +96,8 @@ struct cairn_row_cache {
     unsigned nshards;
     pthread_mutex_t cap_mu;
     _Atomic uint64_t capacity;
+    _Atomic bool admit_all; /* no admission filter: every miss may fill */
+    size_t door_words;      /* per shard (a power of two) */
     cairn_row_cache_clock_fn clock;
     void *clock_arg;
 };
@@ -296,6 +304,8 @@ cairn_row_cache *cairn_row_cache_new(size_t capacity, unsigned shards)
     }
     memset(c->shards, 0, (size_t)n * sizeof(rc_shard));
     c->nshards = n;
+    c->door_words = RC_DOOR_BITS / 64 / n;
+    atomic_init(&c->admit_all, false);
     c->clock = mono_ms;
     atomic_init(&c->capacity, capacity);
     if (pthread_mutex_init(&c->cap_mu, NULL) != 0) {
@@ -306,11 +316,14 @@ cairn_row_cache *cairn_row_cache_new(size_t capacity, unsigned shards)
     for (unsigned i = 0; i < n; i++) {
         rc_shard *s = &c->shards[i];
         s->buckets = calloc(RC_INITIAL_BUCKETS, sizeof *s->buckets);
-        if (!s->buckets || pthread_mutex_init(&s->mu, NULL) != 0) {
+        s->door = calloc(c->door_words, sizeof *s->door);
+        if (!s->buckets || !s->door || pthread_mutex_init(&s->mu, NULL) != 0) {
             free(s->buckets);
+            free(s->door);
             for (unsigned j = 0; j < i; j++) {
                 pthread_mutex_destroy(&c->shards[j].mu);
                 free(c->shards[j].buckets);
+                free(c->shards[j].door);
             }
             pthread_mutex_destroy(&c->cap_mu);
             free(c->shards);
@@ -331,6 +344,7 @@ cairn_row_cache *cairn_row_cache_new(size_t capacity, unsigned shards)
         atomic_init(&s->invalidations, 0);
         atomic_init(&s->expirations, 0);
         atomic_init(&s->refused, 0);
+        atomic_init(&s->not_admitted, 0);
     }
     return c;
 }
@@ -350,6 +364,7 @@ void cairn_row_cache_free(cairn_row_cache *c)
             }
         }
         free(s->buckets);
+        free(s->door);
         pthread_mutex_destroy(&s->mu);
     }
     pthread_mutex_destroy(&c->cap_mu);
@@ -372,11 +387,38 @@ bool cairn_row_cache_enabled(const cairn_row_cache *c)
                                      memory_order_relaxed) > 0;
 }
 
+/* A miss that the caller may fill: admitted if the key's bit was set (its
+ * read since the filter's last clear), else the bit is set. mu held. */
+static bool door_admit(cairn_row_cache *c, rc_shard *s, uint64_t hash)
+{
+    if (atomic_load_explicit(&c->admit_all, memory_order_relaxed))
+        return true;
+    size_t bit = (size_t)(hash >> 27) & (c->door_words * 64 - 1);
+    uint64_t m = (uint64_t)1 << (bit & 63);
+    if (s->door[bit >> 6] & m)
+        return true;
+    s->door[bit >> 6] |= m;
+    if (++s->door_sets >= c->door_words * 16) {
+        memset(s->door, 0, c->door_words * sizeof *s->door);
+        s->door_sets = 0;
+    }
+    add(&s->not_admitted, 1);
+    return false;
+}
+
+void cairn_row_cache_set_admit_all(cairn_row_cache *c, bool all)
+{
+    if (c)
+        atomic_store_explicit(&c->admit_all, all, memory_order_relaxed);
+}
+
 int cairn_row_cache_lookup(cairn_row_cache *c, uint64_t hash, const void *key,
                            size_t klen, uint64_t max_version, uint64_t max_ts,
-                           cairn_row_cache_value *out)
+                           cairn_row_cache_value *out, bool *admit)
 {
     memset(out, 0, sizeof *out);
+    if (admit)
+        *admit = false;
     if (!c || (!key && klen))
         return 0;
     rc_shard *s = shard_of(c, hash);
@@ -409,6 +451,8 @@ int cairn_row_cache_lookup(cairn_row_cache *c, uint64_t hash, const void *key,
         }
     }
     add(e ? &s->hits : &s->misses, 1);
+    if (!e && admit)
+        *admit = door_admit(c, s, hash);
     pthread_mutex_unlock(&s->mu);
     release_list(fl);
     if (!e)
@@ -568,5 +612,6 @@ void cairn_row_cache_get_stats(cairn_row_cache *c, cairn_row_cache_stats *out)
         out->invalidations += ld(&s->invalidations);
         out->expirations += ld(&s->expirations);
         out->fills_refused += ld(&s->refused);
+        out->not_admitted += ld(&s->not_admitted);
     }
 }

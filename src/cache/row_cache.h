@@ -59,6 +59,8 @@ typedef struct cairn_row_cache_stats {
     uint64_t invalidations; /* entries erased by cairn_row_cache_invalidate */
     uint64_t expirations;   /* expired entries dropped by a lookup */
     uint64_t fills_refused; /* conditional inserts refused: the epoch moved */
+    uint64_t not_admitted;  /* misses not to be filled: the key's first read
+                               in the admission window */
 } cairn_row_cache_stats;
 
 /* Milliseconds from some fixed point, never going backwards. */
@@ -95,10 +97,21 @@ typedef struct cairn_row_cache_value {
 
 /* The entry of key if its version <= max_version and ts_us <= max_ts and it
  * has not expired: 1 (out filled, entry made most recently used), 0 (a
- * miss), or CAIRN_ENOMEM (the copy could not be allocated; not a hit). */
+ * miss), or CAIRN_ENOMEM (the copy could not be allocated; not a hit).
+ *
+ * admit non-NULL: the caller would fill the cache after a miss; *admit
+ * says whether it should. Admission: a key enters the cache on its second
+ * missed read within a window (a filter of 2^21 bits by hash, each shard's
+ * share cleared once a quarter of it is set), so one-off reads spread over
+ * many keys do not push out what is read again; a hash collision admits a
+ * first read. Every miss is admitted after set_admit_all(true). */
 int cairn_row_cache_lookup(cairn_row_cache *c, uint64_t hash, const void *key,
                            size_t klen, uint64_t max_version, uint64_t max_ts,
-                           cairn_row_cache_value *out);
+                           cairn_row_cache_value *out, bool *admit);
+
+/* true: admit every miss (no admission filter); false (the default): the
+ * filter described at lookup. */
+void cairn_row_cache_set_admit_all(cairn_row_cache *c, bool all);
 
 /* The invalidation epoch of hash's slot, for a conditional insert. Read
  * with acquire order: whatever the invalidating thread did before a bump

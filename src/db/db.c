@@ -217,7 +217,7 @@ int cairn_db_copy_value(cairn_db *db, const cairn_mt_entry *e, void **val,
 
 bool cairn_db_rc_lookup(cairn_db *db, uint64_t h, const void *key, size_t klen,
                         uint64_t S, uint64_t max_ts, void **val, size_t *vlen,
-                        int *res)
+                        int *res, bool *admit)
 {
     cairn_row_cache_value v;
     static _Thread_local uint32_t sample;
@@ -225,7 +225,8 @@ bool cairn_db_rc_lookup(cairn_db *db, uint64_t h, const void *key, size_t klen,
     struct timespec t0, t1;
     if (timed)
         clock_gettime(CLOCK_MONOTONIC, &t0);
-    int r = cairn_row_cache_lookup(db->rcache, h, key, klen, S, max_ts, &v);
+    int r = cairn_row_cache_lookup(db->rcache, h, key, klen, S, max_ts, &v,
+                                   admit);
     if (r == 0)
         return false;
     if (timed && r > 0) {
@@ -1142,6 +1143,8 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
         db->rcache = cairn_row_cache_new(o->row_cache_size, 0);
         if (!db->rcache)
             rc = CAIRN_ENOMEM;
+        else
+            cairn_row_cache_set_admit_all(db->rcache, o->row_cache_admit_all);
     }
     if (rc == 0) {
         atomic_store(&db->visible, db->last_assigned);
@@ -1282,7 +1285,7 @@ static int get_at(cairn_db *db, const void *key, size_t klen, bool by_time,
      * the newest of its key); they never fill it. */
     if (rc == 0 && cairn_row_cache_enabled(db->rcache) &&
         cairn_db_rc_lookup(db, cairn_row_cache_hash(key, klen), key, klen, ver,
-                           max_ts, val, vlen, &rc)) {
+                           max_ts, val, vlen, &rc, NULL)) {
         cairn_db_tables_release(t);
         return rc;
     }
@@ -1464,6 +1467,7 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
     out->row_cache_bytes = rs.usage;
     out->row_cache_capacity = rs.capacity;
     out->row_cache_entries = rs.entries;
+    out->row_cache_not_admitted = rs.not_admitted;
     out->row_cache_hit_p50_ns = cairn_hist_quantile(&db->rc_hit_ns, 0.5);
     out->row_cache_hit_p99_ns = cairn_hist_quantile(&db->rc_hit_ns, 0.99);
     db_tables *t = cairn_db_tables_acquire(db, NULL, NULL);

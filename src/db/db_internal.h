@@ -308,10 +308,12 @@ void cairn_db_blob_background(cairn_db *db);
 /* The row cache, for a read of key (hash h = cairn_row_cache_hash) at
  * snapshot S with time bound max_ts: true when the cache answers it, with
  * *res 0 (*val, *vlen filled as cairn_db_copy_value does), CAIRN_ENOTFOUND
- * or CAIRN_ENOMEM; false for a miss (or no cache). */
+ * or CAIRN_ENOMEM; false for a miss (or no cache). admit non-NULL: the
+ * caller would fill the cache on a miss, and *admit says whether to (the
+ * cache's admission filter, cairn_row_cache_lookup). */
 bool cairn_db_rc_lookup(cairn_db *db, uint64_t h, const void *key, size_t klen,
                         uint64_t S, uint64_t max_ts, void **val, size_t *vlen,
-                        int *res);
+                        int *res, bool *admit);
 /* A read that may fill the row cache: t, S (= the visible version) and
  * oldest were taken together (cairn_db_tables_acquire) after epoch was
  * read (cairn_row_cache_epoch). Reads the newest version of key in t; if

@@ -532,13 +532,14 @@ int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
     if (cairn_row_cache_enabled(db->rcache)) {
         /* An entry at or below the snapshot (and time bound) is the answer
          * (db_internal.h). */
+        bool admit = false;
         if (cairn_db_rc_lookup(db, h, key, klen, t->snapshot, t->max_ts, val,
-                               vlen, &rc))
+                               vlen, &rc, t->pinned ? NULL : &admit))
             return rc;
         /* Filling needs a table set taken after the key's epoch: a fresh
          * one, which reads as ours does while nothing was published since
          * our snapshot. */
-        if (!t->pinned && atomic_load(&db->visible) == t->snapshot) {
+        if (admit && atomic_load(&db->visible) == t->snapshot) {
             uint64_t ep = cairn_row_cache_epoch(db->rcache, h), vis, oldest;
             db_tables *fresh = cairn_db_tables_acquire(db, &vis, &oldest);
             bool done = vis == t->snapshot &&
@@ -578,9 +579,10 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
          * visible now. */
         h = key_hash(key, klen);
         if (cairn_db_rc_lookup(db, h, key, klen, atomic_load(&db->visible),
-                               UINT64_MAX, val, vlen, &rc))
+                               UINT64_MAX, val, vlen, &rc, &cache))
             return rc;
-        ep = cairn_row_cache_epoch(db->rcache, h); /* before the set */
+        if (cache)
+            ep = cairn_row_cache_epoch(db->rcache, h); /* before the set */
     }
     db_tables *tabs = cairn_db_tables_acquire(db, &S, &oldest);
     if (cache &&

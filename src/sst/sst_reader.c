@@ -52,10 +52,6 @@ typedef struct sst_block {
 } sst_block;
 
 typedef struct idx_ent {
-    /* The first 16 bytes of the key's user key, zero-padded, as big-endian
-     * words (key_prefix): where they differ they order the keys, so most
-     * steps of the index search touch only this array. */
-    uint64_t p0, p1;
     uint64_t off, size; /* handle of the data block */
     size_t koff;        /* its last internal key: keys[koff, koff + klen) */
     size_t klen;
@@ -73,6 +69,14 @@ struct cairn_sst_reader {
     idx_ent *idx;
     size_t nidx;
     uint8_t *keys; /* index keys */
+    /* Every index key's user key starts with the same cpl bytes (those of
+     * the first; the longest prefix the first and last share). dk[i] is
+     * the word of index key i's user key bytes [cpl, cpl + 8), zero-padded
+     * (key_word): a dense array, so the index search's steps touch 8 bytes
+     * each and mostly stay in the processor's caches; where two words
+     * differ they order the keys (key_word). */
+    size_t cpl;
+    uint64_t *dk;
     /* The filter block's contents, in a copy whose bit array is 64-byte
      * aligned (a blocked filter's block is one cache line); NULL: no
      * filter, or one of a kind this reader does not know. */
@@ -144,17 +148,20 @@ int cairn_sst_ikey_cmp(const uint8_t *a, size_t alen, const uint8_t *b,
     return c ? c : memcmp(a + alen - 8, b + blen - 8, 8);
 }
 
-/* p = the first 16 bytes of user key k, zero-padded, as two big-endian
- * words. Two keys whose prefixes differ order as their prefixes do: at the
- * first differing byte either both keys have a byte, or the shorter one has
- * ended (a 0 pad) and the longer has a non-zero byte, and the shorter key
- * sorts first. Equal prefixes decide nothing. */
-static void key_prefix(const uint8_t *k, size_t n, uint64_t p[2])
+/* The word of user key bytes k[from, from + 8) (k has n bytes), zero-padded,
+ * big-endian. Two keys that agree before `from` and whose words differ
+ * order as their words do: at the first differing byte either both keys
+ * have a byte, or the shorter one has ended (a 0 pad) and the longer has a
+ * non-zero byte, and the shorter key sorts first. Equal words decide
+ * nothing. */
+static uint64_t key_word(const uint8_t *k, size_t n, size_t from)
 {
-    uint8_t buf[16] = {0};
-    memcpy(buf, k, n < 16 ? n : 16);
-    p[0] = cairn_key_word_(buf);
-    p[1] = cairn_key_word_(buf + 8);
+    if (n >= from + 8)
+        return cairn_key_word_(k + from);
+    uint8_t buf[8] = {0};
+    if (n > from)
+        memcpy(buf, k + from, n - from);
+    return cairn_key_word_(buf);
 }
 
 /* Internal key ik against the target (tk, tv). */
@@ -318,6 +325,20 @@ static uint32_t parse_entry(const sst_block *b, uint32_t p, uint32_t *shared,
     const uint8_t *lim = b->data + b->restarts, *q = b->data + p;
     if (p >= b->restarts)
         return 0;
+    /* Three one-byte lengths (keys and values under 128 bytes): the
+     * common case, decoded without the general loop. */
+    if (lim - q > 3 && ((q[0] | q[1] | q[2]) & 0x80) == 0) {
+        *shared = q[0];
+        *unshared = q[1];
+        *vlen = q[2];
+        q += 3;
+        if (*unshared > (size_t)(lim - q) ||
+            *vlen > (size_t)(lim - q) - *unshared)
+            return 0;
+        *delta = q;
+        *val = q + *unshared;
+        return (uint32_t)(*val + *vlen - b->data);
+    }
     q = cairn_get_varint32(q, lim, shared);
     if (q)
         q = cairn_get_varint32(q, lim, unshared);
@@ -472,29 +493,44 @@ static int it_load(cairn_sst_iter *it, size_t i)
     return 0;
 }
 
-/* Decode the entry at offset p of the held block (the key buffer holds the
- * previous entry's key). */
-static int it_parse(cairn_sst_iter *it, uint32_t p)
+/* Rebuild the key of the entry at offset p of the held block in the key
+ * buffer (which holds the previous entry's key, or this entry's own: its
+ * first `shared` bytes are the same in both); the entry's end, shared
+ * length and value bytes in the out parameters. 0 or the iterator's error
+ * (a malformed entry, or a key shorter than its 8-byte trailer). */
+static int it_key_at(cairn_sst_iter *it, uint32_t p, uint32_t *next,
+                     uint32_t *shared, const uint8_t **val, uint32_t *vlen)
 {
-    const sst_block *b = it->blk;
-    uint32_t shared, unshared, vlen;
-    const uint8_t *delta, *val;
-    uint32_t next = parse_entry(b, p, &shared, &delta, &unshared, &val, &vlen);
-    if (!next || shared > it->key.len) {
+    uint32_t unshared;
+    const uint8_t *delta;
+    *next = parse_entry(it->blk, p, shared, &delta, &unshared, val, vlen);
+    if (!*next || *shared > it->key.len || *shared + unshared < 8) {
         it_corrupt(it, "malformed entry in data block");
         return it->status;
     }
-    if (kbuf_set(&it->key, shared, delta, unshared)) {
+    if (kbuf_set(&it->key, *shared, delta, unshared)) {
         snprintf(it->errmsg, sizeof it->errmsg, "%s",
                  cairn_strerror(CAIRN_ENOMEM));
         it_fail(it, CAIRN_ENOMEM);
         return it->status;
     }
+    return 0;
+}
+
+/* Decode the entry at offset p of the held block (the key buffer holds the
+ * previous entry's key, or this one's). */
+static int it_parse(cairn_sst_iter *it, uint32_t p)
+{
+    const sst_block *b = it->blk;
+    uint32_t next, shared, vlen;
+    const uint8_t *val;
+    int rc = it_key_at(it, p, &next, &shared, &val, &vlen);
+    if (rc)
+        return rc;
     const uint8_t *end = val + vlen, *q;
     uint64_t ts;
-    if (it->key.len < 8 || vlen < 2 || (val[0] != CAIRN_SST_PUT &&
-                                        val[0] != CAIRN_SST_DELETE &&
-                                        val[0] != CAIRN_SST_BLOB) ||
+    if (vlen < 2 || (val[0] != CAIRN_SST_PUT && val[0] != CAIRN_SST_DELETE &&
+                     val[0] != CAIRN_SST_BLOB) ||
         !(q = cairn_get_varint64(val + 1, end, &ts)) ||
         (val[0] == CAIRN_SST_DELETE && q != end)) {
         it_corrupt(it, "malformed entry in data block");
@@ -575,34 +611,56 @@ static int blk_seek(cairn_sst_iter *it, const uint8_t *tk, size_t tklen,
     }
     it->ri = left;
     it->key.len = 0;
-    int rc = it_parse(it, restart_at(b, left));
-    while (!rc) {
-        if (cmp_target(it->key.p, it->key.len, tk, tklen, tv) >= 0)
-            return 1;
-        if (it->next >= b->restarts)
-            return 0;
-        rc = it_parse(it, it->next);
+    /* Walk from the restart point building only the keys; the entry that
+     * stops the walk is then decoded whole. it_parse keeps the first
+     * `shared` bytes of the key buffer, which are the same in this entry's
+     * key (already there) as in the previous one's, so it rebuilds the
+     * same key. */
+    uint32_t p = restart_at(b, left);
+    for (;;) {
+        uint32_t next, shared, vlen;
+        const uint8_t *val;
+        int krc = it_key_at(it, p, &next, &shared, &val, &vlen);
+        if (krc)
+            return krc;
+        if (cmp_target(it->key.p, it->key.len, tk, tklen, tv) >= 0) {
+            int rc = it_parse(it, p);
+            return rc ? rc : 1;
+        }
+        if (next >= b->restarts) {
+            int rc = it_parse(it, p); /* the last entry, for prev() */
+            return rc ? rc : 0;
+        }
+        p = next;
     }
-    return rc;
 }
 
 /* First index entry whose key is >= target (nidx if none). */
 static size_t index_lower_bound(const cairn_sst_reader *r, const uint8_t *tk,
                                 size_t tklen, uint64_t tv)
 {
-    uint64_t tp[2];
-    key_prefix(tk, tklen, tp);
+    if (r->nidx == 0)
+        return 0;
+    /* Against the prefix every index key shares: a target that differs in
+     * it (or is a proper prefix of it) is below or above them all. */
+    size_t m = tklen < r->cpl ? tklen : r->cpl;
+    int pc = m ? memcmp(tk, r->keys + r->idx[0].koff, m) : 0;
+    if (pc < 0 || (pc == 0 && tklen < r->cpl))
+        return 0;
+    if (pc > 0)
+        return r->nidx;
+    uint64_t tw = key_word(tk, tklen, r->cpl);
     size_t lo = 0, hi = r->nidx;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const idx_ent *e = &r->idx[mid];
+        uint64_t w = r->dk[mid];
         int c;
-        if (e->p0 != tp[0])
-            c = e->p0 < tp[0] ? -1 : 1;
-        else if (e->p1 != tp[1])
-            c = e->p1 < tp[1] ? -1 : 1;
-        else
+        if (w != tw) {
+            c = w < tw ? -1 : 1;
+        } else {
+            const idx_ent *e = &r->idx[mid];
             c = cmp_target(r->keys + e->koff, e->klen, tk, tklen, tv);
+        }
         if (c < 0)
             lo = mid + 1;
         else
@@ -980,11 +1038,7 @@ static int parse_index(cairn_sst_reader *r, const sst_block *b, char *errmsg)
         }
         memcpy(r->keys + klen, w.key, w.klen);
         idx_ent *ne = &r->idx[r->nidx++];
-        *ne = (idx_ent){0, 0, off, size, klen, w.klen};
-        uint64_t p[2];
-        key_prefix(w.key, w.klen - 8, p);
-        ne->p0 = p[0];
-        ne->p1 = p[1];
+        *ne = (idx_ent){off, size, klen, w.klen};
         klen += w.klen;
     }
     walk_fini(&w);
@@ -992,6 +1046,21 @@ static int parse_index(cairn_sst_reader *r, const sst_block *b, char *errmsg)
         return rc;
     if (rc)
         return CORRUPT(errmsg, r->path, r->meta[2][0], "malformed index block");
+    if (r->nidx == 0)
+        return 0;
+    /* Sorted keys: what the first and last share, all share. */
+    const idx_ent *a = &r->idx[0], *z = &r->idx[r->nidx - 1];
+    const uint8_t *ak = r->keys + a->koff, *zk = r->keys + z->koff;
+    size_t an = a->klen - 8, zn = z->klen - 8;
+    size_t cpl = 0;
+    while (cpl < an && cpl < zn && ak[cpl] == zk[cpl])
+        cpl++;
+    r->cpl = cpl;
+    r->dk = malloc(r->nidx * sizeof *r->dk);
+    if (!r->dk)
+        return CAIRN_ENOMEM;
+    for (size_t i = 0; i < r->nidx; i++)
+        r->dk[i] = key_word(r->keys + r->idx[i].koff, r->idx[i].klen - 8, cpl);
     return 0;
 }
 
@@ -1250,6 +1319,7 @@ void cairn_sst_close(cairn_sst_reader *r)
         return;
     cairn_file_close(r->f);
     free(r->idx);
+    free(r->dk);
     free(r->keys);
     free(r->fmem);
     free(r->propblk);

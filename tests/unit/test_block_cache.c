@@ -1,12 +1,13 @@
 /*
  * test_block_cache.c — the block cache (src/cache/block_cache.c): a sharded
- * LRU of refcounted blocks keyed by (file_id, offset).
+ * CLOCK cache of refcounted blocks keyed by (file_id, offset).
  *
  *  - Single-threaded cases on hand-made sequences: insert/lookup/release
  *    round trip and NULL handling; exact hit/miss/insert/eviction/entries/
- *    usage counters; LRU order (a touched entry outlives older ones); the
- *    byte budget (usage <= capacity after every unpinned insert, and back to
- *    0 once every file is erased); pinned entries surviving eviction, erase
+ *    usage counters; eviction order (CLOCK: a touched entry outlives older
+ *    ones); the byte budget (usage <= capacity after every unpinned insert,
+ *    and back to 0 once every file is erased); pinned entries surviving
+ *    eviction, erase
  *    and replacement and being freed exactly once, by their last release;
  *    replace; erase_file; set_capacity shrink/zero/grow; oversize entries
  *    (dropped at once without a handle, pinned then freed on release with
@@ -272,7 +273,7 @@ static void test_counters(void **state)
     finish(c);
 }
 
-static void test_lru_order(void **state)
+static void test_clock_order(void **state)
 {
     reset_counts();
     cairn_block_cache *c = cairn_block_cache_new(400, 1);
@@ -280,7 +281,8 @@ static void test_lru_order(void **state)
     uint64_t k[8];
     for (int i = 0; i < 4; i++)
         k[i] = ins(c, 3, (uint64_t)i, 100, NULL);
-    /* LRU -> MRU: 0 1 2 3. Touch 0: 1 2 3 0. */
+    /* Front (evicted first) -> back: 0 1 2 3. Touch 0: it is passed over
+     * once, to the back: 1 2 3 0. */
     assert_true(present(c, 3, 0));
     k[4] = ins(c, 3, 4, 100, NULL); /* evicts 1: 2 3 0 4 */
     assert_int_equal(freed(k[1]), 1);
@@ -306,7 +308,7 @@ static void test_lru_order(void **state)
     assert_int_equal(stats(c).usage, 350);
     assert_int_equal(stats(c).evictions, 5);
 
-    /* A held handle: re-looked-up entries go to the MRU end on release. */
+    /* A held handle: eviction passes over a pinned entry (to the back). */
     cairn_cache_handle *h = cairn_block_cache_lookup(c, 3, 0); /* 6 7 | 0 */
     assert_non_null(h);
     ins(c, 3, 8, 100, NULL); /* 6 7 8 + pinned 0: 450 > 400, evicts 6 */
@@ -811,7 +813,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_counters),
-        cmocka_unit_test(test_lru_order),
+        cmocka_unit_test(test_clock_order),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_pinned),
         cmocka_unit_test(test_replace),

@@ -67,6 +67,7 @@ static cairn_db *open_db(const char *dir, size_t row_cache, uint64_t history_ms)
     cairn_options_init(&o);
     o.sync_mode = CAIRN_SYNC_NONE;
     o.row_cache_size = row_cache;
+    o.row_cache_admit_all = true; /* the fill mechanics, from the 1st read */
     o.history_ms = history_ms;
     cairn_db *db = NULL;
     assert_int_equal(cairn_open(dir, &o, &db), 0);
@@ -122,7 +123,8 @@ static int cached(cairn_db *db, const char *k, uint64_t *ver, char *buf,
 {
     cairn_row_cache_value v;
     int r = cairn_row_cache_lookup(db->rcache, cairn_row_cache_hash(k, strlen(k)),
-                                   k, strlen(k), UINT64_MAX, UINT64_MAX, &v);
+                                   k, strlen(k), UINT64_MAX, UINT64_MAX, &v,
+                                   NULL);
     if (r != 1)
         return r;
     *ver = v.version;
@@ -138,6 +140,51 @@ static int cached(cairn_db *db, const char *k, uint64_t *ver, char *buf,
 }
 
 /* ---------- basics ---------- */
+
+/* Default admission: a key is cached on its second read that misses, by
+ * cairn_get and by a transaction; a pinned transaction never fills. */
+static void test_admission(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("rcadm");
+    cairn_options o;
+    cairn_options_init(&o);
+    assert_false(o.row_cache_admit_all);
+    o.sync_mode = CAIRN_SYNC_NONE;
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open(dir, &o, &db), 0);
+    char b[128];
+    puts_(db, "a", "one");
+    puts_(db, "b", "two");
+    assert_int_equal(gets(db, "a", b, sizeof b), 0); /* first: not cached */
+    assert_string_equal(b, "one");
+    cairn_stats s = st(db);
+    assert_int_equal(s.row_cache_misses, 1);
+    assert_int_equal(s.row_cache_not_admitted, 1);
+    assert_int_equal(s.row_cache_inserts, 0);
+    assert_int_equal(gets(db, "a", b, sizeof b), 0); /* second: fills */
+    assert_int_equal(gets(db, "a", b, sizeof b), 0); /* third: a hit */
+    assert_string_equal(b, "one");
+    s = st(db);
+    assert_int_equal(s.row_cache_misses, 2);
+    assert_int_equal(s.row_cache_inserts, 1);
+    assert_int_equal(s.row_cache_hits, 1);
+    /* The same through a transaction. */
+    for (int i = 0; i < 3; i++) {
+        cairn_txn *t = NULL;
+        assert_int_equal(cairn_txn_begin(db, NULL, &t), 0);
+        assert_int_equal(txn_gets(t, "b", b, sizeof b), 0);
+        assert_string_equal(b, "two");
+        cairn_txn_abort(t);
+    }
+    s = st(db);
+    assert_int_equal(s.row_cache_not_admitted, 2);
+    assert_int_equal(s.row_cache_inserts, 2);
+    assert_int_equal(s.row_cache_hits, 2);
+    assert_int_equal(cairn_close(db), 0);
+    tu_rmrf(dir);
+    free(dir);
+}
 
 static void test_basics(void **state)
 {
@@ -856,6 +903,7 @@ static void run_model(bool history)
     cairn_options_init(&o);
     o.sync_mode = CAIRN_SYNC_NONE;
     o.row_cache_size = 24 << 10;
+    o.row_cache_admit_all = true;
     o.memtable_size = 256 << 10;
     o.block_cache_size = 4 << 20;
     o.sst_target_file_size = 256 << 10;
@@ -955,6 +1003,7 @@ static void test_budget(void **state)
     cairn_options_init(&o);
     o.sync_mode = CAIRN_SYNC_NONE;
     o.row_cache_size = cap;
+    o.row_cache_admit_all = true;
     o.memtable_size = 1 << 20;
     cairn_db *db = NULL;
     assert_int_equal(cairn_open(dir, &o, &db), 0);
@@ -1006,6 +1055,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basics),
+        cmocka_unit_test(test_admission),
         cmocka_unit_test(test_race_fill),
         cmocka_unit_test(test_race_unpublished),
         cmocka_unit_test(test_zeroed_versions),

@@ -69,7 +69,8 @@ static int get(cairn_row_cache *c, const char *k, uint64_t maxv, char *buf,
                size_t cap)
 {
     cairn_row_cache_value v;
-    int r = cairn_row_cache_lookup(c, H(k), k, strlen(k), maxv, UINT64_MAX, &v);
+    int r =
+        cairn_row_cache_lookup(c, H(k), k, strlen(k), maxv, UINT64_MAX, &v, NULL);
     if (r != 1)
         return r;
     if (v.deleted) {
@@ -130,7 +131,7 @@ static void test_roundtrip(void **state)
                                             NULL),
                      1);
     assert_int_equal(cairn_row_cache_lookup(c, cairn_row_cache_hash(NULL, 0),
-                                            NULL, 0, 9, 90, &v),
+                                            NULL, 0, 9, 90, &v, NULL),
                      1);
     assert_int_equal(v.version, 9);
     assert_int_equal(v.ts_us, 90);
@@ -148,8 +149,8 @@ static void test_roundtrip(void **state)
     assert_int_equal(cairn_row_cache_insert(NULL, 1, "k", 1, "v", 1, false, 1,
                                             1, 0, NULL),
                      CAIRN_EINVAL);
-    assert_int_equal(cairn_row_cache_lookup(NULL, 1, "k", 1, 1, 1, &v), 0);
-    assert_int_equal(cairn_row_cache_lookup(c, 1, NULL, 3, 1, 1, &v), 0);
+    assert_int_equal(cairn_row_cache_lookup(NULL, 1, "k", 1, 1, 1, &v, NULL), 0);
+    assert_int_equal(cairn_row_cache_lookup(c, 1, NULL, 3, 1, 1, &v, NULL), 0);
     cairn_row_cache_invalidate(NULL, 1, "k", 1);
     cairn_row_cache_set_capacity(NULL, 5);
     assert_false(cairn_row_cache_enabled(NULL));
@@ -167,8 +168,8 @@ static void test_bounds(void **state)
     assert_int_equal(get(c, "k", 10, b, sizeof b), 1);
     assert_int_equal(get(c, "k", 11, b, sizeof b), 1);
     cairn_row_cache_value v;
-    assert_int_equal(cairn_row_cache_lookup(c, H("k"), "k", 1, 50, 99, &v), 0);
-    assert_int_equal(cairn_row_cache_lookup(c, H("k"), "k", 1, 50, 100, &v), 1);
+    assert_int_equal(cairn_row_cache_lookup(c, H("k"), "k", 1, 50, 99, &v, NULL), 0);
+    assert_int_equal(cairn_row_cache_lookup(c, H("k"), "k", 1, 50, 100, &v, NULL), 1);
     free(v.val);
     /* A too-new entry is a miss but stays. */
     cairn_row_cache_stats s = stats(c);
@@ -533,7 +534,7 @@ static void *st_reader(void *p)
         uint64_t h = cairn_row_cache_hash(key, kl);
         uint64_t S = atomic_load(&sh->pub[k]);
         cairn_row_cache_value v;
-        int r = cairn_row_cache_lookup(sh->c, h, key, kl, S, UINT64_MAX, &v);
+        int r = cairn_row_cache_lookup(sh->c, h, key, kl, S, UINT64_MAX, &v, NULL);
         if (r == 1) {
             atomic_fetch_add(&sh->hits, 1);
             /* Never older than what was published before the lookup. */
@@ -578,6 +579,68 @@ static void *st_resizer(void *p)
     }
     cairn_row_cache_set_capacity(sh->c, 24 << 10);
     return NULL;
+}
+
+/* The admission filter: a miss is admitted on the key's second read in the
+ * window, a hit says nothing, admit_all admits every miss, and the window
+ * ends (the filter clears) after about 2^19 keys first seen. */
+static bool miss_admits(cairn_row_cache *c, const char *k)
+{
+    cairn_row_cache_value v;
+    bool admit = true;
+    int r = cairn_row_cache_lookup(c, H(k), k, strlen(k), UINT64_MAX,
+                                   UINT64_MAX, &v, &admit);
+    assert_int_equal(r, 0);
+    return admit;
+}
+
+static void test_admission(void **state)
+{
+    (void)state;
+    cairn_row_cache *c = cairn_row_cache_new(1 << 20, 4);
+    assert_non_null(c);
+    assert_false(miss_admits(c, "a"));
+    assert_false(miss_admits(c, "b"));
+    assert_true(miss_admits(c, "a"));
+    assert_true(miss_admits(c, "b"));
+    cairn_row_cache_stats st;
+    cairn_row_cache_get_stats(c, &st);
+    assert_int_equal(st.not_admitted, 2);
+    assert_int_equal(st.misses, 4);
+    /* A hit leaves *admit false. */
+    assert_int_equal(put(c, "a", "1", 1), 1);
+    cairn_row_cache_value v;
+    bool admit = true;
+    assert_int_equal(cairn_row_cache_lookup(c, H("a"), "a", 1, UINT64_MAX,
+                                            UINT64_MAX, &v, &admit),
+                     1);
+    free(v.val);
+    assert_false(admit);
+    /* Without admit (a reader that never fills) nothing is recorded. */
+    assert_int_equal(get(c, "c", UINT64_MAX, NULL, 0), 0);
+    assert_false(miss_admits(c, "c"));
+    /* admit_all. */
+    cairn_row_cache_set_admit_all(c, true);
+    assert_true(miss_admits(c, "d"));
+    cairn_row_cache_set_admit_all(c, false);
+    assert_false(miss_admits(c, "e"));
+    /* The window: after 2^20 keys first seen, every shard has cleared at
+     * least once, so the first thousand are mostly new again (at most a
+     * quarter of a shard's bits is set after a clear). */
+    char k[32];
+    size_t refused = 0;
+    for (unsigned i = 0; i < (1u << 20); i++) {
+        snprintf(k, sizeof k, "w%u", i);
+        refused += !miss_admits(c, k);
+    }
+    assert_true(refused > (1u << 19)); /* mostly first reads */
+    refused = 0;
+    for (unsigned i = 0; i < 1000; i++) {
+        snprintf(k, sizeof k, "w%u", i);
+        refused += !miss_admits(c, k);
+    }
+    assert_true(refused > 500);
+    cairn_row_cache_free(c);
 }
 
 static void test_stress(void **state)
@@ -633,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_set_capacity),
         cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_admission),
         cmocka_unit_test(test_stress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
