@@ -1125,9 +1125,9 @@ static void test_hash_memory(void **state)
     assert_int_equal(cairn_memtable_memory(a) - mb,
                      ((size_t)65536 - 1024) * sizeof(void *));
     assert_int_equal(cairn_memtable_memory(c) - mb,
-                     ((size_t)524288 - 1024) * sizeof(void *));
-    assert_int_equal(cairn_memtable_memory(d) - mb,
                      ((size_t)1048576 - 1024) * sizeof(void *));
+    assert_int_equal(cairn_memtable_memory(d) - mb,
+                     ((size_t)2097152 - 1024) * sizeof(void *));
     for (int i = 0; i < 4; i++) {
         expect_get(all[i], K("x"), UINT64_MAX, UINT64_MAX, 1, "y");
         /* A second key and version cost arena bytes only. */
