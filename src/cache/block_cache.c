@@ -5,7 +5,7 @@
  * Layout: 2^k shards; the key's 64-bit hash (XXH3 of the two words) picks the
  * shard from its top 16 bits and the bucket from its low bits. Each shard has
  * a mutex, an intrusive chained hash table (power-of-two buckets, doubled
- * when the entry count passes the bucket count, never shrunk) and a circular
+ * when the entry count passes half the bucket count, never shrunk) and a circular
  * doubly linked list in CLOCK order (sentinel; next = the end eviction
  * looks at first).
  *
@@ -193,7 +193,7 @@ static void table_grow(bc_shard *s)
 
 static void table_insert(bc_shard *s, bc_entry *e)
 {
-    if (ld(&s->entries) >= s->nbuckets)
+    if (2 * ld(&s->entries) >= s->nbuckets)
         table_grow(s);
     bc_entry **b = bucket_of(s, e->hash);
     e->hnext = *b;

@@ -6,8 +6,8 @@
  * Layout: 2^k shards (k <= 6); a key's 64-bit hash picks the shard from
  * bits 48.., the bucket from its low bits and the epoch slot from bits
  * 24... Each shard has a mutex, an intrusive chained hash table
- * (power-of-two buckets, doubled when entries pass the bucket count, never
- * shrunk), a circular doubly linked LRU list (sentinel; next = least
+ * (power-of-two buckets, doubled when entries pass half the bucket count,
+ * never shrunk: a lookup of an absent key mostly meets an empty bucket), a circular doubly linked LRU list (sentinel; next = least
  * recently used end) and RC_SLOTS epoch counters.
  *
  * Invariants (per shard, under its mutex):
@@ -265,10 +265,11 @@ static size_t shard_capacity(size_t capacity, unsigned n, unsigned i)
 /* ---------- public API ---------- */
 
 /* What malloc adds to each entry, and the entry's share of the bucket
- * arrays (about one pointer per entry): charged so that the budget bounds
- * the memory really taken, not just the bytes stored. */
+ * arrays (two to four pointers per entry, the table being kept at most half
+ * full; four charged): charged so that the budget bounds the memory really
+ * taken, not just the bytes stored. */
 #define RC_ALLOC_OVERHEAD 16u
-#define RC_BUCKET_SHARE sizeof(rc_entry *)
+#define RC_BUCKET_SHARE (4 * sizeof(rc_entry *))
 
 size_t cairn_row_cache_charge(size_t klen, size_t vlen)
 {
@@ -538,7 +539,7 @@ int cairn_row_cache_insert(cairn_row_cache *c, uint64_t hash, const void *key,
     if (!e || charge > s->capacity)
         goto out;
     shard_evict(s, charge, &fl);
-    if (ld(&s->entries) >= s->nbuckets)
+    if (2 * ld(&s->entries) >= s->nbuckets)
         table_grow(s);
     rc_entry **b = bucket_of(s, hash);
     e->hnext = *b;
