@@ -5,9 +5,13 @@
  * Invariants (see also docs/format/wal.md):
  *   - LSNs strictly increase; LSNs of failed records are never reused within
  *     one open handle.
- *   - Only the leader (the thread that set leader_active under mu) touches
- *     the current segment file and the cur_* fields; it drops mu while it does
- *     I/O. So writes to a segment are never concurrent.
+ *   - Only the leader (the thread holding the role leader_active stands
+ *     for, taken under mu) touches the current segment file and the cur_*
+ *     fields; it drops mu while it does I/O. So writes to a segment are
+ *     never concurrent. A role taken for gathering (gathering set, see
+ *     below) passes, under mu and with gathering cleared, to whichever
+ *     waiter ends the gathering; the role is never held twice, and while
+ *     gathering nobody does I/O.
  *   - Every segment but the newest is sealed: trimmed to its last good record
  *     and synced, before the next one is created.
  *   - durable_lsn / written_lsn: every LSN <= them that is not in a failed
@@ -15,9 +19,26 @@
  *   - After a sync failure `sticky` is set and never cleared: the log is
  *     read-only for the rest of the handle's life.
  *
+ * Group commit: a waiter whose record is pending and finds no leader leads
+ * a round (writes everything pending, one fdatasync in sync mode
+ * "always"); the others sleep on the round's futex word until its end. In
+ * sync mode "always" the would-be leader may first gather (gather_begin):
+ * it takes the role with gathering set and sleeps (with a deadline) until
+ * about as many records are pending as the writers the last round answered
+ * plus those already waiting (gc_expect), for at most half the last sync
+ * time (and not for a few rounds after a gathering that timed out with
+ * less than half the missing records). Records appended meanwhile belong to the coming round (round_seq
+ * has not moved: their tickets name it). Whoever finds the gathering done
+ * under mu (enough records, or the deadline passed) ends it and leads the
+ * round: usually the writer whose append completed it (its ticket then
+ * sends it to mu instead of to sleep), else the gatherer when its sleep
+ * times out. The gatherer always exists until the round that takes its
+ * record starts, so a gathering always ends.
+ *
  * Locking: one mutex (mu) guards all shared state: the pending buffer, LSN
- * counters, failed ranges, callbacks, segment list, stats. cv_ack wakes
- * waiters after each leader round; cv_bg wakes the background thread.
+ * counters, failed ranges, callbacks, segment list, stats, the gathering
+ * state (gathering, gc_*). cv_ack wakes waiters after each leader round;
+ * cv_bg wakes the background thread.
  * Durability callbacks run without mu, by one thread at a time (cb_firing):
  * that thread pops the settled prefix of the sorted queue, runs it, and
  * loops until nothing settled is left, so callbacks never overlap and those
@@ -47,6 +68,13 @@ uint64_t cairn_wal_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
@@ -494,13 +522,28 @@ static void fire_callbacks(cairn_wal *w)
     w->cb_firing = false;
 }
 
-/* Futex wait/wake on round word i: sleep while round_word[i] == val. */
-static void futex_wait(cairn_wal *w, unsigned i, uint32_t val)
+/* Sleep on round r's futex word while it reads val (until the monotonic
+ * time deadline_us, if nonzero). Sleeper: sleepers++, then load the word;
+ * waker (round_wake): word++, then load sleepers; all seq_cst, so either
+ * the waker sees the sleeper or the sleeper sees the new word. */
+static void round_sleep(cairn_wal *w, uint64_t r, uint32_t val,
+                        uint64_t deadline_us)
 {
+    unsigned i = (unsigned)(r & 1);
     _Atomic uint32_t *word = &w->round_word[i];
+    struct timespec rel, *timeout = NULL;
+    if (deadline_us) {
+        uint64_t now = mono_us();
+        if (now >= deadline_us)
+            return;
+        uint64_t left = deadline_us - now;
+        rel.tv_sec = (time_t)(left / 1000000u);
+        rel.tv_nsec = (long)(left % 1000000u) * 1000L;
+        timeout = &rel;
+    }
     atomic_fetch_add(&w->round_sleepers[i], 1);
     if (atomic_load(word) == val)
-        syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL,
+        syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, timeout,
                 NULL, 0);
     atomic_fetch_sub(&w->round_sleepers[i], 1);
 }
@@ -515,12 +558,15 @@ static void round_wake(cairn_wal *w, uint64_t r, int n)
                 n, NULL, NULL, 0);
 }
 
-/* One leader round. Called and returns with mu held and leader_active false.
- * Writes whatever is pending (and syncs, per mode or force_sync). */
+/* One leader round. Called with mu held and leader_active false (or true
+ * with gathering just ended by the caller: the role is the caller's);
+ * returns with mu held and leader_active false. Writes whatever is pending
+ * (and syncs, per mode or force_sync). */
 static void leader_round(cairn_wal *w, bool force_sync)
 {
     w->leader_active = true;
     uint64_t seq = ++w->round_seq;
+    uint64_t batch_records = w->pend_count;
     w->round_last = w->pend_count ? w->next_lsn - 1 : 0;
     uint8_t *batch = w->pend;
     size_t batch_cap = w->pend_cap;
@@ -537,9 +583,16 @@ static void leader_round(cairn_wal *w, bool force_sync)
     pthread_mutex_unlock(&w->mu);
 
     batch_result res;
+    uint64_t t0 = do_sync ? mono_us() : 0;
     write_batch(w, batch, batch_len, do_sync, &res);
+    uint64_t took = do_sync ? mono_us() - t0 : 0;
 
     pthread_mutex_lock(&w->mu);
+    if (res.syncs)
+        w->gc_sync_us = took;
+    /* The writers this round answers come back; those that arrived during
+     * it are waiting already: the next round should take about both. */
+    w->gc_expect = batch_records + w->pend_count;
     w->stats.syncs += res.syncs;
     w->stats.bytes += res.bytes;
     if (res.writes)
@@ -686,6 +739,85 @@ static void *bg_main(void *arg)
     return NULL;
 }
 
+/* ---------- gathering (sync mode "always") ---------- */
+
+/* A leader gathers for at most half the time the last synced round took,
+ * and never longer than this. */
+#define WAL_GATHER_MAX_US 2000
+/* Nor once this many bytes are pending: a sync that large costs about its
+ * bytes, whatever the records, and waiting for more saves nothing. */
+#define WAL_GATHER_MAX_BYTES (256u << 10)
+/* Rounds that do not gather after one whose gathering did not pay. */
+#define WAL_GATHER_BACKOFF 7
+
+/* A thread about to lead a round (mu held, no leader): should it gather
+ * first? In sync mode "always", when fewer records are pending than the
+ * last round's writers will bring back, yes: it takes the leader role in
+ * the gathering state and this returns the gathering's deadline (monotonic
+ * us; 0: lead now, no gathering).
+ *
+ * Why: a round's writers are answered when it ends and come back with
+ * their next records a moment later. A round started at once takes only
+ * the records that came during the last one; the others queue behind it
+ * for a whole sync. The writers then split into two halves, rounds
+ * alternating between them, each paying a full sync for half the records.
+ * So the round waits until 7/8 of the expected records are pending (the
+ * last few stragglers are not worth waiting for: they take the next
+ * round), but for no more than half the last sync time: a load that shrank
+ * costs one short wait, and gc_expect follows what came. One writer (or a
+ * round's worth already pending, or large records) never waits; nor, for a
+ * few rounds, does anyone after a gathering that did not pay (gather_end). */
+static uint64_t gather_begin(cairn_wal *w)
+{
+    if (w->opts.sync_mode != CAIRN_WAL_SYNC_ALWAYS || w->pend_count == 0 ||
+        w->pend_len >= WAL_GATHER_MAX_BYTES || w->sticky || w->stop)
+        return 0;
+    uint64_t target = w->gc_expect - w->gc_expect / 8;
+    if (w->pend_count >= target)
+        return 0;
+    uint64_t budget = w->gc_sync_us / 2;
+    if (budget > WAL_GATHER_MAX_US)
+        budget = WAL_GATHER_MAX_US;
+    if (budget == 0)
+        return 0;
+    if (w->gc_backoff > 0) {
+        w->gc_backoff--;
+        return 0;
+    }
+    w->leader_active = true;
+    w->gathering = true;
+    w->gc_target = target;
+    w->gc_start_pend = w->pend_count;
+    w->gc_deadline_us = mono_us() + budget;
+    return w->gc_deadline_us;
+}
+
+/* Whether the gathering in progress is over (mu held): enough records
+ * pending, or its time is up. Whoever finds it over under mu ends it and
+ * leads the round (wait_for). */
+static bool gather_done(const cairn_wal *w)
+{
+    return w->pend_count >= w->gc_target ||
+           w->pend_len >= WAL_GATHER_MAX_BYTES || w->stop || w->sticky ||
+           mono_us() >= w->gc_deadline_us;
+}
+
+/* The gathering ends (mu held); the caller leads the round. If its time
+ * ran out before even half the missing records came, the writers come back
+ * slower than a sync takes (waking each costs a few microseconds, and the
+ * CPUs are few): then rounds that do not wait serve them better, one half
+ * syncing while the other comes back, so the next WAL_GATHER_BACKOFF
+ * rounds do not gather, and the one after tries again. */
+static void gather_end(cairn_wal *w)
+{
+    w->gathering = false;
+    uint64_t missing = w->gc_target - w->gc_start_pend;
+    uint64_t came = w->pend_count - w->gc_start_pend;
+    if (w->pend_count < w->gc_target && w->pend_len < WAL_GATHER_MAX_BYTES &&
+        !w->stop && !w->sticky && came * 2 < missing)
+        w->gc_backoff = WAL_GATHER_BACKOFF;
+}
+
 /* ---------- public API ---------- */
 
 static int append_parts(cairn_wal *w, uint8_t type, const void *const *parts,
@@ -766,13 +898,19 @@ static int append_parts(cairn_wal *w, uint8_t type, const void *const *parts,
         w->cbs[w->ncbs++] = (wal_ack_cb){lsn, cb, cb_arg};
     if (tk) {
         /* The record is pending, so it goes to the round after the one in
-         * progress; that round's word, read now, tells a later wait whether
+         * progress (or to the one being gathered: round_seq moves when it
+         * starts); that round's word, read now, tells a later wait whether
          * the round has ended without taking mu again. With no leader the
          * waiter must lead (or find the record settled) under mu. */
         tk->lsn = lsn;
         tk->round = w->round_seq + 1;
         tk->seen = atomic_load(&w->round_word[tk->round & 1]);
         tk->sleep = w->leader_active;
+        /* A round gathering and this record completes it (or its time is
+         * up): the wait takes mu and starts the round itself, instead of
+         * sleeping until the gatherer wakes to do it (see wait_for). */
+        if (w->gathering && gather_done(w))
+            tk->sleep = false;
     }
     /* Nobody will wait for this record: have the background thread lead a
      * round now (a leader in progress kicks it at the end of its round). */
@@ -848,14 +986,17 @@ int cairn_wal_append(cairn_wal *w, uint8_t type, const void *data, size_t len,
 /* Wait (leading rounds when nobody else does) until lsn is settled. With a
  * ticket whose round had a leader at append time, first sleep on that
  * round's word without taking mu: the leader in progress wakes one waiter
- * of the next round to lead it, so someone will. */
+ * of the next round to lead it, so someone will (or, if the role is held
+ * for gathering, the gathering ends by its deadline and its round takes the
+ * record). In sync mode "always" a waiter about to lead may gather first
+ * (gather_begin); any waiter that finds the gathering done leads. */
 static int wait_for(cairn_wal *w, uint64_t lsn, bool need_durable,
                     const cairn_wal_ticket *tk)
 {
     if (lsn && !need_durable && lsn <= atomic_load(&w->fast_ack))
         return 0;
     if (tk && tk->sleep && !need_durable) {
-        futex_wait(w, (unsigned)(tk->round & 1), tk->seen);
+        round_sleep(w, tk->round, tk->seen, 0);
         if (lsn <= atomic_load(&w->fast_ack))
             return 0;
     }
@@ -865,9 +1006,36 @@ static int wait_for(cairn_wal *w, uint64_t lsn, bool need_durable,
         return CAIRN_EINVAL;
     }
     int st;
+    bool gatherer = false;     /* this thread started the gathering */
+    uint64_t deadline_us = 0;  /* when its gathering ends */
     while ((st = lsn_status(w, lsn, need_durable)) == 1) {
+        if (!w->gathering)
+            gatherer = false;
         if (!w->leader_active) {
+            deadline_us = need_durable ? 0 : gather_begin(w);
+            if (!deadline_us) {
+                leader_round(w, need_durable);
+                continue;
+            }
+            gatherer = true;
+        }
+        if (w->gathering && gather_done(w)) {
+            /* Enough records (or the time is up): start the round here,
+             * holding the role the gatherer took. */
+            gather_end(w);
             leader_round(w, need_durable);
+            continue;
+        }
+        if (gatherer) {
+            /* Sleep until the round ends (someone else completed the
+             * gathering and led it) or the time is up. */
+            uint64_t r = w->round_seq + 1;
+            uint32_t seen = atomic_load(&w->round_word[r & 1]);
+            pthread_mutex_unlock(&w->mu);
+            round_sleep(w, r, seen, deadline_us);
+            if (!need_durable && lsn <= atomic_load(&w->fast_ack))
+                return 0;
+            pthread_mutex_lock(&w->mu);
             continue;
         }
         /* Sleep until the round that covers lsn ends: the one in progress
@@ -876,7 +1044,7 @@ static int wait_for(cairn_wal *w, uint64_t lsn, bool need_durable,
         uint64_t r = lsn <= w->round_last ? w->round_seq : w->round_seq + 1;
         uint32_t seen = atomic_load(&w->round_word[r & 1]);
         pthread_mutex_unlock(&w->mu);
-        futex_wait(w, (unsigned)(r & 1), seen); /* at once if it ended */
+        round_sleep(w, r, seen, 0); /* at once if it ended */
         if (!need_durable && lsn <= atomic_load(&w->fast_ack))
             return 0;
         pthread_mutex_lock(&w->mu);

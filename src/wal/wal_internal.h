@@ -83,6 +83,19 @@ struct cairn_wal {
      * before the next (see bg_main); bg_gather: the background thread is
      * waiting for pend_count to reach it (0: not waiting). */
     uint64_t bg_last_records, bg_last_round_us, bg_gather;
+    /* Gathering before a round (sync mode "always"; gather_begin in
+     * wal.c). gc_expect: records the next round should take (the last
+     * round's plus those pending when it ended); gc_sync_us: how long the
+     * last round that synced took to write and sync. gathering: a thread
+     * holds the leader role (leader_active) but has not started the round:
+     * it waits until pend_count reaches gc_target or the monotonic clock
+     * gc_deadline_us, and any waiter finding either under mu may start the
+     * round instead (the role passes with gathering cleared). gc_start_pend:
+     * records pending when the gathering began; gc_backoff: rounds left
+     * that do not gather (after one that did not pay). */
+    bool gathering;
+    uint64_t gc_expect, gc_sync_us, gc_target, gc_deadline_us;
+    uint64_t gc_start_pend, gc_backoff;
     wal_seg_info *segs;
     size_t nsegs, capsegs;
     cairn_wal_stats stats;

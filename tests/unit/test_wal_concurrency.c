@@ -12,6 +12,11 @@
  *  - Appenders, a thread calling cairn_wal_sync(), and a thread truncating
  *    old segments, all at once with small segments (rotations under load):
  *    nothing acknowledged is lost among the segments that were kept.
+ *  - Gathering rounds with every kind of waiter (cairn_wal_append_sync,
+ *    ticket, cairn_wal_append + cairn_wal_wait, appends nobody waits for
+ *    until later) and a load that shrinks (threads with ever fewer records,
+ *    so rounds gather for writers that are gone): every record is
+ *    acknowledged once and replayed, rounds take several records each.
  *
  * Sizes: CAIRN_CONC_RECORDS records per thread (default 150).
  */
@@ -407,12 +412,148 @@ static void test_append_sync_truncate_together(void **state)
     free(dir);
 }
 
+/* ---- gathering with every kind of waiter, load shrinking ---- */
+
+typedef struct gthr {
+    cairn_wal *w;
+    uint32_t tid, n, kind;
+    uint64_t *lsns;
+    int errors, disorder;
+} gthr;
+
+static void *gather_writer(void *p)
+{
+    gthr *t = p;
+    uint8_t buf[400];
+    uint64_t prev = 0, unwaited = 0;
+    for (uint32_t i = 0; i < t->n; i++) {
+        size_t len = make_payload(buf, t->tid, i);
+        uint64_t lsn = 0;
+        int rc = 0;
+        switch (t->kind) {
+        case 0:
+            rc = cairn_wal_append_sync(t->w, 1, buf, len, &lsn);
+            break;
+        case 1: {
+            cairn_wal_ticket tk;
+            rc = cairn_wal_append_ticket(t->w, 1, buf, len, NULL, NULL, &tk);
+            lsn = tk.lsn;
+            if (rc == 0)
+                rc = cairn_wal_wait_ticket(t->w, &tk);
+            break;
+        }
+        case 2:
+            rc = cairn_wal_append(t->w, 1, buf, len, &lsn);
+            if (rc == 0)
+                rc = cairn_wal_wait(t->w, lsn);
+            break;
+        default:
+            /* Wait only for every fourth record (and the last). */
+            rc = cairn_wal_append(t->w, 1, buf, len, &lsn);
+            unwaited = lsn;
+            if (rc == 0 && (i % 4 == 3 || i + 1 == t->n)) {
+                rc = cairn_wal_wait(t->w, unwaited);
+                unwaited = 0;
+            }
+            break;
+        }
+        if (rc != 0) {
+            t->errors++;
+            continue;
+        }
+        if (lsn <= prev)
+            t->disorder++;
+        prev = lsn;
+        t->lsns[i] = lsn;
+    }
+    return NULL;
+}
+
+static void test_gathering_mixed_waiters(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("walgather");
+    assert_non_null(dir);
+    uint32_t n = (uint32_t)records_per_thread();
+    enum { T = 16 };
+
+    cairn_wal_options o;
+    cairn_wal_options_init(&o);
+    o.segment_size = 128 * 1024; /* rotations while rounds gather */
+    cairn_wal *w = NULL;
+    assert_int_equal(cairn_wal_open(dir, &o, &w, NULL), 0);
+
+    /* Thread i writes n * (i + 1) / T records: the writers finish one by
+     * one and the last one ends alone. */
+    gthr t[T];
+    pthread_t th[T];
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < T; i++) {
+        uint32_t cnt = n * (i + 1) / T;
+        if (cnt == 0)
+            cnt = 1;
+        t[i] = (gthr){.w = w, .tid = i, .n = cnt, .kind = i % 4};
+        t[i].lsns = calloc(cnt, sizeof(uint64_t));
+        assert_non_null(t[i].lsns);
+        total += cnt;
+    }
+    for (uint32_t i = 0; i < T; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, gather_writer, &t[i]),
+                         0);
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+
+    owner *by_lsn = calloc(total, sizeof *by_lsn);
+    uint8_t *hit = calloc(total, 1);
+    assert_non_null(by_lsn);
+    assert_non_null(hit);
+    for (uint32_t i = 0; i < T; i++) {
+        assert_int_equal(t[i].errors, 0);
+        assert_int_equal(t[i].disorder, 0);
+        for (uint32_t q = 0; q < t[i].n; q++) {
+            uint64_t lsn = t[i].lsns[q];
+            assert_true(lsn >= 1 && lsn <= total);
+            assert_int_equal(hit[lsn - 1], 0);
+            hit[lsn - 1] = 1;
+            by_lsn[lsn - 1] = (owner){i, q};
+        }
+    }
+    assert_int_equal(cairn_wal_last_lsn(w), total);
+    assert_true(cairn_wal_durable_lsn(w) >= total);
+    cairn_wal_stats st;
+    cairn_wal_get_stats(w, &st);
+    assert_int_equal(st.appends, total);
+    assert_int_equal(st.failed_records, 0);
+    /* Sixteen writers: rounds take several records each (one per round
+     * would be the writers taking turns). */
+    assert_true(st.group_commits >= 1 && st.appends >= 2 * st.group_commits);
+    assert_int_equal(cairn_wal_close(w), 0);
+
+    replay_check c = {.by_lsn = by_lsn, .total = total, .expect_next = 1};
+    cairn_wal_options_init(&o);
+    o.read_only = true;
+    o.replay = check_replay;
+    o.replay_arg = &c;
+    assert_int_equal(cairn_wal_open(dir, &o, &w, NULL), 0);
+    assert_int_equal(cairn_wal_close(w), 0);
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.seen, total);
+
+    for (int i = 0; i < T; i++)
+        free(t[i].lsns);
+    free(by_lsn);
+    free(hit);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sixteen_writers_always),
         cmocka_unit_test(test_callbacks_in_lsn_order),
         cmocka_unit_test(test_append_sync_truncate_together),
+        cmocka_unit_test(test_gathering_mixed_waiters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
