@@ -5,9 +5,9 @@
  * Layout: 2^k shards; the key's 64-bit hash (XXH3 of the two words) picks the
  * shard from its top 16 bits and the bucket from its low bits. Each shard has
  * a mutex, an intrusive chained hash table (power-of-two buckets, doubled
- * when the entry count passes half the bucket count, never shrunk) and a circular
- * doubly linked list in CLOCK order (sentinel; next = the end eviction
- * looks at first).
+ * when the entry count passes half the bucket count, never shrunk) and a
+ * circular doubly linked list in CLOCK order (sentinel; next = the end
+ * eviction looks at first).
  *
  * Replacement is CLOCK ("second chance"): a hit only sets the entry's
  * referenced flag, touching no other entry (an LRU move would write both

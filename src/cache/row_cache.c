@@ -7,8 +7,9 @@
  * bits 48.., the bucket from its low bits and the epoch slot from bits
  * 24... Each shard has a mutex, an intrusive chained hash table
  * (power-of-two buckets, doubled when entries pass half the bucket count,
- * never shrunk: a lookup of an absent key mostly meets an empty bucket), a circular doubly linked LRU list (sentinel; next = least
- * recently used end) and RC_SLOTS epoch counters.
+ * never shrunk: a lookup of an absent key mostly meets an empty bucket), a
+ * circular doubly linked LRU list (sentinel; next = least recently used
+ * end), RC_SLOTS epoch counters and its share of the admission filter.
  *
  * Invariants (per shard, under its mutex):
  *   - An entry is in the hash table iff it is on the LRU list; at most one

@@ -573,19 +573,19 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
     if (rc)
         return rc;
     uint64_t S, h = 0, ep = 0, oldest;
-    bool cache = cairn_row_cache_enabled(db->rcache);
-    if (cache) {
+    bool fill = false; /* a miss the row cache admits */
+    if (cairn_row_cache_enabled(db->rcache)) {
         /* A hit needs no table set: the snapshot is simply what is
          * visible now. */
         h = key_hash(key, klen);
         if (cairn_db_rc_lookup(db, h, key, klen, atomic_load(&db->visible),
-                               UINT64_MAX, val, vlen, &rc, &cache))
+                               UINT64_MAX, val, vlen, &rc, &fill))
             return rc;
-        if (cache)
+        if (fill)
             ep = cairn_row_cache_epoch(db->rcache, h); /* before the set */
     }
     db_tables *tabs = cairn_db_tables_acquire(db, &S, &oldest);
-    if (cache &&
+    if (fill &&
         cairn_db_rc_fill(db, tabs, h, key, klen, S, oldest, ep, val, vlen, &rc)) {
         cairn_db_tables_release(tabs);
         return rc;

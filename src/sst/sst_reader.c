@@ -494,8 +494,7 @@ static int it_load(cairn_sst_iter *it, size_t i)
 }
 
 /* Rebuild the key of the entry at offset p of the held block in the key
- * buffer (which holds the previous entry's key, or this entry's own: its
- * first `shared` bytes are the same in both); the entry's end, shared
+ * buffer (which holds the previous entry's key); the entry's end, shared
  * length and value bytes in the out parameters. 0 or the iterator's error
  * (a malformed entry, or a key shorter than its 8-byte trailer). */
 static int it_key_at(cairn_sst_iter *it, uint32_t p, uint32_t *next,
@@ -517,16 +516,13 @@ static int it_key_at(cairn_sst_iter *it, uint32_t p, uint32_t *next,
     return 0;
 }
 
-/* Decode the entry at offset p of the held block (the key buffer holds the
- * previous entry's key, or this one's). */
-static int it_parse(cairn_sst_iter *it, uint32_t p)
+/* Make the entry at offset p, whose key it_key_at has rebuilt (next,
+ * shared, val, vlen: what it gave), the current one: decode its value
+ * header and set the iterator's position. */
+static int it_take(cairn_sst_iter *it, uint32_t p, uint32_t next,
+                   uint32_t shared, const uint8_t *val, uint32_t vlen)
 {
     const sst_block *b = it->blk;
-    uint32_t next, shared, vlen;
-    const uint8_t *val;
-    int rc = it_key_at(it, p, &next, &shared, &val, &vlen);
-    if (rc)
-        return rc;
     const uint8_t *end = val + vlen, *q;
     uint64_t ts;
     if (vlen < 2 || (val[0] != CAIRN_SST_PUT && val[0] != CAIRN_SST_DELETE &&
@@ -547,6 +543,16 @@ static int it_parse(cairn_sst_iter *it, uint32_t p)
     while (it->ri + 1 < b->nr && restart_at(b, it->ri + 1) <= p)
         it->ri++;
     return 0;
+}
+
+/* Decode the entry at offset p of the held block (the key buffer holds the
+ * previous entry's key). */
+static int it_parse(cairn_sst_iter *it, uint32_t p)
+{
+    uint32_t next, shared, vlen;
+    const uint8_t *val;
+    int rc = it_key_at(it, p, &next, &shared, &val, &vlen);
+    return rc ? rc : it_take(it, p, next, shared, val, vlen);
 }
 
 static int blk_first(cairn_sst_iter *it)
@@ -612,24 +618,19 @@ static int blk_seek(cairn_sst_iter *it, const uint8_t *tk, size_t tklen,
     it->ri = left;
     it->key.len = 0;
     /* Walk from the restart point building only the keys; the entry that
-     * stops the walk is then decoded whole. it_parse keeps the first
-     * `shared` bytes of the key buffer, which are the same in this entry's
-     * key (already there) as in the previous one's, so it rebuilds the
-     * same key. */
+     * stops the walk (the first >= target, or the last, for prev()) is
+     * then decoded whole. */
     uint32_t p = restart_at(b, left);
     for (;;) {
         uint32_t next, shared, vlen;
         const uint8_t *val;
-        int krc = it_key_at(it, p, &next, &shared, &val, &vlen);
-        if (krc)
-            return krc;
-        if (cmp_target(it->key.p, it->key.len, tk, tklen, tv) >= 0) {
-            int rc = it_parse(it, p);
-            return rc ? rc : 1;
-        }
-        if (next >= b->restarts) {
-            int rc = it_parse(it, p); /* the last entry, for prev() */
-            return rc ? rc : 0;
+        int rc = it_key_at(it, p, &next, &shared, &val, &vlen);
+        if (rc)
+            return rc;
+        bool found = cmp_target(it->key.p, it->key.len, tk, tklen, tv) >= 0;
+        if (found || next >= b->restarts) {
+            rc = it_take(it, p, next, shared, val, vlen);
+            return rc ? rc : found;
         }
         p = next;
     }

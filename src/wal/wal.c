@@ -27,13 +27,14 @@
  * about as many records are pending as the writers the last round answered
  * plus those already waiting (gc_expect), for at most half the last sync
  * time (and not for a few rounds after a gathering that timed out with
- * less than half the missing records). Records appended meanwhile belong to the coming round (round_seq
- * has not moved: their tickets name it). Whoever finds the gathering done
- * under mu (enough records, or the deadline passed) ends it and leads the
- * round: usually the writer whose append completed it (its ticket then
- * sends it to mu instead of to sleep), else the gatherer when its sleep
- * times out. The gatherer always exists until the round that takes its
- * record starts, so a gathering always ends.
+ * less than half the missing records). Records appended meanwhile belong
+ * to the coming round (round_seq has not moved: their tickets name it).
+ * Whoever finds the gathering done under mu (enough records, or the
+ * deadline passed) ends it and leads the round: usually the writer whose
+ * append completed it (its ticket then sends it to mu instead of to
+ * sleep), else the gatherer when its sleep times out. The gatherer always
+ * exists until the round that takes its record starts, so a gathering
+ * always ends.
  *
  * Locking: one mutex (mu) guards all shared state: the pending buffer, LSN
  * counters, failed ranges, callbacks, segment list, stats, the gathering
@@ -80,9 +81,7 @@ static uint64_t mono_us(void)
 
 static uint64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return mono_us() / 1000u;
 }
 
 char *cairn_wal_segment_path(const char *dir, uint64_t first_lsn)
@@ -652,6 +651,15 @@ static void leader_round(cairn_wal *w, bool force_sync)
     pthread_mutex_lock(&w->mu);
 }
 
+/* A leader gathers for at most half the time the last synced round took,
+ * and never longer than this. */
+#define WAL_GATHER_MAX_US 2000
+/* Nor once this many bytes are pending: a sync that large costs about its
+ * bytes, whatever the records, and waiting for more saves nothing. */
+#define WAL_GATHER_MAX_BYTES (256u << 10)
+/* Rounds that do not gather after one whose gathering did not pay. */
+#define WAL_GATHER_BACKOFF 7
+
 /* Before a background round in sync mode "always": if fewer records are
  * pending than the last round took, wait a little for the rest (mu held;
  * dropped while waiting). The writers of the last round are answered when
@@ -659,16 +667,16 @@ static void leader_round(cairn_wal *w, bool force_sync)
  * the next round at once would take only the few already there, and the
  * rest would wait a whole sync behind it (rounds alternating between two
  * halves of the writers, each as slow as a full one). Waits at most half
- * the last round's time (and never over 2 ms), so a load that shrank costs
- * one short wait. */
+ * the last synced round's time (and never over WAL_GATHER_MAX_US), so a
+ * load that shrank costs one short wait. */
 static void bg_gather(cairn_wal *w)
 {
     if (w->opts.sync_mode != CAIRN_WAL_SYNC_ALWAYS ||
         w->pend_count >= w->bg_last_records || w->bg_last_records < 4)
         return;
-    uint64_t wait_us = w->bg_last_round_us / 2;
-    if (wait_us > 2000)
-        wait_us = 2000;
+    uint64_t wait_us = w->gc_sync_us / 2;
+    if (wait_us > WAL_GATHER_MAX_US)
+        wait_us = WAL_GATHER_MAX_US;
     if (wait_us < 20)
         return;
     struct timespec ts;
@@ -702,10 +710,9 @@ static void *bg_main(void *arg)
                     w->stop)
                     continue; /* a committer led it meanwhile */
                 w->kick = false;
-                uint64_t recs = w->pend_count, t0 = cairn_wal_now_us();
+                uint64_t recs = w->pend_count;
                 leader_round(w, false);
                 w->bg_last_records = recs;
-                w->bg_last_round_us = cairn_wal_now_us() - t0;
                 did = true;
             } else if (w->opts.sync_mode == CAIRN_WAL_SYNC_INTERVAL &&
                        (w->written_lsn > w->durable_lsn || w->pend_count > 0) &&
@@ -740,15 +747,6 @@ static void *bg_main(void *arg)
 }
 
 /* ---------- gathering (sync mode "always") ---------- */
-
-/* A leader gathers for at most half the time the last synced round took,
- * and never longer than this. */
-#define WAL_GATHER_MAX_US 2000
-/* Nor once this many bytes are pending: a sync that large costs about its
- * bytes, whatever the records, and waiting for more saves nothing. */
-#define WAL_GATHER_MAX_BYTES (256u << 10)
-/* Rounds that do not gather after one whose gathering did not pay. */
-#define WAL_GATHER_BACKOFF 7
 
 /* A thread about to lead a round (mu held, no leader): should it gather
  * first? In sync mode "always", when fewer records are pending than the

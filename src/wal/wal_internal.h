@@ -79,10 +79,10 @@ struct cairn_wal {
     bool kick, stop;
     uint64_t last_sync_ms;
     /* Background rounds (asynchronous appends): how many records the last
-     * one took and how long its write + sync took, to gather about as many
-     * before the next (see bg_main); bg_gather: the background thread is
+     * one took, to gather about as many before the next (for at most half
+     * gc_sync_us; see bg_gather); bg_gather: the background thread is
      * waiting for pend_count to reach it (0: not waiting). */
-    uint64_t bg_last_records, bg_last_round_us, bg_gather;
+    uint64_t bg_last_records, bg_gather;
     /* Gathering before a round (sync mode "always"; gather_begin in
      * wal.c). gc_expect: records the next round should take (the last
      * round's plus those pending when it ended); gc_sync_us: how long the

@@ -69,8 +69,8 @@ static int get(cairn_row_cache *c, const char *k, uint64_t maxv, char *buf,
                size_t cap)
 {
     cairn_row_cache_value v;
-    int r =
-        cairn_row_cache_lookup(c, H(k), k, strlen(k), maxv, UINT64_MAX, &v, NULL);
+    int r = cairn_row_cache_lookup(c, H(k), k, strlen(k), maxv, UINT64_MAX,
+                                   &v, NULL);
     if (r != 1)
         return r;
     if (v.deleted) {
@@ -149,7 +149,8 @@ static void test_roundtrip(void **state)
     assert_int_equal(cairn_row_cache_insert(NULL, 1, "k", 1, "v", 1, false, 1,
                                             1, 0, NULL),
                      CAIRN_EINVAL);
-    assert_int_equal(cairn_row_cache_lookup(NULL, 1, "k", 1, 1, 1, &v, NULL), 0);
+    assert_int_equal(cairn_row_cache_lookup(NULL, 1, "k", 1, 1, 1, &v, NULL),
+                     0);
     assert_int_equal(cairn_row_cache_lookup(c, 1, NULL, 3, 1, 1, &v, NULL), 0);
     cairn_row_cache_invalidate(NULL, 1, "k", 1);
     cairn_row_cache_set_capacity(NULL, 5);
@@ -168,8 +169,10 @@ static void test_bounds(void **state)
     assert_int_equal(get(c, "k", 10, b, sizeof b), 1);
     assert_int_equal(get(c, "k", 11, b, sizeof b), 1);
     cairn_row_cache_value v;
-    assert_int_equal(cairn_row_cache_lookup(c, H("k"), "k", 1, 50, 99, &v, NULL), 0);
-    assert_int_equal(cairn_row_cache_lookup(c, H("k"), "k", 1, 50, 100, &v, NULL), 1);
+    assert_int_equal(
+        cairn_row_cache_lookup(c, H("k"), "k", 1, 50, 99, &v, NULL), 0);
+    assert_int_equal(
+        cairn_row_cache_lookup(c, H("k"), "k", 1, 50, 100, &v, NULL), 1);
     free(v.val);
     /* A too-new entry is a miss but stays. */
     cairn_row_cache_stats s = stats(c);
@@ -534,7 +537,8 @@ static void *st_reader(void *p)
         uint64_t h = cairn_row_cache_hash(key, kl);
         uint64_t S = atomic_load(&sh->pub[k]);
         cairn_row_cache_value v;
-        int r = cairn_row_cache_lookup(sh->c, h, key, kl, S, UINT64_MAX, &v, NULL);
+        int r = cairn_row_cache_lookup(sh->c, h, key, kl, S, UINT64_MAX, &v,
+                                       NULL);
         if (r == 1) {
             atomic_fetch_add(&sh->hits, 1);
             /* Never older than what was published before the lookup. */

@@ -58,12 +58,16 @@ typedef struct thr {
     cairn_wal *w;
     uint32_t tid;
     uint32_t n;
+    uint32_t kind;      /* how it waits (writer) */
     uint64_t *lsns;     /* lsns[i]: LSN acknowledged for the i-th append */
     int errors;
     int disorder;
 } thr;
 
-static void *sync_writer(void *p)
+/* Appends t->n records and waits for each to be durable, in the way
+ * t->kind says: 0 append_sync, 1 a ticket, 2 append then wait, 3 waits
+ * only for every fourth record (and the last). */
+static void *writer(void *p)
 {
     thr *t = p;
     uint8_t buf[400];
@@ -71,7 +75,30 @@ static void *sync_writer(void *p)
     for (uint32_t i = 0; i < t->n; i++) {
         size_t len = make_payload(buf, t->tid, i);
         uint64_t lsn = 0;
-        int rc = cairn_wal_append_sync(t->w, 1, buf, len, &lsn);
+        int rc = 0;
+        switch (t->kind) {
+        case 0:
+            rc = cairn_wal_append_sync(t->w, 1, buf, len, &lsn);
+            break;
+        case 1: {
+            cairn_wal_ticket tk;
+            rc = cairn_wal_append_ticket(t->w, 1, buf, len, NULL, NULL, &tk);
+            lsn = tk.lsn;
+            if (rc == 0)
+                rc = cairn_wal_wait_ticket(t->w, &tk);
+            break;
+        }
+        case 2:
+            rc = cairn_wal_append(t->w, 1, buf, len, &lsn);
+            if (rc == 0)
+                rc = cairn_wal_wait(t->w, lsn);
+            break;
+        default:
+            rc = cairn_wal_append(t->w, 1, buf, len, &lsn);
+            if (rc == 0 && (i % 4 == 3 || i + 1 == t->n))
+                rc = cairn_wal_wait(t->w, lsn);
+            break;
+        }
         if (rc != 0) {
             t->errors++;
             continue;
@@ -82,6 +109,23 @@ static void *sync_writer(void *p)
         t->lsns[i] = lsn;
     }
     return NULL;
+}
+
+/* Give each of the nt writers (w, tid, n, kind set) room for its LSNs, run
+ * them all at once and wait for them. */
+static void run_writers(thr *t, uint32_t nt)
+{
+    pthread_t *th = calloc(nt, sizeof *th);
+    assert_non_null(th);
+    for (uint32_t i = 0; i < nt; i++) {
+        t[i].lsns = calloc(t[i].n ? t[i].n : 1, sizeof(uint64_t));
+        assert_non_null(t[i].lsns);
+    }
+    for (uint32_t i = 0; i < nt; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, writer, &t[i]), 0);
+    for (uint32_t i = 0; i < nt; i++)
+        pthread_join(th[i], NULL);
+    free(th);
 }
 
 /* Replay check: record lsn must be the one thread tid got for seq. */
@@ -117,6 +161,48 @@ static int check_replay(void *arg, const cairn_wal_record *rec)
     return 0;
 }
 
+/* The LSNs the nt writers got: each 1..total exactly once, in order per
+ * writer, no errors. Returns who wrote each (the caller frees it). */
+static owner *collect_lsns(const thr *t, uint32_t nt, uint64_t total)
+{
+    owner *by_lsn = calloc(total, sizeof *by_lsn);
+    uint8_t *hit = calloc(total, 1);
+    assert_non_null(by_lsn);
+    assert_non_null(hit);
+    for (uint32_t i = 0; i < nt; i++) {
+        assert_int_equal(t[i].errors, 0);
+        assert_int_equal(t[i].disorder, 0);
+        for (uint32_t s = 0; s < t[i].n; s++) {
+            uint64_t lsn = t[i].lsns[s];
+            assert_true(lsn >= 1 && lsn <= total);
+            assert_int_equal(hit[lsn - 1], 0); /* never given twice */
+            hit[lsn - 1] = 1;
+            by_lsn[lsn - 1] = (owner){i, s};
+        }
+    }
+    for (uint64_t l = 0; l < total; l++)
+        assert_int_equal(hit[l], 1);
+    free(hit);
+    return by_lsn;
+}
+
+/* Reopen the log in dir: exactly those records, in order, with the right
+ * bytes. */
+static void replay_expect(const char *dir, owner *by_lsn, uint64_t total)
+{
+    replay_check c = {.by_lsn = by_lsn, .total = total, .expect_next = 1};
+    cairn_wal_options o;
+    cairn_wal_options_init(&o);
+    o.read_only = true;
+    o.replay = check_replay;
+    o.replay_arg = &c;
+    cairn_wal *w = NULL;
+    assert_int_equal(cairn_wal_open(dir, &o, &w, NULL), 0);
+    assert_int_equal(cairn_wal_close(w), 0);
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.seen, total);
+}
+
 static void test_sixteen_writers_always(void **state)
 {
     (void)state;
@@ -132,34 +218,12 @@ static void test_sixteen_writers_always(void **state)
     assert_int_equal(cairn_wal_open(dir, &o, &w, NULL), 0);
 
     thr t[NTHREADS];
-    pthread_t th[NTHREADS];
-    for (uint32_t i = 0; i < NTHREADS; i++) {
+    for (uint32_t i = 0; i < NTHREADS; i++)
         t[i] = (thr){.w = w, .tid = i, .n = n};
-        t[i].lsns = calloc(n, sizeof(uint64_t));
-        assert_non_null(t[i].lsns);
-        assert_int_equal(pthread_create(&th[i], NULL, sync_writer, &t[i]), 0);
-    }
-    for (int i = 0; i < NTHREADS; i++)
-        pthread_join(th[i], NULL);
+    run_writers(t, NTHREADS);
 
     /* Every LSN 1..total acknowledged exactly once. */
-    owner *by_lsn = calloc(total, sizeof *by_lsn);
-    uint8_t *hit = calloc(total, 1);
-    assert_non_null(by_lsn);
-    assert_non_null(hit);
-    for (uint32_t i = 0; i < NTHREADS; i++) {
-        assert_int_equal(t[i].errors, 0);
-        assert_int_equal(t[i].disorder, 0);
-        for (uint32_t s = 0; s < n; s++) {
-            uint64_t lsn = t[i].lsns[s];
-            assert_true(lsn >= 1 && lsn <= total);
-            assert_int_equal(hit[lsn - 1], 0); /* never given twice */
-            hit[lsn - 1] = 1;
-            by_lsn[lsn - 1] = (owner){i, s};
-        }
-    }
-    for (uint64_t l = 0; l < total; l++)
-        assert_int_equal(hit[l], 1);
+    owner *by_lsn = collect_lsns(t, NTHREADS, total);
     assert_int_equal(cairn_wal_last_lsn(w), total);
     assert_true(cairn_wal_durable_lsn(w) >= total);
 
@@ -171,22 +235,11 @@ static void test_sixteen_writers_always(void **state)
     assert_true(st.syncs >= 1 && st.syncs <= total + 3 * (st.rotations + 1));
     assert_true(st.rotations >= 1);
     assert_int_equal(cairn_wal_close(w), 0);
-
-    /* Reopen: exactly those records, in order, with the right bytes. */
-    replay_check c = {.by_lsn = by_lsn, .total = total, .expect_next = 1};
-    cairn_wal_options_init(&o);
-    o.read_only = true;
-    o.replay = check_replay;
-    o.replay_arg = &c;
-    assert_int_equal(cairn_wal_open(dir, &o, &w, NULL), 0);
-    assert_int_equal(cairn_wal_close(w), 0);
-    assert_int_equal(c.bad, 0);
-    assert_int_equal(c.seen, total);
+    replay_expect(dir, by_lsn, total);
 
     for (int i = 0; i < NTHREADS; i++)
         free(t[i].lsns);
     free(by_lsn);
-    free(hit);
     tu_rmrf(dir);
     free(dir);
 }
@@ -366,15 +419,9 @@ static void test_append_sync_truncate_together(void **state)
     assert_int_equal(pthread_create(&ts, NULL, syncer, &s), 0);
     assert_int_equal(pthread_create(&tt, NULL, truncator, &s), 0);
     thr t[T];
-    pthread_t th[T];
-    for (uint32_t i = 0; i < T; i++) {
+    for (uint32_t i = 0; i < T; i++)
         t[i] = (thr){.w = w, .tid = i, .n = n};
-        t[i].lsns = calloc(n, sizeof(uint64_t));
-        assert_non_null(t[i].lsns);
-        assert_int_equal(pthread_create(&th[i], NULL, sync_writer, &t[i]), 0);
-    }
-    for (int i = 0; i < T; i++)
-        pthread_join(th[i], NULL);
+    run_writers(t, T);
     atomic_store(&s.stop, 1);
     pthread_join(ts, NULL);
     pthread_join(tt, NULL);
@@ -414,61 +461,6 @@ static void test_append_sync_truncate_together(void **state)
 
 /* ---- gathering with every kind of waiter, load shrinking ---- */
 
-typedef struct gthr {
-    cairn_wal *w;
-    uint32_t tid, n, kind;
-    uint64_t *lsns;
-    int errors, disorder;
-} gthr;
-
-static void *gather_writer(void *p)
-{
-    gthr *t = p;
-    uint8_t buf[400];
-    uint64_t prev = 0, unwaited = 0;
-    for (uint32_t i = 0; i < t->n; i++) {
-        size_t len = make_payload(buf, t->tid, i);
-        uint64_t lsn = 0;
-        int rc = 0;
-        switch (t->kind) {
-        case 0:
-            rc = cairn_wal_append_sync(t->w, 1, buf, len, &lsn);
-            break;
-        case 1: {
-            cairn_wal_ticket tk;
-            rc = cairn_wal_append_ticket(t->w, 1, buf, len, NULL, NULL, &tk);
-            lsn = tk.lsn;
-            if (rc == 0)
-                rc = cairn_wal_wait_ticket(t->w, &tk);
-            break;
-        }
-        case 2:
-            rc = cairn_wal_append(t->w, 1, buf, len, &lsn);
-            if (rc == 0)
-                rc = cairn_wal_wait(t->w, lsn);
-            break;
-        default:
-            /* Wait only for every fourth record (and the last). */
-            rc = cairn_wal_append(t->w, 1, buf, len, &lsn);
-            unwaited = lsn;
-            if (rc == 0 && (i % 4 == 3 || i + 1 == t->n)) {
-                rc = cairn_wal_wait(t->w, unwaited);
-                unwaited = 0;
-            }
-            break;
-        }
-        if (rc != 0) {
-            t->errors++;
-            continue;
-        }
-        if (lsn <= prev)
-            t->disorder++;
-        prev = lsn;
-        t->lsns[i] = lsn;
-    }
-    return NULL;
-}
-
 static void test_gathering_mixed_waiters(void **state)
 {
     (void)state;
@@ -485,39 +477,18 @@ static void test_gathering_mixed_waiters(void **state)
 
     /* Thread i writes n * (i + 1) / T records: the writers finish one by
      * one and the last one ends alone. */
-    gthr t[T];
-    pthread_t th[T];
+    thr t[T];
     uint64_t total = 0;
     for (uint32_t i = 0; i < T; i++) {
         uint32_t cnt = n * (i + 1) / T;
         if (cnt == 0)
             cnt = 1;
-        t[i] = (gthr){.w = w, .tid = i, .n = cnt, .kind = i % 4};
-        t[i].lsns = calloc(cnt, sizeof(uint64_t));
-        assert_non_null(t[i].lsns);
+        t[i] = (thr){.w = w, .tid = i, .n = cnt, .kind = i % 4};
         total += cnt;
     }
-    for (uint32_t i = 0; i < T; i++)
-        assert_int_equal(pthread_create(&th[i], NULL, gather_writer, &t[i]),
-                         0);
-    for (int i = 0; i < T; i++)
-        pthread_join(th[i], NULL);
+    run_writers(t, T);
 
-    owner *by_lsn = calloc(total, sizeof *by_lsn);
-    uint8_t *hit = calloc(total, 1);
-    assert_non_null(by_lsn);
-    assert_non_null(hit);
-    for (uint32_t i = 0; i < T; i++) {
-        assert_int_equal(t[i].errors, 0);
-        assert_int_equal(t[i].disorder, 0);
-        for (uint32_t q = 0; q < t[i].n; q++) {
-            uint64_t lsn = t[i].lsns[q];
-            assert_true(lsn >= 1 && lsn <= total);
-            assert_int_equal(hit[lsn - 1], 0);
-            hit[lsn - 1] = 1;
-            by_lsn[lsn - 1] = (owner){i, q};
-        }
-    }
+    owner *by_lsn = collect_lsns(t, T, total);
     assert_int_equal(cairn_wal_last_lsn(w), total);
     assert_true(cairn_wal_durable_lsn(w) >= total);
     cairn_wal_stats st;
@@ -528,21 +499,11 @@ static void test_gathering_mixed_waiters(void **state)
      * would be the writers taking turns). */
     assert_true(st.group_commits >= 1 && st.appends >= 2 * st.group_commits);
     assert_int_equal(cairn_wal_close(w), 0);
-
-    replay_check c = {.by_lsn = by_lsn, .total = total, .expect_next = 1};
-    cairn_wal_options_init(&o);
-    o.read_only = true;
-    o.replay = check_replay;
-    o.replay_arg = &c;
-    assert_int_equal(cairn_wal_open(dir, &o, &w, NULL), 0);
-    assert_int_equal(cairn_wal_close(w), 0);
-    assert_int_equal(c.bad, 0);
-    assert_int_equal(c.seen, total);
+    replay_expect(dir, by_lsn, total);
 
     for (int i = 0; i < T; i++)
         free(t[i].lsns);
     free(by_lsn);
-    free(hit);
     tu_rmrf(dir);
     free(dir);
 }
