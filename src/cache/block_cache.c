@@ -78,7 +78,11 @@ struct cairn_cache_handle {
     size_t refs;     /* outstanding handles; under the shard mutex */
     bool in_cache;   /* in the hash table; under the shard mutex */
     bool referenced; /* hit since eviction last passed it; under the mutex */
+    bool embedded;   /* lives in data's allocation (insert_at): not freed */
 };
+_Static_assert(sizeof(struct cairn_cache_handle) <=
+                   CAIRN_BLOCK_CACHE_ENTRY_SIZE,
+               "CAIRN_BLOCK_CACHE_ENTRY_SIZE too small");
 typedef struct cairn_cache_handle bc_entry;
 
 typedef struct bc_shard {
@@ -251,9 +255,11 @@ static void free_list(bc_entry *e)
 {
     while (e) {
         bc_entry *next = e->hnext;
+        bool embedded = e->embedded; /* free_fn may free e itself */
         if (e->free_fn)
             e->free_fn(e->data);
-        free(e);
+        if (!embedded)
+            free(e);
         e = next;
     }
 }
@@ -356,6 +362,11 @@ cairn_cache_handle *cairn_block_cache_lookup(cairn_block_cache *c,
     return e;
 }
 
+static int insert_entry(cairn_block_cache *c, bc_entry *e, bool embedded,
+                        uint64_t file_id, uint64_t off, void *data,
+                        size_t charge, void (*free_fn)(void *data),
+                        cairn_cache_handle **out);
+
 int cairn_block_cache_insert(cairn_block_cache *c, uint64_t file_id,
                              uint64_t off, void *data, size_t charge,
                              void (*free_fn)(void *data),
@@ -374,6 +385,31 @@ int cairn_block_cache_insert(cairn_block_cache *c, uint64_t file_id,
             free_fn(data);
         return CAIRN_ENOMEM;
     }
+    return insert_entry(c, e, false, file_id, off, data, charge, free_fn, out);
+}
+
+int cairn_block_cache_insert_at(cairn_block_cache *c, uint64_t file_id,
+                                uint64_t off, void *data, size_t charge,
+                                void (*free_fn)(void *data), void *room,
+                                cairn_cache_handle **out)
+{
+    if (out)
+        *out = NULL;
+    if (!c || !room) {
+        if (free_fn)
+            free_fn(data);
+        return CAIRN_EINVAL;
+    }
+    return insert_entry(c, room, true, file_id, off, data, charge, free_fn,
+                        out);
+}
+
+static int insert_entry(cairn_block_cache *c, bc_entry *e, bool embedded,
+                        uint64_t file_id, uint64_t off, void *data,
+                        size_t charge, void (*free_fn)(void *data),
+                        cairn_cache_handle **out)
+{
+    e->embedded = embedded;
     e->lru.prev = e->lru.next = NULL;
     e->hnext = NULL;
     e->file_id = file_id;

@@ -66,6 +66,17 @@ int cairn_block_cache_insert(cairn_block_cache *c, uint64_t file_id,
                              void (*free_fn)(void *data),
                              cairn_cache_handle **out);
 
+/* The same, with the cache's bookkeeping for the entry placed in memory the
+ * caller provides: `room` (CAIRN_BLOCK_CACHE_ENTRY_SIZE bytes, aligned to 8)
+ * lives inside data's allocation, so that free_fn(data) frees both, and
+ * a lookup that finds the entry finds the data next to it (one cache miss
+ * fewer than a separate allocation). Never fails for lack of memory. */
+#define CAIRN_BLOCK_CACHE_ENTRY_SIZE 96
+int cairn_block_cache_insert_at(cairn_block_cache *c, uint64_t file_id,
+                                uint64_t off, void *data, size_t charge,
+                                void (*free_fn)(void *data), void *room,
+                                cairn_cache_handle **out);
+
 /* The pinned entry's data and charge. */
 void *cairn_cache_handle_data(const cairn_cache_handle *h);
 size_t cairn_cache_handle_charge(const cairn_cache_handle *h);

@@ -94,6 +94,104 @@ db_tables *cairn_db_tables_acquire(cairn_db *db, uint64_t *visible,
     return t;
 }
 
+/* The thread's slot for db, claiming one on first use (NULL: none left).
+ * A thread remembers its slots of the last few handles it read, by handle
+ * id (ids are never reused, so an entry of a closed handle never matches);
+ * one that falls out of this list leaves its slot unused (holding at most
+ * a reference the next scrape drops). */
+#define TL_SLOTS 4
+static _Thread_local struct {
+    uint64_t id;
+    db_slot *slot;
+} tl_slot[TL_SLOTS];
+static _Thread_local unsigned tl_slot_next;
+
+static db_slot *my_slot(cairn_db *db)
+{
+    for (unsigned i = 0; i < TL_SLOTS; i++)
+        if (tl_slot[i].id == db->id)
+            return tl_slot[i].slot;
+    if (!db->slots ||
+        atomic_load_explicit(&db->slots_used, memory_order_relaxed) >= DB_SLOTS)
+        return NULL;
+    unsigned k = atomic_fetch_add_explicit(&db->slots_used, 1,
+                                           memory_order_relaxed);
+    if (k >= DB_SLOTS)
+        return NULL;
+    unsigned i = tl_slot_next++ % TL_SLOTS;
+    tl_slot[i].id = db->id;
+    tl_slot[i].slot = &db->slots[k];
+    return tl_slot[i].slot;
+}
+
+db_tables *cairn_db_tables_borrow(cairn_db *db, uint64_t *visible,
+                                  uint64_t *oldest, bool *lent)
+{
+    db_slot *s = my_slot(db);
+    *lent = false;
+    if (!s)
+        return cairn_db_tables_acquire(db, visible, oldest);
+    db_tables *p =
+        atomic_exchange_explicit(&s->t, DB_SLOT_LENT, memory_order_acq_rel);
+    if (p == DB_SLOT_LENT) /* nested: the slot is lent already */
+        return cairn_db_tables_acquire(db, visible, oldest);
+    *lent = true;
+    if (p) {
+        /* Still current after visible and oldest were read: it was current
+         * all along (a replaced set never comes back), as if they had been
+         * read under tables_mu with it. */
+        uint64_t vis = atomic_load_explicit(&db->visible, memory_order_acquire);
+        uint64_t old = atomic_load_explicit(&db->oldest, memory_order_acquire);
+        if (p == __atomic_load_n(&db->tables, __ATOMIC_ACQUIRE)) {
+            if (visible)
+                *visible = vis;
+            if (oldest)
+                *oldest = old;
+            return p;
+        }
+        cairn_db_tables_release(p); /* replaced: the slot's reference */
+    }
+    /* A fresh reference, which the slot keeps on return. */
+    return cairn_db_tables_acquire(db, visible, oldest);
+}
+
+void cairn_db_tables_return(cairn_db *db, db_tables *t, bool lent)
+{
+    if (!lent) {
+        cairn_db_tables_release(t);
+        return;
+    }
+    db_slot *s = my_slot(db);
+    db_tables *expect = DB_SLOT_LENT;
+    /* Fails if a scrape took the slot meanwhile: then the reference is
+     * ours to drop. */
+    if (!s || !atomic_compare_exchange_strong_explicit(
+                  &s->t, &expect, t, memory_order_acq_rel,
+                  memory_order_acquire))
+        cairn_db_tables_release(t);
+}
+
+void cairn_db_slots_scrape(cairn_db *db)
+{
+    if (!db->slots)
+        return;
+    unsigned n = atomic_load_explicit(&db->slots_used, memory_order_relaxed);
+    if (n > DB_SLOTS)
+        n = DB_SLOTS;
+    for (unsigned i = 0; i < n; i++) {
+        db_tables *p = atomic_exchange_explicit(&db->slots[i].t, NULL,
+                                                memory_order_acq_rel);
+        if (p && p != DB_SLOT_LENT)
+            cairn_db_tables_release(p);
+    }
+}
+
+/* Install a new current table set (tables_mu held). */
+static void tables_install(cairn_db *db, db_tables *t)
+{
+    __atomic_store_n(&db->tables, t, __ATOMIC_RELEASE);
+}
+
 db_tables *cairn_db_writer_begin(cairn_db *db, uint64_t *gen)
 {
     pthread_mutex_lock(&db->tables_mu);
@@ -560,11 +658,12 @@ static int flush_frozen(cairn_db *db)
         db_tables *next = tables_new(cur->active, cur->imm, cur->imm_lsn,
                                      cur->nimm - 1, view);
         if (next)
-            db->tables = next;
+            tables_install(db, next);
         pthread_mutex_unlock(&db->tables_mu);
         cairn_tree_view_unref(view);
         if (!next)
             return CAIRN_ENOMEM; /* the table stays; the next run drops it */
+        cairn_db_slots_scrape(db);
         cairn_db_tables_release(cur);
         atomic_fetch_add(&db->st_gc_runs, 1);
         if (db->wal)
@@ -615,10 +714,11 @@ static int gc_run_locked(cairn_db *db)
             cairn_memtable_unref(fresh);
             return CAIRN_ENOMEM;
         }
-        db->tables = frozen;
+        tables_install(db, frozen);
         uint64_t gen = db->active_gen++;
         atomic_store(&db->active_bytes, 0);
         pthread_mutex_unlock(&db->tables_mu);
+        cairn_db_slots_scrape(db);
         cairn_memtable_unref(fresh); /* the table set holds it */
 
         /* Commits that took the old active table before the swap finish
@@ -879,11 +979,13 @@ static void tree_view_changed(void *arg)
     db_tables *next = tables_new(cur->active, cur->imm, cur->imm_lsn,
                                  cur->nimm, view);
     if (next)
-        db->tables = next;
+        tables_install(db, next);
     pthread_mutex_unlock(&db->tables_mu);
     cairn_tree_view_unref(view);
-    if (next)
+    if (next) {
+        cairn_db_slots_scrape(db);
         cairn_db_tables_release(cur);
+    }
 }
 
 /* Open the sorted files (creating the tree of a new or older database)
@@ -960,6 +1062,9 @@ static void db_free(cairn_db *db)
         return;
     /* No move may take a new view into the table sets from here on. */
     cairn_tree_archive_stop(db->tree);
+    cairn_db_slots_scrape(db);
+    free(db->slots);
+    db->slots = NULL;
     if (db->tables)
         cairn_db_tables_release(db->tables);
     db->tables = NULL;
@@ -1017,6 +1122,12 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
         free(db);
         return CAIRN_EINVAL;
     }
+    static atomic_uint_fast64_t next_id = 1;
+    db->id = atomic_fetch_add(&next_id, 1);
+    /* Without slots (out of memory) every read takes the locked path. */
+    db->slots = aligned_alloc(_Alignof(db_slot), DB_SLOTS * sizeof(db_slot));
+    if (db->slots)
+        memset(db->slots, 0, DB_SLOTS * sizeof(db_slot));
     db->env = o->env ? o->env : cairn_env_posix();
     db->read_only = o->read_only;
     /* Hot locks spin a little before sleeping: their critical sections

@@ -88,6 +88,13 @@ typedef struct db_tables {
     cairn_tree_view *view;  /* the sorted files under the memtables */
 } db_tables;
 
+/* A thread's cached table set (see struct cairn_db, slots). */
+#define DB_SLOTS 64
+typedef struct db_slot {
+    _Alignas(64) _Atomic(db_tables *) t;
+} db_slot;
+#define DB_SLOT_LENT ((db_tables *)(uintptr_t)1)
+
 /* The in-flight map: key -> version of the commit about to apply it. */
 typedef struct inflight_slot {
     const uint8_t *key; /* NULL: empty; points into the committing txn */
@@ -134,7 +141,15 @@ struct cairn_db {
     atomic_uint_fast64_t oldest;
 
     pthread_mutex_t tables_mu;
-    db_tables *tables;
+    db_tables *tables; /* written under tables_mu with release order (atomic
+                          builtins): cairn_db_tables_borrow reads it
+                          without the lock */
+    /* Per-thread cached table sets (cairn_db_tables_borrow): slot i holds
+     * NULL, a set it owns one reference to, or DB_SLOT_LENT while its
+     * thread reads with that set. */
+    uint64_t id; /* unique per open handle in the process; never reused */
+    db_slot *slots; /* DB_SLOTS of them */
+    atomic_uint slots_used;
     uint64_t active_gen;   /* bumped when the active memtable is frozen */
     atomic_int writers[2]; /* commits inserting into the active memtable of
                               generation g, at writers[g & 1] */
@@ -196,6 +211,19 @@ struct cairn_db {
 
 /* db.c */
 uint64_t cairn_db_now_us(void);
+/* cairn_db_tables_acquire for a short read on this thread: mostly without
+ * any lock or shared write, using the set this thread's slot caches while
+ * it is still the current one (*lent true: give it back with
+ * cairn_db_tables_return, and borrow nothing else meanwhile on this
+ * thread; the caller must not keep it). Threads past the DB_SLOTS-th that
+ * read a handle, and a nested borrow, take the locked path (*lent false).
+ * Either way the result is released with cairn_db_tables_return. */
+db_tables *cairn_db_tables_borrow(cairn_db *db, uint64_t *visible,
+                                  uint64_t *oldest, bool *lent);
+void cairn_db_tables_return(cairn_db *db, db_tables *t, bool lent);
+/* Drop every reference the slots cache (after a new table set was
+ * installed, and at close). */
+void cairn_db_slots_scrape(cairn_db *db);
 /* Take the current table set and, in the same critical section, the
  * visible and oldest versions (either may be NULL): every version in
  * [oldest, visible] reads whole from that set. */

@@ -1608,7 +1608,12 @@ int cairn_tree_open(cairn_env *env, const char *dir,
     *out = NULL;
     if (errmsg && errlen)
         errmsg[0] = 0;
-    cairn_tree *t = calloc(1, sizeof *t);
+    /* Aligned: the read stats' hit stripes are cache-line aligned. */
+    size_t tsz = (sizeof(cairn_tree) + _Alignof(cairn_tree) - 1) &
+                 ~(_Alignof(cairn_tree) - 1);
+    cairn_tree *t = aligned_alloc(_Alignof(cairn_tree), tsz);
+    if (t)
+        memset(t, 0, tsz);
     if (!t)
         return CAIRN_ENOMEM;
     if (o)
@@ -2297,7 +2302,7 @@ void cairn_tree_get_tier_stats(cairn_tree *t, cairn_tree_tier_stats *out)
     }
     cairn_tree_view_unref(w);
     for (int k = 0; k < CAIRN_TIER_COUNT; k++) {
-        out->hits[k] = atomic_load(&t->rstats[k].hits);
+        out->hits[k] = cairn_sst_read_stats_hits(&t->rstats[k]);
         out->misses[k] = atomic_load(&t->rstats[k].misses);
         out->read_p50_ns[k] = cairn_hist_quantile(&t->rstats[k].miss_ns, 0.5);
         out->read_p99_ns[k] = cairn_hist_quantile(&t->rstats[k].miss_ns, 0.99);

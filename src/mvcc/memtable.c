@@ -71,8 +71,11 @@
  * returned yet): the walk just skips it. latest_version returns
  * entry->node->version: a node linked at level 0 but not yet published in
  * the hash may be missed, which is allowed because its insert has not
- * returned. A key without an entry is "not found" after one bucket load and
- * a short chain walk (hash compared before the key bytes are touched).
+ * returned. A key without an entry is "not found" after one bucket load,
+ * mostly by the bucket's tag bits alone (mt_bucket), else after a short
+ * chain walk (hash compared before the key bytes are touched). Tag bits are
+ * only ever added, by the CAS that pushes an entry, so a clear bit proves
+ * that no entry of that hash was in the chain loaded.
  *
  * Backward iteration (seek_last, seek_for_prev, prev): there are no back
  * links (a concurrent insert could not publish them atomically with the
@@ -170,7 +173,26 @@ typedef struct mt_hent {
     uint64_t hash;                  /* full hash of the user key; fixed */
 } mt_hent;
 
-typedef _Atomic(mt_hent *) mt_bucket;
+/* A bucket: the chain's head entry in the low 48 bits, and in the top 16
+ * a summary of the hashes in its chain: bit 48 + (hash >> 60) set for each
+ * (bucket_tag). A lookup whose bit is clear knows the key is absent without
+ * walking the chain (a cache miss per entry). Pointers fit in 48 bits on
+ * every platform this builds on (user space addresses); an arena block
+ * that would not is refused as an allocation failure (block_new). */
+typedef _Atomic(uintptr_t) mt_bucket;
+#define MT_PTR_BITS 48
+#define MT_PTR_MASK ((UINT64_C(1) << MT_PTR_BITS) - 1)
+_Static_assert(sizeof(uintptr_t) == 8, "bucket tags need 64-bit pointers");
+
+static inline mt_hent *bucket_head(uintptr_t v)
+{
+    return (mt_hent *)(v & MT_PTR_MASK);
+}
+
+static inline uintptr_t bucket_tag(uint64_t h)
+{
+    return (uintptr_t)1 << (MT_PTR_BITS + (h >> 60));
+}
 #define MT_HENT_SIZE ((sizeof(mt_hent) + 7) & ~(size_t)7)
 
 /* Read-mostly fields, per-insert counters and arena state sit on separate
@@ -248,6 +270,10 @@ static mt_block *block_new(size_t cap)
     mt_block *b = malloc(sizeof(mt_block) + cap);
     if (!b)
         return NULL;
+    if (((uintptr_t)b + sizeof(mt_block) + cap) >> MT_PTR_BITS) {
+        free(b); /* its hash entries could not be tagged (mt_bucket) */
+        return NULL;
+    }
     b->next = NULL;
     b->cap = cap;
     atomic_init(&b->used, 0);
@@ -531,8 +557,10 @@ static mt_node *hash_newest(cairn_memtable *mt, const uint8_t *key, size_t klen)
     if (!b)
         return NULL;
     uint64_t h = key_hash(key, klen);
-    mt_hent *head =
-        atomic_load_explicit(&b[h & mt->hmask], memory_order_acquire);
+    uintptr_t v = atomic_load_explicit(&b[h & mt->hmask], memory_order_acquire);
+    if (!(v & bucket_tag(h)))
+        return NULL;
+    mt_hent *head = bucket_head(v);
     mt_node *n = NULL;
     return hash_find(head, NULL, h, key, klen, &n) ? n : NULL;
 }
@@ -550,22 +578,24 @@ static void hash_raise(mt_hent *e, mt_node *n)
 /* Publish n (just linked at level 0) in the hash index. `e` is the key's
  * entry if the pre-link scan found one; otherwise `ne` is the new entry
  * co-allocated with n and `head` the bucket head that scan started from. */
-static void hash_publish(mt_bucket *bucket, mt_hent *head, mt_hent *e,
+static void hash_publish(mt_bucket *bucket, uintptr_t bv, mt_hent *e,
                          mt_hent *ne, uint64_t h, mt_node *n)
 {
     if (!e) {
         ne->hash = h;
         atomic_init(&ne->node, n);
         for (;;) {
-            atomic_init(&ne->next, head);
-            mt_hent *scanned = head;
-            if (atomic_compare_exchange_strong_explicit(bucket, &head, ne,
-                                                        memory_order_acq_rel,
-                                                        memory_order_acquire))
+            mt_hent *scanned = bucket_head(bv);
+            atomic_init(&ne->next, scanned);
+            if (atomic_compare_exchange_strong_explicit(
+                    bucket, &bv, (uintptr_t)ne | (bv & ~MT_PTR_MASK) |
+                                     bucket_tag(h),
+                    memory_order_acq_rel, memory_order_acquire))
                 return;
             /* Entries pushed since our scan: did one add this key? */
             mt_node *unused;
-            e = hash_find(head, scanned, h, node_key(n), n->klen, &unused);
+            e = hash_find(bucket_head(bv), scanned, h, node_key(n), n->klen,
+                          &unused);
             if (e)
                 break; /* yes: ne stays unpublished (wasted arena bytes) */
         }
@@ -626,9 +656,11 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
 
     /* Does the key have a hash entry yet? If not, one is allocated with the
      * node (so nothing can fail after the node is linked). */
-    mt_hent *bhead = atomic_load_explicit(bucket, memory_order_acquire);
+    uintptr_t bv = atomic_load_explicit(bucket, memory_order_acquire);
     mt_node *unused;
-    mt_hent *he = hash_find(bhead, NULL, h, key, klen, &unused);
+    mt_hent *he = (bv & bucket_tag(h))
+                      ? hash_find(bucket_head(bv), NULL, h, key, klen, &unused)
+                      : NULL;
     size_t pre = he ? 0 : MT_HENT_SIZE;
 
     /* [entry] + links + header + key + value, rounded up to 8. */
@@ -676,7 +708,7 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
                 atomic_fetch_add_explicit(&mt->blob_count, 1,
                                           memory_order_relaxed);
             update_max_version(mt, version);
-            hash_publish(bucket, bhead, he, ne, h, n);
+            hash_publish(bucket, bv, he, ne, h, n);
         }
     }
     return 0;

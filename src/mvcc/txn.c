@@ -584,10 +584,11 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
         if (fill)
             ep = cairn_row_cache_epoch(db->rcache, h); /* before the set */
     }
-    db_tables *tabs = cairn_db_tables_acquire(db, &S, &oldest);
+    bool lent;
+    db_tables *tabs = cairn_db_tables_borrow(db, &S, &oldest, &lent);
     if (fill &&
         cairn_db_rc_fill(db, tabs, h, key, klen, S, oldest, ep, val, vlen, &rc)) {
-        cairn_db_tables_release(tabs);
+        cairn_db_tables_return(db, tabs, lent);
         return rc;
     }
     cairn_mt_entry e;
@@ -600,7 +601,7 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
     else
         rc = cairn_db_copy_value(db, &e, val, vlen);
     cairn_sst_pin_release(&pin);
-    cairn_db_tables_release(tabs);
+    cairn_db_tables_return(db, tabs, lent);
     return rc;
 }
 

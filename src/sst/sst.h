@@ -202,8 +202,15 @@ void cairn_sst_close(cairn_sst_reader *r);
  * (the tree keeps one per storage tier): block cache hits, misses (blocks
  * read from the file) and the time of each miss (read, checksum,
  * decompression) in nanoseconds. Atomics: any thread may add. */
+/* Block cache hits are counted in per-thread stripes (a counter every
+ * reading thread bumps would bounce its cache line between cores on every
+ * read); cairn_sst_read_stats_hits sums them. */
+#define CAIRN_SST_HIT_STRIPES 8
 typedef struct cairn_sst_read_stats {
-    atomic_uint_fast64_t hits, misses;
+    struct {
+        _Alignas(64) atomic_uint_fast64_t n;
+    } hit_stripe[CAIRN_SST_HIT_STRIPES];
+    atomic_uint_fast64_t misses;
     cairn_hist miss_ns;
     cairn_hist hit_ns; /* block cache hits, one in CAIRN_SST_HIT_SAMPLE
                           timed (per thread) */
@@ -213,6 +220,9 @@ typedef struct cairn_sst_read_stats {
 /* Count this reader's data block reads in *s (NULL: stop counting). Call it
  * before the reader is shared; s must outlive the reader. */
 void cairn_sst_set_read_stats(cairn_sst_reader *r, cairn_sst_read_stats *s);
+
+/* The block cache hits counted in s. */
+uint64_t cairn_sst_read_stats_hits(cairn_sst_read_stats *s);
 
 /* The file's properties, valid until close. */
 const cairn_sst_props *cairn_sst_props_get(const cairn_sst_reader *r);

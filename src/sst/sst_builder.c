@@ -206,7 +206,7 @@ void cairn_sst_options_init(cairn_sst_options *opt)
 {
     memset(opt, 0, sizeof *opt);
     opt->block_size = 4096;
-    opt->restart_interval = 16;
+    opt->restart_interval = 4;
     opt->codec = CAIRN_SST_CODEC_LZ4;
     opt->zstd_level = 3;
     opt->bloom_bits_per_key = 10;

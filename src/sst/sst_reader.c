@@ -43,13 +43,38 @@
 
 #define MAX_STORED_BLOCK (CAIRN_SST_MAX_RAW_BLOCK + ((size_t)1 << 24))
 
-/* A decoded block: raw contents in data[0, size). */
+/* A decoded block: raw contents in data[0, size). One allocation, starting
+ * at data: the raw contents, padding to 8 bytes, for a data block the
+ * restart words (nw of them, right before this header), then this header,
+ * then for a data block room for its block cache entry (block_room), so
+ * that the cache entry, the header, the restart array (the end of the
+ * contents) and the words sit together: a seek reads them from a few
+ * adjacent cache lines instead of probing restart entries all over the
+ * block. */
+#define BLK_PREFIX 24
 typedef struct sst_block {
+    uint8_t *data;     /* the raw contents; the allocation's start */
     uint32_t size;     /* raw contents length */
     uint32_t restarts; /* offset of the restart array (= end of entries) */
     uint32_t nr;       /* number of restarts */
-    uint8_t data[];
+    uint32_t nw;       /* restart words: nr in a data block, else 0 */
+    /* Data blocks: every restart key's user key starts with prefix[0, cpl)
+     * (the longest prefix the first and last share, at most BLK_PREFIX
+     * bytes); word i is key_word of restart i's user key after it. */
+    uint32_t cpl;
+    uint8_t prefix[BLK_PREFIX];
 } sst_block;
+
+static const uint64_t *block_words(const sst_block *b)
+{
+    return (const uint64_t *)(const void *)b - b->nw;
+}
+
+static void block_free(sst_block *b)
+{
+    if (b)
+        free(b->data);
+}
 
 typedef struct idx_ent {
     uint64_t off, size; /* handle of the data block */
@@ -77,6 +102,9 @@ struct cairn_sst_reader {
      * differ they order the keys (key_word). */
     size_t cpl;
     uint64_t *dk;
+    /* boff[i] = idx[i].off (in dk's allocation): what a block cache hit
+     * needs, without touching the larger idx entry. */
+    uint64_t *boff;
     /* The filter block's contents, in a copy whose bit array is 64-byte
      * aligned (a blocked filter's block is one cache line); NULL: no
      * filter, or one of a kind this reader does not know. */
@@ -164,6 +192,22 @@ static uint64_t key_word(const uint8_t *k, size_t n, size_t from)
     return cairn_key_word_(buf);
 }
 
+/* The first of w[0, n) (ascending) that is >= x, n if none; branch-free
+ * halving (a conditional move per step: the steps of a search over keys
+ * are unpredictable, and mispredicted branches cost more than the loads). */
+static size_t word_lower_bound(const uint64_t *w, size_t n, uint64_t x)
+{
+    if (n == 0)
+        return 0;
+    const uint64_t *base = w;
+    while (n > 1) {
+        size_t half = n / 2;
+        base = base[half - 1] < x ? base + half : base;
+        n -= half;
+    }
+    return (size_t)(base - w) + (*base < x);
+}
+
 /* Internal key ik against the target (tk, tv). */
 static int cmp_target(const uint8_t *ik, size_t iklen, const uint8_t *tk,
                       size_t tklen, uint64_t tv)
@@ -227,11 +271,112 @@ static bool block_parse_restarts(sst_block *b)
     return true;
 }
 
+static uint32_t parse_entry(const sst_block *b, uint32_t p, uint32_t *shared,
+                            const uint8_t **delta, uint32_t *unshared,
+                            const uint8_t **val, uint32_t *vlen);
+
+/* What read_block checks and builds. */
+enum { BLK_RAW, BLK_ENTRIES, BLK_DATA };
+
+/* The user key of restart i of a data block (restart entries hold their
+ * whole key, at least the 8-byte trailer); false if malformed. */
+static bool restart_ukey(const sst_block *b, uint32_t i, const uint8_t **k,
+                         size_t *klen)
+{
+    uint32_t shared, unshared, vlen;
+    const uint8_t *val;
+    if (!parse_entry(b, restart_at(b, i), &shared, k, &unshared, &val,
+                     &vlen) ||
+        shared != 0 || unshared < 8)
+        return false;
+    *klen = unshared - 8;
+    return true;
+}
+
+/* Put the header (and for a data block the restart words) behind the raw
+ * contents buf[0, size) and shrink or grow the allocation to fit. On
+ * failure buf is freed; *what says why (NULL: out of memory). */
+static sst_block *block_finish(uint8_t *buf, uint32_t size, int kind,
+                               const char **what)
+{
+    sst_block t = {.data = buf, .size = size};
+    *what = NULL;
+    if (kind != BLK_RAW && !block_parse_restarts(&t)) {
+        free(buf);
+        *what = "bad restart array";
+        return NULL;
+    }
+    if (kind == BLK_DATA) {
+        const uint8_t *k0, *kl;
+        size_t l0, ll;
+        if (t.nr == 0) {
+            free(buf);
+            *what = "empty data block";
+            return NULL;
+        }
+        bool ok = restart_ukey(&t, 0, &k0, &l0) &&
+                  restart_ukey(&t, t.nr - 1, &kl, &ll);
+        for (uint32_t i = 1; ok && i + 1 < t.nr; i++) {
+            const uint8_t *k = NULL;
+            size_t l = 0;
+            ok = restart_ukey(&t, i, &k, &l);
+        }
+        if (!ok) {
+            free(buf);
+            *what = "malformed restart entry in data block";
+            return NULL;
+        }
+        size_t m = l0 < ll ? l0 : ll, c = 0;
+        if (m > BLK_PREFIX)
+            m = BLK_PREFIX;
+        while (c < m && k0[c] == kl[c])
+            c++;
+        t.cpl = (uint32_t)c;
+        memcpy(t.prefix, k0, c);
+        t.nw = t.nr;
+    }
+    size_t pad = ((size_t)size + 7) & ~(size_t)7;
+    size_t total = pad + 8 * (size_t)t.nw + sizeof t +
+                   (kind == BLK_DATA ? CAIRN_BLOCK_CACHE_ENTRY_SIZE : 0);
+    uint8_t *mem = realloc(buf, total);
+    if (!mem) {
+        free(buf);
+        return NULL;
+    }
+    sst_block *b = (sst_block *)(void *)(mem + pad + 8 * (size_t)t.nw);
+    t.data = mem;
+    *b = t;
+    uint64_t *w = (uint64_t *)(void *)(mem + pad);
+    for (uint32_t i = 0; i < t.nw; i++) {
+        const uint8_t *k = NULL;
+        size_t l = 0;
+        restart_ukey(b, i, &k, &l); /* checked above */
+        w[i] = key_word(k, l, t.cpl);
+    }
+    return b;
+}
+
+/* The allocation behind a decoded block (what the block cache charges). */
+static size_t block_charge(const sst_block *b)
+{
+    return (((size_t)b->size + 7) & ~(size_t)7) + 8 * (size_t)b->nw +
+           sizeof *b + (b->nw ? CAIRN_BLOCK_CACHE_ENTRY_SIZE : 0);
+}
+
+/* A data block's room for its block cache entry, right behind the header
+ * (cairn_block_cache_insert_at). */
+static void *block_room(sst_block *b)
+{
+    return (uint8_t *)b + sizeof *b;
+}
+
 /* Read, verify and decode the block (off, size). dctx: a lazily created
- * zstd context to reuse, or NULL. entries: the block has the entry format
- * (data, index, metaindex): check its restart array. */
+ * zstd context to reuse, or NULL. kind: BLK_ENTRIES for a block in the
+ * entry format (index, metaindex): its restart array is checked; BLK_DATA
+ * for a data block: its restart entries too, and its restart words built;
+ * BLK_RAW for anything else. */
 static int read_block(cairn_file *f, const char *path, uint64_t off,
-                      uint64_t size, ZSTD_DCtx **dctx, bool entries,
+                      uint64_t size, ZSTD_DCtx **dctx, int kind,
                       sst_block **out, char *errmsg)
 {
     *out = NULL;
@@ -239,11 +384,11 @@ static int read_block(cairn_file *f, const char *path, uint64_t off,
         return CORRUPT(errmsg, path, off, "block size %" PRIu64 " too large",
                        size);
     size_t total = (size_t)size + CAIRN_SST_TRAILER_SIZE;
-    sst_block *b = malloc(sizeof *b + total);
+    uint8_t *b = malloc(total);
     if (!b)
         return CAIRN_ENOMEM;
     size_t n = 0;
-    int rc = cairn_file_read_at(f, off, b->data, total, &n);
+    int rc = cairn_file_read_at(f, off, b, total, &n);
     if (rc) {
         free(b);
         return fail_msg(errmsg, rc, path, off, "read error (%s)",
@@ -253,35 +398,38 @@ static int read_block(cairn_file *f, const char *path, uint64_t off,
         free(b);
         return CORRUPT(errmsg, path, off, "block runs past the end of the file");
     }
-    uint8_t type = b->data[size];
-    if (XXH3_64bits(b->data, (size_t)size + 1) !=
-        cairn_get_u64(b->data + size + 1)) {
+    uint8_t type = b[size];
+    if (XXH3_64bits(b, (size_t)size + 1) != cairn_get_u64(b + size + 1)) {
         free(b);
         return CORRUPT(errmsg, path, off, "block checksum mismatch");
     }
+    uint32_t rawlen;
     if (type == CAIRN_SST_CODEC_NONE) {
         if (size > CAIRN_SST_MAX_RAW_BLOCK) {
             free(b);
             return CORRUPT(errmsg, path, off, "raw block too large");
         }
-        b->size = (uint32_t)size;
+        rawlen = (uint32_t)size;
     } else if (type == CAIRN_SST_CODEC_LZ4 || type == CAIRN_SST_CODEC_ZSTD) {
         uint64_t raw;
-        const uint8_t *end = b->data + size;
-        const uint8_t *src = cairn_get_varint64(b->data, end, &raw);
+        const uint8_t *end = b + size;
+        const uint8_t *src = cairn_get_varint64(b, end, &raw);
         size_t srclen = src ? (size_t)(end - src) : 0;
         if (!src || raw > CAIRN_SST_MAX_RAW_BLOCK || srclen > INT_MAX) {
             free(b);
             return CORRUPT(errmsg, path, off, "bad compressed block header");
         }
-        sst_block *d = malloc(sizeof *d + (size_t)raw + 1);
+        /* Room for the header and words behind the contents, so that
+         * block_finish rarely has to move them. */
+        uint8_t *d = malloc((size_t)raw + 8 + raw / 8 + sizeof(sst_block) +
+                            CAIRN_BLOCK_CACHE_ENTRY_SIZE);
         if (!d) {
             free(b);
             return CAIRN_ENOMEM;
         }
         bool ok;
         if (type == CAIRN_SST_CODEC_LZ4) {
-            int r = LZ4_decompress_safe((const char *)src, (char *)d->data,
+            int r = LZ4_decompress_safe((const char *)src, (char *)d,
                                         (int)srclen, (int)raw);
             ok = r >= 0 && (uint64_t)r == raw;
         } else {
@@ -289,10 +437,9 @@ static int read_block(cairn_file *f, const char *path, uint64_t off,
             if (dctx && !*dctx)
                 *dctx = ZSTD_createDCtx();
             if (dctx && *dctx)
-                r = ZSTD_decompressDCtx(*dctx, d->data, (size_t)raw, src,
-                                        srclen);
+                r = ZSTD_decompressDCtx(*dctx, d, (size_t)raw, src, srclen);
             else
-                r = ZSTD_decompress(d->data, (size_t)raw, src, srclen);
+                r = ZSTD_decompress(d, (size_t)raw, src, srclen);
             ok = !ZSTD_isError(r) && r == raw;
         }
         free(b);
@@ -301,18 +448,16 @@ static int read_block(cairn_file *f, const char *path, uint64_t off,
             return CORRUPT(errmsg, path, off, "block does not decompress");
         }
         b = d;
-        b->size = (uint32_t)raw;
+        rawlen = (uint32_t)raw;
     } else {
         free(b);
         return CORRUPT(errmsg, path, off, "unknown block type %u", type);
     }
-    b->nr = 0;
-    b->restarts = 0;
-    if (entries && !block_parse_restarts(b)) {
-        free(b);
-        return CORRUPT(errmsg, path, off, "bad restart array");
-    }
-    *out = b;
+    const char *what;
+    sst_block *blk = block_finish(b, rawlen, kind, &what);
+    if (!blk)
+        return what ? CORRUPT(errmsg, path, off, "%s", what) : CAIRN_ENOMEM;
+    *out = blk;
     return 0;
 }
 
@@ -378,7 +523,7 @@ static void it_release(cairn_sst_iter *it)
     if (it->h)
         cairn_block_cache_release(it->r->cache, it->h);
     else
-        free(it->blk);
+        block_free(it->blk);
     it->h = NULL;
     it->blk = NULL;
 }
@@ -418,7 +563,18 @@ static void it_corrupt(cairn_sst_iter *it, const char *what)
 
 static void block_free_fn(void *p)
 {
-    free(p);
+    block_free(p);
+}
+
+/* This thread's hit counter stripe: threads take them round robin. */
+static unsigned hit_stripe(void)
+{
+    static atomic_uint next;
+    static _Thread_local unsigned mine = UINT_MAX;
+    if (mine == UINT_MAX)
+        mine = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) %
+               CAIRN_SST_HIT_STRIPES;
+    return mine;
 }
 
 /* Make data block i the one held. */
@@ -428,7 +584,6 @@ static int it_load(cairn_sst_iter *it, size_t i)
     if (it->blk && it->bi == i)
         return 0;
     it_release(it);
-    const idx_ent *e = &r->idx[i];
     if (r->cache) {
         /* One lookup in CAIRN_SST_HIT_SAMPLE per thread is timed. */
         static _Thread_local uint32_t sample;
@@ -437,11 +592,11 @@ static int it_load(cairn_sst_iter *it, size_t i)
         if (timed)
             clock_gettime(CLOCK_MONOTONIC, &h0);
         cairn_cache_handle *h =
-            cairn_block_cache_lookup(r->cache, r->file_id, e->off);
+            cairn_block_cache_lookup(r->cache, r->file_id, r->boff[i]);
         if (h) {
             if (r->stats)
-                atomic_fetch_add_explicit(&r->stats->hits, 1,
-                                          memory_order_relaxed);
+                atomic_fetch_add_explicit(&r->stats->hit_stripe[hit_stripe()].n,
+                                          1, memory_order_relaxed);
             if (timed) {
                 clock_gettime(CLOCK_MONOTONIC, &h1);
                 int64_t ns = (int64_t)(h1.tv_sec - h0.tv_sec) * 1000000000 +
@@ -454,12 +609,13 @@ static int it_load(cairn_sst_iter *it, size_t i)
             return 0;
         }
     }
+    const idx_ent *e = &r->idx[i];
     sst_block *b;
     struct timespec t0, t1;
     if (r->stats)
         clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = read_block(r->f, r->path, e->off, e->size,
-                        it->use_dctx ? &it->dctx : NULL, true, &b,
+                        it->use_dctx ? &it->dctx : NULL, BLK_DATA, &b,
                         it->errmsg);
     if (r->stats) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -473,14 +629,15 @@ static int it_load(cairn_sst_iter *it, size_t i)
         return rc;
     }
     if (b->nr == 0) {
-        free(b);
+        block_free(b);
         it_fail(it, CORRUPT(it->errmsg, r->path, e->off, "empty data block"));
         return it->status;
     }
     if (r->cache && !it->no_fill) {
         cairn_cache_handle *h = NULL;
-        rc = cairn_block_cache_insert(r->cache, r->file_id, e->off, b,
-                                      sizeof *b + b->size, block_free_fn, &h);
+        rc = cairn_block_cache_insert_at(r->cache, r->file_id, e->off, b,
+                                         block_charge(b), block_free_fn,
+                                         block_room(b), &h);
         if (rc) { /* b has been freed */
             snprintf(it->errmsg, sizeof it->errmsg, "%s", cairn_strerror(rc));
             it_fail(it, rc);
@@ -599,21 +756,35 @@ static int blk_seek(cairn_sst_iter *it, const uint8_t *tk, size_t tklen,
                     uint64_t tv)
 {
     const sst_block *b = it->blk;
-    uint32_t left = 0, right = b->nr - 1;
-    while (left < right) {
-        uint32_t mid = left + (right - left + 1) / 2;
-        uint32_t shared, unshared, vlen;
-        const uint8_t *delta, *val;
-        if (!parse_entry(b, restart_at(b, mid), &shared, &delta, &unshared,
-                         &val, &vlen) ||
-            shared != 0 || unshared < 8) {
-            it_corrupt(it, "malformed restart entry in data block");
-            return it->status;
+    uint32_t left = 0;
+    /* The last restart whose key is below the target (0 if none), found
+     * in the restart words: restarts before lo have words below the
+     * target's, so their keys are below it; from lo on, those whose word
+     * equals the target's are compared in full. */
+    size_t m = tklen < b->cpl ? tklen : b->cpl;
+    int pc = m ? memcmp(tk, b->prefix, m) : 0;
+    if (pc > 0) {
+        left = b->nr - 1;
+    } else if (pc == 0 && tklen >= b->cpl && b->nr > 1) {
+        const uint64_t *w = block_words(b);
+        uint64_t tw = key_word(tk, tklen, b->cpl);
+        size_t lo = word_lower_bound(w, b->nr, tw);
+        size_t hi = lo + word_lower_bound(w + lo, b->nr - lo, tw + 1);
+        if (tw == UINT64_MAX)
+            hi = b->nr;
+        while (lo < hi) { /* restarts with the target's word */
+            size_t mid = lo + (hi - lo) / 2;
+            const uint8_t *k;
+            uint32_t shared, unshared, vlen;
+            const uint8_t *val;
+            parse_entry(b, restart_at(b, (uint32_t)mid), &shared, &k,
+                        &unshared, &val, &vlen); /* checked at load */
+            if (cmp_target(k, unshared, tk, tklen, tv) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
         }
-        if (cmp_target(delta, unshared, tk, tklen, tv) < 0)
-            left = mid;
-        else
-            right = mid - 1;
+        left = lo ? (uint32_t)lo - 1 : 0;
     }
     it->ri = left;
     it->key.len = 0;
@@ -628,6 +799,14 @@ static int blk_seek(cairn_sst_iter *it, const uint8_t *tk, size_t tklen,
         if (rc)
             return rc;
         bool found = cmp_target(it->key.p, it->key.len, tk, tklen, tv) >= 0;
+        if (found) {
+            /* A point lookup copies the value out next: start loading the
+             * cache lines it spans while the lookup unwinds. */
+            uintptr_t a = (uintptr_t)val & ~(uintptr_t)63;
+            uintptr_t z = (uintptr_t)val + (vlen < 256 ? vlen : 256);
+            for (; a < z; a += 64)
+                __builtin_prefetch((const void *)a);
+        }
         if (found || next >= b->restarts) {
             rc = it_take(it, p, next, shared, val, vlen);
             return rc ? rc : found;
@@ -651,18 +830,14 @@ static size_t index_lower_bound(const cairn_sst_reader *r, const uint8_t *tk,
     if (pc > 0)
         return r->nidx;
     uint64_t tw = key_word(tk, tklen, r->cpl);
-    size_t lo = 0, hi = r->nidx;
-    while (lo < hi) {
+    size_t lo = word_lower_bound(r->dk, r->nidx, tw);
+    size_t hi = tw == UINT64_MAX
+                    ? r->nidx
+                    : lo + word_lower_bound(r->dk + lo, r->nidx - lo, tw + 1);
+    while (lo < hi) { /* keys with the target's word: compared in full */
         size_t mid = lo + (hi - lo) / 2;
-        uint64_t w = r->dk[mid];
-        int c;
-        if (w != tw) {
-            c = w < tw ? -1 : 1;
-        } else {
-            const idx_ent *e = &r->idx[mid];
-            c = cmp_target(r->keys + e->koff, e->klen, tk, tklen, tv);
-        }
-        if (c < 0)
+        const idx_ent *e = &r->idx[mid];
+        if (cmp_target(r->keys + e->koff, e->klen, tk, tklen, tv) < 0)
             lo = mid + 1;
         else
             hi = mid;
@@ -838,7 +1013,7 @@ void cairn_sst_pin_release(cairn_sst_pin *pin)
         return;
     if (pin->handle)
         cairn_block_cache_release(pin->cache, pin->handle);
-    free(pin->block);
+    block_free(pin->block);
     memset(pin, 0, sizeof *pin);
 }
 
@@ -1057,11 +1232,14 @@ static int parse_index(cairn_sst_reader *r, const sst_block *b, char *errmsg)
     while (cpl < an && cpl < zn && ak[cpl] == zk[cpl])
         cpl++;
     r->cpl = cpl;
-    r->dk = malloc(r->nidx * sizeof *r->dk);
+    r->dk = malloc(2 * r->nidx * sizeof *r->dk);
     if (!r->dk)
         return CAIRN_ENOMEM;
-    for (size_t i = 0; i < r->nidx; i++)
+    r->boff = r->dk + r->nidx;
+    for (size_t i = 0; i < r->nidx; i++) {
         r->dk[i] = key_word(r->keys + r->idx[i].koff, r->idx[i].klen - 8, cpl);
+        r->boff[i] = r->idx[i].off;
+    }
     return 0;
 }
 
@@ -1187,18 +1365,18 @@ static int open_file(cairn_sst_reader *r, char *errmsg)
     }
 
     sst_block *b;
-    rc = read_block(r->f, path, r->meta[0][0], r->meta[0][1], NULL, true, &b,
-                    errmsg);
+    rc = read_block(r->f, path, r->meta[0][0], r->meta[0][1], NULL,
+                    BLK_ENTRIES, &b, errmsg);
     if (rc)
         return rc;
     rc = parse_metaindex(r, b, errmsg);
-    free(b);
+    block_free(b);
     if (rc)
         return rc;
 
     if (r->meta[1][1]) {
         sst_block *fb = NULL;
-        rc = read_block(r->f, path, r->meta[1][0], r->meta[1][1], NULL, false,
+        rc = read_block(r->f, path, r->meta[1][0], r->meta[1][1], NULL, BLK_RAW,
                         &fb, errmsg);
         if (rc)
             return rc;
@@ -1207,23 +1385,23 @@ static int open_file(cairn_sst_reader *r, char *errmsg)
             r->fsize = fb->size;
             r->fdata = cairn_bloom_aligned_copy(fb->data, fb->size, &r->fmem);
         }
-        free(fb);
+        block_free(fb);
         if (fc < 0)
             return CORRUPT(errmsg, path, r->meta[1][0], "malformed filter block");
         if (fc == 0 && !r->fdata)
             return CAIRN_ENOMEM;
     }
 
-    rc = read_block(r->f, path, r->meta[2][0], r->meta[2][1], NULL, true, &b,
-                    errmsg);
+    rc = read_block(r->f, path, r->meta[2][0], r->meta[2][1], NULL,
+                    BLK_ENTRIES, &b, errmsg);
     if (rc)
         return rc;
     rc = parse_index(r, b, errmsg);
-    free(b);
+    block_free(b);
     if (rc)
         return rc;
 
-    rc = read_block(r->f, path, r->meta[3][0], r->meta[3][1], NULL, false,
+    rc = read_block(r->f, path, r->meta[3][0], r->meta[3][1], NULL, BLK_RAW,
                     &r->propblk, errmsg);
     if (rc)
         return rc;
@@ -1270,7 +1448,7 @@ int cairn_sst_blob_refs(const cairn_sst_reader *r, cairn_sst_blob_ref_fn fn,
     if (r->brefs[1] == 0)
         return 0;
     sst_block *b = NULL;
-    int rc = read_block(r->f, r->path, r->brefs[0], r->brefs[1], NULL, false,
+    int rc = read_block(r->f, r->path, r->brefs[0], r->brefs[1], NULL, BLK_RAW,
                         &b, errmsg);
     if (rc)
         return rc;
@@ -1300,14 +1478,14 @@ int cairn_sst_blob_refs(const cairn_sst_reader *r, cairn_sst_blob_ref_fn fn,
         if (fn) {
             rc = fn(arg, h, count, file, off, (uint32_t)slen);
             if (rc) {
-                free(b);
+                block_free(b);
                 return rc;
             }
         }
     }
     if (rc == 0 && p != end)
         rc = CAIRN_ECORRUPT;
-    free(b);
+    block_free(b);
     if (rc == CAIRN_ECORRUPT)
         return CORRUPT(errmsg, r->path, r->brefs[0],
                        "malformed blob references block");
@@ -1323,7 +1501,7 @@ void cairn_sst_close(cairn_sst_reader *r)
     free(r->dk);
     free(r->keys);
     free(r->fmem);
-    free(r->propblk);
+    block_free(r->propblk);
     free(r->path);
     free(r);
 }
@@ -1336,6 +1514,14 @@ const cairn_sst_props *cairn_sst_props_get(const cairn_sst_reader *r)
 void cairn_sst_set_read_stats(cairn_sst_reader *r, cairn_sst_read_stats *s)
 {
     r->stats = s;
+}
+
+uint64_t cairn_sst_read_stats_hits(cairn_sst_read_stats *s)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < CAIRN_SST_HIT_STRIPES; i++)
+        n += atomic_load_explicit(&s->hit_stripe[i].n, memory_order_relaxed);
+    return n;
 }
 
 const char *cairn_sst_path(const cairn_sst_reader *r)
@@ -1462,13 +1648,14 @@ static int verify_file(const cairn_sst_reader *r, cairn_sst_progress_fn progress
             break;
         }
         sst_block *b;
-        rc = read_block(r->f, path, e->off, e->size, &dctx, true, &b, errmsg);
+        rc = read_block(r->f, path, e->off, e->size, &dctx, BLK_DATA, &b,
+                        errmsg);
         if (rc)
             break;
         s->raw += b->size;
         s->stored += e->size + CAIRN_SST_TRAILER_SIZE;
         rc = verify_block(r, i, b, s, errmsg);
-        free(b);
+        block_free(b);
         expect = e->off + e->size + CAIRN_SST_TRAILER_SIZE;
         if (!rc && progress)
             progress(arg, expect, total);

@@ -12,7 +12,8 @@
  *    replace; erase_file; set_capacity shrink/zero/grow; oversize entries
  *    (dropped at once without a handle, pinned then freed on release with
  *    one); hash table growth; free_fn calling back into the cache (it must
- *    not run under the shard lock, or this would self-deadlock).
+ *    not run under the shard lock, or this would self-deadlock); the same
+ *    cases with the entries embedded in their blocks (insert_at).
  *  - Every block records the id of its insert; free_fn counts frees per id,
  *    so each test checks "freed exactly once, and only when expected", and
  *    that all frees == all inserts at the end (ASan checks the memory side).
@@ -88,10 +89,24 @@ static inline uint8_t pattern_byte(const tblock *b, size_t i)
     return (uint8_t)((k >> ((i & 7) * 8)) + i * 31);
 }
 
+/* Every block has room for an embedded cache entry behind its payload
+ * (cairn_block_cache_insert_at), used when g_embed is set. */
+static bool g_embed;
+
+static size_t room_off(size_t len)
+{
+    return (sizeof(tblock) + len + 7) & ~(size_t)7;
+}
+
+static void *room_of(tblock *b)
+{
+    return (uint8_t *)b + room_off(b->len);
+}
+
 static tblock *mk_block(uint64_t file_id, uint64_t off, size_t len,
                         uint64_t seed)
 {
-    tblock *b = malloc(sizeof *b + len);
+    tblock *b = malloc(room_off(len) + CAIRN_BLOCK_CACHE_ENTRY_SIZE);
     if (!b)
         return NULL;
     b->magic = BLOCK_MAGIC;
@@ -146,8 +161,15 @@ static uint64_t ins(cairn_block_cache *c, uint64_t file_id, uint64_t off,
     assert_non_null(b);
     uint64_t id = b->id;
     atomic_fetch_add(&g_inserted, 1);
-    assert_int_equal(
-        cairn_block_cache_insert(c, file_id, off, b, charge, t_free, out), 0);
+    if (g_embed)
+        assert_int_equal(cairn_block_cache_insert_at(c, file_id, off, b,
+                                                     charge, t_free,
+                                                     room_of(b), out),
+                         0);
+    else
+        assert_int_equal(
+            cairn_block_cache_insert(c, file_id, off, b, charge, t_free, out),
+            0);
     if (out) {
         assert_non_null(*out);
         assert_ptr_equal(cairn_cache_handle_data(*out), b);
@@ -699,8 +721,13 @@ static void *stress_thread(void *p)
             }
             atomic_fetch_add(&g_inserted, 1);
             bool pin = tu_rand(&rs, 3) == 0;
-            int rc = cairn_block_cache_insert(a->c, f, o, b, b->len, t_free,
-                                              pin ? &h : NULL);
+            /* Half the entries embedded in their blocks. */
+            int rc = tu_rand(&rs, 2)
+                         ? cairn_block_cache_insert_at(a->c, f, o, b, b->len,
+                                                       t_free, room_of(b),
+                                                       pin ? &h : NULL)
+                         : cairn_block_cache_insert(a->c, f, o, b, b->len,
+                                                    t_free, pin ? &h : NULL);
             if (rc != 0 || (pin && !h))
                 a->failures++;
             if (h && !st_check(h, f, o))
@@ -742,6 +769,23 @@ static void *stress_thread(void *p)
         }
     }
     return NULL;
+}
+
+/* The cases above again with every entry embedded in its block
+ * (insert_at): the block's free_fn frees the entry with it, so ASan sees
+ * any use of an entry after its block was freed. */
+static void test_embedded(void **state)
+{
+    g_embed = true;
+    test_roundtrip(state);
+    test_budget(state);
+    test_pinned(state);
+    test_replace(state);
+    test_erase_file(state);
+    test_set_capacity(state);
+    test_oversize(state);
+    test_free_fn_reenters(state);
+    g_embed = false;
 }
 
 static void test_stress(void **state)
@@ -822,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_table_growth),
         cmocka_unit_test(test_free_fn_reenters),
+        cmocka_unit_test(test_embedded),
         cmocka_unit_test(test_stress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
