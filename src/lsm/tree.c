@@ -1609,11 +1609,9 @@ int cairn_tree_open(cairn_env *env, const char *dir,
     if (errmsg && errlen)
         errmsg[0] = 0;
     /* Aligned: the read stats' hit stripes are cache-line aligned. */
-    size_t tsz = (sizeof(cairn_tree) + _Alignof(cairn_tree) - 1) &
-                 ~(_Alignof(cairn_tree) - 1);
-    cairn_tree *t = aligned_alloc(_Alignof(cairn_tree), tsz);
+    cairn_tree *t = aligned_alloc(_Alignof(cairn_tree), sizeof *t);
     if (t)
-        memset(t, 0, tsz);
+        memset(t, 0, sizeof *t);
     if (!t)
         return CAIRN_ENOMEM;
     if (o)

@@ -208,6 +208,15 @@ static size_t word_lower_bound(const uint64_t *w, size_t n, uint64_t x)
     return (size_t)(base - w) + (*base < x);
 }
 
+/* [*lo, *hi): the words of w[0, n) equal to x. */
+static void word_equal_range(const uint64_t *w, size_t n, uint64_t x,
+                             size_t *lo, size_t *hi)
+{
+    *lo = word_lower_bound(w, n, x);
+    *hi = x == UINT64_MAX ? n
+                          : *lo + word_lower_bound(w + *lo, n - *lo, x + 1);
+}
+
 /* Internal key ik against the target (tk, tv). */
 static int cmp_target(const uint8_t *ik, size_t iklen, const uint8_t *tk,
                       size_t tklen, uint64_t tv)
@@ -314,14 +323,8 @@ static sst_block *block_finish(uint8_t *buf, uint32_t size, int kind,
             *what = "empty data block";
             return NULL;
         }
-        bool ok = restart_ukey(&t, 0, &k0, &l0) &&
-                  restart_ukey(&t, t.nr - 1, &kl, &ll);
-        for (uint32_t i = 1; ok && i + 1 < t.nr; i++) {
-            const uint8_t *k = NULL;
-            size_t l = 0;
-            ok = restart_ukey(&t, i, &k, &l);
-        }
-        if (!ok) {
+        if (!restart_ukey(&t, 0, &k0, &l0) ||
+            !restart_ukey(&t, t.nr - 1, &kl, &ll)) {
             free(buf);
             *what = "malformed restart entry in data block";
             return NULL;
@@ -346,11 +349,16 @@ static sst_block *block_finish(uint8_t *buf, uint32_t size, int kind,
     sst_block *b = (sst_block *)(void *)(mem + pad + 8 * (size_t)t.nw);
     t.data = mem;
     *b = t;
+    /* The words, checking every restart entry on the way. */
     uint64_t *w = (uint64_t *)(void *)(mem + pad);
     for (uint32_t i = 0; i < t.nw; i++) {
         const uint8_t *k = NULL;
         size_t l = 0;
-        restart_ukey(b, i, &k, &l); /* checked above */
+        if (!restart_ukey(b, i, &k, &l)) {
+            free(mem);
+            *what = "malformed restart entry in data block";
+            return NULL;
+        }
         w[i] = key_word(k, l, t.cpl);
     }
     return b;
@@ -628,11 +636,6 @@ static int it_load(cairn_sst_iter *it, size_t i)
         it_fail(it, rc);
         return rc;
     }
-    if (b->nr == 0) {
-        block_free(b);
-        it_fail(it, CORRUPT(it->errmsg, r->path, e->off, "empty data block"));
-        return it->status;
-    }
     if (r->cache && !it->no_fill) {
         cairn_cache_handle *h = NULL;
         rc = cairn_block_cache_insert_at(r->cache, r->file_id, e->off, b,
@@ -768,10 +771,8 @@ static int blk_seek(cairn_sst_iter *it, const uint8_t *tk, size_t tklen,
     } else if (pc == 0 && tklen >= b->cpl && b->nr > 1) {
         const uint64_t *w = block_words(b);
         uint64_t tw = key_word(tk, tklen, b->cpl);
-        size_t lo = word_lower_bound(w, b->nr, tw);
-        size_t hi = lo + word_lower_bound(w + lo, b->nr - lo, tw + 1);
-        if (tw == UINT64_MAX)
-            hi = b->nr;
+        size_t lo, hi;
+        word_equal_range(w, b->nr, tw, &lo, &hi);
         while (lo < hi) { /* restarts with the target's word */
             size_t mid = lo + (hi - lo) / 2;
             const uint8_t *k;
@@ -830,10 +831,8 @@ static size_t index_lower_bound(const cairn_sst_reader *r, const uint8_t *tk,
     if (pc > 0)
         return r->nidx;
     uint64_t tw = key_word(tk, tklen, r->cpl);
-    size_t lo = word_lower_bound(r->dk, r->nidx, tw);
-    size_t hi = tw == UINT64_MAX
-                    ? r->nidx
-                    : lo + word_lower_bound(r->dk + lo, r->nidx - lo, tw + 1);
+    size_t lo, hi;
+    word_equal_range(r->dk, r->nidx, tw, &lo, &hi);
     while (lo < hi) { /* keys with the target's word: compared in full */
         size_t mid = lo + (hi - lo) / 2;
         const idx_ent *e = &r->idx[mid];
