@@ -220,16 +220,37 @@ void cairn_db_tables_release(db_tables *t)
     free(t);
 }
 
-int cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
-                  uint64_t max_ts, cairn_mt_entry *out, cairn_sst_pin *pin)
+int cairn_db_read_mem(db_tables *t, const void *key, size_t klen, uint64_t S,
+                      uint64_t max_ts, cairn_mt_entry *out)
 {
-    memset(pin, 0, sizeof *pin);
     /* Per key, newer tables hold newer versions: the first hit wins. */
     if (cairn_memtable_get(t->active, key, klen, S, max_ts, out))
         return 1;
     for (size_t i = 0; i < t->nimm; i++)
         if (cairn_memtable_get(t->imm[i], key, klen, S, max_ts, out))
             return 1;
+    return 0;
+}
+
+bool cairn_db_has_files(db_tables *t)
+{
+    return t->view && cairn_tree_view_nfiles(t->view) > 0;
+}
+
+int cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
+                  uint64_t max_ts, cairn_mt_entry *out, cairn_sst_pin *pin)
+{
+    memset(pin, 0, sizeof *pin);
+    if (cairn_db_read_mem(t, key, klen, S, max_ts, out))
+        return 1;
+    return cairn_db_read_files(t, key, klen, S, max_ts, out, pin);
+}
+
+int cairn_db_read_files(db_tables *t, const void *key, size_t klen,
+                        uint64_t S, uint64_t max_ts, cairn_mt_entry *out,
+                        cairn_sst_pin *pin)
+{
+    memset(pin, 0, sizeof *pin);
     if (!t->view)
         return 0;
     cairn_sst_entry e;

@@ -241,6 +241,16 @@ void cairn_db_tables_release(db_tables *t);
  * file). */
 int cairn_db_read(db_tables *t, const void *key, size_t klen, uint64_t S,
                   uint64_t max_ts, cairn_mt_entry *out, cairn_sst_pin *pin);
+/* The two halves of cairn_db_read: the memtables only (1 found, 0 not;
+ * nothing to release), and the sorted files only (as cairn_db_read). */
+int cairn_db_read_mem(db_tables *t, const void *key, size_t klen, uint64_t S,
+                      uint64_t max_ts, cairn_mt_entry *out);
+int cairn_db_read_files(db_tables *t, const void *key, size_t klen,
+                        uint64_t S, uint64_t max_ts, cairn_mt_entry *out,
+                        cairn_sst_pin *pin);
+/* Whether the set has any sorted file (the row cache only stands in front
+ * of them). */
+bool cairn_db_has_files(db_tables *t);
 /* Every version stored in t, merged (memtables newest first, then the
  * sorted files in search order): NULL when out of memory. The caller owns
  * it; t must outlive it. */

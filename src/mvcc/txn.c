@@ -529,7 +529,14 @@ int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
     if (t->serializable && (rc = rs_add_key(t, key, klen, h)) != 0)
         return rc;
     cairn_db *db = t->db;
-    if (cairn_row_cache_enabled(db->rcache)) {
+    cairn_mt_entry e;
+    cairn_sst_pin pin = {0};
+    /* The memtables first; the row cache stands in front of the sorted
+     * files only (as in cairn_get). */
+    int r = cairn_db_read_mem(t->tables, key, klen, t->snapshot, t->max_ts,
+                              &e);
+    if (r == 0 && cairn_row_cache_enabled(db->rcache) &&
+        cairn_db_has_files(t->tables)) {
         /* An entry at or below the snapshot (and time bound) is the answer
          * (db_internal.h). */
         bool admit = false;
@@ -550,10 +557,9 @@ int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
                 return rc;
         }
     }
-    cairn_mt_entry e;
-    cairn_sst_pin pin;
-    int r = cairn_db_read(t->tables, key, klen, t->snapshot, t->max_ts, &e,
-                          &pin);
+    if (r == 0)
+        r = cairn_db_read_files(t->tables, key, klen, t->snapshot, t->max_ts,
+                                &e, &pin);
     if (r < 0)
         rc = r;
     else if (r == 0 || e.kind == CAIRN_MT_DELETE)
@@ -572,28 +578,41 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
     int rc = check_key(db, key, klen);
     if (rc)
         return rc;
-    uint64_t S, h = 0, ep = 0, oldest;
-    bool fill = false; /* a miss the row cache admits */
-    if (cairn_row_cache_enabled(db->rcache)) {
-        /* A hit needs no table set: the snapshot is simply what is
-         * visible now. */
-        h = key_hash(key, klen);
-        if (cairn_db_rc_lookup(db, h, key, klen, atomic_load(&db->visible),
-                               UINT64_MAX, val, vlen, &rc, &fill))
-            return rc;
-        if (fill)
-            ep = cairn_row_cache_epoch(db->rcache, h); /* before the set */
-    }
+    uint64_t S, oldest;
     bool lent;
     db_tables *tabs = cairn_db_tables_borrow(db, &S, &oldest, &lent);
-    if (fill &&
-        cairn_db_rc_fill(db, tabs, h, key, klen, S, oldest, ep, val, vlen, &rc)) {
-        cairn_db_tables_return(db, tabs, lent);
-        return rc;
-    }
     cairn_mt_entry e;
-    cairn_sst_pin pin;
-    int r = cairn_db_read(tabs, key, klen, S, UINT64_MAX, &e, &pin);
+    cairn_sst_pin pin = {0};
+    /* The memtables answer for keys written lately, as cheaply as the row
+     * cache would: it stands in front of the sorted files only. */
+    int r = cairn_db_read_mem(tabs, key, klen, S, UINT64_MAX, &e);
+    if (r == 0 && cairn_row_cache_enabled(db->rcache) &&
+        cairn_db_has_files(tabs)) {
+        uint64_t h = key_hash(key, klen);
+        bool fill = false; /* a miss the row cache admits */
+        if (cairn_db_rc_lookup(db, h, key, klen, S, UINT64_MAX, val, vlen,
+                               &rc, &fill)) {
+            cairn_db_tables_return(db, tabs, lent);
+            return rc;
+        }
+        /* Filling needs a table set taken after the key's epoch was read
+         * (db_internal.h): a fresh one. Its visible version is at least
+         * S, and any state between the start of the call and its end is
+         * this read's answer. */
+        if (fill) {
+            uint64_t ep = cairn_row_cache_epoch(db->rcache, h), vis, old2;
+            db_tables *fresh = cairn_db_tables_acquire(db, &vis, &old2);
+            bool done = cairn_db_rc_fill(db, fresh, h, key, klen, vis, old2,
+                                         ep, val, vlen, &rc);
+            cairn_db_tables_release(fresh);
+            if (done) {
+                cairn_db_tables_return(db, tabs, lent);
+                return rc;
+            }
+        }
+    }
+    if (r == 0)
+        r = cairn_db_read_files(tabs, key, klen, S, UINT64_MAX, &e, &pin);
     if (r < 0)
         rc = r;
     else if (r == 0 || e.kind == CAIRN_MT_DELETE)

@@ -1050,6 +1050,9 @@ def t_info_tiers():
         for k in ("b1", "b2", "b3"):
             eq(c.cmd("SET", k, big), "OK", "set a large value")
         eq(c.cmd("SET", "small", "v"), "OK", "set")
+        # The row cache stands in front of sorted files only: a key still
+        # in the memtable is read there.
+        eq(c.cmd("SAVE"), "OK", "flush to sorted files")
         for _ in range(200):
             eq(c.cmd("GET", "small"), b"v", "get")
         for k in ("b1", "b2", "b3"):
@@ -1084,6 +1087,7 @@ def t_config_cache_sizes():
            {"block-cache-size": str(1 << 30), "row-cache-size": str(64 << 20)},
            "defaults")
         eq(c.cmd("SET", "rc", "v1"), "OK", "set")
+        eq(c.cmd("SAVE"), "OK", "flush: the row cache fronts sorted files")
         # The first read is not cached (admission: a key's second read
         # that misses fills the cache), the second fills, the rest hit.
         for _ in range(4):
@@ -1098,6 +1102,7 @@ def t_config_cache_sizes():
         eq(c.cmd("SET", "rc", "v2"), "OK", "overwrite")
         eq(c.cmd("GET", "rc"), b"v2", "get after overwrite")
         assert int(info_fields(c, "cairn")["row_cache_invalidations"]) >= 1
+        eq(c.cmd("SAVE"), "OK", "flush v2 too")
         # Off, then on with a smaller budget; the block cache shrinks.
         eq(c.cmd("CONFIG", "SET", "row-cache-size", "0", "block-cache-size",
                  "2mb"), "OK", "set both")
