@@ -263,6 +263,13 @@ int cairn_delete(cairn_db *db, const void *key, size_t klen,
 int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
               size_t *vlen);
 
+/* A hint that key is about to be read (by cairn_get, a transaction or a
+ * read as of a version): starts loading the memory such a read touches
+ * first, so that a caller with several reads at hand (a pipeline of
+ * requests) can overlap their memory latencies. Changes nothing, does no
+ * I/O, never fails; keys that are invalid are ignored. */
+void cairn_prefetch(cairn_db *db, const void *key, size_t klen);
+
 /* One write of a batch; val == NULL deletes the key. */
 typedef struct cairn_write {
     const void *key;

@@ -181,8 +181,9 @@ static void table_grow(rc_shard *s)
         }
     }
     free(s->buckets);
-    s->buckets = nb;
-    s->nbuckets = n;
+    /* Atomic stores: cairn_row_cache_prefetch reads both without mu. */
+    __atomic_store_n(&s->buckets, nb, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->nbuckets, n, __ATOMIC_RELAXED);
 }
 
 static inline void lru_unlink(rc_entry *e)
@@ -275,6 +276,21 @@ static size_t shard_capacity(size_t capacity, unsigned n, unsigned i)
 size_t cairn_row_cache_charge(size_t klen, size_t vlen)
 {
     return sizeof(rc_entry) + RC_ALLOC_OVERHEAD + RC_BUCKET_SHARE + klen + vlen;
+}
+
+void cairn_row_cache_prefetch(cairn_row_cache *c, uint64_t hash)
+{
+    if (!c)
+        return;
+    /* Without the shard's mutex: the array and its size may be from two
+     * sides of a resize, or the array freed since. A prefetch never faults,
+     * so any address computed from them is harmless: at worst a wasted
+     * load. */
+    rc_shard *s = shard_of(c, hash);
+    rc_entry **b = __atomic_load_n(&s->buckets, __ATOMIC_RELAXED);
+    size_t n = __atomic_load_n(&s->nbuckets, __ATOMIC_RELAXED);
+    __builtin_prefetch(s);
+    __builtin_prefetch(b + (hash & (n - 1)));
 }
 
 uint64_t cairn_row_cache_hash(const void *key, size_t klen)

@@ -81,6 +81,10 @@ void cairn_row_cache_set_clock(cairn_row_cache *c, cairn_row_cache_clock_fn fn,
 /* The hash every call below takes: XXH3-64 of the key. */
 uint64_t cairn_row_cache_hash(const void *key, size_t klen);
 
+/* A hint that the key with this hash is about to be looked up: starts
+ * loading its shard and bucket. Takes no lock; changes nothing. */
+void cairn_row_cache_prefetch(cairn_row_cache *c, uint64_t hash);
+
 /* capacity > 0 (a relaxed read: a hint for callers that skip the cache
  * when it is off; correctness never depends on it). */
 bool cairn_row_cache_enabled(const cairn_row_cache *c);

@@ -651,6 +651,21 @@ int cairn_tree_view_read(const cairn_tree_view *v, const void *key,
     return rc;
 }
 
+void cairn_tree_view_prefetch(const cairn_tree_view *v, const void *key,
+                              size_t klen, uint64_t hash)
+{
+    tfile *cand[64]; /* L0's files and one per deeper level at most */
+    if (v->n == 0 ||
+        v->lstart[1] - v->lstart[0] + CAIRN_LSM_MAX_LEVELS > 64)
+        return;
+    size_t n = candidates(v, key, klen, cand);
+    for (size_t i = 0; i < n; i++) {
+        const cairn_sst_reader *r = atomic_load(&cand[i]->r);
+        if (r)
+            cairn_sst_prefetch(r, hash);
+    }
+}
+
 int cairn_tree_view_versions(const cairn_tree_view *v, const void *key,
                              size_t klen, uint64_t S, cairn_tree_entry_fn fn,
                              void *arg)

@@ -160,6 +160,12 @@ int cairn_tree_view_read(const cairn_tree_view *v, const void *key,
                          cairn_sst_entry *out, cairn_sst_pin *pin,
                          char *errmsg);
 
+/* A hint that key (whose XXH3_64bits hash is `hash`) is about to be read:
+ * starts loading the filter bytes of each file a read would look at (files
+ * not open yet are left alone: a hint does no I/O). No effect on results. */
+void cairn_tree_view_prefetch(const cairn_tree_view *v, const void *key,
+                              size_t klen, uint64_t hash);
+
 /* Every entry of key (all versions, newest first) with version <= S, passed
  * to fn until it returns non-zero. Pointers are valid during the call. */
 typedef int (*cairn_tree_entry_fn)(void *arg, const cairn_sst_entry *e);

@@ -764,6 +764,13 @@ bool cairn_memtable_get(cairn_memtable *mt, const void *key_, size_t klen,
     return false;
 }
 
+void cairn_memtable_prefetch(cairn_memtable *mt, uint64_t hash)
+{
+    mt_bucket *b = atomic_load_explicit(&mt->buckets, memory_order_acquire);
+    if (b)
+        __builtin_prefetch(&b[hash & mt->hmask]);
+}
+
 uint64_t cairn_memtable_latest_version(cairn_memtable *mt, const void *key,
                                        size_t klen)
 {

@@ -104,6 +104,10 @@ bool cairn_memtable_get(cairn_memtable *mt, const void *key, size_t klen,
                         uint64_t max_version, uint64_t max_ts,
                         cairn_mt_entry *out);
 
+/* A hint that a read of the key whose XXH3_64bits hash is `hash` follows:
+ * starts loading its hash bucket. No effect on results; lock-free. */
+void cairn_memtable_prefetch(cairn_memtable *mt, uint64_t hash);
+
 /* The newest version of `key` present (put or delete), 0 if none. */
 uint64_t cairn_memtable_latest_version(cairn_memtable *mt, const void *key,
                                        size_t klen);

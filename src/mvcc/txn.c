@@ -624,6 +624,26 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
     return rc;
 }
 
+void cairn_prefetch(cairn_db *db, const void *key, size_t klen)
+{
+    if (!db || check_key(db, key, klen) != 0)
+        return;
+    uint64_t S, oldest;
+    bool lent;
+    db_tables *t = cairn_db_tables_borrow(db, &S, &oldest, &lent);
+    /* One hash serves the memtables' index and the files' filters. */
+    uint64_t h = key_hash(key, klen);
+    cairn_memtable_prefetch(t->active, h);
+    for (size_t i = 0; i < t->nimm; i++)
+        cairn_memtable_prefetch(t->imm[i], h);
+    if (t->view) {
+        cairn_tree_view_prefetch(t->view, key, klen, h);
+        if (cairn_db_has_files(t)) /* as cairn_get: only then */
+            cairn_row_cache_prefetch(db->rcache, h);
+    }
+    cairn_db_tables_return(db, t, lent);
+}
+
 static int wp_cmp(const void *a, const void *b)
 {
     const ws_entry *x = *(ws_entry *const *)a, *y = *(ws_entry *const *)b;

@@ -83,6 +83,17 @@ uint64_t ks_now_ms(void)
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
 }
 
+void ks_prefetch(cairn_db *db, const void *key, size_t klen)
+{
+    uint8_t k[256]; /* longer keys are not hinted: not worth an allocation */
+    if (klen >= sizeof k)
+        return;
+    k[0] = KS_DATA;
+    if (klen)
+        memcpy(k + 1, key, klen);
+    cairn_prefetch(db, k, klen + 1);
+}
+
 int ks_get(cairn_db *db, cairn_txn *txn, const void *key, size_t klen,
            uint64_t now_ms, ks_rec *r)
 {

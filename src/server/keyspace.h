@@ -58,6 +58,10 @@ uint8_t *ks_encode(int type, uint64_t expiry_ms, const void *payload,
 /* Milliseconds since the Unix epoch. */
 uint64_t ks_now_ms(void);
 
+/* A hint that key's record is about to be read (cairn_prefetch); keys of
+ * 256 bytes or more are not hinted. */
+void ks_prefetch(cairn_db *db, const void *key, size_t klen);
+
 /* Read key's record (txn NULL: the database now). Missing or expired
  * (expiry <= now_ms): r->found false, returns 0. Errors: negative codes. */
 int ks_get(cairn_db *db, cairn_txn *txn, const void *key, size_t klen,

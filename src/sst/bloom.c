@@ -128,6 +128,19 @@ int cairn_bloom_check(const uint8_t *filter, size_t len)
     return 0;
 }
 
+void cairn_bloom_prefetch(const uint8_t *filter, size_t len, uint64_t hash)
+{
+    if (len < 3)
+        return;
+    uint64_t m = (uint64_t)(len - 2) * 8;
+    const uint8_t *bits = filter + 2;
+    if (filter[0] == CAIRN_BLOOM_KIND_BLOCKED)
+        __builtin_prefetch(bits + block_of(hash, m / BLOCK_BITS) *
+                                      (BLOCK_BITS / 8));
+    else
+        __builtin_prefetch(bits + ((hash & 0xFFFFFFFFu) % m) / 8);
+}
+
 bool cairn_bloom_may_contain(const uint8_t *filter, size_t len, uint64_t hash)
 {
     unsigned k = filter[1];

@@ -32,6 +32,10 @@
 /* The hash the filter uses for a key: XXH3_64bits(key, seed 0). */
 uint64_t cairn_bloom_hash(const void *key, size_t klen);
 
+/* A hint that hash is about to be tested against filter: starts loading
+ * the filter's bytes that test reads first. */
+void cairn_bloom_prefetch(const uint8_t *filter, size_t len, uint64_t hash);
+
 /* Probes per key for bits_per_key: round(bits_per_key * ln 2) in 1..30. */
 unsigned cairn_bloom_probes(unsigned bits_per_key);
 

@@ -239,6 +239,10 @@ int cairn_sst_data_block(const cairn_sst_reader *r, size_t i, uint64_t *off,
 bool cairn_sst_may_contain(const cairn_sst_reader *r, const void *key,
                            size_t klen);
 
+/* A hint that a key whose cairn_bloom_hash is `hash` is about to be looked
+ * up: starts loading the filter bytes the lookup reads first. */
+void cairn_sst_prefetch(const cairn_sst_reader *r, uint64_t hash);
+
 /* Keeps the data block of an entry returned by cairn_sst_get alive. Zero it
  * (or let get fill it) before use; release it once done with the entry.
  * Releasing an empty pin is a no-op; a pin may be reused after release. */

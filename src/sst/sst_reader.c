@@ -1006,6 +1006,12 @@ bool cairn_sst_may_contain(const cairn_sst_reader *r, const void *key,
                                    cairn_bloom_hash(key, klen));
 }
 
+void cairn_sst_prefetch(const cairn_sst_reader *r, uint64_t hash)
+{
+    if (r->fdata)
+        cairn_bloom_prefetch(r->fdata, r->fsize, hash);
+}
+
 void cairn_sst_pin_release(cairn_sst_pin *pin)
 {
     if (!pin)

@@ -155,6 +155,64 @@ def t_pipeline():
     assert c.get("pl:500") == b"500"
 
 
+def t_pipeline_gets():
+    # A pipeline of GETs (the server looks ahead at their keys to overlap
+    # the reads): keys holding CR LF or digits in their bytes, the empty
+    # key, any case, a key in a sorted file, other commands between, and a
+    # GET cut in two by the network all answer in order.
+    c = r()
+    keys = [b"pg:a", b"pg:\r\n$3\r\nGET", b"", b"pg:" + b"9" * 300,
+            b"pg:none"]
+    for k in keys[:4]:
+        c.set(k, b"v:" + k)
+    c.save()  # one of them is read from a sorted file below
+    c.set(b"pg:a", b"newer")
+
+    def get(k, name=b"GET"):
+        return b"*2\r\n$3\r\n%s\r\n$%d\r\n%s\r\n" % (name, len(k), k)
+    want = {k: (b"v:" + k if k else b"v:") for k in keys[:4]}
+    want[b"pg:a"] = b"newer"
+    want[b"pg:none"] = None
+    req, exp = b"", []
+    for i in range(40):
+        k = keys[i % len(keys)]
+        req += get(k, [b"GET", b"get", b"gEt"][i % 3])
+        exp.append(want[k])
+        if i == 17:
+            req += b"*1\r\n$4\r\nPING\r\n" + get(b"abc")
+            exp += ["PONG", None]
+    raw = socket.create_connection(("127.0.0.1", SRV.port))
+    cut = len(req) - 9
+    raw.sendall(req[:cut])
+    time.sleep(0.05)
+    raw.sendall(req[cut:])
+    buf = b""
+    out = []
+    raw.settimeout(5)
+    while len(out) < len(exp):
+        buf += raw.recv(65536)
+        while buf:
+            if buf.startswith(b"+"):
+                e = buf.index(b"\r\n")
+                out.append(buf[1:e].decode())
+                buf = buf[e + 2:]
+            elif buf.startswith(b"$-1\r\n"):
+                out.append(None)
+                buf = buf[5:]
+            elif buf.startswith(b"$"):
+                e = buf.index(b"\r\n")
+                n = int(buf[1:e])
+                if len(buf) < e + 2 + n + 2:
+                    break
+                out.append(buf[e + 2:e + 2 + n])
+                buf = buf[e + 4 + n:]
+            else:
+                raise AssertionError("unexpected reply %r" % buf[:40])
+    raw.close()
+    assert out == exp, [(i, a, b) for i, (a, b) in enumerate(zip(out, exp))
+                        if a != b][:5]
+
+
 def t_keys():
     c = r()
     c.flushall()
