@@ -1266,6 +1266,8 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
         if (rc == 0 && db->wal && winfo.segments > 0 &&
             winfo.chain_start > covered)
             rc = CAIRN_ECORRUPT;
+        if (rc == 0 && db->wal)
+            cairn_wal_set_batch_hook(db->wal, cairn_txn_apply_batch, db);
     }
     if (rc == 0 && db->tree)
         cairn_tree_compact_kick(db->tree); /* level 0 may need it already */

@@ -188,6 +188,7 @@ struct cairn_db {
     atomic_int flush_error; /* the collector's last result (0: fine) */
     atomic_uint_fast64_t st_commits, st_conflicts, st_gc_runs, st_gc_dropped,
         st_recovered;
+    atomic_uint_fast64_t st_apply_batches; /* cairn_txn_apply_batch runs */
 
     /* Values stored out of line (db/blob.c): NULL when blob_threshold is
      * 0 and the directory holds no blob file. */
@@ -334,6 +335,10 @@ void cairn_db_blob_file_close(void *arg, void *state);
 cairn_memtable *cairn_db_memtable_new(cairn_db *db);
 /* A reference record was inserted into a memtable: count it. */
 void cairn_db_blob_inserted(cairn_db *db, const uint8_t *ref, size_t len);
+
+/* The log's batch hook (txn.c): applies a batch of settled commits to the
+ * memtable together; arg is the db. */
+void cairn_txn_apply_batch(void *arg, const cairn_wal_settled *s, size_t n);
 /* Resolve a reference record into the value (malloc'ed). */
 int cairn_db_blob_resolve(cairn_db *db, const uint8_t *ref, size_t len,
                           void **val, size_t *vlen);

@@ -614,23 +614,48 @@ static void update_max_version(cairn_memtable *mt, uint64_t version)
     }
 }
 
-int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
-                          uint64_t version, uint64_t ts_us, cairn_mt_kind kind,
-                          const void *value, size_t vlen)
+/* One insert in progress: its arguments, then what the search found. */
+typedef struct mt_ins {
+    const uint8_t *key;
+    size_t klen;
+    uint64_t version, ts_us;
+    cairn_mt_kind kind;
+    const uint8_t *value;
+    size_t vlen;
+    uint64_t h;
+    mt_bucket *bucket;
+    int height, list_height;
+    /* The search: at `level`, walking from `x` (< key), `bound` known >=
+     * key (or NULL); prev/next filled from list_height down. */
+    int level;
+    mt_node *x, *bound;
+    mt_node *prev[MT_MAX_HEIGHT + 1];
+    mt_node *next[MT_MAX_HEIGHT + 1];
+} mt_ins;
+
+/* Check the arguments, take the bucket array, the key's hash, the new
+ * node's height (raising max_height if need be) and set up the search. */
+static int ins_prepare(cairn_memtable *mt, mt_ins *in, const void *key,
+                       size_t klen, uint64_t version, uint64_t ts_us,
+                       cairn_mt_kind kind, const void *value, size_t vlen)
 {
-    const uint8_t *key = key_;
     if (version == 0 || (!key && klen) || (!value && vlen) ||
         (kind != CAIRN_MT_PUT && kind != CAIRN_MT_DELETE &&
          kind != CAIRN_MT_BLOB) ||
         (kind == CAIRN_MT_DELETE && vlen))
         return CAIRN_EINVAL;
-
     mt_bucket *buckets = hash_buckets(mt);
     if (!buckets)
         return CAIRN_ENOMEM;
-    uint64_t h = key_hash(key, klen);
-    mt_bucket *bucket = &buckets[h & mt->hmask];
-
+    in->key = key;
+    in->klen = klen;
+    in->version = version;
+    in->ts_us = ts_us;
+    in->kind = kind;
+    in->value = value;
+    in->vlen = vlen;
+    in->h = key_hash(key, klen);
+    in->bucket = &buckets[in->h & mt->hmask];
     int height = random_height();
     int list_height =
         atomic_load_explicit(&mt->max_height, memory_order_relaxed);
@@ -642,21 +667,57 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
             break;
         }
     }
-
+    in->height = height;
+    in->list_height = list_height;
     /* Splice for every level up to list_height (>= height). */
-    mt_node *prev[MT_MAX_HEIGHT + 1];
-    mt_node *next[MT_MAX_HEIGHT + 1];
-    prev[list_height] = mt->head;
-    next[list_height] = NULL;
-    for (int i = list_height - 1; i >= 0; i--)
-        find_splice_level(key, klen, version, prev[i + 1], next[i + 1], i,
-                          &prev[i], &next[i]);
+    in->prev[list_height] = mt->head;
+    in->next[list_height] = NULL;
+    in->level = list_height - 1;
+    in->x = mt->head;
+    in->bound = NULL;
+    return 0;
+}
+
+/* One step of the search: compare the node after x at the current level
+ * with the key and move right, or record the splice and go down. Returns
+ * false once level 0's splice is recorded. Before returning true it
+ * prefetches the node the next step compares, so a caller stepping several
+ * searches in turn overlaps their cache misses. */
+static inline bool ins_step(mt_ins *in)
+{
+    mt_node *next = load_next(in->x, in->level);
+    if (next == NULL || next == in->bound ||
+        node_cmp(next, in->key, in->klen, in->version) >= 0) {
+        in->prev[in->level] = in->x;
+        in->next[in->level] = next;
+        in->bound = next;
+        if (in->level-- == 0)
+            return false;
+    } else {
+        in->x = next;
+    }
+    mt_node *c = load_next(in->x, in->level);
+    if (c && c != in->bound) {
+        __builtin_prefetch(c);
+        __builtin_prefetch((const uint8_t *)c + 63);
+    }
+    return true;
+}
+
+/* After the search: allocate the node (and the key's hash entry if it has
+ * none yet), link it bottom up, publish it in the hash index. */
+static int ins_link(cairn_memtable *mt, mt_ins *in)
+{
+    const uint8_t *key = in->key;
+    size_t klen = in->klen, vlen = in->vlen;
+    uint64_t version = in->version, h = in->h;
+    mt_node **prev = in->prev, **next = in->next;
     if (next[0] && node_cmp(next[0], key, klen, version) == 0)
         return CAIRN_EEXIST; /* common case: found before allocating */
 
     /* Does the key have a hash entry yet? If not, one is allocated with the
      * node (so nothing can fail after the node is linked). */
-    uintptr_t bv = atomic_load_explicit(bucket, memory_order_acquire);
+    uintptr_t bv = atomic_load_explicit(in->bucket, memory_order_acquire);
     mt_node *unused;
     mt_hent *he = (bv & bucket_tag(h))
                       ? hash_find(bucket_head(bv), NULL, h, key, klen, &unused)
@@ -664,6 +725,7 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
     size_t pre = he ? 0 : MT_HENT_SIZE;
 
     /* [entry] + links + header + key + value, rounded up to 8. */
+    int height = in->height;
     size_t links = pre + (size_t)height * sizeof(mt_link);
     size_t hdr = links + MT_HDR_SIZE;
     if (klen > SIZE_MAX - hdr - 8 || vlen > SIZE_MAX - hdr - 8 - klen)
@@ -675,16 +737,16 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
     mt_hent *ne = he ? NULL : (mt_hent *)mem;
     mt_node *n = (mt_node *)(mem + links);
     n->version = version;
-    n->ts_us = ts_us;
+    n->ts_us = in->ts_us;
     n->klen = klen;
     n->vlen = vlen;
-    n->kind = (uint8_t)kind;
+    n->kind = (uint8_t)in->kind;
     n->height = (uint8_t)height;
     uint8_t *kp = (uint8_t *)n + MT_HDR_SIZE;
     if (klen)
         memcpy(kp, key, klen);
     if (vlen)
-        memcpy(kp + klen, value, vlen);
+        memcpy(kp + klen, in->value, vlen);
 
     for (int i = 0; i < height; i++) {
         for (;;) {
@@ -704,14 +766,65 @@ int cairn_memtable_insert(cairn_memtable *mt, const void *key_, size_t klen,
         }
         if (i == 0) {
             atomic_fetch_add_explicit(&mt->count, 1, memory_order_relaxed);
-            if (kind == CAIRN_MT_BLOB)
+            if (in->kind == CAIRN_MT_BLOB)
                 atomic_fetch_add_explicit(&mt->blob_count, 1,
                                           memory_order_relaxed);
             update_max_version(mt, version);
-            hash_publish(bucket, bv, he, ne, h, n);
+            hash_publish(in->bucket, bv, he, ne, h, n);
         }
     }
     return 0;
+}
+
+int cairn_memtable_insert(cairn_memtable *mt, const void *key, size_t klen,
+                          uint64_t version, uint64_t ts_us, cairn_mt_kind kind,
+                          const void *value, size_t vlen)
+{
+    mt_ins in;
+    int rc = ins_prepare(mt, &in, key, klen, version, ts_us, kind, value,
+                         vlen);
+    if (rc)
+        return rc;
+    while (ins_step(&in)) {
+    }
+    return ins_link(mt, &in);
+}
+
+/* Searches stepped in turn by cairn_memtable_insert_batch. */
+#define MT_BATCH_WAYS 8
+
+void cairn_memtable_insert_batch(cairn_memtable *mt, const cairn_mt_write *w,
+                                 size_t n, int *rcs)
+{
+    mt_ins in[MT_BATCH_WAYS];
+    for (size_t base = 0; base < n; base += MT_BATCH_WAYS) {
+        size_t m = n - base < MT_BATCH_WAYS ? n - base : MT_BATCH_WAYS;
+        bool live[MT_BATCH_WAYS];
+        size_t nlive = 0;
+        for (size_t j = 0; j < m; j++) {
+            const cairn_mt_write *x = &w[base + j];
+            rcs[base + j] = ins_prepare(mt, &in[j], x->key, x->klen,
+                                        x->version, x->ts_us, x->kind,
+                                        x->value, x->vlen);
+            live[j] = rcs[base + j] == 0;
+            nlive += live[j];
+        }
+        /* Each search waits on a cache miss per step; stepping them in
+         * turn lets those misses overlap. */
+        while (nlive > 0)
+            for (size_t j = 0; j < m; j++)
+                if (live[j] && !ins_step(&in[j])) {
+                    live[j] = false;
+                    nlive--;
+                }
+        /* Link in order. A node an earlier link put inside a later
+         * insert's splice fails that insert's CAS, which re-searches the
+         * level from its prev (still before its key): as with any other
+         * concurrent insert. */
+        for (size_t j = 0; j < m; j++)
+            if (rcs[base + j] == 0)
+                rcs[base + j] = ins_link(mt, &in[j]);
+    }
 }
 
 /* ---------- reads ---------- */

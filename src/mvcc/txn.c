@@ -803,6 +803,29 @@ static uint8_t *encode_commit(cairn_txn *t, size_t *len)
 }
 
 /* Insert the writes into the active memtable. */
+static cairn_mt_kind write_kind(const ws_entry *w)
+{
+    return w->del ? CAIRN_MT_DELETE : w->ref ? CAIRN_MT_BLOB : CAIRN_MT_PUT;
+}
+
+/* One write into the memtable. Out of memory here would leave a durable
+ * commit half applied: wait a while for memory before giving up. */
+static int apply_one(cairn_memtable *mt, const ws_entry *w, uint64_t v,
+                     uint64_t ts)
+{
+    int rc = CAIRN_ENOMEM;
+    for (int tries = 0; tries < 1000 && rc == CAIRN_ENOMEM; tries++) {
+        if (tries) {
+            struct timespec d = {0, 1000000};
+            nanosleep(&d, NULL);
+        }
+        rc = cairn_memtable_insert(mt, w->key, w->klen, v, ts, write_kind(w),
+                                   w->ref ? w->ref : w->val,
+                                   w->ref ? w->reflen : w->vlen);
+    }
+    return rc;
+}
+
 static int apply_writes(cairn_db *db, cairn_txn *t, uint64_t v, uint64_t ts,
                         uint64_t lsn)
 {
@@ -815,22 +838,8 @@ static int apply_writes(cairn_db *db, cairn_txn *t, uint64_t v, uint64_t ts,
     uint64_t bytes = 0;
     for (size_t i = 0; i < t->nw && rc == 0; i++) {
         ws_entry *w = &t->w[i];
-        const uint8_t *val = w->ref ? w->ref : w->val;
-        size_t vl = w->ref ? w->reflen : w->vlen;
-        bytes += w->klen + vl + 64; /* + node overhead */
-        /* Out of memory here would leave a durable commit half applied:
-         * wait a while for memory before giving up. */
-        for (int tries = 0; tries < 1000; tries++) {
-            rc = cairn_memtable_insert(tabs->active, w->key, w->klen, v, ts,
-                                       w->del   ? CAIRN_MT_DELETE
-                                       : w->ref ? CAIRN_MT_BLOB
-                                                : CAIRN_MT_PUT,
-                                       val, vl);
-            if (rc != CAIRN_ENOMEM)
-                break;
-            struct timespec d = {0, 1000000};
-            nanosleep(&d, NULL);
-        }
+        bytes += w->klen + (w->ref ? w->reflen : w->vlen) + 64; /* + node */
+        rc = apply_one(tabs->active, w, v, ts);
         if (rc == 0 && w->ref)
             cairn_db_blob_inserted(db, w->ref, w->reflen);
     }
@@ -879,6 +888,8 @@ typedef struct commit_ctx {
     cairn_txn *t;
     uint64_t ts;
     int status;
+    bool applied; /* cairn_txn_apply_batch applied it (result: apply_rc) */
+    int apply_rc;
     db_pub_waiter pub; /* pub.v is the commit version */
 } commit_ctx;
 
@@ -899,7 +910,8 @@ static void commit_durable(void *arg, uint64_t lsn, int status)
     cairn_db *db = c->db;
     int rc = status;
     if (rc == 0)
-        rc = apply_writes(db, c->t, c->pub.v, c->ts, lsn);
+        rc = c->applied ? c->apply_rc
+                        : apply_writes(db, c->t, c->pub.v, c->ts, lsn);
     /* After the apply (a read that fills the row cache from a table set
      * taken after this sees the new version) and before the publish: no
      * reader can see this version and an older cached state of its keys. */
@@ -919,6 +931,81 @@ static void commit_durable(void *arg, uint64_t lsn, int status)
         atomic_store(&db->fatal, CAIRN_EREADONLY);
     c->status = rc;
     cairn_db_settle(db, &c->pub); /* c may be gone after this */
+}
+
+/* The log's batch hook (cairn_wal_set_batch_hook): the commits of a batch
+ * of settled callbacks that succeeded are applied to the memtable
+ * together, their skiplist searches overlapped
+ * (cairn_memtable_insert_batch), as one writer (one generation: gen_lsn
+ * ends at the batch's newest LSN, as if applied one by one). Each commit's
+ * callback (commit_durable) then finds itself applied and goes on from
+ * there. Fewer than two commits, or no memory for the list: each applies
+ * its own. */
+void cairn_txn_apply_batch(void *arg, const cairn_wal_settled *s, size_t n)
+{
+    cairn_db *db = arg;
+    size_t ncommits = 0, nwrites = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i].cb == commit_durable && s[i].status == 0) {
+            ncommits++;
+            nwrites += ((commit_ctx *)s[i].arg)->t->nw;
+        }
+    if (ncommits < 2)
+        return;
+    cairn_mt_write *mw = malloc(nwrites * sizeof *mw);
+    int *rcs = malloc(nwrites * sizeof *rcs);
+    if (!mw || !rcs) {
+        free(mw);
+        free(rcs);
+        return;
+    }
+    uint64_t bytes = 0, last_lsn = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].cb != commit_durable || s[i].status != 0)
+            continue;
+        commit_ctx *c = s[i].arg;
+        last_lsn = s[i].lsn;
+        for (size_t j = 0; j < c->t->nw; j++, k++) {
+            const ws_entry *w = &c->t->w[j];
+            mw[k] = (cairn_mt_write){
+                .key = w->key, .klen = w->klen, .version = c->pub.v,
+                .ts_us = c->ts, .kind = write_kind(w),
+                .value = w->ref ? w->ref : w->val,
+                .vlen = w->ref ? w->reflen : w->vlen};
+            bytes += w->klen + mw[k].vlen + 64; /* + node overhead */
+        }
+    }
+    uint64_t gen;
+    db_tables *tabs = cairn_db_writer_begin(db, &gen);
+    atomic_store(&db->gen_lsn[gen & 1], last_lsn);
+    cairn_memtable_insert_batch(tabs->active, mw, nwrites, rcs);
+    k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].cb != commit_durable || s[i].status != 0)
+            continue;
+        commit_ctx *c = s[i].arg;
+        int rc = 0;
+        for (size_t j = 0; j < c->t->nw; j++, k++) {
+            const ws_entry *w = &c->t->w[j];
+            if (rcs[k] == CAIRN_ENOMEM) /* retried, waiting for memory */
+                rcs[k] = apply_one(tabs->active, w, c->pub.v, c->ts);
+            if (rcs[k] == 0 && w->ref)
+                cairn_db_blob_inserted(db, w->ref, w->reflen);
+            if (rc == 0)
+                rc = rcs[k];
+        }
+        c->apply_rc = rc;
+        c->applied = true;
+    }
+    bool full = atomic_fetch_add(&db->active_bytes, bytes) + bytes >=
+                db->opts.memtable_size;
+    cairn_db_writer_end(db, tabs, gen);
+    if (full)
+        cairn_db_gc_kick(db);
+    atomic_fetch_add(&db->st_apply_batches, 1);
+    free(mw);
+    free(rcs);
 }
 
 /* Store the large values out of line (blob store): each gets its
@@ -1029,6 +1116,7 @@ static int txn_submit(cairn_txn *t, commit_ctx *c, cairn_wal_ticket *tk,
                                               commit's entry fills it in */
             c->ts = ts;
             c->status = 0;
+            c->applied = false;
             db_pub_waiter_init(&c->pub, v);
             if (!tk) /* before the append: the callback may run at once */
                 c->pub.fire = async_fire;

@@ -457,12 +457,7 @@ static void write_batch(cairn_wal *w, const uint8_t *buf, size_t len,
 
 /* ---------- leader rounds ---------- */
 
-typedef struct fired_cb {
-    uint64_t lsn;
-    cairn_wal_ack_fn cb;
-    void *arg;
-    int status;
-} fired_cb;
+typedef cairn_wal_settled fired_cb;
 
 /* Pop every callback whose LSN is settled (mu held). Caller frees *out. */
 static size_t collect_callbacks(cairn_wal *w, fired_cb **out)
@@ -513,6 +508,8 @@ static void fire_callbacks(cairn_wal *w)
         if (!nfired)
             break;
         pthread_mutex_unlock(&w->mu);
+        if (w->batch_hook)
+            w->batch_hook(w->batch_hook_arg, fired, nfired);
         for (size_t i = 0; i < nfired; i++)
             fired[i].cb(fired[i].arg, fired[i].lsn, fired[i].status);
         free(fired);
@@ -1079,6 +1076,16 @@ int cairn_wal_append_sync(cairn_wal *w, uint8_t type, const void *data,
     if (lsn_out)
         *lsn_out = tk.lsn;
     return wait_for(w, tk.lsn, false, &tk);
+}
+
+void cairn_wal_set_batch_hook(cairn_wal *w, cairn_wal_batch_fn fn, void *arg)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->batch_hook = fn;
+    w->batch_hook_arg = arg;
+    pthread_mutex_unlock(&w->mu);
 }
 
 int cairn_wal_on_durable(cairn_wal *w, uint64_t lsn, cairn_wal_ack_fn cb,

@@ -168,6 +168,25 @@ int cairn_wal_append_sync(cairn_wal *wal, uint8_t type, const void *data,
 int cairn_wal_on_durable(cairn_wal *wal, uint64_t lsn, cairn_wal_ack_fn cb,
                          void *arg);
 
+/* A callback settled and about to run (cairn_wal_set_batch_hook). */
+typedef struct cairn_wal_settled {
+    uint64_t lsn;
+    cairn_wal_ack_fn cb;
+    void *arg;
+    int status;
+} cairn_wal_settled;
+
+/* fn(arg, s, n) is called with each batch of settled callbacks (in LSN
+ * order) just before they run, by the thread that will run them (one
+ * thread at a time, as the callbacks), without the log's mutex: it may do
+ * part of their work together (the engine applies many commits to its
+ * memtable at once) and leave the rest to them. Set it before the log is
+ * shared; NULL: none. */
+typedef void (*cairn_wal_batch_fn)(void *arg, const cairn_wal_settled *s,
+                                   size_t n);
+void cairn_wal_set_batch_hook(cairn_wal *wal, cairn_wal_batch_fn fn,
+                              void *arg);
+
 /* Append, and register cb(arg, lsn, status) for its durability in the
  * same step (so callbacks registered this way are in LSN order, with no
  * window in which the record could settle first). The callback runs in the

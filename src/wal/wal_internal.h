@@ -76,6 +76,8 @@ struct cairn_wal {
     wal_ack_cb *cbs;
     size_t ncbs, capcbs;
     bool cb_firing;     /* a thread is running callbacks (without mu) */
+    cairn_wal_batch_fn batch_hook; /* set before the log is shared */
+    void *batch_hook_arg;
     bool kick, stop;
     uint64_t last_sync_ms;
     /* Background rounds (asynchronous appends): how many records the last

@@ -10,8 +10,11 @@
  *  - get / latest_version / duplicate semantics on hand-made cases; large
  *    (4 MiB) values; seek edge cases; refcounting (ASan checks that the last
  *    unref frees everything and the earlier ones free nothing).
- *  - Concurrency: 4 inserters + 2 readers that iterate (order, and every entry
- *    published before the scan started is seen) and get published keys; and
+ *  - Batches (cairn_memtable_insert_batch): the same workload in random
+ *    batches and one by one gives the same results and the same table.
+ *  - Concurrency: 4 inserters (two of them in batches) + 2 readers that
+ *    iterate (order, and every entry published before the scan started is
+ *    seen) and get published keys; and
  *    4 threads racing to insert the same entries (exactly one wins each).
  *    Thread bodies only count failures; the main thread asserts.
  *  - Hash index (point lookups): get / latest_version agree with a brute-force
@@ -677,6 +680,30 @@ static void *conc_writer(void *p)
     conc_arg *a = p;
     conc_ctx *c = a->ctx;
     uint8_t key[9], val[40];
+    if (a->id % 2) { /* odd writers insert in batches */
+        enum { B = 13 };
+        uint8_t keys[B][9], vals[B][40];
+        cairn_mt_write w[B];
+        int rcs[B];
+        for (uint64_t i = 0; i < CONC_PER_WRITER;) {
+            size_t n = 0;
+            for (; n < B && i + n < CONC_PER_WRITER; n++) {
+                uint64_t v = conc_version(a->id, i + n);
+                size_t klen = conc_key(a->id, i + n, keys[n]);
+                tu_fill(vals[n], (i + n) % 40, v);
+                w[n] = (cairn_mt_write){keys[n], klen, v, v, CAIRN_MT_PUT,
+                                        vals[n], (i + n) % 40};
+            }
+            cairn_memtable_insert_batch(c->mt, w, n, rcs);
+            for (size_t j = 0; j < n; j++)
+                if (rcs[j] != 0)
+                    atomic_fetch_add(&c->errors, 1);
+            i += n;
+            atomic_store_explicit(&c->published[a->id], i,
+                                  memory_order_release);
+        }
+        return NULL;
+    }
     for (uint64_t i = 0; i < CONC_PER_WRITER; i++) {
         size_t klen = conc_key(a->id, i, key);
         uint64_t v = conc_version(a->id, i);
@@ -1103,6 +1130,89 @@ static void test_hash_matches_scan(void **state)
     }
 }
 
+/* The same workload through cairn_memtable_insert_batch (batches of 1..40,
+ * so keys next to each other and the same (key, version) twice fall in one
+ * batch, and invalid inserts among them) and through one insert at a time:
+ * the same result for each insert, the same entries in the same order,
+ * and gets agree with a scan. */
+static void test_insert_batch(void **state)
+{
+    (void)state;
+    enum { OPS = 30000, VMAX = 1000 };
+    for (int round = 0; round < 2; round++) {
+        uint64_t seed = 4242 + (uint64_t)round;
+        size_t nkeys = round ? 5000 : 300;
+        cairn_memtable *one = cairn_memtable_new();
+        cairn_memtable *bat = cairn_memtable_new_sized(round ? 0 : 1 << 20);
+        assert_non_null(one);
+        assert_non_null(bat);
+        mv_op *w = mv_workload(&seed, OPS, nkeys, VMAX);
+        cairn_mt_write *mw = calloc(OPS, sizeof *mw);
+        int *want = calloc(OPS, sizeof *want), *got = calloc(OPS, sizeof *got);
+        uint64_t *vals = calloc(OPS, sizeof *vals);
+        assert_non_null(mw);
+        assert_non_null(want);
+        assert_non_null(got);
+        assert_non_null(vals);
+        for (size_t i = 0; i < OPS; i++) {
+            bool del = w[i].version % 5 == 0;
+            vals[i] = w[i].version;
+            /* Every 101st is invalid (version 0): refused, nothing else
+             * changes. */
+            uint64_t v = i % 101 == 50 ? 0 : w[i].version;
+            mw[i] = (cairn_mt_write){w[i].key, w[i].klen, v, w[i].ts,
+                                     del ? CAIRN_MT_DELETE : CAIRN_MT_PUT,
+                                     del ? NULL : &vals[i], del ? 0 : 8};
+            want[i] = cairn_memtable_insert(one, mw[i].key, mw[i].klen,
+                                            mw[i].version, mw[i].ts_us,
+                                            mw[i].kind, mw[i].value,
+                                            mw[i].vlen);
+        }
+        for (size_t i = 0; i < OPS;) {
+            size_t n = 1 + (size_t)tu_rand(&seed, 40);
+            if (n > OPS - i)
+                n = OPS - i;
+            cairn_memtable_insert_batch(bat, mw + i, n, got + i);
+            i += n;
+        }
+        size_t dups = 0;
+        for (size_t i = 0; i < OPS; i++) {
+            assert_int_equal(got[i], want[i]);
+            dups += want[i] == CAIRN_EEXIST;
+        }
+        assert_true(dups > 0);
+        assert_int_equal(want[50], CAIRN_EINVAL);
+        assert_int_equal(cairn_memtable_count(bat), cairn_memtable_count(one));
+        cairn_mt_iter a, b;
+        cairn_mt_iter_init(&a, one);
+        cairn_mt_iter_init(&b, bat);
+        cairn_mt_iter_seek_first(&a);
+        cairn_mt_iter_seek_first(&b);
+        for (; cairn_mt_iter_valid(&a);
+             cairn_mt_iter_next(&a), cairn_mt_iter_next(&b)) {
+            assert_true(cairn_mt_iter_valid(&b));
+            cairn_mt_entry x, y;
+            cairn_mt_iter_entry(&a, &x);
+            cairn_mt_iter_entry(&b, &y);
+            assert_int_equal(entry_cmp(&x, &y), 0);
+            assert_int_equal(x.kind, y.kind);
+            assert_int_equal(x.ts_us, y.ts_us);
+            assert_int_equal(x.vlen, y.vlen);
+            if (x.vlen)
+                assert_memory_equal(x.value, y.value, x.vlen);
+        }
+        assert_false(cairn_mt_iter_valid(&b));
+        check_against_scan(bat, &seed, 3000, VMAX, 1000);
+        cairn_memtable_unref(one);
+        cairn_memtable_unref(bat);
+        free(w);
+        free(mw);
+        free(want);
+        free(got);
+        free(vals);
+    }
+}
+
 /* memory() counts the bucket array once the first insert allocated it. */
 static void test_hash_memory(void **state)
 {
@@ -1524,6 +1634,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_insert_read),
         cmocka_unit_test(test_concurrent_duplicates),
         cmocka_unit_test(test_hash_matches_scan),
+        cmocka_unit_test(test_insert_batch),
         cmocka_unit_test(test_hash_memory),
         cmocka_unit_test(test_hash_after_concurrent_inserts),
         cmocka_unit_test(test_hash_fresh_key_race),
