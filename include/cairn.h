@@ -144,6 +144,12 @@ typedef struct cairn_options {
     uint64_t level_base_size;    /* 256 MiB: level 1's size; each level
                                     below is 10x the one above */
     uint32_t l0_compaction_trigger; /* 4 level-0 files start a compaction */
+    /* The engine's background threads (flushes, compactions, archiving)
+     * run this many nice steps below the process (0..19; 0, the default:
+     * the same priority), so that on a busy machine requests get the CPU
+     * first; writes that outrun them meet the usual slowdowns and stalls,
+     * which give them the CPU back. */
+    int background_nice;
     size_t sst_block_size;       /* 4096: uncompressed data block size */
     /* The archive tier: a directory (a slower volume, a network mount) that
      * sorted files move to, recompressed, and are read from in place

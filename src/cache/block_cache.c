@@ -465,6 +465,18 @@ size_t cairn_cache_handle_charge(const cairn_cache_handle *h)
     return h ? h->charge : 0;
 }
 
+bool cairn_block_cache_has_room(cairn_block_cache *c, uint64_t file_id,
+                                uint64_t off, size_t charge)
+{
+    if (!c)
+        return false;
+    bc_shard *s = shard_of(c, key_hash(file_id, off));
+    pthread_mutex_lock(&s->mu);
+    bool room = ld(&s->usage) + charge <= s->capacity;
+    pthread_mutex_unlock(&s->mu);
+    return room;
+}
+
 void cairn_block_cache_release(cairn_block_cache *c, cairn_cache_handle *h)
 {
     if (!c || !h)

@@ -25,6 +25,7 @@
 #ifndef CAIRN_CACHE_BLOCK_CACHE_H
 #define CAIRN_CACHE_BLOCK_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +77,11 @@ int cairn_block_cache_insert_at(cairn_block_cache *c, uint64_t file_id,
                                 uint64_t off, void *data, size_t charge,
                                 void (*free_fn)(void *data), void *room,
                                 cairn_cache_handle **out);
+
+/* Whether an entry of charge bytes under (file_id, off) would fit in its
+ * shard now without evicting anything (a hint: it may change at once). */
+bool cairn_block_cache_has_room(cairn_block_cache *c, uint64_t file_id,
+                                uint64_t off, size_t charge);
 
 /* The pinned entry's data and charge. */
 void *cairn_cache_handle_data(const cairn_cache_handle *h);

@@ -26,6 +26,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/thread.h"
+
 void cairn_options_init(cairn_options *o)
 {
     memset(o, 0, sizeof *o);
@@ -767,6 +769,7 @@ static void *gc_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "cairn-collect");
     cairn_db *db = arg;
+    cairn_thread_nice(db->opts.background_nice);
     pthread_mutex_lock(&db->gc_mu);
     for (;;) {
         bool timed_out = false;
@@ -1031,6 +1034,7 @@ static int open_tree(cairn_db *db)
     }
     if (o->sst_block_size)
         to.block_size = o->sst_block_size;
+    to.background_nice = o->background_nice;
     to.read_only = o->read_only;
     to.create_if_missing = !o->read_only;
     to.horizon = tree_horizon;
@@ -1127,7 +1131,8 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
         cairn_options_init(&db->opts);
     cairn_options *o = &db->opts;
     if (o->sync_mode > CAIRN_SYNC_NONE ||
-        o->isolation > CAIRN_ISOLATION_SERIALIZABLE) {
+        o->isolation > CAIRN_ISOLATION_SERIALIZABLE ||
+        o->background_nice < 0 || o->background_nice > 19) {
         free(db);
         return CAIRN_EINVAL;
     }

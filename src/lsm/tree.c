@@ -47,6 +47,8 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "util/thread.h"
+
 #include "cairn.h"
 #include "lsm/iter.h"
 #include "lsm/manifest.h"
@@ -173,6 +175,16 @@ static void sst_opts_for(cairn_tree *t, int level, cairn_sst_options *so)
     so->block_size = t->o.block_size;
     so->codec = (cairn_sst_codec)t->o.codec[level];
     so->zstd_level = t->o.zstd_level;
+}
+
+/* The same for a new local file (a flush or compaction output): its data
+ * blocks go into the block cache as they are written, while it has room. */
+static void sst_opts_for_new(cairn_tree *t, int level, uint64_t number,
+                             cairn_sst_options *so)
+{
+    sst_opts_for(t, level, so);
+    so->fill_cache = t->cache;
+    so->fill_file_id = number; /* tier_file_id(number, local) */
 }
 
 /* ---------- files map ---------- */
@@ -792,6 +804,8 @@ static void remove_file(cairn_tree *t, uint64_t number)
     char path[4096];
     cairn_lsm_sst_path(path, sizeof path, t->dir, number);
     cairn_env_unlink(t->env, path);
+    /* Its builder may have filled the cache (sst_opts_for_new). */
+    cairn_block_cache_erase_file(t->cache, tier_file_id(number, 0));
 }
 
 /* Record an edit and install its version (install_mu held). added files
@@ -872,7 +886,7 @@ int cairn_tree_flush(cairn_tree *t, cairn_memtable *mt, uint64_t log_lsn,
     char path[4096];
     cairn_lsm_sst_path(path, sizeof path, t->dir, number);
     cairn_sst_options so;
-    sst_opts_for(t, 0, &so);
+    sst_opts_for_new(t, 0, number, &so);
     cairn_sst_builder *b = NULL;
     rc = cairn_sst_builder_new(t->env, path, &so, &b);
     cairn_mt_iter it;
@@ -1246,6 +1260,8 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
             cur_number = cairn_manifest_new_file_number(t->m);
             outs[nouts++] = (out_file){cur_number, NULL};
             cairn_lsm_sst_path(path, sizeof path, t->dir, cur_number);
+            so.fill_cache = t->cache;
+            so.fill_file_id = tier_file_id(cur_number, 0);
             rc = cairn_sst_builder_new(t->env, path, &so, &b);
             if (rc != 0)
                 b = NULL;
@@ -1450,6 +1466,7 @@ static void *bg_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "cairn-compact");
     cairn_tree *t = arg;
+    cairn_thread_nice(t->o.background_nice);
     pthread_mutex_lock(&t->bg_mu);
     while (!t->bg_stop) {
         if (!t->bg_kick) {
@@ -2246,6 +2263,7 @@ static void *arch_main(void *arg)
 {
     pthread_setname_np(pthread_self(), "cairn-archive");
     cairn_tree *t = arg;
+    cairn_thread_nice(t->o.background_nice);
     bool started = false;
     pthread_mutex_lock(&t->arch_mu);
     while (!t->arch_stop) {

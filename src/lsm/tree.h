@@ -51,6 +51,8 @@ typedef struct cairn_tree_view cairn_tree_view;
 typedef struct cairn_tree_options {
     int num_levels;                /* 7 (levels 0..6), 2..8 */
     uint32_t l0_compaction_trigger; /* 4 files in L0 start an L0 compaction */
+    int background_nice; /* 0: compaction and archiving threads run at the
+                            process's priority; n: n nice steps below */
     uint32_t l0_slowdown;          /* 20 files: writes slow down */
     uint32_t l0_stop;              /* 36 files: writes wait */
     uint64_t base_level_bytes;     /* 256 MiB: L1's target size */

@@ -51,6 +51,11 @@
  * after the node is linked), allocate, link level 0 (duplicate detection),
  * publish in the hash index (push the entry or CAS-max its node), then link
  * the upper levels. Insert returns only after the hash index is updated.
+ * The search is a step function (ins_step): cairn_memtable_insert_batch
+ * steps the searches of MT_BATCH_WAYS inserts in turn, each step
+ * prefetching the node its next step compares, then links them one after
+ * the other; a node linked by an earlier one that lands in a later one's
+ * splice fails its CAS like any concurrent insert, and it re-searches.
  *
  * Reads: get hashes the key, finds the entry, loads entry->node (the newest
  * version N) and walks level 0 forward from N while the user key is the

@@ -36,6 +36,7 @@ void srv_config_init(srv_config *c)
     c->max_output = (size_t)1 << 30;
     c->timeout_s = 0;
     c->commit_threads = 64;
+    c->background_nice = 10;
     c->memtable_size = (size_t)64 << 20;
     c->block_cache_size = (size_t)1 << 30;
     c->archive_zstd_level = 19;
@@ -204,6 +205,10 @@ int srv_config_set(srv_config *c, const char *name, const char *value,
         if (!parse_size(value, &n) || n < 1 || n > 1024)
             return bad(err, errlen, name, value, "1..1024");
         c->commit_threads = (int)n;
+    } else if (!strcasecmp(name, "background-nice")) {
+        if (!parse_size(value, &n) || n > 19)
+            return bad(err, errlen, name, value, "0..19");
+        c->background_nice = (int)n;
     } else if (!strcasecmp(name, "memtable-size")) {
         if (!parse_size(value, &n) || n < (1u << 20) || n > ((size_t)1 << 40))
             return bad(err, errlen, name, value, "1mb..1024gb");
@@ -378,6 +383,7 @@ static const struct {
     {"client-output-buffer-limit", CF_RUNTIME | CF_REWRITE},
     {"timeout", CF_RUNTIME | CF_REWRITE},
     {"commit-threads", CF_REWRITE},
+    {"background-nice", CF_REWRITE},
     {"memtable-size", CF_REWRITE},
     {"block-cache-size", CF_RUNTIME | CF_REWRITE},
     {"row-cache-size", CF_RUNTIME | CF_REWRITE},
@@ -457,6 +463,8 @@ int srv_config_get(const srv_config *c, const char *name, char *buf,
         OUT("%u", c->timeout_s);
     else if (!strcasecmp(name, "commit-threads"))
         OUT("%d", c->commit_threads);
+    else if (!strcasecmp(name, "background-nice"))
+        OUT("%d", c->background_nice);
     else if (!strcasecmp(name, "memtable-size"))
         OUT("%zu", c->memtable_size);
     else if (!strcasecmp(name, "block-cache-size"))

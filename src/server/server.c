@@ -2245,6 +2245,7 @@ void srv_db_options(const srv_config *cfg, cairn_options *o)
     o->max_value_size = cfg->max_bulk + 16;
     o->memtable_size = cfg->memtable_size;
     o->block_cache_size = cfg->block_cache_size;
+    o->background_nice = cfg->background_nice;
     o->row_cache_size = cfg->row_cache_size;
     o->archive_dir = cfg->archive_dir;
     o->archive_min_level = cfg->archive_min_level;

@@ -84,10 +84,25 @@ typedef struct cairn_sst_options {
                            (tests of the readers of older files) */
     size_t write_buffer_size;  /* 256 KiB: bytes gathered per write (>= 64 KiB
                                   is enforced) */
+    /* NULL: none. Else each data block written also goes into this cache,
+     * decoded as a reader of the file (opened with file id fill_file_id)
+     * would cache it, while the cache has room for it without evicting
+     * anything: data just written is read back from memory, and a new file
+     * pushes out nothing that is read. An abandoned builder takes its
+     * blocks out again. */
+    cairn_block_cache *fill_cache;
+    uint64_t fill_file_id;
 } cairn_sst_options;
 
 /* Fill *opt with the defaults above. */
 void cairn_sst_options_init(cairn_sst_options *opt);
+
+/* Put data block raw[0, n) of file file_id, written at offset off, into
+ * cache c decoded, if c has room for it without evicting anything (see
+ * cairn_sst_options.fill_cache). The block is trusted (its writer built
+ * it). Nothing happens when it does not fit or memory is short. */
+void cairn_sst_cache_fill(cairn_block_cache *c, uint64_t file_id,
+                          uint64_t off, const uint8_t *raw, size_t n);
 
 /* One entry. key/value point into memory owned by whoever returned it (see
  * each function). value is NULL (vlen 0) for deletes, non-NULL for puts. */

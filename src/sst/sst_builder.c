@@ -387,6 +387,10 @@ static int flush_data_block(cairn_sst_builder *b)
         rc = emit_block(b, b->data.buf, raw, b->opt.codec, &off, &size);
     if (rc)
         return rc;
+    /* emit_block left the raw contents in place (the trailer after). */
+    if (b->opt.fill_cache)
+        cairn_sst_cache_fill(b->opt.fill_cache, b->opt.fill_file_id, off,
+                             b->data.buf, raw);
     b->p.raw_data_size += raw;
     b->p.stored_data_size += size + CAIRN_SST_TRAILER_SIZE;
     b->p.data_blocks++;
@@ -524,6 +528,8 @@ uint64_t cairn_sst_builder_entries(const cairn_sst_builder *b)
 
 static void builder_free(cairn_sst_builder *b, bool unlink_file)
 {
+    if (unlink_file && b->opt.fill_cache)
+        cairn_block_cache_erase_file(b->opt.fill_cache, b->opt.fill_file_id);
     if (b->f)
         cairn_file_close(b->f);
     if (unlink_file && b->path)

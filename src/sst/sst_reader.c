@@ -574,6 +574,25 @@ static void block_free_fn(void *p)
     block_free(p);
 }
 
+void cairn_sst_cache_fill(cairn_block_cache *c, uint64_t file_id,
+                          uint64_t off, const uint8_t *raw, size_t n)
+{
+    if (!c || n == 0 || n > UINT32_MAX)
+        return;
+    /* The decoded block's charge, about: raw bytes, words, header. */
+    if (!cairn_block_cache_has_room(c, file_id, off, n + n / 8 + 512))
+        return;
+    uint8_t *buf = malloc(n);
+    if (!buf)
+        return;
+    memcpy(buf, raw, n);
+    const char *what;
+    sst_block *b = block_finish(buf, (uint32_t)n, BLK_DATA, &what);
+    if (b) /* no handle: not pinned; frees b itself on failure */
+        (void)cairn_block_cache_insert_at(c, file_id, off, b, block_charge(b),
+                                          block_free_fn, block_room(b), NULL);
+}
+
 /* This thread's hit counter stripe: threads take them round robin. */
 static unsigned hit_stripe(void)
 {

@@ -1130,6 +1130,52 @@ def t_config_cache_sizes():
            "unchanged by bad values")
 
 
+def thread_nices(pid):
+    """{thread name: set of nice values} of a running process."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                name = f.read().strip()
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                st = f.read()
+        except FileNotFoundError:
+            continue  # a thread that ended meanwhile
+        # Fields after the name (which is in parentheses): nice is the 19th
+        # field of the line, the 17th after ") ".
+        nice = int(st[st.rindex(")") + 2:].split()[16])
+        out.setdefault(name, set()).add(nice)
+    return out
+
+
+def t_background_nice():
+    # The engine's background threads run below the requests' priority
+    # (background-nice, 10 by default); the loop and the log do not.
+    for args, want in (((), 10), (("--background-nice", "3"), 3),
+                       (("--background-nice", "0"), 0)):
+        with serve(*args) as s:
+            c = Raw(s.port)
+            eq(config_get(c, "background-nice"),
+               {"background-nice": str(want)}, "CONFIG GET")
+            n = thread_nices(s.proc.pid)
+            for name in ("cairn-compact", "cairn-collect"):
+                eq(n.get(name), {want}, "nice of " + name)
+            main = [k for k in n if k not in ("cairn-compact",
+                                              "cairn-collect",
+                                              "cairn-archive")]
+            assert main and all(n[k] == {0} for k in main), n
+    bad = Server("--background-nice", "20")
+    try:
+        bad.start(timeout=5)
+    except RuntimeError as e:  # it exits, saying why
+        assert "background-nice" in str(e), e
+    else:
+        raise AssertionError("background-nice 20 was accepted")
+    finally:
+        bad.stop()
+        bad.cleanup()
+
+
 def t_config_maxclients():
     with serve() as s:
         c1 = Raw(s.port)

@@ -26,7 +26,10 @@
  *  - Sizes: compression shrinks compressible data (LZ4, zstd) and none
  *    does not; builder_file_size tracks the file; writes are batched.
  *  - 16 MiB values with LZ4 and zstd.
- *  - Block cache: a second scan hits for every block; pins keep blocks.
+ *  - Block cache: a second scan hits for every block; pins keep blocks; a
+ *    builder with fill_cache leaves every block in it as the reader wants
+ *    it (no miss), only while there is room, and takes them back when
+ *    abandoned.
  *  - Concurrency: 4 threads share one reader (with a small cache and
  *    without one), each checking gets and seeks against the reference.
  *  - verify (with progress) and dump (with a limit).
@@ -506,6 +509,81 @@ static void test_roundtrip_small_cache(void **state)
     assert_true(st.evictions > 0);
     cairn_block_cache_erase_file(c, 1);
     cairn_block_cache_free(c);
+}
+
+/* A builder with fill_cache puts each data block in the cache, decoded as
+ * a reader of the file would: the reader then finds every block there
+ * (no miss) and reads the same entries; while the cache has room only
+ * (nothing evicted); an abandoned builder takes its blocks out. */
+static void test_write_fills_cache(void **state)
+{
+    (void)state;
+    for (int codec = 0; codec < 3; codec++) {
+        cairn_env *env = cairn_env_mem_new();
+        gen_opts g = {.nkeys = 1200, .max_versions = 5, .big_per_mille = 8};
+        ref_set s = gen_entries(60 + (uint64_t)codec, &g);
+        cairn_block_cache *c = cairn_block_cache_new(64 << 20, 4);
+        assert_non_null(c);
+        cairn_sst_options o;
+        opts_of(&o, (cairn_sst_codec)codec, 1024);
+        o.fill_cache = c;
+        o.fill_file_id = 5;
+        cairn_sst_props bp;
+        build(env, "f.sst", &o, &s, &bp);
+        cairn_block_cache_stats st;
+        cairn_block_cache_get_stats(c, &st);
+        assert_true(bp.data_blocks > 5);
+        assert_int_equal(st.inserts, bp.data_blocks);
+        assert_int_equal(st.entries, bp.data_blocks);
+        cairn_sst_props_clear(&bp);
+        cairn_sst_reader *r;
+        char msg[CAIRN_SST_ERRMSG_LEN];
+        assert_int_equal(cairn_sst_open(env, "f.sst", 5, c, &r, msg), 0);
+        scan_both_ways(r, &s);
+        random_gets(r, &s, 61, 2000);
+        cairn_block_cache_get_stats(c, &st);
+        assert_true(st.hits > 0);
+        assert_int_equal(st.misses, 0);
+        cairn_sst_close(r);
+
+        /* A cache with room for a few blocks: filled up to its budget,
+         * nothing evicted. */
+        cairn_block_cache *small = cairn_block_cache_new(16 << 10, 1);
+        assert_non_null(small);
+        o.fill_cache = small;
+        build(env, "g.sst", &o, &s, &bp);
+        cairn_block_cache_get_stats(small, &st);
+        assert_true(st.inserts > 0 && st.inserts < bp.data_blocks);
+        assert_int_equal(st.evictions, 0);
+        assert_true(st.usage <= st.capacity);
+        cairn_sst_props_clear(&bp);
+
+        /* Abandoned: its blocks leave the cache with it. */
+        cairn_block_cache *ab = cairn_block_cache_new(64 << 20, 4);
+        assert_non_null(ab);
+        o.fill_cache = ab;
+        cairn_sst_builder *b;
+        assert_int_equal(cairn_sst_builder_new(env, "h.sst", &o, &b), 0);
+        for (size_t i = 0; i < s.n; i++)
+            assert_int_equal(
+                cairn_sst_builder_add(b, s.e[i].key, s.e[i].klen,
+                                      s.e[i].version, s.e[i].ts,
+                                      (cairn_sst_kind)s.e[i].kind, s.e[i].val,
+                                      s.e[i].vlen),
+                0);
+        cairn_block_cache_get_stats(ab, &st);
+        assert_true(st.entries > 0);
+        cairn_sst_builder_abandon(b);
+        cairn_block_cache_get_stats(ab, &st);
+        assert_int_equal(st.entries, 0);
+        assert_int_equal(st.usage, 0);
+
+        cairn_block_cache_free(ab);
+        cairn_block_cache_free(small);
+        cairn_block_cache_free(c);
+        ref_free(&s);
+        cairn_env_destroy(env);
+    }
 }
 
 /* Restart interval 1 and a large one; a zero-length value in every entry. */
@@ -1903,6 +1981,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_lz4),
         cmocka_unit_test(test_roundtrip_zstd),
         cmocka_unit_test(test_roundtrip_small_cache),
+        cmocka_unit_test(test_write_fills_cache),
         cmocka_unit_test(test_restart_intervals),
         cmocka_unit_test(test_bloom_direct),
         cmocka_unit_test(test_bloom_in_file),
