@@ -449,17 +449,25 @@ static void on_progress(void *arg, int level, int target, uint64_t done,
     p->total = total;
 }
 
+/* A database at "/db" on a fresh memory env (*mem) with lsm_options. */
+static cairn_db *open_lsm(cairn_env **mem, cairn_options *o)
+{
+    *mem = cairn_env_mem_new();
+    lsm_options(o, *mem);
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open("/db", o, &db), 0);
+    return db;
+}
+
 /* cairn_compact: every file ends in the deepest level that held data,
  * the contents are unchanged (a snapshot taken before still reads its
  * values), and writes made before and after go on as usual. */
 static void test_full_compaction(void **state)
 {
     (void)state;
-    cairn_env *mem = cairn_env_mem_new();
+    cairn_env *mem;
     cairn_options o;
-    lsm_options(&o, mem);
-    cairn_db *db = NULL;
-    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    cairn_db *db = open_lsm(&mem, &o);
     model m = {0};
     char vbuf[MAXV + 1];
     for (int i = 0; i < 8000; i++) {
@@ -624,11 +632,9 @@ static void test_horizon_after_reopen(void **state)
 static void test_prefetch(void **state)
 {
     (void)state;
-    cairn_env *mem = cairn_env_mem_new();
+    cairn_env *mem;
     cairn_options o;
-    lsm_options(&o, mem);
-    cairn_db *db = NULL;
-    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    cairn_db *db = open_lsm(&mem, &o);
     static char big[2u << 20];
     memset(big, 'k', sizeof big);
     for (int round = 0; round < 2; round++) {
