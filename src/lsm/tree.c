@@ -177,16 +177,6 @@ static void sst_opts_for(cairn_tree *t, int level, cairn_sst_options *so)
     so->zstd_level = t->o.zstd_level;
 }
 
-/* The same for a new local file (a flush or compaction output): its data
- * blocks go into the block cache as they are written, while it has room. */
-static void sst_opts_for_new(cairn_tree *t, int level, uint64_t number,
-                             cairn_sst_options *so)
-{
-    sst_opts_for(t, level, so);
-    so->fill_cache = t->cache;
-    so->fill_file_id = number; /* tier_file_id(number, local) */
-}
-
 /* ---------- files map ---------- */
 
 /* files_mu held. Dying copies are found too (callers check). */
@@ -215,6 +205,15 @@ static cairn_env *tier_path(cairn_tree *t, uint64_t number, uint8_t tier,
 static uint64_t tier_file_id(uint64_t number, uint8_t tier)
 {
     return tier ? number | (1ull << 63) : number;
+}
+
+/* A new local file (a flush or compaction output) numbered number: its
+ * data blocks go into the block cache as they are written, while it has
+ * room. */
+static void sst_opts_fill(cairn_tree *t, uint64_t number, cairn_sst_options *so)
+{
+    so->fill_cache = t->cache;
+    so->fill_file_id = tier_file_id(number, 0);
 }
 
 /* Whether the archive directory holds any NNNNNN.sst (false also when it
@@ -804,7 +803,7 @@ static void remove_file(cairn_tree *t, uint64_t number)
     char path[4096];
     cairn_lsm_sst_path(path, sizeof path, t->dir, number);
     cairn_env_unlink(t->env, path);
-    /* Its builder may have filled the cache (sst_opts_for_new). */
+    /* Its builder may have filled the cache (sst_opts_fill). */
     cairn_block_cache_erase_file(t->cache, tier_file_id(number, 0));
 }
 
@@ -886,7 +885,8 @@ int cairn_tree_flush(cairn_tree *t, cairn_memtable *mt, uint64_t log_lsn,
     char path[4096];
     cairn_lsm_sst_path(path, sizeof path, t->dir, number);
     cairn_sst_options so;
-    sst_opts_for_new(t, 0, number, &so);
+    sst_opts_for(t, 0, &so);
+    sst_opts_fill(t, number, &so);
     cairn_sst_builder *b = NULL;
     rc = cairn_sst_builder_new(t->env, path, &so, &b);
     cairn_mt_iter it;
@@ -1260,8 +1260,7 @@ static int run_job(cairn_tree *t, cairn_tree_view *w, cjob *j)
             cur_number = cairn_manifest_new_file_number(t->m);
             outs[nouts++] = (out_file){cur_number, NULL};
             cairn_lsm_sst_path(path, sizeof path, t->dir, cur_number);
-            so.fill_cache = t->cache;
-            so.fill_file_id = tier_file_id(cur_number, 0);
+            sst_opts_fill(t, cur_number, &so);
             rc = cairn_sst_builder_new(t->env, path, &so, &b);
             if (rc != 0)
                 b = NULL;

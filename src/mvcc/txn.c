@@ -802,10 +802,36 @@ static uint8_t *encode_commit(cairn_txn *t, size_t *len)
     return b;
 }
 
-/* Insert the writes into the active memtable. */
 static cairn_mt_kind write_kind(const ws_entry *w)
 {
     return w->del ? CAIRN_MT_DELETE : w->ref ? CAIRN_MT_BLOB : CAIRN_MT_PUT;
+}
+
+/* What a write costs the memtable's budget: key, value, node overhead. */
+static uint64_t write_bytes(const ws_entry *w)
+{
+    return w->klen + (w->ref ? w->reflen : w->vlen) + 64;
+}
+
+/* Become the active memtable's writer for commits up to LSN lsn (applies
+ * come in LSN order, so it is the newest LSN the generation's memtable
+ * holds). */
+static db_tables *apply_begin(cairn_db *db, uint64_t lsn, uint64_t *gen)
+{
+    db_tables *tabs = cairn_db_writer_begin(db, gen);
+    atomic_store(&db->gen_lsn[*gen & 1], lsn);
+    return tabs;
+}
+
+/* Done writing bytes (write_bytes) into it: kick a flush when full. */
+static void apply_end(cairn_db *db, db_tables *tabs, uint64_t gen,
+                      uint64_t bytes)
+{
+    bool full = atomic_fetch_add(&db->active_bytes, bytes) + bytes >=
+                db->opts.memtable_size;
+    cairn_db_writer_end(db, tabs, gen);
+    if (full)
+        cairn_db_gc_kick(db);
 }
 
 /* One write into the memtable. Out of memory here would leave a durable
@@ -826,28 +852,21 @@ static int apply_one(cairn_memtable *mt, const ws_entry *w, uint64_t v,
     return rc;
 }
 
+/* Insert one commit's writes into the active memtable. */
 static int apply_writes(cairn_db *db, cairn_txn *t, uint64_t v, uint64_t ts,
                         uint64_t lsn)
 {
-    uint64_t gen;
-    db_tables *tabs = cairn_db_writer_begin(db, &gen);
-    /* Applies come in LSN order (WAL callbacks run in order), so this is
-     * the newest LSN the generation's memtable holds. */
-    atomic_store(&db->gen_lsn[gen & 1], lsn);
+    uint64_t gen, bytes = 0;
+    db_tables *tabs = apply_begin(db, lsn, &gen);
     int rc = 0;
-    uint64_t bytes = 0;
     for (size_t i = 0; i < t->nw && rc == 0; i++) {
         ws_entry *w = &t->w[i];
-        bytes += w->klen + (w->ref ? w->reflen : w->vlen) + 64; /* + node */
+        bytes += write_bytes(w);
         rc = apply_one(tabs->active, w, v, ts);
         if (rc == 0 && w->ref)
             cairn_db_blob_inserted(db, w->ref, w->reflen);
     }
-    bool full = atomic_fetch_add(&db->active_bytes, bytes) + bytes >=
-                db->opts.memtable_size;
-    cairn_db_writer_end(db, tabs, gen);
-    if (full)
-        cairn_db_gc_kick(db);
+    apply_end(db, tabs, gen, bytes);
     return rc;
 }
 
@@ -973,12 +992,11 @@ void cairn_txn_apply_batch(void *arg, const cairn_wal_settled *s, size_t n)
                 .ts_us = c->ts, .kind = write_kind(w),
                 .value = w->ref ? w->ref : w->val,
                 .vlen = w->ref ? w->reflen : w->vlen};
-            bytes += w->klen + mw[k].vlen + 64; /* + node overhead */
+            bytes += write_bytes(w);
         }
     }
     uint64_t gen;
-    db_tables *tabs = cairn_db_writer_begin(db, &gen);
-    atomic_store(&db->gen_lsn[gen & 1], last_lsn);
+    db_tables *tabs = apply_begin(db, last_lsn, &gen);
     cairn_memtable_insert_batch(tabs->active, mw, nwrites, rcs);
     k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -998,11 +1016,7 @@ void cairn_txn_apply_batch(void *arg, const cairn_wal_settled *s, size_t n)
         c->apply_rc = rc;
         c->applied = true;
     }
-    bool full = atomic_fetch_add(&db->active_bytes, bytes) + bytes >=
-                db->opts.memtable_size;
-    cairn_db_writer_end(db, tabs, gen);
-    if (full)
-        cairn_db_gc_kick(db);
+    apply_end(db, tabs, gen, bytes);
     atomic_fetch_add(&db->st_apply_batches, 1);
     free(mw);
     free(rcs);
