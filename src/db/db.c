@@ -767,9 +767,10 @@ static uint64_t tree_horizon(void *arg, uint64_t *ts)
 
 static void *gc_main(void *arg)
 {
-    pthread_setname_np(pthread_self(), "cairn-collect");
     cairn_db *db = arg;
+    /* Nice first, name second: a thread seen by its name has its nice. */
     cairn_thread_nice(db->opts.background_nice);
+    pthread_setname_np(pthread_self(), "cairn-collect");
     pthread_mutex_lock(&db->gc_mu);
     for (;;) {
         bool timed_out = false;

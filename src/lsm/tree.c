@@ -1463,9 +1463,9 @@ int cairn_tree_compact_full(cairn_tree *t, cairn_tree_progress_fn fn,
 
 static void *bg_main(void *arg)
 {
-    pthread_setname_np(pthread_self(), "cairn-compact");
     cairn_tree *t = arg;
-    cairn_thread_nice(t->o.background_nice);
+    cairn_thread_nice(t->o.background_nice); /* before the name */
+    pthread_setname_np(pthread_self(), "cairn-compact");
     pthread_mutex_lock(&t->bg_mu);
     while (!t->bg_stop) {
         if (!t->bg_kick) {
@@ -2260,9 +2260,9 @@ void cairn_tree_archive_kick(cairn_tree *t)
  * policy, one file at a time. */
 static void *arch_main(void *arg)
 {
-    pthread_setname_np(pthread_self(), "cairn-archive");
     cairn_tree *t = arg;
-    cairn_thread_nice(t->o.background_nice);
+    cairn_thread_nice(t->o.background_nice); /* before the name */
+    pthread_setname_np(pthread_self(), "cairn-archive");
     bool started = false;
     pthread_mutex_lock(&t->arch_mu);
     while (!t->arch_stop) {

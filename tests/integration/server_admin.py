@@ -1157,7 +1157,15 @@ def t_background_nice():
             c = Raw(s.port)
             eq(config_get(c, "background-nice"),
                {"background-nice": str(want)}, "CONFIG GET")
-            n = thread_nices(s.proc.pid)
+            # The threads name themselves once started (after taking
+            # their nice); a slow build may still be starting them.
+            deadline = time.monotonic() + 10
+            while True:
+                n = thread_nices(s.proc.pid)
+                if ("cairn-compact" in n and "cairn-collect" in n) or \
+                        time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
             for name in ("cairn-compact", "cairn-collect"):
                 eq(n.get(name), {want}, "nice of " + name)
             main = [k for k in n if k not in ("cairn-compact",
