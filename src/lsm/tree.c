@@ -1556,8 +1556,14 @@ int cairn_tree_for_each_file(cairn_tree *t,
     int rc = 0;
     pthread_mutex_lock(&t->files_mu);
     for (size_t b = 0; b < FILES_BUCKETS && rc == 0; b++)
-        for (tfile *f = t->files[b]; f && rc == 0; f = f->next)
-            rc = fn(arg, f->r);
+        for (tfile *f = t->files[b]; f && rc == 0; f = f->next) {
+            /* A dying file's reader is being closed (dying is set under
+             * files_mu before that starts); an archived one may not be
+             * open yet. */
+            cairn_sst_reader *r = atomic_load(&f->r);
+            if (!f->dying && r)
+                rc = fn(arg, r);
+        }
     pthread_mutex_unlock(&t->files_mu);
     return rc;
 }

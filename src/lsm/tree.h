@@ -199,9 +199,11 @@ int cairn_tree_view_file_level(const cairn_tree_view *v, size_t i);
 const cairn_version *cairn_tree_view_version(const cairn_tree_view *v);
 
 /* Every file whose reader is open (in the current version, or still held
- * by a view: the files counted by the open/close hooks), passed to fn
- * under the files map's lock (flushes and compactions wait meanwhile: for
- * checks and tools). Stops at fn's first non-zero result (returned). */
+ * by a view) and that is not being deleted, passed to fn under the files
+ * map's lock (flushes and compactions wait meanwhile: for checks and
+ * tools). Stops at fn's first non-zero result (returned). A file being
+ * deleted still has its blob references counted until it is gone, so a
+ * recount may briefly differ from the engine's counts. */
 int cairn_tree_for_each_file(cairn_tree *t,
                              int (*fn)(void *arg, const cairn_sst_reader *r),
                              void *arg);
