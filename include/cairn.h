@@ -137,6 +137,12 @@ typedef struct cairn_options {
      * do not push out what is read again; true: on every read that misses
      * it. */
     bool row_cache_admit_all;
+    /* false (cairn_options_init): a thread whose reads the row cache
+     * answers less than one time in 16 (over its last 1,024 lookups)
+     * consults it for one read in 8 only, until it answers more again (a
+     * lookup costs a memory miss and a lock, and saves a file read only
+     * when it hits); true: every read consults it. */
+    bool row_cache_consult_all;
     /* Sorted files on disk (0 = the default): */
     size_t block_cache_size;     /* 256 MiB of decoded blocks in memory (at
                                     most: filled as blocks are read) */
@@ -522,6 +528,10 @@ typedef struct cairn_stats {
     uint64_t row_cache_entries;
     uint64_t row_cache_not_admitted; /* misses not filled: the key's first
                                         in the admission window */
+    uint64_t row_cache_bypassed; /* reads that did not consult it: their
+                                    thread found it rarely answering
+                                    (row_cache_consult_all; each thread
+                                    adds its count 1,024 at a time) */
     /* Latency of the caches' hits (one lookup in 64 per thread is timed;
      * 0 before the first): */
     uint64_t row_cache_hit_p50_ns, row_cache_hit_p99_ns;

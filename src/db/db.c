@@ -1608,6 +1608,7 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
     out->row_cache_capacity = rs.capacity;
     out->row_cache_entries = rs.entries;
     out->row_cache_not_admitted = rs.not_admitted;
+    out->row_cache_bypassed = atomic_load(&db->st_rc_bypassed);
     out->row_cache_hit_p50_ns = cairn_hist_quantile(&db->rc_hit_ns, 0.5);
     out->row_cache_hit_p99_ns = cairn_hist_quantile(&db->rc_hit_ns, 0.99);
     db_tables *t = cairn_db_tables_acquire(db, NULL, NULL);

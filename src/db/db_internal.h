@@ -189,6 +189,8 @@ struct cairn_db {
     atomic_uint_fast64_t st_commits, st_conflicts, st_gc_runs, st_gc_dropped,
         st_recovered;
     atomic_uint_fast64_t st_apply_batches; /* cairn_txn_apply_batch runs */
+    atomic_uint_fast64_t st_rc_bypassed; /* reads past the row cache (txn.c
+                                            rc_consult), added per window */
 
     /* Values stored out of line (db/blob.c): NULL when blob_threshold is
      * 0 and the directory holds no blob file. */

@@ -509,6 +509,63 @@ static int check_key(cairn_db *db, const void *key, size_t klen)
     return klen > db->opts.max_key_size ? CAIRN_ETOOLARGE : 0;
 }
 
+/* The row cache gate: a lookup costs a memory miss and a shard lock and
+ * pays only when it hits. Each thread keeps the hit rate of its last
+ * RC_WINDOW lookups (per database: the state restarts when the thread
+ * reads another one); below 1 in RC_PAY_DIV, the thread consults the cache
+ * for one read in RC_BYPASS_EVERY only, until a window of those (which
+ * still fill it, as usual) shows it paying again. Bypassing is always
+ * exact: the tables are the truth, the cache a shortcut. Thread-local
+ * only; the bypassed count reaches the database's counter when a window
+ * ends or RC_WINDOW reads have passed by. */
+#define RC_WINDOW 1024
+#define RC_PAY_DIV 16
+#define RC_BYPASS_EVERY 8
+
+typedef struct rc_gate {
+    const cairn_db *db;
+    uint32_t seen, hits, skip;
+    uint64_t bypassed;
+    bool bypass;
+} rc_gate;
+
+static _Thread_local rc_gate rcg;
+
+/* Whether this read consults the row cache. */
+static bool rc_consult(cairn_db *db)
+{
+    if (db->opts.row_cache_consult_all)
+        return true;
+    if (rcg.db != db)
+        rcg = (rc_gate){.db = db};
+    if (!rcg.bypass || ++rcg.skip == RC_BYPASS_EVERY) {
+        rcg.skip = 0;
+        return true;
+    }
+    if (++rcg.bypassed == RC_WINDOW) {
+        atomic_fetch_add_explicit(&db->st_rc_bypassed, rcg.bypassed,
+                                  memory_order_relaxed);
+        rcg.bypassed = 0;
+    }
+    return false;
+}
+
+/* The outcome of a lookup rc_consult allowed. */
+static void rc_outcome(cairn_db *db, bool hit)
+{
+    if (db->opts.row_cache_consult_all)
+        return;
+    rcg.hits += hit;
+    if (++rcg.seen < RC_WINDOW)
+        return;
+    rcg.bypass = rcg.hits * RC_PAY_DIV < rcg.seen;
+    if (rcg.bypassed)
+        atomic_fetch_add_explicit(&db->st_rc_bypassed, rcg.bypassed,
+                                  memory_order_relaxed);
+    rcg.seen = rcg.hits = 0;
+    rcg.bypassed = 0;
+}
+
 int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
                   size_t *vlen)
 {
@@ -536,12 +593,15 @@ int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
     int r = cairn_db_read_mem(t->tables, key, klen, t->snapshot, t->max_ts,
                               &e);
     if (r == 0 && cairn_row_cache_enabled(db->rcache) &&
-        cairn_db_has_files(t->tables)) {
+        cairn_db_has_files(t->tables) && rc_consult(db)) {
         /* An entry at or below the snapshot (and time bound) is the answer
          * (db_internal.h). */
         bool admit = false;
-        if (cairn_db_rc_lookup(db, h, key, klen, t->snapshot, t->max_ts, val,
-                               vlen, &rc, t->pinned ? NULL : &admit))
+        bool hit = cairn_db_rc_lookup(db, h, key, klen, t->snapshot,
+                                      t->max_ts, val, vlen, &rc,
+                                      t->pinned ? NULL : &admit);
+        rc_outcome(db, hit);
+        if (hit)
             return rc;
         /* Filling needs a table set taken after the key's epoch: a fresh
          * one, which reads as ours does while nothing was published since
@@ -570,6 +630,26 @@ int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
     return rc;
 }
 
+/* Start loading what a point read of key in t probes first, each
+ * independent of the others: the memtables' hash buckets, the row cache
+ * bucket, the filter blocks of the files that may hold it. */
+static void read_prefetch(cairn_db *db, db_tables *t, const void *key,
+                          size_t klen)
+{
+    /* One hash serves the memtables' index and the files' filters. */
+    uint64_t h = key_hash(key, klen);
+    cairn_memtable_prefetch(t->active, h);
+    for (size_t i = 0; i < t->nimm; i++)
+        cairn_memtable_prefetch(t->imm[i], h);
+    if (t->view) {
+        cairn_tree_view_prefetch(t->view, key, klen, h);
+        /* As cairn_get: only with files, and while the thread consults
+         * it. */
+        if (cairn_db_has_files(t) && !(rcg.db == db && rcg.bypass))
+            cairn_row_cache_prefetch(db->rcache, h);
+    }
+}
+
 int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
               size_t *vlen)
 {
@@ -581,17 +661,21 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
     uint64_t S, oldest;
     bool lent;
     db_tables *tabs = cairn_db_tables_borrow(db, &S, &oldest, &lent);
+    if (cairn_db_has_files(tabs))
+        read_prefetch(db, tabs, key, klen);
     cairn_mt_entry e;
     cairn_sst_pin pin = {0};
     /* The memtables answer for keys written lately, as cheaply as the row
      * cache would: it stands in front of the sorted files only. */
     int r = cairn_db_read_mem(tabs, key, klen, S, UINT64_MAX, &e);
     if (r == 0 && cairn_row_cache_enabled(db->rcache) &&
-        cairn_db_has_files(tabs)) {
+        cairn_db_has_files(tabs) && rc_consult(db)) {
         uint64_t h = key_hash(key, klen);
         bool fill = false; /* a miss the row cache admits */
-        if (cairn_db_rc_lookup(db, h, key, klen, S, UINT64_MAX, val, vlen,
-                               &rc, &fill)) {
+        bool hit = cairn_db_rc_lookup(db, h, key, klen, S, UINT64_MAX, val,
+                                      vlen, &rc, &fill);
+        rc_outcome(db, hit);
+        if (hit) {
             cairn_db_tables_return(db, tabs, lent);
             return rc;
         }
@@ -631,16 +715,7 @@ void cairn_prefetch(cairn_db *db, const void *key, size_t klen)
     uint64_t S, oldest;
     bool lent;
     db_tables *t = cairn_db_tables_borrow(db, &S, &oldest, &lent);
-    /* One hash serves the memtables' index and the files' filters. */
-    uint64_t h = key_hash(key, klen);
-    cairn_memtable_prefetch(t->active, h);
-    for (size_t i = 0; i < t->nimm; i++)
-        cairn_memtable_prefetch(t->imm[i], h);
-    if (t->view) {
-        cairn_tree_view_prefetch(t->view, key, klen, h);
-        if (cairn_db_has_files(t)) /* as cairn_get: only then */
-            cairn_row_cache_prefetch(db->rcache, h);
-    }
+    read_prefetch(db, t, key, klen);
     cairn_db_tables_return(db, t, lent);
 }
 

@@ -1908,6 +1908,7 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
                    "row_cache_misses:%" PRIu64 "\r\n"
                    "row_cache_inserts:%" PRIu64 "\r\n"
                    "row_cache_not_admitted:%" PRIu64 "\r\n"
+                   "row_cache_bypassed:%" PRIu64 "\r\n"
                    "row_cache_evictions:%" PRIu64 "\r\n"
                    "row_cache_invalidations:%" PRIu64 "\r\n"
                    "row_cache_entries:%" PRIu64 "\r\n"
@@ -1924,7 +1925,8 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
                 st.block_cache_hits, st.block_cache_misses,
                 st.block_cache_evictions, st.row_cache_hits,
                 st.row_cache_misses, st.row_cache_inserts,
-                st.row_cache_not_admitted, st.row_cache_evictions,
+                st.row_cache_not_admitted, st.row_cache_bypassed,
+                st.row_cache_evictions,
                 st.row_cache_invalidations,
                 st.row_cache_entries, st.write_pressure,
                 st.write_pressure_reason ? st.write_pressure_reason : "",

@@ -208,13 +208,37 @@ static size_t word_lower_bound(const uint64_t *w, size_t n, uint64_t x)
     return (size_t)(base - w) + (*base < x);
 }
 
-/* [*lo, *hi): the words of w[0, n) equal to x. */
+/* [*lo, *hi): the words of w[0, n) equal to x. The run of equal words is
+ * usually empty or one long: its end is found by galloping from its start
+ * (the neighbouring words, mostly in the cache line just loaded), not by
+ * a second search over the whole rest. */
 static void word_equal_range(const uint64_t *w, size_t n, uint64_t x,
                              size_t *lo, size_t *hi)
 {
-    *lo = word_lower_bound(w, n, x);
-    *hi = x == UINT64_MAX ? n
-                          : *lo + word_lower_bound(w + *lo, n - *lo, x + 1);
+    size_t l = word_lower_bound(w, n, x);
+    *lo = l;
+    if (l == n || w[l] != x) {
+        *hi = l;
+        return;
+    }
+    if (x == UINT64_MAX) {
+        *hi = n;
+        return;
+    }
+    /* w[l, from) == x; w[to] > x (or to == n); the end lies in [from, to]. */
+    size_t from = l + 1, step = 1, to;
+    for (;;) {
+        to = from - 1 + step;
+        if (to >= n) {
+            to = n;
+            break;
+        }
+        if (w[to] != x)
+            break;
+        from = to + 1;
+        step *= 2;
+    }
+    *hi = from + word_lower_bound(w + from, to - from, x + 1);
 }
 
 /* Internal key ik against the target (tk, tv). */

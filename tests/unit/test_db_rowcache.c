@@ -9,6 +9,9 @@
  *    tables for older ones; a read-only transaction's snapshot holds while
  *    the cache moves on; cairn_set_cache_sizes turns the row cache off and
  *    on and resizes the block cache; stats.
+ *  - The gate: a thread whose lookups miss bypasses the cache for most
+ *    reads (still exact), comes back on a hot set; never bypassed with
+ *    row_cache_consult_all.
  *  - The races, made to happen with the engine's test hooks: (1) a read
  *    that read the old version from the tables, then a commit of the key
  *    (applied, invalidated, published) before the read inserts: the insert
@@ -186,6 +189,82 @@ static void test_admission(void **state)
     assert_int_equal(cairn_close(db), 0);
     tu_rmrf(dir);
     free(dir);
+}
+
+/* The gate (cairn_options.row_cache_consult_all false): reads the row
+ * cache does not answer make the thread bypass it for most reads, which
+ * still answer exactly; reads it answers again bring it back. With
+ * consult_all, no read bypasses it. */
+static void bypass_run(bool consult_all)
+{
+    char *dir = tu_mkdtemp("rcbyp");
+    cairn_options o;
+    cairn_options_init(&o);
+    assert_false(o.row_cache_consult_all);
+    o.sync_mode = CAIRN_SYNC_NONE;
+    o.row_cache_consult_all = consult_all;
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open(dir, &o, &db), 0);
+    enum { NKEYS = 6000 };
+    char k[32], v[32], b[128];
+    for (int i = 0; i < NKEYS; i++) {
+        snprintf(k, sizeof k, "k%05d", i);
+        snprintf(v, sizeof v, "v%05d", i);
+        puts_(db, k, v);
+    }
+    assert_int_equal(cairn_flush(db), 0);
+    /* Each key read once: misses only (the first read of a key is not
+     * even admitted). */
+    for (int i = 0; i < NKEYS; i++) {
+        snprintf(k, sizeof k, "k%05d", i);
+        snprintf(v, sizeof v, "v%05d", i);
+        assert_int_equal(gets(db, k, b, sizeof b), 0);
+        assert_string_equal(b, v);
+    }
+    assert_int_equal(gets(db, "nope", b, sizeof b), CAIRN_ENOTFOUND);
+    cairn_stats s = st(db);
+    assert_int_equal(s.row_cache_hits, 0);
+    if (consult_all) {
+        assert_int_equal(s.row_cache_bypassed, 0);
+        assert_int_equal(s.row_cache_misses, NKEYS + 1);
+    } else {
+        /* After the first window of 1,024 lookups, 7 reads in 8 pass it
+         * by (counted 1,024 at a time, or when a window ends). */
+        assert_true(s.row_cache_bypassed >= 3 * NKEYS / 5);
+        assert_true(s.row_cache_misses + s.row_cache_bypassed + 1024 >
+                    NKEYS);
+        assert_true(s.row_cache_misses < NKEYS / 2);
+    }
+    /* A few hot keys: the lookups the thread still makes fill and hit, a
+     * window shows the cache paying, and every read consults it again. */
+    for (int r = 0; r < 40000; r++) {
+        int i = r % 8;
+        snprintf(k, sizeof k, "k%05d", i);
+        snprintf(v, sizeof v, "v%05d", i);
+        assert_int_equal(gets(db, k, b, sizeof b), 0);
+        assert_string_equal(b, v);
+    }
+    cairn_stats s2 = st(db);
+    assert_true(s2.row_cache_hits > 30000);
+    if (consult_all)
+        assert_int_equal(s2.row_cache_bypassed, 0);
+    /* A write of a hot key is seen at once, through the cache. */
+    puts_(db, "k00003", "new");
+    assert_int_equal(cairn_flush(db), 0);
+    for (int r = 0; r < 3; r++) {
+        assert_int_equal(gets(db, "k00003", b, sizeof b), 0);
+        assert_string_equal(b, "new");
+    }
+    assert_int_equal(cairn_close(db), 0);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static void test_bypass(void **state)
+{
+    (void)state;
+    bypass_run(false);
+    bypass_run(true);
 }
 
 static void test_basics(void **state)
@@ -1077,6 +1156,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basics),
         cmocka_unit_test(test_admission),
+        cmocka_unit_test(test_bypass),
         cmocka_unit_test(test_race_fill),
         cmocka_unit_test(test_race_unpublished),
         cmocka_unit_test(test_zeroed_versions),
