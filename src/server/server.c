@@ -952,6 +952,39 @@ static void on_write(uv_write_t *req, int status)
         client_close(c);
 }
 
+/* An output buffer at most this large is kept for the next replies once
+ * written; a larger one (a big reply) is freed. */
+#define OUT_KEEP (16u << 10)
+
+/* Write the replies straight to the socket (nothing of this client's is
+ * queued in the loop, so the order holds): what the socket takes now
+ * needs no write request, no completion callback (and no re-arming of the
+ * socket's poll that a completed request costs), and the output buffer is
+ * kept for the next replies. What it does not take stays in c->out for
+ * the queued write (client_flush). 0, or -1 when the client was closed
+ * (the socket failed). */
+static int direct_write(client *c)
+{
+    uv_buf_t b = uv_buf_init((char *)c->out.p, (unsigned)c->out.len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == UV_EAGAIN)
+        return 0;
+    if (n < 0) {
+        client_close(c);
+        return -1;
+    }
+    if ((size_t)n < c->out.len) { /* the rest waits for room */
+        memmove(c->out.p, c->out.p + n, c->out.len - (size_t)n);
+        c->out.len -= (size_t)n;
+        return 0;
+    }
+    if (c->out.cap > OUT_KEEP)
+        cairn_resp_free(&c->out); /* keeps the protocol */
+    else
+        cairn_resp_reset(&c->out);
+    return 0;
+}
+
 static void client_flush(client *c)
 {
     if (c->closed)
@@ -981,6 +1014,9 @@ static void client_flush(client *c)
             return;
         }
     }
+    if (!c->tls && c->out.len > 0 && c->out_pending == 0 &&
+        direct_write(c) != 0)
+        return; /* closed */
     uint8_t *tdata = NULL;
     size_t tlen = 0;
     if (c->tls && srv_tls_take(c->tls, &tdata, &tlen) != 0) {

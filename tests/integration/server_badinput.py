@@ -551,6 +551,35 @@ def t_client_that_never_reads():
                               OUT_LIMIT // MiB))
 
 
+def t_slow_reader_gets_all_in_order():
+    # More replies than the socket takes at once (8 MiB; the send buffer
+    # grows to 4 MiB at most): the part written straight away and the rest,
+    # queued until the socket has room, arrive whole and in order, before
+    # the replies of the commands after them.
+    h = healthy(SRV)
+    big = bytes(range(256)) * 4096  # 1 MiB
+    assert h.set("badinput:big", big)
+    s = socket.create_connection(("127.0.0.1", SRV.port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(b"GET badinput:big\r\nPING\r\n" * 8 +
+              b"GET badinput:healthy\r\nECHO end\r\n")
+    time.sleep(0.2)  # not reading yet: the server's writes fall short
+    one = b"$%d\r\n%s\r\n" % (len(big), big)
+    want = (one + b"+PONG\r\n") * 8 + b"$3\r\nyes\r\n$3\r\nend\r\n"
+    got = b""
+    try:
+        while len(got) < len(want):
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+    finally:
+        s.close()
+    assert len(got) == len(want), (len(got), len(want))
+    assert got == want, "replies out of order or damaged"
+    assert_healthy(SRV, h)
+
+
 # ---------------------------------------------------------------- 5 half-close
 
 def half_close(port, data, timeout=5.0):
@@ -687,6 +716,7 @@ def main():
         ("half-close after a write", t_half_close_write_command),
         ("half-close after a pipeline", t_half_close_pipeline),
         ("reset mid-pipeline", t_reset_mid_pipeline),
+        ("slow reader gets all in order", t_slow_reader_gets_all_in_order),
         ("slowloris", t_slowloris),
         ("2000 idle connections", t_idle_connections),
         ("client that never reads", t_client_that_never_reads),
