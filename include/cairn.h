@@ -138,9 +138,9 @@ typedef struct cairn_options {
      * it. */
     bool row_cache_admit_all;
     /* false (cairn_options_init): a thread whose reads the row cache
-     * answers less than one time in 16 (over its last 1,024 lookups)
-     * consults it for one read in 8 only, until it answers more again (a
-     * lookup costs a memory miss and a lock, and saves a file read only
+     * answers less than one time in 16 (over its last 512 lookups)
+     * consults it for one read in 32 only, until it answers more again (a
+     * lookup costs memory misses and a lock, and saves a file read only
      * when it hits); true: every read consults it. */
     bool row_cache_consult_all;
     /* Sorted files on disk (0 = the default): */
@@ -531,7 +531,7 @@ typedef struct cairn_stats {
     uint64_t row_cache_bypassed; /* reads that did not consult it: their
                                     thread found it rarely answering
                                     (row_cache_consult_all; each thread
-                                    adds its count 1,024 at a time) */
+                                    adds its count 512 at a time) */
     /* Latency of the caches' hits (one lookup in 64 per thread is timed;
      * 0 before the first): */
     uint64_t row_cache_hit_p50_ns, row_cache_hit_p99_ns;

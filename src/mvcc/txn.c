@@ -518,9 +518,9 @@ static int check_key(cairn_db *db, const void *key, size_t klen)
  * exact: the tables are the truth, the cache a shortcut. Thread-local
  * only; the bypassed count reaches the database's counter when a window
  * ends or RC_WINDOW reads have passed by. */
-#define RC_WINDOW 1024
+#define RC_WINDOW 512
 #define RC_PAY_DIV 16
-#define RC_BYPASS_EVERY 8
+#define RC_BYPASS_EVERY 32
 
 typedef struct rc_gate {
     const cairn_db *db;
