@@ -282,6 +282,20 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
  * I/O, never fails; keys that are invalid are ignored. */
 void cairn_prefetch(cairn_db *db, const void *key, size_t klen);
 
+/* n point reads at one snapshot (the current visible version when the call
+ * begins), taken through their stages together so that their memory
+ * latencies overlap: each key's memtable and filter probes are hinted,
+ * then each is placed (memtable, or file and data block, whose place in
+ * the block cache starts loading), then each is read. For each i, rcs[i]
+ * and vals[i] / vlens[i] (vlens may be NULL) are what cairn_get would give
+ * at that snapshot: 0 with a malloc'ed value, CAIRN_ENOTFOUND, or an error
+ * (an invalid key gets CAIRN_EINVAL or CAIRN_ETOOLARGE, the others are
+ * still read); vals[i] is NULL unless rcs[i] is 0. The row cache is
+ * neither consulted nor filled. Returns 0, or CAIRN_EINVAL (db NULL, or
+ * an array NULL with n > 0: nothing read). */
+int cairn_get_many(cairn_db *db, size_t n, const void *const *keys,
+                   const size_t *klens, void **vals, size_t *vlens, int *rcs);
+
 /* One write of a batch; val == NULL deletes the key. */
 typedef struct cairn_write {
     const void *key;

@@ -252,12 +252,22 @@ int cairn_db_read_files(db_tables *t, const void *key, size_t klen,
                         uint64_t S, uint64_t max_ts, cairn_mt_entry *out,
                         cairn_sst_pin *pin)
 {
+    return cairn_db_read_files_at(t, NULL, key, klen, S, max_ts, out, pin);
+}
+
+int cairn_db_read_files_at(db_tables *t, const cairn_tree_loc *loc,
+                           const void *key, size_t klen, uint64_t S,
+                           uint64_t max_ts, cairn_mt_entry *out,
+                           cairn_sst_pin *pin)
+{
     memset(pin, 0, sizeof *pin);
     if (!t->view)
         return 0;
     cairn_sst_entry e;
-    int rc = cairn_tree_view_read(t->view, key, klen, S, max_ts, &e, pin,
-                                  NULL);
+    int rc = loc ? cairn_tree_view_read_at(t->view, loc, key, klen, S,
+                                           max_ts, &e, pin, NULL)
+                 : cairn_tree_view_read(t->view, key, klen, S, max_ts, &e,
+                                        pin, NULL);
     if (rc == CAIRN_ENOTFOUND)
         return 0;
     if (rc != 0)
@@ -1130,6 +1140,8 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
         db->opts = *opts;
     else
         cairn_options_init(&db->opts);
+    static atomic_uint_fast64_t opens;
+    db->open_id = atomic_fetch_add(&opens, 1) + 1;
     cairn_options *o = &db->opts;
     if (o->sync_mode > CAIRN_SYNC_NONE ||
         o->isolation > CAIRN_ISOLATION_SERIALIZABLE ||

@@ -189,6 +189,9 @@ struct cairn_db {
     atomic_uint_fast64_t st_commits, st_conflicts, st_gc_runs, st_gc_dropped,
         st_recovered;
     atomic_uint_fast64_t st_apply_batches; /* cairn_txn_apply_batch runs */
+    uint64_t open_id; /* unique per open in the process (a thread's row
+                         cache gate knows its database by it, not by an
+                         address a later open may reuse) */
     atomic_uint_fast64_t st_rc_bypassed; /* reads past the row cache (txn.c
                                             rc_consult), added per window */
 
@@ -251,6 +254,12 @@ int cairn_db_read_mem(db_tables *t, const void *key, size_t klen, uint64_t S,
 int cairn_db_read_files(db_tables *t, const void *key, size_t klen,
                         uint64_t S, uint64_t max_ts, cairn_mt_entry *out,
                         cairn_sst_pin *pin);
+/* cairn_db_read_files from where cairn_tree_view_locate placed key (loc
+ * NULL: the whole read). */
+int cairn_db_read_files_at(db_tables *t, const cairn_tree_loc *loc,
+                           const void *key, size_t klen, uint64_t S,
+                           uint64_t max_ts, cairn_mt_entry *out,
+                           cairn_sst_pin *pin);
 /* Whether the set has any sorted file (the row cache only stands in front
  * of them). */
 bool cairn_db_has_files(db_tables *t);

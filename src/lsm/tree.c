@@ -677,6 +677,56 @@ void cairn_tree_view_prefetch(const cairn_tree_view *v, const void *key,
     }
 }
 
+void cairn_tree_view_locate(const cairn_tree_view *v, const void *key,
+                            size_t klen, uint64_t S, cairn_tree_loc *loc)
+{
+    loc->file = NULL;
+    loc->block = 0;
+    loc->none = false;
+    if (v->n == 0) {
+        loc->none = true;
+        return;
+    }
+    tfile *cand[64];
+    if (v->lstart[1] - v->lstart[0] + CAIRN_LSM_MAX_LEVELS > 64)
+        return; /* not located: a full read */
+    size_t n = candidates(v, key, klen, cand);
+    for (size_t i = 0; i < n; i++) {
+        const cairn_sst_reader *r = atomic_load(&cand[i]->r);
+        if (!r)
+            return; /* a file to open first: a full read does */
+        size_t b = cairn_sst_locate(r, key, klen, S);
+        if (b != SIZE_MAX) {
+            loc->file = cand[i];
+            loc->block = b;
+            return;
+        }
+    }
+    loc->none = true;
+}
+
+int cairn_tree_view_read_at(const cairn_tree_view *v,
+                            const cairn_tree_loc *loc, const void *key,
+                            size_t klen, uint64_t S, uint64_t max_ts,
+                            cairn_sst_entry *out, cairn_sst_pin *pin,
+                            char *errmsg)
+{
+    if (loc->none)
+        return CAIRN_ENOTFOUND;
+    if (loc->file) {
+        /* The view holds the file, so its reader stays open. */
+        const cairn_sst_reader *r = atomic_load(&((tfile *)loc->file)->r);
+        int rc = cairn_sst_get_at(r, loc->block, key, klen, S, max_ts, out,
+                                  pin, errmsg);
+        if (rc != CAIRN_ENOTFOUND)
+            return rc;
+        /* Not there after all (a filter's false positive, or only
+         * versions too new for max_ts): the files after it may hold it;
+         * the whole read decides (those before it it rules out again). */
+    }
+    return cairn_tree_view_read(v, key, klen, S, max_ts, out, pin, errmsg);
+}
+
 int cairn_tree_view_versions(const cairn_tree_view *v, const void *key,
                              size_t klen, uint64_t S, cairn_tree_entry_fn fn,
                              void *arg)

@@ -168,6 +168,25 @@ int cairn_tree_view_read(const cairn_tree_view *v, const void *key,
 void cairn_tree_view_prefetch(const cairn_tree_view *v, const void *key,
                               size_t klen, uint64_t hash);
 
+/* A point read in two halves, for batches: locate (after the key's filter
+ * bytes were hinted with cairn_tree_view_prefetch) finds the file and the
+ * data block a read at version S would look at first, and starts loading
+ * that block's place in the block cache; read_at then reads as
+ * cairn_tree_view_read does, from there. */
+typedef struct cairn_tree_loc {
+    const void *file; /* the first file whose filter allows key; NULL:
+                         none does (none) or not located (a full read) */
+    size_t block;     /* its data block to start at */
+    bool none;        /* no file may hold key */
+} cairn_tree_loc;
+void cairn_tree_view_locate(const cairn_tree_view *v, const void *key,
+                            size_t klen, uint64_t S, cairn_tree_loc *loc);
+int cairn_tree_view_read_at(const cairn_tree_view *v,
+                            const cairn_tree_loc *loc, const void *key,
+                            size_t klen, uint64_t S, uint64_t max_ts,
+                            cairn_sst_entry *out, cairn_sst_pin *pin,
+                            char *errmsg);
+
 /* Every entry of key (all versions, newest first) with version <= S, passed
  * to fn until it returns non-zero. Pointers are valid during the call. */
 typedef int (*cairn_tree_entry_fn)(void *arg, const cairn_sst_entry *e);

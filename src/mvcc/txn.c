@@ -523,7 +523,7 @@ static int check_key(cairn_db *db, const void *key, size_t klen)
 #define RC_BYPASS_EVERY 32
 
 typedef struct rc_gate {
-    const cairn_db *db;
+    uint64_t db; /* the database's open_id; 0: none yet */
     uint32_t seen, hits, skip;
     uint64_t bypassed;
     bool bypass;
@@ -536,8 +536,8 @@ static bool rc_consult(cairn_db *db)
 {
     if (db->opts.row_cache_consult_all)
         return true;
-    if (rcg.db != db)
-        rcg = (rc_gate){.db = db};
+    if (rcg.db != db->open_id)
+        rcg = (rc_gate){.db = db->open_id};
     if (!rcg.bypass || ++rcg.skip == RC_BYPASS_EVERY) {
         rcg.skip = 0;
         return true;
@@ -645,7 +645,7 @@ static void read_prefetch(cairn_db *db, db_tables *t, const void *key,
         cairn_tree_view_prefetch(t->view, key, klen, h);
         /* As cairn_get: only with files, and while the thread consults
          * it. */
-        if (cairn_db_has_files(t) && !(rcg.db == db && rcg.bypass))
+        if (cairn_db_has_files(t) && !(rcg.db == db->open_id && rcg.bypass))
             cairn_row_cache_prefetch(db->rcache, h);
     }
 }
@@ -706,6 +706,75 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
     cairn_sst_pin_release(&pin);
     cairn_db_tables_return(db, tabs, lent);
     return rc;
+}
+
+/* Keys cairn_get_many takes through its stages together. */
+#define GM_CHUNK 32
+
+int cairn_get_many(cairn_db *db, size_t n, const void *const *keys,
+                   const size_t *klens, void **vals, size_t *vlens, int *rcs)
+{
+    if (!db || (n && (!keys || !klens || !vals || !rcs)))
+        return CAIRN_EINVAL;
+    uint64_t S, oldest;
+    bool lent;
+    db_tables *t = cairn_db_tables_borrow(db, &S, &oldest, &lent);
+    for (size_t base = 0; base < n; base += GM_CHUNK) {
+        size_t m = n - base < GM_CHUNK ? n - base : GM_CHUNK;
+        const void *const *k = keys + base;
+        const size_t *kl = klens + base;
+        int *rc = rcs + base;
+        void **val = vals + base;
+        size_t *vl = vlens ? vlens + base : NULL;
+        cairn_tree_loc loc[GM_CHUNK];
+        bool done[GM_CHUNK];
+        /* 1: hint each key's first probes (memtable buckets, filters). */
+        for (size_t i = 0; i < m; i++) {
+            val[i] = NULL;
+            rc[i] = check_key(db, k[i], kl[i]);
+            done[i] = rc[i] != 0;
+            if (!done[i])
+                read_prefetch(db, t, k[i], kl[i]);
+        }
+        /* 2: the memtables answer, or the files' filters and indexes
+         * (now loaded) place the key, its data block hinted. */
+        for (size_t i = 0; i < m; i++) {
+            if (done[i])
+                continue;
+            cairn_mt_entry e;
+            if (cairn_db_read_mem(t, k[i], kl[i], S, UINT64_MAX, &e)) {
+                rc[i] = e.kind == CAIRN_MT_DELETE
+                            ? CAIRN_ENOTFOUND
+                            : cairn_db_copy_value(db, &e, &val[i],
+                                                  vl ? &vl[i] : NULL);
+                done[i] = true;
+            } else if (!t->view) {
+                rc[i] = CAIRN_ENOTFOUND;
+                done[i] = true;
+            } else {
+                cairn_tree_view_locate(t->view, k[i], kl[i], S, &loc[i]);
+            }
+        }
+        /* 3: the reads, from where each was placed. */
+        for (size_t i = 0; i < m; i++) {
+            if (done[i])
+                continue;
+            cairn_mt_entry e;
+            cairn_sst_pin pin;
+            int r = cairn_db_read_files_at(t, &loc[i], k[i], kl[i], S,
+                                           UINT64_MAX, &e, &pin);
+            if (r < 0)
+                rc[i] = r;
+            else if (r == 0 || e.kind == CAIRN_MT_DELETE)
+                rc[i] = CAIRN_ENOTFOUND;
+            else
+                rc[i] = cairn_db_copy_value(db, &e, &val[i],
+                                            vl ? &vl[i] : NULL);
+            cairn_sst_pin_release(&pin);
+        }
+    }
+    cairn_db_tables_return(db, t, lent);
+    return 0;
 }
 
 void cairn_prefetch(cairn_db *db, const void *key, size_t klen)

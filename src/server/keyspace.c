@@ -1,6 +1,7 @@
 /*
  * keyspace.c — Redis keys over Cairn keys (docs/format/keyspace.md). See
- * keyspace.h for the invariants. Locking: none of its own.
+ * keyspace.h for the invariants. Locking: none of its own; the GET
+ * read-ahead is per thread (thread-local), used by the pass that made it.
  */
 #include "server/keyspace.h"
 
@@ -83,15 +84,89 @@ uint64_t ks_now_ms(void)
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
 }
 
-void ks_prefetch(cairn_db *db, const void *key, size_t klen)
+/* The read-ahead (ks_read_ahead): per thread, used only by the outermost
+ * pass (depth 1: a pass run from inside another never sees the outer
+ * one's values). Keys are stored with their record prefix. */
+typedef struct ks_ahead {
+    size_t n, next;
+    uint8_t keys[KS_AHEAD_MAX][KS_AHEAD_KEY + 1];
+    const void *kp[KS_AHEAD_MAX];
+    size_t lens[KS_AHEAD_MAX];
+    void *vals[KS_AHEAD_MAX];
+    size_t vlens[KS_AHEAD_MAX];
+    int rcs[KS_AHEAD_MAX];
+} ks_ahead;
+
+static _Thread_local ks_ahead *ahead;
+static _Thread_local int ahead_depth;
+
+static void ahead_drop(void)
 {
-    uint8_t k[256]; /* longer keys are not hinted: not worth an allocation */
-    if (klen >= sizeof k)
+    if (!ahead)
         return;
-    k[0] = KS_DATA;
-    if (klen)
-        memcpy(k + 1, key, klen);
-    cairn_prefetch(db, k, klen + 1);
+    for (size_t i = ahead->next; i < ahead->n; i++)
+        free(ahead->vals[i]);
+    ahead->n = ahead->next = 0;
+}
+
+void ks_pass_begin(void)
+{
+    ahead_depth++;
+}
+
+void ks_pass_end(void)
+{
+    if (--ahead_depth == 0)
+        ahead_drop();
+}
+
+void ks_read_ahead(cairn_db *db, const uint8_t *const *keys,
+                   const size_t *lens, size_t n)
+{
+    if (ahead_depth != 1 || n < 2)
+        return;
+    if (!ahead && !(ahead = calloc(1, sizeof *ahead)))
+        return; /* no read-ahead: each GET reads for itself */
+    ahead_drop();
+    if (n > KS_AHEAD_MAX)
+        n = KS_AHEAD_MAX;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] > KS_AHEAD_KEY)
+            continue; /* read when its GET runs */
+        ahead->keys[m][0] = KS_DATA;
+        if (lens[i])
+            memcpy(ahead->keys[m] + 1, keys[i], lens[i]);
+        ahead->kp[m] = ahead->keys[m];
+        ahead->lens[m] = lens[i] + 1;
+        m++;
+    }
+    if (m < 2 || cairn_get_many(db, m, ahead->kp, ahead->lens, ahead->vals,
+                                ahead->vlens, ahead->rcs) != 0)
+        return;
+    ahead->n = m;
+}
+
+/* The value read ahead for (prefixed) key k, if any: 1 (*rc, *v, *vlen
+ * taken), 0 none. Takes them in order; entries before a match (GETs that
+ * did not get to read, refused by ACL say) are dropped. */
+static int ahead_take(const ks_key *k, int *rc, void **v, size_t *vlen)
+{
+    if (!ahead || ahead_depth != 1)
+        return 0;
+    for (size_t i = ahead->next; i < ahead->n; i++) {
+        if (ahead->lens[i] != k->len ||
+            memcmp(ahead->keys[i], k->p, k->len) != 0)
+            continue;
+        for (size_t j = ahead->next; j < i; j++)
+            free(ahead->vals[j]);
+        *rc = ahead->rcs[i];
+        *v = ahead->vals[i];
+        *vlen = ahead->vlens[i];
+        ahead->next = i + 1;
+        return 1;
+    }
+    return 0;
 }
 
 int ks_get(cairn_db *db, cairn_txn *txn, const void *key, size_t klen,
@@ -104,8 +179,10 @@ int ks_get(cairn_db *db, cairn_txn *txn, const void *key, size_t klen,
         return rc;
     void *v = NULL;
     size_t vlen = 0;
-    rc = txn ? cairn_txn_get(txn, k.p, k.len, &v, &vlen)
-             : cairn_get(db, k.p, k.len, &v, &vlen);
+    if (txn)
+        rc = cairn_txn_get(txn, k.p, k.len, &v, &vlen);
+    else if (!ahead_take(&k, &rc, &v, &vlen))
+        rc = cairn_get(db, k.p, k.len, &v, &vlen);
     ks_key_free(&k);
     if (rc == CAIRN_ENOTFOUND)
         return 0;

@@ -58,9 +58,22 @@ uint8_t *ks_encode(int type, uint64_t expiry_ms, const void *payload,
 /* Milliseconds since the Unix epoch. */
 uint64_t ks_now_ms(void);
 
-/* A hint that key's record is about to be read (cairn_prefetch); keys of
- * 256 bytes or more are not hinted. */
-void ks_prefetch(cairn_db *db, const void *key, size_t klen);
+/* Read-ahead of a run of pipelined GETs. Within a pass (ks_pass_begin ..
+ * ks_pass_end, on one thread; nested passes do not read ahead nor see the
+ * outer pass's values), ks_read_ahead reads up to KS_AHEAD_MAX records
+ * (keys up to KS_AHEAD_KEY bytes) together with cairn_get_many, at one
+ * snapshot taken then; each ks_get without a transaction whose key comes
+ * next (or later) among them takes its value instead of reading. The
+ * caller reads ahead only keys whose GETs run in this pass, with no write
+ * of this client before them; a value taken is as of the read-ahead,
+ * within the GET's own request-to-reply interval. ks_pass_end frees what
+ * was not taken. */
+#define KS_AHEAD_MAX 32
+#define KS_AHEAD_KEY 255
+void ks_pass_begin(void);
+void ks_pass_end(void);
+void ks_read_ahead(cairn_db *db, const uint8_t *const *keys,
+                   const size_t *lens, size_t n);
 
 /* Read key's record (txn NULL: the database now). Missing or expired
  * (expiry <= now_ms): r->found false, returns 0. Errors: negative codes. */

@@ -1389,8 +1389,8 @@ static int batch_add(client *c, const cmd_def *d, const cairn_resp_cmd *cmd)
     return 0;
 }
 
-/* The most GETs of one pass whose keys are hinted to the engine. */
-#define PREFETCH_MAX 32
+/* The most GETs of one pass read ahead together. */
+#define PREFETCH_MAX KS_AHEAD_MAX
 
 /* If buf starts with a complete multibulk "GET key", the key and the
  * command's length; 0 otherwise (anything else, or not all there yet). A
@@ -1416,9 +1416,12 @@ static size_t peek_get(const uint8_t *p, size_t n, const uint8_t **key,
     return i + len + 2;
 }
 
-/* A pipeline of GETs: hint the engine at every key first, so that the
- * reads' memory loads overlap instead of each read waiting for its own
- * (one GET alone is read at once: nothing to overlap). */
+/* A pipeline of GETs at the start of what the client sent (nothing of its
+ * own before them in flight: it is not busy): their records are read
+ * together (ks_read_ahead, cairn_get_many), so that the reads' memory
+ * loads overlap instead of each read waiting for its own; each GET then
+ * takes its record when it runs (one GET alone reads for itself: nothing
+ * to overlap). */
 static void prefetch_gets(client *c)
 {
     const uint8_t *keys[PREFETCH_MAX];
@@ -1431,18 +1434,15 @@ static void prefetch_gets(client *c)
     }
     if (n < 2)
         return;
-    for (size_t i = 0; i < n; i++)
-        ks_prefetch(c->s->db, keys[i], lens[i]);
+    ks_read_ahead(c->s->db, keys, lens, n);
 }
 
-static void client_process(client *c)
+static void client_pass(client *c)
 {
-    if (c->closed)
-        return;
-    if (!c->busy && c->authed && !c->in_multi)
-        prefetch_gets(c);
     c->s->now_ms = ks_now_ms(); /* one clock read per pass, not per command */
     c->s->cmd_start_us = now_us_mono();
+    if (!c->busy && c->authed && !c->in_multi)
+        prefetch_gets(c);
     size_t off = 0;
     c->paused = false;
     while (!c->busy && !c->close_after && !c->closed && off < c->inlen) {
@@ -1537,6 +1537,16 @@ static void client_process(client *c)
         c->inlen -= off;
     }
     client_flush(c);
+}
+
+/* Run what the client sent, as far as it can go now. */
+static void client_process(client *c)
+{
+    if (c->closed)
+        return;
+    ks_pass_begin();
+    client_pass(c);
+    ks_pass_end();
 }
 
 /* Room for n more bytes of input: 0, or CAIRN_ENOMEM. */

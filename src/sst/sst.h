@@ -258,6 +258,15 @@ bool cairn_sst_may_contain(const cairn_sst_reader *r, const void *key,
  * up: starts loading the filter bytes the lookup reads first. */
 void cairn_sst_prefetch(const cairn_sst_reader *r, uint64_t hash);
 
+/* The first half of a lookup, for batches (the filter bytes hinted a
+ * little before): SIZE_MAX if the filter rules key out; else the data
+ * block a lookup of (key, max_version) starts at (nidx, past the last
+ * block, when every key is below it), whose cache entry, header and
+ * restart words start loading if the block was last seen in the block
+ * cache. Then cairn_sst_get_at with that block reads as cairn_sst_get. */
+size_t cairn_sst_locate(const cairn_sst_reader *r, const void *key,
+                        size_t klen, uint64_t max_version);
+
 /* Keeps the data block of an entry returned by cairn_sst_get alive. Zero it
  * (or let get fill it) before use; release it once done with the entry.
  * Releasing an empty pin is a no-op; a pin may be reused after release. */
@@ -274,7 +283,13 @@ void cairn_sst_pin_release(cairn_sst_pin *pin);
  * into the pinned block and stays valid until cairn_sst_pin_release(pin);
  * out->key is the caller's own key pointer (the entry's key equals it).
  * CAIRN_ENOTFOUND (pin left empty) if there is no such entry; another error
- * (pin left empty, errmsg filled for CAIRN_ECORRUPT) on failure. */
+ * (pin left empty, errmsg filled for CAIRN_ECORRUPT) on failure.
+ * cairn_sst_get_at: the same, without the filter check and the index
+ * search, from the block cairn_sst_locate gave for the same key and
+ * max_version. */
+int cairn_sst_get_at(const cairn_sst_reader *r, size_t block, const void *key,
+                     size_t klen, uint64_t max_version, uint64_t max_ts,
+                     cairn_sst_entry *out, cairn_sst_pin *pin, char *errmsg);
 int cairn_sst_get(const cairn_sst_reader *r, const void *key, size_t klen,
                   uint64_t max_version, uint64_t max_ts, cairn_sst_entry *out,
                   cairn_sst_pin *pin, char *errmsg);

@@ -105,6 +105,11 @@ struct cairn_sst_reader {
     /* boff[i] = idx[i].off (in dk's allocation): what a block cache hit
      * needs, without touching the larger idx entry. */
     uint64_t *boff;
+    /* hint[i]: where data block i last sat in the block cache (its cache
+     * entry, just after its header), or NULL; only ever prefetched
+     * (cairn_sst_locate), never dereferenced, so a stale one (the block
+     * evicted, its memory reused) is harmless. */
+    _Atomic(void *) *hint;
     /* The filter block's contents, in a copy whose bit array is 64-byte
      * aligned (a blocked filter's block is one cache line); NULL: no
      * filter, or one of a kind this reader does not know. */
@@ -628,6 +633,15 @@ static unsigned hit_stripe(void)
     return mine;
 }
 
+/* Remember where block i sits in the cache (a store only when it moved:
+ * readers of a block share its line of hints). */
+static void set_hint(const cairn_sst_reader *r, size_t i, void *h)
+{
+    if (r->hint &&
+        atomic_load_explicit(&r->hint[i], memory_order_relaxed) != h)
+        atomic_store_explicit(&r->hint[i], h, memory_order_relaxed);
+}
+
 /* Make data block i the one held. */
 static int it_load(cairn_sst_iter *it, size_t i)
 {
@@ -657,6 +671,7 @@ static int it_load(cairn_sst_iter *it, size_t i)
             it->h = h;
             it->blk = cairn_cache_handle_data(h);
             it->bi = i;
+            set_hint(r, i, h);
             return 0;
         }
     }
@@ -690,6 +705,7 @@ static int it_load(cairn_sst_iter *it, size_t i)
             return rc;
         }
         it->h = h;
+        set_hint(r, i, h);
     }
     it->blk = b;
     it->bi = i;
@@ -951,12 +967,10 @@ void cairn_sst_iter_seek_last(cairn_sst_iter *it)
     it->valid = true;
 }
 
-void cairn_sst_iter_seek(cairn_sst_iter *it, const void *key, size_t klen,
-                         uint64_t version)
+/* Seek to (tk, version), whose index search gave data block i. */
+static void it_seek_in(cairn_sst_iter *it, size_t i, const uint8_t *tk,
+                       size_t klen, uint64_t version)
 {
-    it_reset(it);
-    const uint8_t *tk = klen ? key : (const uint8_t *)"";
-    size_t i = index_lower_bound(it->r, tk, klen, version);
     if (i >= it->r->nidx) {
         it_release(it);
         return;
@@ -970,6 +984,15 @@ void cairn_sst_iter_seek(cairn_sst_iter *it, const void *key, size_t klen,
         it->valid = true;
     else /* the index key said otherwise: go on at the next block */
         it_first_from(it, i + 1);
+}
+
+void cairn_sst_iter_seek(cairn_sst_iter *it, const void *key, size_t klen,
+                         uint64_t version)
+{
+    it_reset(it);
+    const uint8_t *tk = klen ? key : (const uint8_t *)"";
+    it_seek_in(it, index_lower_bound(it->r, tk, klen, version), tk, klen,
+               version);
 }
 
 void cairn_sst_iter_next(cairn_sst_iter *it)
@@ -1065,19 +1088,19 @@ void cairn_sst_pin_release(cairn_sst_pin *pin)
     memset(pin, 0, sizeof *pin);
 }
 
-int cairn_sst_get(const cairn_sst_reader *r, const void *key, size_t klen,
-                  uint64_t max_version, uint64_t max_ts, cairn_sst_entry *out,
-                  cairn_sst_pin *pin, char *errmsg)
+/* cairn_sst_get past its filter check, with the data block its index
+ * search gives (SIZE_MAX: search the index now). */
+static int sst_get_in(const cairn_sst_reader *r, size_t block, const void *key,
+                      size_t klen, uint64_t max_version, uint64_t max_ts,
+                      cairn_sst_entry *out, cairn_sst_pin *pin, char *errmsg)
 {
-    if (!r || !out || !pin || (!key && klen))
-        return CAIRN_EINVAL;
-    memset(pin, 0, sizeof *pin);
     const uint8_t *k = klen ? key : (const uint8_t *)"";
-    if (!cairn_sst_may_contain(r, k, klen))
-        return CAIRN_ENOTFOUND;
     cairn_sst_iter it;
     it_init(&it, r, false);
-    cairn_sst_iter_seek(&it, k, klen, max_version);
+    it_reset(&it);
+    if (block == SIZE_MAX)
+        block = index_lower_bound(r, k, klen, max_version);
+    it_seek_in(&it, block, k, klen, max_version);
     int rc = CAIRN_ENOTFOUND;
     while (it.valid && it.key.len - 8 == klen &&
            (klen == 0 || memcmp(it.key.p, k, klen) == 0)) {
@@ -1104,6 +1127,53 @@ int cairn_sst_get(const cairn_sst_reader *r, const void *key, size_t klen,
     }
     it_fini(&it);
     return rc;
+}
+
+int cairn_sst_get(const cairn_sst_reader *r, const void *key, size_t klen,
+                  uint64_t max_version, uint64_t max_ts, cairn_sst_entry *out,
+                  cairn_sst_pin *pin, char *errmsg)
+{
+    if (!r || !out || !pin || (!key && klen))
+        return CAIRN_EINVAL;
+    memset(pin, 0, sizeof *pin);
+    const uint8_t *k = klen ? key : (const uint8_t *)"";
+    if (!cairn_sst_may_contain(r, k, klen))
+        return CAIRN_ENOTFOUND;
+    return sst_get_in(r, SIZE_MAX, key, klen, max_version, max_ts, out, pin,
+                      errmsg);
+}
+
+size_t cairn_sst_locate(const cairn_sst_reader *r, const void *key,
+                        size_t klen, uint64_t max_version)
+{
+    const uint8_t *k = klen ? key : (const uint8_t *)"";
+    if (!cairn_sst_may_contain(r, k, klen))
+        return SIZE_MAX;
+    size_t i = index_lower_bound(r, k, klen, max_version);
+    const char *h = i < r->nidx && r->hint
+                        ? atomic_load_explicit(&r->hint[i],
+                                               memory_order_relaxed)
+                        : NULL;
+    if (h) {
+        /* The cache entry sits right after the block's header, which the
+         * restart words precede: the lines a lookup and a seek read
+         * first. */
+        __builtin_prefetch(h);
+        __builtin_prefetch(h - 64);
+        __builtin_prefetch(h - 128);
+    }
+    return i;
+}
+
+int cairn_sst_get_at(const cairn_sst_reader *r, size_t block, const void *key,
+                     size_t klen, uint64_t max_version, uint64_t max_ts,
+                     cairn_sst_entry *out, cairn_sst_pin *pin, char *errmsg)
+{
+    if (!r || !out || !pin || (!key && klen) || block == SIZE_MAX)
+        return CAIRN_EINVAL;
+    memset(pin, 0, sizeof *pin);
+    return sst_get_in(r, block, key, klen, max_version, max_ts, out, pin,
+                      errmsg);
 }
 
 /* ---------- open ---------- */
@@ -1284,6 +1354,9 @@ static int parse_index(cairn_sst_reader *r, const sst_block *b, char *errmsg)
     if (!r->dk)
         return CAIRN_ENOMEM;
     r->boff = r->dk + r->nidx;
+    r->hint = calloc(r->nidx, sizeof *r->hint);
+    if (!r->hint)
+        return CAIRN_ENOMEM;
     for (size_t i = 0; i < r->nidx; i++) {
         r->dk[i] = key_word(r->keys + r->idx[i].koff, r->idx[i].klen - 8, cpl);
         r->boff[i] = r->idx[i].off;
@@ -1547,6 +1620,7 @@ void cairn_sst_close(cairn_sst_reader *r)
     cairn_file_close(r->f);
     free(r->idx);
     free(r->dk);
+    free(r->hint);
     free(r->keys);
     free(r->fmem);
     block_free(r->propblk);

@@ -156,23 +156,29 @@ def t_pipeline():
 
 
 def t_pipeline_gets():
-    # A pipeline of GETs (the server looks ahead at their keys to overlap
-    # the reads): keys holding CR LF or digits in their bytes, the empty
-    # key, any case, a key in a sorted file, other commands between, and a
-    # GET cut in two by the network all answer in order.
+    # A pipeline of GETs (the server reads a run of them ahead, together):
+    # keys holding CR LF or digits in their bytes, the empty key, any case,
+    # a key too long to read ahead, keys in a sorted file, an expired key,
+    # a series (WRONGTYPE), the same key twice in a row, other commands
+    # between, and a GET cut in two by the network all answer in order.
     c = r()
     keys = [b"pg:a", b"pg:\r\n$3\r\nGET", b"", b"pg:" + b"9" * 300,
-            b"pg:none"]
+            b"pg:none", b"pg:exp", b"pg:ts", b"pg:ts"]
     for k in keys[:4]:
         c.set(k, b"v:" + k)
-    c.save()  # one of them is read from a sorted file below
+    c.set(b"pg:exp", b"gone", px=1)
+    c.execute_command("TS.CREATE", "pg:ts")
+    c.save()  # some of them are read from a sorted file below
     c.set(b"pg:a", b"newer")
+    time.sleep(0.01)  # pg:exp has expired
 
     def get(k, name=b"GET"):
         return b"*2\r\n$3\r\n%s\r\n$%d\r\n%s\r\n" % (name, len(k), k)
     want = {k: (b"v:" + k if k else b"v:") for k in keys[:4]}
     want[b"pg:a"] = b"newer"
     want[b"pg:none"] = None
+    want[b"pg:exp"] = None
+    want[b"pg:ts"] = "-WRONGTYPE"
     req, exp = b"", []
     for i in range(40):
         k = keys[i % len(keys)]
@@ -195,6 +201,10 @@ def t_pipeline_gets():
             if buf.startswith(b"+"):
                 e = buf.index(b"\r\n")
                 out.append(buf[1:e].decode())
+                buf = buf[e + 2:]
+            elif buf.startswith(b"-"):
+                e = buf.index(b"\r\n")
+                out.append("-" + buf[1:e].decode().split()[0])
                 buf = buf[e + 2:]
             elif buf.startswith(b"$-1\r\n"):
                 out.append(None)

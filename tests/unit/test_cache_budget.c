@@ -124,6 +124,7 @@ static void test_budgets_hold_in_resident_memory(void **state)
     o.sync_mode = CAIRN_SYNC_NONE;
     o.memtable_size = (size_t)4 << 20;
     o.row_cache_size = ROW_BUDGET;
+    o.row_cache_consult_all = true; /* both caches filled all the time */
     o.block_cache_size = BLOCK_BUDGET;
     cairn_db *db = NULL;
     assert_int_equal(cairn_open(dir, &o, &db), 0);

@@ -998,6 +998,7 @@ static void run_model(bool history)
     o.sync_mode = CAIRN_SYNC_NONE;
     o.row_cache_size = 24 << 10;
     o.row_cache_admit_all = true;
+    o.row_cache_consult_all = true; /* every read goes through it */
     o.memtable_size = 256 << 10;
     o.block_cache_size = 4 << 20;
     o.sst_target_file_size = 256 << 10;
@@ -1104,6 +1105,7 @@ static void test_budget(void **state)
     o.sync_mode = CAIRN_SYNC_NONE;
     o.row_cache_size = cap;
     o.row_cache_admit_all = true;
+    o.row_cache_consult_all = true;
     o.memtable_size = 1 << 20;
     cairn_db *db = NULL;
     assert_int_equal(cairn_open(dir, &o, &db), 0);

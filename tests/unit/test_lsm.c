@@ -131,6 +131,59 @@ static void check_scan(cairn_txn *t, const model *m, int lo, int hi)
     assert_int_equal(c.next, hi); /* nothing missing at the end */
 }
 
+/* Every key, an absent one, an invalid one and a key too long, read
+ * together with cairn_get_many (in an order that jumps across files and
+ * blocks, more than one chunk of them), against the model. */
+static void check_many(cairn_db *db, const model *m)
+{
+    enum { N = NKEYS + 3 };
+    static char big[70000];
+    memset(big, 'k', sizeof big);
+    char names[NKEYS][16];
+    const void *keys[N];
+    size_t lens[N], vlens[N];
+    void *vals[N];
+    int rcs[N];
+    for (int j = 0; j < NKEYS; j++) {
+        key_of(j * 7 % NKEYS, names[j]); /* 7 and NKEYS are coprime */
+        keys[j] = names[j];
+        lens[j] = strlen(names[j]);
+    }
+    keys[NKEYS] = "absent";
+    lens[NKEYS] = 6;
+    keys[NKEYS + 1] = NULL; /* invalid */
+    lens[NKEYS + 1] = 3;
+    keys[NKEYS + 2] = big; /* over the key size limit */
+    lens[NKEYS + 2] = sizeof big;
+    assert_int_equal(cairn_get_many(db, N, keys, lens, vals, vlens, rcs), 0);
+    for (int j = 0; j < NKEYS; j++) {
+        int i = j * 7 % NKEYS;
+        if (m->val[i]) {
+            assert_int_equal(rcs[j], 0);
+            assert_int_equal(vlens[j], m->len[i]);
+            assert_memory_equal(vals[j], m->val[i], m->len[i]);
+            cairn_free(vals[j]);
+        } else {
+            assert_int_equal(rcs[j], CAIRN_ENOTFOUND);
+            assert_null(vals[j]);
+        }
+    }
+    assert_int_equal(rcs[NKEYS], CAIRN_ENOTFOUND);
+    assert_int_equal(rcs[NKEYS + 1], CAIRN_EINVAL);
+    assert_int_equal(rcs[NKEYS + 2], CAIRN_ETOOLARGE);
+    for (int j = NKEYS; j < N; j++)
+        assert_null(vals[j]);
+    /* Lengths optional; nothing to read; bad arguments. */
+    assert_int_equal(cairn_get_many(db, 2, keys, lens, vals, NULL, rcs), 0);
+    for (int j = 0; j < 2; j++)
+        cairn_free(vals[j]);
+    assert_int_equal(cairn_get_many(db, 0, NULL, NULL, NULL, NULL, NULL), 0);
+    assert_int_equal(cairn_get_many(NULL, 1, keys, lens, vals, vlens, rcs),
+                     CAIRN_EINVAL);
+    assert_int_equal(cairn_get_many(db, 1, keys, lens, NULL, vlens, rcs),
+                     CAIRN_EINVAL);
+}
+
 static void check_all(cairn_db *db, const model *m)
 {
     cairn_txn *t = NULL;
@@ -145,6 +198,7 @@ static void check_all(cairn_db *db, const model *m)
     }
     check_scan(t, m, 0, NKEYS);
     cairn_txn_abort(t);
+    check_many(db, m);
 }
 
 static void test_model(void **state)
