@@ -630,14 +630,14 @@ int cairn_txn_get(cairn_txn *t, const void *key, size_t klen, void **val,
     return rc;
 }
 
-/* Start loading what a point read of key in t probes first, each
- * independent of the others: the memtables' hash buckets, the row cache
- * bucket, the filter blocks of the files that may hold it. */
+/* Start loading what a point read of key (whose key_hash is h: one hash
+ * serves the memtables' index, the files' filters and the row cache) in t
+ * probes first, each independent of the others: the memtables' hash
+ * buckets, the filter blocks of the files that may hold it and, for a read
+ * that may consult the row cache (row_cache), its bucket. */
 static void read_prefetch(cairn_db *db, db_tables *t, const void *key,
-                          size_t klen)
+                          size_t klen, uint64_t h, bool row_cache)
 {
-    /* One hash serves the memtables' index and the files' filters. */
-    uint64_t h = key_hash(key, klen);
     cairn_memtable_prefetch(t->active, h);
     for (size_t i = 0; i < t->nimm; i++)
         cairn_memtable_prefetch(t->imm[i], h);
@@ -645,7 +645,8 @@ static void read_prefetch(cairn_db *db, db_tables *t, const void *key,
         cairn_tree_view_prefetch(t->view, key, klen, h);
         /* As cairn_get: only with files, and while the thread consults
          * it. */
-        if (cairn_db_has_files(t) && !(rcg.db == db->open_id && rcg.bypass))
+        if (row_cache && cairn_db_has_files(t) &&
+            !(rcg.db == db->open_id && rcg.bypass))
             cairn_row_cache_prefetch(db->rcache, h);
     }
 }
@@ -661,16 +662,17 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
     uint64_t S, oldest;
     bool lent;
     db_tables *tabs = cairn_db_tables_borrow(db, &S, &oldest, &lent);
-    if (cairn_db_has_files(tabs))
-        read_prefetch(db, tabs, key, klen);
+    bool files = cairn_db_has_files(tabs);
+    uint64_t h = files ? key_hash(key, klen) : 0;
+    if (files)
+        read_prefetch(db, tabs, key, klen, h, true);
     cairn_mt_entry e;
     cairn_sst_pin pin = {0};
     /* The memtables answer for keys written lately, as cheaply as the row
      * cache would: it stands in front of the sorted files only. */
     int r = cairn_db_read_mem(tabs, key, klen, S, UINT64_MAX, &e);
-    if (r == 0 && cairn_row_cache_enabled(db->rcache) &&
-        cairn_db_has_files(tabs) && rc_consult(db)) {
-        uint64_t h = key_hash(key, klen);
+    if (r == 0 && cairn_row_cache_enabled(db->rcache) && files &&
+        rc_consult(db)) {
         bool fill = false; /* a miss the row cache admits */
         bool hit = cairn_db_rc_lookup(db, h, key, klen, S, UINT64_MAX, val,
                                       vlen, &rc, &fill);
@@ -734,7 +736,8 @@ int cairn_get_many(cairn_db *db, size_t n, const void *const *keys,
             rc[i] = check_key(db, k[i], kl[i]);
             done[i] = rc[i] != 0;
             if (!done[i])
-                read_prefetch(db, t, k[i], kl[i]);
+                read_prefetch(db, t, k[i], kl[i], key_hash(k[i], kl[i]),
+                              false);
         }
         /* 2: the memtables answer, or the files' filters and indexes
          * (now loaded) place the key, its data block hinted. */
@@ -784,7 +787,7 @@ void cairn_prefetch(cairn_db *db, const void *key, size_t klen)
     uint64_t S, oldest;
     bool lent;
     db_tables *t = cairn_db_tables_borrow(db, &S, &oldest, &lent);
-    read_prefetch(db, t, key, klen);
+    read_prefetch(db, t, key, klen, key_hash(key, klen), true);
     cairn_db_tables_return(db, t, lent);
 }
 

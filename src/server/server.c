@@ -1389,9 +1389,6 @@ static int batch_add(client *c, const cmd_def *d, const cairn_resp_cmd *cmd)
     return 0;
 }
 
-/* The most GETs of one pass read ahead together. */
-#define PREFETCH_MAX KS_AHEAD_MAX
-
 /* If buf starts with a complete multibulk "GET key", the key and the
  * command's length; 0 otherwise (anything else, or not all there yet). A
  * look at the bytes only: the parser still parses the command. */
@@ -1422,11 +1419,11 @@ static size_t peek_get(const uint8_t *p, size_t n, const uint8_t **key,
  * loads overlap instead of each read waiting for its own; each GET then
  * takes its record when it runs (one GET alone reads for itself: nothing
  * to overlap). */
-static void prefetch_gets(client *c)
+static void read_ahead_gets(client *c)
 {
-    const uint8_t *keys[PREFETCH_MAX];
-    size_t lens[PREFETCH_MAX], n = 0, off = 0, used;
-    while (n < PREFETCH_MAX &&
+    const uint8_t *keys[KS_AHEAD_MAX];
+    size_t lens[KS_AHEAD_MAX], n = 0, off = 0, used;
+    while (n < KS_AHEAD_MAX &&
            (used = peek_get(c->in + off, c->inlen - off, &keys[n],
                             &lens[n])) > 0) {
         off += used;
@@ -1442,7 +1439,7 @@ static void client_pass(client *c)
     c->s->now_ms = ks_now_ms(); /* one clock read per pass, not per command */
     c->s->cmd_start_us = now_us_mono();
     if (!c->busy && c->authed && !c->in_multi)
-        prefetch_gets(c);
+        read_ahead_gets(c);
     size_t off = 0;
     c->paused = false;
     while (!c->busy && !c->close_after && !c->closed && off < c->inlen) {

@@ -1097,7 +1097,6 @@ static int sst_get_in(const cairn_sst_reader *r, size_t block, const void *key,
     const uint8_t *k = klen ? key : (const uint8_t *)"";
     cairn_sst_iter it;
     it_init(&it, r, false);
-    it_reset(&it);
     if (block == SIZE_MAX)
         block = index_lower_bound(r, k, klen, max_version);
     it_seek_in(&it, block, k, klen, max_version);
