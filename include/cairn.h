@@ -124,18 +124,26 @@ typedef struct cairn_options {
     struct cairn_env *env;       /* NULL: the operating system's files */
     /* The row cache: recently read values (and "no such key" answers) by
      * user key, in front of the sorted files and the block cache. Every
-     * answer it gives is exact (a commit erases the key's entry before it
-     * becomes visible). Point reads use it: cairn_get, cairn_txn_get,
-     * cairn_get_at_version/_at_time (reads of the past never fill it);
-     * scans do not. Bytes (each entry costs its key, its value and 144
-     * bytes); 64 MiB from cairn_options_init, 0 turns it off
-     * (cairn_set_cache_sizes can turn it on later). */
+     * answer it gives is exact (reads probe the memtables first, and the
+     * flush that moves a newer version into a file supersedes the key's
+     * entry). Point reads use it: cairn_get, cairn_txn_get,
+     * cairn_get_many, cairn_get_at_version/_at_time (reads of the past
+     * and cairn_get_many never fill it); scans do not. Bytes (each entry
+     * costs its key, its value and 144 bytes); 64 MiB from
+     * cairn_options_init, 0 turns it off (cairn_set_cache_sizes can turn
+     * it on later). */
     size_t row_cache_size;
-    /* false (cairn_options_init): a key enters the row cache on its second
-     * read that misses it within a window of about 500,000 such reads (a
-     * 256 KiB filter of key hashes), so reads spread once over many keys
-     * do not push out what is read again; true: on every read that misses
-     * it. */
+    /* true (cairn_options_init): a flush offers the row cache the newest
+     * state of each key it writes to a file, while the cache has free room
+     * (an offer never pushes out an entry), so that lately written keys
+     * are read from memory; false: only reads fill it. */
+    bool row_cache_flush_offers;
+    /* false (cairn_options_init): once the row cache is full, a key
+     * enters it on its second read that misses it within a window of
+     * about 500,000 such reads (a 256 KiB filter of key hashes), so reads
+     * spread once over many keys do not push out what is read again
+     * (while it has room, every miss enters); true: on every read that
+     * misses it. */
     bool row_cache_admit_all;
     /* false (cairn_options_init): a thread whose reads the row cache
      * answers less than one time in 16 (over its last 512 lookups)
@@ -291,7 +299,8 @@ void cairn_prefetch(cairn_db *db, const void *key, size_t klen);
  * at that snapshot: 0 with a malloc'ed value, CAIRN_ENOTFOUND, or an error
  * (an invalid key gets CAIRN_EINVAL or CAIRN_ETOOLARGE, the others are
  * still read); vals[i] is NULL unless rcs[i] is 0. The row cache is
- * neither consulted nor filled. Returns 0, or CAIRN_EINVAL (db NULL, or
+ * consulted as cairn_get does, but not filled by a miss. Returns 0, or
+ * CAIRN_EINVAL (db NULL, or
  * an array NULL with n > 0: nothing read). */
 int cairn_get_many(cairn_db *db, size_t n, const void *const *keys,
                    const size_t *klens, void **vals, size_t *vlens, int *rcs);
@@ -536,7 +545,8 @@ typedef struct cairn_stats {
     uint64_t row_cache_misses;  /* reads that went to the tables */
     uint64_t row_cache_inserts;
     uint64_t row_cache_evictions; /* dropped for room (LRU) */
-    uint64_t row_cache_invalidations; /* erased by commits of their key */
+    uint64_t row_cache_invalidations; /* older entries erased by the flush
+                                         of a newer state of their key */
     uint64_t row_cache_bytes;   /* in use (keys + values + overhead) */
     uint64_t row_cache_capacity;
     uint64_t row_cache_entries;

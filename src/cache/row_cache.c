@@ -56,6 +56,9 @@
 #define RC_SHARD_BYTES (512u << 10) /* default shard count: one per 512 KiB */
 #define RC_INITIAL_BUCKETS 16u
 #define RC_SLOTS 64u /* epoch slots per shard */
+/* A shard "has room" (a miss is admitted without the filter; an offer's
+ * loop goes on) while this much of its share is free. */
+#define RC_ROOM_SLACK 1024u
 #define RC_SMALL_COPY 256u /* values up to this are copied under the lock */
 /* The admission filter: 2^21 bits in all (256 KiB), split evenly between
  * the shards; a shard's bits are cleared once a quarter of them were set
@@ -411,6 +414,9 @@ static bool door_admit(cairn_row_cache *c, rc_shard *s, uint64_t hash)
 {
     if (atomic_load_explicit(&c->admit_all, memory_order_relaxed))
         return true;
+    /* Room left: a fill pushes nothing out, so nothing needs guarding. */
+    if (ld(&s->usage) + RC_ROOM_SLACK <= s->capacity)
+        return true;
     size_t bit = (size_t)(hash >> 27) & (c->door_words * 64 - 1);
     uint64_t m = (uint64_t)1 << (bit & 63);
     if (s->door[bit >> 6] & m)
@@ -498,10 +504,15 @@ uint64_t cairn_row_cache_epoch(cairn_row_cache *c, uint64_t hash)
                                 memory_order_acquire);
 }
 
-int cairn_row_cache_insert(cairn_row_cache *c, uint64_t hash, const void *key,
-                           size_t klen, const void *val, size_t vlen,
-                           bool deleted, uint64_t version, uint64_t ts_us,
-                           uint64_t ttl_ms, const uint64_t *epoch)
+/* How insert_impl stores: RC_INSERT evicts to make room; RC_OFFER bumps
+ * the key's epoch, drops an older entry and stores into free room only;
+ * RC_BUMP bumps the epoch and drops an older entry, storing nothing. */
+enum { RC_INSERT, RC_OFFER, RC_BUMP };
+
+static int insert_impl(cairn_row_cache *c, uint64_t hash, const void *key,
+                       size_t klen, const void *val, size_t vlen, bool deleted,
+                       uint64_t version, uint64_t ts_us, uint64_t ttl_ms,
+                       const uint64_t *epoch, int how)
 {
     if (!c || (!key && klen) || (!deleted && !val && vlen))
         return CAIRN_EINVAL;
@@ -511,10 +522,11 @@ int cairn_row_cache_insert(cairn_row_cache *c, uint64_t hash, const void *key,
     size_t charge = cairn_row_cache_charge(klen, vlen);
     /* Too large for the shard (a relaxed peek; checked again under the
      * lock): do not build it, but still drop an older entry of the key. */
-    bool fits = charge <= atomic_load_explicit(&c->capacity,
+    bool fits = how != RC_BUMP &&
+                charge <= atomic_load_explicit(&c->capacity,
                                                memory_order_relaxed) /
-                              c->nshards +
-                          1;
+                                  c->nshards +
+                              1;
     rc_entry *e = NULL;
     if (fits) {
         e = malloc(sizeof *e + klen + vlen);
@@ -543,17 +555,24 @@ int cairn_row_cache_insert(cairn_row_cache *c, uint64_t hash, const void *key,
     rc_entry *fl = NULL;
     int rc = 0;
     pthread_mutex_lock(&s->mu);
-    if (epoch && atomic_load_explicit(&s->epoch[slot_of(hash)],
-                                      memory_order_relaxed) != *epoch) {
+    _Atomic uint64_t *ep = &s->epoch[slot_of(hash)];
+    if (epoch && atomic_load_explicit(ep, memory_order_relaxed) != *epoch) {
         add(&s->refused, 1);
         goto out;
     }
+    if (how != RC_INSERT) /* as cairn_row_cache_invalidate */
+        atomic_fetch_add_explicit(ep, 1, memory_order_release);
     rc_entry *old = table_find(s, hash, key, klen);
     if (old && old->version > version)
         goto out; /* a newer state is cached: keep it */
-    if (old)
+    if (old) {
         remove_entry(s, old, &fl);
+        if (how != RC_INSERT)
+            add(&s->invalidations, 1);
+    }
     if (!e || charge > s->capacity)
+        goto out;
+    if (how == RC_OFFER && ld(&s->usage) + charge > s->capacity)
         goto out;
     shard_evict(s, charge, &fl);
     if (2 * ld(&s->entries) >= s->nbuckets)
@@ -572,6 +591,36 @@ out:
     release_list(fl);
     free(e);
     return rc;
+}
+
+int cairn_row_cache_insert(cairn_row_cache *c, uint64_t hash, const void *key,
+                           size_t klen, const void *val, size_t vlen,
+                           bool deleted, uint64_t version, uint64_t ts_us,
+                           uint64_t ttl_ms, const uint64_t *epoch)
+{
+    return insert_impl(c, hash, key, klen, val, vlen, deleted, version, ts_us,
+                       ttl_ms, epoch, RC_INSERT);
+}
+
+int cairn_row_cache_supersede(cairn_row_cache *c, uint64_t hash,
+                              const void *key, size_t klen, const void *val,
+                              size_t vlen, bool deleted, uint64_t version,
+                              uint64_t ts_us, bool offer)
+{
+    return insert_impl(c, hash, key, klen, offer ? val : NULL,
+                       offer ? vlen : 0, deleted || !offer, version, ts_us, 0,
+                       NULL, offer ? RC_OFFER : RC_BUMP);
+}
+
+bool cairn_row_cache_has_room(cairn_row_cache *c)
+{
+    if (!c)
+        return false;
+    uint64_t cap = atomic_load_explicit(&c->capacity, memory_order_relaxed);
+    uint64_t used = 0;
+    for (unsigned i = 0; i < c->nshards; i++)
+        used += ld(&c->shards[i].usage);
+    return used + (uint64_t)RC_ROOM_SLACK * c->nshards <= cap;
 }
 
 void cairn_row_cache_invalidate(cairn_row_cache *c, uint64_t hash,

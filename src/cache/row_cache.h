@@ -10,12 +10,12 @@
  *   - lookup(max_version, max_ts) answers only from an entry whose version
  *     and time are at or below those bounds;
  *   - every key hashes to an invalidation epoch (a counter shared by the
- *     keys of one slot of its shard); invalidate() bumps it and erases the
- *     key's entry, and insert() can be made conditional on the epoch a
- *     reader took before it read the tree: if a write of the key (or of a
- *     key sharing the slot) was invalidated meanwhile, the insert is
- *     refused, so a value read before a commit never lands after that
- *     commit's erase.
+ *     keys of one slot of its shard); invalidate() and supersede() bump it
+ *     and erase the key's (older) entry, and insert() can be made
+ *     conditional on the epoch a reader took before it read the tree: if
+ *     the key (or a key sharing the slot) was superseded meanwhile, the
+ *     insert is refused, so a value read before a flush of a newer one
+ *     never lands after that flush's supersede.
  *
  * Budget: an entry is charged key + value bytes + a fixed overhead
  * (its header, malloc's own overhead, its share of the hash table:
@@ -56,7 +56,7 @@ typedef struct cairn_row_cache_stats {
                                too new for the reader's bounds) */
     uint64_t inserts;       /* entries stored */
     uint64_t evictions;     /* entries dropped to stay within capacity */
-    uint64_t invalidations; /* entries erased by cairn_row_cache_invalidate */
+    uint64_t invalidations; /* entries erased by invalidate / supersede */
     uint64_t expirations;   /* expired entries dropped by a lookup */
     uint64_t fills_refused; /* conditional inserts refused: the epoch moved */
     uint64_t not_admitted;  /* misses not to be filled: the key's first read
@@ -108,7 +108,9 @@ typedef struct cairn_row_cache_value {
  * missed read within a window (a filter of 2^21 bits by hash, each shard's
  * share cleared once a quarter of it is set), so one-off reads spread over
  * many keys do not push out what is read again; a hash collision admits a
- * first read. Every miss is admitted after set_admit_all(true). */
+ * first read. A miss is admitted without the filter while its shard has
+ * room (a fill then pushes nothing out), and every miss after
+ * set_admit_all(true). */
 int cairn_row_cache_lookup(cairn_row_cache *c, uint64_t hash, const void *key,
                            size_t klen, uint64_t max_version, uint64_t max_ts,
                            cairn_row_cache_value *out, bool *admit);
@@ -133,6 +135,22 @@ int cairn_row_cache_insert(cairn_row_cache *c, uint64_t hash, const void *key,
                            size_t klen, const void *val, size_t vlen,
                            bool deleted, uint64_t version, uint64_t ts_us,
                            uint64_t ttl_ms, const uint64_t *epoch);
+
+/* A newer state of key at version/ts_us supersedes what the cache may
+ * hold (a flush moved it into the files): bumps the key's epoch (refusing
+ * fills that read it before), drops an entry of key older than version
+ * (counted as an invalidation) and, with offer, stores this state, but
+ * only into free room: an offer never evicts (it was not asked for by a
+ * read, so it must not push out what reads brought in). Returns 1
+ * stored, 0 not, or CAIRN_ENOMEM. */
+int cairn_row_cache_supersede(cairn_row_cache *c, uint64_t hash,
+                              const void *key, size_t klen, const void *val,
+                              size_t vlen, bool deleted, uint64_t version,
+                              uint64_t ts_us, bool offer);
+
+/* Whether the cache as a whole has room left for offers (approximate:
+ * relaxed reads of each shard's usage). */
+bool cairn_row_cache_has_room(cairn_row_cache *c);
 
 /* Bump key's epoch and erase its entry, if any. */
 void cairn_row_cache_invalidate(cairn_row_cache *c, uint64_t hash,

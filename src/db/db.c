@@ -41,6 +41,7 @@ void cairn_options_init(cairn_options *o)
     o->max_value_size = 64u << 20;
     o->wal_segment_size = 64u << 20;
     o->row_cache_size = 64u << 20;
+    o->row_cache_flush_offers = true;
     o->blob_threshold = 4096;
     o->blob_chunk_threshold = 256u << 10;
     o->blob_gc_dead_fraction = 0.5;
@@ -385,9 +386,9 @@ bool cairn_db_rc_fill(cairn_db *db, db_tables *t, uint64_t h, const void *key,
 {
     cairn_mt_entry e;
     cairn_sst_pin pin;
-    /* The newest version stored, published or not: applied commits newer
-     * than S were (or are being) invalidated, maybe before epoch was read,
-     * so the epoch alone would not catch them. */
+    /* The newest version stored, published or not: an applied commit newer
+     * than S must not leave an older state cached once its flush is done,
+     * and that flush may have superseded the key before epoch was read. */
     int r = cairn_db_read(t, key, klen, UINT64_MAX, UINT64_MAX, &e, &pin);
     if (r < 0) {
         cairn_sst_pin_release(&pin);
@@ -655,6 +656,43 @@ static uint64_t gc_horizon(cairn_db *db, uint64_t *ts)
     return H;
 }
 
+/* A flush is where the row cache learns of writes (db_internal.h): before
+ * mt's file replaces it in the table set, each key mt held is superseded
+ * by its newest state there (its epoch bumped, an older entry dropped)
+ * and, while the cache has free room, that state is offered to it (never
+ * pushing out what reads brought in), so that reads of lately written
+ * keys, soon only in files, need not go to the files. Values stored out
+ * of line are superseded but left to reads to cache. Collector thread
+ * (or open). */
+static void rc_flush_pass(cairn_db *db, cairn_memtable *mt)
+{
+    if (!db->rcache)
+        return;
+    cairn_mt_iter it;
+    cairn_mt_iter_init(&it, mt);
+    cairn_mt_iter_seek_first(&it);
+    const uint8_t *last = NULL;
+    size_t last_len = 0;
+    bool offer = db->opts.row_cache_flush_offers;
+    bool room = offer && cairn_row_cache_has_room(db->rcache);
+    for (uint64_t n = 0; cairn_mt_iter_valid(&it); cairn_mt_iter_next(&it)) {
+        cairn_mt_entry e;
+        cairn_mt_iter_entry(&it, &e);
+        if (last && e.klen == last_len && !memcmp(e.key, last, e.klen))
+            continue; /* an older version of the key just done */
+        last = e.key;
+        last_len = e.klen;
+        if (room && ++n % 256 == 0)
+            room = cairn_row_cache_has_room(db->rcache);
+        bool del = e.kind == CAIRN_MT_DELETE;
+        cairn_row_cache_supersede(db->rcache,
+                                  cairn_row_cache_hash(e.key, e.klen), e.key,
+                                  e.klen, del ? NULL : e.value,
+                                  del ? 0 : e.vlen, del, e.version, e.ts_us,
+                                  offer && room && e.kind != CAIRN_MT_BLOB);
+    }
+}
+
 /* Write the frozen tables, oldest first, into level-0 files, dropping each
  * from the table set once its file is recorded; the log before what they
  * held may then go. Collector thread, or open during replay. */
@@ -679,12 +717,13 @@ static int flush_frozen(cairn_db *db)
             lsn = cairn_tree_log_lsn(db->tree);
         uint64_t bytes = 0;
         int rc = cairn_tree_flush(db->tree, mt, lsn, last, &bytes);
-        cairn_memtable_unref(mt);
         if (rc != 0) {
+            cairn_memtable_unref(mt);
             if (rc == CAIRN_EREADONLY)
                 atomic_store(&db->fatal, CAIRN_EREADONLY);
             return rc;
         }
+        rc_flush_pass(db, mt);
         cairn_tree_view *view = cairn_tree_view_get(db->tree);
         pthread_mutex_lock(&db->tables_mu);
         cur = db->tables; /* frozen tables leave only under flush_mu */
@@ -694,6 +733,7 @@ static int flush_frozen(cairn_db *db)
             tables_install(db, next);
         pthread_mutex_unlock(&db->tables_mu);
         cairn_tree_view_unref(view);
+        cairn_memtable_unref(mt);
         if (!next)
             return CAIRN_ENOMEM; /* the table stays; the next run drops it */
         cairn_db_slots_scrape(db);
@@ -1290,8 +1330,8 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     if (rc == 0 && db->tree)
         cairn_tree_compact_kick(db->tree); /* level 0 may need it already */
     if (rc == 0) {
-        /* Made after replay, so it starts empty: every commit from here on
-         * invalidates its keys. */
+        /* Made after replay, so it starts empty: every flush from here on
+         * supersedes its keys' entries. */
         db->rcache = cairn_row_cache_new(o->row_cache_size, 0);
         if (!db->rcache)
             rc = CAIRN_ENOMEM;
@@ -1433,18 +1473,22 @@ static int get_at(cairn_db *db, const void *key, size_t klen, bool by_time,
         rc = CAIRN_EINVAL;
     else if (ver < oldest)
         rc = CAIRN_EHISTORY;
-    /* The row cache answers reads of the past too (an entry's version is
-     * the newest of its key); they never fill it. */
-    if (rc == 0 && cairn_row_cache_enabled(db->rcache) &&
+    /* The memtables first; then the row cache answers reads of the past
+     * too (an entry's version is the newest of its key in the files);
+     * they never fill it. */
+    cairn_mt_entry e;
+    int r = rc == 0 ? cairn_db_read_mem(t, key, klen, ver, max_ts, &e) : 0;
+    if (rc == 0 && r == 0 && cairn_row_cache_enabled(db->rcache) &&
+        cairn_db_has_files(t) &&
         cairn_db_rc_lookup(db, cairn_row_cache_hash(key, klen), key, klen, ver,
                            max_ts, val, vlen, &rc, NULL)) {
         cairn_db_tables_release(t);
         return rc;
     }
     if (rc == 0) {
-        cairn_mt_entry e;
-        cairn_sst_pin pin;
-        int r = cairn_db_read(t, key, klen, ver, max_ts, &e, &pin);
+        cairn_sst_pin pin = {0};
+        if (r == 0)
+            r = cairn_db_read_files(t, key, klen, ver, max_ts, &e, &pin);
         if (r < 0)
             rc = r;
         else if (r == 0 || e.kind == CAIRN_MT_DELETE)

@@ -25,15 +25,25 @@
  *   - oldest_version <= min(registered snapshots of read-write
  *     transactions) and <= visible; it never decreases.
  *   - The row cache (rcache) holds, per key, at most one state (value or
- *     absent) at a version V, and only while no commit newer than V that
- *     writes the key has become visible: a commit erases the key's entry
- *     (cairn_row_cache_invalidate, which also bumps the key's epoch) after
- *     it is applied to the memtable and before it is published. A read may
- *     fill the cache only with the newest version the tables hold, found
- *     in a table set taken after the key's epoch was read and at most the
- *     visible version read with that set; the insert is refused if the
- *     epoch moved. So an entry with version V <= S is the newest version
- *     <= S for any reader at snapshot S. An entry is filed at its commit
+ *     absent) at a version V, and only while no version of the key newer
+ *     than V is in a sorted file: it stands in front of the files only,
+ *     and every read probes its table set's memtables (at its snapshot)
+ *     before it, so a newer version still in a memtable is found there
+ *     first (a reader's set holds every version <= its snapshot). Commits
+ *     leave the cache alone; the flush that moves a memtable into a file
+ *     supersedes each of its keys' entries (cairn_row_cache_supersede:
+ *     bumps the key's epoch, drops an older entry, offers the new state
+ *     while there is room) before the table set without that memtable is
+ *     installed. A read may fill the cache only with the newest version
+ *     the tables hold, found in a table set taken after the key's epoch
+ *     was read and at most the visible version read with that set; the
+ *     insert is refused if the epoch moved (a flush of a newer version
+ *     came between). So, for a reader at snapshot S that found no version
+ *     <= S in its memtables, an entry with version V <= S is the newest
+ *     version <= S. Versions of one key are applied in version order, so
+ *     a memtable never holds an older version of a key than an older
+ *     memtable does (a flush never supersedes with an older state: the
+ *     newer entry is kept). An entry is filed at its commit
  *     version, except where the tables no longer know it (no version at
  *     all, or a version zeroed by a bottom-level compaction): then at the
  *     oldest readable version of the fill's table set, with time

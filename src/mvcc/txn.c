@@ -16,8 +16,10 @@
  *      waiting);
  *   4. the thread that completes the round runs the callbacks, in version
  *      order, before waking anyone: apply the writes to the active
- *      memtable, erase the keys from the row cache (bumping their
- *      epochs), drop them from the in-flight map, publish (visible
+ *      memtable (the row cache is left alone: readers probe the
+ *      memtables first, and the flush that moves these versions into a
+ *      file supersedes the keys' entries), drop them from the in-flight
+ *      map, publish (visible
  *      advances over every settled version) and mark the commit done;
  *   5. the committer wakes (once) and returns: acknowledged.
  * Blind writes (cairn_put, cairn_delete, cairn_write_batch) have nothing to
@@ -87,8 +89,8 @@ struct cairn_txn {
 };
 
 
-/* One hash per key for the write set, the in-flight map and the row cache
- * (whose invalidations reuse it). */
+/* One hash per key for the write set, the in-flight map, the memtables,
+ * the files' filters and the row cache. */
 static uint64_t key_hash(const void *k, size_t n)
 {
     return cairn_row_cache_hash(k, n);
@@ -710,6 +712,19 @@ int cairn_get(cairn_db *db, const void *key, size_t klen, void **val,
     return rc;
 }
 
+/* cairn_get_many's row cache lookup (no fill), if the gate consults it:
+ * true when it answered (*rc as cairn_db_rc_lookup's *res). */
+static bool rc_answer(cairn_db *db, uint64_t h, const void *key, size_t klen,
+                      uint64_t S, void **val, size_t *vlen, int *rc)
+{
+    if (!rc_consult(db))
+        return false;
+    bool hit = cairn_db_rc_lookup(db, h, key, klen, S, UINT64_MAX, val, vlen,
+                                  rc, NULL);
+    rc_outcome(db, hit);
+    return hit;
+}
+
 /* Keys cairn_get_many takes through its stages together. */
 #define GM_CHUNK 32
 
@@ -721,6 +736,11 @@ int cairn_get_many(cairn_db *db, size_t n, const void *const *keys,
     uint64_t S, oldest;
     bool lent;
     db_tables *t = cairn_db_tables_borrow(db, &S, &oldest, &lent);
+    /* The row cache stands in front of the files, as in cairn_get; a miss
+     * here does not fill it (a fill needs a table set taken after the
+     * key's epoch: the flushes and single reads fill it). */
+    bool rc_on = cairn_row_cache_enabled(db->rcache) &&
+                 cairn_db_has_files(t);
     for (size_t base = 0; base < n; base += GM_CHUNK) {
         size_t m = n - base < GM_CHUNK ? n - base : GM_CHUNK;
         const void *const *k = keys + base;
@@ -729,15 +749,17 @@ int cairn_get_many(cairn_db *db, size_t n, const void *const *keys,
         void **val = vals + base;
         size_t *vl = vlens ? vlens + base : NULL;
         cairn_tree_loc loc[GM_CHUNK];
+        uint64_t h[GM_CHUNK];
         bool done[GM_CHUNK];
         /* 1: hint each key's first probes (memtable buckets, filters). */
         for (size_t i = 0; i < m; i++) {
             val[i] = NULL;
             rc[i] = check_key(db, k[i], kl[i]);
             done[i] = rc[i] != 0;
-            if (!done[i])
-                read_prefetch(db, t, k[i], kl[i], key_hash(k[i], kl[i]),
-                              false);
+            if (!done[i]) {
+                h[i] = key_hash(k[i], kl[i]);
+                read_prefetch(db, t, k[i], kl[i], h[i], rc_on);
+            }
         }
         /* 2: the memtables answer, or the files' filters and indexes
          * (now loaded) place the key, its data block hinted. */
@@ -753,6 +775,9 @@ int cairn_get_many(cairn_db *db, size_t n, const void *const *keys,
                 done[i] = true;
             } else if (!t->view) {
                 rc[i] = CAIRN_ENOTFOUND;
+                done[i] = true;
+            } else if (rc_on && rc_answer(db, h[i], k[i], kl[i], S, &val[i],
+                                          vl ? &vl[i] : NULL, &rc[i])) {
                 done[i] = true;
             } else {
                 cairn_tree_view_locate(t->view, k[i], kl[i], S, &loc[i]);
@@ -1078,17 +1103,12 @@ static void commit_durable(void *arg, uint64_t lsn, int status)
     if (rc == 0)
         rc = c->applied ? c->apply_rc
                         : apply_writes(db, c->t, c->pub.v, c->ts, lsn);
-    /* After the apply (a read that fills the row cache from a table set
-     * taken after this sees the new version) and before the publish: no
-     * reader can see this version and an older cached state of its keys. */
-    if (db->rcache) {
-        for (size_t i = 0; i < c->t->nw; i++) {
-            ws_entry *w = &c->t->w[i];
-            cairn_row_cache_invalidate(db->rcache, w->hash, w->key, w->klen);
-        }
-        if (db->rc_commit_hook)
-            db->rc_commit_hook(db->rc_hook_arg);
-    }
+    /* The row cache needs nothing here: every reader that may see this
+     * version probes the memtable holding it before the cache, and the
+     * flush that moves it into a file supersedes the key's entry first
+     * (db_internal.h). (Test hook: between the apply and the publish.) */
+    if (db->rc_commit_hook)
+        db->rc_commit_hook(db->rc_hook_arg);
     inflight_drop(db, c->t);
     /* A failed sync makes the log (and so the database) read-only; a failed
      * write (e.g. no space) fails just this commit. A durable commit that

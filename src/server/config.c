@@ -38,9 +38,9 @@ void srv_config_init(srv_config *c)
     c->commit_threads = 64;
     c->background_nice = 10;
     c->memtable_size = (size_t)64 << 20;
-    c->block_cache_size = (size_t)1 << 30;
+    c->block_cache_size = (size_t)512 << 20;
     c->archive_zstd_level = 19;
-    c->row_cache_size = (size_t)64 << 20;
+    c->row_cache_size = (size_t)512 << 20;
     c->slowlog_slower_than = 10000;
     c->slowlog_max_len = 128;
 }

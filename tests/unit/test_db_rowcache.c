@@ -12,12 +12,16 @@
  *  - The gate: a thread whose lookups miss bypasses the cache for most
  *    reads (still exact), comes back on a hot set; never bypassed with
  *    row_cache_consult_all.
+ *  - Flush offers: a flush puts each key's newest state in the cache
+ *    while it has room (never evicting); a newer version is read from the
+ *    memtable while the older entry stays, until its flush supersedes it.
  *  - The races, made to happen with the engine's test hooks: (1) a read
  *    that read the old version from the tables, then a commit of the key
- *    (applied, invalidated, published) before the read inserts: the insert
- *    must be refused; (2) a read whose snapshot predates a commit that is
- *    applied and invalidated but not yet published: it answers with the old
- *    version and must not cache it. Both through cairn_get and
+ *    and its flush (which supersedes the key's entry) before the read
+ *    inserts: the insert must be refused; (2) a read whose snapshot
+ *    predates a commit that is applied but not yet published: it answers
+ *    with the old version and must not cache the new one; a cached older
+ *    state stays until the flush. Both through cairn_get and
  *    cairn_txn_get.
  *  - Versions the tables no longer know: after a full compaction with no
  *    history window a key's version is zeroed (or a deleted key has no
@@ -72,6 +76,7 @@ static cairn_db *open_db(const char *dir, size_t row_cache, uint64_t history_ms)
     o.sync_mode = CAIRN_SYNC_NONE;
     o.row_cache_size = row_cache;
     o.row_cache_admit_all = true; /* the fill mechanics, from the 1st read */
+    o.row_cache_flush_offers = false; /* reads fill it (test_flush_offers) */
     o.history_ms = history_ms;
     cairn_db *db = NULL;
     assert_int_equal(cairn_open(dir, &o, &db), 0);
@@ -145,8 +150,9 @@ static int cached(cairn_db *db, const char *k, uint64_t *ver, char *buf,
 
 /* ---------- basics ---------- */
 
-/* Default admission: a key is cached on its second read that misses, by
- * cairn_get and by a transaction; a pinned transaction never fills. */
+/* Default admission: while the cache has room every miss fills it; once
+ * full, a key is cached on its second read that misses, by cairn_get and
+ * by a transaction. */
 static void test_admission(void **state)
 {
     (void)state;
@@ -154,26 +160,49 @@ static void test_admission(void **state)
     cairn_options o;
     cairn_options_init(&o);
     assert_false(o.row_cache_admit_all);
+    assert_true(o.row_cache_flush_offers);
     o.sync_mode = CAIRN_SYNC_NONE;
+    o.row_cache_size = 64 << 10;
+    o.row_cache_flush_offers = false;
+    o.row_cache_consult_all = true;
     cairn_db *db = NULL;
     assert_int_equal(cairn_open(dir, &o, &db), 0);
-    char b[128];
+    char b[128], k[32], v[128];
+    memset(v, 'v', 100);
+    v[100] = '\0';
+    for (int i = 0; i < 1000; i++) {
+        snprintf(k, sizeof k, "f%04d", i);
+        puts_(db, k, v);
+    }
     puts_(db, "a", "one");
     puts_(db, "b", "two");
     assert_int_equal(cairn_flush(db), 0); /* the cache fronts the files */
+    /* Room: each first read fills, until the cache is full. */
+    assert_int_equal(gets(db, "f0000", b, sizeof b), 0);
+    cairn_stats s0 = st(db);
+    assert_int_equal(s0.row_cache_inserts, 1);
+    assert_int_equal(s0.row_cache_not_admitted, 0);
+    for (int i = 1; i < 1000; i++) {
+        snprintf(k, sizeof k, "f%04d", i);
+        assert_int_equal(gets(db, k, b, sizeof b), 0);
+    }
+    s0 = st(db);
+    assert_true(s0.row_cache_inserts > 100);
+    assert_true(s0.row_cache_not_admitted > 0);
+    assert_true(s0.row_cache_bytes > (64 << 10) - 4096);
     assert_int_equal(gets(db, "a", b, sizeof b), 0); /* first: not cached */
     assert_string_equal(b, "one");
     cairn_stats s = st(db);
-    assert_int_equal(s.row_cache_misses, 1);
-    assert_int_equal(s.row_cache_not_admitted, 1);
-    assert_int_equal(s.row_cache_inserts, 0);
+    assert_int_equal(s.row_cache_misses - s0.row_cache_misses, 1);
+    assert_int_equal(s.row_cache_not_admitted - s0.row_cache_not_admitted, 1);
+    assert_int_equal(s.row_cache_inserts - s0.row_cache_inserts, 0);
     assert_int_equal(gets(db, "a", b, sizeof b), 0); /* second: fills */
     assert_int_equal(gets(db, "a", b, sizeof b), 0); /* third: a hit */
     assert_string_equal(b, "one");
     s = st(db);
-    assert_int_equal(s.row_cache_misses, 2);
-    assert_int_equal(s.row_cache_inserts, 1);
-    assert_int_equal(s.row_cache_hits, 1);
+    assert_int_equal(s.row_cache_misses - s0.row_cache_misses, 2);
+    assert_int_equal(s.row_cache_inserts - s0.row_cache_inserts, 1);
+    assert_int_equal(s.row_cache_hits - s0.row_cache_hits, 1);
     /* The same through a transaction. */
     for (int i = 0; i < 3; i++) {
         cairn_txn *t = NULL;
@@ -183,9 +212,9 @@ static void test_admission(void **state)
         cairn_txn_abort(t);
     }
     s = st(db);
-    assert_int_equal(s.row_cache_not_admitted, 2);
-    assert_int_equal(s.row_cache_inserts, 2);
-    assert_int_equal(s.row_cache_hits, 2);
+    assert_int_equal(s.row_cache_not_admitted - s0.row_cache_not_admitted, 2);
+    assert_int_equal(s.row_cache_inserts - s0.row_cache_inserts, 2);
+    assert_int_equal(s.row_cache_hits - s0.row_cache_hits, 2);
     assert_int_equal(cairn_close(db), 0);
     tu_rmrf(dir);
     free(dir);
@@ -203,6 +232,7 @@ static void bypass_run(bool consult_all)
     assert_false(o.row_cache_consult_all);
     o.sync_mode = CAIRN_SYNC_NONE;
     o.row_cache_consult_all = consult_all;
+    o.row_cache_flush_offers = false; /* reads alone fill it */
     cairn_db *db = NULL;
     assert_int_equal(cairn_open(dir, &o, &db), 0);
     enum { NKEYS = 6000 };
@@ -213,8 +243,7 @@ static void bypass_run(bool consult_all)
         puts_(db, k, v);
     }
     assert_int_equal(cairn_flush(db), 0);
-    /* Each key read once: misses only (the first read of a key is not
-     * even admitted). */
+    /* Each key read once: misses only. */
     for (int i = 0; i < NKEYS; i++) {
         snprintf(k, sizeof k, "k%05d", i);
         snprintf(v, sizeof v, "v%05d", i);
@@ -273,6 +302,8 @@ static void test_basics(void **state)
     char *dir = tu_mkdtemp("rcdb");
     cairn_db *db = open_db(dir, 1 << 20, 600000);
     char b[128];
+    void *val;
+    size_t vl;
     cairn_stats s0 = st(db);
     assert_int_equal(s0.row_cache_capacity, 1 << 20);
     assert_int_equal(s0.row_cache_bytes, 0);
@@ -296,16 +327,29 @@ static void test_basics(void **state)
     assert_int_equal(s.row_cache_entries, 1);
     assert_true(s.row_cache_bytes > 0 && s.row_cache_bytes <= 1 << 20);
 
-    /* An overwrite is seen at once. */
+    /* An overwrite is seen at once: from the memtable, which a read
+     * probes first; the older entry goes when the flush that moves the
+     * new version into a file supersedes it. */
     uint64_t v2 = puts_(db, "a", "two");
     assert_true(v2 > v1);
+    assert_int_equal(st(db).row_cache_invalidations, 0);
+    assert_int_equal(gets(db, "a", b, sizeof b), 0);
+    assert_string_equal(b, "two");
+    uint64_t cv;
+    assert_int_equal(cached(db, "a", &cv, b, sizeof b), 1);
+    assert_int_equal(cv, v1);
+    assert_string_equal(b, "one");
+    assert_int_equal(cairn_get_at_version(db, "a", 1, v2, &val, &vl), 0);
+    assert_memory_equal(val, "two", 3);
+    cairn_free(val);
+    assert_int_equal(cairn_flush(db), 0);
     assert_int_equal(st(db).row_cache_invalidations, 1);
+    assert_int_equal(cached(db, "a", &cv, b, sizeof b), 0);
     assert_int_equal(gets(db, "a", b, sizeof b), 0);
     assert_string_equal(b, "two");
 
     /* Absent keys are cached too; a put of one is seen. */
     assert_int_equal(gets(db, "nokey", b, sizeof b), CAIRN_ENOTFOUND);
-    uint64_t cv;
     assert_int_equal(cached(db, "nokey", &cv, b, sizeof b), 1);
     assert_string_equal(b, "<absent>");
     assert_int_equal(gets(db, "nokey", b, sizeof b), CAIRN_ENOTFOUND);
@@ -324,8 +368,6 @@ static void test_basics(void **state)
     assert_int_equal(gets(db, "a", b, sizeof b), CAIRN_ENOTFOUND);
 
     /* Reads of the past: the entry (at v3) is too new for v1 and v2. */
-    void *val;
-    size_t vl;
     assert_int_equal(cairn_get_at_version(db, "a", 1, v1, &val, &vl), 0);
     assert_memory_equal(val, "one", 3);
     cairn_free(val);
@@ -419,6 +461,124 @@ static void test_basics(void **state)
     free(dir);
 }
 
+/* ---------- flush offers ---------- */
+
+/* A flush offers each key's newest state (deletions as absent) while the
+ * cache has room, never evicting for it; a newer version waits in the
+ * memtable while the older entry stays, until its own flush supersedes
+ * it; reads of the past below an entry read the tables. */
+static void test_flush_offers(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("rcoffer");
+    cairn_options o;
+    cairn_options_init(&o);
+    o.sync_mode = CAIRN_SYNC_NONE;
+    o.row_cache_size = 1 << 20;
+    o.row_cache_consult_all = true;
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open(dir, &o, &db), 0);
+    char b[256], k[32], v[128];
+    uint64_t cv, va1 = puts_(db, "a", "a1");
+    puts_(db, "a", "a2");
+    uint64_t va3 = puts_(db, "a", "a3");
+    puts_(db, "b", "b1");
+    uint64_t vd;
+    puts_(db, "d", "d1");
+    assert_int_equal(cairn_delete(db, "d", 1, &vd), 0);
+    assert_int_equal(cairn_flush(db), 0);
+    cairn_stats s = st(db);
+    assert_int_equal(s.row_cache_entries, 3);
+    assert_int_equal(cached(db, "a", &cv, b, sizeof b), 1);
+    assert_int_equal(cv, va3);
+    assert_string_equal(b, "a3");
+    assert_int_equal(cached(db, "d", &cv, b, sizeof b), 1);
+    assert_int_equal(cv, vd);
+    assert_string_equal(b, "<absent>");
+    /* Reads hit, none misses. */
+    cairn_stats s0 = st(db);
+    assert_int_equal(gets(db, "a", b, sizeof b), 0);
+    assert_string_equal(b, "a3");
+    assert_int_equal(gets(db, "b", b, sizeof b), 0);
+    assert_string_equal(b, "b1");
+    assert_int_equal(gets(db, "d", b, sizeof b), CAIRN_ENOTFOUND);
+    s = st(db);
+    assert_int_equal(s.row_cache_hits - s0.row_cache_hits, 3);
+    assert_int_equal(s.row_cache_misses - s0.row_cache_misses, 0);
+    /* The past below the entry comes from the tables. */
+    void *val;
+    size_t vl;
+    assert_int_equal(cairn_get_at_version(db, "a", 1, va1, &val, &vl), 0);
+    assert_memory_equal(val, "a1", 2);
+    cairn_free(val);
+    /* A newer version: read from the memtable while "a3" stays cached,
+     * at every snapshot that can see it, by version too. */
+    uint64_t va4 = puts_(db, "a", "a4");
+    assert_int_equal(cached(db, "a", &cv, b, sizeof b), 1);
+    assert_int_equal(cv, va3);
+    assert_int_equal(gets(db, "a", b, sizeof b), 0);
+    assert_string_equal(b, "a4");
+    assert_int_equal(cairn_get_at_version(db, "a", 1, va4, &val, &vl), 0);
+    assert_memory_equal(val, "a4", 2);
+    cairn_free(val);
+    assert_int_equal(cairn_get_at_version(db, "a", 1, va3, &val, &vl), 0);
+    assert_memory_equal(val, "a3", 2);
+    cairn_free(val);
+    void *vals[2];
+    size_t vls[2];
+    int rcs[2];
+    const void *keys[2] = {"a", "b"};
+    size_t kls[2] = {1, 1};
+    assert_int_equal(cairn_get_many(db, 2, keys, kls, vals, vls, rcs), 0);
+    assert_int_equal(rcs[0], 0);
+    assert_memory_equal(vals[0], "a4", 2);
+    assert_int_equal(rcs[1], 0);
+    assert_memory_equal(vals[1], "b1", 2);
+    cairn_free(vals[0]);
+    cairn_free(vals[1]);
+    /* Its flush supersedes the entry. */
+    assert_int_equal(cairn_flush(db), 0);
+    assert_int_equal(cached(db, "a", &cv, b, sizeof b), 1);
+    assert_int_equal(cv, va4);
+    assert_string_equal(b, "a4");
+    assert_int_equal(cairn_close(db), 0);
+    tu_rmrf(dir);
+
+    /* A cache too small for a flush: offers fill its room and stop; they
+     * evict nothing. */
+    o.row_cache_size = 16 << 10;
+    assert_int_equal(cairn_open(dir, &o, &db), 0);
+    memset(v, 'v', 100);
+    v[100] = '\0';
+    for (int i = 0; i < 1000; i++) {
+        snprintf(k, sizeof k, "k%04d", i);
+        puts_(db, k, v);
+    }
+    assert_int_equal(cairn_flush(db), 0);
+    s = st(db);
+    assert_int_equal(s.row_cache_evictions, 0);
+    assert_true(s.row_cache_entries > 10 && s.row_cache_entries < 1000);
+    assert_true(s.row_cache_bytes <= 16 << 10);
+    for (int i = 0; i < 1000; i++) {
+        snprintf(k, sizeof k, "k%04d", i);
+        assert_int_equal(gets(db, k, b, sizeof b), 0);
+        assert_string_equal(b, v);
+    }
+    assert_int_equal(cairn_close(db), 0);
+    tu_rmrf(dir);
+
+    /* Off: a flush leaves the cache alone. */
+    o.row_cache_size = 1 << 20;
+    o.row_cache_flush_offers = false;
+    assert_int_equal(cairn_open(dir, &o, &db), 0);
+    puts_(db, "x", "x1");
+    assert_int_equal(cairn_flush(db), 0);
+    assert_int_equal(st(db).row_cache_entries, 0);
+    assert_int_equal(cairn_close(db), 0);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 /* ---------- the races, through the hooks ---------- */
 
 typedef struct hook_ctx {
@@ -430,7 +590,8 @@ typedef struct hook_ctx {
 } hook_ctx;
 
 /* Runs between a filling read's table read and its insert: commit a new
- * value of "k" there. */
+ * value of "k" there and flush it into a file (the flush supersedes the
+ * key's entry: the insert must then be refused). */
 static void fill_hook(void *arg)
 {
     hook_ctx *h = arg;
@@ -438,10 +599,12 @@ static void fill_hook(void *arg)
         return;
     h->armed = false;
     h->rc = cairn_put(h->db, "k", 1, "new", 3, &h->ver);
+    if (h->rc == 0)
+        h->rc = cairn_flush(h->db);
 }
 
-/* Runs in a commit after its keys were invalidated, before it is
- * published: read "k" there (it must still be the old value). */
+/* Runs in a commit after it was applied, before it is published: read
+ * "k" there (it must still be the old value). */
 static void commit_hook(void *arg)
 {
     hook_ctx *h = arg;
@@ -521,8 +684,9 @@ static void test_race_unpublished(void **state)
         db->rc_commit_hook = via_txn ? commit_hook_txn : commit_hook;
         puts_(db, "k", "old");
         assert_int_equal(cairn_flush(db), 0);
-        /* Cache "old" first, so the commit below has something to erase,
-         * then once more with nothing cached. */
+        /* Cache "old" first (the commit leaves it: readers of the new
+         * version find it in the memtable first), then once more with
+         * nothing cached. */
         for (int warm = 1; warm >= 0; warm--) {
             if (warm) {
                 assert_int_equal(gets(db, "k", b, sizeof b), 0);
@@ -536,12 +700,22 @@ static void test_race_unpublished(void **state)
             assert_int_equal(h.rc, 0);
             assert_string_equal(h.seen, "old"); /* not yet visible */
             int r = cached(db, "k", &cv, b, sizeof b);
+            if (warm)
+                assert_true(r == 1 && cv < v && strcmp(b, "old") == 0);
+            else
+                assert_int_equal(r, 0); /* the hook's read did not fill */
+            assert_int_equal(gets(db, "k", b, sizeof b), 0);
+            assert_string_equal(b, "new");
+            assert_int_equal(gets(db, "k", b, sizeof b), 0);
+            assert_string_equal(b, "new");
+            /* The flush that moves "new" into a file supersedes "old". */
+            assert_int_equal(cairn_flush(db), 0);
+            r = cached(db, "k", &cv, b, sizeof b);
             assert_true(r == 0 || (cv == v && strcmp(b, "new") == 0));
             assert_int_equal(gets(db, "k", b, sizeof b), 0);
             assert_string_equal(b, "new");
-            assert_int_equal(gets(db, "k", b, sizeof b), 0);
-            assert_string_equal(b, "new");
             puts_(db, "k", "old");
+            assert_int_equal(cairn_flush(db), 0);
         }
     }
     db->rc_commit_hook = NULL;
@@ -899,8 +1073,10 @@ static void *m_reader(void *p)
             cairn_txn_abort(t);
         } else if (op < 9) {
             /* As of a version: directly, or in a pinned transaction. */
-            uint64_t cur = cairn_current_version(m->db);
+            /* The oldest first: it may pass a current version read
+             * before it (with no history window it follows it closely). */
             uint64_t old = cairn_oldest_version(m->db);
+            uint64_t cur = cairn_current_version(m->db);
             uint64_t V = old + tu_rand(&seed, cur - old + 1);
             if (op == 7) {
                 int k = (int)tu_rand(&seed, MK);
@@ -1159,6 +1335,7 @@ int main(void)
         cmocka_unit_test(test_basics),
         cmocka_unit_test(test_admission),
         cmocka_unit_test(test_bypass),
+        cmocka_unit_test(test_flush_offers),
         cmocka_unit_test(test_race_fill),
         cmocka_unit_test(test_race_unpublished),
         cmocka_unit_test(test_zeroed_versions),

@@ -598,11 +598,39 @@ static bool miss_admits(cairn_row_cache *c, const char *k)
     return admit;
 }
 
+/* Inserts 200-byte entries worth three times c's capacity: every shard
+ * full (each within an entry of its share). */
+static void fill_up(cairn_row_cache *c)
+{
+    char k[32], v[200];
+    memset(v, 'f', sizeof v - 1);
+    v[sizeof v - 1] = '\0';
+    cairn_row_cache_stats st;
+    cairn_row_cache_get_stats(c, &st);
+    size_t bytes = 0;
+    for (unsigned i = 0; bytes < 3 * st.capacity; i++) {
+        snprintf(k, sizeof k, "fill%u", i);
+        assert_int_equal(put(c, k, v, 1), 1);
+        bytes += cairn_row_cache_charge(strlen(k), strlen(v));
+    }
+    cairn_row_cache_get_stats(c, &st);
+    assert_true(st.evictions > 0);
+}
+
 static void test_admission(void **state)
 {
     (void)state;
     cairn_row_cache *c = cairn_row_cache_new(1 << 20, 4);
     assert_non_null(c);
+    /* While there is room every miss is admitted (it pushes nothing
+     * out), and the filter records nothing. */
+    assert_true(miss_admits(c, "a"));
+    assert_true(miss_admits(c, "b"));
+    fill_up(c);
+    cairn_row_cache_stats st0;
+    cairn_row_cache_get_stats(c, &st0);
+    assert_int_equal(st0.not_admitted, 0);
+    /* Full: a key's first missed read is not admitted, its second is. */
     assert_false(miss_admits(c, "a"));
     assert_false(miss_admits(c, "b"));
     assert_true(miss_admits(c, "a"));
@@ -610,7 +638,7 @@ static void test_admission(void **state)
     cairn_row_cache_stats st;
     cairn_row_cache_get_stats(c, &st);
     assert_int_equal(st.not_admitted, 2);
-    assert_int_equal(st.misses, 4);
+    assert_int_equal(st.misses - st0.misses, 4);
     /* A hit leaves *admit false. */
     assert_int_equal(put(c, "a", "1", 1), 1);
     cairn_row_cache_value v;
@@ -644,6 +672,68 @@ static void test_admission(void **state)
         refused += !miss_admits(c, k);
     }
     assert_true(refused > 500);
+    cairn_row_cache_free(c);
+}
+
+/* A flush's supersede: bumps the epoch, drops an older entry (keeps a
+ * newer one), and offers only into free room. */
+static void test_supersede(void **state)
+{
+    (void)state;
+    cairn_row_cache *c = cairn_row_cache_new(1 << 20, 4);
+    assert_non_null(c);
+    char b[300];
+    /* Offered into room: stored, at its version. */
+    assert_int_equal(cairn_row_cache_supersede(c, H("k"), "k", 1, "v5", 2,
+                                               false, 5, 50, true),
+                     1);
+    assert_int_equal(get(c, "k", UINT64_MAX, b, sizeof b), 1);
+    assert_string_equal(b, "v5");
+    assert_int_equal(get(c, "k", 4, b, sizeof b), 0); /* too new for 4 */
+    /* An older state does not replace a newer entry. */
+    assert_int_equal(cairn_row_cache_supersede(c, H("k"), "k", 1, "v3", 2,
+                                               false, 3, 30, true),
+                     0);
+    assert_int_equal(get(c, "k", UINT64_MAX, b, sizeof b), 1);
+    assert_string_equal(b, "v5");
+    /* Without offer: the epoch moves (a fill that read it before is
+     * refused) and the older entry goes. */
+    uint64_t ep = cairn_row_cache_epoch(c, H("k"));
+    assert_int_equal(cairn_row_cache_supersede(c, H("k"), "k", 1, "v7", 2,
+                                               false, 7, 70, false),
+                     0);
+    assert_true(cairn_row_cache_epoch(c, H("k")) != ep);
+    assert_int_equal(get(c, "k", UINT64_MAX, b, sizeof b), 0);
+    assert_int_equal(cairn_row_cache_insert(c, H("k"), "k", 1, "v6", 2, false,
+                                            6, 60, 0, &ep),
+                     0);
+    assert_int_equal(get(c, "k", UINT64_MAX, b, sizeof b), 0);
+    /* A deletion is offered as "absent". */
+    assert_int_equal(cairn_row_cache_supersede(c, H("d"), "d", 1, NULL, 0,
+                                               true, 8, 80, true),
+                     1);
+    assert_int_equal(get(c, "d", UINT64_MAX, b, sizeof b), 1);
+    assert_string_equal(b, "<absent>");
+    /* Full: an offer stores nothing and evicts nothing, but still drops
+     * the key's older entry. */
+    assert_true(cairn_row_cache_has_room(c));
+    fill_up(c);
+    assert_false(cairn_row_cache_has_room(c));
+    cairn_row_cache_stats st0, st1;
+    assert_int_equal(put(c, "old", "o", 1), 1);
+    cairn_row_cache_get_stats(c, &st0);
+    char big[250];
+    memset(big, 'b', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(cairn_row_cache_supersede(c, H("old"), "old", 3, big,
+                                               strlen(big), false, 2, 20,
+                                               true),
+                     0);
+    cairn_row_cache_get_stats(c, &st1);
+    assert_int_equal(st1.evictions, st0.evictions);
+    assert_int_equal(st1.entries, st0.entries - 1);
+    assert_int_equal(st1.invalidations, st0.invalidations + 1);
+    assert_int_equal(get(c, "old", UINT64_MAX, b, sizeof b), 0);
     cairn_row_cache_free(c);
 }
 
@@ -701,6 +791,7 @@ int main(void)
         cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_admission),
+        cmocka_unit_test(test_supersede),
         cmocka_unit_test(test_stress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
