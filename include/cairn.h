@@ -129,7 +129,7 @@ typedef struct cairn_options {
      * entry). Point reads use it: cairn_get, cairn_txn_get,
      * cairn_get_many, cairn_get_at_version/_at_time (reads of the past
      * and cairn_get_many never fill it); scans do not. Bytes (each entry
-     * costs its key, its value and 144 bytes); 64 MiB from
+     * costs its key, its value and 144 bytes); 256 MiB from
      * cairn_options_init, 0 turns it off (cairn_set_cache_sizes can turn
      * it on later). */
     size_t row_cache_size;

@@ -40,7 +40,7 @@ void cairn_options_init(cairn_options *o)
     o->max_key_size = 65536;
     o->max_value_size = 64u << 20;
     o->wal_segment_size = 64u << 20;
-    o->row_cache_size = 64u << 20;
+    o->row_cache_size = 256u << 20;
     o->row_cache_flush_offers = true;
     o->blob_threshold = 4096;
     o->blob_chunk_threshold = 256u << 10;
