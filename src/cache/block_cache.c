@@ -525,6 +525,26 @@ void cairn_block_cache_erase_file(cairn_block_cache *c, uint64_t file_id)
     }
 }
 
+void cairn_block_cache_erase_blocks(cairn_block_cache *c, uint64_t file_id,
+                                    const uint64_t *offs, size_t n)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = key_hash(file_id, offs[i]);
+        bc_shard *s = shard_of(c, h);
+        bc_entry *fl = NULL;
+        pthread_mutex_lock(&s->mu);
+        bc_entry *e = table_find(s, h, file_id, offs[i]);
+        if (e) {
+            table_remove(s, e);
+            retire(s, e, &fl);
+        }
+        pthread_mutex_unlock(&s->mu);
+        free_list(fl);
+    }
+}
+
 void cairn_block_cache_set_capacity(cairn_block_cache *c, size_t capacity)
 {
     if (!c)

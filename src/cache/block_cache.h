@@ -94,6 +94,13 @@ void cairn_block_cache_release(cairn_block_cache *c, cairn_cache_handle *h);
  * last handle is released. */
 void cairn_block_cache_erase_file(cairn_block_cache *c, uint64_t file_id);
 
+/* The same for the blocks of file_id at the n offsets offs: n lookups
+ * instead of a walk over the whole cache (erase_file holds each shard's
+ * lock while it looks at every entry: milliseconds for a large cache, on
+ * whichever thread drops a deleted file's last reference). */
+void cairn_block_cache_erase_blocks(cairn_block_cache *c, uint64_t file_id,
+                                    const uint64_t *offs, size_t n);
+
 /* Change the byte budget at run time; evicts at once down to it (as far as
  * unpinned entries allow). */
 void cairn_block_cache_set_capacity(cairn_block_cache *c, size_t capacity);

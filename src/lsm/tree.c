@@ -392,9 +392,16 @@ static void tfile_unref(cairn_tree *t, tfile *f)
     pthread_mutex_lock(&t->files_mu);
     f->dying = true;
     pthread_mutex_unlock(&t->files_mu);
-    cairn_sst_close(atomic_load(&f->r));
+    cairn_sst_reader *r = atomic_load(&f->r);
+    /* Its data blocks, by the reader's index; a file never opened may
+     * still have blocks its builder put there: the whole walk. */
+    if (r) /* opened with t->cache and this file id */
+        cairn_sst_uncache(r);
+    else
+        cairn_block_cache_erase_file(t->cache,
+                                     tier_file_id(f->number, f->tier));
+    cairn_sst_close(r);
     atomic_store(&f->r, NULL);
-    cairn_block_cache_erase_file(t->cache, tier_file_id(f->number, f->tier));
     if (!atomic_load(&t->tearing_down)) {
         char path[4096];
         cairn_env *env = tier_path(t, f->number, f->tier, path, sizeof path);

@@ -209,9 +209,14 @@ int cairn_sst_open(cairn_env *env, const char *path, uint64_t file_id,
                    cairn_block_cache *cache, cairn_sst_reader **out,
                    char *errmsg);
 
-/* Free the reader (does not touch the cache: cairn_block_cache_erase_file
- * is the caller's, when the file is deleted). NULL is a no-op. */
+/* Free the reader (does not touch the cache: cairn_sst_uncache or
+ * cairn_block_cache_erase_file is the caller's, when the file is deleted).
+ * NULL is a no-op. */
 void cairn_sst_close(cairn_sst_reader *r);
+
+/* Drop the file's data blocks from the reader's block cache (a deleted
+ * file): one lookup per block, not a walk over the cache. */
+void cairn_sst_uncache(cairn_sst_reader *r);
 
 /* Counters of data block reads, shared by the readers that point to them
  * (the tree keeps one per storage tier): block cache hits, misses (blocks

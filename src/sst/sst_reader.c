@@ -1612,6 +1612,13 @@ int cairn_sst_blob_refs(const cairn_sst_reader *r, cairn_sst_blob_ref_fn fn,
     return rc;
 }
 
+void cairn_sst_uncache(cairn_sst_reader *r)
+{
+    if (r && r->cache && r->boff)
+        cairn_block_cache_erase_blocks(r->cache, r->file_id, r->boff,
+                                       r->nidx);
+}
+
 void cairn_sst_close(cairn_sst_reader *r)
 {
     if (!r)

@@ -9,7 +9,7 @@
  *    and back to 0 once every file is erased); pinned entries surviving
  *    eviction, erase
  *    and replacement and being freed exactly once, by their last release;
- *    replace; erase_file; set_capacity shrink/zero/grow; oversize entries
+ *    replace; erase_file; erase_blocks; set_capacity shrink/zero/grow; oversize entries
  *    (dropped at once without a handle, pinned then freed on release with
  *    one); hash table growth; free_fn calling back into the cache (it must
  *    not run under the shard lock, or this would self-deadlock); the same
@@ -526,6 +526,41 @@ static void test_erase_file(void **state)
     finish(c);
 }
 
+static void test_erase_blocks(void **state)
+{
+    reset_counts();
+    cairn_block_cache *c = cairn_block_cache_new(1 << 20, 8);
+    assert_non_null(c);
+    uint64_t ids[3][10];
+    for (uint64_t f = 1; f <= 2; f++)
+        for (uint64_t o = 0; o < 10; o++)
+            ids[f][o] = ins(c, f, o * 4096, 10, NULL);
+    /* A pinned block of the file: erased, freed at its release. */
+    cairn_cache_handle *h = cairn_block_cache_lookup(c, 1, 2 * 4096);
+    assert_non_null(h);
+    /* Even offsets of file 1, one offset it never had, none of file 2. */
+    uint64_t offs[] = {0, 2 * 4096, 4 * 4096, 6 * 4096, 8 * 4096, 12345};
+    cairn_block_cache_erase_blocks(c, 1, offs, 6);
+    cairn_block_cache_erase_blocks(c, 3, offs, 6); /* no such file */
+    cairn_block_cache_erase_blocks(c, 1, NULL, 0);
+    for (uint64_t f = 1; f <= 2; f++) {
+        for (uint64_t o = 0; o < 10; o++) {
+            bool gone = f == 1 && o % 2 == 0;
+            assert_int_equal(present(c, f, o * 4096), !gone);
+            assert_int_equal(freed(ids[f][o]), gone && o != 2);
+        }
+    }
+    cairn_block_cache_stats s = stats(c);
+    assert_int_equal(s.entries, 15);
+    assert_int_equal(s.usage, 160); /* the pinned one still counts */
+    cairn_block_cache_release(c, h);
+    assert_int_equal(freed(ids[1][2]), 1);
+    s = stats(c);
+    assert_int_equal(s.usage, 150);
+    assert_int_equal(s.evictions, 0);
+    finish(c);
+}
+
 static void test_set_capacity(void **state)
 {
     reset_counts();
@@ -862,6 +897,7 @@ int main(void)
         cmocka_unit_test(test_pinned),
         cmocka_unit_test(test_replace),
         cmocka_unit_test(test_erase_file),
+        cmocka_unit_test(test_erase_blocks),
         cmocka_unit_test(test_set_capacity),
         cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_table_growth),

@@ -198,10 +198,67 @@ static void test_budgets_hold_in_resident_memory(void **state)
     free(dir);
 }
 
+/* The blocks of files a compaction deleted leave the block cache (by the
+ * reader's index, cairn_sst_uncache): two flushed files of the same keys,
+ * each put in the cache by its builder, compacted into one with no
+ * history kept. Were their blocks left behind, the cache would hold the
+ * inputs and the output: half as much again as before the compaction. */
+static void test_deleted_files_leave_the_cache(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("cbdel");
+    cairn_options o;
+    cairn_options_init(&o);
+    o.sync_mode = CAIRN_SYNC_NONE;
+    o.history_ms = 0;
+    o.row_cache_size = 0;
+    o.block_cache_size = (size_t)64 << 20;
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open(dir, &o, &db), 0);
+    uint8_t v[200];
+    char k[16];
+    for (int round = 0; round < 2; round++) {
+        for (uint32_t i = 0; i < 20000; i++) {
+            key_of(k, i);
+            tu_fill(v, sizeof v, i * 2u + (uint32_t)round);
+            assert_int_equal(cairn_put(db, k, 10, v, sizeof v, NULL), 0);
+        }
+        assert_int_equal(cairn_flush(db), 0);
+    }
+    cairn_stats before;
+    cairn_get_stats(db, &before);
+    assert_true(before.block_cache_bytes > 4u * 20000 * sizeof v / 4);
+    assert_int_equal(cairn_compact(db, NULL, NULL), 0);
+    /* Table sets take the tree's files at a flush: one more lets the
+     * inputs' last references go. */
+    assert_int_equal(cairn_put(db, "z", 1, "z", 1, NULL), 0);
+    assert_int_equal(cairn_flush(db), 0);
+    cairn_stats after;
+    cairn_get_stats(db, &after);
+    fprintf(stderr, "block cache: %" PRIu64 " bytes before the compaction, "
+                    "%" PRIu64 " after\n",
+            before.block_cache_bytes, after.block_cache_bytes);
+    assert_true(after.block_cache_bytes > 0);
+    assert_true(after.block_cache_bytes < before.block_cache_bytes * 3 / 4);
+    for (uint32_t i = 0; i < 20000; i += 97) {
+        key_of(k, i);
+        void *got = NULL;
+        size_t gl = 0;
+        assert_int_equal(cairn_get(db, k, 10, &got, &gl), 0);
+        assert_int_equal(gl, sizeof v);
+        assert_true(tu_check(got, gl, i * 2u + 1));
+        cairn_free(got);
+    }
+    assert_int_equal(cairn_close(db), 0);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_budgets_hold_in_resident_memory),
+        cmocka_unit_test(test_deleted_files_leave_the_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
