@@ -296,6 +296,19 @@ void cairn_row_cache_prefetch(cairn_row_cache *c, uint64_t hash)
     __builtin_prefetch(b + (hash & (n - 1)));
 }
 
+void cairn_row_cache_prefetch_entry(cairn_row_cache *c, uint64_t hash)
+{
+    if (!c)
+        return;
+    rc_shard *s = shard_of(c, hash);
+    pthread_mutex_lock(&s->mu);
+    rc_entry *e = *bucket_of(s, hash);
+    pthread_mutex_unlock(&s->mu);
+    /* Unlocked: the entry may be gone by now; a prefetch never faults. */
+    if (e)
+        __builtin_prefetch(e);
+}
+
 uint64_t cairn_row_cache_hash(const void *key, size_t klen)
 {
     return XXH3_64bits(key, klen);
