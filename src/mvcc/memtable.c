@@ -889,6 +889,22 @@ void cairn_memtable_prefetch(cairn_memtable *mt, uint64_t hash)
         __builtin_prefetch(&b[hash & mt->hmask]);
 }
 
+void cairn_memtable_prefetch_entry(cairn_memtable *mt, uint64_t hash)
+{
+    mt_bucket *b = atomic_load_explicit(&mt->buckets, memory_order_acquire);
+    if (!b)
+        return;
+    uintptr_t v = atomic_load_explicit(&b[hash & mt->hmask],
+                                       memory_order_acquire);
+    if (!(v & bucket_tag(hash)))
+        return; /* absent: the bucket said so */
+    /* The chain's head entry (arena memory: valid while mt lives), and the
+     * line after it, where a key's first node sits (co-allocated). */
+    const char *e = (const char *)bucket_head(v);
+    __builtin_prefetch(e);
+    __builtin_prefetch(e + 64);
+}
+
 uint64_t cairn_memtable_latest_version(cairn_memtable *mt, const void *key,
                                        size_t klen)
 {

@@ -127,6 +127,11 @@ bool cairn_memtable_get(cairn_memtable *mt, const void *key, size_t klen,
  * starts loading its hash bucket. No effect on results; lock-free. */
 void cairn_memtable_prefetch(cairn_memtable *mt, uint64_t hash);
 
+/* A second hint, once the bucket is loaded (cairn_memtable_prefetch a
+ * while before): if the bucket's summary does not rule the key out,
+ * starts loading its chain's head entry. Lock-free. */
+void cairn_memtable_prefetch_entry(cairn_memtable *mt, uint64_t hash);
+
 /* The newest version of `key` present (put or delete), 0 if none. */
 uint64_t cairn_memtable_latest_version(cairn_memtable *mt, const void *key,
                                        size_t klen);

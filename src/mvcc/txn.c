@@ -761,11 +761,18 @@ int cairn_get_many(cairn_db *db, size_t n, const void *const *keys,
                 read_prefetch(db, t, k[i], kl[i], h[i], rc_on);
             }
         }
-        /* 1b: with the row cache buckets loaded, its entries. */
-        if (rc_on && !(rcg.db == db->open_id && rcg.bypass))
-            for (size_t i = 0; i < m; i++)
-                if (!done[i])
-                    cairn_row_cache_prefetch_entry(db->rcache, h[i]);
+        /* 1b: with the buckets loaded, the memtables' and the row
+         * cache's entries. */
+        bool rc_hint = rc_on && !(rcg.db == db->open_id && rcg.bypass);
+        for (size_t i = 0; i < m; i++) {
+            if (done[i])
+                continue;
+            cairn_memtable_prefetch_entry(t->active, h[i]);
+            for (size_t j = 0; j < t->nimm; j++)
+                cairn_memtable_prefetch_entry(t->imm[j], h[i]);
+            if (rc_hint)
+                cairn_row_cache_prefetch_entry(db->rcache, h[i]);
+        }
         /* 2: the memtables answer, or the files' filters and indexes
          * (now loaded) place the key, its data block hinted. */
         for (size_t i = 0; i < m; i++) {
