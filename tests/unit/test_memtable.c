@@ -47,6 +47,8 @@
 #include <stdbool.h>
 #include <time.h>
 
+#include <xxhash.h>
+
 #include "cairn.h"
 #include "mvcc/memtable.h"
 #include "test_util.h"
@@ -1110,7 +1112,10 @@ static void test_hash_matches_scan(void **state)
         cairn_memtable *mt =
             round % 2 ? cairn_memtable_new_sized(0) : cairn_memtable_new();
         assert_non_null(mt);
-        /* Before any insert: nothing found, nothing allocated. */
+        /* Before any insert: nothing found, nothing allocated (hints on
+         * an empty table do nothing). */
+        cairn_memtable_prefetch(mt, XXH3_64bits("a", 1));
+        cairn_memtable_prefetch_entry(mt, XXH3_64bits("a", 1));
         assert_int_equal(cairn_memtable_latest_version(mt, K("a")), 0);
         assert_false(
             cairn_memtable_get(mt, K("a"), UINT64_MAX, UINT64_MAX, NULL));
@@ -1119,10 +1124,16 @@ static void test_hash_matches_scan(void **state)
         for (size_t i = 0; i < OPS; i++) {
             int rc = mv_insert(mt, &w[i]);
             assert_true(rc == 0 || rc == CAIRN_EEXIST);
-            /* Interleaved spot checks while the table grows. */
-            if (i % 997 == 0)
+            /* Interleaved spot checks while the table grows, after the
+             * read hints (present and absent keys): they change nothing. */
+            if (i % 997 == 0) {
+                uint64_t hk = XXH3_64bits(w[i].key, w[i].klen);
+                cairn_memtable_prefetch(mt, hk);
+                cairn_memtable_prefetch_entry(mt, hk);
+                cairn_memtable_prefetch_entry(mt, hk ^ 0x5555);
                 assert_true(cairn_memtable_latest_version(
                                 mt, w[i].key, w[i].klen) >= w[i].version);
+            }
         }
         check_against_scan(mt, &seed, 3000, VMAX, 1000);
         cairn_memtable_unref(mt);

@@ -683,10 +683,15 @@ static void test_supersede(void **state)
     cairn_row_cache *c = cairn_row_cache_new(1 << 20, 4);
     assert_non_null(c);
     char b[300];
+    /* The read hints change nothing, empty or not (see below). */
+    cairn_row_cache_prefetch_entry(c, H("k"));
+    cairn_row_cache_prefetch_entry(NULL, H("k"));
     /* Offered into room: stored, at its version. */
     assert_int_equal(cairn_row_cache_supersede(c, H("k"), "k", 1, "v5", 2,
                                                false, 5, 50, true),
                      1);
+    cairn_row_cache_prefetch(c, H("k"));
+    cairn_row_cache_prefetch_entry(c, H("k"));
     assert_int_equal(get(c, "k", UINT64_MAX, b, sizeof b), 1);
     assert_string_equal(b, "v5");
     assert_int_equal(get(c, "k", 4, b, sizeof b), 0); /* too new for 4 */
