@@ -300,8 +300,7 @@ void cairn_prefetch(cairn_db *db, const void *key, size_t klen);
  * (an invalid key gets CAIRN_EINVAL or CAIRN_ETOOLARGE, the others are
  * still read); vals[i] is NULL unless rcs[i] is 0. The row cache is
  * consulted as cairn_get does, but not filled by a miss. Returns 0, or
- * CAIRN_EINVAL (db NULL, or
- * an array NULL with n > 0: nothing read). */
+ * CAIRN_EINVAL (db NULL, or an array NULL with n > 0: nothing read). */
 int cairn_get_many(cairn_db *db, size_t n, const void *const *keys,
                    const size_t *klens, void **vals, size_t *vlens, int *rcs);
 

@@ -573,7 +573,7 @@ static int insert_impl(cairn_row_cache *c, uint64_t hash, const void *key,
         add(&s->refused, 1);
         goto out;
     }
-    if (how != RC_INSERT) /* as cairn_row_cache_invalidate */
+    if (how != RC_INSERT)
         atomic_fetch_add_explicit(ep, 1, memory_order_release);
     rc_entry *old = table_find(s, hash, key, klen);
     if (old && old->version > version)
@@ -639,20 +639,9 @@ bool cairn_row_cache_has_room(cairn_row_cache *c)
 void cairn_row_cache_invalidate(cairn_row_cache *c, uint64_t hash,
                                 const void *key, size_t klen)
 {
-    if (!c || (!key && klen))
-        return;
-    rc_shard *s = shard_of(c, hash);
-    rc_entry *fl = NULL;
-    pthread_mutex_lock(&s->mu);
-    atomic_fetch_add_explicit(&s->epoch[slot_of(hash)], 1,
-                              memory_order_release);
-    rc_entry *e = table_find(s, hash, key, klen);
-    if (e) {
-        remove_entry(s, e, &fl);
-        add(&s->invalidations, 1);
-    }
-    pthread_mutex_unlock(&s->mu);
-    release_list(fl);
+    /* A supersede by a state newer than any: every entry of key goes. */
+    (void)insert_impl(c, hash, key, klen, NULL, 0, true, UINT64_MAX, 0, 0,
+                      NULL, RC_BUMP);
 }
 
 void cairn_row_cache_set_capacity(cairn_row_cache *c, size_t capacity)

@@ -85,13 +85,13 @@ uint64_t cairn_row_cache_hash(const void *key, size_t klen);
  * loading its shard and bucket. Takes no lock; changes nothing. */
 void cairn_row_cache_prefetch(cairn_row_cache *c, uint64_t hash);
 
-/* capacity > 0 (a relaxed read: a hint for callers that skip the cache
- * when it is off; correctness never depends on it). */
 /* A second hint, once the bucket is loaded (cairn_row_cache_prefetch a
  * while before): starts loading the first entry of hash's chain, under
  * the shard's mutex (a lookup's only other memory miss). */
 void cairn_row_cache_prefetch_entry(cairn_row_cache *c, uint64_t hash);
 
+/* capacity > 0 (a relaxed read: a hint for callers that skip the cache
+ * when it is off; correctness never depends on it). */
 bool cairn_row_cache_enabled(const cairn_row_cache *c);
 
 /* A lookup's answer. */

@@ -673,8 +673,8 @@ static void rc_flush_pass(cairn_db *db, cairn_memtable *mt)
     cairn_mt_iter_seek_first(&it);
     const uint8_t *last = NULL;
     size_t last_len = 0;
-    bool offer = db->opts.row_cache_flush_offers;
-    bool room = offer && cairn_row_cache_has_room(db->rcache);
+    bool room = db->opts.row_cache_flush_offers &&
+                cairn_row_cache_has_room(db->rcache);
     for (uint64_t n = 0; cairn_mt_iter_valid(&it); cairn_mt_iter_next(&it)) {
         cairn_mt_entry e;
         cairn_mt_iter_entry(&it, &e);
@@ -689,7 +689,7 @@ static void rc_flush_pass(cairn_db *db, cairn_memtable *mt)
                                   cairn_row_cache_hash(e.key, e.klen), e.key,
                                   e.klen, del ? NULL : e.value,
                                   del ? 0 : e.vlen, del, e.version, e.ts_us,
-                                  offer && room && e.kind != CAIRN_MT_BLOB);
+                                  room && e.kind != CAIRN_MT_BLOB);
     }
 }
 

@@ -533,6 +533,12 @@ typedef struct rc_gate {
 
 static _Thread_local rc_gate rcg;
 
+/* Whether this thread is passing the row cache by (its hints too). */
+static bool rc_bypassing(const cairn_db *db)
+{
+    return rcg.db == db->open_id && rcg.bypass;
+}
+
 /* Whether this read consults the row cache. */
 static bool rc_consult(cairn_db *db)
 {
@@ -647,8 +653,7 @@ static void read_prefetch(cairn_db *db, db_tables *t, const void *key,
         cairn_tree_view_prefetch(t->view, key, klen, h);
         /* As cairn_get: only with files, and while the thread consults
          * it. */
-        if (row_cache && cairn_db_has_files(t) &&
-            !(rcg.db == db->open_id && rcg.bypass))
+        if (row_cache && cairn_db_has_files(t) && !rc_bypassing(db))
             cairn_row_cache_prefetch(db->rcache, h);
     }
 }
@@ -763,7 +768,7 @@ int cairn_get_many(cairn_db *db, size_t n, const void *const *keys,
         }
         /* 1b: with the buckets loaded, the memtables' and the row
          * cache's entries. */
-        bool rc_hint = rc_on && !(rcg.db == db->open_id && rcg.bypass);
+        bool rc_hint = rc_on && !rc_bypassing(db);
         for (size_t i = 0; i < m; i++) {
             if (done[i])
                 continue;
