@@ -1542,7 +1542,13 @@ static void client_process(client *c)
     if (c->closed)
         return;
     ks_pass_begin();
-    client_pass(c);
+    /* A pass paused for replies the socket then took whole (direct_write)
+     * leaves no write whose completion (on_write) would resume it: go on
+     * here. Each pass consumes input, so this ends. */
+    do
+        client_pass(c);
+    while (c->paused && !c->closed && !c->busy && c->out_pending == 0 &&
+           c->out.len == 0);
     ks_pass_end();
 }
 

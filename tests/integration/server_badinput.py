@@ -580,6 +580,40 @@ def t_slow_reader_gets_all_in_order():
     assert_healthy(SRV, h)
 
 
+def t_big_window_reader_gets_all():
+    # A reader whose receive window takes the whole first round of big
+    # replies (4 MiB, where the server pauses the pipeline) in one write:
+    # no write is left pending to resume the pipeline, and the server must
+    # go on by itself. This stalled once, with every reply after the fourth
+    # left unsent.
+    h = healthy(SRV)
+    big = bytes(range(256)) * 4096  # 1 MiB
+    assert h.set("badinput:big", big)
+    one = b"$%d\r\n%s\r\n" % (len(big), big)
+    want = (one + b"+PONG\r\n") * 8 + b"$3\r\nend\r\n"
+    for _ in range(3):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", SRV.port))
+        s.sendall(b"GET badinput:big\r\nPING\r\n" * 8 + b"ECHO end\r\n")
+        time.sleep(0.2)  # the replies fill the window before any read
+        got = b""
+        try:
+            while len(got) < len(want):
+                d = s.recv(1 << 20)
+                if not d:
+                    break
+                got += d
+        except socket.timeout:
+            pass
+        finally:
+            s.close()
+        assert len(got) == len(want), (len(got), len(want))
+        assert got == want, "replies out of order or damaged"
+    assert_healthy(SRV, h)
+
+
 # ---------------------------------------------------------------- 5 half-close
 
 def half_close(port, data, timeout=5.0):
@@ -717,6 +751,7 @@ def main():
         ("half-close after a pipeline", t_half_close_pipeline),
         ("reset mid-pipeline", t_reset_mid_pipeline),
         ("slow reader gets all in order", t_slow_reader_gets_all_in_order),
+        ("big-window reader gets all", t_big_window_reader_gets_all),
         ("slowloris", t_slowloris),
         ("2000 idle connections", t_idle_connections),
         ("client that never reads", t_client_that_never_reads),
