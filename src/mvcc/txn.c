@@ -33,6 +33,8 @@
  * one thread at a time and takes no lock while it reads, but briefly a
  * row cache shard's (and, to fill the cache, tables_mu).
  */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -65,6 +67,33 @@ typedef struct rs_range {
     size_t lolen, hilen;
 } rs_range;
 
+/* A commit between its WAL append and its acknowledgement. Lives on the
+ * committing thread's stack until `pub.done`; an asynchronous one lives in
+ * its transaction (async_commit, cairn_txn.async) until it has fired. */
+typedef struct commit_ctx {
+    cairn_db *db;
+    cairn_txn *t;
+    uint64_t ts;
+    int status;
+    bool applied; /* cairn_txn_apply_batch applied it (result: apply_rc) */
+    int apply_rc;
+    db_pub_waiter pub; /* pub.v is the commit version */
+} commit_ctx;
+
+typedef struct async_commit {
+    commit_ctx c;
+    cairn_commit_fn fn;
+    void *arg;
+} async_commit;
+
+/* What a transaction of a few small writes (the common commit: a SET, an
+ * INCR) holds without allocating: its first writes' entries and their key
+ * and value bytes. An asynchronous commit is freed on the log's thread, not
+ * the one that made it; one allocation instead of four keeps the
+ * allocator's cross-thread traffic down. */
+#define TXN_SMALL_W 2
+#define TXN_SMALL_KV 320
+
 struct cairn_txn {
     cairn_db *db;
     db_tables *tables;
@@ -86,7 +115,29 @@ struct cairn_txn {
     bool read_any; /* a read happened: the snapshot is in use */
     cairn_txn_hook_fn hook; /* called once, when the txn ends */
     void *hook_arg;
+    ws_entry w_small[TXN_SMALL_W]; /* w's first home */
+    size_t kv_used;                /* bytes of kv_small taken */
+    uint8_t kv_small[TXN_SMALL_KV]; /* small writes' key+value bytes */
+    async_commit async;            /* cairn_txn_commit_async's context */
 };
+
+/* A write's key+value bytes: from kv_small while it has room. */
+static uint8_t *kv_alloc(cairn_txn *t, size_t n)
+{
+    if (n <= TXN_SMALL_KV - t->kv_used) {
+        uint8_t *p = t->kv_small + t->kv_used;
+        t->kv_used += n;
+        return p;
+    }
+    return malloc(n);
+}
+
+static void kv_free(cairn_txn *t, uint8_t *p)
+{
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)t->kv_small;
+    if (a < lo || a >= lo + TXN_SMALL_KV)
+        free(p); /* kv_small's bytes are not reused: a txn is short */
+}
 
 
 /* One hash per key for the write set, the in-flight map, the memtables,
@@ -139,7 +190,7 @@ static int ws_set(cairn_txn *t, const void *key, size_t klen, const void *val,
                   size_t vlen, bool del)
 {
     uint64_t h = key_hash(key, klen);
-    uint8_t *buf = malloc(klen + vlen + 1);
+    uint8_t *buf = kv_alloc(t, klen + vlen + 1);
     if (!buf)
         return CAIRN_ENOMEM;
     if (klen)
@@ -148,15 +199,18 @@ static int ws_set(cairn_txn *t, const void *key, size_t klen, const void *val,
         memcpy(buf + klen, val, vlen);
     ws_entry *e = ws_find(t, key, klen, h);
     if (e) {
-        free(e->key);
+        kv_free(t, e->key);
     } else {
         if (t->nw == t->capw) {
-            size_t nc = t->capw ? t->capw * 2 : 4;
-            ws_entry *p = realloc(t->w, nc * sizeof *p);
+            size_t nc = t->capw * 2;
+            ws_entry *p = t->w == t->w_small ? malloc(nc * sizeof *p)
+                                             : realloc(t->w, nc * sizeof *p);
             if (!p) {
-                free(buf);
+                kv_free(t, buf);
                 return CAIRN_ENOMEM;
             }
+            if (t->w == t->w_small)
+                memcpy(p, t->w_small, t->nw * sizeof *p);
             t->w = p;
             t->capw = nc;
         }
@@ -168,7 +222,7 @@ static int ws_set(cairn_txn *t, const void *key, size_t klen, const void *val,
             e->hash = h; /* so the rebuild places it */
             if (widx_rebuild(t, cap) != 0) {
                 t->nw--;
-                free(buf);
+                kv_free(t, buf);
                 return CAIRN_ENOMEM;
             }
         } else if (t->widx) {
@@ -399,9 +453,12 @@ static int range_changed(cairn_db *db, db_tables *tabs, const rs_range *r,
 
 static void txn_init(cairn_txn *t, cairn_db *db)
 {
-    memset(t, 0, sizeof *t);
+    memset(t, 0, offsetof(cairn_txn, w_small)); /* the rest as needed */
     t->db = db;
     t->max_ts = UINT64_MAX;
+    t->w = t->w_small;
+    t->capw = TXN_SMALL_W;
+    t->kv_used = 0;
 }
 
 static void txn_release(cairn_txn *t)
@@ -412,7 +469,7 @@ static void txn_release(cairn_txn *t)
     cairn_db_tables_release(t->tables);
     t->tables = NULL;
     for (size_t i = 0; i < t->nw; i++) {
-        free(t->w[i].key);
+        kv_free(t, t->w[i].key);
         if (t->w[i].ref) {
             /* Applied (and counted by its memtable) or failed: either way
              * the commit no longer needs its blobs pinned. */
@@ -421,7 +478,10 @@ static void txn_release(cairn_txn *t)
             free(t->w[i].ref);
         }
     }
-    free(t->w);
+    if (t->w != t->w_small)
+        free(t->w);
+    t->w = NULL; /* released */
+    t->nw = 0;
     free(t->widx);
     for (size_t i = 0; i < t->nrk; i++)
         free(t->rk[i].key);
@@ -1088,25 +1148,6 @@ static void wait_visible_change(cairn_db *db, uint64_t seen)
     pthread_mutex_unlock(&db->pub_mu);
 }
 
-/* A commit between its WAL append and its acknowledgement. Lives on the
- * committing thread's stack until `pub.done`; an asynchronous one lives on
- * the heap (async_commit) until it has fired. */
-typedef struct commit_ctx {
-    cairn_db *db;
-    cairn_txn *t;
-    uint64_t ts;
-    int status;
-    bool applied; /* cairn_txn_apply_batch applied it (result: apply_rc) */
-    int apply_rc;
-    db_pub_waiter pub; /* pub.v is the commit version */
-} commit_ctx;
-
-typedef struct async_commit {
-    commit_ctx c;
-    cairn_commit_fn fn;
-    void *arg;
-} async_commit;
-
 static void async_fire(db_pub_waiter *w);
 
 /* WAL callback, in LSN (= version) order, on the thread that completed the
@@ -1384,8 +1425,7 @@ static void async_fire(db_pub_waiter *w)
     a->fn(a->arg, a->c.status, a->c.status == 0 ? a->c.pub.v : 0);
     db_pub_waiter_destroy(&a->c.pub);
     txn_release(t);
-    free(t);
-    free(a);
+    free(t); /* a with it */
 }
 
 int cairn_txn_commit_async(cairn_txn *t, cairn_commit_fn fn, void *arg,
@@ -1402,18 +1442,13 @@ int cairn_txn_commit_async(cairn_txn *t, cairn_commit_fn fn, void *arg,
         cairn_txn_abort(t);
         return CAIRN_EBUSY;
     }
-    async_commit *a = calloc(1, sizeof *a);
-    if (!a) {
-        cairn_txn_abort(t);
-        return CAIRN_ENOMEM;
-    }
+    async_commit *a = &t->async;
+    memset(a, 0, sizeof *a);
     a->fn = fn;
     a->arg = arg;
     int rc = txn_submit(t, &a->c, NULL, version);
-    if (rc != 0) {
-        free(a);
+    if (rc != 0)
         cairn_txn_abort(t);
-    }
     return rc;
 }
 

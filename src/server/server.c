@@ -1436,8 +1436,11 @@ static void read_ahead_gets(client *c)
 
 static void client_pass(client *c)
 {
-    c->s->now_ms = ks_now_ms(); /* one clock read per pass, not per command */
-    c->s->cmd_start_us = now_us_mono();
+    if (c->inlen > 0) { /* (a pass after a reply often has nothing) */
+        c->s->now_ms = ks_now_ms(); /* one clock read per pass, not per
+                                       command */
+        c->s->cmd_start_us = now_us_mono();
+    }
     if (!c->busy && c->authed && !c->in_multi)
         read_ahead_gets(c);
     size_t off = 0;
