@@ -5,7 +5,12 @@
 # sync always and interval. Then memory (RSS) after loading 1M keys and the
 # restart time with them, each beside Redis's.
 #
-#   bench/server.sh [--quick] [--requests N] [--clients N] [--keep]
+#   bench/server.sh [--quick] [--requests N] [--clients N] [--runs R] [--keep]
+#
+# --runs R: every configuration R times, the runs interleaved (each on a
+# fresh server and data directory); the table gives medians, and the target
+# lines each run's ratio too. On a small, shared machine one run says
+# little: use 3 or more.
 #
 # Needs redis-server and redis-tools (scripts/setup.sh --bench installs
 # them). Prints a table: requests/s, p99 latency (ms), and Cairn/Redis ratios.
@@ -15,17 +20,20 @@ N=500000
 C=50
 LOADKEYS=1000000
 KEEP=0
+RUNS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) N=50000; LOADKEYS=100000 ;;
     --requests) N="$2"; shift ;;
     --clients) C="$2"; shift ;;
+    --runs) RUNS="$2"; shift ;;
     --keep) KEEP=1 ;;
-    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
     *) echo "server.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
+case "$RUNS" in ''|*[!0-9]*|0) echo "server.sh: --runs wants a positive number" >&2; exit 2 ;; esac
 for p in redis-server redis-benchmark redis-cli; do
   command -v "$p" >/dev/null || { echo "server.sh: $p missing (scripts/setup.sh --bench)" >&2; exit 1; }
 done
@@ -73,33 +81,51 @@ stop_server() { # port pid
   kill -9 "$2" 2>/dev/null || true
 }
 
-declare -A RPS P99
-run_bench() { # config port
+# RUN_RPS / RUN_P99["config,test,P,run"]: each run's figures; RPS / P99
+# ["config,test,P"]: their medians (median_of).
+declare -A RPS P99 RUN_RPS RUN_P99
+run_bench() { # config port run
   for P in 1 16; do
     redis-benchmark -p "$2" -c "$C" -n "$N" -d 100 -r 1000000 -P "$P" \
-      -t set,get,incr,mset --csv 2>/dev/null >"$WORK/$1.P$P.csv"
+      -t set,get,incr,mset --csv 2>/dev/null >"$WORK/$1.P$P.r$3.csv"
     while IFS=, read -r test rps avg min p50 p95 p99 max; do
       test=${test//\"/}; [ "$test" = test ] && continue
       test=${test%% *}
-      RPS["$1,$test,$P"]=${rps//\"/}; P99["$1,$test,$P"]=${p99//\"/}
-    done <"$WORK/$1.P$P.csv"
-    echo "  $1 -P $P: $(tr '\n' ' ' <"$WORK/$1.P$P.csv" | cut -c1-160)..." >&2
+      RUN_RPS["$1,$test,$P,$3"]=${rps//\"/}
+      RUN_P99["$1,$test,$P,$3"]=${p99//\"/}
+    done <"$WORK/$1.P$P.r$3.csv"
+    echo "  $1 -P $P: $(tr '\n' ' ' <"$WORK/$1.P$P.r$3.csv" | cut -c1-160)..." >&2
   done
 }
+median_of() { python3 -c 'import sys,statistics as s; v=[float(x) for x in sys.argv[1:] if x]; print("%.2f" % s.median(v) if v else "")' "$@"; }
 
 CONFIGS=(cairn-always cairn-interval redis-none redis-everysec redis-always)
+for run in $(seq 1 "$RUNS"); do
+  for cfg in "${CONFIGS[@]}"; do
+    port=$(free_port)
+    echo "server.sh: run $run/$RUNS: $cfg on port $port ($N requests, $C clients)" >&2
+    case "$cfg" in
+      cairn-always) start_cairn "$cfg.r$run" always "$port" ;;
+      cairn-interval) start_cairn "$cfg.r$run" interval "$port" ;;
+      redis-none) start_redis "$cfg.r$run" none "$port" ;;
+      redis-everysec) start_redis "$cfg.r$run" everysec "$port" ;;
+      redis-always) start_redis "$cfg.r$run" always "$port" ;;
+    esac
+    run_bench "$cfg" "$port" "$run"
+    stop_server "$port" "$SERVER_PID"
+  done
+done
 for cfg in "${CONFIGS[@]}"; do
-  port=$(free_port)
-  echo "server.sh: $cfg on port $port ($N requests, $C clients)" >&2
-  case "$cfg" in
-    cairn-always) start_cairn "$cfg" always "$port" ;;
-    cairn-interval) start_cairn "$cfg" interval "$port" ;;
-    redis-none) start_redis "$cfg" none "$port" ;;
-    redis-everysec) start_redis "$cfg" everysec "$port" ;;
-    redis-always) start_redis "$cfg" always "$port" ;;
-  esac
-  run_bench "$cfg" "$port"
-  stop_server "$port" "$SERVER_PID"
+  for t in SET GET INCR MSET; do
+    for P in 1 16; do
+      r=(); q=()
+      for run in $(seq 1 "$RUNS"); do
+        r+=("${RUN_RPS[$cfg,$t,$P,$run]:-}"); q+=("${RUN_P99[$cfg,$t,$P,$run]:-}")
+      done
+      RPS["$cfg,$t,$P"]=$(median_of "${r[@]}")
+      P99["$cfg,$t,$P"]=$(median_of "${q[@]}")
+    done
+  done
 done
 
 # Memory and restart time with LOADKEYS keys (Cairn sync always vs Redis
@@ -132,7 +158,7 @@ done
 
 ratio() { python3 -c "a,b=float('$1' or 0),float('$2' or 0);print('%.2fx'%(a/b) if b>0 else 'n/a')"; }
 echo
-echo "cairn-server vs redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'): redis-benchmark -c $C -n $N -d 100 -r 1000000; requests/s (p99 ms)"
+echo "cairn-server vs redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'): redis-benchmark -c $C -n $N -d 100 -r 1000000; requests/s (p99 ms)$([ "$RUNS" -gt 1 ] && echo ", medians of $RUNS interleaved runs")"
 printf '%-6s %3s %18s %18s %18s %18s %18s %9s %9s %9s\n' test P cairn-always cairn-interval redis-none redis-everysec redis-always 'ca/r-alw' 'ca/r-evs' 'ci/r-evs'
 for t in SET GET INCR MSET; do
   for P in 1 16; do
@@ -145,9 +171,23 @@ for t in SET GET INCR MSET; do
   done
 done
 echo
-echo "GET vs redis-none (target >= 1.0x): -P 1 $(ratio "${RPS[cairn-always,GET,1]:-}" "${RPS[redis-none,GET,1]:-}"), -P 16 $(ratio "${RPS[cairn-always,GET,16]:-}" "${RPS[redis-none,GET,16]:-}")"
-echo "SET always vs redis always (target >= 1.0x): -P 1 $(ratio "${RPS[cairn-always,SET,1]:-}" "${RPS[redis-always,SET,1]:-}"), -P 16 $(ratio "${RPS[cairn-always,SET,16]:-}" "${RPS[redis-always,SET,16]:-}")"
-echo "SET always vs redis everysec (target >= 0.8x): -P 1 $(ratio "${RPS[cairn-always,SET,1]:-}" "${RPS[redis-everysec,SET,1]:-}"), -P 16 $(ratio "${RPS[cairn-always,SET,16]:-}" "${RPS[redis-everysec,SET,16]:-}")"
+# A target line: the ratio of the medians, then each run's ratio.
+target() { # label cfg-a cfg-b test
+  local out="$1:" P run per
+  for P in 1 16; do
+    per=()
+    for run in $(seq 1 "$RUNS"); do
+      per+=("$(ratio "${RUN_RPS[$2,$4,$P,$run]:-}" "${RUN_RPS[$3,$4,$P,$run]:-}")")
+    done
+    out+=" -P $P $(ratio "${RPS[$2,$4,$P]:-}" "${RPS[$3,$4,$P]:-}")"
+    [ "$RUNS" -gt 1 ] && out+=" (runs: ${per[*]})"
+    [ "$P" = 1 ] && out+=","
+  done
+  echo "$out"
+}
+target "GET vs redis-none (target >= 1.0x)" cairn-always redis-none GET
+target "SET always vs redis always (target >= 1.0x)" cairn-always redis-always SET
+target "SET always vs redis everysec (target >= 0.8x)" cairn-always redis-everysec SET
 echo
 echo "$LOADKEYS keys of 100 bytes (durable: cairn sync always, redis appendfsync always):"
 echo "  RSS after loading:  cairn $(( ${MEM[cairn-always]:-0} / 1024 )) MiB, redis $(( ${MEM[redis-always]:-0} / 1024 )) MiB ($(ratio "${MEM[cairn-always]:-}" "${MEM[redis-always]:-}"))"
