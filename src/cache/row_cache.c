@@ -636,14 +636,6 @@ bool cairn_row_cache_has_room(cairn_row_cache *c)
     return used + (uint64_t)RC_ROOM_SLACK * c->nshards <= cap;
 }
 
-void cairn_row_cache_invalidate(cairn_row_cache *c, uint64_t hash,
-                                const void *key, size_t klen)
-{
-    /* A supersede by a state newer than any: every entry of key goes. */
-    (void)insert_impl(c, hash, key, klen, NULL, 0, true, UINT64_MAX, 0, 0,
-                      NULL, RC_BUMP);
-}
-
 void cairn_row_cache_set_capacity(cairn_row_cache *c, size_t capacity)
 {
     if (!c)

@@ -10,8 +10,8 @@
  *   - lookup(max_version, max_ts) answers only from an entry whose version
  *     and time are at or below those bounds;
  *   - every key hashes to an invalidation epoch (a counter shared by the
- *     keys of one slot of its shard); invalidate() and supersede() bump it
- *     and erase the key's (older) entry, and insert() can be made
+ *     keys of one slot of its shard); supersede() bumps it and erases
+ *     the key's older entry, and insert() can be made
  *     conditional on the epoch a reader took before it read the tree: if
  *     the key (or a key sharing the slot) was superseded meanwhile, the
  *     insert is refused, so a value read before a flush of a newer one
@@ -56,7 +56,7 @@ typedef struct cairn_row_cache_stats {
                                too new for the reader's bounds) */
     uint64_t inserts;       /* entries stored */
     uint64_t evictions;     /* entries dropped to stay within capacity */
-    uint64_t invalidations; /* entries erased by invalidate / supersede */
+    uint64_t invalidations; /* entries erased by supersede */
     uint64_t expirations;   /* expired entries dropped by a lookup */
     uint64_t fills_refused; /* conditional inserts refused: the epoch moved */
     uint64_t not_admitted;  /* misses not to be filled: the key's first read
@@ -156,10 +156,6 @@ int cairn_row_cache_supersede(cairn_row_cache *c, uint64_t hash,
 /* Whether the cache as a whole has room left for offers (approximate:
  * relaxed reads of each shard's usage). */
 bool cairn_row_cache_has_room(cairn_row_cache *c);
-
-/* Bump key's epoch and erase its entry, if any. */
-void cairn_row_cache_invalidate(cairn_row_cache *c, uint64_t hash,
-                                const void *key, size_t klen);
 
 /* Change the capacity; shrinking evicts least recently used entries until
  * every shard is within its new share. */

@@ -219,7 +219,7 @@ struct cairn_db {
     /* Test hooks (NULL in normal use; set before the calls they watch):
      * rc_fill_hook runs in a read that fills the row cache, after the
      * tables were read and before the insert; rc_commit_hook runs in a
-     * commit after its keys were invalidated, before it is published. */
+     * commit after its apply, before it is published. */
     void (*rc_fill_hook)(void *arg);
     void (*rc_commit_hook)(void *arg);
     void *rc_hook_arg;

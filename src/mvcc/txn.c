@@ -88,9 +88,9 @@ typedef struct async_commit {
 
 /* What a transaction of a few small writes (the common commit: a SET, an
  * INCR) holds without allocating: its first writes' entries and their key
- * and value bytes. An asynchronous commit is freed on the log's thread, not
- * the one that made it; one allocation instead of four keeps the
- * allocator's cross-thread traffic down. */
+ * and value bytes, and an asynchronous commit's context. Such a commit is
+ * freed on the log's thread, not the one that made it: one allocation
+ * instead of five keeps the allocator's cross-thread traffic down. */
 #define TXN_SMALL_W 2
 #define TXN_SMALL_KV 320
 
@@ -480,8 +480,6 @@ static void txn_release(cairn_txn *t)
     }
     if (t->w != t->w_small)
         free(t->w);
-    t->w = NULL; /* released */
-    t->nw = 0;
     free(t->widx);
     for (size_t i = 0; i < t->nrk; i++)
         free(t->rk[i].key);
