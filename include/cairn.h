@@ -160,9 +160,11 @@ typedef struct cairn_options {
     uint32_t l0_compaction_trigger; /* 4 level-0 files start a compaction */
     /* The engine's background threads (flushes, compactions, archiving)
      * run this many nice steps below the process (0..19; 0, the default:
-     * the same priority), so that on a busy machine requests get the CPU
-     * first; writes that outrun them meet the usual slowdowns and stalls,
-     * which give them the CPU back. */
+     * the same priority), or with 20 under SCHED_IDLE (Linux: only on CPU
+     * time no other thread wants, and a CPU running nothing else counts
+     * as free for requests' threads), so that on a busy machine requests
+     * get the CPU first; writes that outrun them meet the usual slowdowns
+     * and stalls, which give them the CPU back. */
     int background_nice;
     size_t sst_block_size;       /* 4096: uncompressed data block size */
     /* The archive tier: a directory (a slower volume, a network mount) that

@@ -1185,7 +1185,7 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     cairn_options *o = &db->opts;
     if (o->sync_mode > CAIRN_SYNC_NONE ||
         o->isolation > CAIRN_ISOLATION_SERIALIZABLE ||
-        o->background_nice < 0 || o->background_nice > 19) {
+        o->background_nice < 0 || o->background_nice > 20) {
         free(db);
         return CAIRN_EINVAL;
     }

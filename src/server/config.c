@@ -36,7 +36,7 @@ void srv_config_init(srv_config *c)
     c->max_output = (size_t)1 << 30;
     c->timeout_s = 0;
     c->commit_threads = 64;
-    c->background_nice = 10;
+    c->background_nice = 20;
     c->memtable_size = (size_t)64 << 20;
     c->block_cache_size = (size_t)512 << 20;
     c->archive_zstd_level = 19;
@@ -206,8 +206,8 @@ int srv_config_set(srv_config *c, const char *name, const char *value,
             return bad(err, errlen, name, value, "1..1024");
         c->commit_threads = (int)n;
     } else if (!strcasecmp(name, "background-nice")) {
-        if (!parse_size(value, &n) || n > 19)
-            return bad(err, errlen, name, value, "0..19");
+        if (!parse_size(value, &n) || n > 20)
+            return bad(err, errlen, name, value, "0..20");
         c->background_nice = (int)n;
     } else if (!strcasecmp(name, "memtable-size")) {
         if (!parse_size(value, &n) || n < (1u << 20) || n > ((size_t)1 << 40))

@@ -38,7 +38,8 @@ typedef struct srv_config {
     size_t max_output;          /* 1 GiB of unread replies: dropped */
     uint32_t timeout_s;         /* 0: idle clients are never closed */
     int commit_threads;         /* 64 */
-    int background_nice;        /* 10: engine background threads' nice */
+    int background_nice;        /* 20: engine background threads under
+                                   SCHED_IDLE; 0..19: their nice */
     size_t memtable_size;       /* 64 MiB (memtable-size) */
     size_t block_cache_size;    /* 1 GiB (block-cache-size), filled by reads */
     size_t row_cache_size;      /* 64 MiB (row-cache-size); 0: off */

@@ -2,24 +2,39 @@
  * thread.h — small helpers for the engine's own threads.
  *
  * cairn_thread_nice: the calling thread's CPU priority lowered by `inc`
- * nice steps (on Linux a nice value belongs to one thread), capped at 19.
- * Background work (compaction, flushes, archiving) runs so, when the
- * database is opened with background_nice, and yields the CPU to requests
- * while both want it; with nothing else to run it goes as fast as before.
- * Best effort: a failure changes nothing. No locking; no state.
+ * nice steps (on Linux a nice value belongs to one thread), capped at 19;
+ * inc 20 (CAIRN_NICE_IDLE) puts it under SCHED_IDLE instead: it runs only
+ * on CPU time no other thread wants, never preempts one, and a CPU busy
+ * with it alone counts as idle where the scheduler places a waking thread.
+ * (A nice thread still takes a CPU of its own and pushes a server's loop
+ * onto the CPU its clients run on.) Background work (compaction, flushes,
+ * archiving) runs so, when the database is opened with background_nice,
+ * and yields the CPU to requests while both want it; with nothing else to
+ * run it goes as fast as before. Best effort: a failure changes nothing.
+ * No locking; no state.
  */
 #ifndef CAIRN_UTIL_THREAD_H
 #define CAIRN_UTIL_THREAD_H
 
 #include <errno.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#define CAIRN_NICE_IDLE 20
 
 static inline void cairn_thread_nice(int inc)
 {
     if (inc <= 0)
         return;
+#ifdef SCHED_IDLE
+    if (inc >= CAIRN_NICE_IDLE) {
+        struct sched_param sp = {.sched_priority = 0};
+        if (sched_setscheduler(0, SCHED_IDLE, &sp) == 0)
+            return;
+    }
+#endif
     id_t tid = (id_t)syscall(SYS_gettid);
     errno = 0;
     int cur = getpriority(PRIO_PROCESS, tid);

@@ -1134,7 +1134,8 @@ def t_config_cache_sizes():
 
 
 def thread_nices(pid):
-    """{thread name: set of nice values} of a running process."""
+    """{thread name: set of nice values} of a running process; a thread
+    under SCHED_IDLE counts as nice 20 (background-nice 20)."""
     out = {}
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
@@ -1145,16 +1146,19 @@ def thread_nices(pid):
         except FileNotFoundError:
             continue  # a thread that ended meanwhile
         # Fields after the name (which is in parentheses): nice is the 19th
-        # field of the line, the 17th after ") ".
-        nice = int(st[st.rindex(")") + 2:].split()[16])
+        # field of the line, the 17th after ") "; the policy the 41st
+        # (SCHED_IDLE: 5).
+        fields = st[st.rindex(")") + 2:].split()
+        nice = 20 if int(fields[38]) == 5 else int(fields[16])
         out.setdefault(name, set()).add(nice)
     return out
 
 
 def t_background_nice():
     # The engine's background threads run below the requests' priority
-    # (background-nice, 10 by default); the loop and the log do not.
-    for args, want in (((), 10), (("--background-nice", "3"), 3),
+    # (background-nice: 20 by default, SCHED_IDLE; 0..19 nice steps); the
+    # loop and the log do not.
+    for args, want in (((), 20), (("--background-nice", "10"), 10),
                        (("--background-nice", "0"), 0)):
         with serve(*args) as s:
             c = Raw(s.port)
@@ -1175,13 +1179,13 @@ def t_background_nice():
                                               "cairn-collect",
                                               "cairn-archive")]
             assert main and all(n[k] == {0} for k in main), n
-    bad = Server("--background-nice", "20")
+    bad = Server("--background-nice", "21")
     try:
         bad.start(timeout=5)
     except RuntimeError as e:  # it exits, saying why
         assert "background-nice" in str(e), e
     else:
-        raise AssertionError("background-nice 20 was accepted")
+        raise AssertionError("background-nice 21 was accepted")
     finally:
         bad.stop()
         bad.cleanup()

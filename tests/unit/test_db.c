@@ -1915,6 +1915,18 @@ static void test_bad_arguments_and_sync_modes(void **state)
     cairn_options_init(&o);
     o.isolation = (cairn_isolation)9;
     assert_int_equal(cairn_open(dir, &o, &db), CAIRN_EINVAL);
+    cairn_options_init(&o);
+    o.background_nice = 21; /* 0..19 nice steps, 20 SCHED_IDLE */
+    assert_int_equal(cairn_open(dir, &o, &db), CAIRN_EINVAL);
+    o.background_nice = -1;
+    assert_int_equal(cairn_open(dir, &o, &db), CAIRN_EINVAL);
+    o.background_nice = 20; /* background threads under SCHED_IDLE */
+    char *idle_dir = fresh_dir("db-idle");
+    assert_int_equal(cairn_open(idle_dir, &o, &db), 0);
+    assert_int_equal(cairn_put(db, "idle", 4, "v", 1, NULL), 0);
+    assert_int_equal(cairn_flush(db), 0); /* the collector runs, idle */
+    assert_int_equal(cairn_close(db), 0);
+    drop_dir(idle_dir);
     db = db_open(dir, NULL);
     void *val = NULL;
     size_t vlen = 0;
