@@ -531,13 +531,17 @@ void cairn_db_snap_unregister(cairn_db *db, snap_node *n)
 /* w is visible: wake its committer, or queue it to fire (pub_mu held). */
 static void pub_mark(db_pub_waiter *w, db_pub_waiter ***fire_tail)
 {
-    w->done = true;
     if (w->fire) {
+        w->done = true;
         w->fnext = NULL;
         **fire_tail = w;
         *fire_tail = &w->fnext;
     } else {
+        /* Signal, then mark: a committer that sees done without pub_mu
+         * (cairn_db_wait_published) returns and takes w (on its stack)
+         * with it; nothing here touches w after the mark. */
         pthread_cond_signal(&w->cv);
+        atomic_store_explicit(&w->done, true, memory_order_release);
     }
 }
 
@@ -584,6 +588,11 @@ void cairn_db_settle(cairn_db *db, db_pub_waiter *w)
 
 void cairn_db_wait_published(cairn_db *db, db_pub_waiter *w)
 {
+    /* Usually visible already (the log's callbacks settle a round before
+     * its waiters wake): then no pub_mu, for which a whole round's
+     * committers would queue at once. */
+    if (atomic_load_explicit(&w->done, memory_order_acquire))
+        return;
     pthread_mutex_lock(&db->pub_mu);
     while (!w->done)
         pthread_cond_wait(&w->cv, &db->pub_mu);

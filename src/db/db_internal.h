@@ -302,7 +302,8 @@ void cairn_db_snap_unregister(cairn_db *db, snap_node *n);
  * fire(w) once w->v is visible, without pub_mu, instead of signalling). */
 typedef struct db_pub_waiter {
     uint64_t v;
-    bool done; /* visible (pub_mu) */
+    atomic_bool done; /* visible (set under pub_mu; read without it by
+                         cairn_db_wait_published) */
     pthread_cond_t cv;
     struct db_pub_waiter *next;
     void (*fire)(struct db_pub_waiter *w);
