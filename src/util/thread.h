@@ -3,9 +3,10 @@
  *
  * cairn_thread_nice: the calling thread's CPU priority lowered by `inc`
  * nice steps (on Linux a nice value belongs to one thread), capped at 19;
- * inc 20 (CAIRN_NICE_IDLE) puts it under SCHED_IDLE instead: it runs only
- * on CPU time no other thread wants, never preempts one, and a CPU busy
- * with it alone counts as idle where the scheduler places a waking thread.
+ * inc 20 (CAIRN_NICE_IDLE) puts it under SCHED_IDLE instead (nice 19 where
+ * that is refused): it runs only on CPU time no other thread wants, never
+ * preempts one, and a CPU busy with it alone counts as idle where the
+ * scheduler places a waking thread.
  * (A nice thread still takes a CPU of its own and pushes a server's loop
  * onto the CPU its clients run on.) Background work (compaction, flushes,
  * archiving) runs so, when the database is opened with background_nice,

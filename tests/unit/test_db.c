@@ -56,9 +56,11 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -1902,6 +1904,39 @@ static void test_gc_bounds_memory(void **state)
     drop_dir(dir);
 }
 
+/* The scheduling policy of this process's thread named `name`, once it
+ * has named itself (threads take their priority first); -1 if none did
+ * within 10 s. */
+static int thread_policy(const char *name)
+{
+    for (int tries = 0; tries < 1000; tries++) {
+        DIR *d = opendir("/proc/self/task");
+        assert_non_null(d);
+        struct dirent *de;
+        int policy = -1;
+        while (policy < 0 && (de = readdir(d)) != NULL) {
+            if (de->d_name[0] == '.')
+                continue;
+            char path[300], comm[32] = "";
+            snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+            FILE *f = fopen(path, "r");
+            if (!f)
+                continue; /* a thread that ended meanwhile */
+            if (fgets(comm, sizeof comm, f))
+                comm[strcspn(comm, "\n")] = 0;
+            fclose(f);
+            if (strcmp(comm, name) == 0)
+                policy = sched_getscheduler((pid_t)atoi(de->d_name));
+        }
+        closedir(d);
+        if (policy >= 0)
+            return policy;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
 static void test_bad_arguments_and_sync_modes(void **state)
 {
     (void)state;
@@ -1923,8 +1958,10 @@ static void test_bad_arguments_and_sync_modes(void **state)
     o.background_nice = 20; /* background threads under SCHED_IDLE */
     char *idle_dir = fresh_dir("db-idle");
     assert_int_equal(cairn_open(idle_dir, &o, &db), 0);
+    assert_int_equal(thread_policy("cairn-collect"), SCHED_IDLE);
+    assert_int_equal(thread_policy("cairn-compact"), SCHED_IDLE);
     assert_int_equal(cairn_put(db, "idle", 4, "v", 1, NULL), 0);
-    assert_int_equal(cairn_flush(db), 0); /* the collector runs, idle */
+    assert_int_equal(cairn_flush(db), 0);
     assert_int_equal(cairn_close(db), 0);
     drop_dir(idle_dir);
     db = db_open(dir, NULL);
