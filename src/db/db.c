@@ -1174,6 +1174,7 @@ static void db_free(cairn_db *db)
     pthread_cond_destroy(&db->gc_cv);
     free(db->path);
     free(db->wal_dir);
+    cairn_memtable_pool_unreserve(db->pool_reserved);
     free(db);
 }
 
@@ -1212,6 +1213,10 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     }
     static atomic_uint_fast64_t next_id = 1;
     db->id = atomic_fetch_add(&next_id, 1);
+    /* One memtable's worth of arena blocks outlives its memtable, for the
+     * next one (memtable.c, block pool); given back in db_free. */
+    db->pool_reserved = o->memtable_size;
+    cairn_memtable_pool_reserve(db->pool_reserved);
     /* Without slots (out of memory) every read takes the locked path. */
     db->slots = aligned_alloc(_Alignof(db_slot), DB_SLOTS * sizeof(db_slot));
     if (db->slots)

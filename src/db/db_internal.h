@@ -158,6 +158,7 @@ struct cairn_db {
      * NULL, a set it owns one reference to, or DB_SLOT_LENT while its
      * thread reads with that set. */
     uint64_t id; /* unique per open handle in the process; never reused */
+    uint64_t pool_reserved; /* memtable block pool bytes held (db_free) */
     db_slot *slots; /* DB_SLOTS of them */
     atomic_uint slots_used;
     uint64_t active_gen;   /* bumped when the active memtable is frozen */

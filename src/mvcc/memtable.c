@@ -89,7 +89,18 @@
  * above (sorted levels, nodes never vanish), so it is as lock-free and as
  * safe under concurrent inserts as a forward seek.
  *
- * Memory ordering / locking: no mutex anywhere. A node's fields and its
+ * Block pool: standard arena blocks (MT_BLOCK_SIZE) of a freed memtable
+ * are kept, process-wide, for the memtables that come next, up to the sum
+ * of what open databases reserved (cairn_memtable_pool_reserve: one
+ * memtable's worth each); the rest are freed. A fresh block costs a page
+ * fault per 4 KiB on its first writes, each a trap to the kernel and a
+ * zeroed page, and those faults land inside inserts (on the thread
+ * applying commits). Pooled blocks are already mapped. Under ASan a pooled
+ * block is poisoned until reused, so a stale pointer into a freed memtable
+ * is still caught.
+ *
+ * Memory ordering / locking: no mutex in the memtable itself (the block
+ * pool has one, g_pool_mu, taken once per block). A node's fields and its
  * next[] are written (next[] with relaxed atomic stores) before the node is
  * published by a release CAS on prev->next[i]; readers load next pointers with
  * acquire, which makes the node's contents visible. An insert finds the
@@ -111,9 +122,19 @@
  */
 #include "mvcc/memtable.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define MT_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define MT_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define MT_POISON(p, n) ((void)(p), (void)(n))
+#define MT_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -268,16 +289,114 @@ static inline bool node_same_key(const mt_node *n, const uint8_t *key,
 
 /* ---------- arena ---------- */
 
+/* The block pool (see the top): standard blocks, kept up to g_pool_cap. */
+static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static mt_block *g_pool;          /* linked through next */
+static size_t g_pool_n;           /* blocks in g_pool */
+static size_t g_pool_cap;         /* blocks the pool may keep */
+static uint64_t g_pool_reserved;  /* bytes reserved by open databases */
+
+/* Most blocks the pool keeps, whatever is reserved (256 MiB). */
+#define MT_POOL_MAX_BLOCKS 256
+
+static mt_block *pool_take(void)
+{
+    pthread_mutex_lock(&g_pool_mu);
+    mt_block *b = g_pool;
+    if (b) {
+        MT_UNPOISON(b, sizeof *b);
+        g_pool = b->next;
+        g_pool_n--;
+    }
+    pthread_mutex_unlock(&g_pool_mu);
+    if (b)
+        MT_UNPOISON(b->data, MT_BLOCK_SIZE);
+    return b;
+}
+
+/* Keep b for a later memtable, or free it. */
+static void pool_give(mt_block *b)
+{
+    if (b->cap == MT_BLOCK_SIZE) {
+        pthread_mutex_lock(&g_pool_mu);
+        if (g_pool_n < g_pool_cap) {
+            b->next = g_pool;
+            g_pool = b;
+            g_pool_n++;
+            MT_POISON(b, sizeof *b + MT_BLOCK_SIZE);
+            b = NULL;
+        }
+        pthread_mutex_unlock(&g_pool_mu);
+    }
+    free(b);
+}
+
+/* g_pool_mu held: bring the pool within its cap. Returns the blocks to
+ * free (outside the lock). */
+static mt_block *pool_trim_locked(void)
+{
+    mt_block *out = NULL;
+    while (g_pool_n > g_pool_cap) {
+        mt_block *b = g_pool;
+        MT_UNPOISON(b, sizeof *b);
+        g_pool = b->next;
+        g_pool_n--;
+        b->next = out;
+        out = b;
+    }
+    return out;
+}
+
+static void pool_set(int64_t delta)
+{
+    pthread_mutex_lock(&g_pool_mu);
+    if (delta < 0 && (uint64_t)-delta > g_pool_reserved)
+        g_pool_reserved = 0;
+    else
+        g_pool_reserved += (uint64_t)delta;
+    uint64_t blocks = (g_pool_reserved + MT_BLOCK_SIZE - 1) / MT_BLOCK_SIZE;
+    g_pool_cap = blocks > MT_POOL_MAX_BLOCKS ? MT_POOL_MAX_BLOCKS
+                                             : (size_t)blocks;
+    mt_block *drop = pool_trim_locked();
+    pthread_mutex_unlock(&g_pool_mu);
+    while (drop) {
+        mt_block *next = drop->next;
+        free(drop);
+        drop = next;
+    }
+}
+
+void cairn_memtable_pool_reserve(uint64_t bytes)
+{
+    pool_set((int64_t)(bytes > INT64_MAX ? INT64_MAX : bytes));
+}
+
+void cairn_memtable_pool_unreserve(uint64_t bytes)
+{
+    pool_set(-(int64_t)(bytes > INT64_MAX ? INT64_MAX : bytes));
+}
+
+size_t cairn_memtable_pool_blocks(void)
+{
+    pthread_mutex_lock(&g_pool_mu);
+    size_t n = g_pool_n;
+    pthread_mutex_unlock(&g_pool_mu);
+    return n;
+}
+
 static mt_block *block_new(size_t cap)
 {
     if (cap > SIZE_MAX - sizeof(mt_block))
         return NULL;
-    mt_block *b = malloc(sizeof(mt_block) + cap);
-    if (!b)
-        return NULL;
-    if (((uintptr_t)b + sizeof(mt_block) + cap) >> MT_PTR_BITS) {
-        free(b); /* its hash entries could not be tagged (mt_bucket) */
-        return NULL;
+    mt_block *b = cap == MT_BLOCK_SIZE ? pool_take() : NULL;
+    if (!b) {
+        b = malloc(sizeof(mt_block) + cap);
+        if (!b)
+            return NULL;
+        if (((uintptr_t)b + sizeof(mt_block) + cap) >> MT_PTR_BITS) {
+            free(b); /* its hash entries could not be tagged (mt_bucket) */
+            return NULL;
+        }
     }
     b->next = NULL;
     b->cap = cap;
@@ -331,7 +450,7 @@ static void *arena_alloc(cairn_memtable *mt, size_t size)
             block_publish(mt, nb);
             return nb->data;
         }
-        free(nb); /* someone else refilled first; never published */
+        pool_give(nb); /* someone else refilled first; never published */
     }
 }
 
@@ -457,7 +576,7 @@ void cairn_memtable_unref(cairn_memtable *mt)
     mt_block *b = atomic_load_explicit(&mt->blocks, memory_order_acquire);
     while (b) {
         mt_block *next = b->next;
-        free(b);
+        pool_give(b);
         b = next;
     }
     free(atomic_load_explicit(&mt->buckets, memory_order_acquire));

@@ -69,13 +69,22 @@ typedef struct cairn_mt_entry {
  * entries), so callers that know the size should use _new_sized. */
 cairn_memtable *cairn_memtable_new(void);
 /* Like cairn_memtable_new, with the hash index sized for a table expected to
- * grow to about expected_bytes of memory(): expected_bytes / 128 buckets
+ * grow to about expected_bytes of memory(): expected_bytes / 64 buckets
  * (8 bytes each) rounded up to a power of two, at least 1024 and at most
- * 2^28. E.g. 64 MiB -> 512K buckets (4 MiB). Exceeding the size is fine
+ * 2^28. E.g. 64 MiB -> 1M buckets (8 MiB). Exceeding the size is fine
  * (longer chains). */
 cairn_memtable *cairn_memtable_new_sized(size_t expected_bytes);
 /* Take another reference. */
 void cairn_memtable_ref(cairn_memtable *mt);
+
+/* The arena block pool, process-wide: arena blocks of freed memtables are
+ * kept (already mapped: no page faults when the next memtable writes them)
+ * up to the bytes reserved, at most 256 MiB. A database reserves its
+ * memtable size while open and gives it back at close; the pool sheds what
+ * exceeds the reservations at once. pool_blocks: blocks kept now. */
+void cairn_memtable_pool_reserve(uint64_t bytes);
+void cairn_memtable_pool_unreserve(uint64_t bytes);
+size_t cairn_memtable_pool_blocks(void);
 /* Drop a reference; the memtable and all its entries are freed at 0.
  * NULL is ignored. */
 void cairn_memtable_unref(cairn_memtable *mt);

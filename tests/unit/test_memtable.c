@@ -9,7 +9,9 @@
  *    gets agree with the reference.
  *  - get / latest_version / duplicate semantics on hand-made cases; large
  *    (4 MiB) values; seek edge cases; refcounting (ASan checks that the last
- *    unref frees everything and the earlier ones free nothing).
+ *    unref frees everything and the earlier ones free nothing); the block
+ *    pool keeps what was reserved, a table on pooled blocks reads back its
+ *    own data, and unreserving sheds the blocks.
  *  - Batches (cairn_memtable_insert_batch): the same workload in random
  *    batches and one by one gives the same results and the same table.
  *  - Concurrency: 4 inserters (two of them in batches) + 2 readers that
@@ -631,6 +633,77 @@ static void test_refcount(void **state)
     assert_int_equal(cairn_memtable_count(mt), 3001);
     cairn_memtable_unref(mt); /* 1 -> 0: frees; ASan's leak check confirms */
     cairn_memtable_unref(NULL);
+}
+
+/* ---------- block pool ---------- */
+
+/* 3000 entries of 1000-byte values, versions from v0 (about 3 MiB: 3 or
+ * 4 arena blocks). */
+static void pool_fill(cairn_memtable *mt, uint64_t v0)
+{
+    uint8_t val[1000];
+    for (uint64_t i = 0; i < 3000; i++) {
+        uint8_t key[8];
+        memcpy(key, &i, 8);
+        tu_fill(val, sizeof val, i + v0);
+        assert_int_equal(cairn_memtable_insert(mt, key, 8, v0 + i, i,
+                                               CAIRN_MT_PUT, val, sizeof val),
+                         0);
+    }
+}
+
+static void test_block_pool(void **state)
+{
+    (void)state;
+    assert_int_equal(cairn_memtable_pool_blocks(), 0); /* nothing reserved */
+    /* Without a reservation, freed blocks are not kept. */
+    cairn_memtable *mt = cairn_memtable_new();
+    assert_non_null(mt);
+    pool_fill(mt, 1);
+    cairn_memtable_unref(mt);
+    assert_int_equal(cairn_memtable_pool_blocks(), 0);
+
+    /* Two blocks' worth reserved: a freed table leaves two behind. */
+    cairn_memtable_pool_reserve((uint64_t)2 << 20);
+    mt = cairn_memtable_new();
+    assert_non_null(mt);
+    pool_fill(mt, 1);
+    cairn_memtable_unref(mt);
+    assert_int_equal(cairn_memtable_pool_blocks(), 2);
+
+    /* The next table takes them (a block per MiB written) and reads back
+     * what it wrote into them, not what the first table left there. */
+    mt = cairn_memtable_new();
+    assert_non_null(mt);
+    pool_fill(mt, 100000);
+    assert_int_equal(cairn_memtable_pool_blocks(), 0);
+    cairn_mt_entry e;
+    for (uint64_t i = 0; i < 3000; i += 3) {
+        uint8_t key[8];
+        memcpy(key, &i, 8);
+        assert_true(cairn_memtable_get(mt, key, 8, UINT64_MAX, UINT64_MAX, &e));
+        assert_int_equal(e.version, 100000 + i);
+        assert_true(tu_check(e.value, e.vlen, i + 100000));
+    }
+    assert_int_equal(cairn_memtable_count(mt), 3000);
+    cairn_memtable_unref(mt);
+    assert_int_equal(cairn_memtable_pool_blocks(), 2);
+
+    /* A bigger reservation keeps more; giving it back sheds them at once
+     * (ASan's leak check: nothing is lost on the way). */
+    cairn_memtable_pool_reserve((uint64_t)8 << 20);
+    mt = cairn_memtable_new();
+    assert_non_null(mt);
+    pool_fill(mt, 1);
+    cairn_memtable_unref(mt);
+    size_t kept = cairn_memtable_pool_blocks();
+    assert_true(kept >= 3 && kept <= 4);
+    cairn_memtable_pool_unreserve((uint64_t)8 << 20);
+    assert_int_equal(cairn_memtable_pool_blocks(), 2);
+    cairn_memtable_pool_unreserve((uint64_t)2 << 20);
+    assert_int_equal(cairn_memtable_pool_blocks(), 0);
+    cairn_memtable_pool_unreserve(1); /* more than reserved: clamps at 0 */
+    assert_int_equal(cairn_memtable_pool_blocks(), 0);
 }
 
 /* ---------- concurrency: inserters + readers ---------- */
@@ -1650,6 +1723,7 @@ int main(void)
         cmocka_unit_test(test_hash_after_concurrent_inserts),
         cmocka_unit_test(test_hash_fresh_key_race),
         cmocka_unit_test(test_hash_hot_keys_concurrent),
+        cmocka_unit_test(test_block_pool),
         cmocka_unit_test(test_throughput),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
