@@ -97,7 +97,8 @@
  * zeroed page, and those faults land inside inserts (on the thread
  * applying commits). Pooled blocks are already mapped. Under ASan a pooled
  * block is poisoned until reused, so a stale pointer into a freed memtable
- * is still caught.
+ * is still caught. Hash bucket arrays are kept likewise (one per
+ * reservation), zeroed when reused.
  *
  * Memory ordering / locking: no mutex in the memtable itself (the block
  * pool has one, g_pool_mu, taken once per block). A node's fields and its
@@ -347,33 +348,103 @@ static mt_block *pool_trim_locked(void)
     return out;
 }
 
-static void pool_set(int64_t delta)
+/* Hash bucket arrays of freed memtables, kept the same way (one per
+ * reservation, at most MT_POOL_MAX_ARRAYS): faulting in a fresh 8 MiB
+ * array took about 23 ms on a VM, zeroing a kept one (on reuse, by the
+ * first insert) 0.1-0.4 ms. g_pool_mu guards them. */
+#define MT_POOL_MAX_ARRAYS 4
+static struct {
+    mt_bucket *b;
+    size_t n; /* buckets */
+} g_arrays[MT_POOL_MAX_ARRAYS];
+static size_t g_narrays;
+static size_t g_reservations; /* open reservations (arrays kept at most) */
+
+/* A zeroed array of n buckets: a kept one, else NULL. */
+static mt_bucket *arrays_take(size_t n)
+{
+    mt_bucket *b = NULL;
+    pthread_mutex_lock(&g_pool_mu);
+    for (size_t i = 0; i < g_narrays; i++)
+        if (g_arrays[i].n == n) {
+            b = g_arrays[i].b;
+            g_arrays[i] = g_arrays[--g_narrays];
+            break;
+        }
+    pthread_mutex_unlock(&g_pool_mu);
+    if (b) {
+        MT_UNPOISON(b, n * sizeof *b);
+        memset((void *)b, 0, n * sizeof *b); /* all-zero bits: NULL */
+    }
+    return b;
+}
+
+/* Keep the array b of n buckets for a later memtable, or free it. */
+static void arrays_give(mt_bucket *b, size_t n)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&g_pool_mu);
+    if (g_narrays < g_reservations && g_narrays < MT_POOL_MAX_ARRAYS) {
+        g_arrays[g_narrays].b = b;
+        g_arrays[g_narrays].n = n;
+        g_narrays++;
+        MT_POISON(b, n * sizeof *b);
+        b = NULL;
+    }
+    pthread_mutex_unlock(&g_pool_mu);
+    free(b);
+}
+
+static void pool_set(int64_t delta, int reservations)
 {
     pthread_mutex_lock(&g_pool_mu);
     if (delta < 0 && (uint64_t)-delta > g_pool_reserved)
         g_pool_reserved = 0;
     else
         g_pool_reserved += (uint64_t)delta;
+    if (reservations < 0 && (size_t)-reservations > g_reservations)
+        g_reservations = 0;
+    else
+        g_reservations += (size_t)reservations;
     uint64_t blocks = (g_pool_reserved + MT_BLOCK_SIZE - 1) / MT_BLOCK_SIZE;
     g_pool_cap = blocks > MT_POOL_MAX_BLOCKS ? MT_POOL_MAX_BLOCKS
                                              : (size_t)blocks;
     mt_block *drop = pool_trim_locked();
+    mt_bucket *drop_arrays[MT_POOL_MAX_ARRAYS];
+    size_t ndrop = 0;
+    while (g_narrays > g_reservations) {
+        g_narrays--;
+        MT_UNPOISON(g_arrays[g_narrays].b,
+                    g_arrays[g_narrays].n * sizeof(mt_bucket));
+        drop_arrays[ndrop++] = g_arrays[g_narrays].b;
+    }
     pthread_mutex_unlock(&g_pool_mu);
     while (drop) {
         mt_block *next = drop->next;
         free(drop);
         drop = next;
     }
+    for (size_t i = 0; i < ndrop; i++)
+        free(drop_arrays[i]);
 }
 
 void cairn_memtable_pool_reserve(uint64_t bytes)
 {
-    pool_set((int64_t)(bytes > INT64_MAX ? INT64_MAX : bytes));
+    pool_set((int64_t)(bytes > INT64_MAX ? INT64_MAX : bytes), 1);
 }
 
 void cairn_memtable_pool_unreserve(uint64_t bytes)
 {
-    pool_set(-(int64_t)(bytes > INT64_MAX ? INT64_MAX : bytes));
+    pool_set(-(int64_t)(bytes > INT64_MAX ? INT64_MAX : bytes), -1);
+}
+
+size_t cairn_memtable_pool_arrays(void)
+{
+    pthread_mutex_lock(&g_pool_mu);
+    size_t n = g_narrays;
+    pthread_mutex_unlock(&g_pool_mu);
+    return n;
 }
 
 size_t cairn_memtable_pool_blocks(void)
@@ -579,7 +650,8 @@ void cairn_memtable_unref(cairn_memtable *mt)
         pool_give(b);
         b = next;
     }
-    free(atomic_load_explicit(&mt->buckets, memory_order_acquire));
+    arrays_give(atomic_load_explicit(&mt->buckets, memory_order_acquire),
+                mt->hmask + 1);
     free(mt->head_mem);
     free(mt);
 }
@@ -642,7 +714,9 @@ static mt_bucket *hash_buckets(cairn_memtable *mt)
     /* calloc: all-zero bits are NULL pointers. Large arrays are typically
      * fresh zero pages (mmap), so untouched buckets cost no physical memory;
      * memory() counts the whole array anyway. */
-    mt_bucket *nb = calloc(n, sizeof(mt_bucket));
+    mt_bucket *nb = arrays_take(n);
+    if (!nb)
+        nb = calloc(n, sizeof(mt_bucket));
     if (!nb)
         return NULL;
     if (atomic_compare_exchange_strong_explicit(
@@ -651,7 +725,7 @@ static mt_bucket *hash_buckets(cairn_memtable *mt)
                                   memory_order_relaxed);
         return nb;
     }
-    free(nb); /* another insert installed one first */
+    arrays_give(nb, n); /* another insert installed one first */
     return b;
 }
 

@@ -81,10 +81,13 @@ void cairn_memtable_ref(cairn_memtable *mt);
  * kept (already mapped: no page faults when the next memtable writes them)
  * up to the bytes reserved, at most 256 MiB. A database reserves its
  * memtable size while open and gives it back at close; the pool sheds what
- * exceeds the reservations at once. pool_blocks: blocks kept now. */
+ * exceeds the reservations at once. Hash bucket arrays are kept too, one
+ * per reservation (at most 4), and zeroed when reused. pool_blocks /
+ * pool_arrays: blocks / arrays kept now. */
 void cairn_memtable_pool_reserve(uint64_t bytes);
 void cairn_memtable_pool_unreserve(uint64_t bytes);
 size_t cairn_memtable_pool_blocks(void);
+size_t cairn_memtable_pool_arrays(void);
 /* Drop a reference; the memtable and all its entries are freed at 0.
  * NULL is ignored. */
 void cairn_memtable_unref(cairn_memtable *mt);

@@ -10,8 +10,9 @@
  *  - get / latest_version / duplicate semantics on hand-made cases; large
  *    (4 MiB) values; seek edge cases; refcounting (ASan checks that the last
  *    unref frees everything and the earlier ones free nothing); the block
- *    pool keeps what was reserved, a table on pooled blocks reads back its
- *    own data, and unreserving sheds the blocks.
+ *    pool keeps what was reserved (blocks and a hash bucket array), a
+ *    table on pooled memory reads back its own data and none of the old
+ *    table's keys, and unreserving sheds it all.
  *  - Batches (cairn_memtable_insert_batch): the same workload in random
  *    batches and one by one gives the same results and the same table.
  *  - Concurrency: 4 inserters (two of them in batches) + 2 readers that
@@ -663,13 +664,24 @@ static void test_block_pool(void **state)
     cairn_memtable_unref(mt);
     assert_int_equal(cairn_memtable_pool_blocks(), 0);
 
-    /* Two blocks' worth reserved: a freed table leaves two behind. */
+    assert_int_equal(cairn_memtable_pool_arrays(), 0);
+
+    /* Two blocks' worth reserved: a freed table leaves two blocks and its
+     * hash bucket array behind. It also held keys the next one will not. */
     cairn_memtable_pool_reserve((uint64_t)2 << 20);
     mt = cairn_memtable_new();
     assert_non_null(mt);
     pool_fill(mt, 1);
+    for (uint64_t i = 5000; i < 5100; i++) {
+        uint8_t key[8];
+        memcpy(key, &i, 8);
+        assert_int_equal(cairn_memtable_insert(mt, key, 8, i, i, CAIRN_MT_PUT,
+                                               key, 8),
+                         0);
+    }
     cairn_memtable_unref(mt);
     assert_int_equal(cairn_memtable_pool_blocks(), 2);
+    assert_int_equal(cairn_memtable_pool_arrays(), 1);
 
     /* The next table takes them (a block per MiB written) and reads back
      * what it wrote into them, not what the first table left there. */
@@ -677,7 +689,15 @@ static void test_block_pool(void **state)
     assert_non_null(mt);
     pool_fill(mt, 100000);
     assert_int_equal(cairn_memtable_pool_blocks(), 0);
+    assert_int_equal(cairn_memtable_pool_arrays(), 0); /* taken, zeroed */
     cairn_mt_entry e;
+    for (uint64_t i = 5000; i < 5100; i++) { /* only the old table's */
+        uint8_t key[8];
+        memcpy(key, &i, 8);
+        assert_false(
+            cairn_memtable_get(mt, key, 8, UINT64_MAX, UINT64_MAX, &e));
+        assert_int_equal(cairn_memtable_latest_version(mt, key, 8), 0);
+    }
     for (uint64_t i = 0; i < 3000; i += 3) {
         uint8_t key[8];
         memcpy(key, &i, 8);
@@ -688,6 +708,7 @@ static void test_block_pool(void **state)
     assert_int_equal(cairn_memtable_count(mt), 3000);
     cairn_memtable_unref(mt);
     assert_int_equal(cairn_memtable_pool_blocks(), 2);
+    assert_int_equal(cairn_memtable_pool_arrays(), 1);
 
     /* A bigger reservation keeps more; giving it back sheds them at once
      * (ASan's leak check: nothing is lost on the way). */
@@ -698,10 +719,13 @@ static void test_block_pool(void **state)
     cairn_memtable_unref(mt);
     size_t kept = cairn_memtable_pool_blocks();
     assert_true(kept >= 3 && kept <= 4);
+    assert_int_equal(cairn_memtable_pool_arrays(), 1); /* one table */
     cairn_memtable_pool_unreserve((uint64_t)8 << 20);
     assert_int_equal(cairn_memtable_pool_blocks(), 2);
+    assert_int_equal(cairn_memtable_pool_arrays(), 1);
     cairn_memtable_pool_unreserve((uint64_t)2 << 20);
     assert_int_equal(cairn_memtable_pool_blocks(), 0);
+    assert_int_equal(cairn_memtable_pool_arrays(), 0);
     cairn_memtable_pool_unreserve(1); /* more than reserved: clamps at 0 */
     assert_int_equal(cairn_memtable_pool_blocks(), 0);
 }
