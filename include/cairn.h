@@ -328,6 +328,17 @@ typedef struct cairn_txn_options {
      * history window, CAIRN_EINVAL if in the future. */
     uint64_t at_version;
     uint64_t at_time_us;       /* microseconds since the Unix epoch */
+    /* Read-write transactions: if it read nothing through itself (no
+     * cairn_txn_get, cairn_txn_scan or cairn_txn_iter), commit its writes
+     * blind, as cairn_put does: no first-committer-wins check (its writes
+     * follow any commit of the same keys since its snapshot; nothing it
+     * saw could be stale), and instead of failing it waits for a commit of
+     * the same keys still in flight (cairn_txn_commit_async: CAIRN_EBUSY
+     * then). It skips validation's lookup of every key it writes. Reads
+     * made around the transaction (cairn_get and the like) are not seen:
+     * a caller that decides what to write from those must leave this off.
+     * false: validated as usual. */
+    bool blind_if_unread;
 } cairn_txn_options;
 
 /* opts may be NULL: read-write, the database's default isolation, now. */
@@ -370,9 +381,9 @@ int cairn_txn_commit(cairn_txn *txn, uint64_t *version);
  *     NULL) is the snapshot version; fn is not called.
  *   - < 0: not committed, fn is not called: CAIRN_ECONFLICT (retry),
  *     CAIRN_EBUSY where cairn_txn_commit would have waited (writes are
- *     being slowed or stalled for compaction, memtables full: use
- *     cairn_txn_commit from a thread that may block), or any error of
- *     cairn_txn_commit.
+ *     being slowed or stalled for compaction, memtables full, a blind
+ *     commit's key in flight: use cairn_txn_commit from a thread that may
+ *     block), or any error of cairn_txn_commit.
  * The transaction is consumed in every case. */
 typedef void (*cairn_commit_fn)(void *arg, int status, uint64_t version);
 int cairn_txn_commit_async(cairn_txn *txn, cairn_commit_fn fn, void *arg,

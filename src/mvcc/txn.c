@@ -113,6 +113,7 @@ struct cairn_txn {
     size_t nrr, caprr;
     int err; /* a write that failed (out of memory): commit refuses */
     bool read_any; /* a read happened: the snapshot is in use */
+    bool blind_if_unread; /* cairn_txn_options.blind_if_unread */
     cairn_txn_hook_fn hook; /* called once, when the txn ends */
     void *hook_arg;
     ws_entry w_small[TXN_SMALL_W]; /* w's first home */
@@ -509,6 +510,7 @@ int cairn_txn_begin(cairn_db *db, const cairn_txn_options *opts,
         return CAIRN_ENOMEM;
     txn_init(t, db);
     t->read_only = o.read_only;
+    t->blind_if_unread = o.blind_if_unread && !o.read_only;
     t->pinned = o.at_version || o.at_time_us;
     cairn_isolation iso =
         o.isolation == CAIRN_ISOLATION_DEFAULT ? db->opts.isolation : o.isolation;
@@ -904,6 +906,7 @@ int cairn_txn_scan(cairn_txn *t, const void *start, size_t slen,
     if (!t || !fn || (!start && slen) || (end == NULL && elen))
         return CAIRN_EINVAL;
     int rc = 0;
+    t->read_any = true;
     if (t->serializable &&
         (rc = rs_add_range(t, start, slen, end, elen)) != 0)
         return rc;
@@ -1310,6 +1313,9 @@ static int txn_submit(cairn_txn *t, commit_ctx *c, cairn_wal_ticket *tk,
 
     c->db = db;
     c->t = t;
+    /* Blind: only in-flight commits of the same keys stop it (it waits for
+     * them); nothing it read can have gone stale. */
+    bool blind = t->blind || (t->blind_if_unread && !t->read_any);
     int rc;
     for (;;) {
         pthread_mutex_lock(&db->commit_mu);
@@ -1321,7 +1327,7 @@ static int txn_submit(cairn_txn *t, commit_ctx *c, cairn_wal_ticket *tk,
         int ch = 0; /* 1: a conflict; < 0: could not tell (an error) */
         for (size_t i = 0; rc == 0 && ch == 0 && i < t->nw; i++) {
             ws_entry *w = &t->w[i];
-            ch = t->blind
+            ch = blind
                      ? inflight_lookup(db, w->key, w->klen, w->hash) != NULL
                      : key_changed(db, tabs, w->key, w->klen, w->hash,
                                    t->snapshot);
@@ -1376,7 +1382,11 @@ static int txn_submit(cairn_txn *t, commit_ctx *c, cairn_wal_ticket *tk,
             pthread_mutex_unlock(&db->inflight_mu);
         }
         pthread_mutex_unlock(&db->commit_mu);
-        if (conflict && t->blind && rc == 0) {
+        if (conflict && blind && rc == 0) {
+            if (!tk) { /* asynchronous: must not wait */
+                rc = CAIRN_EBUSY;
+                break;
+            }
             wait_visible_change(db, atomic_load(&db->visible));
             continue;
         }

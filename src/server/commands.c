@@ -2217,8 +2217,13 @@ int cmd_batch_prepare(cmd_ctx *x, const cmd_queued *cmds, size_t n,
     for (size_t i = 0; i < n; i++)
         if (cmds[i].def->flags & CMD_BLOCKING)
             return CAIRN_EBUSY;
+    /* Plain SETs and the like, read nothing: commit them blind, as each
+     * would go alone (no validation lookups, never a conflict). */
+    cairn_txn_options o = {.blind_if_unread = true};
+    for (size_t i = 0; i < n && o.blind_if_unread; i++)
+        o.blind_if_unread = (cmds[i].def->flags & CMD_BLIND) != 0;
     cairn_txn *t = NULL;
-    int rc = cairn_txn_begin(x->db, NULL, &t);
+    int rc = cairn_txn_begin(x->db, &o, &t);
     if (rc)
         return rc;
     size_t mark = x->out->len;
@@ -2383,7 +2388,7 @@ static const cmd_def TABLE[] = {
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_FAST|SRV_ACL_CAT_DANGEROUS, "The time of the last checkpoint."},
     {"mget", -2, 0, c_mget, 1, -1, 1,
      SRV_ACL_CAT_READ|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Returns several string values."},
-    {"mset", -3, CMD_WRITE, c_mset, 1, -1, 2,
+    {"mset", -3, CMD_WRITE | CMD_BLIND, c_mset, 1, -1, 2,
      SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW, "Sets several keys atomically."},
     {"msetnx", -3, CMD_WRITE, c_msetnx, 1, -1, 2,
      SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW,
@@ -2401,7 +2406,7 @@ static const cmd_def TABLE[] = {
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "A key's expiry (Unix time, ms)."},
     {"ping", -1, 0, c_ping, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST, "Returns PONG or the argument."},
-    {"psetex", 4, CMD_WRITE, c_psetex, 1, 1, 1,
+    {"psetex", 4, CMD_WRITE | CMD_BLIND, c_psetex, 1, 1, 1,
      SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW, "Sets a value with a time to live "
                                        "(ms)."},
     {"pttl", 2, 0, c_pttl, 1, 1, 1,
@@ -2426,9 +2431,9 @@ static const cmd_def TABLE[] = {
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW, "Iterates over the keys."},
     {"select", 2, CMD_LOOP, c_select, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST, "Selects database 0 (the only one)."},
-    {"set", -3, CMD_WRITE, c_set, 1, 1, 1,
+    {"set", -3, CMD_WRITE | CMD_BLIND, c_set, 1, 1, 1,
      SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW, "Sets a key's string value."},
-    {"setex", 4, CMD_WRITE, c_setex, 1, 1, 1,
+    {"setex", 4, CMD_WRITE | CMD_BLIND, c_setex, 1, 1, 1,
      SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW, "Sets a value with a time to live "
                                      "(s)."},
     {"setnx", 3, CMD_WRITE, c_setnx, 1, 1, 1,

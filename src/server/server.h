@@ -119,6 +119,10 @@ typedef struct cmd_ctx {
                             thread, so the loop keeps serving others */
 #define CMD_NOSLOWLOG 0x40 /* not logged itself (EXEC: its commands are) */
 #define CMD_SUBCMDS 0x80 /* a container: argv[1] names a subcommand */
+#define CMD_BLIND 0x100 /* reads nothing to decide what it writes unless
+                           through its transaction (SET, MSET...): a batch
+                           of only these commits blind when nothing was
+                           read (cairn_txn_options.blind_if_unread) */
 
 typedef struct cmd_def {
     const char *name;

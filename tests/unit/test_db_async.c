@@ -8,6 +8,10 @@
  *    and again after a reopen (the commits were durable).
  *  - Conflicts are refused at once (fn never called); a transaction with
  *    nothing to write returns 1 with its snapshot; bad arguments.
+ *  - blind_if_unread: a transaction that read nothing commits over a newer
+ *    commit of its key (synchronously and not), one that read (get, scan
+ *    or iterator) conflicts as usual, and with its key in flight an
+ *    asynchronous one gets CAIRN_EBUSY (from the commit hook).
  *  - Synchronous and asynchronous commits from several threads at once:
  *    each counter ends at exactly what was acknowledged.
  *  - A failing fsync (fault env): the callbacks report the error, the
@@ -181,6 +185,145 @@ static void test_async_conflict_and_empty(void **state)
     struct timespec d = {0, 20000000};
     nanosleep(&d, NULL);
     assert_int_equal(atomic_load(&calls), 0);
+    assert_int_equal(cairn_close(db), 0);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+/* ---------- blind_if_unread ---------- */
+
+static void expect_val(cairn_db *db, const char *k, const char *want)
+{
+    void *v = NULL;
+    size_t vl = 0;
+    assert_int_equal(cairn_get(db, k, strlen(k), &v, &vl), 0);
+    assert_int_equal(vl, strlen(want));
+    assert_memory_equal(v, want, vl);
+    free(v);
+}
+
+static cairn_txn *blind_txn(cairn_db *db, cairn_isolation iso)
+{
+    cairn_txn_options o = {.isolation = iso, .blind_if_unread = true};
+    cairn_txn *t = NULL;
+    assert_int_equal(cairn_txn_begin(db, &o, &t), 0);
+    return t;
+}
+
+static int count_fn(void *arg, const void *key, size_t klen, const void *val,
+                    size_t vlen)
+{
+    (void)key;
+    (void)klen;
+    (void)val;
+    (void)vlen;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* In the commit hook (between the apply and the publish, the first
+ * commit's key still in flight): a blind asynchronous commit of the same
+ * key cannot wait there, so it is refused with CAIRN_EBUSY. */
+typedef struct blind_hook {
+    cairn_db *db;
+    bool armed;
+    int rc;
+    atomic_int calls;
+} blind_hook;
+
+static void blind_commit_hook(void *arg)
+{
+    blind_hook *h = arg;
+    if (!h->armed)
+        return;
+    h->armed = false;
+    cairn_txn *t = NULL;
+    cairn_txn_options o = {.blind_if_unread = true};
+    h->rc = cairn_txn_begin(h->db, &o, &t);
+    if (h->rc == 0 && (h->rc = cairn_txn_put(t, "k", 1, "hook", 4)) == 0)
+        h->rc = cairn_txn_commit_async(t, never, &h->calls, NULL);
+    else if (t)
+        cairn_txn_abort(t);
+}
+
+static void test_blind_if_unread(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("async-blind");
+    cairn_db *db = NULL;
+    assert_int_equal(cairn_open(dir, NULL, &db), 0);
+    assert_int_equal(cairn_put(db, "k", 1, "0", 1, NULL), 0);
+    for (int iso = CAIRN_ISOLATION_SNAPSHOT;
+         iso <= CAIRN_ISOLATION_SERIALIZABLE; iso++) {
+        /* Read nothing: commits after a newer commit of its key, and its
+         * write is the newest. */
+        cairn_txn *t = blind_txn(db, (cairn_isolation)iso);
+        assert_int_equal(cairn_txn_put(t, "k", 1, "blind", 5), 0);
+        assert_int_equal(cairn_put(db, "k", 1, "other", 5, NULL), 0);
+        uint64_t v = 0;
+        assert_int_equal(cairn_txn_commit(t, &v), 0);
+        assert_int_equal(v, cairn_current_version(db));
+        expect_val(db, "k", "blind");
+
+        /* The same asynchronously. */
+        t = blind_txn(db, (cairn_isolation)iso);
+        assert_int_equal(cairn_txn_put(t, "k", 1, "async", 5), 0);
+        assert_int_equal(cairn_put(db, "k", 1, "other", 5, NULL), 0);
+        probe p = {.db = db, .caller = pthread_self()};
+        one o = {.p = &p, .key = "k", .val = "async"};
+        assert_int_equal(cairn_txn_commit_async(t, on_commit, &o, NULL), 0);
+        wait_fired(&p, 1);
+        assert_int_equal(atomic_load(&p.bad), 0);
+        assert_int_equal(atomic_load(&p.failed), 0);
+
+        /* A get, a scan or an iterator through it (even of another key):
+         * validated as usual, so the newer commit wins. */
+        for (int how = 0; how < 3; how++) {
+            t = blind_txn(db, (cairn_isolation)iso);
+            if (how == 0) {
+                void *val = NULL;
+                size_t vl = 0;
+                assert_int_equal(cairn_txn_get(t, "x", 1, &val, &vl),
+                                 CAIRN_ENOTFOUND);
+            } else if (how == 1) {
+                int n = 0;
+                assert_int_equal(
+                    cairn_txn_scan(t, "x", 1, "y", 1, 0, count_fn, &n), 0);
+                assert_int_equal(n, 0);
+            } else {
+                cairn_iter *it = NULL;
+                assert_int_equal(cairn_txn_iter(t, NULL, &it), 0);
+                cairn_iter_first(it);
+                cairn_iter_free(it);
+            }
+            assert_int_equal(cairn_txn_put(t, "k", 1, "stale", 5), 0);
+            assert_int_equal(cairn_put(db, "k", 1, "won", 3, NULL), 0);
+            assert_int_equal(cairn_txn_commit(t, NULL), CAIRN_ECONFLICT);
+            expect_val(db, "k", "won");
+        }
+
+        /* Off (the default): a blind write conflicts as ever. */
+        t = NULL;
+        assert_int_equal(cairn_txn_begin(db, NULL, &t), 0);
+        assert_int_equal(cairn_txn_put(t, "k", 1, "late", 4), 0);
+        assert_int_equal(cairn_put(db, "k", 1, "first", 5, NULL), 0);
+        assert_int_equal(cairn_txn_commit(t, NULL), CAIRN_ECONFLICT);
+        expect_val(db, "k", "first");
+    }
+
+    /* Its key in flight: an asynchronous blind commit says CAIRN_EBUSY
+     * (it would have to wait), and nothing of it lands. */
+    blind_hook h = {.db = db, .armed = true, .rc = -100};
+    db->rc_hook_arg = &h;
+    db->rc_commit_hook = blind_commit_hook;
+    assert_int_equal(cairn_put(db, "k", 1, "first", 5, NULL), 0);
+    db->rc_commit_hook = NULL;
+    assert_false(h.armed);
+    assert_int_equal(h.rc, CAIRN_EBUSY);
+    struct timespec d = {0, 20000000};
+    nanosleep(&d, NULL);
+    assert_int_equal(atomic_load(&h.calls), 0);
+    expect_val(db, "k", "first");
     assert_int_equal(cairn_close(db), 0);
     tu_rmrf(dir);
     free(dir);
@@ -391,6 +534,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_async_many),
         cmocka_unit_test(test_async_conflict_and_empty),
+        cmocka_unit_test(test_blind_if_unread),
         cmocka_unit_test(test_async_mixed_counters),
         cmocka_unit_test(test_async_failing_sync),
     };
