@@ -290,15 +290,22 @@ static inline bool node_same_key(const mt_node *n, const uint8_t *key,
 
 /* ---------- arena ---------- */
 
-/* The block pool (see the top): standard blocks, kept up to g_pool_cap. */
+/* The block pool (see the top): standard blocks, kept up to pool_cap(). */
 static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static mt_block *g_pool;          /* linked through next */
 static size_t g_pool_n;           /* blocks in g_pool */
-static size_t g_pool_cap;         /* blocks the pool may keep */
 static uint64_t g_pool_reserved;  /* bytes reserved by open databases */
+static size_t g_reservations;     /* open reservations (arrays kept) */
 
 /* Most blocks the pool keeps, whatever is reserved (256 MiB). */
 #define MT_POOL_MAX_BLOCKS 256
+
+/* g_pool_mu held: the blocks the pool may keep. */
+static size_t pool_cap(void)
+{
+    uint64_t blocks = (g_pool_reserved + MT_BLOCK_SIZE - 1) / MT_BLOCK_SIZE;
+    return blocks > MT_POOL_MAX_BLOCKS ? MT_POOL_MAX_BLOCKS : (size_t)blocks;
+}
 
 static mt_block *pool_take(void)
 {
@@ -320,7 +327,7 @@ static void pool_give(mt_block *b)
 {
     if (b->cap == MT_BLOCK_SIZE) {
         pthread_mutex_lock(&g_pool_mu);
-        if (g_pool_n < g_pool_cap) {
+        if (g_pool_n < pool_cap()) {
             b->next = g_pool;
             g_pool = b;
             g_pool_n++;
@@ -337,7 +344,7 @@ static void pool_give(mt_block *b)
 static mt_block *pool_trim_locked(void)
 {
     mt_block *out = NULL;
-    while (g_pool_n > g_pool_cap) {
+    while (g_pool_n > pool_cap()) {
         mt_block *b = g_pool;
         MT_UNPOISON(b, sizeof *b);
         g_pool = b->next;
@@ -358,7 +365,6 @@ static struct {
     size_t n; /* buckets */
 } g_arrays[MT_POOL_MAX_ARRAYS];
 static size_t g_narrays;
-static size_t g_reservations; /* open reservations (arrays kept at most) */
 
 /* A zeroed array of n buckets: a kept one, else NULL. */
 static mt_bucket *arrays_take(size_t n)
@@ -396,20 +402,19 @@ static void arrays_give(mt_bucket *b, size_t n)
     free(b);
 }
 
-static void pool_set(int64_t delta, int reservations)
+/* A reservation of bytes made (add) or given back; the pool then sheds
+ * what exceeds the reservations left. */
+static void pool_set(bool add, uint64_t bytes)
 {
     pthread_mutex_lock(&g_pool_mu);
-    if (delta < 0 && (uint64_t)-delta > g_pool_reserved)
-        g_pool_reserved = 0;
-    else
-        g_pool_reserved += (uint64_t)delta;
-    if (reservations < 0 && (size_t)-reservations > g_reservations)
-        g_reservations = 0;
-    else
-        g_reservations += (size_t)reservations;
-    uint64_t blocks = (g_pool_reserved + MT_BLOCK_SIZE - 1) / MT_BLOCK_SIZE;
-    g_pool_cap = blocks > MT_POOL_MAX_BLOCKS ? MT_POOL_MAX_BLOCKS
-                                             : (size_t)blocks;
+    if (add) {
+        g_pool_reserved += bytes;
+        g_reservations++;
+    } else {
+        g_pool_reserved -= bytes < g_pool_reserved ? bytes : g_pool_reserved;
+        if (g_reservations > 0)
+            g_reservations--;
+    }
     mt_block *drop = pool_trim_locked();
     mt_bucket *drop_arrays[MT_POOL_MAX_ARRAYS];
     size_t ndrop = 0;
@@ -431,12 +436,12 @@ static void pool_set(int64_t delta, int reservations)
 
 void cairn_memtable_pool_reserve(uint64_t bytes)
 {
-    pool_set((int64_t)(bytes > INT64_MAX ? INT64_MAX : bytes), 1);
+    pool_set(true, bytes);
 }
 
 void cairn_memtable_pool_unreserve(uint64_t bytes)
 {
-    pool_set(-(int64_t)(bytes > INT64_MAX ? INT64_MAX : bytes), -1);
+    pool_set(false, bytes);
 }
 
 size_t cairn_memtable_pool_arrays(void)
@@ -711,9 +716,8 @@ static mt_bucket *hash_buckets(cairn_memtable *mt)
     if (b)
         return b;
     size_t n = mt->hmask + 1;
-    /* calloc: all-zero bits are NULL pointers. Large arrays are typically
-     * fresh zero pages (mmap), so untouched buckets cost no physical memory;
-     * memory() counts the whole array anyway. */
+    /* A kept array (zeroed), else calloc: all-zero bits are NULL
+     * pointers. memory() counts the whole array. */
     mt_bucket *nb = arrays_take(n);
     if (!nb)
         nb = calloc(n, sizeof(mt_bucket));

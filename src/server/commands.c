@@ -2214,14 +2214,15 @@ void cmd_exec_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
 int cmd_batch_prepare(cmd_ctx *x, const cmd_queued *cmds, size_t n,
                       cairn_txn **txn)
 {
-    for (size_t i = 0; i < n; i++)
-        if (cmds[i].def->flags & CMD_BLOCKING)
-            return CAIRN_EBUSY;
     /* Plain SETs and the like, read nothing: commit them blind, as each
      * would go alone (no validation lookups, never a conflict). */
     cairn_txn_options o = {.blind_if_unread = true};
-    for (size_t i = 0; i < n && o.blind_if_unread; i++)
-        o.blind_if_unread = (cmds[i].def->flags & CMD_BLIND) != 0;
+    for (size_t i = 0; i < n; i++) {
+        if (cmds[i].def->flags & CMD_BLOCKING)
+            return CAIRN_EBUSY;
+        if (!(cmds[i].def->flags & CMD_BLIND))
+            o.blind_if_unread = false;
+    }
     cairn_txn *t = NULL;
     int rc = cairn_txn_begin(x->db, &o, &t);
     if (rc)
