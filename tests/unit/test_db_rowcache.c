@@ -1166,6 +1166,46 @@ static void *m_flusher(void *p)
     return NULL;
 }
 
+/* With the writers stopped: every key read from the files (so cached),
+ * then written once more and flushed. The flush must supersede (and count
+ * as invalidated) the cached states of the keys it holds. */
+static void model_supersede_cached(model *m)
+{
+    assert_int_equal(cairn_flush(m->db), 0);
+    cairn_set_cache_sizes(m->db, 64 << 10, 4 << 20);
+    for (int k = 0; k < MK; k++) {
+        char key[8];
+        mkey_name(k, key);
+        for (int rep = 0; rep < 2; rep++) {
+            void *v = NULL;
+            size_t vl = 0;
+            int rc = cairn_get(m->db, key, strlen(key), &v, &vl);
+            assert_int_equal(decode(k, rc, v, vl),
+                             state_at(&m->keys[k], UINT64_MAX));
+            cairn_free(v);
+        }
+    }
+    cairn_stats before, after;
+    cairn_get_stats(m->db, &before);
+    assert_true(before.row_cache_entries > 0);
+    for (int k = 0; k < MK; k++) {
+        char key[8];
+        mkey_name(k, key);
+        uint32_t seq = ++m->keys[k].next_seq;
+        size_t l = 0;
+        uint8_t *v = mval(k, seq, &l);
+        assert_non_null(v);
+        uint64_t ver;
+        assert_int_equal(cairn_put(m->db, key, strlen(key), v, l, &ver), 0);
+        free(v);
+        hist_add(m, k, ver, seq);
+    }
+    assert_int_equal(cairn_flush(m->db), 0);
+    cairn_get_stats(m->db, &after);
+    assert_true(after.row_cache_invalidations > before.row_cache_invalidations);
+    assert_int_equal(atomic_load(&m->failures), 0);
+}
+
 static void run_model(bool history)
 {
     char *dir = tu_mkdtemp("rcmodel");
@@ -1217,9 +1257,11 @@ static void run_model(bool history)
             s.row_cache_misses, s.row_cache_inserts, s.row_cache_evictions,
             s.row_cache_invalidations, s.flushes, s.compactions);
     assert_true(s.row_cache_hits > 0);
-    assert_true(s.row_cache_invalidations > 0);
     assert_true(s.flushes > 0);
     assert_true(s.row_cache_bytes <= s.row_cache_capacity);
+    /* How many cached states the run's flushes superseded depends on
+     * timing (none, at times, under TSan). Supersede some for certain. */
+    model_supersede_cached(m);
 
     /* Every key's last state, from the cache or not, after the run and
      * after a reopen. The first round reads every key from sorted files
