@@ -171,6 +171,9 @@ typedef struct cairn_fault_rule {
                               CAIRN_EIO until cairn_env_fault_reset(). 0 = none */
     bool torn;            /* with power_cut_at: tear the last unsynced block */
     uint64_t seed;        /* randomness for short writes and torn blocks */
+    uint32_t sync_delay_us; /* a slow disk: a file sync that goes through
+                               returns this long after it ran (so writes
+                               made meanwhile are not covered by it) */
 } cairn_fault_rule;
 
 /* Install a rule (replacing any previous one) and zero the counters. */

@@ -15,7 +15,10 @@
  *     random strict prefix (possibly empty) of its buffer;
  *   - at matching call N == power_cut_at, cairn_env_mem_power_loss(base,
  *     torn, seed) runs before the call would, and from then on every call
- *     (matching or not) fails with CAIRN_EIO until cairn_env_fault_reset().
+ *     (matching or not) fails with CAIRN_EIO until cairn_env_fault_reset();
+ *   - with sync_delay_us, a file sync that goes through returns that long
+ *     after the base's sync ran: a slow disk, whose sync does not cover
+ *     what is written while it is in flight.
  * close and unlock are never counted and never fail: they always forward
  * and free the wrapper. With no rule installed (after creation or reset)
  * nothing fails, and every call is counted, so a test can measure how many
@@ -34,6 +37,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cairn.h"
 
@@ -205,8 +209,17 @@ static int fault_write_at(cairn_file *file, uint64_t off, const void *buf,
 static int fault_sync(cairn_file *file, int kind)
 {
     ffile *f = (ffile *)file;
-    int rc = decide((fenv *)file->env, CAIRN_OP_SYNC, f->path, NULL, 0, NULL);
-    return rc ? rc : cairn_file_sync(f->inner, kind);
+    fenv *fe = (fenv *)file->env;
+    int rc = decide(fe, CAIRN_OP_SYNC, f->path, NULL, 0, NULL);
+    if (rc)
+        return rc;
+    rc = cairn_file_sync(f->inner, kind);
+    pthread_mutex_lock(&fe->mu);
+    uint32_t delay = fe->has_rule ? fe->rule.sync_delay_us : 0;
+    pthread_mutex_unlock(&fe->mu);
+    if (delay)
+        usleep(delay);
+    return rc;
 }
 
 static int fault_truncate(cairn_file *file, uint64_t size)
