@@ -845,7 +845,9 @@ static int collect_cb(void *arg, const void *key, size_t klen, const void *val,
 static void *batch_reader(void *p)
 {
     batch_arg *a = p;
-    while (!atomic_load(&a->done) && !atomic_load(&g_fail)) {
+    /* At least one read, however late this thread starts. */
+    while ((a->reads == 0 || !atomic_load(&a->done)) &&
+           !atomic_load(&g_fail)) {
         cairn_txn_options o = {.read_only = true};
         cairn_txn *t = NULL;
         int rc = cairn_txn_begin(a->db, &o, &t);
@@ -1832,9 +1834,15 @@ static void test_gc_bounds_memory(void **state)
                 peak = st.memtable_bytes;
         }
     }
-    sleep_ms(100); /* let a collection in progress finish */
+    /* Let a collection in progress finish (on a slow build, for up to
+     * 10 s). */
     cairn_stats st;
-    cairn_get_stats(db, &st);
+    for (int w = 0; w < 100; w++) {
+        sleep_ms(100);
+        cairn_get_stats(db, &st);
+        if (st.memtable_bytes < 4u << 20 && st.gc_dropped > 0)
+            break;
+    }
     fprintf(stderr, "gc memory: %d updates, memtable %" PRIu64
                     " B (peak sample %" PRIu64 " B), %" PRIu64
                     " entries, %" PRIu64 " runs, %" PRIu64 " dropped\n",
@@ -2469,8 +2477,12 @@ static void test_time_travel_under_gc(void **state)
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, tw_writer, lg), 0);
     uint64_t rng = 77, reads = 0, ehist = 0, notfound = 0, treads = 0;
-    uint64_t t_end = now_us() + 1500 * 1000;
-    while (now_us() < t_end && !atomic_load(&g_fail)) {
+    /* 1.5 s, and on a slow build (TSan) until a collection has run and
+     * both kinds of read passed 1000 (for at most a minute). */
+    uint64_t t_end = now_us() + 1500 * 1000, t_cap = t_end + 60000000u;
+    while (!atomic_load(&g_fail) && now_us() < t_cap &&
+           (now_us() < t_end || reads <= 1000 || treads <= 1000 ||
+            gc_runs(db) == 0)) {
         if (tu_rand(&rng, 2) == 0) {
             /* By time: a time T between commits j and j + 1 reads the
              * state at commit j's version. */

@@ -929,7 +929,8 @@ static void *reader_main(void *p)
     rd_arg *a = p;
     uint8_t buf[VLEN];
     uint64_t rng = 11;
-    while (!atomic_load(&a->stop)) {
+    /* At least one read, however late this thread starts. */
+    while (atomic_load(&a->reads) == 0 || !atomic_load(&a->stop)) {
         int i = 1 + 2 * (int)tu_rand(&rng, 100); /* the kept (odd) keys */
         char key[32];
         snprintf(key, sizeof key, "g%04d", i);

@@ -1166,13 +1166,16 @@ static void *m_flusher(void *p)
     return NULL;
 }
 
-/* With the writers stopped: every key read from the files (so cached),
- * then written once more and flushed. The flush must supersede (and count
- * as invalidated) the cached states of the keys it holds. */
+/* With the writers stopped: every key read twice from the files (cached
+ * by the first read, a hit for the second), then written once more and
+ * flushed. The flush must supersede (and count as invalidated) the cached
+ * states of the keys it holds. */
 static void model_supersede_cached(model *m)
 {
     assert_int_equal(cairn_flush(m->db), 0);
     cairn_set_cache_sizes(m->db, 64 << 10, 4 << 20);
+    cairn_stats start;
+    cairn_get_stats(m->db, &start);
     for (int k = 0; k < MK; k++) {
         char key[8];
         mkey_name(k, key);
@@ -1188,6 +1191,8 @@ static void model_supersede_cached(model *m)
     cairn_stats before, after;
     cairn_get_stats(m->db, &before);
     assert_true(before.row_cache_entries > 0);
+    /* The second read of a key the first one cached is a hit. */
+    assert_true(before.row_cache_hits > start.row_cache_hits);
     for (int k = 0; k < MK; k++) {
         char key[8];
         mkey_name(k, key);
@@ -1256,11 +1261,11 @@ static void run_model(bool history)
             (uint64_t)atomic_load(&m->writes), s.row_cache_hits,
             s.row_cache_misses, s.row_cache_inserts, s.row_cache_evictions,
             s.row_cache_invalidations, s.flushes, s.compactions);
-    assert_true(s.row_cache_hits > 0);
     assert_true(s.flushes > 0);
     assert_true(s.row_cache_bytes <= s.row_cache_capacity);
-    /* How many cached states the run's flushes superseded depends on
-     * timing (none, at times, under TSan). Supersede some for certain. */
+    /* How many reads the cache answered and how many cached states the
+     * run's flushes superseded depends on timing (no supersedes, at
+     * times, under TSan). Have both happen for certain. */
     model_supersede_cached(m);
 
     /* Every key's last state, from the cache or not, after the run and

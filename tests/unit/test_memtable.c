@@ -822,7 +822,8 @@ static void *conc_reader(void *p)
     conc_arg *a = p;
     conc_ctx *c = a->ctx;
     uint64_t seed = 999 + (uint64_t)a->id;
-    while (!atomic_load(&c->done)) {
+    /* At least one scan, however late this thread starts. */
+    while (atomic_load(&c->scans) == 0 || !atomic_load(&c->done)) {
         /* Scan: strictly increasing, and sees everything published before. */
         uint64_t before = 0;
         for (int w = 0; w < NWRITERS; w++)
@@ -1560,7 +1561,8 @@ static void *hot_reader(void *p)
     hot_ctx *c = p;
     uint64_t seed = (uint64_t)(uintptr_t)p ^ 0x5eed;
     cairn_mt_entry e;
-    while (!atomic_load(&c->stop)) {
+    /* At least one get, however late the readers start. */
+    while (atomic_load(&c->gets) == 0 || !atomic_load(&c->stop)) {
         uint64_t m = atomic_load_explicit(&c->watermark, memory_order_acquire);
         uint64_t k = tu_rand(&seed, HOT_KEYS);
         uint8_t key[4];

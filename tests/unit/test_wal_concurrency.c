@@ -385,7 +385,10 @@ static void *syncer(void *p)
 static void *truncator(void *p)
 {
     side *s = p;
-    while (!atomic_load(&s->stop)) {
+    /* Until the writers are done, and (however slow the build) until it
+     * has dropped a segment: at most 10 s more. */
+    for (int after = 0; !atomic_load(&s->stop) ||
+                        (s->truncated == 0 && after++ < 5000);) {
         uint64_t d = cairn_wal_durable_lsn(s->w);
         int rc = cairn_wal_truncate_before(s->w, d > 50 ? d - 50 : 1);
         if (rc < 0)
@@ -495,15 +498,69 @@ static void test_gathering_mixed_waiters(void **state)
     cairn_wal_get_stats(w, &st);
     assert_int_equal(st.appends, total);
     assert_int_equal(st.failed_records, 0);
-    /* Sixteen writers: rounds take several records each (one per round
-     * would be the writers taking turns). */
-    assert_true(st.group_commits >= 1 && st.appends >= 2 * st.group_commits);
+    /* How many records a round takes depends on the disk and the
+     * scheduler (one each on tmpfs, whose syncs cost nothing): printed,
+     * and test_one_round_takes_all checks that a round takes them all. */
+    assert_true(st.group_commits >= 1);
+    fprintf(stderr, "gathering: %" PRIu64 " records in %" PRIu64 " rounds\n",
+            st.appends, st.group_commits);
     assert_int_equal(cairn_wal_close(w), 0);
     replay_expect(dir, by_lsn, total);
 
     for (int i = 0; i < T; i++)
         free(t[i].lsns);
     free(by_lsn);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+typedef struct one_arg {
+    cairn_wal *w;
+    uint32_t tid;
+    uint64_t lsn; /* 0: the append failed */
+} one_arg;
+
+static void *append_one(void *p)
+{
+    one_arg *a = p;
+    char rec[32];
+    int len = snprintf(rec, sizeof rec, "one %u", a->tid);
+    if (cairn_wal_append(a->w, 1, rec, (size_t)len, &a->lsn) != 0)
+        a->lsn = 0;
+    return NULL;
+}
+
+/* Sixteen threads append a record each without waiting; one sync then
+ * writes and syncs them all in one round. */
+static void test_one_round_takes_all(void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp("walround");
+    assert_non_null(dir);
+    cairn_wal_options o;
+    cairn_wal_options_init(&o);
+    cairn_wal *w = NULL;
+    assert_int_equal(cairn_wal_open(dir, &o, &w, NULL), 0);
+    cairn_wal_stats before, after;
+    cairn_wal_get_stats(w, &before);
+    enum { T = 16 };
+    one_arg a[T];
+    pthread_t th[T];
+    for (uint32_t i = 0; i < T; i++) {
+        a[i] = (one_arg){.w = w, .tid = i};
+        assert_int_equal(pthread_create(&th[i], NULL, append_one, &a[i]), 0);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_not_equal(a[i].lsn, 0);
+    }
+    assert_int_equal(cairn_wal_durable_lsn(w), 0);
+    assert_int_equal(cairn_wal_sync(w), 0);
+    assert_int_equal(cairn_wal_durable_lsn(w), T);
+    cairn_wal_get_stats(w, &after);
+    assert_int_equal(after.appends - before.appends, T);
+    assert_int_equal(after.group_commits - before.group_commits, 1);
+    assert_int_equal(cairn_wal_close(w), 0);
     tu_rmrf(dir);
     free(dir);
 }
@@ -515,6 +572,7 @@ int main(void)
         cmocka_unit_test(test_callbacks_in_lsn_order),
         cmocka_unit_test(test_append_sync_truncate_together),
         cmocka_unit_test(test_gathering_mixed_waiters),
+        cmocka_unit_test(test_one_round_takes_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
