@@ -1166,6 +1166,23 @@ static void *m_flusher(void *p)
     return NULL;
 }
 
+/* Every key read twice (writers stopped): each its last state. */
+static void model_read_all_twice(model *m)
+{
+    for (int k = 0; k < MK; k++) {
+        char key[8];
+        mkey_name(k, key);
+        for (int rep = 0; rep < 2; rep++) {
+            void *v = NULL;
+            size_t vl = 0;
+            int rc = cairn_get(m->db, key, strlen(key), &v, &vl);
+            uint32_t got = decode(k, rc, v, vl);
+            cairn_free(v);
+            assert_int_equal(got, state_at(&m->keys[k], UINT64_MAX));
+        }
+    }
+}
+
 /* With the writers stopped: every key read twice from the files (cached
  * by the first read, a hit for the second), then written once more and
  * flushed. The flush must supersede (and count as invalidated) the cached
@@ -1176,18 +1193,7 @@ static void model_supersede_cached(model *m)
     cairn_set_cache_sizes(m->db, 64 << 10, 4 << 20);
     cairn_stats start;
     cairn_get_stats(m->db, &start);
-    for (int k = 0; k < MK; k++) {
-        char key[8];
-        mkey_name(k, key);
-        for (int rep = 0; rep < 2; rep++) {
-            void *v = NULL;
-            size_t vl = 0;
-            int rc = cairn_get(m->db, key, strlen(key), &v, &vl);
-            assert_int_equal(decode(k, rc, v, vl),
-                             state_at(&m->keys[k], UINT64_MAX));
-            cairn_free(v);
-        }
-    }
+    model_read_all_twice(m);
     cairn_stats before, after;
     cairn_get_stats(m->db, &before);
     assert_true(before.row_cache_entries > 0);
@@ -1274,18 +1280,7 @@ static void run_model(bool history)
     assert_int_equal(cairn_flush(m->db), 0);
     cairn_set_cache_sizes(m->db, 1024, 4 << 20);
     for (int round = 0; round < 2; round++) {
-        for (int k = 0; k < MK; k++) {
-            char key[8];
-            mkey_name(k, key);
-            for (int rep = 0; rep < 2; rep++) {
-                void *v = NULL;
-                size_t vl = 0;
-                int rc = cairn_get(m->db, key, strlen(key), &v, &vl);
-                uint32_t got = decode(k, rc, v, vl);
-                cairn_free(v);
-                assert_int_equal(got, state_at(&m->keys[k], UINT64_MAX));
-            }
-        }
+        model_read_all_twice(m);
         cairn_get_stats(m->db, &s);
         if (round == 0)
             assert_true(s.row_cache_evictions > 0);
