@@ -1,6 +1,6 @@
 /*
- * row_cache.c — the row cache: a sharded LRU of user key -> value (or
- * "absent") at a commit version, byte-bounded, with optional per-entry
+ * row_cache.c — the row cache: a sharded CLOCK cache of user key -> value
+ * (or "absent") at a commit version, byte-bounded, with optional per-entry
  * expiry and per-slot invalidation epochs (see row_cache.h).
  *
  * Layout: 2^k shards (k <= 6); a key's 64-bit hash picks the shard from
@@ -8,11 +8,12 @@
  * 24... Each shard has a mutex, an intrusive chained hash table
  * (power-of-two buckets, doubled when entries pass half the bucket count,
  * never shrunk: a lookup of an absent key mostly meets an empty bucket), a
- * circular doubly linked LRU list (sentinel; next = least recently used
- * end), RC_SLOTS epoch counters and its share of the admission filter.
+ * circular doubly linked ring in insertion order (sentinel; next = the
+ * oldest end, where the CLOCK hand is), RC_SLOTS epoch counters and its
+ * share of the admission filter.
  *
  * Invariants (per shard, under its mutex):
- *   - An entry is in the hash table iff it is on the LRU list; at most one
+ *   - An entry is in the hash table iff it is on the ring; at most one
  *     entry per key.
  *   - usage = sum of the charges of the entries in the table, and never
  *     more than capacity (the shard's share): an insert evicts to make
@@ -23,11 +24,13 @@
  *     are copied to the stack under the lock); the entry is freed by
  *     whoever drops the last reference (after the shard lock is
  *     released).
- *   - LRU order is exact but for entries within the most recent quarter
- *     of their shard, which a hit does not move (lru_touch). Key, value,
- *     version, ts, expiry and charge never change once the entry is
- *     published, so a lookup holding a reference reads them without the
- *     lock.
+ *   - Eviction is CLOCK (second chance): a hit only sets the entry's
+ *     referenced flag; eviction takes the oldest entry of the ring, or,
+ *     if its flag is set, clears it, moves it to the newest end and looks
+ *     again. An entry not hit since the hand last passed goes first.
+ *   - Key, value, version, ts, expiry and charge never change once the
+ *     entry is published, so a lookup holding a reference reads them
+ *     without the lock (the flag is under the mutex).
  *   - epoch[slot] only grows; it is bumped (release order) under the shard
  *     mutex, and a conditional insert compares it under the same mutex, so
  *     an invalidation is ordered either before the insert (which then sees
@@ -66,13 +69,13 @@
 #define RC_DOOR_BITS ((size_t)1 << 21)
 
 typedef struct rc_entry {
-    struct rc_entry *prev, *next; /* LRU */
+    struct rc_entry *prev, *next; /* the ring */
     struct rc_entry *hnext;       /* hash chain; then the release list */
     uint64_t hash;
     uint64_t version;
     uint64_t ts_us;
     uint64_t expire_ms; /* 0: never */
-    uint64_t touched;   /* the shard's tick when last made most recent */
+    bool referenced;    /* hit since the CLOCK hand last passed it */
     size_t charge;
     size_t klen, vlen;
     atomic_uint refs;
@@ -82,15 +85,16 @@ typedef struct rc_entry {
 
 typedef struct rc_shard {
     _Alignas(64) pthread_mutex_t mu;
-    rc_entry lru_head; /* sentinel: next least, prev most recently used */
+    /* Written under mu only; read lock-free by get_stats. A lookup writes
+     * the mutex and one of these two: the same cache line. */
+    _Atomic uint64_t hits, misses;
+    rc_entry lru_head; /* sentinel: next oldest, prev newest on the ring */
     rc_entry **buckets;
     size_t nbuckets;
     size_t capacity;
-    uint64_t tick; /* counts moves to the most recently used end */
     _Atomic uint64_t epoch[RC_SLOTS];
-    /* Written under mu only; read lock-free by get_stats. */
-    _Atomic uint64_t usage, entries, hits, misses, inserts, evictions,
-        invalidations, expirations, refused, not_admitted;
+    _Atomic uint64_t usage, entries, inserts, evictions, invalidations,
+        expirations, refused, not_admitted;
     uint64_t *door;     /* admission filter bits; under mu */
     size_t door_sets;   /* bits set since the last clear; under mu */
 } rc_shard;
@@ -202,20 +206,17 @@ static inline void lru_push_mru(rc_shard *s, rc_entry *e)
     e->prev = s->lru_head.prev;
     s->lru_head.prev->next = e;
     s->lru_head.prev = e;
-    e->touched = ++s->tick;
+    e->referenced = false;
 }
 
-/* A hit: make e most recently used, unless fewer than a quarter of the
- * shard's entries were moved ahead of it since it last was (it is then
- * within the most recent quarter already). Hot entries are then hit
- * without writing to the list (and to their neighbours' cache lines);
- * eviction order stays LRU but for the order inside that quarter. */
-static inline void lru_touch(rc_shard *s, rc_entry *e)
+/* A hit: flag the entry (CLOCK). It writes nothing but the entry, whose
+ * line the lookup has loaded anyway, and only the first time; an LRU
+ * would relink it, writing both neighbours (cache misses on every hit of
+ * a large cache) and the list head. */
+static inline void clock_touch(rc_entry *e)
 {
-    if (s->tick - e->touched > ld(&s->entries) / 4) {
-        lru_unlink(e);
-        lru_push_mru(s, e);
-    }
+    if (!e->referenced)
+        e->referenced = true;
 }
 
 /* Takes e out of the table, the list and the accounting, onto *fl. */
@@ -233,14 +234,20 @@ static void remove_entry(rc_shard *s, rc_entry *e, rc_entry **fl)
     *fl = e;
 }
 
-/* Evicts least recently used entries until room bytes more fit in the
- * shard's capacity (or nothing is left). Room is made before an entry is
+/* Evicts entries (CLOCK, from the oldest end) until room bytes more fit
+ * in the shard's capacity (or nothing is left). Room is made before an entry is
  * added, so usage never passes capacity, even as get_stats sees it. */
 static void shard_evict(rc_shard *s, size_t room, rc_entry **fl)
 {
     while (ld(&s->usage) + room > s->capacity &&
            s->lru_head.next != &s->lru_head) {
-        remove_entry(s, s->lru_head.next, fl);
+        rc_entry *e = s->lru_head.next;
+        if (e->referenced) { /* a second chance: to the newest end */
+            lru_unlink(e);
+            lru_push_mru(s, e); /* clears the flag: the loop ends */
+            continue;
+        }
+        remove_entry(s, e, fl);
         add(&s->evictions, 1);
     }
 }
@@ -474,7 +481,7 @@ int cairn_row_cache_lookup(cairn_row_cache *c, uint64_t hash, const void *key,
     uint8_t small[RC_SMALL_COPY];
     bool pinned = false;
     if (e) {
-        lru_touch(s, e);
+        clock_touch(e);
         out->deleted = e->deleted;
         out->version = e->version;
         out->ts_us = e->ts_us;

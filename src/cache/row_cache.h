@@ -1,8 +1,8 @@
 /*
- * row_cache.h — the row cache: a sharded, byte-bounded LRU of user key ->
- * (value bytes or "absent", the commit version and commit time of that
- * state), with an optional expiry time per entry. The L1 memory tier for
- * values, in front of the block cache.
+ * row_cache.h — the row cache: a sharded, byte-bounded CLOCK cache of
+ * user key -> (value bytes or "absent", the commit version and commit time
+ * of that state), with an optional expiry time per entry. The L1 memory
+ * tier for values, in front of the block cache.
  *
  * The cache itself knows nothing of MVCC; it offers what the engine needs
  * to keep it exact (db/db_internal.h and docs/architecture.md give the

@@ -1,15 +1,16 @@
 /*
  * test_row_cache.c — the row cache (src/cache/row_cache.c) on its own: a
- * sharded byte-bounded LRU of key -> value or absence at a version, with
- * per-entry expiry and invalidation epochs.
+ * sharded byte-bounded CLOCK cache of key -> value or absence at a
+ * version, with per-entry expiry and invalidation epochs.
  *
  *  - Single-threaded cases: round trip (values, empty values and keys,
  *    absent entries, copies owned by the caller); the version and time
- *    bounds of a lookup; exact counters and charges; LRU order in one
- *    shard; the byte budget (usage <= capacity after every insert, entries
- *    larger than a shard's share not stored and dropping the key's older
- *    entry); replacement keeps the newer version; invalidation and
- *    conditional inserts (a moved epoch refuses, another slot's does not);
+ *    bounds of a lookup; exact counters and charges; CLOCK eviction
+ *    order in one shard; the byte budget (usage <= capacity after every
+ *    insert, entries larger than a shard's share not stored and dropping
+ *    the key's older entry); replacement keeps the newer version;
+ *    invalidation and conditional inserts (a moved epoch refuses, another
+ *    slot's does not);
  *    set_capacity shrink / zero / grow; TTL expiry under an injected clock;
  *    what the cache's charges leave out of real memory (malloc's own count,
  *    plain builds only).
@@ -226,7 +227,7 @@ static void test_counters(void **state)
     cairn_row_cache_free(c);
 }
 
-static void test_lru_order(void **state)
+static void test_clock_order(void **state)
 {
     (void)state;
     size_t ch = cairn_row_cache_charge(1, 4);
@@ -234,18 +235,26 @@ static void test_lru_order(void **state)
     assert_int_equal(put(c, "a", "aaaa", 1), 1);
     assert_int_equal(put(c, "b", "bbbb", 1), 1);
     assert_int_equal(put(c, "c", "cccc", 1), 1);
-    assert_true(has(c, "a")); /* a is now the most recently used */
+    assert_true(has(c, "a")); /* a is flagged: a second chance */
     assert_int_equal(put(c, "d", "dddd", 1), 1);
-    assert_false(has(c, "b")); /* the least recently used went */
-    assert_true(has(c, "a"));
-    assert_true(has(c, "c"));
-    assert_true(has(c, "d"));
-    /* The lookups left the order (least first) a c d. */
+    /* The hand passed a (flag cleared, moved to the newest end) and took
+     * b, the oldest entry not hit: the ring is now c a d, none flagged. */
+    cairn_row_cache_value v;
+    assert_int_equal(cairn_row_cache_lookup(c, H("b"), "b", 1, UINT64_MAX,
+                                            UINT64_MAX, &v, NULL),
+                     0);
+    assert_true(has(c, "c")); /* c flagged */
     assert_int_equal(put(c, "e", "eeee", 1), 1);
+    /* c is passed over; a, not hit since its second chance, goes. */
     assert_false(has(c, "a"));
     assert_true(has(c, "c") && has(c, "d") && has(c, "e"));
+    /* All three flagged: the hand clears them all and takes the oldest,
+     * d (the ring was d c e after e's insert). */
+    assert_int_equal(put(c, "f", "ffff", 1), 1);
+    assert_false(has(c, "d"));
+    assert_true(has(c, "e") && has(c, "c") && has(c, "f"));
     cairn_row_cache_stats s = stats(c);
-    assert_int_equal(s.evictions, 2);
+    assert_int_equal(s.evictions, 3);
     assert_int_equal(s.usage, 3 * ch);
     cairn_row_cache_free(c);
 }
@@ -816,7 +825,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_counters),
-        cmocka_unit_test(test_lru_order),
+        cmocka_unit_test(test_clock_order),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_replace),
         cmocka_unit_test(test_invalidate),
