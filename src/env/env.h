@@ -11,7 +11,10 @@
  * below (cairn_env_*, cairn_file_*) are what callers use.
  *
  * Implementations here:
- *   - POSIX env (env_posix.c): the real thing, the default.
+ *   - POSIX env (env_posix.c): the real thing, the default. It alone
+ *     implements map_writes (writes into a reserved range through a shared
+ *     mapping: no system call per write; the WAL uses it when it does not
+ *     sync every write).
  *   - memory env (env_mem.c): an in-memory file system that remembers, per
  *     file and per directory, what was last synced, so a test can cut power:
  *     unsynced bytes vanish (the last unsynced block optionally torn) and
@@ -43,6 +46,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "cairn.h"
 
 typedef struct cairn_env cairn_env;
 typedef struct cairn_file cairn_file;
@@ -100,6 +105,15 @@ typedef struct cairn_env_ops {
     /* Reserve space for [off, off+len): the file's size grows to at least
      * off+len, the new bytes read as zeros. */
     int (*allocate)(cairn_file *f, uint64_t off, uint64_t len);
+    /* Optional (NULL: CAIRN_ENOTSUP). From now on, write_at may put bytes
+     * that fall inside [0, len) into a shared memory mapping of the file
+     * instead of making a write call: the same page cache, so reads,
+     * syncs and a crash of the process see them as written ones. Only for
+     * a file whose [0, len) allocate reserved (a write through the mapping
+     * cannot meet a full disk); CAIRN_ENOTSUP otherwise. Truncate and
+     * close end the mapping. The caller makes write_at, truncate, close
+     * and this call one thread at a time. */
+    int (*map_writes)(cairn_file *f, uint64_t len);
     int (*size)(cairn_file *f, uint64_t *out);
     int (*sync_dir)(cairn_env *env, const char *dir);
     int (*rename)(cairn_env *env, const char *from, const char *to);
@@ -219,6 +233,11 @@ static inline int cairn_file_truncate(cairn_file *f, uint64_t size)
 static inline int cairn_file_allocate(cairn_file *f, uint64_t off, uint64_t len)
 {
     return f->env->ops->allocate(f, off, len);
+}
+static inline int cairn_file_map_writes(cairn_file *f, uint64_t len)
+{
+    return f->env->ops->map_writes ? f->env->ops->map_writes(f, len)
+                                   : CAIRN_ENOTSUP;
 }
 static inline int cairn_file_size(cairn_file *f, uint64_t *out)
 {

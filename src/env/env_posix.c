@@ -6,9 +6,23 @@
  * always retried. A failed fsync is reported, never retried here: the caller
  * (the WAL) decides that the data is not durable.
  *
- * Locking: the env is stateless; file handles hold only an fd and their path
- * and are safe for concurrent read_at. Locks use flock(), which conflicts
- * between two opens in the same process too.
+ * Mapped writes (map_writes): a file may have one shared read-write
+ * mapping of [0, map_len), made only when [0, map_len) was reserved by a
+ * successful posix_fallocate on this handle (blocks allocated, size at
+ * least map_len: a store into the mapping cannot meet a full disk or the
+ * end of the file). write_at copies a range inside it with memcpy: the
+ * same page cache as pwrite, so pread, fdatasync (which writes back dirty
+ * mapped pages) and a crash of the process treat the bytes alike. Every
+ * MAP_DROP_STEP bytes the pages behind the writes are dropped from the
+ * process (MADV_DONTNEED: the dirty data stays in the page cache), so the
+ * mapping adds at most about that much to the resident set. truncate and
+ * close unmap first.
+ *
+ * Locking: the env is stateless; file handles hold an fd and, for mapped
+ * writes, the mapping, and are safe for concurrent read_at. write_at,
+ * truncate, close and map_writes on one handle are serialized by the
+ * caller (env.h). Locks use flock(), which conflicts between two opens in
+ * the same process too.
  */
 #include "env/env.h"
 
@@ -19,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,7 +42,23 @@
 typedef struct posix_file {
     cairn_file base;
     int fd;
+    uint64_t reserved; /* [0, reserved) allocated by posix_fallocate */
+    uint8_t *map;      /* shared mapping of [0, map_len), or NULL */
+    uint64_t map_len;
+    uint64_t dropped; /* [0, dropped) of the mapping was MADV_DONTNEEDed */
 } posix_file;
+
+/* Resident mapped pages are dropped this many bytes at a time. */
+#define MAP_DROP_STEP ((uint64_t)1 << 20)
+
+static void unmap(posix_file *f)
+{
+    if (f->map) {
+        munmap(f->map, (size_t)f->map_len);
+        f->map = NULL;
+        f->map_len = f->dropped = 0;
+    }
+}
 
 typedef struct posix_lock {
     cairn_filelock base;
@@ -68,6 +99,7 @@ static int p_close(cairn_file *file)
 {
     posix_file *f = (posix_file *)file;
     int rc = 0;
+    unmap(f);
     /* close() errors (EIO on NFS) are reported; the fd is gone either way. */
     if (close(f->fd) != 0 && errno != EINTR)
         rc = err_from_errno();
@@ -101,6 +133,17 @@ static int p_write_at(cairn_file *file, uint64_t off, const void *buf,
                       size_t len)
 {
     posix_file *f = (posix_file *)file;
+    if (f->map && off <= f->map_len && len <= f->map_len - off) {
+        memcpy(f->map + off, buf, len);
+        /* Drop the whole steps behind this write from the resident set. */
+        uint64_t below = off & ~(MAP_DROP_STEP - 1);
+        if (below > f->dropped) {
+            (void)madvise(f->map + f->dropped, (size_t)(below - f->dropped),
+                          MADV_DONTNEED); /* advice: failure is harmless */
+            f->dropped = below;
+        }
+        return 0;
+    }
     size_t done = 0;
     while (done < len) {
         ssize_t n = pwrite(f->fd, (const char *)buf + done, len - done,
@@ -128,6 +171,9 @@ static int p_sync(cairn_file *file, int kind)
 static int p_truncate(cairn_file *file, uint64_t size)
 {
     posix_file *f = (posix_file *)file;
+    unmap(f);
+    if (size < f->reserved)
+        f->reserved = size;
     int r;
     do {
         r = ftruncate(f->fd, (off_t)size);
@@ -149,7 +195,28 @@ static int p_allocate(cairn_file *file, uint64_t off, uint64_t len)
             return 0;
         return p_truncate(file, off + len);
     }
-    return r == 0 ? 0 : cairn_errno_to_err(r);
+    if (r != 0)
+        return cairn_errno_to_err(r);
+    if (off <= f->reserved && off + len > f->reserved)
+        f->reserved = off + len;
+    return 0;
+}
+
+static int p_map_writes(cairn_file *file, uint64_t len)
+{
+    posix_file *f = (posix_file *)file;
+    if (f->map)
+        return f->map_len >= len ? 0 : CAIRN_EINVAL;
+    if (len == 0 || len > f->reserved || len > SIZE_MAX)
+        return CAIRN_ENOTSUP;
+    void *p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   f->fd, 0);
+    if (p == MAP_FAILED)
+        return err_from_errno();
+    f->map = p;
+    f->map_len = len;
+    f->dropped = 0;
+    return 0;
 }
 
 static int p_size(cairn_file *file, uint64_t *out)
@@ -289,6 +356,7 @@ static const cairn_env_ops posix_ops = {
     .sync = p_sync,
     .truncate = p_truncate,
     .allocate = p_allocate,
+    .map_writes = p_map_writes,
     .size = p_size,
     .sync_dir = p_sync_dir,
     .rename = p_rename,
