@@ -211,6 +211,13 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out);
  * dropped). Waits for it. CAIRN_EREADONLY on a read-only handle. */
 int cairn_flush(cairn_db *db);
 
+/* Waits until the background work the writes so far have caused is done:
+ * no memtable flush and no compaction running or waiting to run (the
+ * database is settled). For benchmarks and tests that measure or check a
+ * settled database. Writes made meanwhile may cause more; CAIRN_EBUSY if
+ * timeout_ms passes first (0: only look). */
+int cairn_wait_idle(cairn_db *db, uint32_t timeout_ms);
+
 /* Flush the memtables, then merge every sorted file down into the deepest
  * level that holds data (at least level 2, the first written with the
  * bottom-most codec), level by level: a full compaction. Afterwards the

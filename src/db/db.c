@@ -849,12 +849,15 @@ static void *gc_main(void *arg)
             break;
         bool flush = db->gc_request;
         db->gc_request = false;
+        db->gc_busy = flush;
         pthread_mutex_unlock(&db->gc_mu);
         int rc = flush ? gc_run(db) : 0;
         if (flush)
             atomic_store(&db->flush_error, rc);
         cairn_db_blob_background(db);
         pthread_mutex_lock(&db->gc_mu);
+        db->gc_busy = false;
+        pthread_cond_broadcast(&db->gc_idle_cv);
         if (rc != 0) {
             /* Out of memory: try again a little later, not in a spin. */
             struct timespec ts;
@@ -1172,6 +1175,7 @@ static void db_free(cairn_db *db)
     pthread_mutex_destroy(&db->gc_mu);
     pthread_mutex_destroy(&db->flush_mu);
     pthread_cond_destroy(&db->gc_cv);
+    pthread_cond_destroy(&db->gc_idle_cv);
     free(db->path);
     free(db->wal_dir);
     cairn_memtable_pool_unreserve(db->pool_reserved);
@@ -1241,6 +1245,7 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     pthread_mutex_init(&db->flush_mu, NULL);
     pthread_mutex_init(&db->blob_err_mu, NULL);
     pthread_cond_init(&db->gc_cv, NULL);
+    pthread_cond_init(&db->gc_idle_cv, NULL);
     db->snaps.next = db->snaps.prev = &db->snaps;
     atomic_init(&db->visible, 0);
     atomic_init(&db->oldest, 0);
@@ -1385,6 +1390,52 @@ int cairn_flush(cairn_db *db)
     return gc_run(db);
 }
 
+/* The collector idle with no request (gc_mu held); CAIRN_EBUSY past the
+ * deadline. */
+static int gc_wait_idle(cairn_db *db, const struct timespec *deadline)
+{
+    while (db->gc_started && !db->gc_stop &&
+           (db->gc_request || db->gc_busy)) {
+        if (pthread_cond_timedwait(&db->gc_idle_cv, &db->gc_mu, deadline) ==
+                ETIMEDOUT &&
+            (db->gc_request || db->gc_busy))
+            return CAIRN_EBUSY;
+    }
+    return 0;
+}
+
+int cairn_wait_idle(cairn_db *db, uint32_t timeout_ms)
+{
+    if (!db)
+        return CAIRN_EINVAL;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    /* A flush kicks the compaction thread before the collector goes idle;
+     * a compaction asks for no flush: collector, then compactions, then
+     * the collector once more (a write meanwhile may have asked). */
+    for (;;) {
+        pthread_mutex_lock(&db->gc_mu);
+        int rc = gc_wait_idle(db, &deadline);
+        pthread_mutex_unlock(&db->gc_mu);
+        if (rc == 0 && db->tree)
+            rc = cairn_tree_wait_idle(db->tree, &deadline);
+        if (rc != 0)
+            return rc;
+        pthread_mutex_lock(&db->gc_mu);
+        bool again = db->gc_started && !db->gc_stop &&
+                     (db->gc_request || db->gc_busy);
+        pthread_mutex_unlock(&db->gc_mu);
+        if (!again)
+            return 0;
+    }
+}
+
 int cairn_compact(cairn_db *db, cairn_compact_progress_fn fn, void *arg)
 {
     int rc = cairn_flush(db);
@@ -1404,6 +1455,7 @@ int cairn_close(cairn_db *db)
         pthread_mutex_lock(&db->gc_mu);
         db->gc_stop = true;
         pthread_cond_signal(&db->gc_cv);
+        pthread_cond_broadcast(&db->gc_idle_cv);
         pthread_mutex_unlock(&db->gc_mu);
         pthread_join(db->gc_thread, NULL);
     }

@@ -189,7 +189,9 @@ struct cairn_db {
 
     pthread_mutex_t gc_mu;
     pthread_cond_t gc_cv;
+    pthread_cond_t gc_idle_cv; /* broadcast when gc_busy goes false */
     bool gc_request, gc_stop, gc_started;
+    bool gc_busy; /* the collector is flushing (a request it took) */
     pthread_t gc_thread;
 
     pthread_mutex_t flush_mu; /* one freeze + flush at a time (collector,

@@ -116,6 +116,7 @@ struct cairn_tree {
     pthread_cond_t bg_cv;       /* work for the compaction thread */
     pthread_cond_t installed_cv; /* a new view was installed */
     bool bg_kick, bg_stop, bg_started;
+    bool bg_busy; /* the thread is between taking a kick and going idle */
     pthread_t bg;
 
     atomic_uint_fast64_t st_flushes, st_flush_bytes, st_compactions,
@@ -1530,6 +1531,7 @@ static void *bg_main(void *arg)
             continue;
         }
         t->bg_kick = false;
+        t->bg_busy = true;
         pthread_mutex_unlock(&t->bg_mu);
         int rc;
         while ((rc = compact_once(t)) == 0 && !atomic_load(&t->closing))
@@ -1548,10 +1550,27 @@ static void *bg_main(void *arg)
         } else if (rc == CAIRN_ENOTFOUND) {
             atomic_store(&t->bg_error, 0);
         }
+        t->bg_busy = false;
         pthread_cond_broadcast(&t->installed_cv);
     }
     pthread_mutex_unlock(&t->bg_mu);
     return NULL;
+}
+
+int cairn_tree_wait_idle(cairn_tree *t, const struct timespec *deadline)
+{
+    int rc = 0;
+    pthread_mutex_lock(&t->bg_mu);
+    while (t->bg_started && !t->bg_stop && (t->bg_kick || t->bg_busy)) {
+        if (pthread_cond_timedwait(&t->installed_cv, &t->bg_mu, deadline) ==
+                ETIMEDOUT &&
+            (t->bg_kick || t->bg_busy)) {
+            rc = CAIRN_EBUSY;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->bg_mu);
+    return rc;
 }
 
 void cairn_tree_compact_kick(cairn_tree *t)

@@ -37,6 +37,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "cache/block_cache.h"
 #include "env/env.h"
@@ -234,6 +235,11 @@ void cairn_tree_wait_pressure(cairn_tree *t, int level, unsigned timeout_ms);
 
 /* Wake the compaction thread (after a flush it is woken anyway). */
 void cairn_tree_compact_kick(cairn_tree *t);
+
+/* Waits until the compaction thread is idle with no kick pending (it
+ * found nothing more to merge), or until deadline (CLOCK_REALTIME):
+ * CAIRN_EBUSY. 0 at once when the thread never started. */
+int cairn_tree_wait_idle(cairn_tree *t, const struct timespec *deadline);
 /* Compact until no level needs it (tests, tools); returns the first error. */
 int cairn_tree_compact_all(cairn_tree *t);
 

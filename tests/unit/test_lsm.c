@@ -612,6 +612,47 @@ static void test_full_compaction(void **state)
     cairn_env_destroy(mem);
 }
 
+/* cairn_wait_idle: after a burst of writes that leaves flushes and
+ * compactions to do, it returns once they are done: nothing runs after it
+ * (the counters stand still), level 0 is below its trigger, and a second
+ * call that only looks finds nothing to wait for. */
+static void test_wait_idle(void **state)
+{
+    (void)state;
+    assert_int_equal(cairn_wait_idle(NULL, 0), CAIRN_EINVAL);
+    cairn_env *mem;
+    cairn_options o;
+    cairn_db *db = open_lsm(&mem, &o);
+    char vbuf[MAXV + 1];
+    for (int i = 0; i < 6000; i++) {
+        char key[16];
+        key_of((int)((unsigned)i * 7919u % NKEYS), key);
+        size_t vl = 50 + (size_t)(i * 37 % 200);
+        memset(vbuf, 'a' + i % 26, vl);
+        assert_int_equal(cairn_put(db, key, strlen(key), vbuf, vl, NULL), 0);
+    }
+    assert_int_equal(cairn_wait_idle(db, 60000), 0);
+    cairn_stats a, b;
+    cairn_get_stats(db, &a);
+    assert_true(a.flushes > 0);
+    assert_true(a.compactions > 0);
+    assert_true(a.level_files[0] < o.l0_compaction_trigger);
+    struct timespec d = {0, 300 * 1000000L};
+    nanosleep(&d, NULL);
+    cairn_get_stats(db, &b);
+    assert_int_equal(b.flushes, a.flushes);
+    assert_int_equal(b.compactions, a.compactions);
+    assert_int_equal(b.compact_write_bytes, a.compact_write_bytes);
+    assert_int_equal(cairn_wait_idle(db, 0), 0);
+    assert_int_equal(cairn_close(db), 0);
+    /* A read-only handle has no background work: settled at once. */
+    o.read_only = true;
+    assert_int_equal(cairn_open("/db", &o, &db), 0);
+    assert_int_equal(cairn_wait_idle(db, 0), 0);
+    assert_int_equal(cairn_close(db), 0);
+    cairn_env_destroy(mem);
+}
+
 static uint64_t wall_us(void)
 {
     struct timespec ts;
@@ -724,6 +765,7 @@ int main(void)
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_validation_read_error),
         cmocka_unit_test(test_full_compaction),
+        cmocka_unit_test(test_wait_idle),
         cmocka_unit_test(test_horizon_after_reopen),
         cmocka_unit_test(test_prefetch),
     };
