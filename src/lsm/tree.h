@@ -240,6 +240,7 @@ void cairn_tree_compact_kick(cairn_tree *t);
  * found nothing more to merge), or until deadline (CLOCK_REALTIME):
  * CAIRN_EBUSY. 0 at once when the thread never started. */
 int cairn_tree_wait_idle(cairn_tree *t, const struct timespec *deadline);
+
 /* Compact until no level needs it (tests, tools); returns the first error. */
 int cairn_tree_compact_all(cairn_tree *t);
 
