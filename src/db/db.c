@@ -1409,13 +1409,7 @@ int cairn_wait_idle(cairn_db *db, uint32_t timeout_ms)
     if (!db)
         return CAIRN_EINVAL;
     struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    cairn_deadline_ms(&deadline, timeout_ms);
     /* A flush kicks the compaction thread before the collector goes idle;
      * a compaction asks for no flush: collector, then compactions, then
      * the collector once more (a write meanwhile may have asked). */

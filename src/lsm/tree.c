@@ -1607,13 +1607,7 @@ int cairn_tree_pressure(cairn_tree *t)
 void cairn_tree_wait_pressure(cairn_tree *t, int level, unsigned timeout_ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    cairn_deadline_ms(&ts, timeout_ms);
     pthread_mutex_lock(&t->bg_mu);
     while (cairn_tree_pressure(t) >= level && !t->bg_stop) {
         if (pthread_cond_timedwait(&t->installed_cv, &t->bg_mu, &ts) ==

@@ -12,6 +12,8 @@
  * archiving) runs so, when the database is opened with background_nice,
  * and yields the CPU to requests while both want it; with nothing else to
  * run it goes as fast as before. Best effort: a failure changes nothing.
+ * cairn_deadline_ms: the CLOCK_REALTIME time ms milliseconds from now, as
+ * pthread_cond_timedwait takes it.
  * No locking; no state.
  */
 #ifndef CAIRN_UTIL_THREAD_H
@@ -19,8 +21,10 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdint.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CAIRN_NICE_IDLE 20
@@ -43,6 +47,17 @@ static inline void cairn_thread_nice(int inc)
         return;
     int n = cur + inc > 19 ? 19 : cur + inc;
     (void)setpriority(PRIO_PROCESS, tid, n);
+}
+
+static inline void cairn_deadline_ms(struct timespec *ts, uint64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
 }
 
 #endif
