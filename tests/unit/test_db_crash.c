@@ -30,10 +30,11 @@
  *    half as many cycles again with sync=none and with sync=interval, whose
  *    log is written through a mapping: a kill loses no acknowledged commit
  *    in any mode) and runs the writers, reporting through a pipe
- *    (fixed-size records, atomic below PIPE_BUF); the parent SIGKILLs it after a random 5-100 ms
- *    (counted from the end of the child's open, or in one cycle of 5 from
- *    the fork, so that some kills land during recovery), drains the pipe,
- *    reopens and checks.
+ *    (fixed-size records, atomic below PIPE_BUF); the parent SIGKILLs it
+ *    after a random 5-100 ms counted from the child's first acknowledged
+ *    commit (after its open), or in one cycle of 5 after 0-3 ms counted
+ *    from the fork, so that some kills land during recovery; it drains the
+ *    pipe, reopens and checks.
  * 2. test_crash_power_loss: in one process, on the memory env through the
  *    fault env: power is cut at a random I/O call of the workload (half the
  *    cycles tearing the last unsynced block); writers stop at their first
@@ -662,7 +663,7 @@ static void run_sigkill(cairn_sync_mode mode, uint64_t n, const char *label)
     assert_non_null(dir);
     model m;
     model_init(&m);
-    uint64_t kills_during_open = 0, cycles_with_acks = 0;
+    uint64_t kills_during_open = 0, cycles_with_acks = 0, waited = 0;
     for (uint64_t c = 0; c < n; c++) {
         m.cycle = (uint32_t)c;
         uint64_t acked_before = m.acked_total;
@@ -682,7 +683,11 @@ static void run_sigkill(cairn_sync_mode mode, uint64_t n, const char *label)
         pr->fd = fds[0];
         pr->m = &m;
         bool from_fork = tu_rand(&rng, 5) == 0;
-        uint64_t delay = 5 + tu_rand(&rng, 96);
+        /* From the fork, 0-3 ms: the child's open (recovery) takes about
+         * that long, so some of these kills land inside it. */
+        uint64_t delay =
+            from_fork ? tu_rand(&rng, 4) : 5 + tu_rand(&rng, 96);
+        waited += from_fork ? 0 : 1;
         uint64_t t0 = mono_ms();
         if (!from_fork) {
             /* Wait for the child's open (recovery) to finish. */
@@ -739,8 +744,9 @@ static void run_sigkill(cairn_sync_mode mode, uint64_t n, const char *label)
             " unacknowledged ones recovered whole, %zu attempts\n",
             label, n, kills_during_open, cycles_with_acks, m.acked_total,
             m.present_unacked, m.n);
-    /* The kills must mostly land while transactions commit. */
-    assert_true(cycles_with_acks * 2 >= n);
+    /* Every kill that waited for a first acknowledgement landed while
+     * transactions committed; some of the others landed in the open. */
+    assert_true(cycles_with_acks >= waited);
     model_free(&m);
     tu_rmrf(dir);
     free(dir);
