@@ -235,8 +235,9 @@ static void remove_entry(rc_shard *s, rc_entry *e, rc_entry **fl)
 }
 
 /* Evicts entries (CLOCK, from the oldest end) until room bytes more fit
- * in the shard's capacity (or nothing is left). Room is made before an entry is
- * added, so usage never passes capacity, even as get_stats sees it. */
+ * in the shard's capacity (or nothing is left). Room is made before an
+ * entry is added, so usage never passes capacity, even as get_stats sees
+ * it. */
 static void shard_evict(rc_shard *s, size_t room, rc_entry **fl)
 {
     while (ld(&s->usage) + room > s->capacity &&

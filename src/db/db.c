@@ -1390,18 +1390,20 @@ int cairn_flush(cairn_db *db)
     return gc_run(db);
 }
 
-/* The collector idle with no request (gc_mu held); CAIRN_EBUSY past the
- * deadline. */
+/* The collector has a flush running or asked for (gc_mu held). */
+static bool gc_pending(const cairn_db *db)
+{
+    return db->gc_started && !db->gc_stop && (db->gc_request || db->gc_busy);
+}
+
+/* Waits for !gc_pending (gc_mu held); CAIRN_EBUSY past the deadline. */
 static int gc_wait_idle(cairn_db *db, const struct timespec *deadline)
 {
-    while (db->gc_started && !db->gc_stop &&
-           (db->gc_request || db->gc_busy)) {
-        if (pthread_cond_timedwait(&db->gc_idle_cv, &db->gc_mu, deadline) ==
-                ETIMEDOUT &&
-            (db->gc_request || db->gc_busy))
-            return CAIRN_EBUSY;
+    while (gc_pending(db) &&
+           pthread_cond_timedwait(&db->gc_idle_cv, &db->gc_mu, deadline) !=
+               ETIMEDOUT) {
     }
-    return 0;
+    return gc_pending(db) ? CAIRN_EBUSY : 0;
 }
 
 int cairn_wait_idle(cairn_db *db, uint32_t timeout_ms)
@@ -1422,8 +1424,7 @@ int cairn_wait_idle(cairn_db *db, uint32_t timeout_ms)
         if (rc != 0)
             return rc;
         pthread_mutex_lock(&db->gc_mu);
-        bool again = db->gc_started && !db->gc_stop &&
-                     (db->gc_request || db->gc_busy);
+        bool again = gc_pending(db);
         pthread_mutex_unlock(&db->gc_mu);
         if (!again)
             return 0;

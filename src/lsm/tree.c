@@ -1557,18 +1557,20 @@ static void *bg_main(void *arg)
     return NULL;
 }
 
+/* The compaction thread has work running or asked for (bg_mu held). */
+static bool bg_pending(const cairn_tree *t)
+{
+    return t->bg_started && !t->bg_stop && (t->bg_kick || t->bg_busy);
+}
+
 int cairn_tree_wait_idle(cairn_tree *t, const struct timespec *deadline)
 {
-    int rc = 0;
     pthread_mutex_lock(&t->bg_mu);
-    while (t->bg_started && !t->bg_stop && (t->bg_kick || t->bg_busy)) {
-        if (pthread_cond_timedwait(&t->installed_cv, &t->bg_mu, deadline) ==
-                ETIMEDOUT &&
-            (t->bg_kick || t->bg_busy)) {
-            rc = CAIRN_EBUSY;
-            break;
-        }
+    while (bg_pending(t) &&
+           pthread_cond_timedwait(&t->installed_cv, &t->bg_mu, deadline) !=
+               ETIMEDOUT) {
     }
+    int rc = bg_pending(t) ? CAIRN_EBUSY : 0;
     pthread_mutex_unlock(&t->bg_mu);
     return rc;
 }
