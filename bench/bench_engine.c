@@ -1813,6 +1813,7 @@ enum {
     S_RESIDENT,  /* cold: bytes still in the page cache after the drop */
     S_DB_FULL,   /* fillrandom: du after a reopen, a full compaction and a
                     close (the settled size) */
+    S_SYNC_US,   /* durable (Cairn): median latency of the log's fsyncs */
     NSAMPLES
 };
 
@@ -2929,15 +2930,19 @@ static void phase_durable(int ei, int threads, int run)
         return;
     }
     double ops = (double)o.done / o.secs;
-    char extra[64] = "";
+    char extra[96] = "";
     if (ei == ENG_CAIRN) {
         cairn_stats st;
         memset(&st, 0, sizeof st);
         cairn_get_stats(db, &st);
         if (st.wal_syncs > 0) {
             double cps = (double)st.commits / (double)st.wal_syncs;
+            double sync_us = (double)st.wal_sync_p50_ns / 1e3;
             res_add(r, S_AUX, cps);
-            snprintf(extra, sizeof extra, "  (%.1f commits/fsync)", cps);
+            res_add(r, S_SYNC_US, sync_us);
+            snprintf(extra, sizeof extra,
+                     "  (%.1f commits/fsync, fsync p50 %.0f us)", cps,
+                     sync_us);
         }
     }
     res_record(r, ops, o.done);
@@ -3098,6 +3103,8 @@ static void print_json_row(size_t row, int ei)
             printf(",\"over_raw_fsync\":%.3f", m / raw);
         if (wl == W_DURABLE && ei == ENG_CAIRN && r->n[S_AUX] > 0)
             printf(",\"commits_per_fsync\":%.2f", res_med(r, S_AUX));
+        if (wl == W_DURABLE && ei == ENG_CAIRN && r->n[S_SYNC_US] > 0)
+            printf(",\"fsync_p50_us\":%.1f", res_med(r, S_SYNC_US));
         if (wl == W_READHOT && ei == ENG_CAIRN && r->n[S_AUX] > 0)
             printf(",\"row_cache_off_ops_per_sec\":%.1f,"
                    "\"row_cache_on_over_off\":%.3f",
@@ -3218,6 +3225,11 @@ static void row_notes(size_t row, char *notes, size_t n)
         }
         if (rc->n[S_AUX] > 0)
             cat_f(notes, n, ", %.1f commits/fsync", res_med(rc, S_AUX));
+        /* The log's fsync under this load beside the raw loop's time per
+         * write+fsync: how much the load itself slows each sync. */
+        if (rc->n[S_SYNC_US] > 0 && raw > 0)
+            cat_f(notes, n, ", fsync p50 %.0f us (raw %.0f us)",
+                  res_med(rc, S_SYNC_US), 1e6 / raw);
     }
     if (wl == W_RMW || wl == W_YCSB_F) {
         bool first = true;

@@ -544,6 +544,8 @@ typedef struct cairn_stats {
     uint64_t gc_runs;          /* memtable compactions done */
     uint64_t gc_dropped;       /* versions reclaimed */
     uint64_t wal_syncs;        /* fsyncs of the log */
+    uint64_t wal_sync_p50_ns;  /* latency of the log's fsyncs that made */
+    uint64_t wal_sync_p99_ns;  /* commits durable, within ~19%; 0: none */
     uint64_t recovered_commits; /* transactions replayed at open */
     /* Sorted files: */
     uint64_t level_files[8];   /* files per level */

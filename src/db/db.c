@@ -1740,6 +1740,8 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
         cairn_wal_stats ws;
         cairn_wal_get_stats(db->wal, &ws);
         out->wal_syncs = ws.syncs;
+        out->wal_sync_p50_ns = ws.sync_p50_ns;
+        out->wal_sync_p99_ns = ws.sync_p99_ns;
     }
     if (db->blobs) {
         cairn_blob_store_stats bs;

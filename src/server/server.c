@@ -1930,11 +1930,13 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
     if (want(sec, "persistence", true))
         fprintf(f, "# Persistence\r\nloading:0\r\naof_enabled:1\r\n"
                    "sync_mode:%s\r\nwal_syncs:%" PRIu64 "\r\n"
+                   "wal_sync_p50_us:%.1f\r\nwal_sync_p99_us:%.1f\r\n"
                    "recovered_commits:%" PRIu64 "\r\n\r\n",
                 s->cfg.sync == CAIRN_SYNC_ALWAYS     ? "always"
                 : s->cfg.sync == CAIRN_SYNC_INTERVAL ? "interval"
                                                      : "none",
-                st.wal_syncs, st.recovered_commits);
+                st.wal_syncs, (double)st.wal_sync_p50_ns / 1e3,
+                (double)st.wal_sync_p99_ns / 1e3, st.recovered_commits);
     if (want(sec, "stats", true))
         fprintf(f, "# Stats\r\ntotal_connections_received:%" PRIu64 "\r\n"
                    "total_commands_processed:%" PRIu64 "\r\n"
@@ -2202,6 +2204,12 @@ static void metrics_render(void *arg, FILE *f)
     C("cairn_conflicts_total", "Transaction conflicts (retried).",
       st.conflicts);
     C("cairn_wal_syncs_total", "Log fsyncs.", st.wal_syncs);
+    G("cairn_wal_sync_p50_seconds",
+      "Median latency of the log fsyncs that made commits durable.", "%.9f",
+      (double)st.wal_sync_p50_ns / 1e9);
+    G("cairn_wal_sync_p99_seconds",
+      "99th percentile latency of those log fsyncs.", "%.9f",
+      (double)st.wal_sync_p99_ns / 1e9);
     C("cairn_flushes_total", "Memtables written to sorted files.", st.flushes);
     C("cairn_compactions_total", "Compactions done.", st.compactions);
     C("cairn_compaction_read_bytes_total", "Bytes read by compactions.",

@@ -72,11 +72,16 @@ uint64_t cairn_wal_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static uint64_t mono_us(void)
+static uint64_t mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t mono_us(void)
+{
+    return mono_ns() / 1000u;
 }
 
 static uint64_t mono_ms(void)
@@ -449,7 +454,9 @@ static void write_batch(cairn_wal *w, const uint8_t *buf, size_t len,
             w->need_new_segment = true; /* segment full */
     }
     if (do_sync && w->cur && w->cur_dirty && !res->fail_lo) {
+        uint64_t t0 = mono_ns();
         int rc = cairn_file_sync(w->cur, CAIRN_SYNC_DATA);
+        cairn_hist_add(&w->sync_ns, mono_ns() - t0);
         res->syncs++;
         if (rc != 0) {
             sticky_failure(w, res, rc);
@@ -1205,6 +1212,8 @@ void cairn_wal_get_stats(cairn_wal *w, cairn_wal_stats *out)
     pthread_mutex_lock(&w->mu);
     *out = w->stats;
     pthread_mutex_unlock(&w->mu);
+    out->sync_p50_ns = cairn_hist_quantile(&w->sync_ns, 0.5);
+    out->sync_p99_ns = cairn_hist_quantile(&w->sync_ns, 0.99);
 }
 
 /* ---------- truncation and archival ---------- */

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "util/hist.h"
 #include "wal/wal.h"
 
 #define CAIRN_WAL_MAGIC "CAIRNWAL"
@@ -101,6 +102,7 @@ struct cairn_wal {
     wal_seg_info *segs;
     size_t nsegs, capsegs;
     cairn_wal_stats stats;
+    cairn_hist sync_ns; /* round fdatasync latencies (leader, no lock) */
 
     /* --- owned by the leader (or by open/close, single-threaded) --- */
     cairn_file *cur;

@@ -865,6 +865,13 @@ def t_metrics():
             m["cairn_commands_processed_total"] + 40, (m, m2)
         assert m2["cairn_commits_total"] >= m["cairn_commits_total"] + 20, \
             (m["cairn_commits_total"], m2["cairn_commits_total"])
+        # The SETs waited for log fsyncs (sync always): their latency.
+        p50 = m2["cairn_wal_sync_p50_seconds"]
+        assert 0 < p50 <= m2["cairn_wal_sync_p99_seconds"] < 10, m2
+        p = info_fields(c, "persistence")
+        eq(p["sync_mode"], "always", "INFO persistence sync_mode")
+        assert 0 < float(p["wal_sync_p50_us"]) <= \
+            float(p["wal_sync_p99_us"]), p
         assert m2["cairn_connected_clients"] >= 1, m2
         extra = [Raw(s.port) for _ in range(3)]
         for e in extra:

@@ -2007,8 +2007,13 @@ static void test_bad_arguments_and_sync_modes(void **state)
         }
         cairn_stats st;
         cairn_get_stats(db, &st);
-        if (m == CAIRN_SYNC_ALWAYS)
+        if (m == CAIRN_SYNC_ALWAYS) {
             assert_true(st.wal_syncs >= 1);
+            assert_true(st.wal_sync_p50_ns > 0);
+            assert_true(st.wal_sync_p99_ns >= st.wal_sync_p50_ns);
+        } else if (m == CAIRN_SYNC_NONE) {
+            assert_int_equal(st.wal_sync_p50_ns, 0); /* no round synced */
+        }
         db_close(db);
         db = db_open(dir, &o);
         for (int i = 0; i < 50; i++) {
