@@ -38,8 +38,10 @@
  *
  * Locking: one mutex (mu) guards all shared state: the pending buffer, LSN
  * counters, failed ranges, callbacks, segment list, stats, the gathering
- * state (gathering, gc_*). cv_ack wakes waiters after each leader round;
- * cv_bg wakes the background thread.
+ * state (gathering, gc_*); but the fsync latency histogram (sync_ns) is
+ * lock-free: the leader adds to it, cairn_wal_get_stats reads it.
+ * cv_ack wakes waiters after each leader round; cv_bg wakes the background
+ * thread.
  * Durability callbacks run without mu, by one thread at a time (cb_firing):
  * that thread pops the settled prefix of the sorted queue, runs it, and
  * loops until nothing settled is left, so callbacks never overlap and those
