@@ -586,6 +586,10 @@ typedef struct cairn_stats {
     int background_error;      /* last flush/compaction error, 0 if none */
     uint64_t write_slowdowns;  /* commits delayed 1 ms (level 0 filling up) */
     uint64_t write_stalls;     /* waits for a flush or compaction to make room */
+    uint64_t flush_failures;   /* flushes that failed since open; each is
+                                  retried a second later, and
+                                  background_error shows its error only
+                                  until a flush succeeds: this count stays */
     /* The tiers: [0] local disk, [1] the archive (cairn_options.archive_dir). */
     uint64_t tier_files[2];
     uint64_t tier_bytes[2];          /* stored */

@@ -854,6 +854,8 @@ static void *gc_main(void *arg)
         int rc = flush ? gc_run(db) : 0;
         if (flush)
             atomic_store(&db->flush_error, rc);
+        if (flush && rc != 0)
+            atomic_fetch_add(&db->st_flush_failures, 1);
         cairn_db_blob_background(db);
         pthread_mutex_lock(&db->gc_mu);
         db->gc_busy = false;
@@ -1787,6 +1789,7 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
                                             : atomic_load(&db->flush_error);
         out->write_slowdowns = atomic_load(&db->st_slowdowns);
         out->write_stalls = atomic_load(&db->st_stalls);
+        out->flush_failures = atomic_load(&db->st_flush_failures);
         cairn_tree_tier_stats tt;
         cairn_tree_get_tier_stats(db->tree, &tt);
         for (int k = 0; k < 2; k++) {

@@ -197,6 +197,7 @@ struct cairn_db {
     pthread_mutex_t flush_mu; /* one freeze + flush at a time (collector,
                                  cairn_flush, close) */
     atomic_uint_fast64_t st_slowdowns, st_stalls;
+    atomic_uint_fast64_t st_flush_failures; /* collector flushes that failed */
     atomic_uint_fast64_t slow_debt; /* bytes committed while slowed down */
     atomic_int flush_error; /* the collector's last result (0: fine) */
     atomic_uint_fast64_t st_commits, st_conflicts, st_gc_runs, st_gc_dropped,

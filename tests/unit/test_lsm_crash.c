@@ -46,7 +46,9 @@
  *      (a failing write first writes part of its bytes); same plan as 1
  *      with 3x the stride. The failure must be reported: the op in flight
  *      fails, or a later write does (read-only), or
- *      cairn_get_stats().background_error shows it (unlinks and the log
+ *      cairn_get_stats().background_error shows it, or flush_failures
+ *      counts it (a failed flush is retried a second later and, once one
+ *      succeeds, background_error is 0 again) (unlinks and the log
  *      truncation after a flush are best effort: exempt). After each flush
  *      that follows the fault the live database is checked against the
  *      model (so a loss shows before later writes hide it); at the end it
@@ -835,6 +837,9 @@ static bool compaction_due(const cairn_stats *st)
 
 typedef struct run_stats {
     int bg_error;        /* a non-zero background_error seen */
+    uint64_t flush_failures; /* stats.flush_failures, last seen (a failed
+                                flush retried with success clears
+                                background_error, not this count) */
     uint64_t timeouts;   /* settles that gave up */
 } run_stats;
 
@@ -849,6 +854,7 @@ static void settle(cairn_db *db, rig *r, uint64_t want_gc, run_stats *rs)
         cairn_get_stats(db, &st);
         if (st.background_error && !rs->bg_error)
             rs->bg_error = st.background_error;
+        rs->flush_failures = st.flush_failures;
         bool trouble = cairn_env_fault_power_is_cut(r->fault) ||
                        cairn_env_fault_injected(r->fault) > 0;
         bool done = st.gc_runs >= want_gc && !compaction_due(&st);
@@ -938,6 +944,7 @@ static void workload(cairn_db *db, rig *r, model *m, uint32_t from,
     cairn_get_stats(db, &out->st);
     if (out->st.background_error && !out->rs.bg_error)
         out->rs.bg_error = out->st.background_error;
+    out->rs.flush_failures = out->st.flush_failures;
 }
 
 /* After a crash or a fault: reopen (no faults), check, write more, close
@@ -1150,7 +1157,8 @@ static void run_cycle(const char *what, const cycle_cfg *c, cycle_out *co,
         if (!why && co->wo.live_err[0])
             why = co->wo.live_err;
         if (!why && co->fired && !best_effort(&co->hit, c->rule.error) &&
-            co->wo.ops_failed == 0 && co->wo.rs.bg_error == 0) {
+            co->wo.ops_failed == 0 && co->wo.rs.bg_error == 0 &&
+            co->wo.rs.flush_failures == 0) {
             /* Counted by the caller, which fails the sweep at its end (so
              * the data checks of every cycle still run). */
             co->unreported = true;
@@ -1721,12 +1729,13 @@ static void fault_sweep(int error, const char *name)
                 fprintf(stderr,
                         "%s at call %" PRIu64 " (%s) was reported nowhere: "
                         "all %" PRIu32 " ops succeeded, background_error "
-                        "stayed 0\n", name, k, hs, co.wo.ops_done);
+                        "stayed 0, no flush failed\n",
+                        name, k, hs, co.wo.ops_done);
             unrep[co.hit.role][co.hit.pc][co.hit.op]++;
         } else if (co.fired) {
             if (co.wo.ops_failed)
                 by_op++;
-            else if (co.wo.rs.bg_error)
+            else if (co.wo.rs.bg_error || co.wo.rs.flush_failures)
                 by_bg++;
             else
                 silent_unlinks++;
