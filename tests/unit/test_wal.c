@@ -359,6 +359,20 @@ static void test_sync_modes(void **state)
     cairn_env_destroy(env);
 }
 
+/* Open a log at path, make 20 records durable one by one, read the stats
+ * and close. */
+static void synced_appends_stats(const char *path, const cairn_wal_options *o,
+                                 cairn_wal_stats *st)
+{
+    cairn_wal *w;
+    uint64_t lsn;
+    assert_int_equal(cairn_wal_open(path, o, &w, NULL), 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(cairn_wal_append_sync(w, 1, "abc", 3, &lsn), 0);
+    cairn_wal_get_stats(w, st);
+    assert_int_equal(cairn_wal_close(w), 0);
+}
+
 /* The stats' fsync latency follows the disk: none without round syncs, a
  * slow disk's delay when every sync takes it, a fast one's well below. */
 static void test_sync_latency_stats(void **state)
@@ -370,38 +384,24 @@ static void test_sync_latency_stats(void **state)
     cairn_wal_options_init(&o);
     o.env = env;
     o.segment_size = 64 * 1024; /* the memory env's sync copies the file */
-    cairn_wal *w;
     cairn_wal_stats st;
-    uint64_t lsn;
 
     o.sync_mode = CAIRN_WAL_SYNC_NONE;
-    assert_int_equal(cairn_wal_open("/n", &o, &w, NULL), 0);
-    for (int i = 0; i < 20; i++)
-        assert_int_equal(cairn_wal_append_sync(w, 1, "abc", 3, &lsn), 0);
-    cairn_wal_get_stats(w, &st);
+    synced_appends_stats("/n", &o, &st);
     assert_int_equal(st.sync_p50_ns, 0);
     assert_int_equal(st.sync_p99_ns, 0);
-    assert_int_equal(cairn_wal_close(w), 0);
 
     o.sync_mode = CAIRN_WAL_SYNC_ALWAYS;
-    assert_int_equal(cairn_wal_open("/a", &o, &w, NULL), 0);
-    for (int i = 0; i < 20; i++)
-        assert_int_equal(cairn_wal_append_sync(w, 1, "abc", 3, &lsn), 0);
-    cairn_wal_get_stats(w, &st);
+    synced_appends_stats("/a", &o, &st);
     assert_true(st.sync_p50_ns > 0);
     assert_true(st.sync_p50_ns < 3000000); /* the memory env: no disk */
-    assert_int_equal(cairn_wal_close(w), 0);
 
     cairn_fault_rule rule = {.sync_delay_us = 5000};
     cairn_env_fault_set(env, &rule);
-    assert_int_equal(cairn_wal_open("/s", &o, &w, NULL), 0);
-    for (int i = 0; i < 20; i++)
-        assert_int_equal(cairn_wal_append_sync(w, 1, "abc", 3, &lsn), 0);
-    cairn_wal_get_stats(w, &st);
+    synced_appends_stats("/s", &o, &st);
     assert_true(st.sync_p50_ns >= 5000000);
     assert_true(st.sync_p99_ns >= st.sync_p50_ns);
     assert_true(st.sync_p99_ns < 2000000000);
-    assert_int_equal(cairn_wal_close(w), 0);
     cairn_env_destroy(env);
     cairn_env_destroy(mem);
 }
