@@ -9,6 +9,7 @@
 #   make test-valgrind  the C unit tests under valgrind memcheck (slow)
 #   make bench      benchmarks, side by side with the raw disk and the peers
 #   make fuzz       each fuzz target under libFuzzer, FUZZ_SECONDS (60) each
+#   make check-clang  build everything with clang too (its warnings differ)
 JOBS ?= 2
 CMAKE_FLAGS ?=
 WERROR ?= $(or $(CAIRN_WERROR),ON)
@@ -18,7 +19,7 @@ FUZZ_SECONDS ?= 60
 # ../shared/tsdata/machine-metrics.csv.zst beside the repository).
 TSDATA ?=
 
-.PHONY: all setup build run test test-asan test-tsan test-long test-valgrind bench fuzz clean
+.PHONY: all setup build run test test-asan test-tsan test-long test-valgrind bench fuzz check-clang clean
 
 all: build
 
@@ -72,6 +73,13 @@ bench: build
 	./build/cairn-bench engine
 	bench/server.sh
 
+# Every target compiled by clang, warnings as errors: clang warns about
+# things gcc lets through, and the fuzz build uses it.
+check-clang: setup
+	@CAIRN_SETUP_QUIET=1 scripts/setup.sh --fuzz
+	@CC=clang cmake -S . -B build-clang -DCAIRN_WERROR=$(WERROR) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-clang -j $(JOBS)
+
 fuzz: setup
 	@CAIRN_SETUP_QUIET=1 scripts/setup.sh --fuzz
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=address -DCAIRN_FUZZ=ON -DCAIRN_WERROR=$(WERROR) $(CMAKE_FLAGS) >/dev/null
@@ -79,4 +87,4 @@ fuzz: setup
 	scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz build-valgrind
+	rm -rf build build-asan build-tsan build-fuzz build-valgrind build-clang

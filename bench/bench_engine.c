@@ -1474,8 +1474,8 @@ static int sq_conn_open(sq_conn *k, const char *path, bool durable,
     }
     static const char *const sql[] = {
         "SELECT v FROM kv WHERE k = ?1",
-        "INSERT INTO kv(k, v) VALUES(?1, ?2) "
-        "ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+        ("INSERT INTO kv(k, v) VALUES(?1, ?2) "
+         "ON CONFLICT(k) DO UPDATE SET v = excluded.v"),
         "SELECT k, v FROM kv WHERE k >= ?1 ORDER BY k LIMIT ?2",
         "SELECT k, v FROM kv ORDER BY k LIMIT ?1",
         "BEGIN IMMEDIATE",

@@ -54,7 +54,8 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    for (; i < argc; i++) {
+    /* Each setting is a pair: --name value. */
+    for (; i < argc; i += 2) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -81,7 +82,6 @@ int main(int argc, char **argv)
             srv_config_free(&cfg);
             return 2;
         }
-        i++;
     }
     int rc = srv_run(&cfg);
     srv_config_free(&cfg);

@@ -47,6 +47,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -68,8 +69,14 @@
  * (a window of about 500,000 distinct keys read and not cached, in all). */
 #define RC_DOOR_BITS ((size_t)1 << 21)
 
+/* A place on the ring: the first member of an entry, or a shard's
+ * sentinel (which holds no entry). */
+typedef struct rc_link {
+    struct rc_link *prev, *next;
+} rc_link;
+
 typedef struct rc_entry {
-    struct rc_entry *prev, *next; /* the ring */
+    rc_link ring;                 /* first member: a link is its entry */
     struct rc_entry *hnext;       /* hash chain; then the release list */
     uint64_t hash;
     uint64_t version;
@@ -82,13 +89,14 @@ typedef struct rc_entry {
     bool deleted;
     uint8_t data[]; /* key, then value */
 } rc_entry;
+_Static_assert(offsetof(rc_entry, ring) == 0, "a ring link is its entry");
 
 typedef struct rc_shard {
     _Alignas(64) pthread_mutex_t mu;
     /* Written under mu only; read lock-free by get_stats. A lookup writes
      * the mutex and one of these two: the same cache line. */
     _Atomic uint64_t hits, misses;
-    rc_entry lru_head; /* sentinel: next oldest, prev newest on the ring */
+    rc_link lru_head; /* sentinel: next oldest, prev newest on the ring */
     rc_entry **buckets;
     size_t nbuckets;
     size_t capacity;
@@ -195,17 +203,17 @@ static void table_grow(rc_shard *s)
 
 static inline void lru_unlink(rc_entry *e)
 {
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
-    e->prev = e->next = NULL;
+    e->ring.prev->next = e->ring.next;
+    e->ring.next->prev = e->ring.prev;
+    e->ring.prev = e->ring.next = NULL;
 }
 
 static inline void lru_push_mru(rc_shard *s, rc_entry *e)
 {
-    e->next = &s->lru_head;
-    e->prev = s->lru_head.prev;
-    s->lru_head.prev->next = e;
-    s->lru_head.prev = e;
+    e->ring.next = &s->lru_head;
+    e->ring.prev = s->lru_head.prev;
+    s->lru_head.prev->next = &e->ring;
+    s->lru_head.prev = &e->ring;
     e->referenced = false;
 }
 
@@ -242,7 +250,7 @@ static void shard_evict(rc_shard *s, size_t room, rc_entry **fl)
 {
     while (ld(&s->usage) + room > s->capacity &&
            s->lru_head.next != &s->lru_head) {
-        rc_entry *e = s->lru_head.next;
+        rc_entry *e = (rc_entry *)s->lru_head.next; /* not the sentinel */
         if (e->referenced) { /* a second chance: to the newest end */
             lru_unlink(e);
             lru_push_mru(s, e); /* clears the flag: the loop ends */
@@ -553,7 +561,8 @@ static int insert_impl(cairn_row_cache *c, uint64_t hash, const void *key,
         e = malloc(sizeof *e + klen + vlen);
         if (!e)
             return CAIRN_ENOMEM;
-        e->prev = e->next = e->hnext = NULL;
+        e->ring.prev = e->ring.next = NULL;
+        e->hnext = NULL;
         e->hash = hash;
         e->version = version;
         e->ts_us = ts_us;
