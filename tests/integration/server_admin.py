@@ -1161,6 +1161,42 @@ def thread_nices(pid):
     return out
 
 
+def t_help_defaults():
+    # Every default that `cairn-server --help` states is the one a server
+    # started without that setting reports (CONFIG GET).
+    out = subprocess.run([SERVER, "--help"], capture_output=True, text=True,
+                         timeout=30)
+    eq(out.returncode, 0, "--help exits 0")
+    # "--name ARG [words] (default VALUE" or "(VALUE" up to ")", ";", ":".
+    stated = dict(re.findall(
+        r"--([a-z][a-z-]*) [A-Z]+[^(\n]*?\((?:default )?([^);:,\s]+)[);:]",
+        out.stdout))
+    # "--sync MODE  always (default) | ...": the word before "(default)".
+    m = re.search(r"--sync MODE\s+(\w+) \(default\)", out.stdout)
+    assert m, "--help states no default sync mode"
+    stated["sync"] = m.group(1)
+    for must in ("maxclients", "timeout", "proto-max-bulk-len", "max-args",
+                 "client-query-buffer-limit", "client-output-buffer-limit",
+                 "commit-threads", "memtable-size", "block-cache-size",
+                 "row-cache-size", "background-nice", "sync-interval-ms",
+                 "history-ms", "slowlog-log-slower-than", "slowlog-max-len"):
+        assert must in stated, "--help states no default for %s: %s" % (
+            must, sorted(stated))
+    units = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
+
+    def norm(v):
+        m = re.fullmatch(r"(\d+)(kb|mb|gb)", v.lower())
+        return str(int(m.group(1)) * units[m.group(2)]) if m else v
+
+    with serve() as s:
+        c = Raw(s.port)
+        for name, value in sorted(stated.items()):
+            if name in ("port", "dir"):
+                continue  # the test sets both
+            eq(config_get(c, name), {name: norm(value)},
+               "--help's default of %s" % name)
+
+
 def t_background_nice():
     # The engine's background threads run below the requests' priority
     # (background-nice: 20 by default, SCHED_IDLE; 0..19 nice steps); the
