@@ -19,7 +19,7 @@ FUZZ_SECONDS ?= 60
 # ../shared/tsdata/machine-metrics.csv.zst beside the repository).
 TSDATA ?=
 
-.PHONY: all setup build run test test-asan test-tsan test-long test-valgrind bench fuzz check-clang clean
+.PHONY: all setup build run test test-asan test-tsan test-long test-valgrind bench fuzz check-clang redis-compat-record clean
 
 all: build
 
@@ -72,6 +72,13 @@ bench: build
 	./build/cairn-bench tiers
 	./build/cairn-bench engine
 	bench/server.sh
+
+# Record Redis 7's replies to the compatibility corpus
+# (tests/integration/redis_compat/) from a real redis-server: after the
+# corpus changes. The test (server_redis_compat) compares cairn-server's.
+redis-compat-record:
+	@CAIRN_SETUP_QUIET=1 scripts/setup.sh --bench
+	python3 tests/integration/server_redis_compat.py --record
 
 # Every target compiled by clang, warnings as errors: clang warns about
 # things gcc lets through, and the fuzz build uses it.

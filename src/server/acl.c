@@ -1221,10 +1221,7 @@ static const char *const HELP[] = {
     "    Print this help.",
 };
 
-static const struct {
-    const char *name;
-    int arity; /* counting "ACL": N exactly, -N at least N */
-} SUBS[] = {
+static const cairn_resp_sub SUBS[] = {
     {"setuser", -3}, {"getuser", 3}, {"deluser", -3}, {"users", 2},
     {"list", 2},     {"whoami", 2},  {"cat", -2},     {"help", 2},
 };
@@ -1240,22 +1237,10 @@ void srv_acl_command(srv_acl *acl, const char *whoami, size_t argc,
     }
     const uint8_t *sub = argv[1];
     size_t sl = argl[1];
-    size_t k = 0;
-    while (k < sizeof SUBS / sizeof SUBS[0] && !ci_eq(sub, sl, SUBS[k].name))
-        k++;
-    if (k == sizeof SUBS / sizeof SUBS[0]) {
-        cairn_resp_errorf(out, "ERR unknown subcommand '%.*s'. Try ACL HELP.",
-                          pr_len(sl > 128 ? 128 : sl), (const char *)sub);
+    int k = cairn_resp_sub_find(out, "ACL", SUBS, sizeof SUBS / sizeof SUBS[0],
+                                argc, argv, argl);
+    if (k < 0)
         return;
-    }
-    int ar = SUBS[k].arity;
-    if ((ar > 0 && argc != (size_t)ar) || (ar < 0 && argc < (size_t)-ar)) {
-        cairn_resp_errorf(out,
-                          "ERR wrong number of arguments for 'acl|%s' "
-                          "command",
-                          SUBS[k].name);
-        return;
-    }
     const char *name = SUBS[k].name;
     if (!strcmp(name, "setuser")) {
         acl_setuser(acl, argc, argv, argl, out);

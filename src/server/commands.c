@@ -11,6 +11,9 @@
  *     commit is durable under the configured sync mode.
  *   - Commands flagged CMD_LOOP run on the loop thread only (they touch the
  *     client or the server); the others use nothing but x and the database.
+ *     A CMD_LOOP command also flagged CMD_MULTIOK may be queued in MULTI:
+ *     EXEC then runs it off the loop (x->txn set), and there it touches
+ *     neither.
  * Locking: none of its own; the database handle is thread-safe.
  */
 #include <ctype.h>
@@ -48,6 +51,8 @@ static bool arg_is(const cmd_ctx *x, size_t i, const char *s)
     size_t n = strlen(s);
     return x->argl[i] == n && strncasecmp((const char *)x->argv[i], s, n) == 0;
 }
+
+static bool arg_cstr(cmd_ctx *x, size_t i, char *buf, size_t len);
 
 /* Parse a whole argument as a signed 64-bit integer (Redis: string2ll). */
 static bool parse_ll(const uint8_t *p, size_t n, long long *out)
@@ -369,11 +374,140 @@ static void c_reset(cmd_ctx *x)
     cairn_resp_simple(x->out, "RESET");
 }
 
+static const cairn_resp_sub CLIENT_SUBS[] = {
+    {"id", 2},    {"setname", 3}, {"getname", 2}, {"info", 2},
+    {"list", -2}, {"kill", -3},   {"help", 2},
+};
+
+/* CLIENT LIST [TYPE type | ID id [id ...]], as Redis 7.0. */
+static void client_list(cmd_ctx *x)
+{
+    srv_client_filter f = {0};
+    uint64_t *ids = NULL;
+    if (x->argc == 4 && arg_is(x, 2, "TYPE")) {
+        if (arg_is(x, 3, "master") || arg_is(x, 3, "replica") ||
+            arg_is(x, 3, "slave") || arg_is(x, 3, "pubsub")) {
+            f.no_type = true;
+        } else if (!arg_is(x, 3, "normal")) {
+            cairn_resp_errorf(x->out, "ERR Unknown client type '%.*s'",
+                              (int)(x->argl[3] > 128 ? 128 : x->argl[3]),
+                              (const char *)x->argv[3]);
+            return;
+        }
+    } else if (x->argc > 3 && arg_is(x, 2, "ID")) {
+        ids = malloc((x->argc - 3) * sizeof *ids);
+        if (!ids) {
+            cmd_reply_engine_error(x->out, CAIRN_ENOMEM);
+            return;
+        }
+        for (size_t i = 3; i < x->argc; i++) {
+            long long id;
+            if (!parse_ll(x->argv[i], x->argl[i], &id)) {
+                free(ids);
+                cairn_resp_error(x->out, "ERR Invalid client ID");
+                return;
+            }
+            ids[f.nids++] = (uint64_t)id;
+        }
+        f.ids = ids;
+    } else if (x->argc != 2) {
+        reply_syntax(x);
+        return;
+    }
+    srv_client_list(x->srv, &f, x->out);
+    free(ids);
+}
+
+/* CLIENT KILL ip:port (OK, or an error when nobody has it), or CLIENT KILL
+ * <filter> <value> ... (how many were closed): ID, TYPE, ADDR, LADDR,
+ * USER, SKIPME (yes by default), as Redis 7.0. */
+static void client_kill(cmd_ctx *x)
+{
+    srv_client_filter f = {0};
+    uint64_t id = 0;
+    char user[256];
+    if (x->argc == 3) {
+        f.addr = x->argv[2];
+        f.addrl = x->argl[2];
+        if (srv_client_kill(x->srv, &f, x->c) == 0)
+            cairn_resp_error(x->out, "ERR No such client");
+        else
+            cairn_resp_simple(x->out, "OK");
+        return;
+    }
+    f.skip = x->c;
+    for (size_t i = 2; i < x->argc; i += 2) {
+        if (i + 1 >= x->argc) {
+            reply_syntax(x);
+            return;
+        }
+        const uint8_t *v = x->argv[i + 1];
+        size_t vl = x->argl[i + 1];
+        if (arg_is(x, i, "ID")) {
+            long long n;
+            if (!parse_ll(v, vl, &n) || n < 1) {
+                cairn_resp_error(x->out,
+                                 "ERR client-id should be greater than 0");
+                return;
+            }
+            id = (uint64_t)n;
+            f.ids = &id;
+            f.nids = 1;
+        } else if (arg_is(x, i, "TYPE")) {
+            if (arg_is(x, i + 1, "master") || arg_is(x, i + 1, "replica") ||
+                arg_is(x, i + 1, "slave") || arg_is(x, i + 1, "pubsub")) {
+                f.no_type = true;
+            } else if (arg_is(x, i + 1, "normal")) {
+                f.no_type = false;
+            } else {
+                cairn_resp_errorf(x->out, "ERR Unknown client type '%.*s'",
+                                  (int)(vl > 128 ? 128 : vl),
+                                  (const char *)v);
+                return;
+            }
+        } else if (arg_is(x, i, "ADDR")) {
+            f.addr = v;
+            f.addrl = vl;
+        } else if (arg_is(x, i, "LADDR")) {
+            f.laddr = v;
+            f.laddrl = vl;
+        } else if (arg_is(x, i, "USER")) {
+            if (!arg_cstr(x, i + 1, user, sizeof user) ||
+                !srv_acl_find(srv_get_acl(x->srv), user)) {
+                cairn_resp_errorf(x->out, "ERR No such user '%.*s'",
+                                  (int)(vl > 128 ? 128 : vl),
+                                  (const char *)v);
+                return;
+            }
+            f.user = user;
+        } else if (arg_is(x, i, "SKIPME")) {
+            if (arg_is(x, i + 1, "yes")) {
+                f.skip = x->c;
+            } else if (arg_is(x, i + 1, "no")) {
+                f.skip = NULL;
+            } else {
+                reply_syntax(x);
+                return;
+            }
+        } else {
+            reply_syntax(x);
+            return;
+        }
+    }
+    cairn_resp_integer(x->out, srv_client_kill(x->srv, &f, x->c));
+}
+
 static void c_client(cmd_ctx *x)
 {
-    if (arg_is(x, 1, "ID") && x->argc == 2) {
+    int k = cairn_resp_sub_find(x->out, "CLIENT", CLIENT_SUBS,
+                                sizeof CLIENT_SUBS / sizeof CLIENT_SUBS[0],
+                                x->argc, x->argv, x->argl);
+    if (k < 0)
+        return;
+    const char *sub = CLIENT_SUBS[k].name;
+    if (!strcmp(sub, "id")) {
         cairn_resp_integer(x->out, (long long)srv_client_id(x->c));
-    } else if (arg_is(x, 1, "SETNAME") && x->argc == 3) {
+    } else if (!strcmp(sub, "setname")) {
         for (size_t i = 0; i < x->argl[2]; i++)
             if (x->argv[2][i] <= ' ' || x->argv[2][i] > '~') {
                 cairn_resp_error(x->out, "ERR Client names cannot contain "
@@ -383,25 +517,54 @@ static void c_client(cmd_ctx *x)
             }
         srv_client_set_name(x->c, x->argv[2], x->argl[2]);
         cairn_resp_simple(x->out, "OK");
-    } else if (arg_is(x, 1, "GETNAME") && x->argc == 2) {
+    } else if (!strcmp(sub, "getname")) {
         const char *n = srv_client_name(x->c);
         if (n && *n)
             cairn_resp_bulk_cstr(x->out, n);
         else
             cairn_resp_null(x->out);
-    } else if (arg_is(x, 1, "INFO") && x->argc == 2) {
+    } else if (!strcmp(sub, "info")) {
         srv_client_info(x->c, x->out);
-    } else if (arg_is(x, 1, "LIST") && x->argc == 2) {
-        srv_client_list(x->srv, x->out);
-    } else if (arg_is(x, 1, "KILL") && x->argc == 4 && arg_is(x, 2, "ID")) {
-        long long id;
-        if (!parse_ll(x->argv[3], x->argl[3], &id)) {
-            reply_notint(x);
-            return;
-        }
-        cairn_resp_integer(x->out, srv_client_kill_id(x->srv, (uint64_t)id));
+    } else if (!strcmp(sub, "list")) {
+        client_list(x);
+    } else if (!strcmp(sub, "kill")) {
+        client_kill(x);
     } else {
-        cmd_reply_bad_sub(x->out, "CLIENT", x->argv[1], x->argl[1]);
+        static const char *const help[] = {
+            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GETNAME",
+            "    Return the name of the current connection.",
+            "ID",
+            "    Return the ID of the current connection.",
+            "INFO",
+            "    Return information about the current client connection.",
+            "KILL <ip:port>",
+            "    Kill connection made from <ip:port>.",
+            "KILL <option> <value> [<option> <value> [...]]",
+            "    Kill connections. Options are:",
+            "    * ADDR (<ip:port>|<unixsocket>:0)",
+            "      Kill connections made from the specified address",
+            "    * LADDR (<ip:port>|<unixsocket>:0)",
+            "      Kill connections made to specified local address",
+            "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+            "      Kill connections by type.",
+            "    * USER <username>",
+            "      Kill connections authenticated by <username>.",
+            "    * SKIPME (YES|NO)",
+            "      Skip killing current connection (default: yes).",
+            "    * ID <client-id>",
+            "      Kill connections by client id.",
+            "LIST [options ...]",
+            "    Return information about client connections. Options:",
+            "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+            "      Return clients of specified type.",
+            "    * ID <client-id> [<client-id> ...]",
+            "      Return clients of specified IDs only.",
+            "SETNAME <name>",
+            "    Assign the name <name> to the current connection.",
+            "HELP",
+            "    Print this help."};
+        cmd_reply_help(x->out, help, sizeof help / sizeof help[0]);
     }
 }
 
@@ -611,45 +774,68 @@ static bool parse_expiry(cmd_ctx *x, size_t i, uint64_t unit, bool abs,
     return true;
 }
 
-/* Is argument i an expiry option (EX, PX, EXAT, PXAT) followed by its
- * value? 1: parsed into *ms (absolute), 0: not one, -1: a bad value (the
- * error reply is written). */
-static int expiry_option(cmd_ctx *x, size_t i, const char *cmd, uint64_t *ms)
+/* The options of SET (is_set) and GETEX, parsed as Redis 7 does
+ * (parseExtendedStringArgumentsOrReply): NX and XX exclude each other,
+ * KEEPTTL (SET) and PERSIST (GETEX) exclude an expiry, an expiry excludes
+ * the other kinds but may repeat (the last one counts), and the expiry's
+ * value is only looked at once the whole line parsed. */
+typedef struct str_opts {
+    bool nx, xx, get, keepttl, persist;
+    size_t exp_arg; /* the expiry value's argument, 0: none */
+    uint64_t exp_unit;
+    bool exp_abs;
+} str_opts;
+
+static bool parse_str_opts(cmd_ctx *x, size_t from, bool is_set,
+                           str_opts *o)
 {
-    bool ex = arg_is(x, i, "EX"), px = arg_is(x, i, "PX");
-    bool exat = arg_is(x, i, "EXAT"), pxat = arg_is(x, i, "PXAT");
-    if (!(ex || px || exat || pxat) || i + 1 >= x->argc)
-        return 0;
-    return parse_expiry(x, i + 1, ex || exat ? 1000 : 1, exat || pxat, cmd, ms)
-               ? 1
-               : -1;
+    memset(o, 0, sizeof *o);
+    for (size_t i = from; i < x->argc; i++) {
+        bool next = i + 1 < x->argc;
+        bool ex = arg_is(x, i, "EX"), px = arg_is(x, i, "PX");
+        bool exat = arg_is(x, i, "EXAT"), pxat = arg_is(x, i, "PXAT");
+        /* The kind of expiry already given, if any. */
+        bool other_exp = o->exp_arg &&
+                         !((ex && o->exp_unit == 1000 && !o->exp_abs) ||
+                           (px && o->exp_unit == 1 && !o->exp_abs) ||
+                           (exat && o->exp_unit == 1000 && o->exp_abs) ||
+                           (pxat && o->exp_unit == 1 && o->exp_abs));
+        if (is_set && arg_is(x, i, "NX") && !o->xx) {
+            o->nx = true;
+        } else if (is_set && arg_is(x, i, "XX") && !o->nx) {
+            o->xx = true;
+        } else if (is_set && arg_is(x, i, "GET")) {
+            o->get = true;
+        } else if (is_set && arg_is(x, i, "KEEPTTL") && !o->exp_arg) {
+            o->keepttl = true;
+        } else if (!is_set && arg_is(x, i, "PERSIST") && !o->exp_arg) {
+            o->persist = true;
+        } else if ((ex || px || exat || pxat) && next && !o->keepttl &&
+                   !o->persist && !other_exp) {
+            o->exp_arg = ++i;
+            o->exp_unit = ex || exat ? 1000 : 1;
+            o->exp_abs = exat || pxat;
+        } else {
+            reply_syntax(x);
+            return false;
+        }
+    }
+    return true;
 }
 
 static void c_set(cmd_ctx *x)
 {
     set_args a = {.val = x->argv[2], .vlen = x->argl[2]};
-    bool have_exp = false;
-    int e;
-    for (size_t i = 3; i < x->argc; i++) {
-        if (arg_is(x, i, "NX") && !a.xx) {
-            a.nx = true;
-        } else if (arg_is(x, i, "XX") && !a.nx) {
-            a.xx = true;
-        } else if (arg_is(x, i, "GET")) {
-            a.get = true;
-        } else if (arg_is(x, i, "KEEPTTL") && !have_exp) {
-            a.keepttl = true;
-        } else if (!have_exp && !a.keepttl &&
-                   (e = expiry_option(x, i, "set", &a.expiry_ms)) != 0) {
-            if (e < 0)
-                return;
-            have_exp = true;
-            i++;
-        } else {
-            reply_syntax(x);
-            return;
-        }
-    }
+    str_opts o;
+    if (!parse_str_opts(x, 3, true, &o))
+        return;
+    if (o.exp_arg && !parse_expiry(x, o.exp_arg, o.exp_unit, o.exp_abs,
+                                   "set", &a.expiry_ms))
+        return;
+    a.nx = o.nx;
+    a.xx = o.xx;
+    a.get = o.get;
+    a.keepttl = o.keepttl;
     run_set(x, &a);
 }
 
@@ -802,25 +988,31 @@ static int getex_op(cmd_ctx *x, cairn_txn *t, void *arg)
 static void c_getex(cmd_ctx *x)
 {
     getex_args g = {0};
-    for (size_t i = 2; i < x->argc; i++) {
-        int e = 0;
-        if (arg_is(x, i, "PERSIST") && !g.set_exp && !g.persist) {
-            g.persist = true;
-        } else if (!g.set_exp && !g.persist &&
-                   (e = expiry_option(x, i, "getex", &g.exp)) != 0) {
-            if (e < 0)
-                return;
-            g.set_exp = true;
-            i++;
-        } else {
-            reply_syntax(x);
-            return;
-        }
-    }
-    if (!g.persist && !g.set_exp) { /* a plain read */
+    str_opts o;
+    if (!parse_str_opts(x, 2, false, &o))
+        return;
+    if (!o.persist && !o.exp_arg) { /* a plain read */
         c_get(x);
         return;
     }
+    if (o.exp_arg) {
+        /* As Redis: a missing key (or another type) answers before the
+         * expiry's value is checked. */
+        ks_rec r;
+        int rc = get_rec(x, NULL, x->argv[1], x->argl[1], &r);
+        bool found = rc == 0 && r.found, str = found && r.type ==
+                                                           KS_TYPE_STRING;
+        ks_rec_free(&r);
+        if (rc == 0 && !str) {
+            c_get(x);
+            return;
+        }
+        if (!parse_expiry(x, o.exp_arg, o.exp_unit, o.exp_abs, "getex",
+                          &g.exp))
+            return;
+        g.set_exp = true;
+    }
+    g.persist = o.persist;
     run_write(x, getex_op, &g);
 }
 
@@ -920,7 +1112,9 @@ static int incr_op(cmd_ctx *x, cairn_txn *t, void *arg)
         reply_wrongtype(x);
         return 0;
     }
-    char buf[64];
+    /* Redis's bound on a formatted long double (MAX_LONG_DOUBLE_CHARS):
+     * %.17Lf of a value near LDBL_MAX fills it; DBL_MAX needs ~330. */
+    char buf[5 * 1024];
     int n;
     if (ic->is_float) {
         long double cur = 0;
@@ -1010,8 +1204,12 @@ static void c_incrby(cmd_ctx *x)
 static void c_decrby(cmd_ctx *x)
 {
     long long by;
-    if (!parse_ll(x->argv[2], x->argl[2], &by) || by == INT64_MIN) {
+    if (!parse_ll(x->argv[2], x->argl[2], &by)) {
         reply_notint(x);
+        return;
+    }
+    if (by == INT64_MIN) {
+        cairn_resp_error(x->out, "ERR decrement would overflow");
         return;
     }
     run_incr(x, -by);
@@ -1020,7 +1218,8 @@ static void c_decrby(cmd_ctx *x)
 static void c_incrbyfloat(cmd_ctx *x)
 {
     long double by;
-    if (!parse_ld(x->argv[2], x->argl[2], &by) || isinf(by)) {
+    /* "inf" parses (as in Redis); the sum is refused in incr_op. */
+    if (!parse_ld(x->argv[2], x->argl[2], &by)) {
         cairn_resp_error(x->out, "ERR value is not a valid float");
         return;
     }
@@ -1126,7 +1325,7 @@ static void ttl_common(cmd_ctx *x, bool ms, bool abs)
     } else {
         uint64_t v = abs ? r.expiry_ms : r.expiry_ms - x->now_ms;
         if (!ms)
-            v = abs ? v / 1000 : (v + 500) / 1000;
+            v = (v + 500) / 1000; /* Redis rounds both */
         cairn_resp_integer(x->out, (long long)v);
     }
     ks_rec_free(&r);
@@ -1382,6 +1581,12 @@ static void c_copy(cmd_ctx *x)
             return;
         }
     }
+    if (x->argl[1] == x->argl[2] &&
+        memcmp(x->argv[1], x->argv[2], x->argl[1]) == 0) {
+        cairn_resp_error(x->out,
+                         "ERR source and destination objects are the same");
+        return;
+    }
     run_write(x, rename_op, &rn);
 }
 
@@ -1512,8 +1717,10 @@ static void c_scan(cmd_ctx *x)
 {
     unsigned long long cur;
     {
+        /* Parsed as Redis does (strtoul): a sign is accepted (-1 wraps
+         * round), an empty cursor is 0, leading space is not. */
         char buf[32];
-        if (x->argl[1] == 0 || x->argl[1] >= sizeof buf) {
+        if (x->argl[1] >= sizeof buf) {
             cairn_resp_error(x->out, "ERR invalid cursor");
             return;
         }
@@ -1522,7 +1729,7 @@ static void c_scan(cmd_ctx *x)
         char *end;
         errno = 0;
         cur = strtoull(buf, &end, 10);
-        if (errno || *end || buf[0] == '-') {
+        if (errno || *end || isspace((unsigned char)buf[0])) {
             cairn_resp_error(x->out, "ERR invalid cursor");
             return;
         }
@@ -1849,6 +2056,11 @@ static void c_info(cmd_ctx *x)
 
 static void c_save(cmd_ctx *x)
 {
+    /* BGSAVE [SCHEDULE]: nothing runs in the background to wait for. */
+    if (x->argc > 1 && !(x->argc == 2 && arg_is(x, 1, "SCHEDULE"))) {
+        reply_syntax(x);
+        return;
+    }
     int rc = cairn_flush(x->db);
     if (rc)
         cmd_reply_engine_error(x->out, rc);
@@ -1984,16 +2196,20 @@ static void config_set(cmd_ctx *x)
     cairn_resp_simple(x->out, "OK");
 }
 
+static const cairn_resp_sub CONFIG_SUBS[] = {
+    {"get", -3}, {"set", -4}, {"resetstat", 2}, {"rewrite", 2}, {"help", 2},
+};
+
 static void c_config(cmd_ctx *x)
 {
-    if (arg_is(x, 1, "GET") && x->argc >= 3) {
+    if (cairn_resp_sub_find(x->out, "CONFIG", CONFIG_SUBS,
+                            sizeof CONFIG_SUBS / sizeof CONFIG_SUBS[0],
+                            x->argc, x->argv, x->argl) < 0)
+        return;
+    if (arg_is(x, 1, "GET")) {
         config_get(x);
-    } else if (arg_is(x, 1, "SET") && x->argc >= 4) {
+    } else if (arg_is(x, 1, "SET")) {
         config_set(x);
-    } else if (arg_is(x, 1, "GET") || arg_is(x, 1, "SET")) {
-        cairn_resp_errorf(x->out, "ERR wrong number of arguments for "
-                                  "'config|%s' command",
-                          arg_is(x, 1, "GET") ? "get" : "set");
     } else if (arg_is(x, 1, "REWRITE") && x->argc == 2) {
         char err[512];
         if (srv_config_rewrite_running(x->srv, err, sizeof err) != 0)
@@ -2084,7 +2300,10 @@ static void c_watch(cmd_ctx *x)
 
 static void c_unwatch(cmd_ctx *x)
 {
-    srv_client_unwatch(x->c);
+    /* Queued inside MULTI, it runs in EXEC (off the loop), which forgets
+     * the watched keys itself once done: nothing to do there. */
+    if (!x->txn)
+        srv_client_unwatch(x->c);
     cairn_resp_simple(x->out, "OK");
 }
 
@@ -2430,7 +2649,7 @@ static const cmd_def TABLE[] = {
      "Writes the memtables to sorted files (a checkpoint)."},
     {"scan", -2, CMD_OFFLOOP, c_scan, 0, 0, 0,
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW, "Iterates over the keys."},
-    {"select", 2, CMD_LOOP, c_select, 0, 0, 0,
+    {"select", 2, CMD_LOOP | CMD_MULTIOK, c_select, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST, "Selects database 0 (the only one)."},
     {"set", -3, CMD_WRITE | CMD_BLIND, c_set, 1, 1, 1,
      SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW, "Sets a key's string value."},
@@ -2512,7 +2731,7 @@ static const cmd_def TABLE[] = {
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST, "The type of a key's value."},
     {"unlink", -2, CMD_WRITE, c_del, 1, -1, 1,
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_FAST, "Deletes keys."},
-    {"unwatch", 1, CMD_LOOP | CMD_NOMULTI, c_unwatch, 0, 0, 0,
+    {"unwatch", 1, CMD_LOOP | CMD_MULTIOK, c_unwatch, 0, 0, 0,
      SRV_ACL_CAT_TRANSACTION|SRV_ACL_CAT_FAST,
      "Forgets the watched keys."},
     {"watch", -2, CMD_LOOP | CMD_NOMULTI, c_watch, 1, -1, 1,
@@ -2601,8 +2820,17 @@ static void command_doc(cmd_ctx *x, const cmd_def *d)
                                      : "generic");
 }
 
+static const cairn_resp_sub COMMAND_SUBS[] = {
+    {"count", 2}, {"docs", -2}, {"info", -2}, {"help", 2},
+};
+
 static void c_command(cmd_ctx *x)
 {
+    if (x->argc > 1 &&
+        cairn_resp_sub_find(x->out, "COMMAND", COMMAND_SUBS,
+                            sizeof COMMAND_SUBS / sizeof COMMAND_SUBS[0],
+                            x->argc, x->argv, x->argl) < 0)
+        return;
     if (x->argc == 1) {
         cairn_resp_array(x->out, (long long)NCMDS);
         for (size_t i = 0; i < NCMDS; i++)
@@ -2622,7 +2850,7 @@ static void c_command(cmd_ctx *x)
             if (d)
                 command_info(x, d);
             else
-                cairn_resp_null_array(x->out);
+                cairn_resp_null(x->out); /* Redis: not a null array */
         }
     } else if (arg_is(x, 1, "DOCS")) {
         if (x->argc == 2) {

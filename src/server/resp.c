@@ -20,11 +20,13 @@
  */
 #include "server/resp.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cairn.h"
 
@@ -891,4 +893,36 @@ void cairn_resp_raw(cairn_resp_buf *b, const void *p, size_t n)
 {
     if (reserve(b, n))
         put(b, p, n);
+}
+
+int cairn_resp_sub_find(cairn_resp_buf *b, const char *cmd,
+                        const cairn_resp_sub *subs, size_t nsubs, size_t argc,
+                        const uint8_t *const *argv, const size_t *argl)
+{
+    const uint8_t *sub = argv[1];
+    size_t sl = argl[1];
+    for (size_t k = 0; k < nsubs; k++) {
+        const char *n = subs[k].name;
+        if (strlen(n) != sl || strncasecmp((const char *)sub, n, sl) != 0)
+            continue;
+        int ar = subs[k].arity;
+        if ((ar > 0 && argc != (size_t)ar) ||
+            (ar < 0 && argc < (size_t)-ar)) {
+            char lower[32];
+            size_t cl = strlen(cmd) < sizeof lower - 1 ? strlen(cmd)
+                                                       : sizeof lower - 1;
+            for (size_t i = 0; i < cl; i++)
+                lower[i] = (char)tolower((unsigned char)cmd[i]);
+            lower[cl] = '\0';
+            cairn_resp_errorf(b,
+                              "ERR wrong number of arguments for '%s|%s' "
+                              "command",
+                              lower, n);
+            return -1;
+        }
+        return (int)k;
+    }
+    cairn_resp_errorf(b, "ERR unknown subcommand '%.*s'. Try %s HELP.",
+                      (int)(sl > 128 ? 128 : sl), (const char *)sub, cmd);
+    return -1;
 }

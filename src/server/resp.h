@@ -149,6 +149,22 @@ void cairn_resp_verbatim(cairn_resp_buf *b, const char *fmt, const void *p,
 /* Already-encoded bytes, appended as they are. */
 void cairn_resp_raw(cairn_resp_buf *b, const void *p, size_t n);
 
+/* A container command's subcommand (CLIENT ID, CONFIG GET, ...): its
+ * lower-case name and its arity counting the command and the subcommand
+ * (n: exactly n arguments, -n: at least n). */
+typedef struct cairn_resp_sub {
+    const char *name;
+    int arity;
+} cairn_resp_sub;
+
+/* Find argv[1] (case-insensitively) among subs and check its arity, as
+ * Redis 7's dispatcher does: the index, or -1 with the error written:
+ * "unknown subcommand 'X'. Try CMD HELP." or "wrong number of arguments
+ * for 'cmd|sub' command" (cmd: the command's upper-case name). argc >= 2. */
+int cairn_resp_sub_find(cairn_resp_buf *b, const char *cmd,
+                        const cairn_resp_sub *subs, size_t nsubs, size_t argc,
+                        const uint8_t *const *argv, const size_t *argl);
+
 /* The text of a double in replies, NUL-terminated in out (at least
  * CAIRN_RESP_DBL_CHARS bytes); returns its length. "inf", "-inf", "nan";
  * "0" / "-0"; an integral value below 2^52 in magnitude as an integer

@@ -436,28 +436,75 @@ void srv_client_info(const client *c, cairn_resp_buf *out)
     cairn_resp_free(&tmp);
 }
 
-void srv_client_list(server *s, cairn_resp_buf *out)
+/* Whether c passes the CLIENT LIST / KILL filter f (ids aside). */
+static bool client_matches(const client *c, const srv_client_filter *f)
+{
+    if (f->no_type)
+        return false; /* master, replica, pubsub: none here */
+    if (f->addr && (strlen(c->addr) != f->addrl ||
+                    memcmp(c->addr, f->addr, f->addrl) != 0))
+        return false;
+    if (f->laddr) {
+        char la[128];
+        int n = snprintf(la, sizeof la, "%s:%d", c->s->cfg.bind,
+                         c->tls ? c->s->cfg.tls_port : c->s->cfg.port);
+        if (n < 0 || (size_t)n != f->laddrl || memcmp(la, f->laddr, f->laddrl))
+            return false;
+    }
+    if (f->user && (!c->user || strcmp(srv_acl_user_name(c->user), f->user)))
+        return false;
+    return c != f->skip;
+}
+
+static client *client_by_id(server *s, uint64_t id)
+{
+    for (client *c = s->clients; c; c = c->next)
+        if (c->id == id)
+            return c;
+    return NULL;
+}
+
+void srv_client_list(server *s, const srv_client_filter *f,
+                     cairn_resp_buf *out)
 {
     cairn_resp_buf tmp;
     cairn_resp_init(&tmp, 2);
     uint64_t now = mono_ms();
-    for (client *c = s->clients; c; c = c->next)
-        client_line(c, &tmp, now);
+    if (f->nids) { /* in the order asked, as Redis does */
+        for (size_t i = 0; i < f->nids; i++) {
+            client *c = client_by_id(s, f->ids[i]);
+            if (c && client_matches(c, f))
+                client_line(c, &tmp, now);
+        }
+    } else {
+        for (client *c = s->clients; c; c = c->next)
+            if (client_matches(c, f))
+                client_line(c, &tmp, now);
+    }
     cairn_resp_verbatim(out, "txt", tmp.p, tmp.len);
     cairn_resp_free(&tmp);
 }
 
-int srv_client_kill_id(server *s, uint64_t id)
+long long srv_client_kill(server *s, const srv_client_filter *f, client *self)
 {
-    for (client *c = s->clients; c; c = c->next)
-        if (c->id == id) {
-            if (c->busy)
-                c->close_after = true; /* after its reply */
-            else
-                client_close(c);
-            return 1;
-        }
-    return 0;
+    long long n = 0;
+    client *next;
+    for (client *c = s->clients; c; c = next) {
+        next = c->next;
+        if (!client_matches(c, f))
+            continue;
+        bool id_ok = f->nids == 0;
+        for (size_t i = 0; i < f->nids && !id_ok; i++)
+            id_ok = f->ids[i] == c->id;
+        if (!id_ok)
+            continue;
+        n++;
+        if (c->busy || c == self)
+            c->close_after = true; /* after its reply */
+        else
+            client_close(c);
+    }
+    return n;
 }
 
 void srv_request_shutdown(server *s)
@@ -768,8 +815,16 @@ static void slowlog_reset(server *s)
     s->slow_cap = s->slow_n = s->slow_head = 0;
 }
 
+static const cairn_resp_sub SLOWLOG_SUBS[] = {
+    {"get", -2}, {"len", 2}, {"reset", 2}, {"help", 2},
+};
+
 void srv_slowlog_command(server *s, cmd_ctx *x)
 {
+    if (cairn_resp_sub_find(x->out, "SLOWLOG", SLOWLOG_SUBS,
+                            sizeof SLOWLOG_SUBS / sizeof SLOWLOG_SUBS[0],
+                            x->argc, x->argv, x->argl) < 0)
+        return;
     const uint8_t *sub = x->argv[1];
     size_t sl = x->argl[1];
     if (arg_eq(sub, sl, "LEN") && x->argc == 2) {
@@ -1218,6 +1273,15 @@ static void client_command(client *c, const cmd_def *d,
     c->last_cmd = d->name;
     if ((d->arity > 0 && cmd->argc != (size_t)d->arity) ||
         (d->arity < 0 && cmd->argc < (size_t)-d->arity)) {
+        if (!strcmp(d->name, "exec")) {
+            /* Redis: a refused EXEC aborts the transaction, if any. */
+            srv_client_discard(c);
+            srv_client_unwatch(c);
+            cairn_resp_error(&c->out, "EXECABORT Transaction discarded "
+                                      "because of: wrong number of arguments "
+                                      "for 'exec' command");
+            return;
+        }
         reply_arity(c, cmd->argv[0], cmd->argl[0]);
         if (c->in_multi)
             c->multi_err = true;
@@ -1230,7 +1294,7 @@ static void client_command(client *c, const cmd_def *d,
         return;
     }
     if (c->in_multi && !(d->flags & CMD_NOMULTI)) {
-        if (d->flags & CMD_LOOP) {
+        if ((d->flags & CMD_LOOP) && !(d->flags & CMD_MULTIOK)) {
             cairn_resp_errorf(&c->out, "ERR Command '%s' is not allowed inside "
                                        "a transaction on cairn-server",
                               d->name);

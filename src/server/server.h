@@ -123,6 +123,9 @@ typedef struct cmd_ctx {
                            through its transaction (SET, MSET...): a batch
                            of only these commits blind when nothing was
                            read (cairn_txn_options.blind_if_unread) */
+#define CMD_MULTIOK 0x200 /* a CMD_LOOP command queued inside MULTI as in
+                             Redis: run by EXEC, it touches no client or
+                             server state (SELECT, UNWATCH) */
 
 typedef struct cmd_def {
     const char *name;
@@ -184,8 +187,25 @@ const char *srv_client_name(const client *c);
 void srv_client_set_name(client *c, const uint8_t *n, size_t len);
 uint64_t srv_client_last_version(const client *c);
 void srv_client_info(const client *c, cairn_resp_buf *out);
-void srv_client_list(server *s, cairn_resp_buf *out);
-int srv_client_kill_id(server *s, uint64_t id);
+/* CLIENT LIST / CLIENT KILL filters (Redis 7's); every one set must
+ * match. */
+typedef struct srv_client_filter {
+    const uint64_t *ids; /* one of these (nids 0: any) */
+    size_t nids;
+    bool no_type;        /* TYPE master/replica/pubsub: nobody here */
+    const uint8_t *addr; /* "ip:port" of the peer; NULL: any */
+    size_t addrl;
+    const uint8_t *laddr; /* "ip:port" of the local end; NULL: any */
+    size_t laddrl;
+    const char *user;    /* NULL: any */
+    const client *skip;  /* SKIPME yes: the caller */
+} srv_client_filter;
+void srv_client_list(server *s, const srv_client_filter *f,
+                     cairn_resp_buf *out);
+/* Close the matching clients (self, or one waiting for a reply, after
+ * its reply); returns how many. */
+long long srv_client_kill(server *s, const srv_client_filter *f,
+                          client *self);
 void srv_info(server *s, const char *section, cairn_resp_buf *out);
 const srv_config *srv_get_config(const server *s);
 void srv_request_shutdown(server *s);

@@ -26,7 +26,7 @@ import urllib.request
 
 import redis
 
-from server_util import SERVER, Server, free_port, run_tests
+from server_util import SERVER, RespSocket, Server, free_port, run_tests
 
 
 # ---------------------------------------------------------------- helpers
@@ -35,7 +35,7 @@ class Err(str):
     """An error reply (its text, without the leading '-')."""
 
 
-class Raw:
+class Raw(RespSocket):
     """A tiny RESP client on one socket (optionally TLS): commands are sent
     as arrays of bulk strings; replies are parsed exactly: simple strings
     come back as str, bulk strings as bytes, errors as Err, integers as int,
@@ -46,39 +46,11 @@ class Raw:
         s = sock or socket.create_connection(("127.0.0.1", port), timeout)
         if tls is not None:
             s = tls.wrap_socket(s, server_hostname=hostname)
-        self.s = s
-        self.buf = b""
-
-    @staticmethod
-    def encode(args):
-        enc = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-        return (b"*%d\r\n" % len(enc) +
-                b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in enc))
-
-    def send(self, *cmds):
-        self.s.sendall(b"".join(self.encode(c) for c in cmds))
+        super().__init__(port, sock=s)
 
     def cmd(self, *args):
         self.send(args)
         return self.read()
-
-    def _fill(self):
-        d = self.s.recv(1 << 20)
-        if not d:
-            raise EOFError("connection closed by the server")
-        self.buf += d
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _bytes(self, n):
-        while len(self.buf) < n + 2:
-            self._fill()
-        data, self.buf = self.buf[:n], self.buf[n + 2:]
-        return data
 
     def read(self):
         line = self._line()
@@ -1435,8 +1407,11 @@ def t_slowlog():
         eq(c.cmd("SLOWLOG", "LEN"), 0, "off")
         eq(c.cmd("SLOWLOG", "GET"), [], "off")
         eq(c.cmd("SLOWLOG", "NOPE"),
-           Err("ERR unknown subcommand or wrong number of arguments for "
-               "'NOPE'. Try SLOWLOG HELP."), "unknown subcommand")
+           Err("ERR unknown subcommand 'NOPE'. Try SLOWLOG HELP."),
+           "unknown subcommand")
+        eq(c.cmd("SLOWLOG", "LEN", "1"),
+           Err("ERR wrong number of arguments for 'slowlog|len' command"),
+           "subcommand arity")
 
 
 def t_slowlog_multi_and_pipeline():

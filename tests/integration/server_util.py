@@ -94,6 +94,44 @@ class Server:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class RespSocket:
+    """The byte side of a RESP client on one socket: commands go out as
+    arrays of bulk strings; replies are read back a line or a counted
+    string at a time (the subclasses parse them)."""
+
+    def __init__(self, port, timeout=10.0, sock=None):
+        self.s = sock or socket.create_connection(("127.0.0.1", port), timeout)
+        self.buf = b""
+
+    @staticmethod
+    def encode(args):
+        enc = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        return (b"*%d\r\n" % len(enc) +
+                b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in enc))
+
+    def send(self, *cmds):
+        self.s.sendall(b"".join(self.encode(c) for c in cmds))
+
+    def _fill(self):
+        d = self.s.recv(1 << 20)
+        if not d:
+            raise EOFError("connection closed by the server")
+        self.buf += d
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _bytes(self, n):
+        """n bytes and the CRLF after them (dropped)."""
+        while len(self.buf) < n + 2:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+
 def run_tests(tests):
     """Run (name, fn) pairs; print a line each; exit 1 on any failure."""
     failed = 0
