@@ -343,6 +343,9 @@ enum {
     UF_ALLKEYS = 4,
     UF_ALLCHANNELS = 8,
     UF_ALLCMDS = 16, /* the command rules start from "+@all" */
+    UF_SANITIZE = 32, /* "sanitize-payload": shown, as Redis does; Cairn
+                       * has no RESTORE payloads to sanitize */
+    UF_SKIPSANITIZE = 64,
 };
 
 typedef struct body {
@@ -572,9 +575,16 @@ static int apply_rule(const srv_acl *acl, body *b, const uint8_t *op,
         all_commands(b, true);
     } else if (ci_eq(op, n, "nocommands") || ci_eq(op, n, "-@all")) {
         all_commands(b, false);
+    } else if (ci_eq(op, n, "sanitize-payload")) {
+        b->flags &= ~(unsigned)UF_SKIPSANITIZE;
+        b->flags |= UF_SANITIZE;
+    } else if (ci_eq(op, n, "skip-sanitize-payload")) {
+        b->flags &= ~(unsigned)UF_SANITIZE;
+        b->flags |= UF_SKIPSANITIZE;
     } else if (ci_eq(op, n, "reset")) {
         b->flags &= ~(unsigned)(UF_ON | UF_NOPASS | UF_ALLKEYS |
-                                UF_ALLCHANNELS);
+                                UF_ALLCHANNELS | UF_SKIPSANITIZE);
+        b->flags |= UF_SANITIZE;
         sv_clear(&b->pass);
         sv_clear(&b->keys);
         sv_clear(&b->chans);
@@ -704,7 +714,8 @@ static void describe_patterns(const strvec *v, bool all, char pre, sbuf *s)
     }
 }
 
-/* The ACL LIST line of u: "user <name> on|off [nopass] [#hash]... [~pat]...
+/* The ACL LIST line of u: "user <name> on|off [nopass]
+ * [skip-sanitize-payload|sanitize-payload] [#hash]... [~pat]...
  * (&*|resetchannels [&pat]...) +@all|-@all [rules]". */
 static void describe_user(const srv_acl_user *u, sbuf *s)
 {
@@ -714,6 +725,10 @@ static void describe_user(const srv_acl_user *u, sbuf *s)
     sb_str(s, b->flags & UF_ON ? " on " : " off ");
     if (b->flags & UF_NOPASS)
         sb_str(s, "nopass ");
+    if (b->flags & UF_SKIPSANITIZE)
+        sb_str(s, "skip-sanitize-payload ");
+    if (b->flags & UF_SANITIZE)
+        sb_str(s, "sanitize-payload ");
     for (size_t i = 0; i < b->pass.n; i++) {
         sb_add(s, "#", 1);
         sb_add(s, b->pass.v[i], b->pass.l[i]);
@@ -1069,10 +1084,15 @@ static void acl_getuser(srv_acl *acl, const uint8_t *name, size_t nlen,
     cairn_resp_map(out, 6);
     cairn_resp_bulk_cstr(out, "flags");
     bool nopass = b->flags & UF_NOPASS;
-    cairn_resp_set(out, nopass ? 2 : 1);
+    bool skip = b->flags & UF_SKIPSANITIZE, san = b->flags & UF_SANITIZE;
+    cairn_resp_set(out, 1 + nopass + skip + san);
     cairn_resp_bulk_cstr(out, b->flags & UF_ON ? "on" : "off");
     if (nopass)
         cairn_resp_bulk_cstr(out, "nopass");
+    if (skip)
+        cairn_resp_bulk_cstr(out, "skip-sanitize-payload");
+    if (san)
+        cairn_resp_bulk_cstr(out, "sanitize-payload");
     cairn_resp_bulk_cstr(out, "passwords");
     cairn_resp_array(out, b->pass.n);
     for (size_t i = 0; i < b->pass.n; i++)

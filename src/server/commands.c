@@ -268,6 +268,19 @@ static bool check_pass(cmd_ctx *x, const uint8_t *user, size_t ul,
     return srv_client_login(x->c, user, ul, pass, pl);
 }
 
+/* A client name is printable ASCII without spaces (CLIENT SETNAME, HELLO
+ * SETNAME); false after replying Redis's error. */
+static bool client_name_ok(cmd_ctx *x, size_t i)
+{
+    for (size_t j = 0; j < x->argl[i]; j++)
+        if (x->argv[i][j] <= ' ' || x->argv[i][j] > '~') {
+            cairn_resp_error(x->out, "ERR Client names cannot contain spaces, "
+                                     "newlines or special characters.");
+            return false;
+        }
+    return true;
+}
+
 static void c_hello(cmd_ctx *x)
 {
     long long ver = srv_client_proto(x->c);
@@ -284,17 +297,16 @@ static void c_hello(cmd_ctx *x)
             return;
         }
     }
+    /* In Redis 7.0's order: every option parsed, then the credentials
+     * checked, then the name (a bad one is refused with the client left
+     * authenticated but the protocol unchanged), then the protocol. */
+    size_t user = 0, name = 0;
     for (; i < x->argc; i++) {
         if (arg_is(x, i, "AUTH") && i + 2 < x->argc) {
-            if (!check_pass(x, x->argv[i + 1], x->argl[i + 1], x->argv[i + 2],
-                            x->argl[i + 2])) {
-                cairn_resp_error(x->out, "WRONGPASS invalid username-password "
-                                         "pair or user is disabled.");
-                return;
-            }
+            user = i + 1;
             i += 2;
         } else if (arg_is(x, i, "SETNAME") && i + 1 < x->argc) {
-            srv_client_set_name(x->c, x->argv[i + 1], x->argl[i + 1]);
+            name = i + 1;
             i += 1;
         } else {
             cairn_resp_errorf(x->out, "ERR Syntax error in HELLO option '%.*s'",
@@ -302,13 +314,24 @@ static void c_hello(cmd_ctx *x)
             return;
         }
     }
+    if (user && !check_pass(x, x->argv[user], x->argl[user],
+                            x->argv[user + 1], x->argl[user + 1])) {
+        cairn_resp_error(x->out, "WRONGPASS invalid username-password "
+                                 "pair or user is disabled.");
+        return;
+    }
     if (!srv_client_authed(x->c)) {
         cairn_resp_error(x->out, "NOAUTH HELLO must be called with the client "
                                  "already authenticated, otherwise the HELLO "
-                                 "<proto> AUTH <user> <pass> option can be "
-                                 "used to authenticate the client and select "
-                                 "the RESP protocol version at the same time");
+                                 "AUTH <user> <pass> option can be used to "
+                                 "authenticate the client and select the RESP "
+                                 "protocol version at the same time");
         return;
+    }
+    if (name) {
+        if (!client_name_ok(x, name))
+            return;
+        srv_client_set_name(x->c, x->argv[name], x->argl[name]);
     }
     srv_client_set_proto(x->c, (int)ver);
     x->proto = (int)ver;
@@ -508,13 +531,8 @@ static void c_client(cmd_ctx *x)
     if (!strcmp(sub, "id")) {
         cairn_resp_integer(x->out, (long long)srv_client_id(x->c));
     } else if (!strcmp(sub, "setname")) {
-        for (size_t i = 0; i < x->argl[2]; i++)
-            if (x->argv[2][i] <= ' ' || x->argv[2][i] > '~') {
-                cairn_resp_error(x->out, "ERR Client names cannot contain "
-                                         "spaces, newlines or special "
-                                         "characters.");
-                return;
-            }
+        if (!client_name_ok(x, 2))
+            return;
         srv_client_set_name(x->c, x->argv[2], x->argl[2]);
         cairn_resp_simple(x->out, "OK");
     } else if (!strcmp(sub, "getname")) {

@@ -315,9 +315,17 @@ void srv_client_set_proto(client *c, int proto)
     c->proto = proto;
     c->out.proto = proto;
 }
-bool srv_client_authed(const client *c)
+/* Is c logged in? As in Redis, a client that is not counts as logged in
+ * as the default user once that user needs no password (requirepass
+ * cleared at runtime after a RESET or before an AUTH). */
+static bool lazy_login(client *c);
+static inline bool authed(client *c)
 {
-    return c->authed;
+    return c->authed || lazy_login(c);
+}
+bool srv_client_authed(client *c)
+{
+    return authed(c);
 }
 static void client_set_user(client *c, const srv_acl_user *u)
 {
@@ -343,6 +351,14 @@ bool srv_client_login(client *c, const uint8_t *user, size_t ul,
     if (!u)
         return false;
     client_set_user(c, u);
+    c->authed = true;
+    return true;
+}
+static bool lazy_login(client *c)
+{
+    if (!srv_acl_default_nopass(c->s->acl))
+        return false;
+    client_set_user(c, srv_acl_default(c->s->acl));
     c->authed = true;
     return true;
 }
@@ -1258,7 +1274,7 @@ static void client_command(client *c, const cmd_def *d,
         return;
     s->st_cmds++;
     c->ncmds++;
-    if (!c->authed && !(d && (d->flags & CMD_NOAUTH))) {
+    if (!authed(c) && !(d && (d->flags & CMD_NOAUTH))) {
         cairn_resp_error(&c->out, "NOAUTH Authentication required.");
         if (c->in_multi)
             c->multi_err = true;
@@ -1360,7 +1376,7 @@ static void client_command(client *c, const cmd_def *d,
  * else runs on its own, with its errors, once the batch is back). */
 static bool batchable(client *c, const cmd_def *d, const cairn_resp_cmd *cmd)
 {
-    if (c->in_multi || cmd->argc == 0 || !c->authed)
+    if (c->in_multi || cmd->argc == 0 || !authed(c))
         return false;
     if (!d || !(d->flags & CMD_WRITE) ||
         (d->arity > 0 && cmd->argc != (size_t)d->arity) ||
@@ -1505,7 +1521,7 @@ static void client_pass(client *c)
                                        command */
         c->s->cmd_start_us = now_us_mono();
     }
-    if (!c->busy && c->authed && !c->in_multi)
+    if (!c->busy && authed(c) && !c->in_multi)
         read_ahead_gets(c);
     size_t off = 0;
     c->paused = false;

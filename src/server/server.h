@@ -159,7 +159,7 @@ typedef struct cmd_queued {
 uint64_t srv_client_id(const client *c);
 int srv_client_proto(const client *c);
 void srv_client_set_proto(client *c, int proto);
-bool srv_client_authed(const client *c);
+bool srv_client_authed(client *c);
 /* AUTH / HELLO AUTH: log in as user (NULL: "default") if the password
  * fits; true on success (the client then runs as that user). */
 bool srv_client_login(client *c, const uint8_t *user, size_t ul,

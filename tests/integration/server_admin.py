@@ -546,7 +546,7 @@ def t_requirepass():
         eq(c.cmd("SET", "x", "1"), Err(NOAUTH), "unauthenticated set")
         eq(c.cmd("HELLO", "3"),
            Err("NOAUTH HELLO must be called with the client already "
-               "authenticated, otherwise the HELLO <proto> AUTH <user> "
+               "authenticated, otherwise the HELLO AUTH <user> "
                "<pass> option can be used to authenticate the client and "
                "select the RESP protocol version at the same time"),
            "unauthenticated hello")
