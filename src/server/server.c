@@ -183,7 +183,8 @@ struct client {
     char name[128];
     char addr[64];
     uint64_t created_ms, last_ms, ncmds, last_version;
-    const char *last_cmd;
+    const char *last_cmd; /* CLIENT LIST's cmd=: a name, or last_sub */
+    char last_sub[48];    /* "client|list": a container's subcommand */
     const cmd_def *last_def; /* the command it ran last (lookup cache) */
     /* MULTI */
     bool in_multi, multi_err;
@@ -1264,6 +1265,26 @@ static const cmd_def *client_lookup(client *c, const cairn_resp_cmd *cmd)
     return d;
 }
 
+/* CLIENT LIST names a container's subcommand as Redis 7 does
+ * ("client|list"), in lower case; a name too long or not a word is left
+ * as the container's. */
+static void note_subcommand(client *c, const cmd_def *d, const uint8_t *sub,
+                            size_t len)
+{
+    size_t n = strlen(d->name);
+    if (len == 0 || n + 1 + len >= sizeof c->last_sub)
+        return;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum(sub[i]) && sub[i] != '-' && sub[i] != '_')
+            return;
+    memcpy(c->last_sub, d->name, n);
+    c->last_sub[n] = '|';
+    for (size_t i = 0; i < len; i++)
+        c->last_sub[n + 1 + i] = (char)tolower(sub[i]);
+    c->last_sub[n + 1 + len] = '\0';
+    c->last_cmd = c->last_sub;
+}
+
 /* Run one parsed command (its argv points into c->in); d is its entry in
  * the table (NULL: unknown). */
 static void client_command(client *c, const cmd_def *d,
@@ -1287,6 +1308,8 @@ static void client_command(client *c, const cmd_def *d,
         return;
     }
     c->last_cmd = d->name;
+    if ((d->flags & CMD_SUBCMDS) && cmd->argc >= 2)
+        note_subcommand(c, d, cmd->argv[1], cmd->argl[1]);
     if ((d->arity > 0 && cmd->argc != (size_t)d->arity) ||
         (d->arity < 0 && cmd->argc < (size_t)-d->arity)) {
         if (!strcmp(d->name, "exec")) {
