@@ -586,7 +586,9 @@ static void test_setuser_reset_and_keywords(void **state)
     assert_string_equal(line_of(acl, "r"),
                         "user r on #" H_P1 " ~* resetchannels &ch +@all");
     RUN_OK(acl, "SETUSER", "r", "reset");
-    assert_string_equal(line_of(acl, "r"), "user r off resetchannels -@all");
+    /* As Redis 7.0: reset implies sanitize-payload. */
+    assert_string_equal(line_of(acl, "r"),
+                        "user r off sanitize-payload resetchannels -@all");
     const srv_acl_user *u = srv_acl_find(acl, "r");
     assert_int_equal(srv_acl_check_cmd(u, C_GET), -1);
     assert_int_equal(key_ok(u, "k1"), -1);
@@ -595,7 +597,15 @@ static void test_setuser_reset_and_keywords(void **state)
     RUN_OK(acl, "SETUSER", "r", "on", "nopass", "+get", "reset", "on", "+set",
            "~a");
     assert_string_equal(line_of(acl, "r"),
-                        "user r on ~a resetchannels -@all +set");
+                        "user r on sanitize-payload ~a resetchannels -@all "
+                        "+set");
+    /* The two sanitize keywords replace each other. */
+    RUN_OK(acl, "SETUSER", "s", "skip-sanitize-payload", "on");
+    assert_string_equal(line_of(acl, "s"),
+                        "user s on skip-sanitize-payload resetchannels -@all");
+    RUN_OK(acl, "SETUSER", "s", "sanitize-payload", "off");
+    assert_string_equal(line_of(acl, "s"),
+                        "user s off sanitize-payload resetchannels -@all");
     assert_false(auth(acl, "r", ""));
     assert_int_equal(srv_acl_check_cmd(u, C_GET), -1);
     assert_int_equal(srv_acl_check_cmd(u, C_SET), 0);
