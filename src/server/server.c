@@ -316,18 +316,6 @@ void srv_client_set_proto(client *c, int proto)
     c->proto = proto;
     c->out.proto = proto;
 }
-/* Is c logged in? As in Redis, a client that is not counts as logged in
- * as the default user once that user needs no password (requirepass
- * cleared at runtime after a RESET or before an AUTH). */
-static bool lazy_login(client *c);
-static inline bool authed(client *c)
-{
-    return c->authed || lazy_login(c);
-}
-bool srv_client_authed(client *c)
-{
-    return authed(c);
-}
 static void client_set_user(client *c, const srv_acl_user *u)
 {
     if (u)
@@ -355,7 +343,8 @@ bool srv_client_login(client *c, const uint8_t *user, size_t ul,
     c->authed = true;
     return true;
 }
-static bool lazy_login(client *c)
+/* Log c in as the default user if that user needs no password. */
+static bool login_nopass(client *c)
 {
     if (!srv_acl_default_nopass(c->s->acl))
         return false;
@@ -365,13 +354,21 @@ static bool lazy_login(client *c)
 }
 void srv_client_login_default(client *c)
 {
-    if (srv_acl_default_nopass(c->s->acl)) {
-        client_set_user(c, srv_acl_default(c->s->acl));
-        c->authed = true;
-    } else {
+    if (!login_nopass(c)) {
         client_set_user(c, NULL);
         c->authed = false;
     }
+}
+/* Is c logged in? As in Redis, a client that is not counts as logged in
+ * as the default user once that user needs no password (requirepass
+ * cleared at runtime after a RESET or before an AUTH). */
+static inline bool authed(client *c)
+{
+    return c->authed || login_nopass(c);
+}
+bool srv_client_authed(client *c)
+{
+    return authed(c);
 }
 const char *srv_client_user(const client *c)
 {
