@@ -3,7 +3,8 @@
 # the same redis-benchmark flags: SET, GET, INCR, MSET at -P 1 and -P 16;
 # Redis without persistence, with appendfsync everysec and always; Cairn with
 # sync always and interval. Then memory (RSS) after loading 1M keys and the
-# restart time with them, each beside Redis's.
+# restart time with them, each beside Redis's; and, for SET and GET at
+# -P 1, the CPU the server and the client each spent per request.
 #
 #   bench/server.sh [--quick] [--requests N] [--clients N] [--runs R] [--keep]
 #
@@ -75,6 +76,12 @@ start_redis() { # name mode port
   redis-server "${args[@]}" >"$WORK/$1/log" 2>&1 &
   SERVER_PID=$!; PIDS+=("$SERVER_PID"); wait_up "$3"
 }
+start_config() { # config name port: a server as CONFIGS names it
+  case "$1" in
+    cairn-*) start_cairn "$2" "${1#cairn-}" "$3" ;;
+    redis-*) start_redis "$2" "${1#redis-}" "$3" ;;
+  esac
+}
 stop_server() { # port pid
   redis-cli -p "$1" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
   for _ in $(seq 1 1200); do kill -0 "$2" 2>/dev/null || return 0; sleep 0.05; done
@@ -104,13 +111,7 @@ for run in $(seq 1 "$RUNS"); do
   for cfg in "${CONFIGS[@]}"; do
     port=$(free_port)
     echo "server.sh: run $run/$RUNS: $cfg on port $port ($N requests, $C clients)" >&2
-    case "$cfg" in
-      cairn-always) start_cairn "$cfg.r$run" always "$port" ;;
-      cairn-interval) start_cairn "$cfg.r$run" interval "$port" ;;
-      redis-none) start_redis "$cfg.r$run" none "$port" ;;
-      redis-everysec) start_redis "$cfg.r$run" everysec "$port" ;;
-      redis-always) start_redis "$cfg.r$run" always "$port" ;;
-    esac
+    start_config "$cfg" "$cfg.r$run" "$port"
     run_bench "$cfg" "$port" "$run"
     stop_server "$port" "$SERVER_PID"
   done
@@ -126,6 +127,35 @@ for cfg in "${CONFIGS[@]}"; do
       P99["$cfg,$t,$P"]=$(median_of "${q[@]}")
     done
   done
+done
+
+# Where the time goes at -P 1: for SET and GET, one more run per
+# configuration (a fifth of N requests), with the CPU the server and
+# redis-benchmark each used per request and how busy the client was. A
+# client near 100 % busy bounds the rate whatever the server does; a
+# durable server whose client idles is waiting for its disk.
+CLK=$(getconf CLK_TCK)
+declare -A CPU_S CPU_C BUSY_C RPS1
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_run() { # config port test
+  local n=$(( N / 5 )) t0 t1 out
+  t0=$(cpu_ticks "$SERVER_PID")
+  out=$( { TIMEFORMAT='%U %S %R'; time redis-benchmark -p "$2" -c "$C" -n "$n" -d 100 \
+           -r 1000000 -P 1 -t "$3" --csv >"$WORK/$1.cpu.$3.csv" 2>/dev/null; } 2>&1 )
+  t1=$(cpu_ticks "$SERVER_PID")
+  read -r cu cs wall <<<"$out"
+  RPS1["$1,$3"]=$(awk -F, 'NR == 2 {gsub(/"/, "", $2); print $2}' "$WORK/$1.cpu.$3.csv")
+  CPU_S["$1,$3"]=$(python3 -c "print('%.1f' % (($t1 - $t0) / $CLK * 1e6 / $n))")
+  CPU_C["$1,$3"]=$(python3 -c "print('%.1f' % (($cu + $cs) * 1e6 / $n))")
+  BUSY_C["$1,$3"]=$(python3 -c "print('%.0f' % (100 * ($cu + $cs) / $wall) if $wall > 0 else '?')")
+}
+for cfg in "${CONFIGS[@]}"; do
+  port=$(free_port)
+  echo "server.sh: CPU per request: $cfg on port $port" >&2
+  start_config "$cfg" "$cfg.cpu" "$port"
+  cpu_run "$cfg" "$port" set
+  cpu_run "$cfg" "$port" get
+  stop_server "$port" "$SERVER_PID"
 done
 
 # Memory and restart time with LOADKEYS keys (Cairn sync always vs Redis
@@ -188,6 +218,15 @@ target() { # label cfg-a cfg-b test
 target "GET vs redis-none (target >= 1.0x)" cairn-always redis-none GET
 target "SET always vs redis always (target >= 1.0x)" cairn-always redis-always SET
 target "SET always vs redis everysec (target >= 0.8x)" cairn-always redis-everysec SET
+echo
+echo "CPU per request at -P 1 (one run of $(( N / 5 )) requests each): requests/s, server CPU us/request, redis-benchmark CPU us/request (its busy %)"
+printf '%-6s %-15s %12s %12s %18s\n' test config requests/s 'server us' 'client us (busy)'
+for t in set get; do
+  for cfg in "${CONFIGS[@]}"; do
+    printf '%-6s %-15s %12s %12s %18s\n' "${t^^}" "$cfg" "${RPS1[$cfg,$t]:-?}" \
+      "${CPU_S[$cfg,$t]:-?}" "${CPU_C[$cfg,$t]:-?} (${BUSY_C[$cfg,$t]:-?} %)"
+  done
+done
 echo
 echo "$LOADKEYS keys of 100 bytes (durable: cairn sync always, redis appendfsync always):"
 echo "  RSS after loading:  cairn $(( ${MEM[cairn-always]:-0} / 1024 )) MiB, redis $(( ${MEM[redis-always]:-0} / 1024 )) MiB ($(ratio "${MEM[cairn-always]:-}" "${MEM[redis-always]:-}"))"
