@@ -386,8 +386,24 @@ static void c_quit(cmd_ctx *x)
     srv_client_close_after_reply(x->c);
 }
 
+static void c_monitor(cmd_ctx *x)
+{
+    if (x->txn) { /* queued in MULTI, run by EXEC: refused, as in Redis */
+        cairn_resp_error(x->out,
+                         "ERR MONITOR isn't allowed for DENY BLOCKING client");
+        return;
+    }
+    int rc = srv_client_monitor(x->c);
+    if (rc < 0)
+        cmd_reply_engine_error(x->out, rc);
+    else if (rc == 0)
+        cairn_resp_simple(x->out, "OK");
+    /* Monitoring already: no reply at all, as Redis. */
+}
+
 static void c_reset(cmd_ctx *x)
 {
+    srv_client_unmonitor(x->c);
     srv_client_discard(x->c);
     srv_client_unwatch(x->c);
     srv_client_set_proto(x->c, 2);
@@ -2626,6 +2642,9 @@ static const cmd_def TABLE[] = {
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_FAST|SRV_ACL_CAT_DANGEROUS, "The time of the last checkpoint."},
     {"mget", -2, 0, c_mget, 1, -1, 1,
      SRV_ACL_CAT_READ|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Returns several string values."},
+    {"monitor", 1, CMD_LOOP | CMD_MULTIOK, c_monitor, 0, 0, 0,
+     SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
+     "Streams back every command the server processes, as Redis does."},
     {"mset", -3, CMD_WRITE | CMD_BLIND, c_mset, 1, -1, 2,
      SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW, "Sets several keys atomically."},
     {"msetnx", -3, CMD_WRITE, c_msetnx, 1, -1, 2,

@@ -17,6 +17,11 @@
  *   - Shutdown: stop accepting, let the jobs in flight finish, close the
  *     clients, stop the committers; the caller then closes the database
  *     (which flushes).
+ *   - MONITOR: a command is fed to the monitors (s->monitors, loop thread
+ *     only) once it passed every check Redis makes before running one,
+ *     after it ran inline or was handed to a batch or committer; EXEC's
+ *     commands when its job is back. Feeds are flushed once per loop pass
+ *     (mon_check); a monitor past the output limit is closed.
  *   - A session (srv_session_*) has no loop and no sockets: the thread
  *     that feeds it plays the loop thread, waits on d_cv for its jobs, and
  *     its one client's replies go to the caller's buffer.
@@ -41,6 +46,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -176,6 +182,8 @@ struct client {
     cairn_resp_buf out;
     int proto;
     bool authed, busy, close_after, closed;
+    bool monitor;   /* MONITOR: every command processed is fed to it */
+    char exec_word[5]; /* its EXEC as spelt, fed to monitors when done */
     bool eof;       /* the peer half-closed: close once all is answered */
     bool paused;    /* input left unparsed until replies drain (OUT_PAUSE) */
     int refs;
@@ -253,6 +261,12 @@ struct server {
     struct slow_entry *slow;
     size_t slow_cap, slow_n, slow_head; /* head: index of the newest */
     uint64_t slow_next_id;
+    /* MONITOR clients (loop thread), flushed once per loop pass by
+     * mon_check while there are any */
+    client **monitors;
+    size_t nmon, capmon;
+    uv_check_t mon_check;
+    const cmd_def *exec_def; /* EXEC's entry, to know it without a strcmp */
     /* stats */
     uint64_t st_conns, st_rejected, st_cmds, st_proto_errors, st_dropped;
     uint64_t st_noperm, st_tls_conns, st_tls_errors;
@@ -430,7 +444,7 @@ static void client_line(const client *c, cairn_resp_buf *tmp, uint64_t now)
                      c->id, c->addr, c->s->cfg.bind,
                      c->tls ? c->s->cfg.tls_port : c->s->cfg.port, c->name,
                      (now - c->created_ms) / 1000, (now - c->last_ms) / 1000,
-                     c->in_multi ? "x" : "N",
+                     c->monitor ? "O" : c->in_multi ? "x" : "N",
                      c->in_multi ? (long)c->nmq : -1L, c->nw, c->inlen,
                      c->out.len, c->out_pending, c->incap + c->out.cap,
                      c->last_cmd ? c->last_cmd : "NULL",
@@ -1168,6 +1182,7 @@ static void client_close(client *c)
         return;
     c->closed = true;
     server *s = c->s;
+    srv_client_unmonitor(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -1192,6 +1207,198 @@ static void reply_arity(client *c, const uint8_t *name, size_t len)
     lower[n] = '\0';
     cairn_resp_errorf(&c->out,
                       "ERR wrong number of arguments for '%s' command", lower);
+}
+
+/* ---------- MONITOR ---------- */
+
+/* Flush every monitor's feed: once per loop pass (a check handle, active
+ * while there are monitors), not a write per command fed. */
+static void monitor_flush_all(uv_check_t *h)
+{
+    server *s = h->data;
+    for (size_t i = s->nmon; i > 0; i--) /* a failed write removes one */
+        client_flush(s->monitors[i - 1]);
+}
+
+int srv_client_monitor(client *c)
+{
+    server *s = c->s;
+    if (c->monitor)
+        return 1;
+    if (s->nmon == s->capmon) {
+        size_t n = s->capmon ? s->capmon * 2 : 4;
+        client **m = realloc(s->monitors, n * sizeof *m);
+        if (!m)
+            return CAIRN_ENOMEM;
+        s->monitors = m;
+        s->capmon = n;
+    }
+    s->monitors[s->nmon++] = c;
+    c->monitor = true;
+    if (s->nmon == 1 && !s->session)
+        uv_check_start(&s->mon_check, monitor_flush_all);
+    return 0;
+}
+
+void srv_client_unmonitor(client *c)
+{
+    server *s = c->s;
+    if (!c->monitor)
+        return;
+    c->monitor = false;
+    for (size_t i = 0; i < s->nmon; i++)
+        if (s->monitors[i] == c) {
+            s->monitors[i] = s->monitors[--s->nmon];
+            break;
+        }
+    if (s->nmon == 0 && !s->session)
+        uv_check_stop(&s->mon_check);
+}
+
+/* Commands Redis 7.0 keeps out of the feed (its "admin" flag): the
+ * administrator's own, some with secrets in their arguments. */
+static bool monitor_hidden(const cmd_def *d, size_t argc,
+                           const uint8_t *const *argv, const size_t *argl)
+{
+    static const char *const hidden[] = {
+        "bgsave", "monitor", "save", "shutdown",
+        "acl|deluser", "acl|dryrun", "acl|getuser", "acl|list", "acl|load",
+        "acl|log", "acl|save", "acl|setuser", "acl|users",
+        "client|kill", "client|list", "client|no-evict", "client|pause",
+        "client|unblock", "client|unpause",
+        "config|get", "config|resetstat", "config|rewrite", "config|set",
+        "slowlog|get", "slowlog|len", "slowlog|reset"};
+    char name[48]; /* "container|sub", lower case */
+    size_t n = strlen(d->name);
+    memcpy(name, d->name, n + 1);
+    if ((d->flags & CMD_SUBCMDS) && argc >= 2 &&
+        n + 1 + argl[1] < sizeof name) {
+        name[n++] = '|';
+        for (size_t i = 0; i < argl[1]; i++)
+            name[n++] = (char)tolower(argv[1][i]);
+        name[n] = '\0';
+    }
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
+        if (!strcmp(name, hidden[i]))
+            return true;
+    return false;
+}
+
+/* Append a quoted argument as Redis shows it (its sdscatrepr): printable
+ * bytes as they are, \\ \" \n \r \t \a \b escaped, others \xHH. */
+static void monitor_repr(cairn_resp_buf *b, const uint8_t *p, size_t n)
+{
+    cairn_resp_raw(b, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t ch = p[i];
+        const char *esc = NULL;
+        char hex[5];
+        switch (ch) {
+        case '\\': esc = "\\\\"; break;
+        case '"': esc = "\\\""; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '\a': esc = "\\a"; break;
+        case '\b': esc = "\\b"; break;
+        default:
+            if (ch >= 0x20 && ch < 0x7f)
+                continue; /* printable: part of the run */
+            snprintf(hex, sizeof hex, "\\x%02x", ch);
+            esc = hex;
+        }
+        if (i > run)
+            cairn_resp_raw(b, p + run, i - run);
+        cairn_resp_raw(b, esc, strlen(esc));
+        run = i + 1;
+    }
+    if (n > run)
+        cairn_resp_raw(b, p + run, n - run);
+    cairn_resp_raw(b, "\"", 1);
+}
+
+/* Did the reply written from mark on refuse the command the way Redis
+ * refuses a container's unknown subcommand or wrong argument count, before
+ * running it? */
+static bool reply_is_refusal(const cairn_resp_buf *b, size_t mark)
+{
+    static const char *const refusals[] = {"-ERR unknown subcommand",
+                                           "-ERR wrong number of arguments"};
+    for (size_t i = 0; i < sizeof refusals / sizeof refusals[0]; i++) {
+        size_t n = strlen(refusals[i]);
+        if (b->len >= mark + n && !memcmp(b->p + mark, refusals[i], n))
+            return true;
+    }
+    return false;
+}
+
+/* Feed one command c had processed to every monitor, as Redis does: a
+ * status line "+<unix s>.<us> [0 <addr>] "arg" ...". AUTH's arguments and
+ * HELLO's AUTH username and password read (redacted). A monitor whose
+ * unsent feed passes the output buffer limit is dropped. */
+static void monitor_feed(server *s, client *c, const cmd_def *d, size_t argc,
+                         const uint8_t *const *argv, const size_t *argl)
+{
+    if (monitor_hidden(d, argc, argv, argl))
+        return;
+    static const uint8_t redacted[] = "(redacted)";
+    cairn_resp_buf line;
+    cairn_resp_init(&line, 2);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    char head[128];
+    int hn = snprintf(head, sizeof head, "+%ld.%06ld [0 %s]", (long)tv.tv_sec,
+                      (long)tv.tv_usec, c->addr);
+    cairn_resp_raw(&line, head, hn > 0 && (size_t)hn < sizeof head ? (size_t)hn
+                                                                   : 0);
+    /* HELLO's options are read as Redis reads them (AUTH takes two
+     * arguments, SETNAME one), but on past any it would refuse, so that a
+     * password after a bad option is hidden too. */
+    bool auth = !strcmp(d->name, "auth"), hello = !strcmp(d->name, "hello");
+    size_t next_opt = 2, hide_to = 0;
+    for (size_t i = 0; i < argc; i++) {
+        bool hide = auth ? i >= 1 : i < hide_to;
+        if (hello && i == next_opt) {
+            if (argl[i] == 4 && !strncasecmp((const char *)argv[i], "auth", 4) &&
+                i + 2 < argc)
+                hide_to = next_opt = i + 3;
+            else if (argl[i] == 7 &&
+                     !strncasecmp((const char *)argv[i], "setname", 7) &&
+                     i + 1 < argc)
+                next_opt = i + 2;
+            else
+                next_opt = i + 1;
+        }
+        cairn_resp_raw(&line, " ", 1);
+        if (hide)
+            monitor_repr(&line, redacted, sizeof redacted - 1);
+        else
+            monitor_repr(&line, argv[i], argl[i]);
+    }
+    cairn_resp_raw(&line, "\r\n", 2);
+    for (size_t i = s->nmon; i > 0; i--) {
+        client *m = s->monitors[i - 1];
+        if (m->close_after)
+            continue; /* QUIT and the like: its last reply is sent */
+        if (line.oom) {
+            m->out.oom = true; /* dropped at its flush */
+            continue;
+        }
+        cairn_resp_raw(&m->out, line.p, line.len);
+        if (m->out.len + m->out_pending > s->cfg.max_output) {
+            srv_log("warning",
+                    "client %" PRIu64 " (%s) dropped: %zu bytes of MONITOR "
+                    "output unread (client-output-buffer-limit %zu)",
+                    m->id, m->addr, m->out.len + m->out_pending,
+                    s->cfg.max_output);
+            s->st_dropped++;
+            client_close(m); /* leaves the monitors: i - 1 is done */
+        } else if (s->session) {
+            client_flush(m);
+        }
+    }
+    cairn_resp_free(&line);
 }
 
 static void reply_unknown(client *c, const cairn_resp_cmd *cmd)
@@ -1329,6 +1536,14 @@ static void client_command(client *c, const cmd_def *d,
             c->multi_err = true;
         return;
     }
+    if (c->monitor && (d->cats & (SRV_ACL_CAT_READ | SRV_ACL_CAT_WRITE))) {
+        /* As Redis, which counts a monitor among its replicas. */
+        cairn_resp_error(&c->out,
+                         "ERR Replica can't interact with the keyspace");
+        if (c->in_multi)
+            c->multi_err = true;
+        return;
+    }
     if (c->in_multi && !(d->flags & CMD_NOMULTI)) {
         if ((d->flags & CMD_LOOP) && !(d->flags & CMD_MULTIOK)) {
             cairn_resp_errorf(&c->out, "ERR Command '%s' is not allowed inside "
@@ -1376,12 +1591,24 @@ static void client_command(client *c, const cmd_def *d,
         cairn_resp_init(&j->out, c->proto);
         client_wait_job(c, j);
         submit(s, j);
+        if (s->nmon)
+            monitor_feed(s, c, d, cmd->argc, cmd->argv, cmd->argl);
         return;
     }
     cmd_ctx x = {.srv = s, .db = s->db, .c = c, .proto = c->proto,
                  .argc = cmd->argc, .argv = cmd->argv, .argl = cmd->argl,
                  .out = &c->out, .now_ms = s->now_ms};
+    size_t mark = c->out.len;
+    if (d == s->exec_def && cmd->argl[0] == 4)
+        memcpy(c->exec_word, cmd->argv[0], 4);
     d->fn(&x);
+    /* Fed after it ran, as in Redis (a monitor's own command: its reply
+     * first). A container's unknown subcommand or wrong argument count
+     * is refused before running in Redis: not fed. An EXEC that started
+     * its job is fed with its commands when the job is done. */
+    if (s->nmon && !(c->busy && d == s->exec_def) &&
+        !((d->flags & CMD_SUBCMDS) && reply_is_refusal(&c->out, mark)))
+        monitor_feed(s, c, d, cmd->argc, cmd->argv, cmd->argl);
     /* One clock read per command: it ended now, and began when the one
      * before it ended (or the input pass began). */
     uint64_t t1 = now_us_mono();
@@ -1396,7 +1623,7 @@ static void client_command(client *c, const cmd_def *d,
  * else runs on its own, with its errors, once the batch is back). */
 static bool batchable(client *c, const cmd_def *d, const cairn_resp_cmd *cmd)
 {
-    if (c->in_multi || cmd->argc == 0 || !authed(c))
+    if (c->in_multi || c->monitor || cmd->argc == 0 || !authed(c))
         return false;
     if (!d || !(d->flags & CMD_WRITE) ||
         (d->arity > 0 && cmd->argc != (size_t)d->arity) ||
@@ -1583,6 +1810,8 @@ static void client_pass(client *c)
                     client_close(c);
                     return;
                 }
+                if (c->s->nmon)
+                    monitor_feed(c->s, c, d, cmd.argc, cmd.argv, cmd.argl);
                 off += used;
                 if (c->batch->ncmds == BATCH_MAX_CMDS ||
                     c->batch_bytes >= BATCH_MAX_BYTES)
@@ -1825,6 +2054,25 @@ static void on_connection(uv_stream_t *l, int status)
 
 /* ---------- completions, timer, signals ---------- */
 
+/* EXEC's job is done: its commands, as they ran, then EXEC itself, to the
+ * monitors (Redis feeds each queued command when EXEC runs it, EXEC last).
+ * A transaction a watched key aborted ran none; one refused by the rules
+ * since they were queued (NOPERM) did not run. */
+static void monitor_feed_exec(server *s, client *c, const job *j)
+{
+    bool aborted = (j->out.len == 5 && !memcmp(j->out.p, "*-1\r\n", 5)) ||
+                   (j->out.len == 3 && !memcmp(j->out.p, "_\r\n", 3));
+    for (size_t i = 0; !aborted && i < j->ncmds; i++) {
+        const cmd_queued *q = &j->cmds[i];
+        if (!q->denied)
+            monitor_feed(s, c, q->def, q->argc, q->argv, q->argl);
+    }
+    const uint8_t *argv[1] = {(const uint8_t *)c->exec_word};
+    size_t argl[1] = {4};
+    if (s->exec_def)
+        monitor_feed(s, c, s->exec_def, 1, argv, argl);
+}
+
 /* Take the finished jobs back (loop thread, or a session's caller). */
 static void done_drain(server *s)
 {
@@ -1868,6 +2116,8 @@ static void done_drain(server *s)
             }
             if (!c->closed && j->out.len)
                 cairn_resp_raw(&c->out, j->out.p, j->out.len);
+            if (j->kind == JOB_EXEC && s->nmon)
+                monitor_feed_exec(s, c, j);
             if (!c->closed)
                 client_process(c);
             client_unref(c);
@@ -1896,6 +2146,7 @@ static void close_handles(server *s)
     srv_metrics_stop(s->metrics);
     s->metrics = NULL;
     uv_close((uv_handle_t *)&s->timer, NULL);
+    uv_close((uv_handle_t *)&s->mon_check, NULL);
     /* Commits finishing from now on find the handle gone (job_done). */
     pthread_mutex_lock(&s->d_mu);
     s->done_closed = true;
@@ -2424,6 +2675,7 @@ static int server_setup(server *s, const srv_config *cfg)
     if (srv_config_copy(&s->cfg, cfg) != 0)
         return -1;
     s->start_ms = mono_ms();
+    s->exec_def = cmd_lookup((const uint8_t *)"exec", 4);
     /* Access control: the command table, requirepass, the config's users. */
     s->acl = srv_acl_new();
     size_t ncmd;
@@ -2502,6 +2754,7 @@ static void server_free(server *s)
     for (int i = 0; i < KEY_STRIPES; i++)
         pthread_mutex_destroy(&s->key_locks[i]);
     slowlog_reset(s);
+    free(s->monitors);
     srv_acl_free(s->acl);
     srv_tls_ctx_free(s->tls_ctx);
     srv_config_free(&s->cfg);
@@ -2622,6 +2875,8 @@ int srv_run(const srv_config *cfg)
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_timer_init(&s->loop, &s->timer);
+    uv_check_init(&s->loop, &s->mon_check);
+    s->mon_check.data = s;
     s->timer.data = s;
     uv_timer_start(&s->timer, on_timer, 10, 10);
 

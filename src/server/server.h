@@ -217,6 +217,11 @@ void srv_client_discard(client *c);
 int srv_client_watch(client *c, const uint8_t *key, size_t klen,
                      uint64_t version);
 void srv_client_unwatch(client *c);
+/* MONITOR (loop thread): from now on every command the server processes
+ * is fed to c, until RESET or it closes. 0; 1 if c was monitoring
+ * already; CAIRN_ENOMEM. */
+int srv_client_monitor(client *c);
+void srv_client_unmonitor(client *c);
 /* Queue EXEC's job; the reply comes when it is done. */
 void srv_client_exec(client *c);
 

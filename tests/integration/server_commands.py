@@ -12,7 +12,7 @@ import time
 
 import redis
 
-from server_util import BUILD, Server, run_tests
+from server_util import BUILD, RespSocket, Server, run_tests
 
 
 def client(srv, **kw):
@@ -473,6 +473,131 @@ def t_client_cmds():
     assert c.config_get("port") == {"port": str(SRV.port)}
     t = c.time()
     assert abs(t[0] - time.time()) < 5
+
+
+class FeedReader(RespSocket):
+    """A MONITOR connection: reads the status lines it is fed."""
+
+    def line(self):
+        return self._line()
+
+    def feed(self, n):
+        """The next n fed commands, each as its arguments after the
+        timestamp and the [db addr] part, checked for shape."""
+        out = []
+        for _ in range(n):
+            ln = self.line().decode("latin1")
+            assert ln.startswith("+"), ln
+            ts, rest = ln[1:].split(" ", 1)
+            secs, micros = ts.split(".")
+            assert abs(int(secs) - time.time()) < 60 and len(micros) == 6, ln
+            assert rest.startswith("[0 127.0.0.1:"), ln
+            out.append(rest.split("] ", 1)[1])
+        return out
+
+
+def t_monitor():
+    """MONITOR feeds every command processed, as Redis 7.0 shows it:
+    arguments quoted and escaped, AUTH and HELLO AUTH redacted, admin
+    commands (CONFIG, CLIENT LIST, SLOWLOG, SAVE...) and refused ones
+    left out, a transaction's commands when EXEC runs them, EXEC last;
+    RESET ends it; a monitor cannot touch keys; a monitor that does not
+    read is dropped at the output limit."""
+    m = FeedReader(SRV.port)
+    m.send(["MONITOR"])
+    assert m.line() == b"+OK"
+    c = r()
+    c.set("mon:k", b'a"b\\c\n\x01\xff')
+    assert c.get("mon:k") == b'a"b\\c\n\x01\xff'
+    expect_error(lambda: c.execute_command("AUTH", "secret"), "AUTH")
+    c.execute_command("HELLO", "2", "AUTH", "default", "secret")
+    c.config_get("port")
+    c.execute_command("CLIENT", "LIST")
+    c.execute_command("SLOWLOG", "LEN")
+    expect_error(lambda: c.execute_command("CLIENT", "NOSUCH"), "unknown")
+    expect_error(lambda: c.execute_command("NOSUCH", "x"), "unknown command")
+    expect_error(lambda: c.execute_command("GET"), "wrong number")
+    c.client_setname("watcher")
+    p = c.pipeline(transaction=False)
+    for i in range(3):
+        p.set("mon:p%d" % i, i)
+    p.execute()
+    p = c.pipeline(transaction=True)
+    p.set("mon:t", 1)
+    p.incr("mon:t")
+    assert p.execute() == [True, 2]
+    # A watched key changed: the queued INCR did not run, EXEC did
+    w = RespSocket(SRV.port)
+    w.send(["WATCH", "mon:t"])
+    assert w._line() == b"+OK"
+    c.set("mon:t", 5)
+    w.send(["MULTI"], ["INCR", "mon:t"], ["EXEC"])
+    assert [w._line() for _ in range(3)] == [b"+OK", b"+QUEUED", b"*-1"]
+    c.execute_command("ACL", "WHOAMI")
+    fed = m.feed(17)
+    assert fed == [
+        r'"SET" "mon:k" "a\"b\\c\n\x01\xff"',
+        '"GET" "mon:k"',
+        '"AUTH" "(redacted)"',
+        '"HELLO" "2" "AUTH" "(redacted)" "(redacted)"',
+        '"CLIENT" "SETNAME" "watcher"',
+        '"SET" "mon:p0" "0"', '"SET" "mon:p1" "1"', '"SET" "mon:p2" "2"',
+        '"MULTI"', '"SET" "mon:t" "1"', '"INCRBY" "mon:t" "1"', '"EXEC"',
+        '"WATCH" "mon:t"', '"SET" "mon:t" "5"', '"MULTI"', '"EXEC"',
+        '"ACL" "WHOAMI"'], fed
+    # The monitor itself: no keys; its own commands come after their replies
+    m.send(["GET", "mon:k"])
+    assert m.line() == b"-ERR Replica can't interact with the keyspace"
+    m.send(["PING"])
+    assert m.line() == b"+PONG"
+    assert m.feed(1) == ['"PING"']
+    listed = c.execute_command("CLIENT", "LIST").decode()
+    assert " flags=O " in listed and " cmd=ping " in listed, listed
+    m.send(["MONITOR"])  # again: no reply, still monitoring
+    c.echo("after")
+    assert m.feed(1) == ['"ECHO" "after"']
+    # MONITOR queued in MULTI is refused when EXEC runs it (and not fed)
+    e = RespSocket(SRV.port)
+    e.send(["MULTI"], ["MONITOR"], ["EXEC"])
+    assert [e._line() for _ in range(4)] == [
+        b"+OK", b"+QUEUED", b"*1",
+        b"-ERR MONITOR isn't allowed for DENY BLOCKING client"]
+    assert m.feed(2) == ['"MULTI"', '"EXEC"']
+    m.send(["RESET"])
+    assert m.line() == b"+RESET"
+    c.set("mon:after-reset", 1)
+    m.send(["PING"])
+    assert m.line() == b"+PONG"  # nothing was fed since RESET
+    assert " flags=O " not in c.execute_command("CLIENT", "LIST").decode()
+    # redis-py's own monitor parses the feed
+    with r().monitor() as mon:
+        c.set("mon:py", "v")
+        cmd = mon.next_command()
+        assert cmd["command"] == "SET mon:py v" and cmd["db"] == 0, cmd
+    # A monitor that never reads is dropped at the output limit
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", SRV.port))
+    slow.sendall(b"MONITOR\r\n")
+    time.sleep(0.2)
+    dropped = c.info("stats")["dropped_clients"]
+    c.config_set("client-output-buffer-limit", "1mb")
+    try:
+        # about 13 MB fed: more than the socket buffers hold and the limit
+        p = c.pipeline(transaction=False)
+        for i in range(50000):
+            p.set("mon:bulk%d" % (i % 100), "x" * 200)
+        p.execute()
+        deadline = time.time() + 10
+        while (" flags=O " in c.execute_command("CLIENT", "LIST").decode()
+               and time.time() < deadline):
+            time.sleep(0.05)
+        assert " flags=O " not in c.execute_command("CLIENT", "LIST").decode()
+        assert c.info("stats")["dropped_clients"] == dropped + 1
+    finally:
+        c.config_set("client-output-buffer-limit", str(1 << 30))
+        slow.close()
+    assert c.ping()
 
 
 def t_redis_cli():
