@@ -1246,6 +1246,12 @@ static const cairn_resp_sub SUBS[] = {
     {"list", 2},     {"whoami", 2},  {"cat", -2},     {"help", 2},
 };
 
+const cairn_resp_sub *srv_acl_subcommands(size_t *n)
+{
+    *n = sizeof SUBS / sizeof SUBS[0];
+    return SUBS;
+}
+
 void srv_acl_command(srv_acl *acl, const char *whoami, size_t argc,
                      const uint8_t *const *argv, const size_t *argl,
                      cairn_resp_buf *out)

@@ -173,6 +173,9 @@ bool srv_acl_glob_match(const uint8_t *pat, size_t patlen, const uint8_t *s,
 char **srv_acl_list(const srv_acl *acl, size_t *n);
 void srv_acl_list_free(char **lines, size_t n);
 
+/* ACL's subcommands, their names and arities (COMMAND LIST). */
+const cairn_resp_sub *srv_acl_subcommands(size_t *n);
+
 /* The ACL command. argv[0] is "ACL" itself, argv[1] the subcommand
  * (case-insensitive): SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT,
  * HELP. whoami is the calling client's user name (NULL: WHOAMI replies a

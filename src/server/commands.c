@@ -2858,8 +2858,158 @@ static void command_doc(cmd_ctx *x, const cmd_def *d)
 }
 
 static const cairn_resp_sub COMMAND_SUBS[] = {
-    {"count", 2}, {"docs", -2}, {"info", -2}, {"help", 2},
+    {"count", 2},   {"docs", -2},    {"info", -2},
+    {"list", -2},   {"getkeys", -4}, {"help", 2},
 };
+
+/* A container's subcommands (names and arities); NULL for a command that
+ * has none. */
+static const cairn_resp_sub *subcommands(const cmd_def *d, size_t *n)
+{
+    *n = 0;
+    if (!(d->flags & CMD_SUBCMDS))
+        return NULL;
+    if (!strcmp(d->name, "acl"))
+        return srv_acl_subcommands(n);
+    if (!strcmp(d->name, "slowlog"))
+        return srv_slowlog_subcommands(n);
+    const cairn_resp_sub *subs = NULL;
+    if (!strcmp(d->name, "client")) {
+        subs = CLIENT_SUBS;
+        *n = sizeof CLIENT_SUBS / sizeof CLIENT_SUBS[0];
+    } else if (!strcmp(d->name, "command")) {
+        subs = COMMAND_SUBS;
+        *n = sizeof COMMAND_SUBS / sizeof COMMAND_SUBS[0];
+    } else if (!strcmp(d->name, "config")) {
+        subs = CONFIG_SUBS;
+        *n = sizeof CONFIG_SUBS / sizeof CONFIG_SUBS[0];
+    }
+    return subs;
+}
+
+/* COMMAND LIST's filter, as Redis 7 reads it: none, FILTERBY MODULE name
+ * (ts.* belong to "timeseries", as RedisTimeSeries names its module),
+ * ACLCAT category (a subcommand counts in its container's categories, as
+ * Cairn's ACL rules apply them) or PATTERN glob (case-insensitive, over
+ * full names: "config|get"). */
+typedef struct list_filter {
+    enum { LF_NONE, LF_MODULE, LF_ACLCAT, LF_PATTERN } kind;
+    const uint8_t *arg;
+    size_t len;
+    unsigned cat;
+} list_filter;
+
+static bool list_match(const list_filter *f, const cmd_def *d,
+                       const char *full)
+{
+    switch (f->kind) {
+    case LF_MODULE:
+        return !strncmp(d->name, "ts.", 3) && f->len == 10 &&
+               !strncasecmp((const char *)f->arg, "timeseries", 10);
+    case LF_ACLCAT:
+        return (d->cats & f->cat) != 0;
+    case LF_PATTERN:
+        return srv_acl_glob_match(f->arg, f->len, (const uint8_t *)full,
+                                  strlen(full));
+    default:
+        return true;
+    }
+}
+
+/* Every command and subcommand the filter takes, by full name; emit:
+ * append them to out, else count them. */
+static size_t list_commands(const list_filter *f, cairn_resp_buf *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < NCMDS; i++) {
+        const cmd_def *d = &TABLE[i];
+        size_t ns;
+        const cairn_resp_sub *subs = subcommands(d, &ns);
+        for (size_t j = 0; j <= ns; j++) { /* the command, then its subs */
+            char full[64];
+            if (j == 0)
+                snprintf(full, sizeof full, "%s", d->name);
+            else
+                snprintf(full, sizeof full, "%s|%s", d->name,
+                         subs[j - 1].name);
+            if (!list_match(f, d, full))
+                continue;
+            n++;
+            if (out)
+                cairn_resp_bulk_cstr(out, full);
+        }
+    }
+    return n;
+}
+
+static void command_list(cmd_ctx *x)
+{
+    list_filter f = {.kind = LF_NONE};
+    if (x->argc == 5 && arg_is(x, 2, "FILTERBY")) {
+        f.arg = x->argv[4];
+        f.len = x->argl[4];
+        if (arg_is(x, 3, "MODULE")) {
+            f.kind = LF_MODULE;
+        } else if (arg_is(x, 3, "ACLCAT")) {
+            char cat[32];
+            size_t n = f.len < sizeof cat - 1 ? f.len : sizeof cat - 1;
+            memcpy(cat, f.arg, n);
+            cat[n] = '\0';
+            f.kind = LF_ACLCAT;
+            f.cat = n == f.len ? srv_acl_category_flag(cat, n) : 0;
+        } else if (arg_is(x, 3, "PATTERN")) {
+            f.kind = LF_PATTERN;
+        }
+    }
+    if (x->argc != 2 && f.kind == LF_NONE) {
+        cairn_resp_error(x->out, "ERR syntax error");
+        return;
+    }
+    uint8_t *lower = NULL;
+    if (f.kind == LF_PATTERN) { /* names are lower case: match without case */
+        lower = malloc(f.len ? f.len : 1);
+        if (!lower) {
+            cmd_reply_engine_error(x->out, CAIRN_ENOMEM);
+            return;
+        }
+        for (size_t i = 0; i < f.len; i++)
+            lower[i] = (uint8_t)tolower(f.arg[i]);
+        f.arg = lower;
+    }
+    cairn_resp_array(x->out, (long long)list_commands(&f, NULL));
+    list_commands(&f, x->out);
+    free(lower);
+}
+
+/* COMMAND GETKEYS cmd arg...: the keys cmd would touch, by its key
+ * positions (first, last, step), with Redis 7's errors in its order. */
+static void command_getkeys(cmd_ctx *x)
+{
+    const cmd_def *d = cmd_lookup(x->argv[2], x->argl[2]);
+    size_t argc = x->argc - 2;
+    if (!d) {
+        cairn_resp_error(x->out, "ERR Invalid command specified");
+        return;
+    }
+    if (d->first == 0) {
+        cairn_resp_error(x->out, "ERR The command has no key arguments");
+        return;
+    }
+    if ((d->arity > 0 && argc != (size_t)d->arity) ||
+        (d->arity < 0 && argc < (size_t)-d->arity)) {
+        cairn_resp_error(x->out,
+                         "ERR Invalid number of arguments specified for "
+                         "command");
+        return;
+    }
+    long last = d->last < 0 ? (long)argc + d->last : d->last;
+    size_t n = 0;
+    for (long i = d->first; i <= last && (size_t)i < argc; i += d->step)
+        n++;
+    cairn_resp_array(x->out, (long long)n);
+    for (long i = d->first; i <= last && (size_t)i < argc; i += d->step)
+        cairn_resp_bulk(x->out, x->argv[2 + i], x->argl[2 + i]);
+}
 
 static void c_command(cmd_ctx *x)
 {
@@ -2874,6 +3024,34 @@ static void c_command(cmd_ctx *x)
             command_info(x, &TABLE[i]);
     } else if (arg_is(x, 1, "COUNT") && x->argc == 2) {
         cairn_resp_integer(x->out, (long long)NCMDS);
+    } else if (arg_is(x, 1, "LIST")) {
+        command_list(x);
+    } else if (arg_is(x, 1, "GETKEYS")) {
+        command_getkeys(x);
+    } else if (arg_is(x, 1, "HELP")) {
+        static const char *const help[] = {
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)",
+            "    Return details about all commands.",
+            "COUNT",
+            "    Return the total number of commands in this server.",
+            "LIST [FILTERBY (MODULE <name>|ACLCAT <category>|PATTERN "
+            "<pattern>)]",
+            "    Return a list of all commands (and subcommands) in this "
+            "server.",
+            "INFO [<command-name> ...]",
+            "    Return details about multiple commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation details about multiple commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "GETKEYS <full-command>",
+            "    Return the keys from a full command.",
+            "HELP",
+            "    Print this help."};
+        cmd_reply_help(x->out, help, sizeof help / sizeof help[0]);
     } else if (arg_is(x, 1, "INFO")) {
         if (x->argc == 2) {
             cairn_resp_array(x->out, (long long)NCMDS);

@@ -847,6 +847,12 @@ static const cairn_resp_sub SLOWLOG_SUBS[] = {
     {"get", -2}, {"len", 2}, {"reset", 2}, {"help", 2},
 };
 
+const cairn_resp_sub *srv_slowlog_subcommands(size_t *n)
+{
+    *n = sizeof SLOWLOG_SUBS / sizeof SLOWLOG_SUBS[0];
+    return SLOWLOG_SUBS;
+}
+
 void srv_slowlog_command(server *s, cmd_ctx *x)
 {
     if (cairn_resp_sub_find(x->out, "SLOWLOG", SLOWLOG_SUBS,

@@ -182,6 +182,8 @@ int srv_config_apply(server *s, const char *name, const char *value,
 int srv_config_rewrite_running(server *s, char *err, size_t errlen);
 /* SLOWLOG GET [n] / LEN / RESET / HELP. */
 void srv_slowlog_command(server *s, cmd_ctx *x);
+/* SLOWLOG's subcommands, their names and arities (COMMAND LIST). */
+const cairn_resp_sub *srv_slowlog_subcommands(size_t *n);
 void srv_client_close_after_reply(client *c);
 const char *srv_client_name(const client *c);
 void srv_client_set_name(client *c, const uint8_t *n, size_t len);

@@ -470,6 +470,23 @@ def t_client_cmds():
     info = raw_cmd("COMMAND", "INFO", "get")
     assert info.startswith(b"*1\r\n*10\r\n$3\r\nget\r\n:2\r\n"), info
     assert c.command()["get"]["arity"] == 2
+    # COMMAND LIST: every command and subcommand, by full name; COMMAND HELP
+    # ("COMMAND LIST" as one name: redis-py parses a plain "COMMAND" reply
+    # as COMMAND INFO's)
+    names = [n.decode() for n in c.execute_command("COMMAND LIST")]
+    assert len(names) == len(set(names)), names
+    assert {"get", "set", "monitor", "config|get", "client|list",
+            "acl|setuser", "slowlog|len", "command|getkeys"} <= set(names)
+    assert len([n for n in names if "|" not in n]) == c.command_count()
+    ts = c.execute_command("COMMAND LIST", "FILTERBY", "MODULE", "timeseries")
+    assert ts and all(n.startswith(b"ts.") for n in ts) and b"ts.add" in ts
+    admin = c.execute_command("COMMAND LIST", "FILTERBY", "ACLCAT", "admin")
+    assert b"config" in admin and b"get" not in admin, admin
+    helped = c.execute_command("COMMAND HELP")
+    assert helped[0].startswith(b"COMMAND <subcommand>"), helped
+    assert any(h.startswith(b"GETKEYS") for h in helped), helped
+    assert c.execute_command("COMMAND GETKEYS", "TS.MADD", "a", "1", "2",
+                             "b", "1", "2") == ["a", "b"]
     assert c.config_get("port") == {"port": str(SRV.port)}
     t = c.time()
     assert abs(t[0] - time.time()) < 5
