@@ -845,9 +845,12 @@ int cairn_ts_query_index(cairn_db *db, const char *const *exprs,
 void cairn_ts_keys_free(cairn_ts_str *keys, size_t n);
 
 /* A series' labels (*labels: malloc'ed, one block with their bytes; free
- * with cairn_free). */
+ * with cairn_free). The _ex form reads inside txn (NULL: none), which may
+ * hold the series already (a write to it earlier in the transaction). */
 int cairn_ts_get_labels(cairn_db *db, const void *key, size_t klen,
                         cairn_ts_label **labels, size_t *n);
+int cairn_ts_get_labels_ex(cairn_db *db, cairn_txn *txn, const void *key,
+                           size_t klen, cairn_ts_label **labels, size_t *n);
 
 /* Delete a series and all its points (and the rules from and to it). */
 int cairn_ts_delete(cairn_db *db, const void *key, size_t klen);

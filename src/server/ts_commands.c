@@ -1533,7 +1533,7 @@ static int series_labels(cmd_ctx *x, const cairn_ts_str *key,
 {
     *l = NULL;
     *n = 0;
-    int rc = cairn_ts_get_labels(x->db, key->p, key->len, l, n);
+    int rc = cairn_ts_get_labels_ex(x->db, x->txn, key->p, key->len, l, n);
     if (rc == CAIRN_ENOTFOUND || rc == CAIRN_ENOTSUP)
         return 1;
     return rc;

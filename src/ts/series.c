@@ -3790,30 +3790,55 @@ int cairn_ts_query_index(cairn_db *db, const char *const *exprs,
     return 0;
 }
 
-int cairn_ts_get_labels(cairn_db *db, const void *key, size_t klen,
-                        cairn_ts_label **labels, size_t *n)
+typedef struct labels_args {
+    const void *key;
+    size_t klen;
+    cairn_ts_label **labels;
+    size_t *n;
+} labels_args;
+
+static int labels_in(cairn_db *db, ts_tx *tx, labels_args *a)
 {
-    if (!db || (!key && klen) || !labels || !n)
-        return CAIRN_EINVAL;
-    *labels = NULL;
-    *n = 0;
     ts_series *se = NULL;
-    int rc = series_lock(db, key, klen, &se);
+    int rc = read_take(db, tx, a->key, a->klen, &se);
     if (rc)
         return rc;
     size_t cnt = se->labels ? se->labels->n : 0, bytes = 0;
     for (size_t i = 0; i < cnt; i++)
         bytes += se->labels->v[i].name.len + se->labels->v[i].value.len;
     cairn_ts_label *out = malloc(cnt * sizeof *out + bytes + 1);
-    if (!out) {
-        pthread_mutex_unlock(&se->mu);
+    if (out)
+        labels_copy(se->labels, out, (char *)(out + cnt));
+    read_release(tx, se);
+    if (!out)
         return CAIRN_ENOMEM;
-    }
-    labels_copy(se->labels, out, (char *)(out + cnt));
-    pthread_mutex_unlock(&se->mu);
-    *labels = out;
-    *n = cnt;
+    *a->labels = out;
+    *a->n = cnt;
     return 0;
+}
+
+static int labels_body(ts_tx *tx, void *arg)
+{
+    return labels_in(tx->db, tx, arg);
+}
+
+int cairn_ts_get_labels_ex(cairn_db *db, cairn_txn *txn, const void *key,
+                           size_t klen, cairn_ts_label **labels, size_t *n)
+{
+    if (!db || (!key && klen) || !labels || !n)
+        return CAIRN_EINVAL;
+    *labels = NULL;
+    *n = 0;
+    labels_args a = {key, klen, labels, n};
+    /* In a transaction through its view: the series may be one it holds
+     * (taking its lock again would wait for ourselves). */
+    return txn ? tx_run(db, txn, labels_body, &a) : labels_in(db, NULL, &a);
+}
+
+int cairn_ts_get_labels(cairn_db *db, const void *key, size_t klen,
+                        cairn_ts_label **labels, size_t *n)
+{
+    return cairn_ts_get_labels_ex(db, NULL, key, klen, labels, n);
 }
 
 

@@ -870,6 +870,26 @@ def t_multi_exec_atomic():
     p.execute_command("TS.ADD", "mx:c", 5, 5)
     p.execute_command("TS.GET", "mx:c")
     assert p.execute() == [True, 5, (5, 5.0)]
+    # a multi-series read WITHLABELS after a write to one of its series in
+    # the same EXEC reads the labels through the transaction (it used to
+    # wait for the series' lock, held by the transaction itself: a hang)
+    ts.create("mx:l1", labels={"grp": "mxl"})
+    ts.create("mx:l2", labels={"grp": "mxl"})
+    x = Raw()  # 30 s socket timeout: a hang fails the test
+    try:
+        assert x.cmd("MULTI") == "OK"
+        assert x.cmd("TS.ADD", "mx:l1", 7, 7) == "QUEUED"
+        assert x.cmd("TS.MGET", "WITHLABELS", "FILTER", "grp=mxl") == "QUEUED"
+        assert x.cmd("TS.MRANGE", "-", "+", "WITHLABELS", "FILTER",
+                     "grp=mxl") == "QUEUED"
+        got = x.cmd("EXEC")
+        assert got[0] == 7, got
+        assert got[1] == [[b"mx:l1", [[b"grp", b"mxl"]], [7, "7"]],
+                          [b"mx:l2", [[b"grp", b"mxl"]], []]], got
+        assert got[2] == [[b"mx:l1", [[b"grp", b"mxl"]], [[7, "7"]]],
+                          [b"mx:l2", [[b"grp", b"mxl"]], []]], got
+    finally:
+        x.close()
 
 
 def t_del_rename_flush_keys():
