@@ -2784,6 +2784,12 @@ const cmd_def *cmd_table(size_t *n)
     return TABLE;
 }
 
+bool cmd_arity_ok(const cmd_def *d, size_t argc)
+{
+    return d->arity > 0 ? argc == (size_t)d->arity
+                        : argc >= (size_t)-d->arity;
+}
+
 const cmd_def *cmd_lookup(const uint8_t *name, size_t len)
 {
     char buf[32];
@@ -2995,8 +3001,7 @@ static void command_getkeys(cmd_ctx *x)
         cairn_resp_error(x->out, "ERR The command has no key arguments");
         return;
     }
-    if ((d->arity > 0 && argc != (size_t)d->arity) ||
-        (d->arity < 0 && argc < (size_t)-d->arity)) {
+    if (!cmd_arity_ok(d, argc)) {
         cairn_resp_error(x->out,
                          "ERR Invalid number of arguments specified for "
                          "command");

@@ -1215,6 +1215,28 @@ static void reply_arity(client *c, const uint8_t *name, size_t len)
                       "ERR wrong number of arguments for '%s' command", lower);
 }
 
+/* A command's full name as Redis 7 spells it into out: a container's
+ * subcommand as "client|list" (in lower case, true), else the bare name
+ * (false: no subcommand, or one too long or not a word). */
+static bool full_name(const cmd_def *d, size_t argc,
+                      const uint8_t *const *argv, const size_t *argl,
+                      char *out, size_t cap)
+{
+    size_t n = strlen(d->name); /* table names are short: n < cap */
+    memcpy(out, d->name, n + 1);
+    if (!(d->flags & CMD_SUBCMDS) || argc < 2 || argl[1] == 0 ||
+        n + 1 + argl[1] >= cap)
+        return false;
+    for (size_t i = 0; i < argl[1]; i++)
+        if (!isalnum(argv[1][i]) && argv[1][i] != '-' && argv[1][i] != '_')
+            return false;
+    out[n] = '|';
+    for (size_t i = 0; i < argl[1]; i++)
+        out[n + 1 + i] = (char)tolower(argv[1][i]);
+    out[n + 1 + argl[1]] = '\0';
+    return true;
+}
+
 /* ---------- MONITOR ---------- */
 
 /* Flush every monitor's feed: once per loop pass (a check handle, active
@@ -1274,16 +1296,8 @@ static bool monitor_hidden(const cmd_def *d, size_t argc,
         "client|unblock", "client|unpause",
         "config|get", "config|resetstat", "config|rewrite", "config|set",
         "slowlog|get", "slowlog|len", "slowlog|reset"};
-    char name[48]; /* "container|sub", lower case */
-    size_t n = strlen(d->name);
-    memcpy(name, d->name, n + 1);
-    if ((d->flags & CMD_SUBCMDS) && argc >= 2 &&
-        n + 1 + argl[1] < sizeof name) {
-        name[n++] = '|';
-        for (size_t i = 0; i < argl[1]; i++)
-            name[n++] = (char)tolower(argv[1][i]);
-        name[n] = '\0';
-    }
+    char name[48];
+    full_name(d, argc, argv, argl, name, sizeof name);
     for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
         if (!strcmp(name, hidden[i]))
             return true;
@@ -1476,23 +1490,14 @@ static const cmd_def *client_lookup(client *c, const cairn_resp_cmd *cmd)
 }
 
 /* CLIENT LIST names a container's subcommand as Redis 7 does
- * ("client|list"), in lower case; a name too long or not a word is left
- * as the container's. */
-static void note_subcommand(client *c, const cmd_def *d, const uint8_t *sub,
-                            size_t len)
+ * ("client|list"); a name too long or not a word is left as the
+ * container's. */
+static void note_subcommand(client *c, const cmd_def *d,
+                            const cairn_resp_cmd *cmd)
 {
-    size_t n = strlen(d->name);
-    if (len == 0 || n + 1 + len >= sizeof c->last_sub)
-        return;
-    for (size_t i = 0; i < len; i++)
-        if (!isalnum(sub[i]) && sub[i] != '-' && sub[i] != '_')
-            return;
-    memcpy(c->last_sub, d->name, n);
-    c->last_sub[n] = '|';
-    for (size_t i = 0; i < len; i++)
-        c->last_sub[n + 1 + i] = (char)tolower(sub[i]);
-    c->last_sub[n + 1 + len] = '\0';
-    c->last_cmd = c->last_sub;
+    if (full_name(d, cmd->argc, cmd->argv, cmd->argl, c->last_sub,
+                  sizeof c->last_sub))
+        c->last_cmd = c->last_sub;
 }
 
 /* Run one parsed command (its argv points into c->in); d is its entry in
@@ -1518,11 +1523,9 @@ static void client_command(client *c, const cmd_def *d,
         return;
     }
     c->last_cmd = d->name;
-    if ((d->flags & CMD_SUBCMDS) && cmd->argc >= 2)
-        note_subcommand(c, d, cmd->argv[1], cmd->argl[1]);
-    if ((d->arity > 0 && cmd->argc != (size_t)d->arity) ||
-        (d->arity < 0 && cmd->argc < (size_t)-d->arity)) {
-        if (!strcmp(d->name, "exec")) {
+    note_subcommand(c, d, cmd);
+    if (!cmd_arity_ok(d, cmd->argc)) {
+        if (d == s->exec_def) {
             /* Redis: a refused EXEC aborts the transaction, if any. */
             srv_client_discard(c);
             srv_client_unwatch(c);
@@ -1631,9 +1634,7 @@ static bool batchable(client *c, const cmd_def *d, const cairn_resp_cmd *cmd)
 {
     if (c->in_multi || c->monitor || cmd->argc == 0 || !authed(c))
         return false;
-    if (!d || !(d->flags & CMD_WRITE) ||
-        (d->arity > 0 && cmd->argc != (size_t)d->arity) ||
-        (d->arity < 0 && cmd->argc < (size_t)-d->arity) ||
+    if (!d || !(d->flags & CMD_WRITE) || !cmd_arity_ok(d, cmd->argc) ||
         acl_denial(c, d, cmd->argc, cmd->argv, cmd->argl))
         return false;
     return true;

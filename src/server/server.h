@@ -139,6 +139,8 @@ typedef struct cmd_def {
 } cmd_def;
 
 const cmd_def *cmd_lookup(const uint8_t *name, size_t len);
+/* Does argc (the name included) fit d's arity? */
+bool cmd_arity_ok(const cmd_def *d, size_t argc);
 const cmd_def *cmd_table(size_t *n);
 
 /* A command kept for later (MULTI's queue, a job): its own copies of the
