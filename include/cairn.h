@@ -584,6 +584,10 @@ typedef struct cairn_stats {
     int write_pressure;        /* 0 none, 1 slowed down, 2 stopped */
     const char *write_pressure_reason; /* static text, "" when none */
     int background_error;      /* last flush/compaction error, 0 if none */
+    int fatal_error;           /* CAIRN_EREADONLY once a failed log write
+                                  or sync (or a durable commit that could
+                                  not be applied) made the database
+                                  read-only for good; 0 while writable */
     uint64_t write_slowdowns;  /* commits delayed 1 ms (level 0 filling up) */
     uint64_t write_stalls;     /* waits for a flush or compaction to make room */
     uint64_t flush_failures;   /* flushes that failed since open; each is

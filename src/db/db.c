@@ -1763,6 +1763,7 @@ void cairn_get_stats(cairn_db *db, cairn_stats *out)
         out->blob_missing = bs.missing;
     }
     out->write_pressure_reason = "";
+    out->fatal_error = atomic_load(&db->fatal);
     if (db->tree) {
         cairn_tree_stats ts;
         cairn_tree_get_stats(db->tree, &ts);

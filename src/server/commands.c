@@ -138,11 +138,16 @@ static void reply_notint(cmd_ctx *x)
     cairn_resp_error(x->out, "ERR value is not an integer or out of range");
 }
 
-/* Read a key for a command (x->txn or the database). */
+/* Read a key for a command (x->txn or the database). A read command's
+ * lookup (t NULL: not a write reading what it changes) counts as a
+ * keyspace hit or miss. */
 static int get_rec(cmd_ctx *x, cairn_txn *t, const uint8_t *k, size_t kl,
                    ks_rec *r)
 {
-    return ks_get(x->db, t ? t : x->txn, k, kl, x->now_ms, r);
+    int rc = ks_get(x->db, t ? t : x->txn, k, kl, x->now_ms, r);
+    if (rc == 0 && !t && x->srv)
+        srv_note_lookup(x->srv, r->found);
+    return rc;
 }
 
 /* Run op in a transaction: x->txn inside EXEC, else one of its own,
@@ -2079,13 +2084,7 @@ static void c_time(cmd_ctx *x)
 
 static void c_info(cmd_ctx *x)
 {
-    char sec[64] = "default";
-    if (x->argc >= 2) {
-        size_t n = x->argl[1] < sizeof sec - 1 ? x->argl[1] : sizeof sec - 1;
-        memcpy(sec, x->argv[1], n);
-        sec[n] = '\0';
-    }
-    srv_info(x->srv, sec, x->out);
+    srv_info(x->srv, x->argc - 1, x->argv + 1, x->argl + 1, x->out);
 }
 
 static void c_save(cmd_ctx *x)
@@ -2095,7 +2094,15 @@ static void c_save(cmd_ctx *x)
         reply_syntax(x);
         return;
     }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = cairn_flush(x->db);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (x->srv)
+        srv_note_save(x->srv,
+                      (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+                                 (t1.tv_nsec - t0.tv_nsec) / 1000),
+                      rc != 0);
     if (rc)
         cmd_reply_engine_error(x->out, rc);
     else if (x->argl[0] == 6) /* BGSAVE: done already, say it as Redis */
@@ -2251,6 +2258,7 @@ static void c_config(cmd_ctx *x)
         else
             cairn_resp_simple(x->out, "OK");
     } else if (arg_is(x, 1, "RESETSTAT") && x->argc == 2) {
+        srv_reset_stats(x->srv);
         cairn_resp_simple(x->out, "OK");
     } else if (arg_is(x, 1, "HELP") && x->argc == 2) {
         static const char *const help[] = {
@@ -2500,7 +2508,7 @@ void cmd_run_batch(cmd_ctx *x, const cmd_queued *cmds, size_t n)
 
 /* ---------- the expiry sweep ---------- */
 
-void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max)
+size_t cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max)
 {
     uint8_t lo = KS_EXPIRY;
     uint8_t hi[9];
@@ -2511,8 +2519,8 @@ void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max)
                             .upper_len = 9};
     cairn_iter *it = NULL;
     if (cairn_iter_new(db, &o, &it) != 0)
-        return;
-    size_t done = 0;
+        return 0;
+    size_t done = 0, deleted = 0;
     for (cairn_iter_first(it); cairn_iter_valid(it) && done < max;
          cairn_iter_next(it), done++) {
         size_t kl;
@@ -2528,13 +2536,16 @@ void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max)
                 break;
             ks_rec r;
             int rc = ks_get(db, t, k + 9, kl - 9, 0, &r);
-            if (rc == 0 && r.found && r.expiry_ms == when && when <= now_ms)
+            bool del = rc == 0 && r.found && r.expiry_ms == when &&
+                       when <= now_ms;
+            if (del)
                 rc = ks_del(t, k + 9, kl - 9);
             ks_rec_free(&r);
             if (rc == 0)
                 rc = cairn_txn_delete(t, k, kl);
             if (rc == 0) {
                 rc = cairn_txn_commit(t, NULL);
+                deleted += rc == 0 && del;
                 if (rc != CAIRN_ECONFLICT)
                     break;
             } else {
@@ -2544,6 +2555,7 @@ void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max)
         }
     }
     cairn_iter_free(it);
+    return deleted;
 }
 
 /* ---------- the table ---------- */

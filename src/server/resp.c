@@ -21,6 +21,7 @@
 #include "server/resp.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -893,6 +894,75 @@ void cairn_resp_raw(cairn_resp_buf *b, const void *p, size_t n)
 {
     if (reserve(b, n))
         put(b, p, n);
+}
+
+/* One header line at p[0..n): its type byte, and the signed number after
+ * it for the types that carry one. Returns the line's length with CRLF,
+ * or 0 (no CRLF within n, or a bad number). */
+static size_t value_header(const uint8_t *p, size_t n, long long *num)
+{
+    const uint8_t *cr = n > 1 ? memchr(p, '\r', n - 1) : NULL;
+    if (!cr || cr[1] != '\n')
+        return 0;
+    size_t line = (size_t)(cr - p) + 2;
+    *num = 0;
+    switch (p[0]) {
+    case '$': case '=': case '!': case '*': case '~': case '>': case '%':
+    case '|': {
+        size_t i = 1;
+        bool neg = i < line - 2 && p[i] == '-';
+        i += neg;
+        if (i >= line - 2)
+            return 0;
+        long long v = 0;
+        for (; i < line - 2; i++) {
+            if (p[i] < '0' || p[i] > '9' || v > (LLONG_MAX - 9) / 10)
+                return 0;
+            v = v * 10 + (p[i] - '0');
+        }
+        *num = neg ? -v : v;
+        if (neg && v != 1)
+            return 0;
+        return line;
+    }
+    case '+': case '-': case ':': case ',': case '#': case '_': case '(':
+        return line;
+    default:
+        return 0;
+    }
+}
+
+size_t cairn_resp_value_len(const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    uint64_t need = 1; /* values still to step over */
+    while (need > 0) {
+        long long num;
+        size_t h = value_header(p + off, n - off, &num);
+        if (h == 0)
+            return 0;
+        uint8_t t = p[off];
+        off += h;
+        need--;
+        if ((t == '$' || t == '=' || t == '!') && num >= 0) {
+            if ((unsigned long long)num > n - off || n - off - (size_t)num < 2 ||
+                p[off + (size_t)num] != '\r' || p[off + (size_t)num + 1] != '\n')
+                return 0;
+            off += (size_t)num + 2;
+        } else if (num > 0 && (uint64_t)num > n - off) {
+            return 0; /* more elements than bytes left */
+        } else if ((t == '*' || t == '~' || t == '>') && num > 0) {
+            need += (uint64_t)num;
+        } else if ((t == '%' || t == '|') && num > 0) {
+            need += 2 * (uint64_t)num;
+        }
+        /* An attribute ('|') comes before the value it describes. */
+        if (t == '|')
+            need++;
+        if (need > n - off) /* each value takes 3 bytes at least */
+            return 0;
+    }
+    return off;
 }
 
 int cairn_resp_sub_find(cairn_resp_buf *b, const char *cmd,

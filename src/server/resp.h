@@ -165,6 +165,13 @@ int cairn_resp_sub_find(cairn_resp_buf *b, const char *cmd,
                         const cairn_resp_sub *subs, size_t nsubs, size_t argc,
                         const uint8_t *const *argv, const size_t *argl);
 
+/* The length in bytes of the one complete RESP2 / RESP3 reply value at
+ * the start of p (an aggregate with everything in it), or 0 when p[0..n)
+ * does not start with a whole, well-formed value. Walks headers only
+ * (bulk bytes are stepped over), without recursion: the server uses it to
+ * find each command's reply in a batch's or EXEC's output. */
+size_t cairn_resp_value_len(const uint8_t *p, size_t n);
+
 /* The text of a double in replies, NUL-terminated in out (at least
  * CAIRN_RESP_DBL_CHARS bytes); returns its length. "inf", "-inf", "nan";
  * "0" / "-0"; an integral value below 2^52 in magnitude as an integer

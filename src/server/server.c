@@ -45,8 +45,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <malloc.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/time.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -54,6 +57,7 @@
 #include "server/acl.h"
 #include "server/keyspace.h"
 #include "server/metrics.h"
+#include "server/stats.h"
 #include "server/tls.h"
 
 /* ---------- logging ---------- */
@@ -270,6 +274,14 @@ struct server {
     /* stats */
     uint64_t st_conns, st_rejected, st_cmds, st_proto_errors, st_dropped;
     uint64_t st_noperm, st_tls_conns, st_tls_errors;
+    uint64_t st_net_in, st_net_out, st_reads, st_writes, st_expired;
+    _Atomic uint64_t st_hits, st_misses; /* key lookups (any thread) */
+    _Atomic uint64_t st_saves, st_save_failed, st_save_last_us;
+    uint64_t mem_peak;
+    srv_stats *stats;     /* per command and error code; rates */
+    bool cmd_ran;         /* client_command ran, queued or handed it on */
+    const cmd_def *cmd_base; /* the command table (stats index) */
+    char run_id[41], replid[41];
     uint8_t tls_rbuf[65536]; /* ciphertext read from a TLS client */
 };
 
@@ -298,6 +310,7 @@ static void slow_entry_free(slow_entry *e)
 
 static void client_process(client *c);
 static void client_close(client *c);
+static void stats_tick(server *s);
 
 static pthread_mutex_t *key_stripe(server *s, const uint8_t *key, size_t len)
 {
@@ -970,7 +983,7 @@ static void run_job(server *s, job *j)
     cmd_ctx x = {.srv = s, .db = s->db, .c = j->c, .proto = j->out.proto,
                  .out = &j->out, .now_ms = j->now_ms};
     if (j->kind == JOB_SWEEP) {
-        cmd_sweep_expired(s->db, j->now_ms, 1000);
+        j->count_keys = cmd_sweep_expired(s->db, j->now_ms, 1000);
     } else if (j->kind == JOB_COUNT) {
         j->count_rc = cmd_count_keys(s->db, j->now_ms, &j->count_keys,
                                      &j->count_expires);
@@ -1083,6 +1096,10 @@ static void client_flush(client *c)
                            "its reply", c->id);
         client_close(c);
         return;
+    }
+    if (c->out.len > 0) { /* reply bytes handed to the connection */
+        c->s->st_net_out += c->out.len;
+        c->s->st_writes++;
     }
     if (c->s->session) {
         /* No socket: the replies go to the session's caller as if written
@@ -1353,6 +1370,103 @@ static bool reply_is_refusal(const cairn_resp_buf *b, size_t mark)
     return false;
 }
 
+/* ---------- command statistics (INFO commandstats, errorstats) ---------- */
+
+static bool reply_starts(const uint8_t *p, size_t n, const char *lit)
+{
+    size_t l = strlen(lit);
+    return n >= l && !memcmp(p, lit, l);
+}
+
+/* Command d ran (inline, in a batch, a job or EXEC) and its reply is
+ * p[0..n) (a whole RESP value), after usec microseconds: a call, failed if
+ * it answered an error. As in Redis, a container's unknown subcommand is
+ * an error only (no command was found), its wrong argument count a
+ * rejected call of the subcommand. */
+static void stats_ran(server *s, const cmd_def *d, size_t argc,
+                      const uint8_t *const *argv, const size_t *argl,
+                      const uint8_t *p, size_t n, uint64_t usec)
+{
+    bool err = n > 0 && p[0] == '-';
+    if (err && s->stats)
+        srv_stats_error(s->stats, p, n);
+    size_t idx = (size_t)(d - s->cmd_base);
+    char full[64];
+    const char *sub = NULL;
+    if (d->flags & CMD_SUBCMDS) {
+        if (err && reply_starts(p, n, "-ERR unknown subcommand"))
+            return;
+        if (full_name(d, argc, argv, argl, full, sizeof full))
+            sub = full;
+        if (err && reply_starts(p, n, "-ERR wrong number of arguments")) {
+            if (s->stats)
+                srv_stats_reject(s->stats, idx, d->name, sub);
+            return;
+        }
+    }
+    s->st_cmds++; /* total_commands_processed: commands that ran */
+    if (s->stats)
+        srv_stats_call(s->stats, idx, d->name, sub, usec, err);
+}
+
+/* Command d (NULL: unknown) was refused before it ran; its reply starts at
+ * mark in c->out. */
+static void stats_refused(server *s, client *c, const cmd_def *d, size_t mark)
+{
+    if (!s->stats)
+        return;
+    if (!c->closed && c->out.len > mark && c->out.p[mark] == '-')
+        srv_stats_error(s->stats, c->out.p + mark, c->out.len - mark);
+    if (d)
+        srv_stats_reject(s->stats, (size_t)(d - s->cmd_base), d->name, NULL);
+}
+
+/* A job's commands are back with their replies in j->out, usec after it
+ * was submitted (every command of a batch or EXEC waited for its commit):
+ * each command's reply is found in turn. EXEC's reply holds one value per
+ * queued command (none when a watched key aborted it); a command the ACL
+ * refused at EXEC (denied) was rejected; then EXEC itself is a call. */
+static void stats_job(server *s, const job *j, uint64_t usec)
+{
+    if (!s->stats)
+        return;
+    const uint8_t *p = j->out.p;
+    size_t n = j->out.oom ? 0 : j->out.len, off = 0;
+    if (j->kind == JOB_EXEC) {
+        size_t len = n ? cairn_resp_value_len(p, n) : 0;
+        const uint8_t *nl = len && p[0] == '*' ? memchr(p, '\n', len) : NULL;
+        if (nl) {
+            off = (size_t)(nl - p) + 1;
+            for (size_t i = 0; i < j->ncmds && off < len; i++) {
+                size_t l = cairn_resp_value_len(p + off, len - off);
+                if (l == 0)
+                    break;
+                const cmd_queued *q = &j->cmds[i];
+                if (q->denied) {
+                    srv_stats_error(s->stats, p + off, l);
+                    srv_stats_reject(s->stats, (size_t)(q->def - s->cmd_base),
+                                     q->def->name, NULL);
+                } else {
+                    stats_ran(s, q->def, q->argc, q->argv, q->argl, p + off,
+                              l, usec);
+                }
+                off += l;
+            }
+        }
+        if (s->exec_def)
+            stats_ran(s, s->exec_def, 0, NULL, NULL, p, len, usec);
+        return;
+    }
+    for (size_t i = 0; i < j->ncmds && off < n; i++) {
+        size_t l = cairn_resp_value_len(p + off, n - off);
+        if (l == 0)
+            break;
+        const cmd_queued *q = &j->cmds[i];
+        stats_ran(s, q->def, q->argc, q->argv, q->argl, p + off, l, usec);
+        off += l;
+    }
+}
+
 /* Feed one command c had processed to every monitor, as Redis does: a
  * status line "+<unix s>.<us> [0 <addr>] "arg" ...". AUTH's arguments and
  * HELLO's AUTH username and password read (redacted). A monitor whose
@@ -1508,8 +1622,8 @@ static void client_command(client *c, const cmd_def *d,
     server *s = c->s;
     if (cmd->argc == 0)
         return;
-    s->st_cmds++;
     c->ncmds++;
+    s->cmd_ran = false;
     if (!authed(c) && !(d && (d->flags & CMD_NOAUTH))) {
         cairn_resp_error(&c->out, "NOAUTH Authentication required.");
         if (c->in_multi)
@@ -1579,6 +1693,7 @@ static void client_command(client *c, const cmd_def *d,
         }
         c->nmq++;
         cairn_resp_simple(&c->out, "QUEUED");
+        s->cmd_ran = true; /* counted when EXEC runs it */
         return;
     }
     /* A write that gets here is queued above: client_process hands every
@@ -1600,6 +1715,7 @@ static void client_command(client *c, const cmd_def *d,
         cairn_resp_init(&j->out, c->proto);
         client_wait_job(c, j);
         submit(s, j);
+        s->cmd_ran = true; /* counted when its job is back */
         if (s->nmon)
             monitor_feed(s, c, d, cmd->argc, cmd->argv, cmd->argl);
         return;
@@ -1624,6 +1740,12 @@ static void client_command(client *c, const cmd_def *d,
     if (!(d->flags & CMD_NOSLOWLOG)) /* EXEC: its commands are logged */
         slowlog_add(s, c, cmd->argc, cmd->argv, cmd->argl,
                     t1 - s->cmd_start_us);
+    s->cmd_ran = true;
+    if (!(c->busy && d == s->exec_def)) /* EXEC's job: when it is back */
+        stats_ran(s, d, cmd->argc, cmd->argv, cmd->argl,
+                  c->closed || c->out.len < mark ? NULL : c->out.p + mark,
+                  c->closed || c->out.len < mark ? 0 : c->out.len - mark,
+                  t1 - s->cmd_start_us);
     s->cmd_start_us = t1;
 }
 
@@ -1717,7 +1839,6 @@ static int batch_add(client *c, const cmd_def *d, const cairn_resp_cmd *cmd)
     j->ncmds++;
     for (size_t i = 0; i < cmd->argc; i++)
         c->batch_bytes += cmd->argl[i];
-    c->s->st_cmds++;
     c->ncmds++;
     c->last_cmd = d->name;
     return 0;
@@ -1841,13 +1962,18 @@ static void client_pass(client *c)
             snprintf(msg, sizeof msg, "ERR %s", err);
             cairn_resp_error(&c->out, msg);
             c->s->st_proto_errors++;
+            if (c->s->stats)
+                srv_stats_error(c->s->stats, (const uint8_t *)"-ERR ", 5);
             srv_log("info", "client %" PRIu64 " (%s): %s; closing it", c->id,
                     c->addr, err);
             c->close_after = true;
             off = c->inlen;
             break;
         }
+        size_t mark = c->out.len;
         client_command(c, d, &cmd);
+        if (!c->s->cmd_ran && cmd.argc > 0)
+            stats_refused(c->s, c, d, mark);
         off += used;
         if (c->out.len + c->out_pending > c->s->cfg.max_output) {
             /* Checked per reply: a few bytes of requests must not make
@@ -1933,6 +2059,7 @@ static int tls_plain(void *arg, const uint8_t *p, size_t n)
         return CAIRN_ENOMEM;
     memcpy(c->in + c->inlen, p, n);
     c->inlen += n;
+    c->s->st_net_in += n;
     return 0;
 }
 
@@ -1973,7 +2100,9 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             return;
     } else {
         c->inlen += (size_t)nread;
+        c->s->st_net_in += (uint64_t)nread;
     }
+    c->s->st_reads++;
     c->last_ms = mono_ms();
     if (c->inlen > c->s->cfg.max_query_buf) {
         srv_log("warning",
@@ -2093,6 +2222,7 @@ static void done_drain(server *s)
         client *c = j->c;
         if (j->kind == JOB_SWEEP) {
             s->sweep_inflight = false;
+            s->st_expired += j->count_keys; /* keys the sweep deleted */
         } else if (j->kind == JOB_COUNT) {
             s->count_inflight = false;
             if (j->count_rc == 0) {
@@ -2112,14 +2242,18 @@ static void done_drain(server *s)
             }
             if (j->version)
                 c->last_version = j->version;
-            if (j->ncmds && !c->closed) {
+            if (j->ncmds) {
                 /* A job's time, from its submission until its commit was
                  * durable, is each of its commands' (their replies waited
                  * for that commit). */
                 uint64_t us = now_us_mono() - c->job_start_us;
-                for (size_t i = 0; i < j->ncmds; i++)
-                    slowlog_add(s, c, j->cmds[i].argc, j->cmds[i].argv,
-                                j->cmds[i].argl, us);
+                if (!c->closed)
+                    for (size_t i = 0; i < j->ncmds; i++)
+                        slowlog_add(s, c, j->cmds[i].argc, j->cmds[i].argv,
+                                    j->cmds[i].argl, us);
+                stats_job(s, j, us);
+            } else if (j->kind == JOB_EXEC) {
+                stats_job(s, j, now_us_mono() - c->job_start_us);
             }
             if (!c->closed && j->out.len)
                 cairn_resp_raw(&c->out, j->out.p, j->out.len);
@@ -2185,6 +2319,8 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     uint64_t now = ks_now_ms();
+    if (s->tick % 10 == 0)
+        stats_tick(s);
     if (!s->sweep_inflight && s->tick % 10 == 0) { /* every 100 ms */
         job *j = calloc(1, sizeof *j);
         if (j) {
@@ -2230,13 +2366,47 @@ static void on_signal(uv_signal_t *h, int sig)
 
 /* ---------- INFO ---------- */
 
-static bool want(const char *sec, const char *name, bool dflt)
+/* INFO's sections, in the order they are written; `dflt`: in INFO with
+ * no argument (and "default"). "all" and "everything" take every one. */
+enum {
+    SEC_SERVER, SEC_CLIENTS, SEC_MEMORY, SEC_PERSISTENCE, SEC_STATS,
+    SEC_REPLICATION, SEC_CPU, SEC_MODULES, SEC_COMMANDSTATS, SEC_ERRORSTATS,
+    SEC_LATENCYSTATS, SEC_CLUSTER, SEC_CAIRN, SEC_TIERS, SEC_KEYSPACE, SEC_N
+};
+static const struct {
+    const char *name;
+    bool dflt;
+} SECTIONS[SEC_N] = {
+    {"server", true},        {"clients", true},       {"memory", true},
+    {"persistence", true},   {"stats", true},         {"replication", true},
+    {"cpu", true},           {"modules", true},       {"commandstats", false},
+    {"errorstats", true},    {"latencystats", false}, {"cluster", true},
+    {"cairn", true},         {"tiers", true},         {"keyspace", true},
+};
+
+/* Which sections INFO's arguments name (case-insensitively; unknown names
+ * add nothing, as in Redis). */
+static void info_sections(size_t argc, const uint8_t *const *argv,
+                          const size_t *argl, bool on[SEC_N])
 {
-    if (!strcasecmp(sec, "all") || !strcasecmp(sec, "everything"))
-        return true;
-    if (!strcasecmp(sec, "default"))
-        return dflt;
-    return !strcasecmp(sec, name);
+    for (int i = 0; i < SEC_N; i++)
+        on[i] = argc == 0 && SECTIONS[i].dflt;
+    for (size_t a = 0; a < argc; a++) {
+        bool all = arg_eq(argv[a], argl[a], "all") ||
+                   arg_eq(argv[a], argl[a], "everything");
+        bool dflt = arg_eq(argv[a], argl[a], "default");
+        for (int i = 0; i < SEC_N; i++)
+            if (all || (dflt && SECTIONS[i].dflt) ||
+                arg_eq(argv[a], argl[a], SECTIONS[i].name))
+                on[i] = true;
+    }
+}
+
+/* A section's title line; a blank line between sections, as Redis. */
+static void section(FILE *f, bool *first, const char *title)
+{
+    fprintf(f, "%s# %s\r\n", *first ? "" : "\r\n", title);
+    *first = false;
 }
 
 static uint64_t rss_bytes(void)
@@ -2251,8 +2421,108 @@ static uint64_t rss_bytes(void)
     return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-void srv_info(server *s, const char *sec, cairn_resp_buf *out)
+/* The bytes malloc has handed out and not had back (INFO used_memory);
+ * the resident size where the allocator does not say (a sanitizer's). */
+static uint64_t used_memory(void)
 {
+    struct mallinfo2 mi = mallinfo2();
+    uint64_t used = (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+    return used ? used : rss_bytes();
+}
+
+/* Bytes as Redis's INFO writes them for people: 512B, 1.50K, 2.25M... */
+static const char *human_bytes(uint64_t n, char *buf, size_t cap)
+{
+    static const char units[] = "KMGTP";
+    if (n < 1024) {
+        snprintf(buf, cap, "%" PRIu64 "B", n);
+        return buf;
+    }
+    double v = (double)n / 1024.0;
+    int u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        u++;
+    }
+    snprintf(buf, cap, "%.2f%c", v, units[u]);
+    return buf;
+}
+
+static double timeval_s(struct timeval tv)
+{
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* 40 random hex digits (run_id, master_replid). */
+static void random_hex40(char out[41])
+{
+    uint8_t r[20];
+    size_t got = 0;
+    while (got < sizeof r) {
+        ssize_t n = getrandom(r + got, sizeof r - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got < sizeof r) { /* no entropy source: time and pid will do */
+        uint64_t x = now_us_mono() ^ ((uint64_t)getpid() << 32);
+        for (size_t i = got; i < sizeof r; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            r[i] = (uint8_t)(x >> 56);
+        }
+    }
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(out + 2 * i, 3, "%02x", r[i]);
+}
+
+void srv_note_lookup(server *s, bool hit)
+{
+    atomic_fetch_add_explicit(hit ? &s->st_hits : &s->st_misses, 1,
+                              memory_order_relaxed);
+}
+
+void srv_note_save(server *s, uint64_t usec, bool failed)
+{
+    atomic_fetch_add(&s->st_saves, 1);
+    atomic_store(&s->st_save_last_us, usec + 1); /* 0: never saved */
+    atomic_store(&s->st_save_failed, failed ? 1 : 0);
+}
+
+void srv_reset_stats(server *s)
+{
+    s->st_conns = s->st_rejected = s->st_cmds = s->st_proto_errors = 0;
+    s->st_dropped = s->st_noperm = s->st_tls_errors = 0;
+    s->st_net_in = s->st_net_out = s->st_reads = s->st_writes = 0;
+    s->st_expired = 0;
+    atomic_store(&s->st_hits, 0);
+    atomic_store(&s->st_misses, 0);
+    s->mem_peak = used_memory();
+    if (s->stats)
+        srv_stats_reset(s->stats, mono_ms());
+}
+
+/* Sample the counters behind INFO's instantaneous rates (every 100 ms)
+ * and, every second, the memory peak. */
+static void stats_tick(server *s)
+{
+    if (s->stats) {
+        uint64_t v[SRV_RATE_N] = {[SRV_RATE_OPS] = s->st_cmds,
+                                  [SRV_RATE_NET_IN] = s->st_net_in,
+                                  [SRV_RATE_NET_OUT] = s->st_net_out};
+        srv_stats_sample(s->stats, mono_ms(), v);
+    }
+    if (s->tick % 100 == 0) {
+        uint64_t m = used_memory();
+        if (m > s->mem_peak)
+            s->mem_peak = m;
+    }
+}
+
+void srv_info(server *s, size_t argc, const uint8_t *const *argv,
+              const size_t *argl, cairn_resp_buf *out)
+{
+    bool on[SEC_N];
+    info_sections(argc, argv, argl, on);
     char *b = NULL;
     size_t bl = 0;
     FILE *f = open_memstream(&b, &bl);
@@ -2260,52 +2530,222 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
         cmd_reply_engine_error(out, CAIRN_ENOMEM);
         return;
     }
-    if (want(sec, "server", true)) {
-        fprintf(f, "# Server\r\nredis_version:7.0.0\r\n"
-                   "cairn_version:%s\r\nredis_mode:standalone\r\n"
-                   "os:Linux\r\nprocess_id:%d\r\ntcp_port:%d\r\n"
-                   "uptime_in_seconds:%" PRIu64 "\r\nexecutable:cairn-server\r\n"
-                   "config_file:%s\r\n\r\n",
-                CAIRN_VERSION_STRING, (int)getpid(), s->cfg.port,
-                (mono_ms() - s->start_ms) / 1000,
+    bool first = true;
+    char h1[32], h2[32];
+    uint64_t up_s = (mono_ms() - s->start_ms) / 1000;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (on[SEC_SERVER]) {
+        struct utsname un;
+        if (uname(&un) != 0)
+            memset(&un, 0, sizeof un);
+        char exe[512];
+        ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        exe[el > 0 ? el : 0] = '\0';
+        section(f, &first, "Server");
+        fprintf(f, "redis_version:7.0.0\r\ncairn_version:%s\r\n"
+                   "redis_git_sha1:00000000\r\nredis_git_dirty:0\r\n"
+                   "redis_build_id:0\r\nredis_mode:standalone\r\n"
+                   "os:%s %s %s\r\narch_bits:%d\r\n"
+                   "monotonic_clock:POSIX clock_gettime\r\n"
+                   "multiplexing_api:%s\r\natomicvar_api:c11-builtin\r\n"
+                   "gcc_version:%d.%d.%d\r\nprocess_id:%d\r\n"
+                   "process_supervised:no\r\nrun_id:%s\r\ntcp_port:%d\r\n"
+                   "server_time_usec:%lld\r\nuptime_in_seconds:%" PRIu64
+                   "\r\nuptime_in_days:%" PRIu64 "\r\nhz:100\r\n"
+                   "configured_hz:100\r\nlru_clock:%lld\r\n"
+                   "executable:%s\r\nconfig_file:%s\r\n"
+                   "io_threads_active:0\r\n",
+                CAIRN_VERSION_STRING, un.sysname, un.release, un.machine,
+                (int)(sizeof(void *) * 8),
+                s->session ? "none" : "epoll", /* libuv's on Linux */
+#if defined(__GNUC__)
+                __GNUC__, __GNUC_MINOR__, __GNUC_PATCHLEVEL__,
+#else
+                0, 0, 0,
+#endif
+                (int)getpid(), s->run_id, s->cfg.port,
+                (long long)now.tv_sec * 1000000LL + now.tv_nsec / 1000,
+                up_s, up_s / 86400,
+                (long long)(now.tv_sec & ((1 << 24) - 1)), exe,
                 s->cfg.config_file ? s->cfg.config_file : "");
     }
-    if (want(sec, "clients", true))
-        fprintf(f, "# Clients\r\nconnected_clients:%zu\r\nmaxclients:%zu\r\n"
-                   "\r\n",
-                s->nclients, s->cfg.max_clients);
+    if (on[SEC_CLIENTS]) {
+        size_t max_in = 0, max_out = 0;
+        for (client *c = s->clients; c; c = c->next) {
+            if (c->inlen > max_in)
+                max_in = c->inlen;
+            if (c->out.len + c->out_pending > max_out)
+                max_out = c->out.len + c->out_pending;
+        }
+        section(f, &first, "Clients");
+        fprintf(f, "connected_clients:%zu\r\ncluster_connections:0\r\n"
+                   "maxclients:%zu\r\nclient_recent_max_input_buffer:%zu\r\n"
+                   "client_recent_max_output_buffer:%zu\r\n"
+                   "blocked_clients:0\r\ntracking_clients:0\r\n"
+                   "clients_in_timeout_table:0\r\n",
+                s->nclients, s->cfg.max_clients, max_in, max_out);
+    }
     cairn_stats st;
     cairn_get_stats(s->db, &st);
-    if (want(sec, "memory", true))
-        fprintf(f, "# Memory\r\nused_memory_rss:%" PRIu64 "\r\n"
-                   "memtable_bytes:%" PRIu64 "\r\nblock_cache_bytes:%" PRIu64
+    if (on[SEC_MEMORY]) {
+        uint64_t used = used_memory(), rss = rss_bytes(), clients = 0;
+        if (used > s->mem_peak)
+            s->mem_peak = used;
+        for (client *c = s->clients; c; c = c->next)
+            clients += c->incap + c->out.cap + c->out_pending;
+        long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+        uint64_t total = pages > 0 && psize > 0
+                             ? (uint64_t)pages * (uint64_t)psize
+                             : 0;
+        char h3[32], h4[32];
+        section(f, &first, "Memory");
+        fprintf(f, "used_memory:%" PRIu64 "\r\nused_memory_human:%s\r\n"
+                   "used_memory_rss:%" PRIu64 "\r\n"
+                   "used_memory_rss_human:%s\r\n"
+                   "used_memory_peak:%" PRIu64 "\r\n"
+                   "used_memory_peak_human:%s\r\n"
+                   "used_memory_peak_perc:%.2f%%\r\n"
+                   "total_system_memory:%" PRIu64 "\r\n"
+                   "total_system_memory_human:%s\r\n"
+                   "maxmemory:0\r\nmaxmemory_human:0B\r\n"
+                   "maxmemory_policy:noeviction\r\n"
+                   "mem_fragmentation_ratio:%.2f\r\n"
+                   "mem_fragmentation_bytes:%" PRId64 "\r\n"
+                   "mem_clients_normal:%" PRIu64 "\r\n"
+                   "mem_allocator:libc\r\n",
+                used, human_bytes(used, h1, sizeof h1), rss,
+                human_bytes(rss, h2, sizeof h2), s->mem_peak,
+                human_bytes(s->mem_peak, h3, sizeof h3),
+                s->mem_peak ? 100.0 * (double)used / (double)s->mem_peak : 0,
+                total, human_bytes(total, h4, sizeof h4),
+                used ? (double)rss / (double)used : 0.0,
+                (int64_t)rss - (int64_t)used, clients);
+        fprintf(f, "memtable_bytes:%" PRIu64 "\r\nblock_cache_bytes:%" PRIu64
                    "\r\nblock_cache_capacity:%" PRIu64
                    "\r\nrow_cache_bytes:%" PRIu64
-                   "\r\nrow_cache_capacity:%" PRIu64 "\r\n\r\n",
-                rss_bytes(), st.memtable_bytes, st.block_cache_bytes,
+                   "\r\nrow_cache_capacity:%" PRIu64 "\r\n",
+                st.memtable_bytes, st.block_cache_bytes,
                 st.block_cache_capacity, st.row_cache_bytes,
                 st.row_cache_capacity);
-    if (want(sec, "persistence", true))
-        fprintf(f, "# Persistence\r\nloading:0\r\naof_enabled:1\r\n"
-                   "sync_mode:%s\r\nwal_syncs:%" PRIu64 "\r\n"
+    }
+    if (on[SEC_PERSISTENCE]) {
+        /* Every acknowledged write is in the log (on disk once its commit
+         * returned, under sync always): nothing waits for a save, and
+         * LASTSAVE says now. SAVE / BGSAVE write the memtables to sorted
+         * files (a checkpoint); the log is the AOF. */
+        uint64_t save_us = atomic_load(&s->st_save_last_us);
+        section(f, &first, "Persistence");
+        fprintf(f, "loading:0\r\nasync_loading:0\r\n"
+                   "rdb_changes_since_last_save:0\r\n"
+                   "rdb_bgsave_in_progress:0\r\n"
+                   "rdb_last_save_time:%lld\r\n"
+                   "rdb_last_bgsave_status:%s\r\n"
+                   "rdb_last_bgsave_time_sec:%lld\r\n"
+                   "rdb_current_bgsave_time_sec:-1\r\n"
+                   "rdb_saves:%" PRIu64 "\r\naof_enabled:1\r\n"
+                   "aof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\n"
+                   "aof_last_rewrite_time_sec:-1\r\n"
+                   "aof_current_rewrite_time_sec:-1\r\n"
+                   "aof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\n"
+                   "aof_last_write_status:%s\r\n",
+                (long long)now.tv_sec,
+                atomic_load(&s->st_save_failed) ? "err" : "ok",
+                save_us ? (long long)((save_us - 1 + 500000) / 1000000) : -1LL,
+                atomic_load(&s->st_saves), st.fatal_error ? "err" : "ok");
+        fprintf(f, "sync_mode:%s\r\nwal_syncs:%" PRIu64 "\r\n"
                    "wal_sync_p50_us:%.1f\r\nwal_sync_p99_us:%.1f\r\n"
-                   "recovered_commits:%" PRIu64 "\r\n\r\n",
+                   "recovered_commits:%" PRIu64 "\r\n",
                 s->cfg.sync == CAIRN_SYNC_ALWAYS     ? "always"
                 : s->cfg.sync == CAIRN_SYNC_INTERVAL ? "interval"
                                                      : "none",
                 st.wal_syncs, (double)st.wal_sync_p50_ns / 1e3,
                 (double)st.wal_sync_p99_ns / 1e3, st.recovered_commits);
-    if (want(sec, "stats", true))
-        fprintf(f, "# Stats\r\ntotal_connections_received:%" PRIu64 "\r\n"
+    }
+    if (on[SEC_STATS]) {
+        section(f, &first, "Stats");
+        fprintf(f, "total_connections_received:%" PRIu64 "\r\n"
                    "total_commands_processed:%" PRIu64 "\r\n"
+                   "instantaneous_ops_per_sec:%.0f\r\n"
+                   "total_net_input_bytes:%" PRIu64 "\r\n"
+                   "total_net_output_bytes:%" PRIu64 "\r\n"
+                   "instantaneous_input_kbps:%.2f\r\n"
+                   "instantaneous_output_kbps:%.2f\r\n"
                    "rejected_connections:%" PRIu64 "\r\n"
-                   "dropped_clients:%" PRIu64 "\r\n"
+                   "expired_keys:%" PRIu64 "\r\nevicted_keys:0\r\n"
+                   "keyspace_hits:%" PRIu64 "\r\nkeyspace_misses:%" PRIu64
+                   "\r\npubsub_channels:0\r\npubsub_patterns:0\r\n"
+                   "total_error_replies:%" PRIu64 "\r\n"
+                   "total_reads_processed:%" PRIu64 "\r\n"
+                   "total_writes_processed:%" PRIu64 "\r\n",
+                s->st_conns, s->st_cmds,
+                s->stats ? srv_stats_rate(s->stats, SRV_RATE_OPS) : 0.0,
+                s->st_net_in, s->st_net_out,
+                s->stats ? srv_stats_rate(s->stats, SRV_RATE_NET_IN) / 1024
+                         : 0.0,
+                s->stats ? srv_stats_rate(s->stats, SRV_RATE_NET_OUT) / 1024
+                         : 0.0,
+                s->st_rejected, s->st_expired, atomic_load(&s->st_hits),
+                atomic_load(&s->st_misses),
+                s->stats ? srv_stats_error_total(s->stats) : 0, s->st_reads,
+                s->st_writes);
+        fprintf(f, "dropped_clients:%" PRIu64 "\r\n"
                    "protocol_errors:%" PRIu64 "\r\n"
-                   "commits:%" PRIu64 "\r\nconflicts:%" PRIu64 "\r\n\r\n",
-                s->st_conns, s->st_cmds, s->st_rejected, s->st_dropped,
-                s->st_proto_errors, st.commits, st.conflicts);
-    if (want(sec, "cairn", true)) {
-        fprintf(f, "# Cairn\r\ncurrent_version:%" PRIu64 "\r\n"
+                   "commits:%" PRIu64 "\r\nconflicts:%" PRIu64 "\r\n",
+                s->st_dropped, s->st_proto_errors, st.commits, st.conflicts);
+    }
+    if (on[SEC_REPLICATION]) {
+        section(f, &first, "Replication");
+        fprintf(f, "role:master\r\nconnected_slaves:0\r\n"
+                   "master_failover_state:no-failover\r\n"
+                   "master_replid:%s\r\n"
+                   "master_replid2:0000000000000000000000000000000000000000"
+                   "\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\n"
+                   "repl_backlog_active:0\r\nrepl_backlog_size:0\r\n"
+                   "repl_backlog_first_byte_offset:0\r\n"
+                   "repl_backlog_histlen:0\r\n",
+                s->replid);
+    }
+    if (on[SEC_CPU]) {
+        struct rusage self, children, thread;
+        memset(&self, 0, sizeof self);
+        memset(&children, 0, sizeof children);
+        memset(&thread, 0, sizeof thread);
+        getrusage(RUSAGE_SELF, &self);
+        getrusage(RUSAGE_CHILDREN, &children);
+        getrusage(RUSAGE_THREAD, &thread); /* the loop thread's */
+        section(f, &first, "CPU");
+        fprintf(f, "used_cpu_sys:%.6f\r\nused_cpu_user:%.6f\r\n"
+                   "used_cpu_sys_children:%.6f\r\n"
+                   "used_cpu_user_children:%.6f\r\n"
+                   "used_cpu_sys_main_thread:%.6f\r\n"
+                   "used_cpu_user_main_thread:%.6f\r\n",
+                timeval_s(self.ru_stime), timeval_s(self.ru_utime),
+                timeval_s(children.ru_stime), timeval_s(children.ru_utime),
+                timeval_s(thread.ru_stime), timeval_s(thread.ru_utime));
+    }
+    if (on[SEC_MODULES])
+        section(f, &first, "Modules");
+    static const struct {
+        int sec, which;
+        const char *title;
+    } per_cmd[] = {{SEC_COMMANDSTATS, SRV_STATS_COMMANDS, "Commandstats"},
+                   {SEC_ERRORSTATS, SRV_STATS_ERRORS, "Errorstats"},
+                   {SEC_LATENCYSTATS, SRV_STATS_LATENCY, "Latencystats"}};
+    for (size_t i = 0; i < sizeof per_cmd / sizeof per_cmd[0]; i++) {
+        if (!on[per_cmd[i].sec])
+            continue;
+        section(f, &first, per_cmd[i].title);
+        if (s->stats)
+            srv_stats_write(s->stats, per_cmd[i].which, f);
+    }
+    if (on[SEC_CLUSTER]) {
+        section(f, &first, "Cluster");
+        fprintf(f, "cluster_enabled:0\r\n");
+    }
+    if (on[SEC_CAIRN]) {
+        section(f, &first, "Cairn");
+        fprintf(f, "current_version:%" PRIu64 "\r\n"
                    "oldest_version:%" PRIu64 "\r\nflushes:%" PRIu64 "\r\n"
                    "compactions:%" PRIu64 "\r\n"
                    "compaction_read_bytes:%" PRIu64 "\r\n"
@@ -2362,10 +2802,10 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
             if (st.level_files[l])
                 fprintf(f, "level%d:files=%" PRIu64 ",bytes=%" PRIu64 "\r\n",
                         l, st.level_files[l], st.level_bytes[l]);
-        fprintf(f, "\r\n");
     }
-    if (want(sec, "tiers", true)) {
-        fprintf(f, "# Tiers\r\narchive_dir:%s\r\narchive_available:%d\r\n"
+    if (on[SEC_TIERS]) {
+        section(f, &first, "Tiers");
+        fprintf(f, "archive_dir:%s\r\narchive_available:%d\r\n"
                    "archive_moves:%" PRIu64 "\r\narchive_recalls:%" PRIu64
                    "\r\narchive_bytes_in:%" PRIu64
                    "\r\narchive_bytes_out:%" PRIu64
@@ -2419,9 +2859,8 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
                 st.blob_dead_bytes, st.blob_reads,
                 (double)st.blob_read_p50_ns / 1000.0,
                 (double)st.blob_read_p99_ns / 1000.0);
-        fprintf(f, "\r\n");
     }
-    if (want(sec, "keyspace", true)) {
+    if (on[SEC_KEYSPACE]) {
         /* Counting walks every key: a committer does it in the background
          * (again once the count is 5 s old), INFO shows the last count. */
         if (!s->count_inflight && !s->shutting_down &&
@@ -2436,12 +2875,11 @@ void srv_info(server *s, const char *sec, cairn_resp_buf *out)
                 submit(s, j);
             }
         }
-        fprintf(f, "# Keyspace\r\n");
+        section(f, &first, "Keyspace");
         if (s->ks_valid && s->ks_keys)
             fprintf(f, "db0:keys=%" PRIu64 ",expires=%" PRIu64
                        ",avg_ttl=0\r\n",
                     s->ks_keys, s->ks_expires);
-        fprintf(f, "\r\n");
     }
     fclose(f);
     cairn_resp_verbatim(out, "txt", b, bl);
@@ -2558,6 +2996,22 @@ static void metrics_render(void *arg, FILE *f)
       s->st_dropped);
     C("cairn_acl_denied_total", "Commands refused by access control.",
       s->st_noperm);
+    C("cairn_keyspace_hits_total", "Key lookups of read commands that "
+      "found the key.", atomic_load(&s->st_hits));
+    C("cairn_keyspace_misses_total", "Key lookups of read commands that "
+      "did not.", atomic_load(&s->st_misses));
+    C("cairn_expired_keys_total", "Keys the expiry sweep deleted.",
+      s->st_expired);
+    C("cairn_net_input_bytes_total", "Request bytes read from clients.",
+      s->st_net_in);
+    C("cairn_net_output_bytes_total", "Reply bytes written to clients.",
+      s->st_net_out);
+    C("cairn_error_replies_total", "Error replies sent.",
+      s->stats ? srv_stats_error_total(s->stats) : 0);
+    G("cairn_used_memory_bytes", "Bytes allocated (malloc's count).",
+      "%" PRIu64, used_memory());
+    if (s->stats)
+        srv_stats_write_prometheus(s->stats, f);
     C("cairn_commits_total", "Committed transactions.", st.commits);
     C("cairn_conflicts_total", "Transaction conflicts (retried).",
       st.conflicts);
@@ -2712,6 +3166,10 @@ static int server_setup(server *s, const srv_config *cfg)
         return -1;
     }
     s->acl_gen = srv_acl_generation(s->acl);
+    s->cmd_base = tab;
+    s->stats = srv_stats_new(ncmd); /* none (out of memory): INFO says 0 */
+    random_hex40(s->run_id);
+    random_hex40(s->replid);
     cairn_resp_limits_init(&s->limits);
     s->limits.max_bulk = cfg->max_bulk;
     s->limits.max_args = cfg->max_args;
@@ -2761,6 +3219,7 @@ static void server_free(server *s)
     for (int i = 0; i < KEY_STRIPES; i++)
         pthread_mutex_destroy(&s->key_locks[i]);
     slowlog_reset(s);
+    srv_stats_free(s->stats);
     free(s->monitors);
     srv_acl_free(s->acl);
     srv_tls_ctx_free(s->tls_ctx);

@@ -210,7 +210,17 @@ void srv_client_list(server *s, const srv_client_filter *f,
  * its reply); returns how many. */
 long long srv_client_kill(server *s, const srv_client_filter *f,
                           client *self);
-void srv_info(server *s, const char *section, cairn_resp_buf *out);
+/* INFO [section ...]: argv[0..argc) are the sections asked for (none:
+ * the default ones). */
+void srv_info(server *s, size_t argc, const uint8_t *const *argv,
+              const size_t *argl, cairn_resp_buf *out);
+/* CONFIG RESETSTAT: zero the statistics INFO shows (as Redis resets them). */
+void srv_reset_stats(server *s);
+/* A read command looked a key up (any thread): INFO's keyspace_hits or
+ * keyspace_misses. */
+void srv_note_lookup(server *s, bool hit);
+/* SAVE / BGSAVE ran for usec microseconds and failed or not (any thread). */
+void srv_note_save(server *s, uint64_t usec, bool failed);
 const srv_config *srv_get_config(const server *s);
 void srv_request_shutdown(server *s);
 
@@ -274,7 +284,9 @@ void cmd_run_batch(cmd_ctx *x, const cmd_queued *cmds, size_t n);
  * replied): CAIRN_EBUSY for a command that must run on a committer. */
 int cmd_batch_prepare(cmd_ctx *x, const cmd_queued *cmds, size_t n,
                       cairn_txn **txn);
-void cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max);
+/* Delete up to max keys whose expiry is at or before now_ms (and their
+ * expiry hints): how many keys it deleted. */
+size_t cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max);
 /* Count the live keys and those with an expiry (a walk of every key). */
 int cmd_count_keys(cairn_db *db, uint64_t now_ms, uint64_t *keys,
                    uint64_t *expires);

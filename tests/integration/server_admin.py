@@ -862,6 +862,15 @@ def t_metrics():
            "denied command")
         eq(scrape(mport)["cairn_acl_denied_total"],
            m2["cairn_acl_denied_total"] + 2, "cairn_acl_denied_total")
+        # Per command and per error code, and the keyspace lookups.
+        m4 = scrape(mport)
+        assert m4['cairn_command_calls_total{cmd="set"}'] >= 20, m4
+        assert m4['cairn_command_calls_total{cmd="get"}'] >= 20, m4
+        assert m4['cairn_command_rejected_total{cmd="set"}'] >= 1, m4
+        assert m4['cairn_errors_total{code="NOPERM"}'] == 2, m4
+        assert m4["cairn_keyspace_hits_total"] >= 20, m4
+        assert m4["cairn_net_input_bytes_total"] > 0, m4
+        assert m4["cairn_used_memory_bytes"] > 0, m4
         # Only GET /metrics (or /).
         try:
             urllib.request.urlopen("http://127.0.0.1:%d/nope" % mport,
@@ -1055,6 +1064,139 @@ def t_info_tiers():
         assert int(blob["reads"]) >= 1, blob
         assert float(blob["read_p50_us"]) > 0, blob
         eq(t["archive_available"], "0", "no archive configured")
+
+
+def t_info_redis_stats():
+    # INFO's Redis 7 statistics, exactly, after CONFIG RESETSTAT and a known
+    # mix: commands that ran (inline, pipelined in a batch, inside EXEC),
+    # were refused before running, or failed; errors by code; keyspace
+    # hits and misses; bytes in and out; the rates; memory and CPU; what
+    # redis-cli --stat reads.
+    with serve() as s:
+        c = Raw(s.port)
+        eq(c.cmd("CONFIG", "RESETSTAT"), "OK", "resetstat")
+        before = info_fields(c, "stats")
+        eq(before["total_error_replies"], "0", "errors after the reset")
+        eq(before["keyspace_hits"], "0", "hits after the reset")
+        eq(c.cmd("SET", "k", "v"), "OK", "set")
+        eq(c.cmd("GET", "k"), b"v", "get: a hit")
+        eq(c.cmd("GET", "nokey"), None, "get: a miss")
+        eq(c.cmd("TS.CREATE", "ts"), "OK", "a series")
+        eq(c.cmd("GET", "ts"), Err("WRONGTYPE Operation against a key "
+                                   "holding the wrong kind of value"),
+           "get of a series: a hit, failed")
+        eq(c.cmd("GET"), Err("ERR wrong number of arguments for 'get' "
+                             "command"), "get refused")
+        assert c.cmd("NOSUCHCMD").startswith("ERR unknown command"), "unknown"
+        eq(c.cmd("CLIENT", "NOSUCH"),
+           Err("ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP."),
+           "an unknown subcommand")
+        eq(c.cmd("CONFIG", "GET"), Err("ERR wrong number of arguments for "
+                                       "'config|get' command"),
+           "config get refused")
+        assert isinstance(c.cmd("CLIENT", "ID"), int), "client id"
+        eq(c.cmd("MULTI"), "OK", "multi")
+        for cmd in (("SET", "m", "1"), ("INCR", "k"), ("GET", "m")):
+            eq(c.cmd(*cmd), "QUEUED", "queued")
+        notint = Err("ERR value is not an integer or out of range")
+        eq(c.cmd("EXEC"), ["OK", notint, b"1"], "exec")
+        c.send(("SET", "p1", "1"), ("SET", "p2", "2"), ("INCR", "k"))
+        eq([c.read() for _ in range(3)], ["OK", "OK", notint], "pipeline")
+        cs = {k[len("cmdstat_"):]: kv_fields(v)
+              for k, v in info_fields(c, "commandstats").items()}
+        chk = Checks()
+        for name, calls, failed, rejected in (
+                ("set", 4, 0, 0), ("get", 4, 1, 1), ("incr", 2, 2, 0),
+                ("exec", 1, 0, 0), ("multi", 1, 0, 0), ("client|id", 1, 0, 0),
+                ("config|get", 0, 0, 1), ("config|resetstat", 1, 0, 0),
+                ("ts.create", 1, 0, 0)):
+            got = cs.get(name, {})
+            chk.eq((got.get("calls"), got.get("failed_calls"),
+                    got.get("rejected_calls")),
+                   (str(calls), str(failed), str(rejected)), "cmdstat_" + name)
+        chk.eq(sorted(k for k in cs if k.startswith("client|")),
+               ["client|id"], "no entry for an unknown subcommand")
+        us = int(cs["set"]["usec"])
+        chk.eq(float(cs["set"]["usec_per_call"]), round(us / 4, 2),
+               "usec_per_call")
+        es = info_fields(c, "errorstats")
+        chk.eq(es, {"errorstat_ERR": "count=6",
+                    "errorstat_WRONGTYPE": "count=1"}, "errorstats")
+        st = info_fields(c, "stats")
+        chk.eq(st["total_error_replies"], "7", "total_error_replies")
+        chk.eq((st["keyspace_hits"], st["keyspace_misses"]), ("3", "1"),
+               "keyspace hits and misses (GET k, GET ts, GET m; GET nokey)")
+        # Commands that ran: resetstat (counted after it reset), 4 set,
+        # 4 get, 2 incr, exec, multi, client id, ts.create, and the three
+        # INFOs before this one; not the refused nor the queued ones.
+        chk.eq(st["total_commands_processed"], "18", "commands processed")
+        lat = info_fields(c, "latencystats")
+        p = kv_fields(lat["latency_percentiles_usec_get"])
+        chk.eq(float(p["p50"]) <= float(p["p99"]) <= float(p["p99.9"]), True,
+               "latency percentiles ordered: %r" % p)
+        chk.eq("latency_percentiles_usec_config|get" in lat, False,
+               "no latency for a command that never ran")
+        # Bytes in: exactly what a command's bytes add.
+        a = int(info_fields(c, "stats")["total_net_input_bytes"])
+        eq(c.cmd("PING"), "PONG", "ping")
+        b = int(info_fields(c, "stats")["total_net_input_bytes"])
+        chk.eq(b - a, len(Raw.encode(("PING",))) +
+               len(Raw.encode(("INFO", "stats"))), "net input bytes")
+        chk.eq(int(st["total_net_output_bytes"]) > 0, True, "net output")
+        # The rates: a burst of commands shows in instantaneous_ops_per_sec
+        # (the mean of the last 16 samples, 100 ms apart).
+        c.send(*[("PING",)] * 3000)
+        for _ in range(3000):
+            c.read()
+        time.sleep(0.25)
+        ops = float(info_fields(c, "stats")["instantaneous_ops_per_sec"])
+        chk.eq(ops > 0, True, "instantaneous_ops_per_sec %r" % ops)
+        # Memory, CPU, server, replication.
+        m = info_fields(c, "memory")
+        used = int(m["used_memory"])
+        chk.eq(used > 0 and int(m["used_memory_peak"]) >= used, True,
+               "used_memory %d, peak %s" % (used, m["used_memory_peak"]))
+        chk.eq(bool(re.fullmatch(r"\d+B|\d+\.\d\d[KMGTP]",
+                                 m["used_memory_human"])), True,
+               "used_memory_human %r" % m["used_memory_human"])
+        chk.eq(m["maxmemory_policy"], "noeviction", "maxmemory_policy")
+        cpu = info_fields(c, "cpu")
+        chk.eq(float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]) > 0,
+               True, "cpu used")
+        srv = info_fields(c, "server")
+        chk.eq(bool(re.fullmatch(r"[0-9a-f]{40}", srv["run_id"])), True,
+               "run_id")
+        chk.eq(info_fields(c, "server")["run_id"], srv["run_id"],
+               "run_id stays")
+        chk.eq(srv["tcp_port"], str(s.port), "tcp_port")
+        chk.eq(info_fields(c, "replication")["role"], "master", "role")
+        chk.eq(info_fields(c, "persistence")["aof_last_write_status"], "ok",
+               "aof_last_write_status")
+        # Sections: several in one INFO, any case; unknown ones add nothing;
+        # no blank line after the last.
+        two = c.cmd("INFO", "Server", "CLIENTS").decode()
+        chk.eq(re.findall(r"^# (\w+)", two, re.M), ["Server", "Clients"],
+               "INFO server clients")
+        chk.eq(two.endswith("\r\n") and not two.endswith("\r\n\r\n"), True,
+               "no trailing blank line")
+        chk.eq(c.cmd("INFO", "nosuch"), b"", "an unknown section")
+        dflt = re.findall(r"^# (\w+)", c.cmd("INFO").decode(), re.M)
+        chk.eq("Commandstats" in dflt or "Latencystats" in dflt, False,
+               "default sections")
+        chk.eq("Errorstats" in dflt and "Replication" in dflt, True,
+               "default sections")
+        chk.done()
+        # redis-cli --stat: the keys, memory, clients, blocked, requests
+        # and connections columns all filled.
+        out = subprocess.run(
+            ["timeout", "2.5", "stdbuf", "-oL", "redis-cli", "-p",
+             str(s.port), "--stat", "-i", "1"],
+            capture_output=True, text=True).stdout
+        rows = [l.split() for l in out.splitlines()[2:] if l.strip()]
+        assert rows, "redis-cli --stat printed no row:\n" + out
+        keys, mem, clients, blocked = rows[0][:4]
+        assert int(keys) >= 3 and mem != "0B" and int(clients) >= 1 and \
+            blocked == "0", "redis-cli --stat: %r" % out
 
 
 def t_config_cache_sizes():

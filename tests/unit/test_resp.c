@@ -1263,6 +1263,70 @@ static void test_fuzz(void **state)
     }
 }
 
+/* cairn_resp_value_len: every complete value's length, 0 for each of its
+ * proper prefixes and for malformed values, across values the reply
+ * builder writes in both protocols. */
+static void test_value_len(void **state)
+{
+    (void)state;
+    static const char *const ok[] = {
+        "+OK\r\n", "-ERR bad\r\n", ":-12\r\n", "$3\r\nabc\r\n",
+        "$0\r\n\r\n", "$-1\r\n", "*-1\r\n", "*0\r\n", "_\r\n",
+        ",1.5\r\n", "#t\r\n", "(123\r\n",
+        "$4\r\na\r\nb\r\n", /* CRLF inside a bulk is data */
+        "*2\r\n$1\r\na\r\n*2\r\n:1\r\n-ERR x\r\n",
+        "%2\r\n+a\r\n:1\r\n+b\r\n*1\r\n_\r\n",
+        "~2\r\n:1\r\n:2\r\n", ">2\r\n+m\r\n$1\r\nx\r\n",
+        "=8\r\ntxt:abcd\r\n", "!5\r\nERR x\r\n",
+        "|1\r\n+k\r\n:1\r\n+v\r\n"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        size_t n = strlen(ok[i]);
+        uint8_t *buf = malloc(n + 8);
+        assert_non_null(buf);
+        memcpy(buf, ok[i], n);
+        memcpy(buf + n, "+next\r\n", 7);
+        assert_int_equal(cairn_resp_value_len(buf, n), n);
+        assert_int_equal(cairn_resp_value_len(buf, n + 7), n); /* one only */
+        for (size_t k = 0; k < n; k++)
+            assert_int_equal(cairn_resp_value_len(buf, k), 0);
+        free(buf);
+    }
+    static const char *const bad[] = {
+        "", "x\r\n", "$3\r\nabcd\r\n", "$-2\r\n", "$x\r\n", "$\r\n",
+        "*-2\r\n", "*99999999999999999999\r\n", "*2\r\n:1\r\n",
+        "+OK\n", "*1\r\n*1\r\n*1\r\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(cairn_resp_value_len((const uint8_t *)bad[i],
+                                              strlen(bad[i])),
+                         0);
+    /* What the builder writes, value after value, steps back out. */
+    for (int proto = 2; proto <= 3; proto++) {
+        cairn_resp_buf b;
+        cairn_resp_init(&b, proto);
+        size_t ends[8], k = 0;
+        cairn_resp_array(&b, 3);
+        cairn_resp_bulk(&b, "x", 1);
+        cairn_resp_null(&b);
+        cairn_resp_map(&b, 1);
+        cairn_resp_simple(&b, "f");
+        cairn_resp_dbl(&b, 0.25);
+        ends[k++] = b.len;
+        cairn_resp_error(&b, "WRONGTYPE no");
+        ends[k++] = b.len;
+        cairn_resp_null_array(&b);
+        ends[k++] = b.len;
+        cairn_resp_verbatim(&b, "txt", "a\r\nb", 4);
+        ends[k++] = b.len;
+        size_t off = 0;
+        for (size_t j = 0; j < k; j++) {
+            size_t len = cairn_resp_value_len(b.p + off, b.len - off);
+            assert_int_equal(off + len, ends[j]);
+            off += len;
+        }
+        cairn_resp_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1284,6 +1348,7 @@ int main(void)
         cmocka_unit_test(test_double_format),
         cmocka_unit_test(test_reply_oom),
         cmocka_unit_test(test_fuzz),
+        cmocka_unit_test(test_value_len),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
