@@ -1727,12 +1727,19 @@ static void c_keys(cmd_ctx *x)
     cairn_resp_free(&s.tmp);
 }
 
-/* SCAN: the cursor is 0 to start, else the position of the next key,
- * encoded as a decimal integer made from up to the first 7 bytes of that
- * key (big-endian, with a length marker): clients treat it as opaque, and
- * redis-py needs it to be an integer. Keys sharing those bytes are
- * returned again on the next call when a call stops among them (SCAN
- * allows repeats; it never skips a key that exists for the whole scan). */
+/* SCAN: the cursor is 0 to start, else names the key the call goes on
+ * from, in key order: a decimal integer below 2^63 (clients treat it as
+ * opaque; redis-py, redis-cli and others parse it as a 64-bit integer).
+ * The server keeps the key a call stopped at (up to SCAN_KEY_MAX bytes of
+ * it) under a cursor id (srv_scan_save: the newest 1024 are kept), so the
+ * next call goes on exactly there. A cursor no longer kept (a restart, or
+ * 1024 newer ones since) carries the key's first 2 bytes: the scan goes on
+ * from them, returning some keys again (SCAN allows repeats; it never
+ * skips a key that exists for the whole scan). A cursor below 2^62 is the
+ * older form, up to the first 7 bytes of the key (cursor_of), taken
+ * likewise. A call never stops at a key it would start from again, so
+ * every call makes progress. */
+#define SCAN_KEY_MAX 1024
 static uint64_t cursor_of(const uint8_t *k, size_t kl)
 {
     uint64_t c = 0;
@@ -1810,15 +1817,37 @@ static void c_scan(cmd_ctx *x)
             return;
         }
     }
-    uint8_t start[8] = {KS_DATA};
-    size_t slen = 1;
-    if (cur)
-        slen = 1 + cursor_key(cur, start + 1);
+    /* Where this call starts: KS_DATA and (a prefix of) the key. */
+    uint8_t small[8] = {KS_DATA}, *kept = NULL, *start = small;
+    size_t slen = 1, klen = 0;
+    if (cur & SCAN_CURSOR_KEPT) {
+        if (x->srv && srv_scan_load(x->srv, cur, &kept, &klen)) {
+            start = malloc(klen + 1);
+            if (!start) {
+                free(kept);
+                cmd_reply_engine_error(x->out, CAIRN_ENOMEM);
+                return;
+            }
+            start[0] = KS_DATA;
+            memcpy(start + 1, kept, klen);
+            slen = 1 + klen;
+            free(kept);
+        } else {
+            size_t n = (size_t)(cur >> 16) & 3;
+            for (size_t i = 0; i < n && i < 2; i++)
+                small[1 + i] = (uint8_t)(cur >> (8 * (1 - i)));
+            slen = 1 + (n < 2 ? n : 2);
+        }
+    } else if (cur) {
+        slen = 1 + cursor_key(cur, small + 1);
+    }
     uint8_t pfx = KS_DATA;
     cairn_iter_options o = {.prefix = &pfx, .prefix_len = 1};
     cairn_iter *it = NULL;
     int rc = cairn_iter_new(x->db, &o, &it);
     if (rc) {
+        if (start != small)
+            free(start);
         cmd_reply_engine_error(x->out, rc);
         return;
     }
@@ -1830,12 +1859,20 @@ static void c_scan(cmd_ctx *x)
          cairn_iter_next(it)) {
         size_t kl, vl;
         const uint8_t *k = cairn_iter_key(it, &kl);
-        if (seen >= count) {
-            uint64_t c = cursor_of(k + 1, kl - 1);
-            if (c != cur) { /* else: keep going, or we would loop */
-                next = c;
-                break;
+        /* Stop before k once count keys were looked at, unless the next
+         * call would start right where this one did (a long key kept in
+         * part, or an older cursor's prefix): then go on. */
+        size_t keep = kl - 1 < SCAN_KEY_MAX ? kl - 1 : SCAN_KEY_MAX;
+        if (seen >= count &&
+            !(keep + 1 == slen && !memcmp(k + 1, start + 1, keep))) {
+            next = x->srv ? srv_scan_save(x->srv, k + 1, keep) : 0;
+            if (!next) { /* out of memory: the older form */
+                uint64_t c = cursor_of(k + 1, kl - 1);
+                if (c != cur)
+                    next = c;
             }
+            if (next)
+                break;
         }
         seen++;
         const void *v = cairn_iter_value(it, &vl);
@@ -1854,6 +1891,8 @@ static void c_scan(cmd_ctx *x)
     }
     rc = cairn_iter_status(it);
     cairn_iter_free(it);
+    if (start != small)
+        free(start);
     if (rc) {
         cmd_reply_engine_error(x->out, rc);
     } else {

@@ -282,8 +282,21 @@ struct server {
     bool cmd_ran;         /* client_command ran, queued or handed it on */
     const cmd_def *cmd_base; /* the command table (stats index) */
     char run_id[41], replid[41];
+    /* SCAN cursors (any thread, scan_mu): where each recent SCAN stopped */
+    pthread_mutex_t scan_mu;
+    struct scan_cursor *scans;
+    uint64_t scan_seq, scan_clock;
     uint8_t tls_rbuf[65536]; /* ciphertext read from a TLS client */
 };
+
+/* A SCAN's stopping place, kept under its cursor id (srv_scan_save). */
+typedef struct scan_cursor {
+    uint64_t id, used; /* used: scan_clock at the last save or load */
+    uint8_t *key;
+    size_t klen;
+} scan_cursor;
+
+#define SCAN_CURSORS 1024
 
 typedef struct slow_entry {
     uint64_t id;
@@ -2364,6 +2377,74 @@ static void on_signal(uv_signal_t *h, int sig)
     srv_request_shutdown(s);
 }
 
+/* ---------- SCAN cursors ---------- */
+
+/* The newest SCAN_CURSORS stopping places are kept (the least recently
+ * used goes); an id is bit 62, a sequence number (bits 18-61) that makes
+ * it unique, the key's length up to 2 (bits 16-17) and its first 2 bytes
+ * (bits 0-15): a cursor no longer kept still says where to go on from,
+ * roughly (SCAN may return a key twice, never skip one). */
+uint64_t srv_scan_save(server *s, const uint8_t *key, size_t klen)
+{
+    uint8_t *copy = malloc(klen ? klen : 1);
+    if (!copy)
+        return 0;
+    memcpy(copy, key, klen);
+    uint64_t head = (uint64_t)(klen < 2 ? klen : 2) << 16;
+    for (size_t i = 0; i < 2 && i < klen; i++)
+        head |= (uint64_t)key[i] << (8 * (1 - i));
+    pthread_mutex_lock(&s->scan_mu);
+    if (!s->scans)
+        s->scans = calloc(SCAN_CURSORS, sizeof *s->scans);
+    if (!s->scans) {
+        pthread_mutex_unlock(&s->scan_mu);
+        free(copy);
+        return 0;
+    }
+    scan_cursor *e = &s->scans[0];
+    for (size_t i = 1; i < SCAN_CURSORS && e->key; i++)
+        if (!s->scans[i].key || s->scans[i].used < e->used)
+            e = &s->scans[i];
+    free(e->key);
+    e->id = SCAN_CURSOR_KEPT |
+            ((++s->scan_seq & ((1ULL << 44) - 1)) << 18) | head;
+    e->key = copy;
+    e->klen = klen;
+    e->used = ++s->scan_clock;
+    uint64_t id = e->id;
+    pthread_mutex_unlock(&s->scan_mu);
+    return id;
+}
+
+bool srv_scan_load(server *s, uint64_t id, uint8_t **key, size_t *klen)
+{
+    bool found = false;
+    pthread_mutex_lock(&s->scan_mu);
+    for (size_t i = 0; s->scans && i < SCAN_CURSORS && !found; i++) {
+        scan_cursor *e = &s->scans[i];
+        if (e->key && e->id == id) {
+            *key = malloc(e->klen ? e->klen : 1);
+            if (*key) {
+                memcpy(*key, e->key, e->klen);
+                *klen = e->klen;
+                e->used = ++s->scan_clock;
+                found = true;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->scan_mu);
+    return found;
+}
+
+static void scan_cursors_free(server *s)
+{
+    for (size_t i = 0; s->scans && i < SCAN_CURSORS; i++)
+        free(s->scans[i].key);
+    free(s->scans);
+    s->scans = NULL;
+}
+
 /* ---------- INFO ---------- */
 
 /* INFO's sections, in the order they are written; `dflt`: in INFO with
@@ -3185,6 +3266,13 @@ static int server_start_committers(server *s)
     pthread_cond_init(&s->d_cv, NULL);
     for (int i = 0; i < KEY_STRIPES; i++)
         pthread_mutex_init(&s->key_locks[i], NULL);
+    pthread_mutex_init(&s->scan_mu, NULL);
+    /* Cursor ids start at a random place: one a client kept from an
+     * earlier run of the server is not taken for a new one. */
+    uint8_t r[8];
+    if (getrandom(r, sizeof r, 0) == (ssize_t)sizeof r)
+        for (int i = 0; i < 8; i++)
+            s->scan_seq = s->scan_seq << 8 | r[i];
     s->nworkers = s->cfg.commit_threads > 0 ? s->cfg.commit_threads : 1;
     s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
     int started = 0;
@@ -3218,6 +3306,8 @@ static void server_free(server *s)
     pthread_cond_destroy(&s->d_cv);
     for (int i = 0; i < KEY_STRIPES; i++)
         pthread_mutex_destroy(&s->key_locks[i]);
+    pthread_mutex_destroy(&s->scan_mu);
+    scan_cursors_free(s);
     slowlog_reset(s);
     srv_stats_free(s->stats);
     free(s->monitors);

@@ -221,6 +221,14 @@ void srv_reset_stats(server *s);
 void srv_note_lookup(server *s, bool hit);
 /* SAVE / BGSAVE ran for usec microseconds and failed or not (any thread). */
 void srv_note_save(server *s, uint64_t usec, bool failed);
+/* SCAN cursors (any thread). A cursor with SCAN_CURSOR_KEPT set names a
+ * key kept by srv_scan_save (the one the next call starts at); 0 when out
+ * of memory. srv_scan_load copies it into *key (malloc'ed): false when it
+ * is no longer kept (the cursor's low 18 bits then hold the key's first
+ * bytes: up to 2, their count in bits 16-17). */
+#define SCAN_CURSOR_KEPT (1ULL << 62)
+uint64_t srv_scan_save(server *s, const uint8_t *key, size_t klen);
+bool srv_scan_load(server *s, uint64_t id, uint8_t **key, size_t *klen);
 const srv_config *srv_get_config(const server *s);
 void srv_request_shutdown(server *s);
 

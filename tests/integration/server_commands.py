@@ -306,6 +306,62 @@ def t_keys():
     assert c.flushdb() is True and c.dbsize() == 0 and c.randomkey() is None
 
 
+def full_scan(c, cursor=0, **kw):
+    """Every key a SCAN from cursor on returns, in order, and the calls."""
+    keys, calls = [], 0
+    while True:
+        cursor, got = c.scan(cursor, **kw)
+        keys += got
+        calls += 1
+        if cursor == 0:
+            return keys, calls
+        assert calls < 100000, "SCAN does not end"
+
+
+def t_scan_cursors():
+    # SCAN goes on exactly where it stopped, COUNT keys a call, however
+    # long the keys' common prefix (redis-benchmark's "key:000000001234"):
+    # no repeats, none missed, no reply with the whole key space.
+    c = r()
+    c.flushdb()  # the key space is this test's alone
+    names = [("key:%012d" % i).encode() for i in range(3000)]
+    with c.pipeline(transaction=False) as p:
+        for k in names:
+            p.set(k, "v")
+        p.execute()
+    keys, calls = full_scan(c, count=10)
+    assert sorted(keys) == names, (len(keys), len(set(keys)))
+    assert 300 <= calls <= 302, calls
+    cursor, got = c.scan(0, count=10)
+    assert len(got) == 10 and 0 < cursor < 2**63, (len(got), cursor)
+    # MATCH and TYPE filter what was looked at; COUNT still bounds a call.
+    keys, calls = full_scan(c, match="key:000000001*", count=100)
+    assert sorted(keys) == names[1000:2000] and calls >= 30, (len(keys), calls)
+    c.execute_command("TS.CREATE", "key:zz-series")
+    keys, _ = full_scan(c, _type="tsdb-type", count=500)
+    assert keys == [b"key:zz-series"], keys
+    # A cursor the server no longer keeps (1024 newer ones since) goes on
+    # from the key's first bytes: some keys again, none missed.
+    cursor, first = c.scan(0, count=50)
+    for _ in range(1100):
+        c.scan(0, count=1)
+    rest, _ = full_scan(c, cursor, count=50)
+    assert set(first + rest) == set(names + [b"key:zz-series"])
+    # The older cursor form (a prefix of the key, below 2^62) is taken too.
+    old = (int.from_bytes(b"key:000", "big") << 3 | 7) + 1
+    rest, _ = full_scan(c, old, count=100)
+    assert set(rest) == set(names + [b"key:zz-series"]), len(set(rest))
+    # Keys longer than the 1 KiB the server keeps of one, sharing all of
+    # it: every call makes progress, every key comes back.
+    c.flushdb()
+    long = [b"L" * 1100 + b"%03d" % i for i in range(40)]
+    for k in long:
+        c.set(k, "v")
+    keys, calls = full_scan(c, count=5)
+    assert set(keys) == set(long) and calls < 100, (len(set(keys)), calls)
+    c.flushdb()
+
+
 def t_expiry():
     c = r()
     c.set("e1", "v", px=1000)  # a second: room for a slow (sanitizer) build
