@@ -19,6 +19,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2597,6 +2598,195 @@ size_t cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max)
     return deleted;
 }
 
+cmd_text *cmd_text_begin(cairn_resp_buf *out)
+{
+    cmd_text *t = calloc(1, sizeof *t);
+    if (t) {
+        t->out = out;
+        t->f = open_memstream(&t->buf, &t->len);
+    }
+    if (!t || !t->f) {
+        free(t);
+        cmd_reply_engine_error(out, CAIRN_ENOMEM);
+        return NULL;
+    }
+    return t;
+}
+
+void cmd_text_end(cmd_text *t)
+{
+    fclose(t->f);
+    cairn_resp_verbatim(t->out, "txt", t->buf, t->len);
+    free(t->buf);
+    free(t);
+}
+
+/* ---------- MEMORY, OBJECT ---------- */
+
+static const cairn_resp_sub MEMORY_SUBS[] = {
+    {"doctor", 2}, {"malloc-stats", 2}, {"purge", 2},
+    {"stats", 2},  {"usage", -3},       {"help", 2},
+};
+
+static const cairn_resp_sub OBJECT_SUBS[] = {
+    {"encoding", 3}, {"freq", 3}, {"refcount", 3}, {"help", 2},
+};
+
+/* Read the record of argv[2] (OBJECT's and MEMORY USAGE's key): true with
+ * *r filled, or false with the reply written (an error, or nil for a
+ * missing key). */
+static bool key_or_nil(cmd_ctx *x, ks_rec *r)
+{
+    int rc = get_rec(x, NULL, x->argv[2], x->argl[2], r);
+    if (rc) {
+        cmd_reply_engine_error(x->out, rc);
+        return false;
+    }
+    if (!r->found) {
+        cairn_resp_null(x->out);
+        return false;
+    }
+    return true;
+}
+
+/* What a memtable entry costs beside its key and record (node, tower,
+ * hash entry): MEMORY USAGE's estimate adds it. */
+#define MEM_ENTRY_OVERHEAD 64
+
+/* MEMORY USAGE key [SAMPLES n]: an estimate of the bytes the key takes
+ * while in memory: the key, its record (value, type, expiry) or, for a
+ * series, its chunks, and an entry's overhead. nil: no such key. */
+static void memory_usage(cmd_ctx *x)
+{
+    for (size_t i = 3; i < x->argc; i += 2) {
+        long long n;
+        if (!arg_is(x, i, "SAMPLES") || i + 1 >= x->argc) {
+            reply_syntax(x);
+            return;
+        }
+        if (!parse_ll(x->argv[i + 1], x->argl[i + 1], &n)) {
+            reply_notint(x);
+            return;
+        }
+        if (n < 0) {
+            reply_syntax(x);
+            return;
+        }
+    }
+    ks_rec r;
+    if (!key_or_nil(x, &r))
+        return;
+    uint64_t bytes = 1 + x->argl[2] + 16 + r.plen + MEM_ENTRY_OVERHEAD;
+    if (r.type == KS_TYPE_TS) {
+        cairn_ts_info *in = NULL;
+        if (cairn_ts_info_get(x->db, x->txn, x->argv[2], x->argl[2], &in) ==
+            0) {
+            bytes += in->memory_bytes;
+            cairn_ts_info_free(in);
+        }
+    }
+    ks_rec_free(&r);
+    cairn_resp_integer(x->out, (int64_t)bytes);
+}
+
+static void c_memory(cmd_ctx *x)
+{
+    if (cairn_resp_sub_find(x->out, "MEMORY", MEMORY_SUBS,
+                            sizeof MEMORY_SUBS / sizeof MEMORY_SUBS[0],
+                            x->argc, x->argv, x->argl) < 0)
+        return;
+    if (arg_is(x, 1, "USAGE")) {
+        memory_usage(x);
+    } else if (arg_is(x, 1, "STATS")) {
+        srv_memory_stats(x->srv, x->out);
+    } else if (arg_is(x, 1, "DOCTOR")) {
+        srv_memory_doctor(x->srv, x->out);
+    } else if (arg_is(x, 1, "MALLOC-STATS")) {
+        /* The C library's report (XML), as Redis gives jemalloc's. */
+        cmd_text *t = cmd_text_begin(x->out);
+        if (!t)
+            return;
+        if (malloc_info(0, t->f) != 0)
+            fprintf(t->f, "Stats not supported for the current allocator");
+        cmd_text_end(t);
+    } else if (arg_is(x, 1, "PURGE")) {
+        malloc_trim(0);
+        cairn_resp_simple(x->out, "OK");
+    } else {
+        static const char *const help[] = {
+            "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "DOCTOR",
+            "    Return memory problems reports.",
+            "MALLOC-STATS",
+            "    Return internal statistics report from the memory allocator.",
+            "PURGE",
+            "    Attempt to purge dirty pages for reclamation by the allocator.",
+            "STATS",
+            "    Return information about the memory usage of the server.",
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value (an "
+            "estimate: the key,",
+            "    its record and an in-memory entry's overhead; SAMPLES is "
+            "accepted).",
+            "HELP",
+            "    Prints this help."};
+        cmd_reply_help(x->out, help, sizeof help / sizeof help[0]);
+    }
+}
+
+/* OBJECT ENCODING / REFCOUNT / FREQ key, with Redis's answers for a
+ * string: "int" (a 64-bit integer in canonical form), "embstr" (up to 44
+ * bytes) or "raw"; a series is "raw", as a module's value. Small integers
+ * (0..9999) are shared in Redis: refcount 2147483647. FREQ needs an LFU
+ * eviction policy, which Cairn does not have (it does not evict). */
+static void c_object(cmd_ctx *x)
+{
+    if (cairn_resp_sub_find(x->out, "OBJECT", OBJECT_SUBS,
+                            sizeof OBJECT_SUBS / sizeof OBJECT_SUBS[0],
+                            x->argc, x->argv, x->argl) < 0)
+        return;
+    if (arg_is(x, 1, "HELP")) {
+        static const char *const help[] = {
+            "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "ENCODING <key>",
+            "    Return the kind of internal representation used in order to "
+            "store the value",
+            "    associated with a <key>.",
+            "FREQ <key>",
+            "    Return the access frequency index of the <key> (needs an LFU "
+            "eviction policy;",
+            "    cairn-server does not evict).",
+            "REFCOUNT <key>",
+            "    Return the number of references of the value associated with "
+            "the specified",
+            "    <key>.",
+            "HELP",
+            "    Prints this help."};
+        cmd_reply_help(x->out, help, sizeof help / sizeof help[0]);
+        return;
+    }
+    ks_rec r;
+    if (!key_or_nil(x, &r))
+        return;
+    long long v = 0;
+    bool is_int = r.type == KS_TYPE_STRING && parse_ll(r.payload, r.plen, &v);
+    if (arg_is(x, 1, "ENCODING"))
+        cairn_resp_bulk_cstr(x->out, is_int ? "int"
+                                     : r.type == KS_TYPE_STRING && r.plen <= 44
+                                         ? "embstr"
+                                         : "raw");
+    else if (arg_is(x, 1, "REFCOUNT"))
+        cairn_resp_integer(x->out, is_int && v >= 0 && v < 10000 ? INT32_MAX
+                                                                  : 1);
+    else
+        cairn_resp_error(x->out,
+                         "ERR An LFU maxmemory policy is not selected, access "
+                         "frequency not tracked. Please note that when "
+                         "switching between policies at runtime LRU and LFU "
+                         "data will take some time to adjust.");
+    ks_rec_free(&r);
+}
+
 /* ---------- the table ---------- */
 
 static const cmd_def TABLE[] = {
@@ -2691,6 +2881,9 @@ static const cmd_def TABLE[] = {
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS, "The keys matching a pattern."},
     {"lastsave", 1, 0, c_lastsave, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_FAST|SRV_ACL_CAT_DANGEROUS, "The time of the last checkpoint."},
+    {"memory", -2, CMD_LOOP | CMD_SUBCMDS, c_memory, 2, 2, 1,
+     SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW,
+     "Memory: USAGE of a key, STATS, DOCTOR, MALLOC-STATS, PURGE."},
     {"mget", -2, 0, c_mget, 1, -1, 1,
      SRV_ACL_CAT_READ|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Returns several string values."},
     {"monitor", 1, CMD_LOOP | CMD_MULTIOK, c_monitor, 0, 0, 0,
@@ -2703,6 +2896,9 @@ static const cmd_def TABLE[] = {
      "Sets several keys atomically if none exists."},
     {"multi", 1, CMD_LOOP | CMD_NOMULTI, c_multi, 0, 0, 0,
      SRV_ACL_CAT_TRANSACTION|SRV_ACL_CAT_FAST, "Starts a transaction."},
+    {"object", -2, CMD_SUBCMDS, c_object, 2, 2, 1,
+     SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW,
+     "A key's value: ENCODING, REFCOUNT, FREQ."},
     {"persist", 2, CMD_WRITE, c_persist, 1, 1, 1,
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_WRITE|SRV_ACL_CAT_FAST, "Removes a key's expiry."},
     {"pexpire", -3, CMD_WRITE, c_pexpire, 1, 1, 1,
@@ -2940,6 +3136,12 @@ static const cairn_resp_sub *subcommands(const cmd_def *d, size_t *n)
     } else if (!strcmp(d->name, "config")) {
         subs = CONFIG_SUBS;
         *n = sizeof CONFIG_SUBS / sizeof CONFIG_SUBS[0];
+    } else if (!strcmp(d->name, "memory")) {
+        subs = MEMORY_SUBS;
+        *n = sizeof MEMORY_SUBS / sizeof MEMORY_SUBS[0];
+    } else if (!strcmp(d->name, "object")) {
+        subs = OBJECT_SUBS;
+        *n = sizeof OBJECT_SUBS / sizeof OBJECT_SUBS[0];
     }
     return subs;
 }

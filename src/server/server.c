@@ -2599,18 +2599,130 @@ static void stats_tick(server *s)
     }
 }
 
+/* What MEMORY STATS and DOCTOR tell: malloc's count and its peak, the
+ * resident size, the clients' buffers, the memtables and caches. */
+typedef struct mem_facts {
+    uint64_t used, peak, rss, clients, memtables, row_cache, row_cap,
+        block_cache, block_cap, keys;
+    bool keys_known;
+} mem_facts;
+
+static void mem_facts_get(server *s, const cairn_stats *st, mem_facts *m)
+{
+    memset(m, 0, sizeof *m);
+    m->used = used_memory();
+    if (m->used > s->mem_peak)
+        s->mem_peak = m->used;
+    m->peak = s->mem_peak;
+    m->rss = rss_bytes();
+    for (client *c = s->clients; c; c = c->next)
+        m->clients += c->incap + c->out.cap + c->out_pending;
+    m->memtables = st->memtable_bytes;
+    m->row_cache = st->row_cache_bytes;
+    m->row_cap = st->row_cache_capacity;
+    m->block_cache = st->block_cache_bytes;
+    m->block_cap = st->block_cache_capacity;
+    m->keys_known = s->ks_valid;
+    m->keys = s->ks_keys;
+}
+
+void srv_memory_stats(server *s, cairn_resp_buf *out)
+{
+    cairn_stats st;
+    cairn_get_stats(s->db, &st);
+    mem_facts m;
+    mem_facts_get(s, &st, &m);
+    /* The data Cairn holds in memory: memtables and caches. */
+    uint64_t data = m.memtables + m.row_cache + m.block_cache;
+    struct {
+        const char *name;
+        double v;
+        bool real;
+    } f[] = {
+        {"peak.allocated", (double)m.peak, false},
+        {"total.allocated", (double)m.used, false},
+        {"clients.normal", (double)m.clients, false},
+        {"keys.count", (double)m.keys, false},
+        {"keys.bytes-per-key",
+         m.keys ? (double)data / (double)m.keys : 0.0, false},
+        {"dataset.bytes", (double)data, false},
+        {"dataset.percentage",
+         m.used ? 100.0 * (double)data / (double)m.used : 0.0, true},
+        {"peak.percentage",
+         m.peak ? 100.0 * (double)m.used / (double)m.peak : 0.0, true},
+        {"fragmentation", m.used ? (double)m.rss / (double)m.used : 0.0, true},
+        {"fragmentation.bytes", (double)m.rss - (double)m.used, false},
+        {"cairn.memtables.bytes", (double)m.memtables, false},
+        {"cairn.row-cache.bytes", (double)m.row_cache, false},
+        {"cairn.row-cache.capacity", (double)m.row_cap, false},
+        {"cairn.block-cache.bytes", (double)m.block_cache, false},
+        {"cairn.block-cache.capacity", (double)m.block_cap, false},
+    };
+    size_t n = sizeof f / sizeof f[0];
+    if (out->proto == 3)
+        cairn_resp_map(out, n);
+    else
+        cairn_resp_array(out, 2 * n);
+    for (size_t i = 0; i < n; i++) {
+        cairn_resp_bulk_cstr(out, f[i].name);
+        if (f[i].real)
+            cairn_resp_dbl(out, f[i].v);
+        else
+            cairn_resp_integer(out, (int64_t)f[i].v);
+    }
+}
+
+void srv_memory_doctor(server *s, cairn_resp_buf *out)
+{
+    cairn_stats st;
+    cairn_get_stats(s->db, &st);
+    mem_facts m;
+    mem_facts_get(s, &st, &m);
+    char h[6][32];
+    cmd_text *t = cmd_text_begin(out);
+    if (!t)
+        return;
+    FILE *f = t->f;
+    fprintf(f, "Allocated %s (peak %s), resident %s. Memtables hold %s; the "
+               "row cache %s and the block cache %s, within their budgets; "
+               "the rest of the data is in sorted files on disk.",
+            human_bytes(m.used, h[0], sizeof h[0]),
+            human_bytes(m.peak, h[1], sizeof h[1]),
+            human_bytes(m.rss, h[2], sizeof h[2]),
+            human_bytes(m.memtables, h[3], sizeof h[3]),
+            human_bytes(m.row_cache, h[4], sizeof h[4]),
+            human_bytes(m.block_cache, h[5], sizeof h[5]));
+    bool issue = false;
+    if (m.used > (64u << 20) && m.rss > m.used + m.used / 2) {
+        fprintf(f, " High fragmentation: the resident size is %.2f times "
+                   "what is allocated (MEMORY PURGE returns free pages).",
+                (double)m.rss / (double)m.used);
+        issue = true;
+    }
+    if (m.peak > (64u << 20) && m.used < m.peak / 2) {
+        fprintf(f, " The peak was over twice what is allocated now.");
+        issue = true;
+    }
+    if (m.clients > (32u << 20)) {
+        fprintf(f, " Client buffers take %s (big replies or requests "
+                   "waiting).",
+                human_bytes(m.clients, h[0], sizeof h[0]));
+        issue = true;
+    }
+    if (!issue)
+        fprintf(f, " No memory problem found.");
+    cmd_text_end(t);
+}
+
 void srv_info(server *s, size_t argc, const uint8_t *const *argv,
               const size_t *argl, cairn_resp_buf *out)
 {
     bool on[SEC_N];
     info_sections(argc, argv, argl, on);
-    char *b = NULL;
-    size_t bl = 0;
-    FILE *f = open_memstream(&b, &bl);
-    if (!f) {
-        cmd_reply_engine_error(out, CAIRN_ENOMEM);
+    cmd_text *t = cmd_text_begin(out);
+    if (!t)
         return;
-    }
+    FILE *f = t->f;
     bool first = true;
     char h1[32], h2[32];
     uint64_t up_s = (mono_ms() - s->start_ms) / 1000;
@@ -2670,11 +2782,9 @@ void srv_info(server *s, size_t argc, const uint8_t *const *argv,
     cairn_stats st;
     cairn_get_stats(s->db, &st);
     if (on[SEC_MEMORY]) {
-        uint64_t used = used_memory(), rss = rss_bytes(), clients = 0;
-        if (used > s->mem_peak)
-            s->mem_peak = used;
-        for (client *c = s->clients; c; c = c->next)
-            clients += c->incap + c->out.cap + c->out_pending;
+        mem_facts m;
+        mem_facts_get(s, &st, &m);
+        uint64_t used = m.used, rss = m.rss, clients = m.clients;
         long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
         uint64_t total = pages > 0 && psize > 0
                              ? (uint64_t)pages * (uint64_t)psize
@@ -2962,9 +3072,7 @@ void srv_info(server *s, size_t argc, const uint8_t *const *argv,
                        ",avg_ttl=0\r\n",
                     s->ks_keys, s->ks_expires);
     }
-    fclose(f);
-    cairn_resp_verbatim(out, "txt", b, bl);
-    free(b);
+    cmd_text_end(t);
 }
 
 /* ---------- run ---------- */

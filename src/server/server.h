@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cairn.h"
 #include "server/resp.h"
@@ -214,6 +215,10 @@ long long srv_client_kill(server *s, const srv_client_filter *f,
  * the default ones). */
 void srv_info(server *s, size_t argc, const uint8_t *const *argv,
               const size_t *argl, cairn_resp_buf *out);
+/* MEMORY STATS (a map of Redis's names where they apply, Cairn's memory
+ * tiers beside) and MEMORY DOCTOR (a report in words). Loop thread. */
+void srv_memory_stats(server *s, cairn_resp_buf *out);
+void srv_memory_doctor(server *s, cairn_resp_buf *out);
 /* CONFIG RESETSTAT: zero the statistics INFO shows (as Redis resets them). */
 void srv_reset_stats(server *s);
 /* A read command looked a key up (any thread): INFO's keyspace_hits or
@@ -311,5 +316,17 @@ void cmd_run_write(cmd_ctx *x, cmd_write_op op, void *arg);
 void cmd_reply_bad_sub(cairn_resp_buf *out, const char *cmd,
                        const uint8_t *sub, size_t sl);
 void cmd_reply_help(cairn_resp_buf *out, const char *const *lines, size_t n);
+/* A text reply (INFO, MEMORY DOCTOR...) written through a stdio stream:
+ * cmd_text_begin gives the stream (NULL: out of memory, the error
+ * replied); cmd_text_end replies what was written (a verbatim string in
+ * RESP3) and frees it all. */
+typedef struct cmd_text {
+    FILE *f;
+    char *buf;
+    size_t len;
+    cairn_resp_buf *out;
+} cmd_text;
+cmd_text *cmd_text_begin(cairn_resp_buf *out);
+void cmd_text_end(cmd_text *t);
 
 #endif /* CAIRN_SERVER_SERVER_H */

@@ -5,6 +5,7 @@ replies and errors Redis 7 gives, MULTI/EXEC/WATCH, RESP3, AUTH, expiry,
 time travel, bad input, persistence across a restart and across kill -9.
 """
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -360,6 +361,44 @@ def t_scan_cursors():
     keys, calls = full_scan(c, count=5)
     assert set(keys) == set(long) and calls < 100, (len(set(keys)), calls)
     c.flushdb()
+
+
+def t_memory_object():
+    # MEMORY USAGE: an estimate above the key and value bytes, a series'
+    # chunks counted; STATS, DOCTOR, MALLOC-STATS and PURGE answer; OBJECT
+    # as Redis (the replies Redis gives are in the compatibility corpus);
+    # redis-cli --memkeys sizes every key.
+    c = r()
+    c.set("mo:s", "x" * 1000)
+    c.set("mo:i", 42)
+    c.execute_command("TS.CREATE", "mo:ts")
+    for t in range(1, 2001):
+        c.execute_command("TS.ADD", "mo:ts", t, t * 0.5)
+    us = c.memory_usage("mo:s")
+    assert 1000 + len("mo:s") < us < 1300, us
+    assert c.memory_usage("mo:s", samples=0) == us
+    assert c.memory_usage("mo:i") < us
+    assert c.memory_usage("mo:ts") > c.memory_usage("mo:i") + 100
+    assert c.memory_usage("mo:none") is None
+    assert c.object("encoding", "mo:s") == b"raw"
+    assert c.object("encoding", "mo:i") == b"int"
+    assert c.object("encoding", "mo:ts") == b"raw"
+    assert c.object("refcount", "mo:i") == 2147483647
+    st = c.memory_stats()
+    for k in ("peak.allocated", "total.allocated", "dataset.bytes",
+              "fragmentation", "cairn.memtables.bytes"):
+        assert k in st, (k, st)
+    assert st["peak.allocated"] >= st["total.allocated"] > 0, st
+    doc = c.execute_command("MEMORY", "DOCTOR").decode()
+    assert doc.startswith("Allocated ") and "Memtables hold" in doc, doc
+    assert c.execute_command("MEMORY", "MALLOC-STATS").startswith(b"<malloc")
+    assert c.execute_command("MEMORY", "PURGE") in (b"OK", "OK", True)
+    out = subprocess.run(["redis-cli", "-p", str(SRV.port), "--memkeys"],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert re.search(r"Biggest string found '\"mo:s\"' has \d+ bytes", out) \
+        and " 0 bytes (100" not in out, out
+    for k in ("mo:s", "mo:i", "mo:ts"):
+        c.delete(k)
 
 
 def t_expiry():
