@@ -3,7 +3,8 @@
 # the same redis-benchmark flags: SET, GET, INCR, MSET at -P 1 and -P 16;
 # Redis without persistence, with appendfsync everysec and always; Cairn with
 # sync always and interval. Then memory (RSS) after loading 1M keys and the
-# restart time with them, each beside Redis's; and, for SET and GET at
+# restart time with them, each beside Redis's (and Cairn's RSS without its
+# caches); and, for SET and GET at
 # -P 1, the CPU the server and the client each spent per request.
 #
 #   bench/server.sh [--quick] [--requests N] [--clients N] [--runs R] [--keep]
@@ -59,9 +60,9 @@ wait_up() { # port
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 SERVER_PID=""
-start_cairn() { # name sync port
+start_cairn() { # name sync port [more flags]
   mkdir -p "$WORK/$1"
-  build/cairn-server --port "$3" --dir "$WORK/$1/data" --sync "$2" \
+  build/cairn-server --port "$3" --dir "$WORK/$1/data" --sync "$2" "${@:4}" \
     >"$WORK/$1/log" 2>&1 &
   SERVER_PID=$!; PIDS+=("$SERVER_PID"); wait_up "$3"
 }
@@ -171,15 +172,27 @@ for i in range(n):
     out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
 PY
 }
+# cairn-nocache: the same without the row cache and with a 1 MiB block
+# cache. The caches take what they are offered while they have room
+# (flushes offer what they write), up to their budgets (512 MiB each by
+# default): the difference is memory the caches hold, not the data's.
+NOCACHE=(--row-cache-size 0 --block-cache-size 1mb)
+start_load() { # config port
+  case "$1" in
+    cairn-always) start_cairn "load-$1" always "$2" ;;
+    cairn-nocache) start_cairn "load-$1" always "$2" "${NOCACHE[@]}" ;;
+    *) start_redis "load-$1" always "$2" ;;
+  esac
+}
 declare -A MEM RESTART
-for cfg in cairn-always redis-always; do
+for cfg in cairn-always cairn-nocache redis-always; do
   port=$(free_port)
-  if [ "$cfg" = cairn-always ]; then start_cairn "load-$cfg" always "$port"; else start_redis "load-$cfg" always "$port"; fi
+  start_load "$cfg" "$port"
   load "$port"
   MEM[$cfg]=$(rss_kb "$SERVER_PID")
   stop_server "$port" "$SERVER_PID"
   t0=$(date +%s.%N)
-  if [ "$cfg" = cairn-always ]; then start_cairn "load-$cfg" always "$port"; else start_redis "load-$cfg" always "$port"; fi
+  start_load "$cfg" "$port"
   until [ "$(redis-cli -p "$port" GET key:000000000000 2>/dev/null | head -c1)" = v ]; do sleep 0.02; done
   t1=$(date +%s.%N)
   RESTART[$cfg]=$(python3 -c "print('%.2f' % ($t1 - $t0))")
@@ -230,4 +243,5 @@ done
 echo
 echo "$LOADKEYS keys of 100 bytes (durable: cairn sync always, redis appendfsync always):"
 echo "  RSS after loading:  cairn $(( ${MEM[cairn-always]:-0} / 1024 )) MiB, redis $(( ${MEM[redis-always]:-0} / 1024 )) MiB ($(ratio "${MEM[cairn-always]:-}" "${MEM[redis-always]:-}"))"
+echo "  RSS without caches: cairn $(( ${MEM[cairn-nocache]:-0} / 1024 )) MiB ($(ratio "${MEM[cairn-nocache]:-}" "${MEM[redis-always]:-}") of redis; row cache off, block cache 1 MiB)"
 echo "  restart to first read: cairn ${RESTART[cairn-always]:-?} s, redis ${RESTART[redis-always]:-?} s"

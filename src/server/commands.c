@@ -1662,32 +1662,38 @@ static int walk_keys(cmd_ctx *x, key_fn fn, void *arg)
 }
 
 typedef struct count_state {
-    uint64_t keys, expires;
+    uint64_t keys, expires, now_ms;
+    long double ttl_sum; /* ms left of the keys with an expiry */
 } count_state;
 
 static bool count_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
 {
     count_state *c = arg;
     c->keys++;
-    c->expires += r->expiry_ms != 0;
+    if (r->expiry_ms) { /* not expired: walk_keys skips those */
+        c->expires++;
+        c->ttl_sum += (long double)(r->expiry_ms - c->now_ms);
+    }
     return true;
 }
 
 int cmd_count_keys(cairn_db *db, uint64_t now_ms, uint64_t *keys,
-                   uint64_t *expires)
+                   uint64_t *expires, uint64_t *avg_ttl_ms)
 {
     cmd_ctx x = {.db = db, .now_ms = now_ms};
-    count_state c = {0, 0};
+    count_state c = {.now_ms = now_ms};
     int rc = walk_keys(&x, count_fn, &c);
     *keys = c.keys;
     *expires = c.expires;
+    if (avg_ttl_ms)
+        *avg_ttl_ms = c.expires ? (uint64_t)(c.ttl_sum / c.expires) : 0;
     return rc;
 }
 
 static void c_dbsize(cmd_ctx *x)
 {
     uint64_t keys, expires;
-    int rc = cmd_count_keys(x->db, x->now_ms, &keys, &expires);
+    int rc = cmd_count_keys(x->db, x->now_ms, &keys, &expires, NULL);
     if (rc)
         cmd_reply_engine_error(x->out, rc);
     else
@@ -1929,7 +1935,7 @@ static bool pick_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
 static void c_randomkey(cmd_ctx *x)
 {
     uint64_t n = 0, expires;
-    int rc = cmd_count_keys(x->db, x->now_ms, &n, &expires);
+    int rc = cmd_count_keys(x->db, x->now_ms, &n, &expires, NULL);
     if (rc == 0 && n == 0) {
         cairn_resp_null(x->out);
         return;

@@ -151,7 +151,7 @@ typedef struct job {
     cairn_resp_buf out;
     uint64_t version;
     uint64_t now_ms;
-    uint64_t count_keys, count_expires; /* JOB_COUNT's result */
+    uint64_t count_keys, count_expires, count_avg_ttl; /* JOB_COUNT's */
     int count_rc;
     bool async;     /* committed from the loop (cairn_txn_commit_async) */
     int async_rc;   /* its outcome, set by the engine thread */
@@ -245,7 +245,7 @@ struct server {
     bool sweep_inflight;
     /* INFO keyspace: the key count from the last walk (JOB_COUNT) */
     bool count_inflight, ks_valid;
-    uint64_t ks_keys, ks_expires, ks_counted_ms;
+    uint64_t ks_keys, ks_expires, ks_avg_ttl, ks_counted_ms;
     bool shutting_down, closing_all;
     uint64_t start_ms, tick;
     uint64_t now_ms; /* wall clock (ms) at the start of this input pass */
@@ -999,7 +999,7 @@ static void run_job(server *s, job *j)
         j->count_keys = cmd_sweep_expired(s->db, j->now_ms, 1000);
     } else if (j->kind == JOB_COUNT) {
         j->count_rc = cmd_count_keys(s->db, j->now_ms, &j->count_keys,
-                                     &j->count_expires);
+                                     &j->count_expires, &j->count_avg_ttl);
     } else if (j->kind == JOB_EXEC) {
         cmd_exec_queued(&x, j->cmds, j->ncmds, j->nwatch,
                         (const uint8_t **)j->wkeys, j->wlens,
@@ -2241,6 +2241,7 @@ static void done_drain(server *s)
             if (j->count_rc == 0) {
                 s->ks_keys = j->count_keys;
                 s->ks_expires = j->count_expires;
+                s->ks_avg_ttl = j->count_avg_ttl;
                 s->ks_counted_ms = mono_ms();
                 s->ks_valid = true;
             }
@@ -3069,8 +3070,8 @@ void srv_info(server *s, size_t argc, const uint8_t *const *argv,
         section(f, &first, "Keyspace");
         if (s->ks_valid && s->ks_keys)
             fprintf(f, "db0:keys=%" PRIu64 ",expires=%" PRIu64
-                       ",avg_ttl=0\r\n",
-                    s->ks_keys, s->ks_expires);
+                       ",avg_ttl=%" PRIu64 "\r\n",
+                    s->ks_keys, s->ks_expires, s->ks_avg_ttl);
     }
     cmd_text_end(t);
 }

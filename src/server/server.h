@@ -300,9 +300,10 @@ int cmd_batch_prepare(cmd_ctx *x, const cmd_queued *cmds, size_t n,
 /* Delete up to max keys whose expiry is at or before now_ms (and their
  * expiry hints): how many keys it deleted. */
 size_t cmd_sweep_expired(cairn_db *db, uint64_t now_ms, size_t max);
-/* Count the live keys and those with an expiry (a walk of every key). */
+/* Count the live keys and those with an expiry, and the mean time those
+ * have left (ms; avg_ttl_ms may be NULL): a walk of every key. */
 int cmd_count_keys(cairn_db *db, uint64_t now_ms, uint64_t *keys,
-                   uint64_t *expires);
+                   uint64_t *expires, uint64_t *avg_ttl_ms);
 void cmd_reply_engine_error(cairn_resp_buf *out, int rc);
 /* A write command's work in transaction t: writes its reply (errors
  * included) and returns 0, or returns an engine error having written

@@ -1199,6 +1199,21 @@ def t_info_redis_stats():
             blocked == "0", "redis-cli --stat: %r" % out
 
 
+def t_info_keyspace():
+    # INFO keyspace: keys, those with an expiry and their mean time left
+    # (avg_ttl, ms), from the background count its first call starts.
+    with serve() as s:
+        c = Raw(s.port)
+        eq(c.cmd("SET", "a", "1", "PX", "100000"), "OK", "set px")
+        eq(c.cmd("SET", "b", "1", "PX", "200000"), "OK", "set px")
+        eq(c.cmd("SET", "c", "1"), "OK", "set")
+        db0 = wait_for(lambda: info_fields(c, "keyspace").get("db0"), 10,
+                       "INFO keyspace's db0 line")
+        f = kv_fields(db0)
+        eq((f["keys"], f["expires"]), ("3", "2"), "keys and expires")
+        assert 140000 <= int(f["avg_ttl"]) <= 150000, db0
+
+
 def t_config_cache_sizes():
     # Both cache budgets change at run time; INFO shows them and the row
     # cache's counters.
