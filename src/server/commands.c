@@ -2703,6 +2703,12 @@ static void c_memory(cmd_ctx *x)
         return;
     if (arg_is(x, 1, "USAGE")) {
         memory_usage(x);
+    } else if ((arg_is(x, 1, "STATS") || arg_is(x, 1, "DOCTOR")) && x->txn) {
+        /* Inside EXEC, on a committer: the clients and the memory peak
+         * are the loop thread's. */
+        cairn_resp_errorf(x->out, "ERR MEMORY %s is not allowed inside a "
+                                  "transaction on cairn-server",
+                          arg_is(x, 1, "STATS") ? "STATS" : "DOCTOR");
     } else if (arg_is(x, 1, "STATS")) {
         srv_memory_stats(x->srv, x->out);
     } else if (arg_is(x, 1, "DOCTOR")) {
@@ -2887,7 +2893,7 @@ static const cmd_def TABLE[] = {
      SRV_ACL_CAT_KEYSPACE|SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS, "The keys matching a pattern."},
     {"lastsave", 1, 0, c_lastsave, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_FAST|SRV_ACL_CAT_DANGEROUS, "The time of the last checkpoint."},
-    {"memory", -2, CMD_LOOP | CMD_SUBCMDS, c_memory, 2, 2, 1,
+    {"memory", -2, CMD_SUBCMDS, c_memory, 2, 2, 1,
      SRV_ACL_CAT_READ|SRV_ACL_CAT_SLOW,
      "Memory: USAGE of a key, STATS, DOCTOR, MALLOC-STATS, PURGE."},
     {"mget", -2, 0, c_mget, 1, -1, 1,

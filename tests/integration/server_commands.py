@@ -397,6 +397,17 @@ def t_memory_object():
                          capture_output=True, text=True, timeout=60).stdout
     assert re.search(r"Biggest string found '\"mo:s\"' has \d+ bytes", out) \
         and " 0 bytes (100" not in out, out
+    # Inside MULTI/EXEC (redis-py's default pipeline): USAGE and OBJECT
+    # run in the transaction; STATS and DOCTOR, which read the loop's
+    # state, are refused in its place.
+    with c.pipeline() as p:
+        p.memory_usage("mo:s")
+        p.object("encoding", "mo:i")
+        p.execute_command("MEMORY", "STATS")
+        got = p.execute(raise_on_error=False)
+    assert got[0] == us and got[1] == b"int", got
+    assert isinstance(got[2], redis.ResponseError) and \
+        "not allowed inside a transaction" in str(got[2]), got
     for k in ("mo:s", "mo:i", "mo:ts"):
         c.delete(k)
 
