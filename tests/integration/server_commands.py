@@ -565,6 +565,15 @@ def t_client_cmds():
     listed = c.execute_command("CLIENT", "LIST").decode()
     # Redis 7 names a container's subcommand: cmd=client|list
     assert "name=tester" in listed and " cmd=client|list " in listed, listed
+    # Redis 7.0's fields, the socket's descriptor among them.
+    mine = dict(f.split("=", 1) for f in next(
+        l for l in listed.splitlines() if "name=tester" in l).split(" "))
+    for k in ("id", "addr", "laddr", "fd", "age", "idle", "flags", "db",
+              "multi", "qbuf", "qbuf-free", "argv-mem", "multi-mem", "obl",
+              "oll", "omem", "tot-mem", "events", "cmd", "user", "redir",
+              "resp"):
+        assert k in mine, (k, mine)
+    assert int(mine["fd"]) > 2 and int(mine["qbuf-free"]) >= 0, mine
     assert " cmd=client|info " in c.execute_command("CLIENT", "INFO").decode()
     c.set("info-probe", "1")
     info = c.info("everything")
