@@ -1770,6 +1770,66 @@ static int mode_crash(const stress_cfg *cfg)
  * Either way, the database is reopened on the same memory and verified
  * (every acknowledged write there, in-flight ones old or new, multi-key
  * writes whole). */
+/* Copy every file under dir of env (the memory disk) into out, a real
+ * directory, so that a failed check leaves its evidence: `cairn check`,
+ * `cairn wal dump` and the rest can read it. Files first, then each entry
+ * that lists as a directory. */
+static void dump_tree(cairn_env *env, const char *dir, const char *out)
+{
+    char **names = NULL;
+    size_t n = 0;
+    if (mkdir(out, 0755) != 0 && errno != EEXIST)
+        return;
+    if (cairn_env_list_dir(env, dir, &names, &n) != 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        char src[1024], dst[1024];
+        snprintf(src, sizeof src, "%s/%s", dir, names[i]);
+        snprintf(dst, sizeof dst, "%s/%s", out, names[i]);
+        char **sub = NULL;
+        size_t ns = 0;
+        if (cairn_env_list_dir(env, src, &sub, &ns) == 0) {
+            cairn_env_free_list(sub, ns);
+            dump_tree(env, src, dst);
+            continue;
+        }
+        cairn_file *f = NULL;
+        uint64_t size = 0;
+        if (cairn_env_open(env, src, CAIRN_OPEN_READ, &f) != 0)
+            continue;
+        FILE *o = fopen(dst, "wb");
+        if (o && cairn_file_size(f, &size) == 0) {
+            static uint8_t buf[1 << 16];
+            for (uint64_t off = 0; off < size;) {
+                size_t got = 0;
+                size_t want = size - off < sizeof buf ? (size_t)(size - off)
+                                                      : sizeof buf;
+                if (cairn_file_read_at(f, off, buf, want, &got) != 0 ||
+                    got == 0 || fwrite(buf, 1, got, o) != got)
+                    break;
+                off += got;
+            }
+        }
+        if (o)
+            fclose(o);
+        cairn_file_close(f);
+    }
+    cairn_env_free_list(names, n);
+}
+
+/* After a failed reopen or check of the memory disk: its files, for a
+ * look with the tools. */
+static void keep_evidence(const stress_cfg *cfg, cairn_env *mem)
+{
+    const char *tmp = getenv("TMPDIR");
+    char out[512];
+    snprintf(out, sizeof out, "%s/cairn-stress-failed-%" PRIu64,
+             tmp && *tmp ? tmp : "/tmp", cfg->seed);
+    dump_tree(mem, "/stress", out);
+    fprintf(stderr, "cairn-stress: the disk's files are in %s (cairn check "
+                    "%s)\n", out, out);
+}
+
 static int mode_cycles(const stress_cfg *cfg, bool faults)
 {
     int cycles = faults ? cfg->fault_cycles : cfg->power_cycles;
@@ -1802,6 +1862,7 @@ static int mode_cycles(const stress_cfg *cfg, bool faults)
         if (rc < 0) {
             fprintf(stderr, "cairn-stress: %s: open: %s\n", when,
                     cairn_strerror(rc));
+            keep_evidence(cfg, mem);
             free_run(&r);
             status = 1;
             break;
@@ -1879,6 +1940,7 @@ static int mode_cycles(const stress_cfg *cfg, bool faults)
         if (rc < 0) {
             fprintf(stderr, "cairn-stress: final open: %s\n",
                     cairn_strerror(rc));
+            keep_evidence(cfg, mem);
             status = 1;
         } else {
             verify_result vr = verify_all(cfg, db, ks, cfg->keys,
