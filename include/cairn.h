@@ -206,6 +206,14 @@ void cairn_options_init(cairn_options *opts);
  * CAIRN_ECORRUPT (damaged log; nothing is changed), CAIRN_ENOTFOUND (no
  * database there and create_if_missing is false), CAIRN_EIO, ... */
 int cairn_open(const char *path, const cairn_options *opts, cairn_db **out);
+/* Why the last cairn_open on the calling thread failed, in one line: the
+ * file and what is wrong with it where the part that failed says so (a
+ * damaged log segment and the offset, a manifest record, a sorted file the
+ * manifest names but that is missing, a log record replay refused, a log
+ * that starts after what the sorted files cover...), else the error's
+ * name. "" after an open that succeeded. The string is the thread's own,
+ * valid until its next cairn_open. */
+const char *cairn_open_error(void);
 
 /* Write every memtable into sorted files now (the log before them is then
  * dropped). Waits for it. CAIRN_EREADONLY on a read-only handle. */

@@ -2734,7 +2734,7 @@ static int cmd_compact(const char *path, int argc, char **argv)
     int rc = cairn_open(dir, &o, &db);
     if (rc != 0) {
         errorf(path, "%s: cannot open the database: %s%s", dir,
-               cairn_strerror(rc),
+               rc == CAIRN_EBUSY ? cairn_strerror(rc) : cairn_open_error(),
                rc == CAIRN_EBUSY ? " (is a server using it? stop it first)"
                                  : "");
         return EXIT_TROUBLE;
@@ -2840,7 +2840,7 @@ static int open_with_archive(const char *path, const char *dir,
     int rc = cairn_open(dir, &o, db);
     if (rc != 0)
         errorf(path, "%s: cannot open the database: %s%s", dir,
-               cairn_strerror(rc),
+               rc == CAIRN_EBUSY ? cairn_strerror(rc) : cairn_open_error(),
                rc == CAIRN_EBUSY ? " (is a server using it? stop it first)"
                                  : "");
     return rc;

@@ -1615,7 +1615,8 @@ static int mode_run(const stress_cfg *cfg)
     if (status == 0) {
         rc = cairn_open(cfg->dir, &o, &r.db);
         if (rc < 0) {
-            fprintf(stderr, "cairn-stress: reopen: %s\n", cairn_strerror(rc));
+            fprintf(stderr, "cairn-stress: reopen: %s (%s)\n",
+                    cairn_strerror(rc), cairn_open_error());
             status = 1;
         } else {
             vr = verify_all(cfg, r.db, ks, cfg->keys, "after reopen", true);
@@ -1645,7 +1646,8 @@ static int crash_child(const stress_cfg *cfg, kstate *ks, uint64_t seed,
     db_options(cfg, &o, NULL);
     int rc = cairn_open(cfg->dir, &o, &r.db);
     if (rc < 0) {
-        fprintf(stderr, "cairn-stress: child: open: %s\n", cairn_strerror(rc));
+        fprintf(stderr, "cairn-stress: child: open: %s (%s)\n",
+                cairn_strerror(rc), cairn_open_error());
         return 3;
     }
     r.deadline_ns = now_ns() + 60ull * 1000000000ull; /* killed long before */
@@ -1725,8 +1727,8 @@ static int mode_crash(const stress_cfg *cfg)
         db = NULL;
         rc = cairn_open(cfg->dir, &o, &db);
         if (rc < 0) {
-            fprintf(stderr, "cairn-stress: %s: open: %s\n", when,
-                    cairn_strerror(rc));
+            fprintf(stderr, "cairn-stress: %s: open: %s (%s)\n", when,
+                    cairn_strerror(rc), cairn_open_error());
             return 1;
         }
         vr = verify_all(cfg, db, ks, cfg->keys, when, true);
@@ -1860,8 +1862,8 @@ static int mode_cycles(const stress_cfg *cfg, bool faults)
         char when[64];
         snprintf(when, sizeof when, "after %s %d", what, c - 1);
         if (rc < 0) {
-            fprintf(stderr, "cairn-stress: %s: open: %s\n", when,
-                    cairn_strerror(rc));
+            fprintf(stderr, "cairn-stress: %s: open: %s (%s)\n", when,
+                    cairn_strerror(rc), cairn_open_error());
             keep_evidence(cfg, mem);
             free_run(&r);
             status = 1;
@@ -1938,8 +1940,8 @@ static int mode_cycles(const stress_cfg *cfg, bool faults)
         cairn_db *db = NULL;
         int rc = cairn_open("/stress", &o, &db);
         if (rc < 0) {
-            fprintf(stderr, "cairn-stress: final open: %s\n",
-                    cairn_strerror(rc));
+            fprintf(stderr, "cairn-stress: final open: %s (%s)\n",
+                    cairn_strerror(rc), cairn_open_error());
             keep_evidence(cfg, mem);
             status = 1;
         } else {

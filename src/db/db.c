@@ -21,12 +21,38 @@
 #include "lsm/iter.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "util/coding.h"
 #include "util/thread.h"
+
+/* Why this thread's last cairn_open failed (cairn_open_error). */
+static _Thread_local char open_err[1024];
+
+static void open_fail(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+static void open_fail(const char *fmt, ...)
+{
+    if (open_err[0])
+        return; /* the first, most precise word stands */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(open_err, sizeof open_err, fmt, ap);
+    va_end(ap);
+}
+
+const char *cairn_open_error(void)
+{
+    return open_err;
+}
+
+static int open_db(const char *path, const cairn_options *opts,
+                   cairn_db **out);
 
 void cairn_options_init(cairn_options *o)
 {
@@ -1029,8 +1055,10 @@ static int check_format(cairn_db *db, bool fresh)
         return rc;
     buf[got] = 0;
     int ver = 0;
-    if (sscanf(buf, "cairn-db %d", &ver) != 1 || ver < 1)
+    if (sscanf(buf, "cairn-db %d", &ver) != 1 || ver < 1) {
+        open_fail("%s/FORMAT: not a \"cairn-db N\" line", db->path);
         return CAIRN_ECORRUPT;
+    }
     if (ver > CAIRN_DB_FORMAT_VERSION)
         return CAIRN_EVERSION;
     return 0;
@@ -1040,8 +1068,26 @@ static int replay_cb(void *arg, const cairn_wal_record *rec)
 {
     cairn_db *db = arg;
     int rc = cairn_db_apply_replay(db, rec);
-    if (rc != 0)
+    if (rc != 0) {
+        const uint8_t *p = rec->data;
+        if (rec->len >= 16)
+            open_fail("replaying the log: the record at LSN %" PRIu64
+                      " (type %u, %zu bytes, version %" PRIu64
+                      ", time %" PRIu64 " us) was refused (%s); the log had "
+                      "replayed up to version %" PRIu64 ", time %" PRIu64
+                      " us, on top of sorted files holding versions up to %"
+                      PRIu64,
+                      rec->lsn, (unsigned)rec->type, (size_t)rec->len,
+                      cairn_get_u64(p), cairn_get_u64(p + 8),
+                      cairn_strerror(rc), db->last_assigned, db->last_ts,
+                      db->flushed_version);
+        else
+            open_fail("replaying the log: the record at LSN %" PRIu64
+                      " (type %u, %zu bytes) was refused (%s)",
+                      rec->lsn, (unsigned)rec->type, (size_t)rec->len,
+                      cairn_strerror(rc));
         return rc;
+    }
     atomic_store(&db->gen_lsn[db->active_gen & 1], rec->lsn);
     /* Keep memory bounded while replaying a long log. A read-only open
      * cannot write sorted files: its memtable holds the whole log (a flush
@@ -1115,12 +1161,15 @@ static int open_tree(cairn_db *db)
     to.file_close_hook = cairn_db_blob_file_close;
     to.file_hook_arg = db;
     char msg[512];
+    msg[0] = '\0';
     int rc = cairn_tree_open(db->env, db->path, &to, &db->tree, msg,
                              sizeof msg);
     if (rc == CAIRN_ENOTFOUND && o->read_only)
         return 0; /* never flushed: everything is in the log */
-    if (rc != 0)
+    if (rc != 0) {
+        open_fail("sorted files: %s", msg[0] ? msg : cairn_strerror(rc));
         return rc;
+    }
     cairn_tree_view *view = cairn_tree_view_get(db->tree);
     db->tables->view = view; /* not shared yet */
     db->flushed_version = cairn_tree_last_version(db->tree);
@@ -1185,6 +1234,16 @@ static void db_free(cairn_db *db)
 }
 
 int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
+{
+    open_err[0] = '\0';
+    int rc = open_db(path, opts, out);
+    if (rc != 0)
+        open_fail("%s", cairn_strerror(rc)); /* unless a layer said more */
+    return rc;
+}
+
+static int open_db(const char *path, const cairn_options *opts,
+                   cairn_db **out)
 {
     if (!path || !*path || !out)
         return CAIRN_EINVAL;
@@ -1292,8 +1351,12 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
     if (rc == 0)
         rc = check_format(db, fresh);
 
-    if (rc == 0)
+    if (rc == 0) {
         rc = cairn_db_blob_open(db); /* before the tree: it counts refs */
+        if (rc != 0)
+            open_fail("blob store: %s",
+                      db->blob_err[0] ? db->blob_err : cairn_strerror(rc));
+    }
     cairn_memtable *mt = NULL;
     if (rc == 0) {
         mt = cairn_db_memtable_new(db);
@@ -1334,8 +1397,11 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
         /* (Before replay, whose flushes raise it.) */
         uint64_t covered = db->tree ? cairn_tree_log_lsn(db->tree) : 0;
         if (rc == 0 && (!o->read_only ||
-                        cairn_env_exists(db->env, db->wal_dir) == 0))
+                        cairn_env_exists(db->env, db->wal_dir) == 0)) {
             rc = cairn_wal_open(db->wal_dir, &wo, &db->wal, &winfo);
+            if (rc != 0 && winfo.message[0])
+                open_fail("log: %s", winfo.message);
+        }
         /* The log must reach back to what the sorted files hold: segments
          * are dropped only below a flush the manifest recorded, so a log
          * starting after the manifest's LSN means records that are in
@@ -1343,8 +1409,13 @@ int cairn_open(const char *path, const cairn_options *opts, cairn_db **out)
          * tail, after the log was truncated). Replaying the rest would show
          * a state that never existed. */
         if (rc == 0 && db->wal && winfo.segments > 0 &&
-            winfo.chain_start > covered)
+            winfo.chain_start > covered) {
+            open_fail("log: it starts after LSN %" PRIu64 ", but the sorted "
+                      "files cover the log only up to LSN %" PRIu64
+                      " (segments in between are missing)",
+                      winfo.chain_start, covered);
             rc = CAIRN_ECORRUPT;
+        }
         if (rc == 0 && db->wal)
             cairn_wal_set_batch_hook(db->wal, cairn_txn_apply_batch, db);
     }

@@ -3485,8 +3485,8 @@ int srv_run(const srv_config *cfg)
     srv_log("info", "opening %s", cfg->dir);
     int rc = cairn_open(cfg->dir, &o, &s->db);
     if (rc) {
-        srv_log("error", "cannot open the database in %s: %s", cfg->dir,
-                cairn_strerror(rc));
+        srv_log("error", "cannot open the database in %s: %s (%s)", cfg->dir,
+                cairn_strerror(rc), cairn_open_error());
         srv_tls_ctx_free(s->tls_ctx);
         srv_acl_free(s->acl);
         srv_config_free(&s->cfg);

@@ -578,6 +578,12 @@ static void check_open_rc(const damage *d, int rc, const expect *ex,
                  how);
     if (rc != 0 && rc != CAIRN_ECORRUPT && rc != CAIRN_EVERSION)
         fail_msg("%s: %s open: %s", d->what, how, cairn_strerror(rc));
+    /* A refused open says which file and what (cairn_open_error), not
+     * just the error's name. */
+    if (rc == CAIRN_ECORRUPT &&
+        !strcmp(cairn_open_error(), cairn_strerror(rc)))
+        fail_msg("%s: %s open: CAIRN_ECORRUPT with no word on what: \"%s\"",
+                 d->what, how, cairn_open_error());
     if (rc != 0 && !ex->must_fail && ex->version)
         fail_msg("%s: %s open: %s; the format says torn tail (version %" PRIu64
                  ")",
@@ -1022,7 +1028,9 @@ static cairn_env *small_flushed_db(cairn_options *o)
     return env;
 }
 
-static void expect_open_corrupt(cairn_options *o)
+/* Both opens fail with CAIRN_ECORRUPT, and cairn_open_error() says why
+ * (holds want). */
+static void expect_open_corrupt(cairn_options *o, const char *want)
 {
     cairn_db *db = NULL;
     o->create_if_missing = false;
@@ -1039,7 +1047,12 @@ static void expect_open_corrupt(cairn_options *o)
                      ro ? "read-only" : "normal", cairn_strerror(grc));
         }
         assert_int_equal(rc, CAIRN_ECORRUPT);
+        if (!strstr(cairn_open_error(), want))
+            fail_msg("%s open: cairn_open_error() is \"%s\", expected it to "
+                     "say \"%s\"", ro ? "read-only" : "normal",
+                     cairn_open_error(), want);
     }
+    /* A good open clears it. */
 }
 
 /* The manifest's last edit (the flush) cut as a torn tail: the sorted
@@ -1067,7 +1080,7 @@ static void test_lost_flush_edit(void **state)
     assert_int_equal(cairn_file_truncate(f, sz - 1), 0);
     assert_int_equal(cairn_file_sync(f, CAIRN_SYNC_FULL), 0);
     cairn_file_close(f);
-    expect_open_corrupt(&o);
+    expect_open_corrupt(&o, "log: it starts after LSN");
 
     /* cairn check sees the gap too (the sorted file the lost edit added is
      * only a leftover, so nothing else is amiss). */
@@ -1111,7 +1124,7 @@ static void test_missing_sorted_file(void **state)
     }
     cairn_env_free_list(names, n);
     assert_int_equal(removed, 1);
-    expect_open_corrupt(&o);
+    expect_open_corrupt(&o, "missing (the manifest references it)");
     cairn_env_destroy(env);
 }
 
