@@ -1381,28 +1381,25 @@ static void monitor_repr(cairn_resp_buf *b, const uint8_t *p, size_t n)
     cairn_resp_raw(b, "\"", 1);
 }
 
-/* Did the reply written from mark on refuse the command the way Redis
- * refuses a container's unknown subcommand or wrong argument count, before
- * running it? */
-static bool reply_is_refusal(const cairn_resp_buf *b, size_t mark)
-{
-    static const char *const refusals[] = {"-ERR unknown subcommand",
-                                           "-ERR wrong number of arguments"};
-    for (size_t i = 0; i < sizeof refusals / sizeof refusals[0]; i++) {
-        size_t n = strlen(refusals[i]);
-        if (b->len >= mark + n && !memcmp(b->p + mark, refusals[i], n))
-            return true;
-    }
-    return false;
-}
-
-/* ---------- command statistics (INFO commandstats, errorstats) ---------- */
-
+/* Does p[0..n) start with the bytes of lit? */
 static bool reply_starts(const uint8_t *p, size_t n, const char *lit)
 {
     size_t l = strlen(lit);
     return n >= l && !memcmp(p, lit, l);
 }
+
+/* Did the reply written from mark on refuse the command the way Redis
+ * refuses a container's unknown subcommand or wrong argument count, before
+ * running it? */
+static bool reply_is_refusal(const cairn_resp_buf *b, size_t mark)
+{
+    const uint8_t *p = b->p + mark;
+    size_t n = b->len > mark ? b->len - mark : 0;
+    return reply_starts(p, n, "-ERR unknown subcommand") ||
+           reply_starts(p, n, "-ERR wrong number of arguments");
+}
+
+/* ---------- command statistics (INFO commandstats, errorstats) ---------- */
 
 /* Command d ran (inline, in a batch, a job or EXEC) and its reply is
  * p[0..n) (a whole RESP value), after usec microseconds: a call, failed if
@@ -1454,8 +1451,6 @@ static void stats_refused(server *s, client *c, const cmd_def *d, size_t mark)
  * refused at EXEC (denied) was rejected; then EXEC itself is a call. */
 static void stats_job(server *s, const job *j, uint64_t usec)
 {
-    if (!s->stats)
-        return;
     const uint8_t *p = j->out.p;
     size_t n = j->out.oom ? 0 : j->out.len, off = 0;
     if (j->kind == JOB_EXEC) {
@@ -1468,11 +1463,11 @@ static void stats_job(server *s, const job *j, uint64_t usec)
                 if (l == 0)
                     break;
                 const cmd_queued *q = &j->cmds[i];
-                if (q->denied) {
+                if (q->denied && s->stats) {
                     srv_stats_error(s->stats, p + off, l);
                     srv_stats_reject(s->stats, (size_t)(q->def - s->cmd_base),
                                      q->def->name, NULL);
-                } else {
+                } else if (!q->denied) {
                     stats_ran(s, q->def, q->argc, q->argv, q->argl, p + off,
                               l, usec);
                 }
@@ -2269,7 +2264,7 @@ static void done_drain(server *s)
             }
             if (j->version)
                 c->last_version = j->version;
-            if (j->ncmds) {
+            if (j->ncmds || j->kind == JOB_EXEC) {
                 /* A job's time, from its submission until its commit was
                  * durable, is each of its commands' (their replies waited
                  * for that commit). */
@@ -2279,8 +2274,6 @@ static void done_drain(server *s)
                         slowlog_add(s, c, j->cmds[i].argc, j->cmds[i].argv,
                                     j->cmds[i].argl, us);
                 stats_job(s, j, us);
-            } else if (j->kind == JOB_EXEC) {
-                stats_job(s, j, now_us_mono() - c->job_start_us);
             }
             if (!c->closed && j->out.len)
                 cairn_resp_raw(&c->out, j->out.p, j->out.len);
