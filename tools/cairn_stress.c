@@ -61,6 +61,9 @@
  *     threads have stopped and the disk works again, the open database
  *     must read every key as acknowledged (or as the failed write left
  *     it), then it is closed, reopened and verified.
+ *   - --fault-path LIST: the power cut or the error of each cycle goes to
+ *     files whose path holds one of LIST's substrings (one picked per
+ *     cycle), so that rare files (the manifest, CURRENT) get their share.
  * Exit status: 0 no discrepancy; 1 a discrepancy (printed with the key,
  * the expected and the actual state); 2 usage or setup error.
  */
@@ -100,6 +103,12 @@ typedef struct stress_cfg {
     int power_cycles;
     int fault_cycles;
     int kill_min_ms, kill_max_ms; /* 30, 400 */
+    /* --fault-path: where the faults of --fault-cycles / --power-cycles go,
+     * one of these per cycle, at random: a substring of the file's path,
+     * or "" for any call. */
+    char fault_path_buf[256];
+    const char *fault_paths[8];
+    int nfault_paths; /* 0: any call */
     bool quiet;
 } stress_cfg;
 
@@ -1849,7 +1858,10 @@ static int mode_cycles(const stress_cfg *cfg, bool faults)
     uint64_t t0 = now_ns(), total_ops = 0, fired = 0, pend = 0, pnew = 0;
     uint64_t failed_ops = 0, readonly = 0;
     int status = 0;
-    uint64_t calls_seen = 4000; /* I/O calls a cycle makes, learnt as we go */
+    /* I/O calls a cycle makes (per --fault-path), learnt as we go. */
+    uint64_t calls_seen[8];
+    for (int i = 0; i < 8; i++)
+        calls_seen[i] = cfg->nfault_paths ? 400 : 4000;
     for (int c = 1; c <= cycles && status == 0; c++) {
         run r;
         if (init_run(&r, cfg, ks) < 0) {
@@ -1879,7 +1891,12 @@ static int mode_cycles(const stress_cfg *cfg, bool faults)
         pend += vr.pending;
         pnew += vr.pending_new;
         cairn_fault_rule rule = {0};
-        uint64_t at = 1 + rnd(&rng) % (calls_seen + 1);
+        int focus = cfg->nfault_paths
+                        ? (int)(rnd(&rng) % (uint64_t)cfg->nfault_paths)
+                        : 0;
+        if (cfg->nfault_paths && cfg->fault_paths[focus][0])
+            rule.path_substr = cfg->fault_paths[focus];
+        uint64_t at = 1 + rnd(&rng) % (calls_seen[focus] + 1);
         rule.seed = rnd(&rng);
         if (faults) {
             rule.fail_at = at;
@@ -1898,8 +1915,8 @@ static int mode_cycles(const stress_cfg *cfg, bool faults)
         if (run_workers(&r, rnd(&rng)) != 0)
             status = 2;
         uint64_t calls = cairn_env_fault_calls(fenv);
-        if (calls > calls_seen)
-            calls_seen = calls;
+        if (calls > calls_seen[focus])
+            calls_seen[focus] = calls;
         total_ops += atomic_load(&r.ops_done);
         if (atomic_load(&r.failed))
             status = 1;
@@ -1993,6 +2010,11 @@ static void usage(FILE *f)
         "                      each\n"
         "  --fault-cycles N    fail I/O calls (EIO, ENOSPC) N times on a memory\n"
         "                      disk, verify before and after each reopen\n"
+        "  --fault-path LIST   with --power-cycles / --fault-cycles: each cycle\n"
+        "                      aims its fault at files whose path holds one\n"
+        "                      of these comma-separated substrings, picked at\n"
+        "                      random (\"any\": every call), e.g.\n"
+        "                      any,MANIFEST,.sst,blob/,wal-,CURRENT\n"
         "  --quiet             no per-cycle progress lines\n");
 }
 
@@ -2065,6 +2087,20 @@ int main(int argc, char **argv)
                 return 2;
             }
             secs_given = true;
+        } else if (!strcmp(a, "--fault-path")) {
+            snprintf(cfg.fault_path_buf, sizeof cfg.fault_path_buf, "%s", v);
+            cfg.nfault_paths = 0;
+            char *save = NULL, *tok = cfg.fault_path_buf;
+            /* strsep keeps empty fields: "" (any call) is one. */
+            while ((save = strsep(&tok, ",")) != NULL) {
+                if (cfg.nfault_paths == 8) {
+                    fprintf(stderr, "cairn-stress: --fault-path: at most 8 "
+                                    "substrings\n");
+                    return 2;
+                }
+                cfg.fault_paths[cfg.nfault_paths++] =
+                    strcmp(save, "any") ? save : "";
+            }
         } else if (!strcmp(a, "--kill-ms")) {
             int lo, hi;
             if (sscanf(v, "%d:%d", &lo, &hi) != 2 || lo < 0 || hi < lo) {
