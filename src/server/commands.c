@@ -11,9 +11,10 @@
  *     commit is durable under the configured sync mode.
  *   - Commands flagged CMD_LOOP run on the loop thread only (they touch the
  *     client or the server); the others use nothing but x and the database.
- *     A CMD_LOOP command also flagged CMD_MULTIOK may be queued in MULTI:
- *     EXEC then runs it off the loop (x->txn set), and there it touches
- *     neither.
+ *     Queued in MULTI, a CMD_LOOP command is run by the loop once EXEC's
+ *     transaction is back, its reply put in its place (cmd_queued_on_loop);
+ *     one also flagged CMD_MULTIOK is run by EXEC in the transaction, off
+ *     the loop (x->txn set), where it touches neither.
  * Locking: none of its own; the database handle is thread-safe.
  */
 #include <ctype.h>
@@ -47,10 +48,15 @@ static void conflict_backoff(int attempt)
 
 /* ---------- small helpers ---------- */
 
-static bool arg_is(const cmd_ctx *x, size_t i, const char *s)
+static bool is_word(const uint8_t *p, size_t len, const char *s)
 {
     size_t n = strlen(s);
-    return x->argl[i] == n && strncasecmp((const char *)x->argv[i], s, n) == 0;
+    return len == n && strncasecmp((const char *)p, s, n) == 0;
+}
+
+static bool arg_is(const cmd_ctx *x, size_t i, const char *s)
+{
+    return is_word(x->argv[i], x->argl[i], s);
 }
 
 static bool arg_cstr(cmd_ctx *x, size_t i, char *buf, size_t len);
@@ -2419,10 +2425,23 @@ static int watched_changed(cairn_db *db, const uint8_t *key, size_t kl,
 }
 
 /* Run cmds, one after the other, in transaction t (replies to x->out). */
+bool cmd_queued_on_loop(const cmd_queued *q)
+{
+    unsigned f = q->def->flags;
+    if ((f & CMD_LOOP) && !(f & CMD_MULTIOK))
+        return true;
+    /* MEMORY STATS and DOCTOR read the loop's clients and memory peak. */
+    return !strcmp(q->def->name, "memory") && q->argc >= 2 &&
+           (is_word(q->argv[1], q->argl[1], "STATS") ||
+            is_word(q->argv[1], q->argl[1], "DOCTOR"));
+}
+
 static void run_into(cmd_ctx *x, const cmd_queued *cmds, size_t n,
                      cairn_txn *t)
 {
     for (size_t i = 0; i < n; i++) {
+        if (!cmds[i].denied && cmd_queued_on_loop(&cmds[i]))
+            continue; /* the loop runs it when the job is back */
         if (cmds[i].denied) {
             cairn_resp_errorf(x->out, "NOPERM ACLs rules changed between the "
                                       "moment the transaction was accumulated "
@@ -2703,13 +2722,7 @@ static void c_memory(cmd_ctx *x)
         return;
     if (arg_is(x, 1, "USAGE")) {
         memory_usage(x);
-    } else if ((arg_is(x, 1, "STATS") || arg_is(x, 1, "DOCTOR")) && x->txn) {
-        /* Inside EXEC, on a committer: the clients and the memory peak
-         * are the loop thread's. */
-        cairn_resp_errorf(x->out, "ERR MEMORY %s is not allowed inside a "
-                                  "transaction on cairn-server",
-                          arg_is(x, 1, "STATS") ? "STATS" : "DOCTOR");
-    } else if (arg_is(x, 1, "STATS")) {
+    } else if (arg_is(x, 1, "STATS")) { /* (on the loop, even in EXEC) */
         srv_memory_stats(x->srv, x->out);
     } else if (arg_is(x, 1, "DOCTOR")) {
         srv_memory_doctor(x->srv, x->out);
@@ -2802,12 +2815,12 @@ static void c_object(cmd_ctx *x)
 /* ---------- the table ---------- */
 
 static const cmd_def TABLE[] = {
-    {"acl", -2, CMD_LOOP | CMD_NOMULTI | CMD_SUBCMDS, c_acl, 0, 0, 0,
+    {"acl", -2, CMD_LOOP | CMD_SUBCMDS, c_acl, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "Access control: SETUSER, GETUSER, DELUSER, USERS, LIST, WHOAMI, CAT."},
     {"append", 3, CMD_WRITE, c_append, 1, 1, 1,
      SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST, "Appends a string to a key's value."},
-    {"auth", -2, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_auth, 0, 0, 0,
+    {"auth", -2, CMD_NOAUTH | CMD_LOOP, c_auth, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST,
      "Authenticates the connection."},
     {"bgsave", -1, CMD_WRITE | CMD_BLOCKING, c_save, 0, 0, 0,
@@ -2824,13 +2837,13 @@ static const cmd_def TABLE[] = {
      SRV_ACL_CAT_READ|SRV_ACL_CAT_FAST,
      "The commit version of this connection's last write (CURRENT: the "
      "database's newest; OLDEST: the oldest readable)."},
-    {"client", -2, CMD_LOOP | CMD_NOMULTI | CMD_SUBCMDS, c_client, 0, 0, 0,
+    {"client", -2, CMD_LOOP | CMD_SUBCMDS, c_client, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_SLOW,
      "Connection management: ID, SETNAME, GETNAME, INFO, LIST, KILL ID."},
-    {"command", -1, CMD_LOOP | CMD_NOMULTI | CMD_SUBCMDS, c_command, 0, 0, 0,
+    {"command", -1, CMD_LOOP | CMD_SUBCMDS, c_command, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_SLOW,
      "Describes the commands."},
-    {"config", -2, CMD_LOOP | CMD_NOMULTI | CMD_SUBCMDS, c_config, 0, 0, 0,
+    {"config", -2, CMD_LOOP | CMD_SUBCMDS, c_config, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "The configuration: GET, SET, REWRITE."},
     {"copy", -3, CMD_WRITE, c_copy, 1, 2, 1,
@@ -2877,7 +2890,7 @@ static const cmd_def TABLE[] = {
     {"getset", 3, CMD_WRITE, c_getset, 1, 1, 1,
      SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_FAST,
      "Sets a value and returns the previous one."},
-    {"hello", -1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_hello, 0, 0, 0,
+    {"hello", -1, CMD_NOAUTH | CMD_LOOP, c_hello, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST,
      "Handshake: protocol version, authentication, name."},
     {"incr", 2, CMD_WRITE, c_incr, 1, 1, 1,
@@ -2940,7 +2953,7 @@ static const cmd_def TABLE[] = {
     {"reset", 1, CMD_NOAUTH | CMD_LOOP | CMD_NOMULTI, c_reset, 0, 0, 0,
      SRV_ACL_CAT_CONNECTION|SRV_ACL_CAT_FAST,
      "Resets the connection."},
-    {"save", 1, CMD_WRITE | CMD_BLOCKING, c_save, 0, 0, 0,
+    {"save", 1, CMD_WRITE | CMD_BLOCKING | CMD_NOTXN, c_save, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "Writes the memtables to sorted files (a checkpoint)."},
     {"scan", -2, CMD_OFFLOOP, c_scan, 0, 0, 0,
@@ -2957,10 +2970,10 @@ static const cmd_def TABLE[] = {
     {"setrange", 4, CMD_WRITE, c_setrange, 1, 1, 1,
      SRV_ACL_CAT_WRITE|SRV_ACL_CAT_STRING|SRV_ACL_CAT_SLOW,
      "Overwrites part of a string value."},
-    {"shutdown", -1, CMD_LOOP | CMD_NOMULTI, c_shutdown, 0, 0, 0,
+    {"shutdown", -1, CMD_LOOP | CMD_NOTXN, c_shutdown, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "Finishes in-flight commits, flushes and stops the server."},
-    {"slowlog", -2, CMD_LOOP | CMD_NOMULTI | CMD_SUBCMDS, c_slowlog, 0, 0, 0,
+    {"slowlog", -2, CMD_LOOP | CMD_SUBCMDS, c_slowlog, 0, 0, 0,
      SRV_ACL_CAT_ADMIN|SRV_ACL_CAT_SLOW|SRV_ACL_CAT_DANGEROUS,
      "The slow command log: GET [count], LEN, RESET."},
     {"strlen", 2, 0, c_strlen, 1, 1, 1,
@@ -3156,6 +3169,22 @@ static const cairn_resp_sub *subcommands(const cmd_def *d, size_t *n)
         *n = sizeof OBJECT_SUBS / sizeof OBJECT_SUBS[0];
     }
     return subs;
+}
+
+bool cmd_subcommand_ok(const cmd_def *d, size_t argc,
+                       const uint8_t *const *argv, const size_t *argl,
+                       cairn_resp_buf *out)
+{
+    size_t n = 0;
+    const cairn_resp_sub *subs = subcommands(d, &n);
+    if (!subs || argc < 2)
+        return true;
+    char upper[32];
+    size_t i = 0;
+    for (; d->name[i] && i < sizeof upper - 1; i++)
+        upper[i] = (char)toupper((unsigned char)d->name[i]);
+    upper[i] = '\0';
+    return cairn_resp_sub_find(out, upper, subs, n, argc, argv, argl) >= 0;
 }
 
 /* COMMAND LIST's filter, as Redis 7 reads it: none, FILTERBY MODULE name

@@ -1689,10 +1689,14 @@ static void client_command(client *c, const cmd_def *d,
         return;
     }
     if (c->in_multi && !(d->flags & CMD_NOMULTI)) {
-        if ((d->flags & CMD_LOOP) && !(d->flags & CMD_MULTIOK)) {
-            cairn_resp_errorf(&c->out, "ERR Command '%s' is not allowed inside "
-                                       "a transaction on cairn-server",
-                              d->name);
+        if (d->flags & CMD_NOTXN) {
+            cairn_resp_error(&c->out, "ERR Command not allowed inside a "
+                                      "transaction");
+            c->multi_err = true;
+            return;
+        }
+        if (!cmd_subcommand_ok(d, cmd->argc, cmd->argv, cmd->argl,
+                               &c->out)) {
             c->multi_err = true;
             return;
         }
@@ -2230,6 +2234,55 @@ static void monitor_feed_exec(server *s, client *c, const job *j)
         monitor_feed(s, c, s->exec_def, 1, argv, argl);
 }
 
+/* EXEC's job is back: run its queued commands that belong to the loop
+ * (cmd_queued_on_loop), in order, each reply put where the job left its
+ * place, so that j->out holds EXEC's whole reply. They run after the
+ * transaction committed (they touch no key). A watched key's nil, or an
+ * error in place of the array, is left as it is. */
+static void exec_loop_commands(server *s, client *c, job *j)
+{
+    size_t nloop = 0;
+    for (size_t i = 0; i < j->ncmds; i++)
+        nloop += !j->cmds[i].denied && cmd_queued_on_loop(&j->cmds[i]);
+    /* The array's header says ncmds; the job wrote the values of the
+     * others only (so the array is short of nloop values). */
+    const uint8_t *p = j->out.p;
+    size_t len = j->out.oom ? 0 : j->out.len;
+    const uint8_t *nl = nloop && len > 2 && p[0] == '*' && p[1] != '-'
+                            ? memchr(p, '\n', len)
+                            : NULL;
+    if (!nl)
+        return;
+    cairn_resp_buf out;
+    cairn_resp_init(&out, j->out.proto);
+    size_t off = (size_t)(nl - p) + 1;
+    cairn_resp_raw(&out, p, off);
+    for (size_t i = 0; i < j->ncmds && !c->closed; i++) {
+        const cmd_queued *q = &j->cmds[i];
+        if (!q->denied && cmd_queued_on_loop(q)) {
+            cmd_ctx x = {.srv = s, .db = s->db, .c = c, .proto = c->proto,
+                         .argc = q->argc, .argv = q->argv, .argl = q->argl,
+                         .out = &out, .now_ms = s->now_ms};
+            out.proto = c->proto; /* HELLO may have changed it */
+            q->def->fn(&x);
+            continue;
+        }
+        size_t l = off < len ? cairn_resp_value_len(p + off, len - off) : 0;
+        if (l == 0)
+            break; /* cannot happen: the job wrote one reply each */
+        cairn_resp_raw(&out, p + off, l);
+        off += l;
+    }
+    if (out.oom) {
+        cairn_resp_free(&out);
+        cairn_resp_reset(&j->out);
+        cmd_reply_engine_error(&j->out, CAIRN_ENOMEM);
+        return;
+    }
+    cairn_resp_free(&j->out);
+    j->out = out;
+}
+
 /* Take the finished jobs back (loop thread, or a session's caller). */
 static void done_drain(server *s)
 {
@@ -2264,6 +2317,8 @@ static void done_drain(server *s)
             }
             if (j->version)
                 c->last_version = j->version;
+            if (j->kind == JOB_EXEC && !c->closed)
+                exec_loop_commands(s, c, j);
             if (j->ncmds || j->kind == JOB_EXEC) {
                 /* A job's time, from its submission until its commit was
                  * durable, is each of its commands' (their replies waited
@@ -3676,6 +3731,11 @@ int srv_session_feed(srv_session *ss, const uint8_t *p, size_t n,
 bool srv_session_closed(const srv_session *ss)
 {
     return ss->c->closed;
+}
+
+int srv_session_proto(const srv_session *ss)
+{
+    return ss->c->proto;
 }
 
 void srv_session_free(srv_session *ss)

@@ -112,8 +112,9 @@ typedef struct cmd_ctx {
 #define CMD_WRITE 0x01  /* commits: runs on a committer thread */
 #define CMD_NOAUTH 0x02 /* allowed before AUTH */
 #define CMD_NOMULTI 0x04 /* runs at once even inside MULTI (EXEC, ...) */
-#define CMD_LOOP 0x08   /* touches the client or server: loop thread only,
-                           refused inside MULTI */
+#define CMD_LOOP 0x08   /* touches the client or server: loop thread only;
+                           queued inside MULTI, EXEC runs it on the loop
+                           once its transaction is back (cmd_queued_on_loop) */
 #define CMD_BLOCKING 0x10 /* a write that may take long (a flush, every
                              key): always on a committer thread */
 #define CMD_OFFLOOP 0x20 /* a read that may walk every key: on a committer
@@ -124,9 +125,11 @@ typedef struct cmd_ctx {
                            through its transaction (SET, MSET...): a batch
                            of only these commits blind when nothing was
                            read (cairn_txn_options.blind_if_unread) */
-#define CMD_MULTIOK 0x200 /* a CMD_LOOP command queued inside MULTI as in
-                             Redis: run by EXEC, it touches no client or
-                             server state (SELECT, UNWATCH) */
+#define CMD_MULTIOK 0x200 /* a CMD_LOOP command that EXEC runs in its
+                             transaction, off the loop: there it touches no
+                             client or server state (SELECT, UNWATCH) */
+#define CMD_NOTXN 0x400 /* refused inside MULTI, as Redis's "no-multi"
+                           commands (SAVE, SHUTDOWN) */
 
 typedef struct cmd_def {
     const char *name;
@@ -154,6 +157,20 @@ typedef struct cmd_queued {
     uint8_t *buf;
     int denied; /* EXEC: ACL rules changed since it was queued (CMD_DENIED_*) */
 } cmd_queued;
+
+/* Does EXEC run this queued command on the loop thread, after its
+ * transaction is back (a CMD_LOOP command, MEMORY STATS / DOCTOR), rather
+ * than in the transaction? EXEC's job writes no reply for it; the loop
+ * runs it and puts its reply in its place (unless the ACL denied it at
+ * EXEC: then the job wrote the NOPERM reply). */
+bool cmd_queued_on_loop(const cmd_queued *q);
+
+/* A container's subcommand (argv[1]) known, with its arity? Else false,
+ * with Redis's error in out. Inside MULTI it is checked when queued, as
+ * Redis does: a bad one aborts EXEC. */
+bool cmd_subcommand_ok(const cmd_def *d, size_t argc,
+                       const uint8_t *const *argv, const size_t *argl,
+                       cairn_resp_buf *out);
 
 #define CMD_DENIED_COMMAND 1
 #define CMD_DENIED_KEYS 2
@@ -279,6 +296,8 @@ srv_session *srv_session_new(const srv_config *cfg, cairn_db *db);
 int srv_session_feed(srv_session *ss, const uint8_t *p, size_t n,
                      cairn_resp_buf *out);
 bool srv_session_closed(const srv_session *ss);
+/* The protocol its replies are in now: 2, or 3 after HELLO 3. */
+int srv_session_proto(const srv_session *ss);
 void srv_session_free(srv_session *ss);
 
 /* Command helpers shared by commands.c and server.c (committer threads). */
