@@ -10,6 +10,7 @@ PACKAGES=(
   gcc make cmake pkg-config
   libxxhash-dev libzstd-dev liblz4-dev libuv1-dev libssl-dev
   libcmocka-dev python3 python3-redis redis-tools libhiredis-dev openssl
+  nodejs node-redis
   liblmdb-dev librocksdb-dev libleveldb-dev libsqlite3-dev
   gnuplot-nox
 )

@@ -1741,27 +1741,19 @@ static void c_keys(cmd_ctx *x)
 }
 
 /* SCAN: the cursor is 0 to start, else names the key the call goes on
- * from, in key order: a decimal integer below 2^63 (clients treat it as
- * opaque; redis-py, redis-cli and others parse it as a 64-bit integer).
- * The server keeps the key a call stopped at (up to SCAN_KEY_MAX bytes of
- * it) under a cursor id (srv_scan_save: the newest 1024 are kept), so the
- * next call goes on exactly there. A cursor no longer kept (a restart, or
- * 1024 newer ones since) carries the key's first 2 bytes: the scan goes on
- * from them, returning some keys again (SCAN allows repeats; it never
- * skips a key that exists for the whole scan). A cursor below 2^62 is the
- * older form, up to the first 7 bytes of the key (cursor_of), taken
- * likewise. A call never stops at a key it would start from again, so
- * every call makes progress. */
+ * from, in key order: a decimal integer below 2^53 (clients treat it as
+ * opaque; redis-py and redis-cli parse it as a 64-bit integer, node-redis 4
+ * as a double). The server keeps the key a call stopped at (up to
+ * SCAN_KEY_MAX bytes of it) under a cursor id (srv_scan_save: the newest
+ * 1024 are kept), so the next call goes on exactly there. A cursor no
+ * longer kept (a restart, or 1024 newer ones since) carries the key's
+ * first 2 bytes: the scan goes on from them, returning some keys again
+ * (SCAN allows repeats; it never skips a key that exists for the whole
+ * scan). Cursors of earlier versions are still taken: a kept one with bit
+ * 62 likewise, and the oldest form, up to the first 7 bytes of the key
+ * (cursor_key; below 2^52, or from 2^53 on). A call never stops at a key
+ * it would start from again, so every call makes progress. */
 #define SCAN_KEY_MAX 1024
-static uint64_t cursor_of(const uint8_t *k, size_t kl)
-{
-    uint64_t c = 0;
-    size_t n = kl < 7 ? kl : 7;
-    for (size_t i = 0; i < 7; i++)
-        c = (c << 8) | (i < n ? k[i] : 0);
-    return (c << 3 | n) + 1; /* never 0 */
-}
-
 static size_t cursor_key(uint64_t c, uint8_t *k)
 {
     c -= 1;
@@ -1833,8 +1825,11 @@ static void c_scan(cmd_ctx *x)
     /* Where this call starts: KS_DATA and (a prefix of) the key. */
     uint8_t small[8] = {KS_DATA}, *kept = NULL, *start = small;
     size_t slen = 1, klen = 0;
-    if (cur & SCAN_CURSOR_KEPT) {
-        if (x->srv && srv_scan_load(x->srv, cur, &kept, &klen)) {
+    bool kept_form = (cur & SCAN_CURSOR_KEPT_V1) ||
+                     (cur < SCAN_CURSOR_LIMIT && (cur & SCAN_CURSOR_KEPT));
+    if (kept_form) {
+        if (!(cur & SCAN_CURSOR_KEPT_V1) && x->srv &&
+            srv_scan_load(x->srv, cur, &kept, &klen)) {
             start = malloc(klen + 1);
             if (!start) {
                 free(kept);
@@ -1879,8 +1874,8 @@ static void c_scan(cmd_ctx *x)
         if (seen >= count &&
             !(keep + 1 == slen && !memcmp(k + 1, start + 1, keep))) {
             next = x->srv ? srv_scan_save(x->srv, k + 1, keep) : 0;
-            if (!next) { /* out of memory: the older form */
-                uint64_t c = cursor_of(k + 1, kl - 1);
+            if (!next) { /* out of memory: a cursor kept nowhere */
+                uint64_t c = SCAN_CURSOR_KEPT | scan_cursor_head(k + 1, keep);
                 if (c != cur)
                     next = c;
             }

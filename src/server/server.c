@@ -2442,19 +2442,26 @@ static void on_signal(uv_signal_t *h, int sig)
 /* ---------- SCAN cursors ---------- */
 
 /* The newest SCAN_CURSORS stopping places are kept (the least recently
- * used goes); an id is bit 62, a sequence number (bits 18-61) that makes
- * it unique, the key's length up to 2 (bits 16-17) and its first 2 bytes
- * (bits 0-15): a cursor no longer kept still says where to go on from,
- * roughly (SCAN may return a key twice, never skip one). */
+ * used goes); an id is SCAN_CURSOR_KEPT (bit 52), a sequence number (bits
+ * 18-51, never 0) that makes it unique, the key's length up to 2 (bits
+ * 16-17) and its first 2 bytes (bits 0-15): a cursor no longer kept still
+ * says where to go on from, roughly (SCAN may return a key twice, never
+ * skip one). */
+uint64_t scan_cursor_head(const uint8_t *key, size_t klen)
+{
+    uint64_t head = (uint64_t)(klen < 2 ? klen : 2) << 16;
+    for (size_t i = 0; i < 2 && i < klen; i++)
+        head |= (uint64_t)key[i] << (8 * (1 - i));
+    return head;
+}
+
 uint64_t srv_scan_save(server *s, const uint8_t *key, size_t klen)
 {
     uint8_t *copy = malloc(klen ? klen : 1);
     if (!copy)
         return 0;
     memcpy(copy, key, klen);
-    uint64_t head = (uint64_t)(klen < 2 ? klen : 2) << 16;
-    for (size_t i = 0; i < 2 && i < klen; i++)
-        head |= (uint64_t)key[i] << (8 * (1 - i));
+    uint64_t head = scan_cursor_head(key, klen);
     pthread_mutex_lock(&s->scan_mu);
     if (!s->scans)
         s->scans = calloc(SCAN_CURSORS, sizeof *s->scans);
@@ -2468,8 +2475,10 @@ uint64_t srv_scan_save(server *s, const uint8_t *key, size_t klen)
         if (!s->scans[i].key || s->scans[i].used < e->used)
             e = &s->scans[i];
     free(e->key);
-    e->id = SCAN_CURSOR_KEPT |
-            ((++s->scan_seq & ((1ULL << 44) - 1)) << 18) | head;
+    uint64_t seq = ++s->scan_seq & ((1ULL << 34) - 1);
+    if (seq == 0) /* 0 is the id of a cursor kept nowhere (c_scan) */
+        seq = ++s->scan_seq & ((1ULL << 34) - 1);
+    e->id = SCAN_CURSOR_KEPT | seq << 18 | head;
     e->key = copy;
     e->klen = klen;
     e->used = ++s->scan_clock;

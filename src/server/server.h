@@ -243,12 +243,19 @@ void srv_reset_stats(server *s);
 void srv_note_lookup(server *s, bool hit);
 /* SAVE / BGSAVE ran for usec microseconds and failed or not (any thread). */
 void srv_note_save(server *s, uint64_t usec, bool failed);
-/* SCAN cursors (any thread). A cursor with SCAN_CURSOR_KEPT set names a
- * key kept by srv_scan_save (the one the next call starts at); 0 when out
- * of memory. srv_scan_load copies it into *key (malloc'ed): false when it
- * is no longer kept (the cursor's low 18 bits then hold the key's first
- * bytes: up to 2, their count in bits 16-17). */
-#define SCAN_CURSOR_KEPT (1ULL << 62)
+/* SCAN cursors (any thread). A cursor with SCAN_CURSOR_KEPT set (and
+ * below SCAN_CURSOR_LIMIT) names a key kept by srv_scan_save (the one the
+ * next call starts at); 0 when out of memory. srv_scan_load copies it into
+ * *key (malloc'ed): false when it is no longer kept (the cursor's low 18
+ * bits then hold the key's first bytes: up to 2, their count in bits
+ * 16-17; scan_cursor_head). Every cursor handed out is below 2^53, so that
+ * clients that read it as a double (node-redis 4, Lua) give it back
+ * exactly. SCAN_CURSOR_KEPT_V1 marks the kept cursors of earlier versions
+ * (bit 62): their low 18 bits are read the same way. */
+#define SCAN_CURSOR_KEPT (1ULL << 52)
+#define SCAN_CURSOR_LIMIT (1ULL << 53)
+#define SCAN_CURSOR_KEPT_V1 (1ULL << 62)
+uint64_t scan_cursor_head(const uint8_t *key, size_t klen);
 uint64_t srv_scan_save(server *s, const uint8_t *key, size_t klen);
 bool srv_scan_load(server *s, uint64_t id, uint8_t **key, size_t *klen);
 const srv_config *srv_get_config(const server *s);
