@@ -2419,7 +2419,6 @@ static int watched_changed(cairn_db *db, const uint8_t *key, size_t kl,
     return 0;
 }
 
-/* Run cmds, one after the other, in transaction t (replies to x->out). */
 bool cmd_queued_on_loop(const cmd_queued *q)
 {
     unsigned f = q->def->flags;
@@ -2431,6 +2430,8 @@ bool cmd_queued_on_loop(const cmd_queued *q)
             is_word(q->argv[1], q->argl[1], "DOCTOR"));
 }
 
+/* Run cmds, one after the other, in transaction t (replies to x->out);
+ * those the loop runs once EXEC is back are left out. */
 static void run_into(cmd_ctx *x, const cmd_queued *cmds, size_t n,
                      cairn_txn *t)
 {
