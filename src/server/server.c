@@ -460,7 +460,9 @@ static uint64_t mono_ms(void)
 static void client_line(const client *c, cairn_resp_buf *tmp, uint64_t now)
 {
     /* Redis 7.0's fields in its order (no replies redirected: redir=-1;
-     * arguments are parsed in place: argv-mem=0), then Cairn's. */
+     * arguments are parsed in place: argv-mem=0; the read buffer's size is
+     * its peak too: rbs=rbp), then Cairn's. Exactly those: clients such as
+     * node-redis 4 read the fields by position. */
     uv_os_fd_t fd = -1;
     if (c->s->session || c->closed ||
         uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
@@ -473,18 +475,19 @@ static void client_line(const client *c, cairn_resp_buf *tmp, uint64_t now)
     int n = snprintf(line, sizeof line,
                      "id=%" PRIu64 " addr=%s laddr=%s:%d fd=%d name=%s "
                      "age=%" PRIu64 " idle=%" PRIu64 " flags=%s db=0 "
-                     "sub=0 psub=0 ssub=0 multi=%ld watch=%zu qbuf=%zu "
-                     "qbuf-free=%zu argv-mem=0 multi-mem=%zu "
-                     "obl=%zu oll=0 omem=%zu tot-mem=%zu events=r cmd=%s "
-                     "user=%s redir=-1 resp=%d lib-name= lib-ver= "
+                     "sub=0 psub=0 ssub=0 multi=%ld qbuf=%zu "
+                     "qbuf-free=%zu argv-mem=0 multi-mem=%zu rbs=%zu "
+                     "rbp=%zu obl=%zu oll=0 omem=%zu tot-mem=%zu events=r "
+                     "cmd=%s user=%s redir=-1 resp=%d "
                      "last-version=%" PRIu64 "\n",
                      c->id, c->addr, c->s->cfg.bind,
                      c->tls ? c->s->cfg.tls_port : c->s->cfg.port, (int)fd,
                      c->name, (now - c->created_ms) / 1000,
                      (now - c->last_ms) / 1000,
                      c->monitor ? "O" : c->in_multi ? "x" : "N",
-                     c->in_multi ? (long)c->nmq : -1L, c->nw, c->inlen,
-                     c->incap - c->inlen, multi_mem, c->out.len,
+                     c->in_multi ? (long)c->nmq : -1L, c->inlen,
+                     c->incap - c->inlen, multi_mem, c->incap, c->incap,
+                     c->out.len,
                      c->out_pending, c->incap + c->out.cap + multi_mem,
                      c->last_cmd ? c->last_cmd : "NULL",
                      c->user ? srv_acl_user_name(c->user) : "",
