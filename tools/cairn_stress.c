@@ -89,6 +89,8 @@
 
 /* ---- configuration ---- */
 
+#define MAX_FAULT_PATHS 8 /* --fault-path substrings */
+
 typedef struct stress_cfg {
     char dir[4096];
     bool own_dir;          /* created here (removed after a clean pass) */
@@ -107,7 +109,7 @@ typedef struct stress_cfg {
      * one of these per cycle, at random: a substring of the file's path,
      * or "" for any call. */
     char fault_path_buf[256];
-    const char *fault_paths[8];
+    const char *fault_paths[MAX_FAULT_PATHS];
     int nfault_paths; /* 0: any call */
     bool quiet;
 } stress_cfg;
@@ -1859,8 +1861,8 @@ static int mode_cycles(const stress_cfg *cfg, bool faults)
     uint64_t failed_ops = 0, readonly = 0;
     int status = 0;
     /* I/O calls a cycle makes (per --fault-path), learnt as we go. */
-    uint64_t calls_seen[8];
-    for (int i = 0; i < 8; i++)
+    uint64_t calls_seen[MAX_FAULT_PATHS];
+    for (int i = 0; i < MAX_FAULT_PATHS; i++)
         calls_seen[i] = cfg->nfault_paths ? 400 : 4000;
     for (int c = 1; c <= cycles && status == 0; c++) {
         run r;
@@ -2093,9 +2095,9 @@ int main(int argc, char **argv)
             char *save = NULL, *tok = cfg.fault_path_buf;
             /* strsep keeps empty fields: "" (any call) is one. */
             while ((save = strsep(&tok, ",")) != NULL) {
-                if (cfg.nfault_paths == 8) {
-                    fprintf(stderr, "cairn-stress: --fault-path: at most 8 "
-                                    "substrings\n");
+                if (cfg.nfault_paths == MAX_FAULT_PATHS) {
+                    fprintf(stderr, "cairn-stress: --fault-path: at most %d "
+                                    "substrings\n", MAX_FAULT_PATHS);
                     return 2;
                 }
                 cfg.fault_paths[cfg.nfault_paths++] =

@@ -1052,7 +1052,16 @@ static void expect_open_corrupt(cairn_options *o, const char *want)
                      "say \"%s\"", ro ? "read-only" : "normal",
                      cairn_open_error(), want);
     }
-    /* A good open clears it. */
+    /* A good open (a fresh database on a disk of its own) clears it. */
+    cairn_options fo = *o;
+    fo.env = cairn_env_mem_new();
+    fo.read_only = false;
+    fo.create_if_missing = true;
+    assert_non_null(fo.env);
+    assert_int_equal(cairn_open(ROOT, &fo, &db), 0);
+    assert_string_equal(cairn_open_error(), "");
+    assert_int_equal(cairn_close(db), 0);
+    cairn_env_destroy(fo.env);
 }
 
 /* The manifest's last edit (the flush) cut as a torn tail: the sorted
