@@ -1437,14 +1437,34 @@ static void stats_ran(server *s, const cmd_def *d, size_t argc,
 
 /* Command d (NULL: unknown) was refused before it ran; its reply starts at
  * mark in c->out. */
-static void stats_refused(server *s, client *c, const cmd_def *d, size_t mark)
+static void stats_refused(server *s, client *c, const cmd_def *d,
+                          size_t argc, const uint8_t *const *argv,
+                          const size_t *argl, size_t mark)
 {
     if (!s->stats)
         return;
-    if (!c->closed && c->out.len > mark && c->out.p[mark] == '-')
-        srv_stats_error(s->stats, c->out.p + mark, c->out.len - mark);
-    if (d)
-        srv_stats_reject(s->stats, (size_t)(d - s->cmd_base), d->name, NULL);
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    if (!c->closed && c->out.len > mark && c->out.p[mark] == '-') {
+        p = c->out.p + mark;
+        n = c->out.len - mark;
+        srv_stats_error(s->stats, p, n);
+    }
+    if (!d)
+        return;
+    /* A container's subcommand refused when queued (MULTI), as Redis
+     * counts it: an unknown one is an error only, a wrong argument count
+     * a rejected call of the subcommand. */
+    char full[64];
+    const char *sub = NULL;
+    if ((d->flags & CMD_SUBCMDS) && p) {
+        if (reply_starts(p, n, "-ERR unknown subcommand"))
+            return;
+        if (reply_starts(p, n, "-ERR wrong number of arguments") &&
+            full_name(d, argc, argv, argl, full, sizeof full))
+            sub = full;
+    }
+    srv_stats_reject(s->stats, (size_t)(d - s->cmd_base), d->name, sub);
 }
 
 /* A job's commands are back with their replies in j->out, usec after it
@@ -1587,7 +1607,10 @@ void srv_client_exec(client *c)
      * that is no longer allowed answers NOPERM in its place, unrun. */
     for (size_t i = 0; i < c->nmq; i++) {
         cmd_queued *q = &c->mq[i];
-        q->denied = acl_denial(c, q->def, q->argc, q->argv, q->argl);
+        /* AUTH and HELLO are never refused by the ACL, queued or not. */
+        q->denied = q->def->flags & CMD_NOAUTH
+                        ? 0
+                        : acl_denial(c, q->def, q->argc, q->argv, q->argl);
     }
     job *j = calloc(1, sizeof *j);
     if (!j) {
@@ -2001,7 +2024,7 @@ static void client_pass(client *c)
         size_t mark = c->out.len;
         client_command(c, d, &cmd);
         if (!c->s->cmd_ran && cmd.argc > 0)
-            stats_refused(c->s, c, d, mark);
+            stats_refused(c->s, c, d, cmd.argc, cmd.argv, cmd.argl, mark);
         off += used;
         if (c->out.len + c->out_pending > c->s->cfg.max_output) {
             /* Checked per reply: a few bytes of requests must not make
@@ -2260,7 +2283,7 @@ static void exec_loop_commands(server *s, client *c, job *j)
     cairn_resp_init(&out, j->out.proto);
     size_t off = (size_t)(nl - p) + 1;
     cairn_resp_raw(&out, p, off);
-    for (size_t i = 0; i < j->ncmds && !c->closed; i++) {
+    for (size_t i = 0; i < j->ncmds; i++) {
         const cmd_queued *q = &j->cmds[i];
         if (!q->denied && cmd_queued_on_loop(q)) {
             cmd_ctx x = {.srv = s, .db = s->db, .c = c, .proto = c->proto,
@@ -2320,7 +2343,10 @@ static void done_drain(server *s)
             }
             if (j->version)
                 c->last_version = j->version;
-            if (j->kind == JOB_EXEC && !c->closed)
+            /* Even for a client gone meanwhile: its transaction's key
+             * commands committed, so its other commands run too (EXEC is
+             * all or nothing); their replies go nowhere. */
+            if (j->kind == JOB_EXEC)
                 exec_loop_commands(s, c, j);
             if (j->ncmds || j->kind == JOB_EXEC) {
                 /* A job's time, from its submission until its commit was

@@ -1066,6 +1066,34 @@ def t_info_tiers():
         eq(t["archive_available"], "0", "no archive configured")
 
 
+def t_info_stats_queued_refusals():
+    # A container's subcommand refused when queued in MULTI is counted as
+    # Redis 7.0 counts it: an unknown one as an error only (no cmdstat
+    # line), a wrong argument count as a rejected call of the subcommand.
+    with serve() as s:
+        c = Raw(s.port)
+        eq(c.cmd("CONFIG", "RESETSTAT"), "OK", "resetstat")
+        eq(c.cmd("MULTI"), "OK", "multi")
+        eq(c.cmd("CLIENT", "NOSUCH"),
+           Err("ERR unknown subcommand 'NOSUCH'. Try CLIENT HELP."),
+           "an unknown subcommand, queued")
+        eq(c.cmd("CLIENT", "SETNAME"),
+           Err("ERR wrong number of arguments for 'client|setname' command"),
+           "a subcommand without its argument, queued")
+        eq(c.cmd("DISCARD"), "OK", "discard")
+        cs = {k[len("cmdstat_"):]: kv_fields(v)
+              for k, v in info_fields(c, "commandstats").items()}
+        chk = Checks()
+        chk.eq(sorted(k for k in cs if k.startswith("client")),
+               ["client|setname"], "client entries")
+        got = cs.get("client|setname", {})
+        chk.eq((got.get("calls"), got.get("rejected_calls")), ("0", "1"),
+               "client|setname rejected")
+        chk.eq(info_fields(c, "errorstats"), {"errorstat_ERR": "count=2"},
+               "errorstats")
+        chk.done()
+
+
 def t_info_redis_stats():
     # INFO's Redis 7 statistics, exactly, after CONFIG RESETSTAT and a known
     # mix: commands that ran (inline, pipelined in a batch, inside EXEC),

@@ -7,6 +7,7 @@ time travel, bad input, persistence across a restart and across kill -9.
 import os
 import re
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -536,6 +537,63 @@ def t_multi_loop_commands():
                         b"Transaction discarded because of previous errors."
                         b"\r\n:0\r\n+PONG\r\n"), (bad, data)
     assert SRV.proc.poll() is None  # SHUTDOWN queued did not stop it
+
+
+def read_until(sock, end, timeout=10.0):
+    data = b""
+    deadline = time.time() + timeout
+    while not data.endswith(end) and time.time() < deadline:
+        d = sock.recv(1 << 20)
+        if not d:
+            break
+        data += d
+    return data
+
+
+def t_multi_loop_edges():
+    # AUTH and HELLO queued in MULTI are never refused by the ACL when EXEC
+    # runs them (Redis exempts them), though the user lacks +auth / +hello.
+    c = r()
+    c.execute_command("ACL", "SETUSER", "mle", "on", ">mlepw", "+multi",
+                      "+exec", "+get", "~*")
+    s = socket.create_connection(("127.0.0.1", SRV.port))
+    s.sendall(RespSocket.encode(("AUTH", "mle", "mlepw")) + b"MULTI\r\n" +
+              RespSocket.encode(("AUTH", "mle", "mlepw")) +
+              b"HELLO 2\r\nEXEC\r\nGET mle:none\r\n")
+    data = read_until(s, b"$-1\r\n")
+    s.close()
+    assert data.startswith(b"+OK\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n"
+                           b"+OK\r\n*14\r\n$6\r\nserver\r\n"), data
+    assert b"NOPERM" not in data, data
+    c.execute_command("ACL", "DELUSER", "mle")
+    # A client gone while its EXEC commits: the key commands committed, so
+    # its other commands (CONFIG SET, ACL SETUSER, queued before them)
+    # took effect too. EXEC is all or nothing.
+    assert c.config_get("slowlog-max-len")["slowlog-max-len"] == "128"
+    n = 20000
+    cmds = ([("MULTI",), ("CONFIG", "SET", "slowlog-max-len", "77"),
+             ("ACL", "SETUSER", "mle-ghost", "on", ">pw", "+@all", "~*")] +
+            [("SET", "mle:%d" % i, "x") for i in range(n)] +
+            [("CLIENT", "SETNAME", "gone"), ("EXEC",)])
+    s = socket.create_connection(("127.0.0.1", SRV.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.sendall(b"".join(RespSocket.encode(x) for x in cmds))
+    data = b""
+    deadline = time.time() + 20
+    while data.count(b"QUEUED") < len(cmds) - 2 and time.time() < deadline:
+        data += s.recv(1 << 20)
+    s.close()  # a reset, likely while the EXEC is committing
+    deadline = time.time() + 10
+    while c.get("mle:%d" % (n - 1)) is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert c.get("mle:0") == b"x" and c.get("mle:%d" % (n - 1)) == b"x"
+    got = c.config_get("slowlog-max-len")["slowlog-max-len"]
+    assert got == "77", "the queued CONFIG SET did not run: %r" % got
+    assert c.execute_command("ACL", "GETUSER", "mle-ghost") is not None, \
+        "the queued ACL SETUSER did not run"
+    c.config_set("slowlog-max-len", "128")
+    c.execute_command("ACL", "DELUSER", "mle-ghost")
+    c.delete(*["mle:%d" % i for i in range(n)])
 
 
 def watched_exec_fails(c, other, key, queue):
