@@ -377,6 +377,59 @@ static void c_auth(cmd_ctx *x)
     cairn_resp_simple(x->out, "OK");
 }
 
+void cmd_queued_session(server *s, const cmd_queued *q,
+                        const srv_acl_user **user, int *proto)
+{
+    const uint8_t *const *a = q->argv;
+    const size_t *l = q->argl;
+    if (q->def->fn == c_auth) {
+        if (q->argc > 3 ||
+            (q->argc == 2 && srv_acl_default_nopass(srv_get_acl(s))))
+            return;
+        const srv_acl_user *u =
+            q->argc == 2 ? srv_login_user(s, NULL, 0, a[1], l[1])
+                         : srv_login_user(s, a[1], l[1], a[2], l[2]);
+        if (u)
+            *user = u;
+        return;
+    }
+    if (q->def->fn != c_hello)
+        return;
+    /* c_hello's order: the version, every option, the credentials (the
+     * login stands even if what follows fails), the name, the protocol. */
+    long long ver = *proto;
+    size_t i = 1;
+    if (q->argc >= 2) {
+        if (!parse_ll(a[1], l[1], &ver) || ver < 2 || ver > 3)
+            return;
+        i = 2;
+    }
+    size_t auth = 0, name = 0;
+    for (; i < q->argc; i++) {
+        if (is_word(a[i], l[i], "AUTH") && i + 2 < q->argc) {
+            auth = i + 1;
+            i += 2;
+        } else if (is_word(a[i], l[i], "SETNAME") && i + 1 < q->argc) {
+            name = i + 1;
+            i += 1;
+        } else {
+            return;
+        }
+    }
+    if (auth) {
+        const srv_acl_user *u =
+            srv_login_user(s, a[auth], l[auth], a[auth + 1], l[auth + 1]);
+        if (!u)
+            return;
+        *user = u;
+    }
+    if (name)
+        for (size_t j = 0; j < l[name]; j++)
+            if (a[name][j] <= ' ' || a[name][j] > '~')
+                return;
+    *proto = (int)ver;
+}
+
 static void c_select(cmd_ctx *x)
 {
     long long db;
@@ -2451,6 +2504,10 @@ static void run_into(cmd_ctx *x, const cmd_queued *cmds, size_t n,
             continue;
         }
         cmd_ctx q = *x;
+        if (cmds[i].proto) { /* EXEC: after a HELLO queued before it */
+            q.proto = cmds[i].proto;
+            x->out->proto = cmds[i].proto;
+        }
         q.argc = cmds[i].argc;
         q.argv = cmds[i].argv;
         q.argl = cmds[i].argl;

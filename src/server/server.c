@@ -104,6 +104,7 @@ static int cmd_queued_copy(cmd_queued *q, const cmd_def *d, size_t argc,
     }
     q->def = d;
     q->denied = 0;
+    q->proto = 0;
     q->argc = argc;
     q->argv = (const uint8_t **)(void *)mem;
     q->argl = (size_t *)(void *)(mem + argc * sizeof *q->argv);
@@ -364,19 +365,25 @@ static void client_set_user(client *c, const srv_acl_user *u)
         srv_acl_user_release(c->user);
     c->user = u;
 }
-bool srv_client_login(client *c, const uint8_t *user, size_t ul,
-                      const uint8_t *pass, size_t pl)
+const srv_acl_user *srv_login_user(server *s, const uint8_t *user,
+                                   size_t ul, const uint8_t *pass, size_t pl)
 {
     char name[256];
     if (!user) {
         snprintf(name, sizeof name, "default");
     } else {
         if (ul >= sizeof name || memchr(user, 0, ul))
-            return false;
+            return NULL;
         memcpy(name, user, ul);
         name[ul] = '\0';
     }
-    const srv_acl_user *u = srv_acl_auth(c->s->acl, name, pass, pl);
+    return srv_acl_auth(s->acl, name, pass, pl);
+}
+
+bool srv_client_login(client *c, const uint8_t *user, size_t ul,
+                      const uint8_t *pass, size_t pl)
+{
+    const srv_acl_user *u = srv_login_user(c->s, user, ul, pass, pl);
     if (!u)
         return false;
     client_set_user(c, u);
@@ -669,21 +676,28 @@ void srv_acl_run(server *s, client *c, size_t argc, const uint8_t *const *argv,
 
 /* What the client's user may not do with d and these arguments: 0 (all is
  * allowed), CMD_DENIED_COMMAND or CMD_DENIED_KEYS. */
-static int acl_denial(const client *c, const cmd_def *d, size_t argc,
-                      const uint8_t *const *argv, const size_t *argl)
+static int acl_denial_of(const srv_acl_user *u, const cmd_def *d,
+                         size_t argc, const uint8_t *const *argv,
+                         const size_t *argl)
 {
     size_t n;
     const cmd_def *tab = cmd_table(&n);
-    if (srv_acl_check_cmd(c->user, (size_t)(d - tab)) != 0)
+    if (srv_acl_check_cmd(u, (size_t)(d - tab)) != 0)
         return CMD_DENIED_COMMAND;
     if (d->first <= 0)
         return 0;
     size_t last = d->last < 0 ? argc - 1 : (size_t)d->last;
     for (size_t i = (size_t)d->first; i <= last && i < argc;
          i += (size_t)d->step)
-        if (srv_acl_check_key(c->user, argv[i], argl[i]) != 0)
+        if (srv_acl_check_key(u, argv[i], argl[i]) != 0)
             return CMD_DENIED_KEYS;
     return 0;
+}
+
+static int acl_denial(const client *c, const cmd_def *d, size_t argc,
+                      const uint8_t *const *argv, const size_t *argl)
+{
+    return acl_denial_of(c->user, d, argc, argv, argl);
 }
 
 /* false, with NOPERM in out, if the client's user may not run d with
@@ -1604,13 +1618,21 @@ void srv_client_exec(client *c)
         return;
     }
     /* The rules may have changed since the commands were queued: each
-     * that is no longer allowed answers NOPERM in its place, unrun. */
+     * that is no longer allowed answers NOPERM in its place, unrun. Each
+     * is checked as the user it runs as, and answers in the protocol it
+     * runs in, once the AUTH and HELLO queued before it have run
+     * (cmd_queued_session). AUTH and HELLO themselves are never refused
+     * by the ACL, queued or not. */
+    const srv_acl_user *as = c->user;
+    int proto = c->proto;
     for (size_t i = 0; i < c->nmq; i++) {
         cmd_queued *q = &c->mq[i];
-        /* AUTH and HELLO are never refused by the ACL, queued or not. */
+        q->proto = proto;
         q->denied = q->def->flags & CMD_NOAUTH
                         ? 0
-                        : acl_denial(c, q->def, q->argc, q->argv, q->argl);
+                        : acl_denial_of(as, q->def, q->argc, q->argv, q->argl);
+        if (!q->denied)
+            cmd_queued_session(c->s, q, &as, &proto);
     }
     job *j = calloc(1, sizeof *j);
     if (!j) {

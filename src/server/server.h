@@ -90,6 +90,7 @@ int srv_config_load(srv_config *c, const char *path, char *err,
 
 typedef struct server server;
 typedef struct client client;
+struct srv_acl_user;
 
 typedef struct cmd_ctx {
     server *srv;
@@ -156,7 +157,19 @@ typedef struct cmd_queued {
     size_t *argl;
     uint8_t *buf;
     int denied; /* EXEC: ACL rules changed since it was queued (CMD_DENIED_*) */
+    int proto;  /* EXEC: the protocol its reply is written in (0: the
+                   client's); a HELLO queued before it may change it */
 } cmd_queued;
+
+/* What a queued AUTH or HELLO will do to the session when EXEC runs it:
+ * the user it logs in as (*user, if it will succeed in that) and the
+ * protocol the commands after it see (*proto). Any other command changes
+ * nothing. EXEC runs these on the loop after the transaction's key
+ * commands, so it works out beforehand what Redis, running the queue in
+ * order, gives each later command: the ACL check of that user, replies in
+ * that protocol. Follows c_auth and c_hello. */
+void cmd_queued_session(server *s, const cmd_queued *q,
+                        const struct srv_acl_user **user, int *proto);
 
 /* Does EXEC run this queued command on the loop thread, after its
  * transaction is back (a CMD_LOOP command, MEMORY STATS / DOCTOR), rather
@@ -184,6 +197,11 @@ bool srv_client_authed(client *c);
  * fits; true on success (the client then runs as that user). */
 bool srv_client_login(client *c, const uint8_t *user, size_t ul,
                       const uint8_t *pass, size_t pl);
+/* The user that name (NULL: "default") and password log in as; NULL if
+ * they do not (no change to any client). */
+const struct srv_acl_user *srv_login_user(server *s, const uint8_t *user,
+                                          size_t ul, const uint8_t *pass,
+                                          size_t pl);
 /* RESET: back to the default user, authenticated only if it needs no
  * password. */
 void srv_client_login_default(client *c);

@@ -566,6 +566,51 @@ def t_multi_loop_edges():
                            b"+OK\r\n*14\r\n$6\r\nserver\r\n"), data
     assert b"NOPERM" not in data, data
     c.execute_command("ACL", "DELUSER", "mle")
+    # The commands queued after an AUTH or HELLO run as Redis runs the queue,
+    # in order: checked as the user that AUTH logs in as, answered in the
+    # protocol that HELLO chose (though EXEC runs AUTH and HELLO on the loop
+    # after the transaction's key commands).
+    c.execute_command("ACL", "SETUSER", "mle3", "on", ">p3", "+multi",
+                      "+exec", "+auth", "+set", "+get", "+ping", "~*")
+    c.execute_command("ACL", "SETUSER", "mle4", "on", ">p4", "+multi",
+                      "+exec", "+get", "+ping", "~*")
+    end = b"$3\r\nend\r\n"
+
+    def talk(*cmds):
+        s = socket.create_connection(("127.0.0.1", SRV.port))
+        s.sendall(b"".join(RespSocket.encode(x) for x in cmds) +
+                  RespSocket.encode(("PING", "end")))
+        data = read_until(s, end)
+        s.close()
+        return data
+    noperm = (b"-NOPERM ACLs rules changed between the moment the transaction"
+              b" was accumulated and the EXEC call. This command is no longer"
+              b" allowed for the following reason: no permission to execute "
+              b"the command or subcommand\r\n")
+    got = talk(("AUTH", "mle3", "p3"), ("MULTI",), ("AUTH", "mle4", "p4"),
+               ("SET", "mle:k", "v"), ("GET", "mle:k"), ("EXEC",))
+    assert got == (b"+OK\r\n+OK\r\n" + b"+QUEUED\r\n" * 3 + b"*3\r\n+OK\r\n" +
+                   noperm + b"$-1\r\n" + end), got
+    got = talk(("AUTH", "mle3", "p3"), ("MULTI",), ("AUTH", "mle4", "wrong"),
+               ("SET", "mle:k", "v"), ("EXEC",))
+    assert got.endswith(b"*2\r\n-WRONGPASS invalid username-password pair "
+                        b"or user is disabled.\r\n+OK\r\n" + end), got
+    got = talk(("AUTH", "mle3", "p3"), ("MULTI",),
+               ("HELLO", "3", "AUTH", "mle4", "p4"), ("SET", "mle:k2", "v"),
+               ("GET", "mle:none"), ("EXEC",))
+    assert got.endswith(b"*0\r\n" + noperm + b"_\r\n" + end), got
+    got = talk(("HELLO", "3"), ("MULTI",), ("HELLO", "2"), ("GET", "mle:none"),
+               ("EXEC",))
+    assert b"*2\r\n*14\r\n" in got and got.endswith(b"*0\r\n$-1\r\n" + end), got
+    got = talk(("MULTI",), ("HELLO", "3"), ("GET", "mle:none"), ("EXEC",))
+    assert b"*2\r\n%7\r\n" in got and got.endswith(b"*0\r\n_\r\n" + end), got
+    got = talk(("MULTI",), ("HELLO", "3", "SETNAME", "a b"), ("GET", "mle:none"),
+               ("EXEC",))
+    assert got.endswith(b"*2\r\n-ERR Client names cannot contain spaces, "
+                        b"newlines or special characters.\r\n$-1\r\n" + end), got
+    assert c.get("mle:k") == b"v" and c.get("mle:k2") is None
+    c.execute_command("ACL", "DELUSER", "mle3", "mle4")
+    c.delete("mle:k")
     # A client gone while its EXEC commits: the key commands committed, so
     # its other commands (CONFIG SET, ACL SETUSER, queued before them)
     # took effect too. EXEC is all or nothing.
