@@ -1694,12 +1694,20 @@ static void c_copy(cmd_ctx *x)
 typedef bool (*key_fn)(void *arg, const uint8_t *k, size_t kl,
                        const ks_rec *r);
 
+/* An iterator over what the command sees: its transaction's (inside EXEC
+ * or a batch: its own writes included, its reads validated), else the
+ * database's newest state. */
+static int keys_iter(cmd_ctx *x, const cairn_iter_options *o, cairn_iter **it)
+{
+    return x->txn ? cairn_txn_iter(x->txn, o, it) : cairn_iter_new(x->db, o, it);
+}
+
 static int walk_keys(cmd_ctx *x, key_fn fn, void *arg)
 {
     uint8_t pfx = KS_DATA;
     cairn_iter_options o = {.prefix = &pfx, .prefix_len = 1};
     cairn_iter *it = NULL;
-    int rc = cairn_iter_new(x->db, &o, &it);
+    int rc = keys_iter(x, &o, &it);
     if (rc)
         return rc;
     for (cairn_iter_first(it); cairn_iter_valid(it); cairn_iter_next(it)) {
@@ -1751,16 +1759,23 @@ int cmd_count_keys(cairn_db *db, uint64_t now_ms, uint64_t *keys,
 
 static void c_dbsize(cmd_ctx *x)
 {
-    uint64_t keys, expires;
-    int rc = cmd_count_keys(x->db, x->now_ms, &keys, &expires, NULL);
+    count_state c = {.now_ms = x->now_ms};
+    int rc = walk_keys(x, count_fn, &c);
     if (rc)
         cmd_reply_engine_error(x->out, rc);
     else
-        cairn_resp_integer(x->out, (int64_t)keys);
+        cairn_resp_integer(x->out, (int64_t)c.keys);
 }
 
 
 
+
+/* The pattern "*" matches every key, the empty one included: Redis does
+ * not match it at all (stringmatchlen would not match "" against it). */
+static bool match_all(const uint8_t *pat, size_t pl)
+{
+    return pl == 1 && pat[0] == '*';
+}
 
 typedef struct keys_state {
     const uint8_t *pat;
@@ -1772,7 +1787,7 @@ typedef struct keys_state {
 static bool keys_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
 {
     keys_state *s = arg;
-    if (srv_acl_glob_match(s->pat, s->pl, k, kl)) {
+    if (match_all(s->pat, s->pl) || srv_acl_glob_match(s->pat, s->pl, k, kl)) {
         cairn_resp_bulk(&s->tmp, k, kl);
         s->n++;
     }
@@ -1824,12 +1839,19 @@ static void c_scan(cmd_ctx *x)
         /* Parsed as Redis does (strtoul): a sign is accepted (-1 wraps
          * round), an empty cursor is 0, leading space is not. */
         char buf[32];
-        if (x->argl[1] >= sizeof buf) {
+        const uint8_t *a = x->argv[1];
+        size_t al = x->argl[1], bl = 0, i = 0;
+        if (al > 0 && (a[0] == '+' || a[0] == '-'))
+            buf[bl++] = (char)a[i++];
+        /* Leading zeros beyond the buffer are zeros all the same. */
+        while (al - i >= sizeof buf - bl && a[i] == '0' && al - i > 1)
+            i++;
+        if (al - i >= sizeof buf - bl) {
             cairn_resp_error(x->out, "ERR invalid cursor");
             return;
         }
-        memcpy(buf, x->argv[1], x->argl[1]);
-        buf[x->argl[1]] = '\0';
+        memcpy(buf + bl, a + i, al - i);
+        buf[bl + al - i] = '\0';
         char *end;
         errno = 0;
         cur = strtoull(buf, &end, 10);
@@ -1878,6 +1900,7 @@ static void c_scan(cmd_ctx *x)
     /* Where this call starts: KS_DATA and (a prefix of) the key. */
     uint8_t small[8] = {KS_DATA}, *kept = NULL, *start = small;
     size_t slen = 1, klen = 0;
+    uint64_t from = cur; /* the cursor this call goes on from (0: none) */
     bool kept_form = (cur & SCAN_CURSOR_KEPT_V1) ||
                      (cur < SCAN_CURSOR_LIMIT && (cur & SCAN_CURSOR_KEPT));
     if (kept_form) {
@@ -1905,7 +1928,7 @@ static void c_scan(cmd_ctx *x)
     uint8_t pfx = KS_DATA;
     cairn_iter_options o = {.prefix = &pfx, .prefix_len = 1};
     cairn_iter *it = NULL;
-    int rc = cairn_iter_new(x->db, &o, &it);
+    int rc = keys_iter(x, &o, &it);
     if (rc) {
         if (start != small)
             free(start);
@@ -1926,7 +1949,7 @@ static void c_scan(cmd_ctx *x)
         size_t keep = kl - 1 < SCAN_KEY_MAX ? kl - 1 : SCAN_KEY_MAX;
         if (seen >= count &&
             !(keep + 1 == slen && !memcmp(k + 1, start + 1, keep))) {
-            next = x->srv ? srv_scan_save(x->srv, k + 1, keep) : 0;
+            next = x->srv ? srv_scan_save(x->srv, k + 1, keep, from) : 0;
             if (!next) { /* out of memory: a cursor kept nowhere */
                 uint64_t c = SCAN_CURSOR_KEPT | scan_cursor_head(k + 1, keep);
                 if (c != cur)
@@ -1945,7 +1968,8 @@ static void c_scan(cmd_ctx *x)
             continue;
         if (type_filter && r.type != type_want)
             continue;
-        if (pat && !srv_acl_glob_match(pat, pl, k + 1, kl - 1))
+        if (pat && !match_all(pat, pl) &&
+            !srv_acl_glob_match(pat, pl, k + 1, kl - 1))
             continue;
         cairn_resp_bulk(&tmp, k + 1, kl - 1);
         n++;
@@ -1967,37 +1991,47 @@ static void c_scan(cmd_ctx *x)
     cairn_resp_free(&tmp);
 }
 
+/* RANDOMKEY picks in one pass over one snapshot (reservoir sampling: the
+ * i-th key replaces the pick with probability 1/i), so keys deleted
+ * meanwhile by others cannot leave it short of a key: it answers nil only
+ * when the snapshot had none. */
 typedef struct pick_state {
-    long long target, i;
+    uint64_t i, rng;
     uint8_t *key;
     size_t kl;
+    int rc;
 } pick_state;
 
 static bool pick_fn(void *arg, const uint8_t *k, size_t kl, const ks_rec *r)
 {
+    (void)r;
     pick_state *s = arg;
-    if (s->i++ < s->target)
+    s->i++;
+    /* xorshift64: a fresh draw per key, seeded once per call. */
+    s->rng ^= s->rng << 13;
+    s->rng ^= s->rng >> 7;
+    s->rng ^= s->rng << 17;
+    if (s->rng % s->i != 0)
         return true;
-    s->key = malloc(kl ? kl : 1);
-    if (s->key) {
-        memcpy(s->key, k, kl);
-        s->kl = kl;
+    uint8_t *copy = malloc(kl ? kl : 1);
+    if (!copy) {
+        s->rc = CAIRN_ENOMEM;
+        return false;
     }
-    return false;
+    memcpy(copy, k, kl);
+    free(s->key);
+    s->key = copy;
+    s->kl = kl;
+    return true;
 }
 
 static void c_randomkey(cmd_ctx *x)
 {
-    uint64_t n = 0, expires;
-    int rc = cmd_count_keys(x->db, x->now_ms, &n, &expires, NULL);
-    if (rc == 0 && n == 0) {
-        cairn_resp_null(x->out);
-        return;
-    }
-    pick_state s = {.target = rc == 0 ? (long long)((uint64_t)random() % n)
-                                      : 0};
+    pick_state s = {.rng = ((uint64_t)random() << 31 ^ (uint64_t)random()) |
+                           1};
+    int rc = walk_keys(x, pick_fn, &s);
     if (rc == 0)
-        rc = walk_keys(x, pick_fn, &s);
+        rc = s.rc;
     if (rc)
         cmd_reply_engine_error(x->out, rc);
     else if (s.key)

@@ -295,6 +295,7 @@ typedef struct scan_cursor {
     uint64_t id, used; /* used: scan_clock at the last save or load */
     uint8_t *key;
     size_t klen;
+    bool going_on; /* saved by a call that went on from a cursor */
 } scan_cursor;
 
 #define SCAN_CURSORS 1024
@@ -2506,7 +2507,8 @@ uint64_t scan_cursor_head(const uint8_t *key, size_t klen)
     return head;
 }
 
-uint64_t srv_scan_save(server *s, const uint8_t *key, size_t klen)
+uint64_t srv_scan_save(server *s, const uint8_t *key, size_t klen,
+                       uint64_t from)
 {
     uint8_t *copy = malloc(klen ? klen : 1);
     if (!copy)
@@ -2521,11 +2523,28 @@ uint64_t srv_scan_save(server *s, const uint8_t *key, size_t klen)
         free(copy);
         return 0;
     }
-    scan_cursor *e = &s->scans[0];
-    for (size_t i = 1; i < SCAN_CURSORS && e->key; i++)
-        if (!s->scans[i].key || s->scans[i].used < e->used)
+    /* A scan holds one place: a call that went on from a kept cursor
+     * takes that cursor's place. Else a free place, else the least
+     * recently used of those that began a scan, and only if there are
+     * none the least recently used of all: scans begun and dropped (SCAN 0
+     * once, many times over) do not push out one that is going on, which
+     * would then start again from its key's first bytes, every time. */
+    scan_cursor *e = NULL;
+    for (size_t i = 0; from && i < SCAN_CURSORS && !e; i++)
+        if (s->scans[i].key && s->scans[i].id == from)
             e = &s->scans[i];
+    for (int pass = 0; pass < 2 && !e; pass++)
+        for (size_t i = 0; i < SCAN_CURSORS; i++) {
+            scan_cursor *q = &s->scans[i];
+            if (!q->key) {
+                e = q;
+                break;
+            }
+            if ((pass == 1 || !q->going_on) && (!e || q->used < e->used))
+                e = q;
+        }
     free(e->key);
+    e->going_on = from != 0;
     uint64_t seq = ++s->scan_seq & ((1ULL << 34) - 1);
     if (seq == 0) /* 0 is the id of a cursor kept nowhere (c_scan) */
         seq = ++s->scan_seq & ((1ULL << 34) - 1);

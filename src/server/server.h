@@ -269,12 +269,15 @@ void srv_note_save(server *s, uint64_t usec, bool failed);
  * 16-17; scan_cursor_head). Every cursor handed out is below 2^53, so that
  * clients that read it as a double (node-redis 4, Lua) give it back
  * exactly. SCAN_CURSOR_KEPT_V1 marks the kept cursors of earlier versions
- * (bit 62): their low 18 bits are read the same way. */
+ * (bit 62): their low 18 bits are read the same way. srv_scan_save's from:
+ * the cursor the call went on from (0: a scan begins), whose place the new
+ * one takes. */
 #define SCAN_CURSOR_KEPT (1ULL << 52)
 #define SCAN_CURSOR_LIMIT (1ULL << 53)
 #define SCAN_CURSOR_KEPT_V1 (1ULL << 62)
 uint64_t scan_cursor_head(const uint8_t *key, size_t klen);
-uint64_t srv_scan_save(server *s, const uint8_t *key, size_t klen);
+uint64_t srv_scan_save(server *s, const uint8_t *key, size_t klen,
+                       uint64_t from);
 bool srv_scan_load(server *s, uint64_t id, uint8_t **key, size_t *klen);
 const srv_config *srv_get_config(const server *s);
 void srv_request_shutdown(server *s);

@@ -323,6 +323,86 @@ def full_scan(c, cursor=0, **kw):
         assert calls < 100000, "SCAN does not end"
 
 
+def t_scan_edges():
+    c = r()
+    # A scan going on is not pushed out of the server's cursor table by
+    # scans begun and dropped: here 1,100 SCAN 0 between each of its calls
+    # (the table keeps 1,024). Before, its cursor was lost every time and
+    # it started again from its keys' first 2 bytes ("se"): it never ended.
+    keys = ["se:%05d" % i for i in range(3000)]
+    for i in range(0, len(keys), 500):
+        c.mset({k: "1" for k in keys[i:i + 500]})
+    other = r()
+    seen, cur, calls = set(), 0, 0
+    while True:
+        cur, page = c.scan(cur, match="se:*", count=100)
+        seen.update(page)
+        calls += 1
+        if cur == 0 or calls > 200:
+            break
+        p = other.pipeline(transaction=False)
+        for _ in range(1100):
+            p.scan(0, count=1)
+        p.execute()
+    assert cur == 0, "the scan did not end after %d calls" % calls
+    assert seen == {k.encode() for k in keys}, len(seen)
+    # Inside EXEC, SCAN, KEYS, DBSIZE and RANDOMKEY see the transaction's
+    # own writes, as every other read there does.
+    n = c.dbsize()
+    with c.pipeline() as p:
+        p.set("se:tx", "1")
+        p.delete("se:00000")
+        p.dbsize()
+        p.keys("se:tx*")
+        p.keys("se:0000?")
+        p.scan(0, match="se:tx*", count=100000)
+        got = p.execute()
+    assert got[2] == n, (got[2], n)  # one key more, one less
+    assert got[3] == [b"se:tx"], got[3]
+    assert b"se:00000" not in got[4] and len(got[4]) == 9, got[4]
+    assert got[5][1] == [b"se:tx"], got[5]
+    c.delete("se:tx")
+    with c.pipeline() as p:
+        p.delete(*keys)
+        p.set("se:only", "1")
+        p.dbsize()
+        p.randomkey()
+        got = p.execute()
+    # n less se:00000 (gone in the first), less the other 2,999, plus one
+    assert got[2] == n - len(keys) + 1, (got, n)
+    assert got[3] is not None and \
+        got[3] not in {k.encode() for k in keys}, got[3]
+    c.delete("se:only")
+    # KEYS * and SCAN MATCH * return the empty key too (Redis does not
+    # match "*" at all); a cursor of 40 zeros is 0.
+    c.set("", "empty")
+    assert b"" in c.keys("*")
+    assert b"" in set(c.scan_iter(match="*", count=1000))
+    assert c.execute_command("SCAN", "0" * 40, "COUNT", "5") == \
+        c.execute_command("SCAN", "0", "COUNT", "5")
+    c.delete("")
+    # RANDOMKEY never answers nil while a key exists, though others delete
+    # keys meanwhile (it used to count with one snapshot and walk another).
+    c.set("se:keep", "1")
+    stop = threading.Event()
+
+    def churn():
+        w = r()
+        batch = {"se:churn:%d" % i: "x" for i in range(300)}
+        while not stop.is_set():
+            w.mset(batch)
+            w.delete(*batch)
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        nils = sum(c.randomkey() is None for _ in range(300))
+    finally:
+        stop.set()
+        t.join()
+    assert nils == 0, "%d of 300 RANDOMKEY answered nil" % nils
+    c.delete("se:keep")
+
+
 def t_scan_cursors():
     # SCAN goes on exactly where it stopped, COUNT keys a call, however
     # long the keys' common prefix (redis-benchmark's "key:000000001234"):
