@@ -983,6 +983,20 @@ static int mset_op(cmd_ctx *x, cairn_txn *t, void *arg)
     return 0;
 }
 
+/* A key too long to write (KS_KEY_MAX) among MSET's: refused before any
+ * is written (true, with the error in out). A command shares its
+ * transaction with others (a batch, EXEC), so one that failed half-way
+ * would leave the keys it wrote before. */
+static bool mset_keys_too_long(cmd_ctx *x)
+{
+    for (size_t i = 1; i + 1 < x->argc; i += 2)
+        if (x->argl[i] > KS_KEY_MAX) {
+            cmd_reply_engine_error(x->out, CAIRN_ETOOLARGE);
+            return true;
+        }
+    return false;
+}
+
 static void c_mset(cmd_ctx *x)
 {
     if (x->argc % 2 == 0) {
@@ -991,6 +1005,8 @@ static void c_mset(cmd_ctx *x)
                           x->argl[0] == 6 ? "msetnx" : "mset");
         return;
     }
+    if (mset_keys_too_long(x))
+        return;
     run_write(x, mset_op, NULL);
 }
 
@@ -1027,6 +1043,8 @@ static void c_msetnx(cmd_ctx *x)
                          "ERR wrong number of arguments for 'msetnx' command");
         return;
     }
+    if (mset_keys_too_long(x))
+        return;
     run_write(x, msetnx_op, NULL);
 }
 
@@ -1500,10 +1518,7 @@ static void expire_common(cmd_ctx *x, int64_t unit, bool abs,
 {
     expire_args e = {0};
     long long v;
-    if (!parse_ll(x->argv[2], x->argl[2], &v)) {
-        reply_notint(x);
-        return;
-    }
+    /* The options first, then the time, in Redis's order of errors. */
     for (size_t i = 3; i < x->argc; i++) {
         if (arg_is(x, i, "NX"))
             e.nx = true;
@@ -1527,6 +1542,10 @@ static void expire_common(cmd_ctx *x, int64_t unit, bool abs,
     if (e.gt && e.lt) {
         cairn_resp_error(x->out, "ERR GT and LT options at the same time are "
                                  "not compatible");
+        return;
+    }
+    if (!parse_ll(x->argv[2], x->argl[2], &v)) {
+        reply_notint(x);
         return;
     }
     int64_t ms;

@@ -237,6 +237,8 @@ static int ks_writes_make(ks_writes *ws, const void *key, size_t klen,
                           size_t plen)
 {
     memset(ws, 0, sizeof *ws);
+    if (klen > KS_KEY_MAX)
+        return CAIRN_ETOOLARGE;
     size_t rlen = 0, elen = 0;
     int rc = ks_key_make(&ws->k, key, klen);
     if (rc == 0)

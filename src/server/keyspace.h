@@ -21,6 +21,12 @@
 #define KS_DATA 0x01
 #define KS_EXPIRY 0x02
 
+/* The longest key a command may write: its expiry hint (KS_EXPIRY, 8
+ * bytes of time, the key) must fit the engine's largest key (65,536 bytes
+ * by default), so that any key written can be given a time to live. Longer
+ * ones are refused (CAIRN_ETOOLARGE) before anything is written. */
+#define KS_KEY_MAX (65536 - 9)
+
 #define KS_TYPE_STRING 1
 #define KS_TYPE_TS 2 /* a time series (docs/format/ts.md) */
 #define KS_FLAG_EXPIRY 0x01

@@ -323,6 +323,38 @@ def full_scan(c, cursor=0, **kw):
         assert calls < 100000, "SCAN does not end"
 
 
+def t_long_keys():
+    # The longest key a command writes is 65,527 bytes: its expiry hint
+    # must fit too, so any key written can be given a TTL. A longer one is
+    # refused before anything is written. Before, SET k v EX 100 on a
+    # 65,535-byte key answered an error yet kept the value and the TTL,
+    # and MSET or RENAME half-done stayed so.
+    c = r()
+    top = "L" * 65527
+    assert c.set(top, "v", ex=100) and 0 < c.ttl(top) <= 100
+    assert c.expire(top, 200) and c.ttl(top) > 100
+    c.delete(top)
+    long = "L" * 65535
+    expect_error(lambda: c.set(long, "v"), "too large")
+    expect_error(lambda: c.set(long, "w", ex=100), "too large")
+    assert c.exists(long) == 0
+    expect_error(lambda: c.mset({"lk:a": "1", long: "2"}), "too large")
+    expect_error(lambda: c.msetnx({"lk:b": "1", long: "2"}), "too large")
+    assert c.exists("lk:a", "lk:b", long) == 0
+    c.set("lk:small", "s", ex=50)
+    expect_error(lambda: c.rename("lk:small", long), "too large")
+    assert c.get("lk:small") == b"s" and c.exists(long) == 0
+    with c.pipeline() as p:  # inside EXEC: the same, the others run
+        p.set("lk:c", "1")
+        p.set(long, "v", px=5000)
+        p.get("lk:c")
+        got = p.execute(raise_on_error=False)
+    assert got[0] is True and got[2] == b"1", got
+    assert isinstance(got[1], redis.ResponseError), got
+    assert c.exists(long) == 0
+    c.delete("lk:small", "lk:c")
+
+
 def t_scan_edges():
     c = r()
     # A scan going on is not pushed out of the server's cursor table by
