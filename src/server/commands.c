@@ -2485,11 +2485,21 @@ static void c_watch(cmd_ctx *x)
         return;
     }
     uint64_t v = cairn_current_version(x->db);
-    for (size_t i = 1; i < x->argc; i++)
-        if (srv_client_watch(x->c, x->argv[i], x->argl[i], v)) {
-            cmd_reply_engine_error(x->out, CAIRN_ENOMEM);
+    for (size_t i = 1; i < x->argc; i++) {
+        /* There but expired (not yet deleted)? Its deletion later is no
+         * change (Redis 7.0). */
+        ks_rec r;
+        int rc = ks_get(x->db, NULL, x->argv[i], x->argl[i], 0, &r);
+        bool expired = rc == 0 && r.found && r.expiry_ms &&
+                       r.expiry_ms <= x->now_ms;
+        ks_rec_free(&r);
+        if (rc == 0)
+            rc = srv_client_watch(x->c, x->argv[i], x->argl[i], v, expired);
+        if (rc) {
+            cmd_reply_engine_error(x->out, rc);
             return;
         }
+    }
     cairn_resp_simple(x->out, "OK");
 }
 
@@ -2502,9 +2512,13 @@ static void c_unwatch(cmd_ctx *x)
     cairn_resp_simple(x->out, "OK");
 }
 
-/* Has key changed since version v (a commit after v wrote it)? */
+/* Has a watched key changed since its WATCH (w), as Redis 7.0 sees it at
+ * EXEC (now_ms)? A commit after w->version wrote it; or it has expired
+ * since. A key already expired at WATCH is unchanged while it is only
+ * deleted (the sweep, a lazy delete), changed once written again. */
+#define WATCH_VERSIONS 16
 static int watched_changed(cairn_db *db, const uint8_t *key, size_t kl,
-                           uint64_t v, bool *changed)
+                           const srv_watch *w, uint64_t now_ms, bool *changed)
 {
     ks_key k;
     int rc = ks_key_make(&k, key, kl);
@@ -2512,15 +2526,32 @@ static int watched_changed(cairn_db *db, const uint8_t *key, size_t kl,
         return rc;
     cairn_key_version *vs = NULL;
     size_t n = 0;
-    rc = cairn_key_versions(db, k.p, k.len, 1, &vs, &n);
+    rc = cairn_key_versions(db, k.p, k.len, WATCH_VERSIONS, &vs, &n);
     ks_key_free(&k);
-    if (rc == CAIRN_ENOTFOUND) {
-        *changed = false;
+    *changed = false;
+    if (rc == CAIRN_ENOTFOUND)
         return 0;
-    }
     if (rc)
         return rc;
-    *changed = n > 0 && vs[0].version > v;
+    size_t newer = 0;
+    while (newer < n && vs[newer].version > w->version)
+        newer++;
+    if (w->expired) {
+        for (size_t i = 0; i < newer; i++)
+            if (!vs[i].deleted)
+                *changed = true;
+        /* More newer versions than were read: assume a write among them. */
+        if (newer == n && n == WATCH_VERSIONS)
+            *changed = true;
+    } else if (newer > 0) {
+        *changed = true;
+    } else if (n > 0 && !vs[0].deleted) {
+        ks_rec r;
+        memset(&r, 0, sizeof r);
+        if (ks_decode(vs[0].value, vs[0].vlen, &r) == 0 && r.expiry_ms &&
+            r.expiry_ms <= now_ms)
+            *changed = true; /* expired since WATCH */
+    }
     cairn_key_versions_free(vs, n);
     return 0;
 }
@@ -2577,7 +2608,7 @@ static void run_into(cmd_ctx *x, const cmd_queued *cmds, size_t n,
  * EXEC's reply shape (see server.h); else a batch of pipelined writes. */
 static void run_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
                        bool exec, size_t nwatch, const uint8_t **wkeys,
-                       const size_t *wlens, uint64_t watch_version)
+                       const size_t *wlens, const srv_watch *wst)
 {
     size_t mark = x->out->len;
     for (int attempt = 0;; attempt++) {
@@ -2592,8 +2623,8 @@ static void run_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
          * reading the keys in the (serializable) transaction makes a
          * write between here and the commit a conflict. */
         for (size_t i = 0; rc == 0 && i < nwatch && !abort_watch; i++) {
-            rc = watched_changed(x->db, wkeys[i], wlens[i], watch_version,
-                                 &abort_watch);
+            rc = watched_changed(x->db, wkeys[i], wlens[i], &wst[i],
+                                 x->now_ms, &abort_watch);
             if (rc == 0 && !abort_watch) {
                 ks_rec r;
                 rc = ks_get(x->db, t, wkeys[i], wlens[i], x->now_ms, &r);
@@ -2638,9 +2669,9 @@ static void run_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
 
 void cmd_exec_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
                      size_t nwatch, const uint8_t **wkeys, const size_t *wlens,
-                     uint64_t watch_version)
+                     const srv_watch *wst)
 {
-    run_queued(x, cmds, n, true, nwatch, wkeys, wlens, watch_version);
+    run_queued(x, cmds, n, true, nwatch, wkeys, wlens, wst);
 }
 
 int cmd_batch_prepare(cmd_ctx *x, const cmd_queued *cmds, size_t n,
@@ -2674,7 +2705,7 @@ int cmd_batch_prepare(cmd_ctx *x, const cmd_queued *cmds, size_t n,
 
 void cmd_run_batch(cmd_ctx *x, const cmd_queued *cmds, size_t n)
 {
-    run_queued(x, cmds, n, false, 0, NULL, NULL, 0);
+    run_queued(x, cmds, n, false, 0, NULL, NULL, NULL);
 }
 
 /* ---------- the expiry sweep ---------- */

@@ -148,7 +148,7 @@ typedef struct job {
     uint8_t **wkeys;    /* EXEC: the watched keys */
     size_t *wlens;
     size_t nwatch;
-    uint64_t watch_version;
+    srv_watch *wst;     /* each watched key's state at WATCH */
     cairn_resp_buf out;
     uint64_t version;
     uint64_t now_ms;
@@ -167,6 +167,7 @@ static void job_free(job *j)
         free(j->wkeys[i]);
     free(j->wkeys);
     free(j->wlens);
+    free(j->wst);
     cairn_resp_free(&j->out);
     free(j);
 }
@@ -209,8 +210,8 @@ struct client {
     /* WATCH */
     uint8_t **wk;
     size_t *wl;
+    srv_watch *wst;
     size_t nw, capw;
-    uint64_t watch_version;
 };
 
 struct server {
@@ -617,7 +618,7 @@ void srv_client_discard(client *c)
 }
 
 int srv_client_watch(client *c, const uint8_t *key, size_t klen,
-                     uint64_t version)
+                     uint64_t version, bool expired)
 {
     for (size_t i = 0; i < c->nw; i++)
         if (c->wl[i] == klen && memcmp(c->wk[i], key, klen) == 0)
@@ -632,6 +633,10 @@ int srv_client_watch(client *c, const uint8_t *key, size_t klen,
         if (!l)
             return CAIRN_ENOMEM;
         c->wl = l;
+        srv_watch *w = realloc(c->wst, n * sizeof *w);
+        if (!w)
+            return CAIRN_ENOMEM;
+        c->wst = w;
         c->capw = n;
     }
     uint8_t *copy = malloc(klen ? klen : 1);
@@ -639,8 +644,7 @@ int srv_client_watch(client *c, const uint8_t *key, size_t klen,
         return CAIRN_ENOMEM;
     if (klen)
         memcpy(copy, key, klen);
-    if (c->nw == 0)
-        c->watch_version = version;
+    c->wst[c->nw] = (srv_watch){version, expired};
     c->wk[c->nw] = copy;
     c->wl[c->nw++] = klen;
     return 0;
@@ -1033,8 +1037,7 @@ static void run_job(server *s, job *j)
                                      &j->count_expires, &j->count_avg_ttl);
     } else if (j->kind == JOB_EXEC) {
         cmd_exec_queued(&x, j->cmds, j->ncmds, j->nwatch,
-                        (const uint8_t **)j->wkeys, j->wlens,
-                        j->watch_version);
+                        (const uint8_t **)j->wkeys, j->wlens, j->wst);
     } else if (j->kind == JOB_BATCH && j->ncmds > 1) {
         cmd_run_batch(&x, j->cmds, j->ncmds);
     } else {
@@ -1229,6 +1232,7 @@ static void client_free(client *c)
     srv_client_unwatch(c);
     free(c->wk);
     free(c->wl);
+    free(c->wst);
     free(c);
 }
 
@@ -1649,9 +1653,10 @@ void srv_client_exec(client *c)
     j->wkeys = c->wk;
     j->wlens = c->wl;
     j->nwatch = c->nw;
-    j->watch_version = c->watch_version;
+    j->wst = c->wst;
     c->wk = NULL;
     c->wl = NULL;
+    c->wst = NULL;
     c->nw = c->capw = 0;
     j->now_ms = c->s->now_ms;
     cairn_resp_init(&j->out, c->proto);

@@ -286,8 +286,16 @@ void srv_request_shutdown(server *s);
 bool srv_client_in_multi(const client *c);
 void srv_client_multi(client *c);
 void srv_client_discard(client *c);
+/* A watched key as WATCH found it: the database version then, and whether
+ * the key was there but expired (not yet deleted). EXEC fails if the key
+ * was written since, or has expired since (Redis 7.0: a key expired at
+ * WATCH whose only change is its deletion counts as unchanged). */
+typedef struct srv_watch {
+    uint64_t version;
+    bool expired;
+} srv_watch;
 int srv_client_watch(client *c, const uint8_t *key, size_t klen,
-                     uint64_t version);
+                     uint64_t version, bool expired);
 void srv_client_unwatch(client *c);
 /* MONITOR (loop thread): from now on every command the server processes
  * is fed to c, until RESET or it closes. 0; 1 if c was monitoring
@@ -330,11 +338,11 @@ void srv_session_free(srv_session *ss);
 
 /* Command helpers shared by commands.c and server.c (committer threads). */
 /* EXEC: the queued commands in one transaction, committed once (retried on
- * a conflict): an array of their replies; nil if a watched key has a
- * version newer than watch_version; one error if the commit fails. */
+ * a conflict): an array of their replies; nil if a watched key changed
+ * since its WATCH (wst: see srv_watch); one error if the commit fails. */
 void cmd_exec_queued(cmd_ctx *x, const cmd_queued *cmds, size_t n,
                      size_t nwatch, const uint8_t **wkeys, const size_t *wlens,
-                     uint64_t watch_version);
+                     const srv_watch *wst);
 /* Pipelined writes: the same, but their replies one after the other, as if
  * run one by one; if the commit fails, each answers with the error. */
 void cmd_run_batch(cmd_ctx *x, const cmd_queued *cmds, size_t n);
