@@ -768,54 +768,44 @@ def watched_exec_fails(c, other, key, queue):
             pass
 
 
+def watch_then_exec(c, keys, between, value):
+    """WATCH keys (between(i) runs after the i-th), then MULTI, SET wo:z
+    value, EXEC: True if it ran, False if a watched key failed it."""
+    with c.pipeline() as p:
+        for i, k in enumerate(keys):
+            p.watch(k)
+            between(i)
+        p.multi()
+        p.set("wo:z", value)
+        try:
+            return p.execute() == [True]
+        except redis.WatchError:
+            return False
+
+
 def t_watch_expiry_and_order():
     # Each watched key is checked against its own WATCH: a write to b
     # between WATCH a and WATCH b does not fail EXEC (it did: every key was
     # checked against the first WATCH's version).
     c, other = r(), r()
-    with c.pipeline() as p:
-        p.watch("wo:a")
-        other.set("wo:b", "1")
-        p.watch("wo:b")
-        p.multi()
-        p.set("wo:z", "1")
-        assert p.execute() == [True]
+    assert watch_then_exec(c, ["wo:a", "wo:b"],
+                           lambda i: i == 0 and other.set("wo:b", "1"), "1")
     # A watched key that expires before EXEC fails it (Redis 7.0), even
     # before anything deletes it.
     for _ in range(3):
         c.set("wo:w", "v", px=150)
-        with c.pipeline() as p:
-            p.watch("wo:w")
-            time.sleep(0.2)
-            p.multi()
-            p.set("wo:z", "2")
-            try:
-                p.execute()
-                raise AssertionError("EXEC should have failed: wo:w expired")
-            except redis.WatchError:
-                pass
+        assert not watch_then_exec(c, ["wo:w"], lambda i: time.sleep(0.2),
+                                   "2"), "EXEC ran though wo:w expired"
     # A key already expired at WATCH: its deletion (the sweep, every 100
     # ms) is no change; a write is.
     c.set("wo:e", "v", px=1)
     time.sleep(0.01)
-    with c.pipeline() as p:
-        p.watch("wo:e")
-        time.sleep(0.3)
-        p.multi()
-        p.set("wo:z", "3")
-        assert p.execute() == [True]
+    assert watch_then_exec(c, ["wo:e"], lambda i: time.sleep(0.3), "3")
     c.set("wo:e", "v", px=1)
     time.sleep(0.01)
-    with c.pipeline() as p:
-        p.watch("wo:e")
-        other.set("wo:e", "new")
-        p.multi()
-        p.set("wo:z", "4")
-        try:
-            p.execute()
-            raise AssertionError("EXEC should have failed: wo:e written")
-        except redis.WatchError:
-            pass
+    assert not watch_then_exec(c, ["wo:e"],
+                               lambda i: other.set("wo:e", "new"), "4"), \
+        "EXEC ran though wo:e was written"
     assert c.get("wo:z") == b"3"
     c.delete("wo:a", "wo:b", "wo:z", "wo:e", "wo:w")
 
