@@ -356,28 +356,36 @@ def t_long_keys():
 
 
 def t_scan_edges():
-    c = r()
     # A scan going on is not pushed out of the server's cursor table by
     # scans begun and dropped: here 1,100 SCAN 0 between each of its calls
     # (the table keeps 1,024). Before, its cursor was lost every time and
     # it started again from its keys' first 2 bytes ("se"): it never ended.
+    # A server of its own: SCAN 0 there finds its first key at once.
     keys = ["se:%05d" % i for i in range(3000)]
+    own = Server().start()
+    try:
+        c, other = client(own), client(own)
+        for i in range(0, len(keys), 500):
+            c.mset({k: "1" for k in keys[i:i + 500]})
+        seen, cur, calls = set(), 0, 0
+        while True:
+            cur, page = c.scan(cur, count=500)
+            seen.update(page)
+            calls += 1
+            if cur == 0 or calls > 20:
+                break
+            p = other.pipeline(transaction=False)
+            for _ in range(1100):
+                p.scan(0, count=1)
+            p.execute()
+        assert cur == 0, "the scan did not end after %d calls" % calls
+        assert seen == {k.encode() for k in keys}, len(seen)
+    finally:
+        own.stop()
+        own.cleanup()
+    c = r()
     for i in range(0, len(keys), 500):
         c.mset({k: "1" for k in keys[i:i + 500]})
-    other = r()
-    seen, cur, calls = set(), 0, 0
-    while True:
-        cur, page = c.scan(cur, match="se:*", count=100)
-        seen.update(page)
-        calls += 1
-        if cur == 0 or calls > 200:
-            break
-        p = other.pipeline(transaction=False)
-        for _ in range(1100):
-            p.scan(0, count=1)
-        p.execute()
-    assert cur == 0, "the scan did not end after %d calls" % calls
-    assert seen == {k.encode() for k in keys}, len(seen)
     # Inside EXEC, SCAN, KEYS, DBSIZE and RANDOMKEY see the transaction's
     # own writes, as every other read there does.
     n = c.dbsize()
