@@ -1831,9 +1831,10 @@ static void c_keys(cmd_ctx *x)
  * from, in key order: a decimal integer below 2^53 (clients treat it as
  * opaque; redis-py and redis-cli parse it as a 64-bit integer, node-redis 4
  * as a double). The server keeps the key a call stopped at (up to
- * SCAN_KEY_MAX bytes of it) under a cursor id (srv_scan_save: the newest
- * 1024 are kept), so the next call goes on exactly there. A cursor no
- * longer kept (a restart, or 1024 newer ones since) carries the key's
+ * SCAN_KEY_MAX bytes of it) under a cursor id (srv_scan_save: a table of
+ * 1024, a scan going on holding one place), so the next call goes on
+ * exactly there. A cursor no longer kept (a restart, or a table full of
+ * scans going on) carries the key's
  * first 2 bytes: the scan goes on from them, returning some keys again
  * (SCAN allows repeats; it never skips a key that exists for the whole
  * scan). Cursors of earlier versions are still taken: a kept one with bit
