@@ -1428,6 +1428,18 @@ static bool reply_is_refusal(const cairn_resp_buf *b, size_t mark)
  * it answered an error. As in Redis, a container's unknown subcommand is
  * an error only (no command was found), its wrong argument count a
  * rejected call of the subcommand. */
+/* A container's error reply p (n bytes), as Redis counts it: an unknown
+ * subcommand is an error only (-1: no command counted), a wrong argument
+ * count a rejected call of the subcommand (1); else 0. */
+static int subcmd_refusal(const cmd_def *d, const uint8_t *p, size_t n)
+{
+    if (!(d->flags & CMD_SUBCMDS) || n == 0 || p[0] != '-')
+        return 0;
+    if (reply_starts(p, n, "-ERR unknown subcommand"))
+        return -1;
+    return reply_starts(p, n, "-ERR wrong number of arguments");
+}
+
 static void stats_ran(server *s, const cmd_def *d, size_t argc,
                       const uint8_t *const *argv, const size_t *argl,
                       const uint8_t *p, size_t n, uint64_t usec)
@@ -1437,17 +1449,17 @@ static void stats_ran(server *s, const cmd_def *d, size_t argc,
         srv_stats_error(s->stats, p, n);
     size_t idx = (size_t)(d - s->cmd_base);
     char full[64];
-    const char *sub = NULL;
-    if (d->flags & CMD_SUBCMDS) {
-        if (err && reply_starts(p, n, "-ERR unknown subcommand"))
-            return;
-        if (full_name(d, argc, argv, argl, full, sizeof full))
-            sub = full;
-        if (err && reply_starts(p, n, "-ERR wrong number of arguments")) {
-            if (s->stats)
-                srv_stats_reject(s->stats, idx, d->name, sub);
-            return;
-        }
+    const char *sub = (d->flags & CMD_SUBCMDS) &&
+                              full_name(d, argc, argv, argl, full, sizeof full)
+                          ? full
+                          : NULL;
+    int refused = subcmd_refusal(d, p, n);
+    if (refused < 0)
+        return;
+    if (refused > 0) {
+        if (s->stats)
+            srv_stats_reject(s->stats, idx, d->name, sub);
+        return;
     }
     s->st_cmds++; /* total_commands_processed: commands that ran */
     if (s->stats)
@@ -1471,18 +1483,16 @@ static void stats_refused(server *s, client *c, const cmd_def *d,
     }
     if (!d)
         return;
-    /* A container's subcommand refused when queued (MULTI), as Redis
-     * counts it: an unknown one is an error only, a wrong argument count
-     * a rejected call of the subcommand. */
+    /* A container's subcommand refused when queued (MULTI) counts as when
+     * it runs (subcmd_refusal). */
+    int refused = subcmd_refusal(d, p, n);
+    if (refused < 0)
+        return;
     char full[64];
-    const char *sub = NULL;
-    if ((d->flags & CMD_SUBCMDS) && p) {
-        if (reply_starts(p, n, "-ERR unknown subcommand"))
-            return;
-        if (reply_starts(p, n, "-ERR wrong number of arguments") &&
-            full_name(d, argc, argv, argl, full, sizeof full))
-            sub = full;
-    }
+    const char *sub =
+        refused > 0 && full_name(d, argc, argv, argl, full, sizeof full)
+            ? full
+            : NULL;
     srv_stats_reject(s->stats, (size_t)(d - s->cmd_base), d->name, sub);
 }
 
